@@ -1,0 +1,412 @@
+/* encoder.c -- the forward pass over a packed batch (spec/model.md §4).
+ *
+ * All sequences of a batch are laid end to end: the matrix products run over
+ * every token at once, attention runs within each sequence, each token knows
+ * its task. Per layer (post-LN):
+ *     qkv = x Wqkv_t^T + b          [n_tok][3H]   (Q|K|V, head-major)
+ *     rope(Q), rope(K)              NeoX half rotation, positions per sequence
+ *     ctx = softmax(Q K^T / sqrt(d)) V, per sequence and head, in query tiles
+ *     x   = LN(x + ctx Wo_t^T + bo)
+ *     x   = LN(x + fc2(gelu(fc1(x))))   in chunks of FFN_CHUNK tokens
+ * Task LoRA is the exact rank-r side path y += s * (x A_t^T) B_t^T per run of
+ * tokens that share a task (the reference merges W + s B A; same math).
+ *
+ * Memory: activations are sized once for the context's capacity; attention
+ * scores need only ATT_TILE x n_tokens per thread, never n^2.
+ * Threads: a pool of n_threads; each phase splits its work statically by
+ * thread index, and OpenBLAS runs single-threaded inside each share.
+ */
+#include "engine/engine_impl.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#define ATT_TILE  64  /* query rows per attention tile */
+#define FFN_CHUNK 512 /* tokens per fc1 -> gelu -> fc2 chunk */
+
+struct run {          /* consecutive tokens with one task */
+    int start, n, task;
+};
+
+struct eng_ctx {
+    const struct eng_model *m;
+    struct eng_pool *pool;
+    int cap;                     /* tokens */
+    float *x;                    /* [cap][H] hidden state */
+    float *qkv;                  /* [cap][3H] */
+    float *att;                  /* [cap][H] attention context */
+    float *tmp;                  /* [cap][H] projection output */
+    float *ff;                   /* [min(cap, FFN_CHUNK)][F] */
+    float *lora_t;               /* [cap][rank] x A_t^T */
+    float *scores;               /* [n_threads][ATT_TILE][cap] */
+    float *rope_cos, *rope_sin;  /* [cap][d/2] by position */
+    int32_t *pos;                /* [cap] position in its sequence */
+    struct run *runs;            /* [cap] */
+    int n_runs;
+    /* per-call view of the batch */
+    const struct eng_seq *seqs;
+    int n_seqs;
+    int *seq_start;              /* [cap + 1] first token of each sequence */
+    double *acc;                 /* [H] pooling accumulator */
+    atomic_int next_item;        /* attention work queue */
+};
+
+/* ---------- context ---------- */
+
+struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_params *p, char *err,
+                            size_t errlen) {
+    const struct eng_info *in = &m->info;
+    struct eng_ctx *c = calloc(1, sizeof(*c));
+    if (!c) goto oom;
+    int n_threads = p && p->n_threads > 0 ? p->n_threads : 1;
+    c->m = m;
+    c->cap = p && p->max_batch_tokens > 0 ? p->max_batch_tokens : 8192;
+    size_t cap = (size_t)c->cap, H = (size_t)in->n_embd, d = H / (size_t)in->n_head;
+    size_t chunk = cap < FFN_CHUNK ? cap : FFN_CHUNK;
+    /* One team of threads: ours. OpenBLAS runs single-threaded inside it. */
+    openblas_set_num_threads(1);
+    c->pool = pool_new(n_threads);
+    c->x = malloc(sizeof(float) * cap * H);
+    c->qkv = malloc(sizeof(float) * cap * 3 * H);
+    c->att = malloc(sizeof(float) * cap * H);
+    c->tmp = malloc(sizeof(float) * cap * H);
+    c->ff = malloc(sizeof(float) * chunk * (size_t)in->n_ff);
+    c->lora_t = malloc(sizeof(float) * cap * (size_t)in->lora_rank);
+    c->scores = malloc(sizeof(float) * (size_t)n_threads * ATT_TILE * cap);
+    c->rope_cos = malloc(sizeof(float) * cap * d / 2);
+    c->rope_sin = malloc(sizeof(float) * cap * d / 2);
+    c->pos = malloc(sizeof(int32_t) * cap);
+    c->runs = malloc(sizeof(struct run) * cap);
+    c->seq_start = malloc(sizeof(int) * (cap + 1));
+    c->acc = malloc(sizeof(double) * H);
+    if (!c->acc || !c->pool || !c->x || !c->qkv || !c->att || !c->tmp || !c->ff || !c->lora_t ||
+        !c->scores || !c->rope_cos || !c->rope_sin || !c->pos || !c->runs || !c->seq_start)
+        goto oom;
+    /* cos/sin tables: theta = (float)pos * inv_freq in f32, as the reference */
+    float inv_freq[512];
+    ENG_ASSERT(d / 2 <= 512);
+    ops_rope_inv_freq(in->rope_base, (int)d, inv_freq);
+    for (size_t ps = 0; ps < cap; ps++)
+        for (size_t i = 0; i < d / 2; i++) {
+            float theta = (float)ps * inv_freq[i];
+            c->rope_cos[ps * d / 2 + i] = cosf(theta);
+            c->rope_sin[ps * d / 2 + i] = sinf(theta);
+        }
+    return c;
+oom:
+    snprintf(err, errlen, "out of memory for a %d-token engine context",
+             p ? p->max_batch_tokens : 0);
+    eng_ctx_free(c);
+    return NULL;
+}
+
+void eng_ctx_free(struct eng_ctx *c) {
+    if (!c) return;
+    pool_free(c->pool);
+    free(c->x);
+    free(c->qkv);
+    free(c->att);
+    free(c->tmp);
+    free(c->ff);
+    free(c->lora_t);
+    free(c->scores);
+    free(c->rope_cos);
+    free(c->rope_sin);
+    free(c->pos);
+    free(c->runs);
+    free(c->seq_start);
+    free(c->acc);
+    free(c);
+}
+
+int eng_ctx_capacity(const struct eng_ctx *c) {
+    return c->cap;
+}
+
+const struct eng_model *eng_ctx_model(const struct eng_ctx *c) {
+    return c->m;
+}
+
+/* ---------- phases ---------- */
+
+/* Even static split of [0, n) for thread ith of nth. */
+static void split(int n, int ith, int nth, int *lo, int *hi) {
+    *lo = (int)((long)n * ith / nth);
+    *hi = (int)((long)n * (ith + 1) / nth);
+}
+
+struct embed_job {
+    struct eng_ctx *c;
+};
+
+/* x[i] = E[id] + s * A_t[id] . B_t + type_t, then LayerNorm. */
+static void embed_phase(void *arg, int ith, int nth) {
+    struct eng_ctx *c = ((struct embed_job *)arg)->c;
+    const struct eng_model *m = c->m;
+    int H = m->info.n_embd, r = m->info.lora_rank, V = m->info.n_vocab;
+    for (int is = 0; is < c->n_seqs; is++) {
+        const struct eng_seq *s = &c->seqs[is];
+        int lo, hi;
+        split(s->n_ids, ith, nth, &lo, &hi);
+        for (int it = lo; it < hi; it++) {
+            int32_t id = s->ids[it];
+            float *xi = c->x + (size_t)(c->seq_start[is] + it) * H;
+            st_to_f32(m->tok_embd_dt, (const char *)m->tok_embd +
+                                          (size_t)id * H * (m->tok_embd_dt == ST_F32 ? 4 : 2),
+                      xi, H);
+            const float *type = m->type_embd + (size_t)(s->task + 1) * H;
+            if (s->task >= 0) {
+                float a[256];
+                for (int k = 0; k < r; k++)
+                    a[k] = m->lora_scale * st_get_f32(m->tok_lora_a_dt, m->tok_lora_a,
+                                                      ((int64_t)s->task * V + id) * r + k);
+                const float *B = m->tok_lora_b + (size_t)s->task * r * H;
+                for (int k = 0; k < r; k++)
+                    for (int j = 0; j < H; j++) xi[j] += a[k] * B[(size_t)k * H + j];
+            }
+            for (int j = 0; j < H; j++) xi[j] += type[j];
+            ops_add_layernorm(xi, NULL, 1, H, m->emb_ln_w, m->emb_ln_b, m->info.ln_eps);
+        }
+    }
+}
+
+struct linear_job {
+    struct eng_ctx *c;
+    const struct eng_linear *l;
+    const float *x; /* [n][n_in] */
+    float *y;       /* [n][n_out] */
+    int row0, n;    /* token rows [row0, row0 + n) of the batch */
+};
+
+/* Y[:, cols] = X W[cols]^T + b[cols] + s * T_run B_t[cols]^T, columns split by thread. */
+static void linear_phase(void *arg, int ith, int nth) {
+    const struct linear_job *j = arg;
+    const struct eng_ctx *c = j->c;
+    const struct eng_linear *l = j->l;
+    int r = c->m->info.lora_rank, lo, hi;
+    /* split columns in multiples of 16 so each share is vector-friendly */
+    split((l->n_out + 15) / 16, ith, nth, &lo, &hi);
+    lo *= 16;
+    hi = hi * 16 < l->n_out ? hi * 16 : l->n_out;
+    if (lo >= hi) return;
+    ops_gemm_nt(j->n, hi - lo, l->n_in, j->x, l->n_in, l->w + (size_t)lo * l->n_in, l->n_in,
+                l->b + lo, j->y + lo, l->n_out);
+    for (int ir = 0; ir < c->n_runs; ir++) {
+        const struct run *ru = &c->runs[ir];
+        int a = ru->start > j->row0 ? ru->start : j->row0;
+        int b = ru->start + ru->n < j->row0 + j->n ? ru->start + ru->n : j->row0 + j->n;
+        if (ru->task < 0 || a >= b) continue;
+        /* Y[a..b, lo..hi] += s * T[a..b][r] . B_t[lo..hi][r]^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b - a, hi - lo, r,
+                    c->m->lora_scale, c->lora_t + (size_t)(a - j->row0) * r, r,
+                    l->lora_b + ((size_t)ru->task * l->n_out + lo) * r, r, 1.0f,
+                    j->y + (size_t)(a - j->row0) * l->n_out + lo, l->n_out);
+    }
+}
+
+/* T[run rows] = X[run rows] A_t^T for every run with a task, rows split by thread. */
+static void lora_a_phase(void *arg, int ith, int nth) {
+    const struct linear_job *j = arg;
+    const struct eng_ctx *c = j->c;
+    const struct eng_linear *l = j->l;
+    int r = c->m->info.lora_rank, lo, hi;
+    split(j->n, ith, nth, &lo, &hi);
+    lo += j->row0;
+    hi += j->row0;
+    for (int ir = 0; ir < c->n_runs; ir++) {
+        const struct run *ru = &c->runs[ir];
+        int a = ru->start > lo ? ru->start : lo;
+        int b = ru->start + ru->n < hi ? ru->start + ru->n : hi;
+        if (ru->task < 0 || a >= b) continue;
+        ops_gemm_nt(b - a, r, l->n_in, j->x + (size_t)(a - j->row0) * l->n_in, l->n_in,
+                    l->lora_a + (size_t)ru->task * r * l->n_in, l->n_in, NULL,
+                    c->lora_t + (size_t)(a - j->row0) * r, r);
+    }
+}
+
+/* y[rows] = x[rows] W_t^T + b for batch rows [row0, row0 + n). */
+static void linear(struct eng_ctx *c, const struct eng_linear *l, const float *x, float *y,
+                   int row0, int n) {
+    struct linear_job j = {c, l, x, y, row0, n};
+    int any_task = 0;
+    for (int ir = 0; ir < c->n_runs; ir++) any_task |= c->runs[ir].task >= 0;
+    if (any_task) pool_run(c->pool, lora_a_phase, &j);
+    pool_run(c->pool, linear_phase, &j);
+}
+
+struct rows_job {
+    struct eng_ctx *c;
+    float *x;
+    const float *r;
+    const float *w, *b;
+    int n_rows, n;
+};
+
+static void layernorm_phase(void *arg, int ith, int nth) {
+    const struct rows_job *j = arg;
+    int lo, hi;
+    split(j->n_rows, ith, nth, &lo, &hi);
+    ops_add_layernorm(j->x + (size_t)lo * j->n, j->r + (size_t)lo * j->n, hi - lo, j->n, j->w,
+                      j->b, j->c->m->info.ln_eps);
+}
+
+static void gelu_phase(void *arg, int ith, int nth) {
+    const struct rows_job *j = arg;
+    int lo, hi;
+    split(j->n_rows, ith, nth, &lo, &hi);
+    ops_gelu(j->x + (size_t)lo * j->n, (int64_t)(hi - lo) * j->n);
+}
+
+static void rope_phase(void *arg, int ith, int nth) {
+    struct eng_ctx *c = ((struct rows_job *)arg)->c;
+    int H = c->m->info.n_embd, nh = c->m->info.n_head, d = H / nh, n_tok = c->seq_start[c->n_seqs];
+    int lo, hi;
+    split(n_tok, ith, nth, &lo, &hi);
+    for (int it = lo; it < hi; it++) {
+        const float *cs = c->rope_cos + (size_t)c->pos[it] * (d / 2);
+        const float *sn = c->rope_sin + (size_t)c->pos[it] * (d / 2);
+        float *row = c->qkv + (size_t)it * 3 * H;
+        for (int h = 0; h < 2 * nh; h++) ops_rope_head(row + h * d, d, cs, sn); /* Q and K */
+    }
+}
+
+/* One work item = (sequence, head, query tile); items are taken dynamically. */
+static void attention_phase(void *arg, int ith, int nth) {
+    struct eng_ctx *c = ((struct rows_job *)arg)->c;
+    (void)nth;
+    int H = c->m->info.n_embd, nh = c->m->info.n_head, d = H / nh, ld = 3 * H;
+    float scale = 1.0f / sqrtf((float)d);
+    float *S = c->scores + (size_t)ith * ATT_TILE * c->cap;
+    for (;;) {
+        int item = atomic_fetch_add(&c->next_item, 1), is = 0;
+        /* locate the item: sequences in order, each with nh * tiles items */
+        int base = 0;
+        for (is = 0; is < c->n_seqs; is++) {
+            int n = c->seqs[is].n_ids, tiles = (n + ATT_TILE - 1) / ATT_TILE;
+            if (item < base + nh * tiles) break;
+            base += nh * tiles;
+        }
+        if (is == c->n_seqs) return;
+        int n = c->seqs[is].n_ids, tiles = (n + ATT_TILE - 1) / ATT_TILE;
+        int h = (item - base) / tiles, q0 = (item - base) % tiles * ATT_TILE;
+        int nq = n - q0 < ATT_TILE ? n - q0 : ATT_TILE;
+        const float *Q = c->qkv + (size_t)(c->seq_start[is] + q0) * ld + h * d;
+        const float *K = c->qkv + (size_t)c->seq_start[is] * ld + H + h * d;
+        const float *V = c->qkv + (size_t)c->seq_start[is] * ld + 2 * H + h * d;
+        float *O = c->att + (size_t)(c->seq_start[is] + q0) * H + h * d;
+        /* S[nq][n] = scale * Q[nq][d] . K[n][d]^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, n, d, scale, Q, ld, K, ld, 0.0f, S,
+                    n);
+        ops_softmax_rows(S, nq, n, n);
+        /* O[nq][d] = S[nq][n] . V[n][d] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, d, n, 1.0f, S, n, V, ld, 0.0f, O,
+                    H);
+    }
+}
+
+static void layer_forward(struct eng_ctx *c, const struct eng_layer *L, int n_tok) {
+    const struct eng_info *in = &c->m->info;
+    int H = in->n_embd, F = in->n_ff;
+    struct rows_job rj = {.c = c};
+    linear(c, &L->qkv, c->x, c->qkv, 0, n_tok);
+    pool_run(c->pool, rope_phase, &rj);
+    atomic_store(&c->next_item, 0);
+    pool_run(c->pool, attention_phase, &rj);
+    linear(c, &L->out, c->att, c->tmp, 0, n_tok);
+    rj = (struct rows_job){c, c->x, c->tmp, L->ln1_w, L->ln1_b, n_tok, H};
+    pool_run(c->pool, layernorm_phase, &rj);
+    for (int r0 = 0; r0 < n_tok; r0 += FFN_CHUNK) {
+        int n = n_tok - r0 < FFN_CHUNK ? n_tok - r0 : FFN_CHUNK;
+        linear(c, &L->fc1, c->x + (size_t)r0 * H, c->ff, r0, n);
+        rj = (struct rows_job){c, c->ff, NULL, NULL, NULL, n, F};
+        pool_run(c->pool, gelu_phase, &rj);
+        linear(c, &L->fc2, c->ff, c->tmp + (size_t)r0 * H, r0, n);
+    }
+    rj = (struct rows_job){c, c->x, c->tmp, L->ln2_w, L->ln2_b, n_tok, H};
+    pool_run(c->pool, layernorm_phase, &rj);
+}
+
+/* Checks ids, tasks and spans; builds positions, runs and sequence starts. */
+static int batch_prepare(struct eng_ctx *c, const struct eng_seq *seqs, int n_seqs) {
+    const struct eng_info *in = &c->m->info;
+    long total = 0;
+    for (int is = 0; is < n_seqs; is++) {
+        const struct eng_seq *s = &seqs[is];
+        if (s->n_ids < 1 || !s->ids || !s->out) return ENG_EINVAL;
+        if (s->task != ENG_TASK_NONE && (s->task < 0 || s->task >= in->n_tasks))
+            return ENG_EINVAL;
+        for (int i = 0; i < s->n_ids; i++)
+            if (s->ids[i] < 0 || s->ids[i] >= in->n_vocab) return ENG_EINVAL;
+        for (int k = 0; k < s->n_spans; k++) {
+            int a = s->spans[2 * k], b = s->spans[2 * k + 1];
+            if (a < 0 || b > s->n_ids || a >= b) return ENG_EINVAL;
+        }
+        if (s->n_spans < 0 || (s->n_spans > 0 && !s->spans)) return ENG_EINVAL;
+        total += s->n_ids;
+        if (total > c->cap) return ENG_ETOOLONG;
+    }
+    c->seqs = seqs;
+    c->n_seqs = n_seqs;
+    c->n_runs = 0;
+    int t0 = 0;
+    for (int is = 0; is < n_seqs; is++) {
+        c->seq_start[is] = t0;
+        for (int i = 0; i < seqs[is].n_ids; i++) c->pos[t0 + i] = i;
+        struct run *last = c->n_runs ? &c->runs[c->n_runs - 1] : NULL;
+        if (last && last->task == seqs[is].task) {
+            last->n += seqs[is].n_ids;
+        } else {
+            c->runs[c->n_runs++] = (struct run){t0, seqs[is].n_ids, seqs[is].task};
+        }
+        t0 += seqs[is].n_ids;
+    }
+    c->seq_start[n_seqs] = t0;
+    return 0;
+}
+
+static void pool_spans(struct eng_ctx *c) {
+    int H = c->m->info.n_embd;
+    for (int is = 0; is < c->n_seqs; is++) {
+        const struct eng_seq *s = &c->seqs[is];
+        int n_out = s->n_spans > 0 ? s->n_spans : 1;
+        for (int k = 0; k < n_out; k++) {
+            int a = s->n_spans ? s->spans[2 * k] : 0, b = s->n_spans ? s->spans[2 * k + 1] : s->n_ids;
+            float *out = s->out + (size_t)k * H;
+            /* mean over the span's rows, accumulated in double */
+            memset(c->acc, 0, sizeof(double) * (size_t)H);
+            for (int it = a; it < b; it++) {
+                const float *row = c->x + (size_t)(c->seq_start[is] + it) * H;
+                for (int j = 0; j < H; j++) c->acc[j] += row[j];
+            }
+            for (int j = 0; j < H; j++) out[j] = (float)(c->acc[j] / (b - a));
+        }
+    }
+}
+
+int eng_encode(struct eng_ctx *c, const struct eng_seq *seqs, int32_t n_seqs) {
+    if (n_seqs <= 0) return n_seqs == 0 ? 0 : ENG_EINVAL;
+    int rc = batch_prepare(c, seqs, n_seqs);
+    if (rc) return rc;
+    int n_tok = c->seq_start[n_seqs];
+    struct embed_job ej = {c};
+    pool_run(c->pool, embed_phase, &ej);
+    for (int il = 0; il < c->m->info.n_layer; il++) layer_forward(c, &c->m->layers[il], n_tok);
+    pool_spans(c);
+    c->seqs = NULL;
+    return 0;
+}
+
+int eng_embd_finish(const float *pooled, int n_embd, int dims, bool normalize, float *out) {
+    if (dims <= 0 || dims > n_embd) dims = n_embd;
+    double ss = 0;
+    for (int j = 0; j < dims; j++) ss += (double)pooled[j] * pooled[j];
+    double scale = 1.0;
+    if (normalize) {
+        double norm = sqrt(ss);
+        scale = 1.0 / (norm > 1e-12 ? norm : 1e-12);
+    }
+    for (int j = 0; j < dims; j++) out[j] = (float)(pooled[j] * scale);
+    return dims;
+}

@@ -1,0 +1,123 @@
+/* engine_impl.h -- internals shared by the engine/ sources and the unit tests.
+ * Not part of the public API: server/ includes only engine.h. */
+#ifndef EMB_ENGINE_IMPL_H
+#define EMB_ENGINE_IMPL_H
+
+#include "engine/engine.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Always-on assert for broken invariants (ggml's GGML_ASSERT). */
+#define ENG_ASSERT(x)                                                                              \
+    do {                                                                                           \
+        if (!(x)) {                                                                                \
+            fprintf(stderr, "%s:%d: ENG_ASSERT(%s) failed\n", __FILE__, __LINE__, #x);             \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+/* ---- safetensors.c: a validating reader of one mmaped .safetensors file ---- */
+
+enum st_dtype { ST_F32, ST_F16, ST_BF16, ST_OTHER };
+
+struct st_tensor {
+    char *name;
+    char dtype_name[16]; /* as written in the header, e.g. "BF16" */
+    enum st_dtype dtype;
+    int n_dims;
+    int64_t shape[8];
+    int64_t n_elem;
+    const void *data; /* inside the mapping */
+    size_t nbytes;
+};
+
+struct st_file {
+    char *path;
+    void *map; /* read-only private mapping of the whole file */
+    size_t size;
+    struct st_tensor *tensors;
+    int n_tensors;
+};
+
+/* Maps `path` and validates the header (length, JSON, every entry's dtype,
+ * shape, and data_offsets inside the file and consistent with the shape).
+ * NULL + message on any problem. Free with st_close. */
+struct st_file *st_open(const char *path, char *err, size_t errlen);
+void st_close(struct st_file *f);
+/* Borrowed; NULL if absent. */
+const struct st_tensor *st_find(const struct st_file *f, const char *name);
+/* Element i of a F32/F16/BF16 tensor's data as float. */
+float st_get_f32(enum st_dtype dt, const void *data, int64_t i);
+/* Converts n elements of `src` (dtype dt) to f32 into dst. */
+void st_to_f32(enum st_dtype dt, const void *src, float *dst, int64_t n);
+
+/* ---- pool.c: a fixed set of worker threads for data-parallel phases ---- */
+
+struct eng_pool;
+/* n_threads - 1 workers are started; the caller of pool_run is thread 0. */
+struct eng_pool *pool_new(int n_threads);
+void pool_free(struct eng_pool *p);
+int pool_n_threads(const struct eng_pool *p);
+/* Runs fn(arg, ith, nth) for ith = 0..nth-1 on all threads and returns when
+ * every call has returned. Not reentrant; one caller at a time. */
+void pool_run(struct eng_pool *p, void (*fn)(void *arg, int ith, int nth), void *arg);
+
+/* ---- model.c: weights ---- */
+
+struct eng_linear {
+    const float *w; /* [n_out][n_in] */
+    const float *b; /* [n_out] */
+    int n_in, n_out;
+    const float *lora_a; /* [n_tasks][rank][n_in] */
+    const float *lora_b; /* [n_tasks][n_out][rank] */
+};
+
+struct eng_layer {
+    struct eng_linear qkv, out, fc1, fc2;
+    const float *ln1_w, *ln1_b, *ln2_w, *ln2_b; /* [n_embd] */
+};
+
+struct eng_model {
+    struct eng_info info;
+    float lora_scale; /* lora_alpha / lora_rank */
+    struct st_file *st;
+    char *strings; /* owned storage behind info's strings */
+    /* word embeddings stay in the file's dtype (never widened: 250002 x 1024) */
+    const void *tok_embd; /* [n_vocab][n_embd] */
+    enum st_dtype tok_embd_dt;
+    const void *tok_lora_a; /* [n_tasks][n_vocab][rank] (embedding A/B roles swapped) */
+    enum st_dtype tok_lora_a_dt;
+    const float *tok_lora_b; /* [n_tasks][rank][n_embd] */
+    const float *type_embd;  /* [1 + n_tasks][n_embd]: row 0 no task, row 1+t task t, merged */
+    const float *emb_ln_w, *emb_ln_b;
+    struct eng_layer *layers;
+    float *arena; /* all widened weights */
+    size_t arena_floats;
+};
+
+/* ---- ops.c: kernels, each with a naive reference for the tests ---- */
+
+/* x[i] = LayerNorm(x[i] + r[i]) for n_rows rows of n (r may be NULL). */
+void ops_add_layernorm(float *x, const float *r, int n_rows, int n, const float *w,
+                       const float *b, float eps);
+void ops_gelu(float *x, int64_t n); /* exact erf GELU, in place */
+void ops_softmax_rows(float *x, int n_rows, int n, int ld);
+/* NeoX rotary on one head vector of d values at position pos (cos/sin: [d/2]). */
+void ops_rope_head(float *v, int d, const float *cos_t, const float *sin_t);
+/* Y[m][n] = X[m][k] . W[n][k]^T (+ bias[n] if not NULL); ld* are row strides. */
+void ops_gemm_nt(int m, int n, int k, const float *x, int ldx, const float *w, int ldw,
+                 const float *bias, float *y, int ldy);
+/* inv_freq[i] = 1 / base^(2i/d) in f32, as the reference's rotary embedding. */
+void ops_rope_inv_freq(float base, int d, float *inv_freq);
+
+/* Naive references (tests only). */
+void ref_add_layernorm(float *x, const float *r, int n_rows, int n, const float *w,
+                       const float *b, float eps);
+void ref_gelu(float *x, int64_t n);
+void ref_softmax_rows(float *x, int n_rows, int n, int ld);
+void ref_gemm_nt(int m, int n, int k, const float *x, int ldx, const float *w, int ldw,
+                 const float *bias, float *y, int ldy);
+
+#endif

@@ -1,0 +1,306 @@
+/* cli.c -- `embedserve embed`: bulk embedding from a file, offline.
+ *
+ * Reads one text per line (or JSONL objects with a "text" field), runs them
+ * through the same emb_plan / engine path as the server, and writes JSONL
+ * {"index": i, "embedding": [...]} in input order. With --late-chunking the
+ * lines of one document are its chunks, and a blank line starts the next
+ * document. A progress bar goes to stderr when it is a terminal.
+ */
+#include "server/cli.h"
+#include "server/embed.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CLI_GROUP 256 /* texts per plan in ordinary mode */
+
+struct cli_opts {
+    const char *model_dir, *task, *input, *output;
+    int dimensions, threads, max_batch_tokens, max_tokens;
+    bool late, normalized, truncate;
+};
+
+struct texts {
+    char **s;
+    size_t *len;
+    int32_t n, cap;
+};
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: embedserve embed --model DIR [options]\n"
+            "  --model DIR            model directory (config.json, model.safetensors,\n"
+            "                         sentencepiece.bpe.model)\n"
+            "  --task T               retrieval.query | retrieval.passage | separation |\n"
+            "                         classification | text-matching (default: none)\n"
+            "  --dimensions N         Matryoshka size, 1..hidden (default: full)\n"
+            "  --no-normalize         output the raw mean-pooled vector\n"
+            "  --late-chunking        lines are chunks of one document; a blank line\n"
+            "                         separates documents\n"
+            "  --truncate             cut inputs over --max-tokens instead of failing\n"
+            "  --max-tokens N         per-sequence token limit (default 8192)\n"
+            "  --input FILE           one text per line, or JSONL with \"text\" (default stdin)\n"
+            "  --output FILE          JSONL output (default stdout)\n"
+            "  --threads N            compute threads (default: all cores)\n"
+            "  --max-batch-tokens N   tokens per forward pass (default 8192)\n");
+}
+
+static int texts_push(struct texts *t, const char *s, size_t len) {
+    if (t->n == t->cap) {
+        int32_t cap = t->cap ? t->cap * 2 : 1024;
+        char **ns = realloc(t->s, sizeof(*ns) * (size_t)cap);
+        if (!ns) return -1;
+        t->s = ns;
+        size_t *nl = realloc(t->len, sizeof(*nl) * (size_t)cap);
+        if (!nl) return -1;
+        t->len = nl;
+        t->cap = cap;
+    }
+    if (!(t->s[t->n] = malloc(len + 1))) return -1;
+    memcpy(t->s[t->n], s, len);
+    t->s[t->n][len] = 0;
+    t->len[t->n++] = len;
+    return 0;
+}
+
+static void texts_free(struct texts *t) {
+    for (int32_t i = 0; i < t->n; i++) free(t->s[i]);
+    free(t->s);
+    free(t->len);
+}
+
+/* A JSONL line {"text": "..."} yields its text; anything else is the line itself. */
+static int line_add(struct texts *t, const char *line, size_t len, long lineno) {
+    if (len && line[0] == '{') {
+        cJSON *o = cJSON_ParseWithLength(line, len);
+        const cJSON *txt = cJSON_GetObjectItemCaseSensitive(o, "text");
+        if (cJSON_IsObject(o)) {
+            if (!cJSON_IsString(txt)) {
+                fprintf(stderr, "embed: line %ld: JSON object without a \"text\" string\n",
+                        lineno);
+                cJSON_Delete(o);
+                return -1;
+            }
+            int rc = texts_push(t, txt->valuestring, strlen(txt->valuestring));
+            cJSON_Delete(o);
+            return rc;
+        }
+        cJSON_Delete(o);
+    }
+    return texts_push(t, line, len);
+}
+
+static int read_lines(FILE *f, struct texts *t) {
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    long lineno = 0;
+    int rc = 0;
+    while (rc == 0 && (n = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        if (n && line[n - 1] == '\n') n--;
+        if (n && line[n - 1] == '\r') n--;
+        rc = line_add(t, line, (size_t)n, lineno);
+    }
+    free(line);
+    return rc;
+}
+
+static void write_vec(FILE *f, int32_t index, const float *v, int n) {
+    fprintf(f, "{\"index\": %d, \"embedding\": [", index);
+    for (int j = 0; j < n; j++) fprintf(f, j ? ",%.9g" : "%.9g", (double)v[j]);
+    fputs("]}\n", f);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void progress(int32_t done, int32_t total, long tokens, double t0) {
+    if (!isatty(2) || total <= 0) return;
+    int w = 30, fill = (int)((long)w * done / total);
+    double dt = now_s() - t0;
+    fprintf(stderr, "\r[%.*s%*s] %d/%d texts  %.0f tok/s", fill, "##############################",
+            w - fill, "", done, total, dt > 0 ? tokens / dt : 0.0);
+    if (done == total) fputc('\n', stderr);
+}
+
+static void report_error(int rc, const struct emb_error *e, int32_t base) {
+    if (rc == EMB_ETOOLONG && e->index >= 0)
+        fprintf(stderr, "embed: input %d has %lld tokens, over the limit of %d (use --truncate)\n",
+                base + e->index, (long long)e->n_tokens, e->limit);
+    else if (rc == EMB_ETOOLONG)
+        fprintf(stderr, "embed: the document starting at input %d has %lld tokens, over %d\n",
+                base, (long long)e->n_tokens, e->limit);
+    else if (rc == EMB_EEMPTY)
+        fprintf(stderr, "embed: input %d has no tokens; late chunking needs non-empty chunks\n",
+                base + e->index);
+    else
+        fprintf(stderr, "embed: computing failed (code %d)\n", rc);
+}
+
+/* Embeds texts[first .. first+n) as one plan and writes them. */
+static int run_group(const tok *tk, const struct eng_model *m, struct eng_ctx *c,
+                     const struct emb_opts *o, const struct texts *t, int32_t first, int32_t n,
+                     FILE *out, long *tokens) {
+    int H = eng_model_info(m)->n_embd, rc;
+    struct emb_text *in = malloc(sizeof(*in) * (size_t)(n ? n : 1));
+    float *pooled = malloc(sizeof(float) * (size_t)H * (size_t)(n ? n : 1));
+    float *v = malloc(sizeof(float) * (size_t)H);
+    struct emb_plan plan = {0};
+    struct emb_error e;
+    if (!in || !pooled || !v) {
+        rc = EMB_ENOMEM;
+        goto out;
+    }
+    for (int32_t i = 0; i < n; i++) in[i] = (struct emb_text){t->s[first + i], t->len[first + i]};
+    rc = emb_plan_build(tk, m, o, in, n, &plan, &e);
+    if (rc == 0) rc = emb_plan_run(c, &plan, pooled);
+    if (rc != 0) {
+        report_error(rc, &e, first);
+        goto out;
+    }
+    for (int32_t i = 0; i < n; i++) {
+        int d = emb_output(o, H, pooled + (size_t)i * H, v);
+        write_vec(out, first + i, v, d);
+    }
+    *tokens += plan.n_tokens;
+out:
+    emb_plan_deinit(&plan);
+    free(in);
+    free(pooled);
+    free(v);
+    return rc;
+}
+
+static int parse_opts(int argc, char **argv, struct cli_opts *o) {
+    static const struct option lo[] = {
+        {"model", 1, 0, 'm'},         {"task", 1, 0, 't'},        {"dimensions", 1, 0, 'd'},
+        {"no-normalize", 0, 0, 'N'},  {"late-chunking", 0, 0, 'l'}, {"truncate", 0, 0, 'T'},
+        {"max-tokens", 1, 0, 'x'},    {"input", 1, 0, 'i'},       {"output", 1, 0, 'o'},
+        {"threads", 1, 0, 'j'},       {"max-batch-tokens", 1, 0, 'b'}, {"help", 0, 0, 'h'},
+        {0, 0, 0, 0}};
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    *o = (struct cli_opts){.threads = ncpu > 0 ? (int)ncpu : 1, .max_batch_tokens = 8192,
+                           .max_tokens = 8192, .normalized = true};
+    int ch;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        char *end = NULL;
+        long v = optarg ? strtol(optarg, &end, 10) : 0;
+        int bad_num = optarg && (*end || end == optarg || v < 1 || v > (1 << 24));
+        switch (ch) {
+        case 'm': o->model_dir = optarg; break;
+        case 't': o->task = optarg; break;
+        case 'N': o->normalized = false; break;
+        case 'l': o->late = true; break;
+        case 'T': o->truncate = true; break;
+        case 'i': o->input = optarg; break;
+        case 'o': o->output = optarg; break;
+        case 'd': o->dimensions = (int)v; break;
+        case 'x': o->max_tokens = (int)v; break;
+        case 'j': o->threads = (int)v; break;
+        case 'b': o->max_batch_tokens = (int)v; break;
+        case 'h': usage(stdout); exit(0);
+        default: usage(stderr); return -1;
+        }
+        if (strchr("dxjb", ch) && bad_num) {
+            fprintf(stderr, "embed: --%s needs a positive integer, got '%s'\n",
+                    ch == 'd' ? "dimensions" : ch == 'x' ? "max-tokens" : ch == 'j' ? "threads"
+                                                                             : "max-batch-tokens",
+                    optarg);
+            return -1;
+        }
+    }
+    if (!o->model_dir) {
+        fprintf(stderr, "embed: --model DIR is required\n");
+        usage(stderr);
+        return -1;
+    }
+    return 0;
+}
+
+/* Runs every group (ordinary) or document (late chunking). */
+static int run_all(const tok *tk, const struct eng_model *m, struct eng_ctx *c,
+                   const struct emb_opts *eo, const struct texts *t, FILE *out) {
+    long tokens = 0;
+    double t0 = now_s();
+    int32_t i = 0;
+    while (i < t->n) {
+        int32_t n = 0;
+        if (eo->late_chunking) {
+            while (i < t->n && t->len[i] == 0) i++; /* blank lines separate documents */
+            while (i + n < t->n && t->len[i + n] > 0) n++;
+            if (n == 0) break;
+        } else {
+            n = t->n - i < CLI_GROUP ? t->n - i : CLI_GROUP;
+        }
+        int rc = run_group(tk, m, c, eo, t, i, n, out, &tokens);
+        if (rc) return rc;
+        i += n;
+        progress(i, t->n, tokens, t0);
+    }
+    return 0;
+}
+
+int cli_embed_main(int argc, char **argv) {
+    struct cli_opts o;
+    if (parse_opts(argc, argv, &o) != 0) return 2;
+    char err[512], path[4096];
+    struct texts t = {0};
+    tok *tk = NULL;
+    struct eng_model *m = NULL;
+    struct eng_ctx *c = NULL;
+    FILE *in = stdin, *out = stdout;
+    int status = 1;
+    snprintf(path, sizeof(path), "%s/sentencepiece.bpe.model", o.model_dir);
+    if (!(tk = tok_open(path, err, sizeof(err)))) {
+        fprintf(stderr, "embed: %s\n  (XLM-RoBERTa's sentencepiece.bpe.model comes from the "
+                        "FacebookAI/xlm-roberta-large repository; see README)\n", err);
+        goto out;
+    }
+    struct eng_params ep = eng_params_defaults();
+    ep.n_threads = o.threads;
+    ep.max_batch_tokens = o.max_batch_tokens > o.max_tokens ? o.max_batch_tokens : o.max_tokens;
+    if (!(m = eng_model_open(o.model_dir, &ep, err, sizeof(err))) ||
+        !(c = eng_ctx_new(m, &ep, err, sizeof(err)))) {
+        fprintf(stderr, "embed: %s\n", err);
+        goto out;
+    }
+    struct emb_opts eo = emb_opts_defaults();
+    eo.task = o.task && strcmp(o.task, "none") ? eng_task_lookup(m, o.task) : ENG_TASK_NONE;
+    eo.dimensions = o.dimensions;
+    eo.normalized = o.normalized;
+    eo.late_chunking = o.late;
+    eo.truncate = o.truncate;
+    eo.max_tokens = o.max_tokens;
+    if (eo.task == ENG_EINVAL || o.dimensions > eng_model_info(m)->n_embd) {
+        fprintf(stderr, "embed: %s\n", eo.task == ENG_EINVAL ? "unknown --task" :
+                                                                "--dimensions is over the model's size");
+        status = 2;
+        goto out;
+    }
+    if ((o.input && !(in = fopen(o.input, "rb"))) || (o.output && !(out = fopen(o.output, "wb")))) {
+        fprintf(stderr, "embed: %s: %s\n", o.input && !in ? o.input : o.output, strerror(errno));
+        goto out;
+    }
+    if (read_lines(in, &t) != 0) goto out;
+    if (run_all(tk, m, c, &eo, &t, out) == 0) status = 0;
+    if (fflush(out) != 0) status = 1;
+out:
+    if (in && in != stdin) fclose(in);
+    if (out && out != stdout) fclose(out);
+    texts_free(&t);
+    eng_ctx_free(c);
+    eng_model_close(m);
+    tok_close(tk);
+    return status;
+}

@@ -1,0 +1,181 @@
+/* embed.c -- texts -> model sequences -> pooled vectors (see embed.h). */
+#include "server/embed.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct emb_opts emb_opts_defaults(void) {
+    struct emb_opts o = {.task = ENG_TASK_NONE, .dimensions = 0, .normalized = true,
+                         .late_chunking = false, .truncate = false, .max_tokens = 8192};
+    return o;
+}
+
+/* Tokenises prefix + text as one string, as the reference encode() does
+ * (so the prefix's trailing space joins the text's first piece). */
+static int32_t encode_prefixed(const tok *t, const char *prefix, const struct emb_text *x,
+                               int32_t **ids) {
+    size_t pl = strlen(prefix);
+    if (!pl) return tok_encode_alloc(t, x->s, x->len, ids);
+    char *buf = malloc(pl + x->len + 1);
+    if (!buf) return TOK_EFAIL;
+    memcpy(buf, prefix, pl);
+    if (x->len) memcpy(buf + pl, x->s, x->len);
+    buf[pl + x->len] = 0;
+    int32_t n = tok_encode_alloc(t, buf, pl + x->len, ids);
+    free(buf);
+    return n;
+}
+
+/* ids = <s> + body[0..n_body) + </s> */
+static int32_t *wrap_ids(const int32_t *body, int32_t n_body) {
+    int32_t *ids = malloc(sizeof(int32_t) * ((size_t)n_body + 2));
+    if (!ids) return NULL;
+    ids[0] = TOK_BOS;
+    if (n_body) memcpy(ids + 1, body, sizeof(int32_t) * (size_t)n_body);
+    ids[n_body + 1] = TOK_EOS;
+    return ids;
+}
+
+static int build_ordinary(const tok *t, const char *prefix, const struct emb_opts *o,
+                          const struct emb_text *texts, int32_t n, struct emb_plan *plan,
+                          struct emb_error *e) {
+    for (int32_t i = 0; i < n; i++) {
+        int32_t *body = NULL;
+        int32_t nb = encode_prefixed(t, prefix, &texts[i], &body);
+        if (nb < 0) return EMB_ENOMEM;
+        int64_t total = (int64_t)nb + 2;
+        if (total > o->max_tokens) {
+            if (!o->truncate) {
+                free(body);
+                *e = (struct emb_error){i, total, o->max_tokens};
+                return EMB_ETOOLONG;
+            }
+            nb = o->max_tokens - 2; /* keep </s>: cut the body */
+        }
+        struct emb_seq *s = &plan->seqs[plan->n_seqs];
+        s->ids = wrap_ids(body, nb);
+        free(body);
+        if (!s->ids) return EMB_ENOMEM;
+        s->n_ids = nb + 2;
+        s->task = o->task;
+        s->n_out = 1;
+        s->spans = NULL;
+        s->first_out = i;
+        plan->n_seqs++;
+        plan->n_tokens += s->n_ids;
+    }
+    return 0;
+}
+
+/* One sequence <s> + tok(prefix) + tok(text_0) + ... + </s>, a span per text. */
+static int build_late(const tok *t, const char *prefix, const struct emb_opts *o,
+                      const struct emb_text *texts, int32_t n, struct emb_plan *plan,
+                      struct emb_error *e) {
+    int32_t **parts = calloc((size_t)n + 1, sizeof(*parts));
+    int32_t *lens = calloc((size_t)n + 1, sizeof(*lens));
+    int rc = EMB_ENOMEM;
+    int64_t total = 2;
+    if (!parts || !lens) goto out;
+    /* parts[0] = prefix, parts[1 + i] = text i */
+    if ((lens[0] = tok_encode_alloc(t, prefix, strlen(prefix), &parts[0])) < 0) goto out;
+    total += lens[0];
+    for (int32_t i = 0; i < n; i++) {
+        if ((lens[i + 1] = tok_encode_alloc(t, texts[i].s, texts[i].len, &parts[i + 1])) < 0)
+            goto out;
+        if (lens[i + 1] == 0) {
+            *e = (struct emb_error){i, 0, o->max_tokens};
+            rc = EMB_EEMPTY;
+            goto out;
+        }
+        total += lens[i + 1];
+    }
+    if (total > o->max_tokens) {
+        *e = (struct emb_error){-1, total, o->max_tokens};
+        rc = EMB_ETOOLONG;
+        goto out;
+    }
+    struct emb_seq *s = &plan->seqs[0];
+    s->ids = malloc(sizeof(int32_t) * (size_t)total);
+    s->spans = malloc(sizeof(int32_t) * 2 * (size_t)n);
+    if (!s->ids || !s->spans) goto out;
+    int32_t at = 0;
+    s->ids[at++] = TOK_BOS;
+    for (int32_t i = 0; i <= n; i++) {
+        if (i > 0) s->spans[2 * (i - 1)] = i == 1 ? 0 : at; /* first span from <s> */
+        if (lens[i]) memcpy(s->ids + at, parts[i], sizeof(int32_t) * (size_t)lens[i]);
+        at += lens[i];
+        if (i > 0) s->spans[2 * (i - 1) + 1] = at;
+    }
+    s->ids[at++] = TOK_EOS;
+    s->spans[2 * (n - 1) + 1] = at; /* last span takes </s> */
+    s->n_ids = at;
+    s->task = o->task;
+    s->n_out = n;
+    s->first_out = 0;
+    plan->n_seqs = 1;
+    plan->n_tokens = at;
+    rc = 0;
+out:
+    for (int32_t i = 0; parts && i <= n; i++) free(parts[i]);
+    free(parts);
+    free(lens);
+    return rc;
+}
+
+int emb_plan_build(const tok *t, const struct eng_model *m, const struct emb_opts *o,
+                   const struct emb_text *texts, int32_t n_texts, struct emb_plan *plan,
+                   struct emb_error *e) {
+    const struct eng_info *in = eng_model_info(m);
+    memset(plan, 0, sizeof(*plan));
+    *e = (struct emb_error){-1, 0, o->max_tokens};
+    if (n_texts <= 0) return 0;
+    if (o->task != ENG_TASK_NONE && (o->task < 0 || o->task >= in->n_tasks)) return EMB_EENGINE;
+    const char *prefix = o->task == ENG_TASK_NONE ? "" : in->task_prefix[o->task];
+    plan->n_outputs = n_texts;
+    plan->seqs = calloc(o->late_chunking ? 1 : (size_t)n_texts, sizeof(*plan->seqs));
+    if (!plan->seqs) return EMB_ENOMEM;
+    if (o->max_tokens < 2) {
+        *e = (struct emb_error){0, 2, o->max_tokens};
+        return EMB_ETOOLONG;
+    }
+    return o->late_chunking ? build_late(t, prefix, o, texts, n_texts, plan, e)
+                            : build_ordinary(t, prefix, o, texts, n_texts, plan, e);
+}
+
+void emb_plan_deinit(struct emb_plan *plan) {
+    for (int32_t i = 0; plan->seqs && i < plan->n_seqs; i++) {
+        free(plan->seqs[i].ids);
+        free(plan->seqs[i].spans);
+    }
+    free(plan->seqs);
+    memset(plan, 0, sizeof(*plan));
+}
+
+int emb_plan_run(struct eng_ctx *c, const struct emb_plan *plan, float *pooled) {
+    int cap = eng_ctx_capacity(c), n_embd = eng_model_info(eng_ctx_model(c))->n_embd;
+    if (plan->n_seqs == 0) return 0;
+    struct eng_seq *batch = malloc(sizeof(*batch) * (size_t)plan->n_seqs);
+    if (!batch) return EMB_ENOMEM;
+    int rc = 0;
+    for (int32_t i = 0; i < plan->n_seqs && rc == 0;) {
+        /* greedy, in order: as many sequences as fit the context's capacity */
+        int32_t nb = 0;
+        long tokens = 0;
+        while (i + nb < plan->n_seqs && tokens + plan->seqs[i + nb].n_ids <= cap) {
+            const struct emb_seq *s = &plan->seqs[i + nb];
+            batch[nb] = (struct eng_seq){s->ids, s->n_ids, s->task, s->spans ? s->n_out : 0,
+                                         s->spans, pooled + (size_t)s->first_out * n_embd};
+            tokens += s->n_ids;
+            nb++;
+        }
+        /* nb == 0: one sequence is over capacity, the caller's limits are wrong */
+        rc = nb == 0 ? EMB_EENGINE : eng_encode(c, batch, nb) == 0 ? 0 : EMB_EENGINE;
+        i += nb;
+    }
+    free(batch);
+    return rc;
+}
+
+int emb_output(const struct emb_opts *o, int n_embd, const float *pooled_row, float *out) {
+    return eng_embd_finish(pooled_row, n_embd, o->dimensions, o->normalized, out);
+}

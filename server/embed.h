@@ -1,0 +1,89 @@
+/* embed.h -- from texts to embeddings: the glue between tokenizer and engine.
+ *
+ * An emb_plan turns the texts of one request into model sequences:
+ * - ordinary: one sequence per text, <s> + tok(prefix + text) + </s>, where
+ *   prefix is the task's instruction from config.json (as the reference
+ *   encode() prepends it), cut to max_tokens keeping </s> when `truncate`;
+ * - late chunking: one sequence <s> + tok(prefix) + tok(text_0) + ... + </s>
+ *   with one pooled span per text; the first span also covers <s> and the
+ *   prefix, the last also covers </s> (spec/api.md "Late chunking").
+ * Both the offline CLI and the HTTP server go through this module, so they
+ * produce identical vectors.
+ *
+ * Conventions: 0 or a negative EMB_E* code. Thread-safety: emb_plan_build is
+ * thread-safe (tokenisation runs on HTTP threads); emb_plan_run uses the
+ * engine context and so belongs to the thread that owns it.
+ */
+#ifndef EMB_EMBED_H
+#define EMB_EMBED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+#include "tokenizer/tokenizer.h"
+
+#define EMB_ETOOLONG (-2) /* a sequence is over max_tokens (err.index, err.n_tokens) */
+#define EMB_EEMPTY   (-3) /* late chunking: an input has no tokens (err.index) */
+#define EMB_ENOMEM   (-4)
+#define EMB_EENGINE  (-5) /* the engine refused the batch */
+
+struct emb_opts {
+    int task;           /* adapter index or ENG_TASK_NONE */
+    int dimensions;     /* Matryoshka size; 0 = full */
+    bool normalized;    /* L2-normalise after truncation */
+    bool late_chunking; /* one sequence, one span per input */
+    bool truncate;      /* cut over-long inputs instead of failing (not for late chunking) */
+    int max_tokens;     /* per-sequence limit, <s>, </s> and prefix included */
+};
+
+struct emb_text {
+    const char *s; /* UTF-8, borrowed; may contain NULs */
+    size_t len;
+};
+
+/* One model sequence; owns ids and spans. */
+struct emb_seq {
+    int32_t *ids;
+    int32_t n_ids;
+    int32_t task;
+    int32_t n_out;     /* outputs of this sequence: 1, or the inputs of a late-chunked request */
+    int32_t *spans;    /* [n_out][2] for late chunking, NULL otherwise */
+    int32_t first_out; /* index of its first output among the plan's outputs */
+};
+
+struct emb_plan {
+    struct emb_seq *seqs;
+    int32_t n_seqs;
+    int32_t n_outputs; /* = number of texts */
+    int64_t n_tokens;  /* tokens fed to the model (usage) */
+};
+
+struct emb_error {
+    int32_t index;    /* offending input */
+    int64_t n_tokens; /* its token count (or the joined count for late chunking) */
+    int32_t limit;
+};
+
+/* Defaults: no task, full size, normalised, 8192 tokens. */
+struct emb_opts emb_opts_defaults(void);
+
+/* Tokenises `texts` into `plan` (caller storage; release with
+ * emb_plan_deinit, also after a failure). On EMB_ETOOLONG / EMB_EEMPTY, *e
+ * says which input. Thread-safe. */
+int emb_plan_build(const tok *t, const struct eng_model *m, const struct emb_opts *o,
+                   const struct emb_text *texts, int32_t n_texts, struct emb_plan *plan,
+                   struct emb_error *e);
+void emb_plan_deinit(struct emb_plan *plan);
+
+/* Runs every sequence of the plan in as few engine passes as the context's
+ * capacity allows and writes n_outputs x n_embd pooled (unnormalised) vectors
+ * to pooled, in input order. Engine thread only. */
+int emb_plan_run(struct eng_ctx *c, const struct emb_plan *plan, float *pooled);
+
+/* Writes output i's final embedding (Matryoshka + normalisation per `o`)
+ * into out; returns the number of values (o->dimensions or n_embd). */
+int emb_output(const struct emb_opts *o, int n_embd, const float *pooled_row, float *out);
+
+#endif

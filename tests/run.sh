@@ -1,0 +1,40 @@
+#!/bin/sh
+# run.sh -- `make test`'s driver: runs every test stage, sums their
+# "N passed, N failed" lines and prints the total as the very last line.
+# Exits non-zero if any stage failed or printed no count.
+set -u
+BUILD=${BUILD:-build}
+TESTMODEL=${TESTMODEL:-build/testmodel}
+export BUILD TESTMODEL
+passed=0
+failed=0
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+stage() {  # stage NAME CMD...: run CMD, add its counts
+    name=$1
+    shift
+    echo "== $name"
+    "$@" >"$log" 2>&1
+    rc=$?
+    cat "$log"
+    line=$(grep -E '^([A-Za-z]+: )?[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+    if [ -z "$line" ]; then
+        echo "stage $name printed no result (exit $rc)"
+        failed=$((failed + 1))
+        return
+    fi
+    p=$(echo "$line" | sed -E 's/^([A-Za-z]+: )?([0-9]+) passed.*/\2/')
+    f=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+}
+
+stage "C suites" "$BUILD/test_all"
+for extra in tests/stage_*.sh; do
+    [ -f "$extra" ] && stage "$(basename "$extra" .sh)" sh "$extra"
+done
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,42 @@
+/* test.h -- a tiny test harness (redis testhelp.h in spirit).
+ *
+ * CHECK* count a pass or a failure and print "FAIL file:line: what" only on
+ * failure. test_all.c runs the suites and prints "N passed, N failed" last.
+ * The counters are atomics so checks may run on several threads.
+ */
+#ifndef EMB_TEST_H
+#define EMB_TEST_H
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+
+extern atomic_int test_n_passed, test_n_failed;
+
+#define CHECKM(cond, ...)                                                                          \
+    do {                                                                                           \
+        if (cond) {                                                                                \
+            atomic_fetch_add(&test_n_passed, 1);                                                   \
+        } else {                                                                                   \
+            atomic_fetch_add(&test_n_failed, 1);                                                   \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                   \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+        }                                                                                          \
+    } while (0)
+#define CHECK(cond) CHECKM(cond, "%s", #cond)
+#define CHECK_NEAR(a, b, tol)                                                                      \
+    CHECKM(fabs((double)(a) - (double)(b)) <= (tol), "%s = %.9g, %s = %.9g, tol %g", #a,          \
+           (double)(a), #b, (double)(b), (double)(tol))
+
+/* Environment the suites read: BUILD (build dir, default "build") and
+ * TESTMODEL (generated model dir, default "build/testmodel"). */
+const char *test_env(const char *name, const char *def);
+
+/* Suites (one per tests/test_*.c file). */
+void test_ops(void);
+void test_safetensors(void);
+void test_tokenizer(void);
+void test_engine(void);
+
+#endif

@@ -1,0 +1,39 @@
+/* test_all.c -- runs the test suites: `test_all` runs all, `test_all NAME...`
+ * the named ones. The last line printed is "N passed, N failed"; the exit
+ * status is non-zero if anything failed. */
+#include "tests/test.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+atomic_int test_n_passed, test_n_failed;
+
+const char *test_env(const char *name, const char *def) {
+    const char *v = getenv(name);
+    return v && *v ? v : def;
+}
+
+static const struct {
+    const char *name;
+    void (*fn)(void);
+} suites[] = {
+    {"ops", test_ops},
+    {"safetensors", test_safetensors},
+    {"tokenizer", test_tokenizer},
+    {"engine", test_engine},
+};
+
+int main(int argc, char **argv) {
+    int n_suites = (int)(sizeof(suites) / sizeof(suites[0]));
+    for (int i = 0; i < n_suites; i++) {
+        int want = argc < 2;
+        for (int a = 1; a < argc; a++) want |= !strcmp(argv[a], suites[i].name);
+        if (!want) continue;
+        int p0 = test_n_passed, f0 = test_n_failed;
+        suites[i].fn();
+        fprintf(stderr, "suite %-12s %d passed, %d failed\n", suites[i].name, test_n_passed - p0,
+                test_n_failed - f0);
+    }
+    printf("%d passed, %d failed\n", (int)test_n_passed, (int)test_n_failed);
+    return test_n_failed ? 1 : 0;
+}

@@ -1,0 +1,267 @@
+/* test_engine.c -- the engine against the independent float64 NumPy reference.
+ *
+ * tests/reference.py computed, for every case of tests/data/engine_cases.json
+ * on the generated model, the token ids of each model sequence and the final
+ * embeddings. Here the same cases go through emb_plan_build (tokeniser +
+ * prefixes + truncation + late-chunking spans) and the engine, and must give:
+ * the same ids exactly, max |diff| <= 1e-4 per value and cosine >= 0.99999.
+ * Then: every sequence of every case packed into shared batches (mixed tasks
+ * and lengths) equals the case run alone; and bad batches are refused.
+ */
+#include "tests/test.h"
+
+#include "server/embed.h"
+
+#include <cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOL_ABS 1e-4
+#define TOL_COS 0.99999
+
+struct fixture {
+    tok *tk;
+    struct eng_model *m;
+    struct eng_ctx *c;
+    cJSON *cases, *expected;
+};
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    if (b) b[n] = 0;
+    fclose(f);
+    return b;
+}
+
+static cJSON *load_json(const char *path) {
+    char *s = slurp(path);
+    cJSON *j = s ? cJSON_Parse(s) : NULL;
+    free(s);
+    CHECKM(j != NULL, "cannot read %s", path);
+    return j;
+}
+
+/* Expands a case's inputs ({"repeat": s, "times": n} items) into texts. */
+static int case_texts(const cJSON *cs, struct emb_text **out) {
+    const cJSON *inputs = cJSON_GetObjectItem(cs, "inputs"), *it;
+    int n = cJSON_GetArraySize(inputs), i = 0;
+    *out = calloc((size_t)n + 1, sizeof(**out));
+    cJSON_ArrayForEach(it, inputs) {
+        if (cJSON_IsString(it)) {
+            (*out)[i].s = strdup(it->valuestring);
+        } else {
+            const char *s = cJSON_GetObjectItem(it, "repeat")->valuestring;
+            int times = cJSON_GetObjectItem(it, "times")->valueint;
+            size_t l = strlen(s);
+            char *b = malloc((l + 1) * (size_t)times + 1), *p = b;
+            for (int k = 0; k < times; k++) {
+                if (k) *p++ = ' ';
+                memcpy(p, s, l);
+                p += l;
+            }
+            *p = 0;
+            (*out)[i].s = b;
+        }
+        (*out)[i].len = strlen((*out)[i].s);
+        i++;
+    }
+    return n;
+}
+
+static void texts_free(struct emb_text *t, int n) {
+    for (int i = 0; i < n; i++) free((char *)t[i].s);
+    free(t);
+}
+
+static struct emb_opts case_opts(const struct fixture *fx, const cJSON *cs) {
+    struct emb_opts o = emb_opts_defaults();
+    const cJSON *task = cJSON_GetObjectItem(cs, "task"), *dims = cJSON_GetObjectItem(cs, "dimensions");
+    o.task = cJSON_IsString(task) ? eng_task_lookup(fx->m, task->valuestring) : ENG_TASK_NONE;
+    o.dimensions = cJSON_IsNumber(dims) ? dims->valueint : 0;
+    o.normalized = !cJSON_IsFalse(cJSON_GetObjectItem(cs, "normalized"));
+    o.late_chunking = cJSON_IsTrue(cJSON_GetObjectItem(cs, "late_chunking"));
+    o.truncate = cJSON_IsTrue(cJSON_GetObjectItem(cs, "truncate"));
+    const cJSON *mt = cJSON_GetObjectItem(cs, "max_tokens");
+    o.max_tokens = cJSON_IsNumber(mt) ? mt->valueint : 8192;
+    return o;
+}
+
+/* Compares one final embedding with the reference; tracks the worst figures. */
+static void compare_vec(const char *name, int i, const float *v, int n, const cJSON *ref,
+                        double *worst_abs, double *worst_cos) {
+    CHECKM(cJSON_GetArraySize(ref) == n, "%s[%d]: %d values, reference has %d", name, i, n,
+           cJSON_GetArraySize(ref));
+    if (cJSON_GetArraySize(ref) != n) return;
+    double dot = 0, na = 0, nb = 0, mx = 0;
+    for (int j = 0; j < n; j++) {
+        double r = cJSON_GetArrayItem(ref, j)->valuedouble, d = fabs(v[j] - r);
+        mx = d > mx ? d : mx;
+        dot += v[j] * r;
+        na += (double)v[j] * v[j];
+        nb += r * r;
+    }
+    double cos = na > 0 && nb > 0 ? dot / sqrt(na * nb) : (na == nb ? 1 : 0);
+    CHECKM(mx <= TOL_ABS, "%s[%d]: max |diff| %.3g > %g", name, i, mx, TOL_ABS);
+    CHECKM(cos >= TOL_COS, "%s[%d]: cosine %.9f < %g", name, i, cos, TOL_COS);
+    *worst_abs = mx > *worst_abs ? mx : *worst_abs;
+    *worst_cos = cos < *worst_cos ? cos : *worst_cos;
+}
+
+static void check_ids(const char *name, const struct emb_plan *plan, const cJSON *seqs) {
+    CHECKM(plan->n_seqs == cJSON_GetArraySize(seqs), "%s: %d sequences, reference %d", name,
+           plan->n_seqs, cJSON_GetArraySize(seqs));
+    for (int s = 0; s < plan->n_seqs && s < cJSON_GetArraySize(seqs); s++) {
+        const cJSON *ids = cJSON_GetArrayItem(seqs, s);
+        int same = plan->seqs[s].n_ids == cJSON_GetArraySize(ids);
+        for (int k = 0; same && k < plan->seqs[s].n_ids; k++)
+            same = plan->seqs[s].ids[k] == cJSON_GetArrayItem(ids, k)->valueint;
+        CHECKM(same, "%s: sequence %d ids differ from the reference tokenisation", name, s);
+    }
+}
+
+static void run_case(struct fixture *fx, const cJSON *cs, const cJSON *ex) {
+    const char *name = cJSON_GetObjectItem(cs, "name")->valuestring;
+    const cJSON *error = cJSON_GetObjectItem(ex, "error");
+    int H = eng_model_info(fx->m)->n_embd;
+    struct emb_text *texts;
+    int n = case_texts(cs, &texts);
+    struct emb_opts o = case_opts(fx, cs);
+    struct emb_plan plan;
+    struct emb_error e;
+    int rc = emb_plan_build(fx->tk, fx->m, &o, texts, n, &plan, &e);
+    if (cJSON_IsString(error)) {
+        int want = !strcmp(error->valuestring, "too_long") ? EMB_ETOOLONG : EMB_EEMPTY;
+        CHECKM(rc == want, "%s: expected error %s, got %d", name, error->valuestring, rc);
+        goto out;
+    }
+    CHECKM(rc == 0, "%s: emb_plan_build failed (%d)", name, rc);
+    if (rc) goto out;
+    check_ids(name, &plan, cJSON_GetObjectItem(ex, "sequences"));
+    float *pooled = malloc(sizeof(float) * (size_t)H * (size_t)n), *v = malloc(sizeof(float) * H);
+    CHECK(emb_plan_run(fx->c, &plan, pooled) == 0);
+    double worst_abs = 0, worst_cos = 1;
+    const cJSON *embs = cJSON_GetObjectItem(ex, "embeddings");
+    for (int i = 0; i < n; i++) {
+        int d = emb_output(&o, H, pooled + (size_t)i * H, v);
+        compare_vec(name, i, v, d, cJSON_GetArrayItem(embs, i), &worst_abs, &worst_cos);
+    }
+    fprintf(stderr, "  %-48s max|diff| %.2e  min cos %.9f\n", name, worst_abs, worst_cos);
+    free(pooled);
+    free(v);
+out:
+    emb_plan_deinit(&plan);
+    texts_free(texts, n);
+}
+
+/* Packs the sequences of all non-error cases into shared batches and checks
+ * each pooled row equals the row computed with the case alone. */
+static void check_batch_invariance(struct fixture *fx) {
+    int H = eng_model_info(fx->m)->n_embd, n_cases = cJSON_GetArraySize(fx->cases);
+    struct eng_seq *batch = calloc(4096, sizeof(*batch));
+    float *alone = calloc((size_t)4096 * H, sizeof(float)), *mixed = calloc((size_t)4096 * H, sizeof(float));
+    struct emb_plan *plans = calloc((size_t)n_cases, sizeof(*plans));
+    int nb = 0, n_out = 0, tokens = 0;
+    for (int ic = 0; ic < n_cases; ic++) {
+        const cJSON *cs = cJSON_GetArrayItem(fx->cases, ic);
+        struct emb_text *texts;
+        int n = case_texts(cs, &texts);
+        struct emb_opts o = case_opts(fx, cs);
+        struct emb_error e;
+        if (emb_plan_build(fx->tk, fx->m, &o, texts, n, &plans[ic], &e) != 0 ||
+            plans[ic].n_tokens + tokens > eng_ctx_capacity(fx->c) / 2) {
+            texts_free(texts, n);
+            continue;
+        }
+        CHECK(emb_plan_run(fx->c, &plans[ic], alone + (size_t)n_out * H) == 0);
+        for (int s = 0; s < plans[ic].n_seqs; s++) {
+            const struct emb_seq *q = &plans[ic].seqs[s];
+            batch[nb++] = (struct eng_seq){q->ids, q->n_ids, q->task, q->spans ? q->n_out : 0,
+                                           q->spans, mixed + (size_t)(n_out + q->first_out) * H};
+        }
+        n_out += plans[ic].n_outputs;
+        tokens += (int)plans[ic].n_tokens;
+        texts_free(texts, n);
+    }
+    CHECK(nb > 20);
+    CHECK(eng_encode(fx->c, batch, nb) == 0);
+    double mx = 0;
+    for (size_t i = 0; i < (size_t)n_out * H; i++) {
+        double d = fabs(alone[i] - mixed[i]);
+        mx = d > mx ? d : mx;
+    }
+    CHECKM(mx <= 1e-5, "mixed batch differs from sequences alone by %.3g", mx);
+    fprintf(stderr, "  batch of %d sequences (%d tokens, mixed tasks): max |diff| vs alone %.2e\n",
+            nb, tokens, mx);
+    for (int ic = 0; ic < n_cases; ic++) emb_plan_deinit(&plans[ic]);
+    free(plans);
+    free(batch);
+    free(alone);
+    free(mixed);
+}
+
+static void check_refusals(struct fixture *fx) {
+    int H = eng_model_info(fx->m)->n_embd, V = eng_model_info(fx->m)->n_vocab;
+    float out[4096];
+    int32_t ids[3] = {0, 5, 2}, bad[3] = {0, V, 2}, spans[2] = {2, 1};
+    CHECK(H * 2 <= 4096);
+    struct eng_seq s = {ids, 3, ENG_TASK_NONE, 0, NULL, out};
+    CHECK(eng_encode(fx->c, &s, 1) == 0);
+    s.ids = bad;
+    CHECK(eng_encode(fx->c, &s, 1) == ENG_EINVAL);
+    s.ids = ids;
+    s.task = eng_model_info(fx->m)->n_tasks;
+    CHECK(eng_encode(fx->c, &s, 1) == ENG_EINVAL);
+    s.task = 0;
+    s.n_spans = 1;
+    s.spans = spans;
+    CHECK(eng_encode(fx->c, &s, 1) == ENG_EINVAL);
+    int cap = eng_ctx_capacity(fx->c);
+    int32_t *big = calloc((size_t)cap + 1, sizeof(int32_t));
+    struct eng_seq sb = {big, cap + 1, ENG_TASK_NONE, 0, NULL, out};
+    CHECK(eng_encode(fx->c, &sb, 1) == ENG_ETOOLONG);
+    free(big);
+    CHECK(eng_task_lookup(fx->m, "retrieval.query") == 0);
+    CHECK(eng_task_lookup(fx->m, "text-matching") == 4);
+    CHECK(eng_task_lookup(fx->m, "nope") == ENG_EINVAL);
+    CHECK(eng_task_lookup(fx->m, NULL) == ENG_TASK_NONE);
+}
+
+void test_engine(void) {
+    const char *dir = test_env("TESTMODEL", "build/testmodel");
+    char path[4096], err[512] = "";
+    struct fixture fx = {0};
+    snprintf(path, sizeof(path), "%s/sentencepiece.bpe.model", dir);
+    fx.tk = tok_open(path, err, sizeof(err));
+    CHECKM(fx.tk != NULL, "%s", err);
+    struct eng_params p = eng_params_defaults();
+    p.n_threads = 2;
+    p.max_batch_tokens = 8192;
+    fx.m = eng_model_open(dir, &p, err, sizeof(err));
+    CHECKM(fx.m != NULL, "%s", err);
+    if (fx.m) fx.c = eng_ctx_new(fx.m, &p, err, sizeof(err));
+    snprintf(path, sizeof(path), "%s/expected.json", dir);
+    fx.expected = load_json(path);
+    fx.cases = load_json("tests/data/engine_cases.json");
+    if (!fx.tk || !fx.c || !fx.expected || !fx.cases) goto out;
+    const cJSON *exc = cJSON_GetObjectItem(fx.expected, "cases");
+    CHECK(cJSON_GetArraySize(exc) == cJSON_GetArraySize(fx.cases));
+    for (int i = 0; i < cJSON_GetArraySize(fx.cases) && i < cJSON_GetArraySize(exc); i++)
+        run_case(&fx, cJSON_GetArrayItem(fx.cases, i), cJSON_GetArrayItem(exc, i));
+    check_batch_invariance(&fx);
+    check_refusals(&fx);
+out:
+    cJSON_Delete(fx.cases);
+    cJSON_Delete(fx.expected);
+    eng_ctx_free(fx.c);
+    eng_model_close(fx.m);
+    tok_close(fx.tk);
+}

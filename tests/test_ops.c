@@ -1,0 +1,146 @@
+/* test_ops.c -- each kernel against a straight-loop reference in double, on
+ * random inputs with odd sizes, by ggml's NMSE (sum (a-b)^2 / sum a^2). */
+#include "tests/test.h"
+
+#include "engine/engine_impl.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define NMSE_TOL 1e-7
+
+static unsigned rng_state = 12345;
+static float frand(void) { /* uniform in [-1, 1) */
+    rng_state = rng_state * 1103515245u + 12345u;
+    return (float)((rng_state >> 8) & 0xFFFF) / 32768.0f - 1.0f;
+}
+
+static float *rand_vec(size_t n, float scale) {
+    float *v = malloc(sizeof(float) * (n ? n : 1));
+    for (size_t i = 0; i < n; i++) v[i] = frand() * scale;
+    return v;
+}
+
+static double nmse(const float *ref, const float *got, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)ref[i] - got[i];
+        num += d * d;
+        den += (double)ref[i] * ref[i];
+    }
+    return den > 0 ? num / den : num;
+}
+
+static void test_gemm(int m, int n, int k, int with_bias) {
+    float *x = rand_vec((size_t)m * k, 1), *w = rand_vec((size_t)n * k, 1), *b = rand_vec(n, 1);
+    float *y = rand_vec((size_t)m * n, 1), *yr = malloc(sizeof(float) * (size_t)m * n);
+    ops_gemm_nt(m, n, k, x, k, w, k, with_bias ? b : NULL, y, n);
+    ref_gemm_nt(m, n, k, x, k, w, k, with_bias ? b : NULL, yr, n);
+    double e = nmse(yr, y, (size_t)m * n);
+    CHECKM(e < NMSE_TOL, "gemm %dx%dx%d bias=%d nmse %.3g", m, n, k, with_bias, e);
+    free(x), free(w), free(b), free(y), free(yr);
+}
+
+static void test_layernorm(int rows, int n) {
+    float *x = rand_vec((size_t)rows * n, 3), *r = rand_vec((size_t)rows * n, 1);
+    float *w = rand_vec(n, 1), *b = rand_vec(n, 1), *x2 = malloc(sizeof(float) * rows * n);
+    for (int i = 0; i < rows * n; i++) x[i] += 5; /* an offset mean, as real activations */
+    memcpy(x2, x, sizeof(float) * rows * n);
+    ops_add_layernorm(x, r, rows, n, w, b, 1e-5f);
+    ref_add_layernorm(x2, r, rows, n, w, b, 1e-5f);
+    double e = nmse(x2, x, (size_t)rows * n);
+    CHECKM(e < NMSE_TOL, "layernorm %dx%d nmse %.3g", rows, n, e);
+    free(x), free(r), free(w), free(b), free(x2);
+}
+
+static void test_gelu(int64_t n) {
+    float *x = rand_vec((size_t)n, 6), *x2 = malloc(sizeof(float) * n);
+    memcpy(x2, x, sizeof(float) * n);
+    ops_gelu(x, n);
+    ref_gelu(x2, n);
+    double e = nmse(x2, x, (size_t)n), mx = 0;
+    for (int64_t i = 0; i < n; i++) mx = fmax(mx, fabs(x[i] - x2[i]));
+    CHECKM(e < NMSE_TOL && mx < 1e-5, "gelu n=%ld nmse %.3g max %.3g", (long)n, e, mx);
+    free(x), free(x2);
+}
+
+static void test_softmax(int rows, int n) {
+    int ld = n + 3;
+    float *x = rand_vec((size_t)rows * ld, 20), *x2 = malloc(sizeof(float) * rows * ld);
+    memcpy(x2, x, sizeof(float) * rows * ld);
+    ops_softmax_rows(x, rows, n, ld);
+    ref_softmax_rows(x2, rows, n, ld);
+    double e = nmse(x2, x, (size_t)rows * ld);
+    CHECKM(e < NMSE_TOL, "softmax %dx%d nmse %.3g", rows, n, e);
+    for (int i = 0; i < rows; i++) { /* padding untouched, rows sum to 1 */
+        double s = 0;
+        for (int j = 0; j < n; j++) s += x[(size_t)i * ld + j];
+        CHECK_NEAR(s, 1.0, 1e-5);
+    }
+    free(x), free(x2);
+}
+
+/* RoPE: rotating by position p then by q equals rotating by p+q only in
+ * exact math, so compare against the definition with double angles instead. */
+static void test_rope(int d, int pos) {
+    float inv[256], cs[256], sn[256], *v = rand_vec(d, 1), *v0 = malloc(sizeof(float) * d);
+    memcpy(v0, v, sizeof(float) * d);
+    ops_rope_inv_freq(20000.0f, d, inv);
+    for (int i = 0; i < d / 2; i++) {
+        float th = (float)pos * inv[i];
+        cs[i] = cosf(th), sn[i] = sinf(th);
+        CHECK_NEAR(inv[i], 1.0 / pow(20000.0, 2.0 * i / d), 1e-6 * (1.0 / pow(20000.0, 2.0 * i / d)) + 1e-12);
+    }
+    ops_rope_head(v, d, cs, sn);
+    double mx = 0;
+    for (int i = 0; i < d / 2; i++) {
+        double th = (double)(float)((float)pos * inv[i]);
+        double a = v0[i] * cos(th) - v0[i + d / 2] * sin(th);
+        double b = v0[i + d / 2] * cos(th) + v0[i] * sin(th);
+        mx = fmax(mx, fmax(fabs(a - v[i]), fabs(b - v[i + d / 2])));
+    }
+    CHECKM(mx < 1e-5, "rope d=%d pos=%d max %.3g", d, pos, mx);
+    free(v), free(v0);
+}
+
+struct pool_arg {
+    atomic_int hits[8];
+};
+static void pool_fn(void *arg, int ith, int nth) {
+    struct pool_arg *a = arg;
+    CHECK(ith >= 0 && ith < nth && nth <= 8);
+    atomic_fetch_add(&a->hits[ith], 1);
+}
+
+static void test_pool(void) {
+    for (int nt = 1; nt <= 4; nt++) {
+        struct eng_pool *p = pool_new(nt);
+        struct pool_arg a;
+        for (int i = 0; i < 8; i++) atomic_init(&a.hits[i], 0);
+        for (int r = 0; r < 200; r++) pool_run(p, pool_fn, &a);
+        int ok = 1;
+        for (int i = 0; i < nt; i++) ok &= a.hits[i] == 200;
+        CHECKM(ok, "pool of %d: every thread runs every call once", nt);
+        pool_free(p);
+    }
+}
+
+void test_ops(void) {
+    const int sizes[][3] = {{1, 1, 1}, {1, 17, 33}, {7, 5, 3}, {13, 31, 64}, {64, 96, 80},
+                            {100, 1, 7}, {3, 250, 129}};
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+        for (int b = 0; b < 2; b++) test_gemm(sizes[i][0], sizes[i][1], sizes[i][2], b);
+    test_layernorm(1, 1);
+    test_layernorm(3, 7);
+    test_layernorm(5, 80);
+    test_layernorm(2, 1024);
+    test_gelu(1);
+    test_gelu(1001);
+    test_softmax(1, 1);
+    test_softmax(4, 9);
+    test_softmax(3, 1000);
+    test_rope(2, 0);
+    test_rope(16, 7);
+    test_rope(64, 8191);
+    test_pool();
+}

@@ -1,0 +1,144 @@
+/* test_tokenizer.c -- the XLM-R id layout, unknown characters, the buffer
+ * contract, truncation through emb_plan_build, and encoding from 8 threads.
+ * Golden ids come from Python's sentencepiece with the fairseq mapping
+ * (tests/reference.py's tokeniser), compared in test_engine; here the layout
+ * is checked against the sentencepiece model directly. */
+#include "tests/test.h"
+
+#include "server/embed.h"
+#include "tokenizer/tokenizer.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *samples[] = {
+    "Hello world",
+    "Привет, мир! Как дела?",
+    "这是一个测试句子。",
+    "日本語のテキストです",
+    "مرحبا بالعالم",
+    "emoji 🚀🎉 and   runs   of spaces\tand\ttabs",
+    "",
+    "ꙮ𓀀 rare characters",
+    "Ünïcödé çömbïnïng e\xcc\x81",
+    "code: for (int i = 0; i < n; i++) { x[i] = 0; }",
+};
+#define N_SAMPLES ((int)(sizeof(samples) / sizeof(samples[0])))
+
+struct golden {
+    int32_t ids[N_SAMPLES][512];
+    int32_t n[N_SAMPLES];
+};
+
+static void layout_cases(const tok *t) {
+    int32_t ids[64];
+    CHECK(tok_n_vocab(t) > 4);
+    CHECK(!strcmp(tok_piece(t, TOK_BOS), "<s>") && !strcmp(tok_piece(t, TOK_PAD), "<pad>") &&
+          !strcmp(tok_piece(t, TOK_EOS), "</s>") && !strcmp(tok_piece(t, TOK_UNK), "<unk>"));
+    CHECK(!strcmp(tok_piece(t, tok_n_vocab(t) - 1), "<mask>"));
+    CHECK(!strcmp(tok_piece(t, tok_n_vocab(t)), ""));
+    /* no special ids inside the encoding; all ids in range */
+    int n = tok_encode(t, samples[1], strlen(samples[1]), ids, 64), ok = n > 0;
+    for (int i = 0; i < n; i++) ok &= ids[i] > TOK_EOS && ids[i] < tok_n_vocab(t) - 1;
+    CHECKM(ok, "ids of ordinary text avoid specials and <mask>");
+    /* the first piece of a word carries the sentencepiece word marker */
+    n = tok_encode(t, "Hello", 5, ids, 64);
+    CHECK(n >= 1 && !strncmp(tok_piece(t, ids[0]), "\xe2\x96\x81", 3));
+    /* a character outside the model's coverage is <unk> = 3 */
+    n = tok_encode(t, "\xea\x99\xae", 3, ids, 64); /* U+A66E, not in the corpus */
+    int has_unk = 0;
+    for (int i = 0; i < n; i++) has_unk |= ids[i] == TOK_UNK;
+    CHECKM(has_unk, "U+A66E maps to <unk> (3)");
+    /* buffer too small -> -needed; empty -> 0 */
+    int full = tok_encode(t, samples[0], strlen(samples[0]), ids, 64);
+    CHECK(full > 1 && tok_encode(t, samples[0], strlen(samples[0]), ids, 1) == -full);
+    CHECK(tok_encode(t, "", 0, ids, 64) == 0);
+    int32_t *a = NULL;
+    CHECK(tok_encode_alloc(t, "", 0, &a) == 0 && a == NULL);
+    /* embedded NUL and invalid UTF-8 do not break it */
+    CHECK(tok_encode(t, "a\0b", 3, ids, 64) >= 1);
+    CHECK(tok_encode(t, "\xff\xfe\xc3", 3, ids, 64) >= 0);
+}
+
+static void truncation_cases(const tok *t, const struct eng_model *m) {
+    struct emb_text x = {samples[0], strlen(samples[0])};
+    struct emb_opts o = emb_opts_defaults();
+    struct emb_plan p;
+    struct emb_error e;
+    int32_t body[64];
+    int nb = tok_encode(t, x.s, x.len, body, 64);
+    o.max_tokens = nb + 2;
+    CHECK(emb_plan_build(t, m, &o, &x, 1, &p, &e) == 0 && p.seqs[0].n_ids == nb + 2);
+    CHECK(p.seqs[0].ids[0] == TOK_BOS && p.seqs[0].ids[nb + 1] == TOK_EOS);
+    emb_plan_deinit(&p);
+    o.max_tokens = nb + 1;
+    CHECK(emb_plan_build(t, m, &o, &x, 1, &p, &e) == EMB_ETOOLONG && e.index == 0 &&
+          e.n_tokens == nb + 2 && e.limit == nb + 1);
+    emb_plan_deinit(&p);
+    o.truncate = true;
+    o.max_tokens = 3;
+    CHECK(emb_plan_build(t, m, &o, &x, 1, &p, &e) == 0 && p.seqs[0].n_ids == 3 &&
+          p.seqs[0].ids[1] == body[0] && p.seqs[0].ids[2] == TOK_EOS);
+    CHECK(p.n_tokens == 3);
+    emb_plan_deinit(&p);
+}
+
+struct thread_arg {
+    const tok *t;
+    const struct golden *g;
+    int mismatches;
+};
+
+static void *encode_many(void *varg) {
+    struct thread_arg *a = varg;
+    int32_t ids[512];
+    for (int round = 0; round < 200; round++) {
+        int i = round % N_SAMPLES;
+        int n = tok_encode(a->t, samples[i], strlen(samples[i]), ids, 512);
+        if (n != a->g->n[i] || memcmp(ids, a->g->ids[i], sizeof(int32_t) * (size_t)n))
+            a->mismatches++;
+    }
+    return NULL;
+}
+
+static void concurrency_case(const tok *t) {
+    static struct golden g;
+    for (int i = 0; i < N_SAMPLES; i++)
+        g.n[i] = tok_encode(t, samples[i], strlen(samples[i]), g.ids[i], 512);
+    pthread_t th[8];
+    struct thread_arg args[8];
+    for (int i = 0; i < 8; i++) {
+        args[i] = (struct thread_arg){t, &g, 0};
+        pthread_create(&th[i], NULL, encode_many, &args[i]);
+    }
+    int bad = 0;
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        bad += args[i].mismatches;
+    }
+    CHECKM(bad == 0, "8 threads x 200 encodings: %d differ from single-threaded", bad);
+}
+
+void test_tokenizer(void) {
+    const char *dir = test_env("TESTMODEL", "build/testmodel");
+    char path[4096], err[512] = "";
+    CHECK(tok_open("/nonexistent.model", err, sizeof(err)) == NULL &&
+          strstr(err, "/nonexistent.model"));
+    snprintf(path, sizeof(path), "%s/config.json", dir); /* not a sentencepiece model */
+    CHECK(tok_open(path, err, sizeof(err)) == NULL && strstr(err, "sentencepiece"));
+    snprintf(path, sizeof(path), "%s/sentencepiece.bpe.model", dir);
+    tok *t = tok_open(path, err, sizeof(err));
+    CHECKM(t != NULL, "%s", err);
+    struct eng_params p = eng_params_defaults();
+    struct eng_model *m = eng_model_open(dir, &p, err, sizeof(err));
+    CHECKM(m != NULL, "%s", err);
+    if (!t || !m) goto out;
+    CHECK(tok_n_vocab(t) == eng_model_info(m)->n_vocab);
+    layout_cases(t);
+    truncation_cases(t, m);
+    concurrency_case(t);
+out:
+    eng_model_close(m);
+    tok_close(t);
+}

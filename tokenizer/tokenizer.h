@@ -1,0 +1,58 @@
+/* tokenizer.h -- XLM-RoBERTa tokenizer: sentencepiece model + fairseq id layout.
+ *
+ * Model ids follow XLM-R's Hugging Face tokenizer: <s>=0, <pad>=1, </s>=2,
+ * <unk>=3, sentencepiece piece i (i >= 3) -> i + 1, <mask> = last id.
+ * tok_encode returns model ids, never raw sentencepiece ids.
+ *
+ * Conventions: counts are returned as >= 0; a buffer that is too small gives
+ * -needed (as llama_tokenize); other failures give TOK_EFAIL.
+ *
+ * Thread-safety: after tok_open returns, a tok may be used from any number of
+ * threads at once (sentencepiece's processor is const after Load; this is
+ * exercised by tests/test_tokenizer.c). tok_close must not race with users.
+ */
+#ifndef EMB_TOKENIZER_H
+#define EMB_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TOK_BOS  0
+#define TOK_PAD  1
+#define TOK_EOS  2
+#define TOK_UNK  3
+#define TOK_EFAIL INT32_MIN
+
+typedef struct tok tok;
+
+/* Loads a sentencepiece .model file. Returns NULL and writes a reason into
+ * err[errlen] if the file is missing or not a sentencepiece model. The caller
+ * frees the result with tok_close. */
+tok *tok_open(const char *path, char *err, size_t errlen);
+void tok_close(tok *t);
+
+/* Model vocabulary size: pieces + 2 (<pad> and <mask> have no spm piece). */
+int32_t tok_n_vocab(const tok *t);
+
+/* Tokenises text[0..len) (UTF-8; embedded NULs and invalid bytes allowed)
+ * without special tokens into ids[0..n_max). Returns the number of ids, or
+ * -needed if n_max is too small (ids is then unspecified), or TOK_EFAIL.
+ * Thread-safe. */
+int32_t tok_encode(const tok *t, const char *text, size_t len, int32_t *ids, int32_t n_max);
+
+/* Same, but returns a freshly malloc'ed array in *out (caller frees with
+ * free()); *out is NULL for zero tokens. Returns the count or TOK_EFAIL.
+ * Thread-safe. */
+int32_t tok_encode_alloc(const tok *t, const char *text, size_t len, int32_t **out);
+
+/* Surface text of a model id (borrowed; valid until tok_close), "" if out of range. */
+const char *tok_piece(const tok *t, int32_t id);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
