@@ -29,6 +29,7 @@ ifeq ($(CI),true)
   CXXFLAGS += -Werror
 endif
 
+comma := ,
 BUILD ?= build
 ifdef SANITIZE
   BUILD     := build/san-$(subst $(comma),-,$(SANITIZE))
@@ -36,14 +37,11 @@ ifdef SANITIZE
   CXXFLAGS  += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
   LDFLAGS   += -fsanitize=$(SANITIZE)
 endif
-comma := ,
 
-# The Debian packages the project builds and tests with: the one list that
-# .ci/run and docker/Dockerfile both use (through `make deps`).
-DEB_BUILD = build-essential pkg-config libmicrohttpd-dev libcjson-dev libopenblas-dev \
-            libsentencepiece-dev libcurl4-openssl-dev
-DEB_TEST  = sentencepiece python3-numpy python3-sentencepiece curl
-DEB_RUN   = libmicrohttpd12 libcjson1 libopenblas0-pthread libsentencepiece0 ca-certificates curl
+# The Debian packages: kept in docker/apt-*.txt, the one list that
+# scripts/install-deps (so .ci/run) and docker/Dockerfile all read.
+DEB_BUILD := $(shell cat docker/apt-build.txt)
+DEB_TEST  := $(shell cat docker/apt-test.txt)
 
 ENGINE_SRCS = $(wildcard engine/*.c)
 CONFIG_SRCS = $(wildcard config/*.c)
@@ -64,6 +62,9 @@ $(BUILD)/embedserve: $(MAIN_OBJ) $(LIB_OBJS)
 
 $(BUILD)/test_all: $(TEST_OBJS) $(LIB_OBJS)
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcurl
+
+$(BUILD)/bench: $(call obj,tests/bench/bench.c) $(LIB_OBJS)
+	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -86,9 +87,19 @@ testmodel: $(TESTMODEL)/expected.json
 test: $(BUILD)/embedserve $(BUILD)/test_all $(TESTMODEL)/expected.json
 	BUILD=$(BUILD) TESTMODEL=$(TESTMODEL) PYTHON=$(PYTHON) sh tests/run.sh
 
+# make bench [BENCH_MODEL=DIR]: a full-size random-weight checkpoint in the
+# real layout is generated once into the cache (or BENCH_MODEL is used).
+BENCH_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/embedserve/full-random
+BENCH_MODEL ?= $(BENCH_CACHE)
+BENCH_ARGS  ?=
+bench: $(BUILD)/bench $(BUILD)/embedserve
+	@if [ "$(BENCH_MODEL)" = "$(BENCH_CACHE)" ] && [ ! -f $(BENCH_CACHE)/model.safetensors ]; then \
+	    mkdir -p $(BENCH_CACHE) && $(PYTHON) tests/gen_model.py --full --out $(BENCH_CACHE); fi
+	$(BUILD)/bench --model $(BENCH_MODEL) --threads 1 $(BENCH_ARGS)
+	$(BUILD)/bench --model $(BENCH_MODEL) --threads 2 $(BENCH_ARGS)
+
 deps:
-	apt-get update
-	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(DEB_BUILD) $(DEB_TEST)
+	scripts/install-deps --test
 
 print-deb-%:
 	@echo $(DEB_$*)
@@ -108,4 +119,4 @@ check-headers:
 clean:
 	rm -rf build
 
--include $(LIB_OBJS:.o=.d) $(MAIN_OBJ:.o=.d) $(TEST_OBJS:.o=.d)
+-include $(LIB_OBJS:.o=.d) $(MAIN_OBJ:.o=.d) $(TEST_OBJS:.o=.d) $(BUILD)/tests/bench/bench.d
