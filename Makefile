@@ -66,6 +66,12 @@ $(BUILD)/test_all: $(TEST_OBJS) $(LIB_OBJS)
 $(BUILD)/bench: $(call obj,tests/bench/bench.c) $(LIB_OBJS)
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/bench_gemm: $(call obj,tests/bench/bench_gemm.c) $(LIB_OBJS)
+	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The engine's kernels rely on auto-vectorisation (see engine/ops.c).
+$(BUILD)/engine/%.o: CFLAGS += -O3
+
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<

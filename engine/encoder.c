@@ -34,6 +34,7 @@ struct eng_ctx {
     const struct eng_model *m;
     struct eng_pool *pool;
     int cap;                     /* tokens */
+    int n_threads;
     float *x;                    /* [cap][H] hidden state */
     float *qkv;                  /* [cap][3H] */
     float *att;                  /* [cap][H] attention context */
@@ -50,6 +51,7 @@ struct eng_ctx {
     int n_seqs;
     int *seq_start;              /* [cap + 1] first token of each sequence */
     double *acc;                 /* [H] pooling accumulator */
+    void **scratch;              /* [n_threads] per-thread activation packing for wmat_gemm */
     atomic_int next_item;        /* attention work queue */
 };
 
@@ -62,6 +64,7 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_params *
     if (!c) goto oom;
     int n_threads = p && p->n_threads > 0 ? p->n_threads : 1;
     c->m = m;
+    c->n_threads = n_threads;
     c->cap = p && p->max_batch_tokens > 0 ? p->max_batch_tokens : 8192;
     size_t cap = (size_t)c->cap, H = (size_t)in->n_embd, d = H / (size_t)in->n_head;
     size_t chunk = cap < FFN_CHUNK ? cap : FFN_CHUNK;
@@ -81,7 +84,17 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_params *
     c->runs = malloc(sizeof(struct run) * cap);
     c->seq_start = malloc(sizeof(int) * (cap + 1));
     c->acc = malloc(sizeof(double) * H);
-    if (!c->acc || !c->pool || !c->x || !c->qkv || !c->att || !c->tmp || !c->ff || !c->lora_t ||
+    c->scratch = calloc((size_t)n_threads, sizeof(void *));
+    size_t sb = 0;
+    const struct eng_layer *L0 = &m->layers[0];
+    const struct wmat *wl[4] = {&L0->qkv.w, &L0->out.w, &L0->fc1.w, &L0->fc2.w};
+    for (int i = 0; i < 4; i++) {
+        size_t b = wmat_scratch_bytes(wl[i], c->cap);
+        sb = b > sb ? b : sb;
+    }
+    for (int i = 0; sb && c->scratch && i < n_threads; i++)
+        if (!(c->scratch[i] = malloc(sb))) goto oom;
+    if (!c->acc || !c->scratch || !c->pool || !c->x || !c->qkv || !c->att || !c->tmp || !c->ff || !c->lora_t ||
         !c->scores || !c->rope_cos || !c->rope_sin || !c->pos || !c->runs || !c->seq_start)
         goto oom;
     /* cos/sin tables: theta = (float)pos * inv_freq in f32, as the reference */
@@ -118,6 +131,8 @@ void eng_ctx_free(struct eng_ctx *c) {
     free(c->runs);
     free(c->seq_start);
     free(c->acc);
+    for (int i = 0; c->scratch && i < c->n_threads; i++) free(c->scratch[i]);
+    free(c->scratch);
     free(c);
 }
 
@@ -191,8 +206,7 @@ static void linear_phase(void *arg, int ith, int nth) {
     lo *= 16;
     hi = hi * 16 < l->n_out ? hi * 16 : l->n_out;
     if (lo >= hi) return;
-    ops_gemm_nt(j->n, hi - lo, l->n_in, j->x, l->n_in, l->w + (size_t)lo * l->n_in, l->n_in,
-                l->b + lo, j->y + lo, l->n_out);
+    wmat_gemm(&l->w, j->n, j->x, l->n_in, l->b, j->y, l->n_out, lo, hi, c->scratch[ith]);
     for (int ir = 0; ir < c->n_runs; ir++) {
         const struct run *ru = &c->runs[ir];
         int a = ru->start > j->row0 ? ru->start : j->row0;

@@ -40,8 +40,14 @@ extern "C" {
 
 /* Numeric precision of the weights used for the matrix products. */
 enum eng_dtype {
-    ENG_DTYPE_F32 = 0, /* weights widened to f32 at load: exact mode */
+    ENG_DTYPE_AUTO = 0, /* bf16 where the CPU has AVX512_BF16, else f32 */
+    ENG_DTYPE_F32,      /* weights widened to f32 at load: exact mode */
+    ENG_DTYPE_BF16,     /* bf16 weights and activations, f32 accumulation (AVX512_BF16) */
+    ENG_DTYPE_INT8,     /* int8 per-channel weights, int8 activations (AVX512_VNNI) */
 };
+
+/* "f32", "bf16", "int8" or "auto". */
+const char *eng_dtype_name(enum eng_dtype dt);
 
 struct eng_params {
     int n_threads;        /* threads for the forward pass, >= 1 */
@@ -68,6 +74,7 @@ struct eng_info {
     int n_matryoshka;
     int matryoshka[ENG_MAX_MATRYOSHKA];
     const char *name; /* _name_or_path, or "" */
+    enum eng_dtype dtype; /* precision the matrix products run in (never AUTO) */
 };
 
 /* One sequence of an eng_encode batch. All pointers are borrowed for the call. */
@@ -80,7 +87,7 @@ struct eng_seq {
     float *out;           /* [max(n_spans,1)][n_embd] span means of the last hidden state */
 };
 
-/* Defaults: 1 thread, 8192 tokens, f32. */
+/* Defaults: 1 thread, 8192 tokens, ENG_DTYPE_AUTO. */
 struct eng_params eng_params_defaults(void);
 
 /* Opens the model in directory `dir`: reads config.json, maps

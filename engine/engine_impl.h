@@ -4,6 +4,7 @@
 #define EMB_ENGINE_IMPL_H
 
 #include "engine/engine.h"
+#include "engine/gemm.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -67,7 +68,7 @@ void pool_run(struct eng_pool *p, void (*fn)(void *arg, int ith, int nth), void 
 /* ---- model.c: weights ---- */
 
 struct eng_linear {
-    const float *w; /* [n_out][n_in] */
+    struct wmat w;  /* W [n_out][n_in], prepared for the model's dtype */
     const float *b; /* [n_out] */
     int n_in, n_out;
     const float *lora_a; /* [n_tasks][rank][n_in] */
@@ -93,8 +94,10 @@ struct eng_model {
     const float *type_embd;  /* [1 + n_tasks][n_embd]: row 0 no task, row 1+t task t, merged */
     const float *emb_ln_w, *emb_ln_b;
     struct eng_layer *layers;
-    float *arena; /* all widened weights */
+    float *arena; /* biases, norms, LoRA factors and embedding LoRA B, widened */
     size_t arena_floats;
+    float *wtmp; /* load-time only: one weight matrix widened before wmat_init */
+    size_t wmat_bytes;
 };
 
 /* ---- ops.c: kernels, each with a naive reference for the tests ---- */

@@ -21,8 +21,35 @@
 #define TENSOR_PREFIX "roberta."
 
 struct eng_params eng_params_defaults(void) {
-    struct eng_params p = {.n_threads = 1, .max_batch_tokens = 8192, .dtype = ENG_DTYPE_F32};
+    struct eng_params p = {.n_threads = 1, .max_batch_tokens = 8192, .dtype = ENG_DTYPE_AUTO};
     return p;
+}
+
+const char *eng_dtype_name(enum eng_dtype dt) {
+    static const char *names[] = {"auto", "f32", "bf16", "int8"};
+    return (unsigned)dt < 4 ? names[dt] : "?";
+}
+
+/* AUTO -> bf16 where the CPU runs it, else f32; explicit kinds are checked. */
+static int dtype_resolve(enum eng_dtype want, enum eng_dtype *out, char *err, size_t errlen) {
+    if (want == ENG_DTYPE_AUTO) want = gemm_cpu_has_bf16() ? ENG_DTYPE_BF16 : ENG_DTYPE_F32;
+    if ((want == ENG_DTYPE_BF16 && !gemm_cpu_has_bf16()) ||
+        (want == ENG_DTYPE_INT8 && !gemm_cpu_has_vnni())) {
+        snprintf(err, errlen, "dtype %s needs a CPU with %s (or EMBEDSERVE_NO_AVX512 is set); "
+                              "use dtype f32", eng_dtype_name(want),
+                 want == ENG_DTYPE_BF16 ? "AVX512_BF16" : "AVX512_VNNI");
+        return -1;
+    }
+    if (want < ENG_DTYPE_F32 || want > ENG_DTYPE_INT8) {
+        snprintf(err, errlen, "unknown dtype %d", (int)want);
+        return -1;
+    }
+    *out = want;
+    return 0;
+}
+
+static enum wmat_kind wmat_kind_of(enum eng_dtype dt) {
+    return dt == ENG_DTYPE_BF16 ? WMAT_BF16 : dt == ENG_DTYPE_INT8 ? WMAT_INT8 : WMAT_F32;
 }
 
 static char *read_file(const char *path, size_t *len, char *err, size_t errlen) {
@@ -236,7 +263,8 @@ static const float *widen(struct eng_model *m, size_t *pos, const struct st_tens
 }
 
 /* Checks one linear layer ("<base>.parametrizations.weight.original" etc.);
- * with arena set, widens it into l. Returns the floats it needs, or -1. */
+ * with arena set, prepares W for the model's dtype and widens the rest into
+ * the arena. Returns the arena floats it needs, or -1 with err. */
 static long linear_load(struct eng_model *m, const char *base, int n_out, int n_in, size_t *pos,
                         struct eng_linear *l, char *err, size_t errlen) {
     char nm[200];
@@ -253,12 +281,17 @@ static long linear_load(struct eng_model *m, const char *base, int n_out, int n_
     if (m->arena) {
         l->n_in = n_in;
         l->n_out = n_out;
-        l->w = widen(m, pos, w);
+        st_to_f32(w->dtype, w->data, m->wtmp, w->n_elem);
+        if (wmat_init(&l->w, wmat_kind_of(m->info.dtype), m->wtmp, n_out, n_in) != 0) {
+            snprintf(err, errlen, "out of memory preparing '%s'", base);
+            return -1;
+        }
+        m->wmat_bytes += l->w.nbytes;
         l->b = widen(m, pos, b);
         l->lora_a = widen(m, pos, a);
         l->lora_b = widen(m, pos, bb);
     }
-    return (long)(w->n_elem + b->n_elem + a->n_elem + bb->n_elem);
+    return (long)(b->n_elem + a->n_elem + bb->n_elem);
 }
 
 static long norm_load(struct eng_model *m, const char *base, size_t *pos, const float **w,
@@ -354,24 +387,26 @@ struct eng_model *eng_model_open(const char *dir, const struct eng_params *p, ch
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    if (p && p->dtype != ENG_DTYPE_F32) {
-        snprintf(err, errlen, "unsupported dtype %d", (int)p->dtype);
-        goto fail;
-    }
+    if (dtype_resolve(p ? p->dtype : ENG_DTYPE_AUTO, &m->info.dtype, err, errlen) != 0) goto fail;
     if (config_load(m, dir, err, errlen) != 0) goto fail;
     snprintf(path, sizeof(path), "%s/model.safetensors", dir);
     if (!(m->st = st_open(path, err, errlen))) goto fail;
     long need_floats = tensors_walk(m, err, errlen); /* validate everything first */
     if (need_floats < 0) goto fail;
+    const struct eng_info *in = &m->info;
+    size_t wmax = (size_t)in->n_embd * (in->n_ff > 3 * in->n_embd ? in->n_ff : 3 * in->n_embd);
     m->layers = calloc((size_t)m->info.n_layer, sizeof(*m->layers));
     m->arena = malloc(sizeof(float) * (size_t)need_floats);
-    if (!m->layers || !m->arena) {
+    m->wtmp = malloc(sizeof(float) * wmax);
+    if (!m->layers || !m->arena || !m->wtmp) {
         snprintf(err, errlen, "out of memory for %ld weights", need_floats);
         goto fail;
     }
     m->arena_floats = (size_t)need_floats;
     if (tensors_walk(m, err, errlen) < 0) goto fail;
-    /* The widened copies are what the forward pass reads; let the kernel drop
+    free(m->wtmp);
+    m->wtmp = NULL;
+    /* The prepared copies are what the forward pass reads; let the kernel drop
      * the mapping's pages (the embedding rows fault back in on demand). */
     madvise(m->st->map, m->st->size, MADV_DONTNEED);
     return m;
@@ -382,6 +417,13 @@ fail:
 
 void eng_model_close(struct eng_model *m) {
     if (!m) return;
+    for (int il = 0; m->layers && il < m->info.n_layer; il++) {
+        wmat_deinit(&m->layers[il].qkv.w);
+        wmat_deinit(&m->layers[il].out.w);
+        wmat_deinit(&m->layers[il].fc1.w);
+        wmat_deinit(&m->layers[il].fc2.w);
+    }
+    free(m->wtmp);
     st_close(m->st);
     free(m->arena);
     free(m->layers);
@@ -401,5 +443,5 @@ int eng_task_lookup(const struct eng_model *m, const char *name) {
 }
 
 size_t eng_model_weight_bytes(const struct eng_model *m) {
-    return m->arena_floats * sizeof(float);
+    return m->arena_floats * sizeof(float) + m->wmat_bytes;
 }

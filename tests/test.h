@@ -38,5 +38,9 @@ void test_ops(void);
 void test_safetensors(void);
 void test_tokenizer(void);
 void test_engine(void);
+void test_api(void);
+void test_config(void);
+void test_http(void);
+void test_wmat(void); /* tests/test_gemm.c (test_ops.c has a static test_gemm) */
 
 #endif

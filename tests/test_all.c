@@ -21,6 +21,10 @@ static const struct {
     {"safetensors", test_safetensors},
     {"tokenizer", test_tokenizer},
     {"engine", test_engine},
+    {"api", test_api},
+    {"config", test_config},
+    {"http", test_http},
+    {"gemm", test_wmat},
 };
 
 int main(int argc, char **argv) {

@@ -4,22 +4,32 @@
  * on the generated model, the token ids of each model sequence and the final
  * embeddings. Here the same cases go through emb_plan_build (tokeniser +
  * prefixes + truncation + late-chunking spans) and the engine, and must give:
- * the same ids exactly, max |diff| <= 1e-4 per value and cosine >= 0.99999.
- * Then: every sequence of every case packed into shared batches (mixed tasks
- * and lengths) equals the case run alone; and bad batches are refused.
+ * the same ids exactly and, in f32, max |diff| <= 1e-4 per value and cosine
+ * >= 0.99999. The low-precision modes are held to cosine >= 0.9995 (bf16) and
+ * >= 0.998 (int8) on every case. Then: every sequence of every case packed
+ * into shared batches (mixed tasks and lengths) equals the case run alone;
+ * bad batches are refused; and the forced no-AVX-512 fallback runs f32.
  */
 #include "tests/test.h"
 
+#include "engine/gemm.h"
 #include "server/embed.h"
 
 #include <cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define TOL_ABS 1e-4
-#define TOL_COS 0.99999
+struct tol {
+    const char *mode;
+    double abs; /* max |diff| per value; 0 = not checked */
+    double cos; /* min cosine */
+};
+static const struct tol TOL_F32 = {"f32", 1e-4, 0.99999};
+static const struct tol TOL_BF16 = {"bf16", 0, 0.9995};
+static const struct tol TOL_INT8 = {"int8", 0, 0.998};
 
 struct fixture {
+    const struct tol *tol;
     tok *tk;
     struct eng_model *m;
     struct eng_ctx *c;
@@ -96,8 +106,8 @@ static struct emb_opts case_opts(const struct fixture *fx, const cJSON *cs) {
 }
 
 /* Compares one final embedding with the reference; tracks the worst figures. */
-static void compare_vec(const char *name, int i, const float *v, int n, const cJSON *ref,
-                        double *worst_abs, double *worst_cos) {
+static void compare_vec(const struct tol *tol, const char *name, int i, const float *v, int n,
+                        const cJSON *ref, double *worst_abs, double *worst_cos) {
     CHECKM(cJSON_GetArraySize(ref) == n, "%s[%d]: %d values, reference has %d", name, i, n,
            cJSON_GetArraySize(ref));
     if (cJSON_GetArraySize(ref) != n) return;
@@ -110,8 +120,9 @@ static void compare_vec(const char *name, int i, const float *v, int n, const cJ
         nb += r * r;
     }
     double cos = na > 0 && nb > 0 ? dot / sqrt(na * nb) : (na == nb ? 1 : 0);
-    CHECKM(mx <= TOL_ABS, "%s[%d]: max |diff| %.3g > %g", name, i, mx, TOL_ABS);
-    CHECKM(cos >= TOL_COS, "%s[%d]: cosine %.9f < %g", name, i, cos, TOL_COS);
+    if (tol->abs > 0)
+        CHECKM(mx <= tol->abs, "%s %s[%d]: max |diff| %.3g > %g", tol->mode, name, i, mx, tol->abs);
+    CHECKM(cos >= tol->cos, "%s %s[%d]: cosine %.9f < %g", tol->mode, name, i, cos, tol->cos);
     *worst_abs = mx > *worst_abs ? mx : *worst_abs;
     *worst_cos = cos < *worst_cos ? cos : *worst_cos;
 }
@@ -152,9 +163,10 @@ static void run_case(struct fixture *fx, const cJSON *cs, const cJSON *ex) {
     const cJSON *embs = cJSON_GetObjectItem(ex, "embeddings");
     for (int i = 0; i < n; i++) {
         int d = emb_output(&o, H, pooled + (size_t)i * H, v);
-        compare_vec(name, i, v, d, cJSON_GetArrayItem(embs, i), &worst_abs, &worst_cos);
+        compare_vec(fx->tol, name, i, v, d, cJSON_GetArrayItem(embs, i), &worst_abs, &worst_cos);
     }
-    fprintf(stderr, "  %-48s max|diff| %.2e  min cos %.9f\n", name, worst_abs, worst_cos);
+    fprintf(stderr, "  %-4s %-48s max|diff| %.2e  min cos %.9f\n", fx->tol->mode, name,
+            worst_abs, worst_cos);
     free(pooled);
     free(v);
 out:
@@ -235,33 +247,87 @@ static void check_refusals(struct fixture *fx) {
     CHECK(eng_task_lookup(fx->m, NULL) == ENG_TASK_NONE);
 }
 
-void test_engine(void) {
-    const char *dir = test_env("TESTMODEL", "build/testmodel");
+/* Opens tokenizer and model in `dtype`; 0 on success. */
+static int fixture_open(struct fixture *fx, const char *dir, enum eng_dtype dtype) {
     char path[4096], err[512] = "";
-    struct fixture fx = {0};
     snprintf(path, sizeof(path), "%s/sentencepiece.bpe.model", dir);
-    fx.tk = tok_open(path, err, sizeof(err));
-    CHECKM(fx.tk != NULL, "%s", err);
+    fx->tk = tok_open(path, err, sizeof(err));
+    CHECKM(fx->tk != NULL, "%s", err);
     struct eng_params p = eng_params_defaults();
     p.n_threads = 2;
     p.max_batch_tokens = 8192;
-    fx.m = eng_model_open(dir, &p, err, sizeof(err));
-    CHECKM(fx.m != NULL, "%s", err);
-    if (fx.m) fx.c = eng_ctx_new(fx.m, &p, err, sizeof(err));
+    p.dtype = dtype;
+    fx->m = eng_model_open(dir, &p, err, sizeof(err));
+    CHECKM(fx->m != NULL, "%s", err);
+    if (fx->m) fx->c = eng_ctx_new(fx->m, &p, err, sizeof(err));
+    return fx->tk && fx->c ? 0 : -1;
+}
+
+static void fixture_close(struct fixture *fx) {
+    eng_ctx_free(fx->c);
+    eng_model_close(fx->m);
+    tok_close(fx->tk);
+    fx->c = NULL, fx->m = NULL, fx->tk = NULL;
+}
+
+static void run_mode(struct fixture *fx, const char *dir, enum eng_dtype dtype,
+                     const struct tol *tol) {
+    fx->tol = tol;
+    if (fixture_open(fx, dir, dtype) == 0) {
+        CHECK(eng_model_info(fx->m)->dtype == dtype);
+        const cJSON *exc = cJSON_GetObjectItem(fx->expected, "cases");
+        CHECK(cJSON_GetArraySize(exc) == cJSON_GetArraySize(fx->cases));
+        for (int i = 0; i < cJSON_GetArraySize(fx->cases) && i < cJSON_GetArraySize(exc); i++)
+            run_case(fx, cJSON_GetArrayItem(fx->cases, i), cJSON_GetArrayItem(exc, i));
+        if (dtype == ENG_DTYPE_F32) {
+            check_batch_invariance(fx);
+            check_refusals(fx);
+        }
+    }
+    fixture_close(fx);
+}
+
+/* EMBEDSERVE_NO_AVX512=1: auto falls back to f32, explicit bf16/int8 are refused
+ * with a message, and f32 still matches the reference. */
+static void check_fallback(const char *dir) {
+    char err[512] = "";
+    setenv("EMBEDSERVE_NO_AVX512", "1", 1);
+    gemm_cpu_reset();
+    struct eng_params p = eng_params_defaults();
+    struct eng_model *m = eng_model_open(dir, &p, err, sizeof(err));
+    CHECKM(m && eng_model_info(m)->dtype == ENG_DTYPE_F32, "auto falls back to f32: %s", err);
+    eng_model_close(m);
+    p.dtype = ENG_DTYPE_BF16;
+    m = eng_model_open(dir, &p, err, sizeof(err));
+    CHECKM(!m && strstr(err, "AVX512_BF16"), "bf16 refused without the instructions: '%s'", err);
+    eng_model_close(m);
+    p.dtype = ENG_DTYPE_INT8;
+    m = eng_model_open(dir, &p, err, sizeof(err));
+    CHECKM(!m && strstr(err, "AVX512_VNNI"), "int8 refused without the instructions: '%s'", err);
+    eng_model_close(m);
+    unsetenv("EMBEDSERVE_NO_AVX512");
+    gemm_cpu_reset();
+}
+
+void test_engine(void) {
+    const char *dir = test_env("TESTMODEL", "build/testmodel");
+    char path[4096];
+    struct fixture fx = {0};
     snprintf(path, sizeof(path), "%s/expected.json", dir);
     fx.expected = load_json(path);
     fx.cases = load_json("tests/data/engine_cases.json");
-    if (!fx.tk || !fx.c || !fx.expected || !fx.cases) goto out;
-    const cJSON *exc = cJSON_GetObjectItem(fx.expected, "cases");
-    CHECK(cJSON_GetArraySize(exc) == cJSON_GetArraySize(fx.cases));
-    for (int i = 0; i < cJSON_GetArraySize(fx.cases) && i < cJSON_GetArraySize(exc); i++)
-        run_case(&fx, cJSON_GetArrayItem(fx.cases, i), cJSON_GetArrayItem(exc, i));
-    check_batch_invariance(&fx);
-    check_refusals(&fx);
+    if (!fx.expected || !fx.cases) goto out;
+    run_mode(&fx, dir, ENG_DTYPE_F32, &TOL_F32);
+    if (gemm_cpu_has_bf16())
+        run_mode(&fx, dir, ENG_DTYPE_BF16, &TOL_BF16);
+    else
+        fprintf(stderr, "  bf16 not run: this CPU lacks AVX512_BF16\n");
+    if (gemm_cpu_has_vnni())
+        run_mode(&fx, dir, ENG_DTYPE_INT8, &TOL_INT8);
+    else
+        fprintf(stderr, "  int8 not run: this CPU lacks AVX512_VNNI\n");
+    check_fallback(dir);
 out:
     cJSON_Delete(fx.cases);
     cJSON_Delete(fx.expected);
-    eng_ctx_free(fx.c);
-    eng_model_close(fx.m);
-    tok_close(fx.tk);
 }

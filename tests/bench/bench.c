@@ -121,8 +121,9 @@ int main(int argc, char **argv) {
     const char *dir = NULL;
     int threads = 2, runs = 5, long_doc = 2048;
     const char *only = NULL; /* "doc": time the long document alone */
+    enum eng_dtype dtype = ENG_DTYPE_F32;
     static const struct option lo[] = {{"model", 1, 0, 'm'}, {"threads", 1, 0, 't'},
-                                       {"runs", 1, 0, 'r'},  {"long", 1, 0, 'l'}, {"only", 1, 0, 'o'},
+                                       {"runs", 1, 0, 'r'},  {"long", 1, 0, 'l'}, {"only", 1, 0, 'o'}, {"dtype", 1, 0, 'd'},
                                        {0, 0, 0, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -131,6 +132,11 @@ int main(int argc, char **argv) {
         else if (ch == 'r') runs = atoi(optarg);
         else if (ch == 'l') long_doc = atoi(optarg);
         else if (ch == 'o') only = optarg;
+        else if (ch == 'd')
+            dtype = !strcmp(optarg, "bf16")   ? ENG_DTYPE_BF16
+                    : !strcmp(optarg, "int8") ? ENG_DTYPE_INT8
+                    : !strcmp(optarg, "auto") ? ENG_DTYPE_AUTO
+                                              : ENG_DTYPE_F32;
         else return 2;
     }
     if (!dir || threads < 1 || runs < 1) {
@@ -140,6 +146,7 @@ int main(int argc, char **argv) {
     char err[512];
     struct eng_params p = eng_params_defaults();
     p.n_threads = threads;
+    p.dtype = dtype;
     p.max_batch_tokens = long_doc > 4096 ? long_doc : 4096;
     double t0 = now_s();
     struct eng_model *m = eng_model_open(dir, &p, err, sizeof(err));
@@ -169,7 +176,8 @@ int main(int argc, char **argv) {
     double eff_d = (long_doc * lf + attention_flops(in, long_doc)) / td / 1e9 / ref;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("threads %d, load %.2f s, f32 gemm 4096x1024x4096: %.1f GFLOP/s\n", threads, load_s, ref);
+    printf("dtype %s, threads %d, load %.2f s, f32 gemm 4096x1024x4096: %.1f GFLOP/s\n",
+           eng_dtype_name(in->dtype), threads, load_s, ref);
     printf("%-22s %10.1f tok/s  efficiency %.0f%%\n", batch.name, 4096 / tb, 100 * eff_b);
     printf("%-22s %10.1f tok/s  (task adapter cost %.1f%%)\n", batch_t.name, 4096 / tbt,
            100 * (tbt - tb) / tb);

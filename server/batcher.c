@@ -1,0 +1,322 @@
+/* batcher.c -- the queue and the engine thread (see batcher.h).
+ *
+ * DESIGN
+ * HTTP threads append jobs to `queue` under `mu` (a three-line critical
+ * section, redis bio.c style) and signal `cond`. The engine thread moves
+ * the whole queue onto its private `active` list, then builds one pass:
+ * walking `active` in arrival order it takes each job's next sequences while
+ * they fit max_batch_tokens (a pass always takes at least one sequence; the
+ * context's capacity covers the longest legal one). Order is first come,
+ * first served, and a job's sequences run in order, so nothing is reordered
+ * or starved. Before a job's sequences are taken its alive() callback is
+ * asked whether the client is still connected; if not, the job is dropped
+ * with BATCHER_EGONE. After eng_encode, each job whose sequences have all
+ * run (or that failed) is unlinked, its slot freed, and done() is called;
+ * from then on the job belongs to the submitter again.
+ *
+ * Shutdown: batcher_drain sets `draining` (no new slots) and waits on
+ * `idle` until `admitted` reaches 0; on timeout it sets `fail_all`, and the
+ * engine thread completes everything not yet run with BATCHER_ESHUTDOWN
+ * after its current pass. batcher_free then sets `stop` and joins. */
+#include "server/batcher.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "server/log.h"
+
+struct batcher {
+    struct eng_ctx *ctx; /* engine thread only (after batcher_new) */
+    struct batcher_params p;
+    int n_embd;
+    pthread_t thread;
+
+    pthread_mutex_t mu;  /* guards the fields down to `idle` */
+    pthread_cond_t cond; /* engine thread: work arrived or stop */
+    struct batcher_job *queue_head, *queue_tail;
+    int admitted; /* reserved + queued + running */
+    int waiting;  /* submitted, not yet started */
+    bool draining, fail_all, stop;
+    pthread_cond_t idle; /* drain: admitted dropped */
+
+    /* Engine thread only. */
+    struct batcher_job *active; /* jobs pulled from the queue, in arrival order */
+    struct eng_seq *seqs;       /* [cap_seqs] the pass being built */
+    struct batcher_job **owner; /* [cap_seqs] job of each sequence in the pass */
+    int cap_seqs;
+    int pass_no;
+};
+
+double batcher_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int batcher_reserve(struct batcher *b) {
+    int rc = BATCHER_OK;
+    pthread_mutex_lock(&b->mu);
+    if (b->draining)
+        rc = BATCHER_ESHUTDOWN;
+    else if (b->admitted >= b->p.max_queue)
+        rc = BATCHER_EFULL;
+    else
+        b->admitted++;
+    pthread_mutex_unlock(&b->mu);
+    return rc;
+}
+
+static void release_slot(struct batcher *b) {
+    pthread_mutex_lock(&b->mu);
+    if (--b->admitted == 0) pthread_cond_broadcast(&b->idle);
+    pthread_mutex_unlock(&b->mu);
+}
+
+void batcher_unreserve(struct batcher *b) {
+    release_slot(b);
+}
+
+void batcher_submit(struct batcher *b, struct batcher_job *j) {
+    j->status = BATCHER_OK;
+    j->t_submit = batcher_now();
+    j->t_start = j->t_end = 0;
+    j->n_passes = j->next_seq = j->seqs_done = 0;
+    j->last_pass = -1;
+    j->next = NULL;
+    pthread_mutex_lock(&b->mu);
+    if (b->queue_tail)
+        b->queue_tail->next = j;
+    else
+        b->queue_head = j;
+    b->queue_tail = j;
+    b->waiting++;
+    pthread_cond_signal(&b->cond);
+    pthread_mutex_unlock(&b->mu);
+}
+
+int batcher_depth(struct batcher *b, int *waiting) {
+    pthread_mutex_lock(&b->mu);
+    int n = b->admitted;
+    if (waiting) *waiting = b->waiting;
+    pthread_mutex_unlock(&b->mu);
+    return n;
+}
+
+bool batcher_saturated(struct batcher *b) {
+    pthread_mutex_lock(&b->mu);
+    bool full = b->admitted >= b->p.max_queue;
+    pthread_mutex_unlock(&b->mu);
+    return full;
+}
+
+/* Engine thread: hands j back to its submitter. j must be unlinked. */
+static void finish(struct batcher *b, struct batcher_job *j, int status) {
+    if (status && !j->status) j->status = status;
+    j->t_end = batcher_now();
+    if (j->n_passes == 0) {
+        pthread_mutex_lock(&b->mu);
+        b->waiting--;
+        pthread_mutex_unlock(&b->mu);
+    }
+    release_slot(b);
+    j->done(j); /* j is not ours any more */
+}
+
+/* Engine thread: waits for work; moves the queue onto `active`. Returns
+ * false when it is time to exit. Sets *fail_all from the drain state. */
+static bool take_queue(struct batcher *b, bool *fail_all) {
+    pthread_mutex_lock(&b->mu);
+    while (!b->queue_head && !b->active && !b->stop)
+        pthread_cond_wait(&b->cond, &b->mu);
+    struct batcher_job *q = b->queue_head;
+    b->queue_head = b->queue_tail = NULL;
+    *fail_all = b->fail_all;
+    bool run = !(b->stop && !q && !b->active);
+    pthread_mutex_unlock(&b->mu);
+    struct batcher_job **tail = &b->active;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = q;
+    return run;
+}
+
+static int grow_pass(struct batcher *b, int need) {
+    if (need <= b->cap_seqs) return 0;
+    int cap = b->cap_seqs ? b->cap_seqs * 2 : 256;
+    while (cap < need)
+        cap *= 2;
+    struct eng_seq *s = realloc(b->seqs, sizeof(*s) * (size_t)cap);
+    if (!s) return -1;
+    b->seqs = s;
+    struct batcher_job **o = realloc(b->owner, sizeof(*o) * (size_t)cap);
+    if (!o) return -1;
+    b->owner = o;
+    b->cap_seqs = cap;
+    return 0;
+}
+
+/* Appends job j's sequences to the pass while they fit. Returns false when
+ * the pass is full. */
+static bool take_seqs(struct batcher *b, struct batcher_job *j, int *n, long *toks) {
+    const struct emb_plan *pl = j->plan;
+    int cap = eng_ctx_capacity(b->ctx);
+    while (j->next_seq < pl->n_seqs) {
+        const struct emb_seq *s = &pl->seqs[j->next_seq];
+        if (s->n_ids > cap) { /* cannot happen with consistent limits; fail, don't crash */
+            LOG_ERROR("sequence of %d tokens exceeds the context capacity %d", s->n_ids, cap);
+            j->status = BATCHER_EENGINE;
+            return true;
+        }
+        if (*n > 0 && *toks + s->n_ids > b->p.max_batch_tokens) return false;
+        if (grow_pass(b, *n + 1)) {
+            j->status = BATCHER_EENGINE;
+            return false;
+        }
+        b->seqs[*n] = (struct eng_seq){s->ids,   s->n_ids,
+                                       s->task,  s->spans ? s->n_out : 0,
+                                       s->spans, j->pooled + (size_t)s->first_out * b->n_embd};
+        b->owner[*n] = j;
+        (*n)++;
+        *toks += s->n_ids;
+        j->next_seq++;
+        if (j->last_pass != b->pass_no) {
+            j->last_pass = b->pass_no;
+            if (j->n_passes++ == 0) {
+                j->t_start = batcher_now();
+                pthread_mutex_lock(&b->mu);
+                b->waiting--;
+                pthread_mutex_unlock(&b->mu);
+            }
+        }
+    }
+    return true;
+}
+
+/* Unlinks and finishes every job that is complete, failed or gone. */
+static void sweep(struct batcher *b, bool fail_all) {
+    struct batcher_job **pp = &b->active;
+    while (*pp) {
+        struct batcher_job *j = *pp;
+        bool complete = j->seqs_done == j->plan->n_seqs;
+        bool failed = j->status != BATCHER_OK || (fail_all && !complete);
+        if (!complete && !failed) {
+            pp = &j->next;
+            continue;
+        }
+        *pp = j->next;
+        finish(b, j, fail_all && !complete ? BATCHER_ESHUTDOWN : 0);
+    }
+}
+
+/* Drops jobs whose clients went away (only between passes). */
+static void drop_gone(struct batcher *b) {
+    for (struct batcher_job *j = b->active; j; j = j->next) {
+        if (j->status == BATCHER_OK && j->alive && !j->alive(j)) {
+            j->status = BATCHER_EGONE;
+            if (b->p.metrics) metrics_dropped(b->p.metrics);
+        }
+    }
+}
+
+/* Builds and runs one pass over the active jobs. */
+static void run_pass(struct batcher *b) {
+    int n = 0, n_req = 0;
+    long toks = 0;
+    b->pass_no++;
+    for (struct batcher_job *j = b->active; j; j = j->next) {
+        if (j->status != BATCHER_OK) continue;
+        int before = n;
+        bool more = take_seqs(b, j, &n, &toks);
+        n_req += n > before;
+        if (!more) break;
+    }
+    if (n == 0) return;
+    double t0 = batcher_now();
+    int rc = eng_encode(b->ctx, b->seqs, n);
+    double dt = batcher_now() - t0;
+    if (rc) LOG_ERROR("eng_encode failed (%d) on a pass of %d sequences, %ld tokens", rc, n, toks);
+    for (int i = 0; i < n; i++) {
+        b->owner[i]->seqs_done++;
+        if (rc) b->owner[i]->status = BATCHER_EENGINE;
+    }
+    if (b->p.metrics) metrics_batch(b->p.metrics, n, n_req, (int)toks, dt);
+    LOG_DEBUG("pass %d: %d sequences from %d requests, %ld tokens, %.1f ms", b->pass_no, n, n_req,
+              toks, dt * 1e3);
+}
+
+static void *engine_main(void *arg) {
+    struct batcher *b = arg;
+    bool fail_all = false;
+    while (take_queue(b, &fail_all)) {
+        drop_gone(b);
+        sweep(b, fail_all); /* finishes gone jobs, or everything when failing all */
+        run_pass(b);
+        sweep(b, false);
+    }
+    return NULL;
+}
+
+struct batcher *batcher_new(struct eng_ctx *ctx, const struct batcher_params *p, char *err,
+                            size_t errlen) {
+    struct batcher *b = calloc(1, sizeof(*b));
+    if (!b) {
+        snprintf(err, errlen, "out of memory");
+        eng_ctx_free(ctx);
+        return NULL;
+    }
+    b->ctx = ctx;
+    b->p = *p;
+    b->n_embd = eng_model_info(eng_ctx_model(ctx))->n_embd;
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_cond_init(&b->cond, NULL);
+    pthread_cond_init(&b->idle, NULL);
+    if (pthread_create(&b->thread, NULL, engine_main, b)) {
+        snprintf(err, errlen, "cannot start the engine thread");
+        pthread_mutex_destroy(&b->mu);
+        pthread_cond_destroy(&b->cond);
+        pthread_cond_destroy(&b->idle);
+        eng_ctx_free(ctx);
+        free(b);
+        return NULL;
+    }
+    return b;
+}
+
+void batcher_drain(struct batcher *b, double timeout_s) {
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += (time_t)timeout_s;
+    dl.tv_nsec += (long)((timeout_s - (double)(time_t)timeout_s) * 1e9);
+    if (dl.tv_nsec >= 1000000000L) dl.tv_sec++, dl.tv_nsec -= 1000000000L;
+    pthread_mutex_lock(&b->mu);
+    b->draining = true;
+    while (b->admitted > 0) {
+        if (pthread_cond_timedwait(&b->idle, &b->mu, &dl) && b->admitted > 0 && !b->fail_all) {
+            LOG_WARN("shutdown timeout: failing %d unfinished requests with 503", b->admitted);
+            b->fail_all = true;
+            pthread_cond_signal(&b->cond);
+            dl.tv_sec += 3600; /* now just wait for the current pass */
+        }
+    }
+    pthread_mutex_unlock(&b->mu);
+}
+
+void batcher_free(struct batcher *b) {
+    if (!b) return;
+    pthread_mutex_lock(&b->mu);
+    b->stop = true;
+    b->draining = true;
+    pthread_cond_signal(&b->cond);
+    pthread_mutex_unlock(&b->mu);
+    pthread_join(b->thread, NULL);
+    eng_ctx_free(b->ctx);
+    free(b->seqs);
+    free(b->owner);
+    pthread_mutex_destroy(&b->mu);
+    pthread_cond_destroy(&b->cond);
+    pthread_cond_destroy(&b->idle);
+    free(b);
+}

@@ -1,0 +1,166 @@
+/* main.c -- embedserve's entry point: `embedserve embed ...` runs the
+ * offline CLI (server/cli.c); anything else starts the HTTP server.
+ *
+ * Startup: settings -> HTTP listening (so /health answers while loading)
+ * -> tokenizer -> model -> engine context -> batcher -> ready. Any failure
+ * prints one clear line and exits non-zero.
+ *
+ * Shutdown order (STYLE 2.5). SIGTERM and SIGINT are blocked in every
+ * thread and taken synchronously by sigwait() here, so no handler runs
+ * asynchronously at all (the strongest form of "the handler sets a flag"):
+ *   1. http_quiesce: stop accepting connections; requests arriving on open
+ *      connections get 503 + Connection: close.
+ *   2. batcher_drain: admitted requests finish (after --shutdown-timeout
+ *      the ones not yet run get 503); the running pass always completes.
+ *      Each finished job resumes its connection, so afterwards no
+ *      connection is suspended.
+ *   3. http_wait_idle: the resumed connections send their answers.
+ *   4. http_stop (MHD_stop_daemon), 5. batcher_free (joins the engine
+ *   thread), 6. eng_model_close, tok_close. Exit 0. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "engine/engine.h"
+#include "server/batcher.h"
+#include "server/cli.h"
+#include "server/http.h"
+#include "server/log.h"
+#include "server/metrics.h"
+#include "tokenizer/tokenizer.h"
+
+/* Everything main() owns, released in reverse order by shutdown(). */
+struct app {
+    struct cfg cfg;
+    struct metrics *metrics;
+    struct http_server *http;
+    tok *tok;
+    struct eng_model *model;
+    struct batcher *batcher;
+};
+
+static int fail(const char *what, const char *err) {
+    LOG_ERROR("%s: %s", what, err);
+    fprintf(stderr, "embedserve: %s: %s\n", what, err);
+    return 1;
+}
+
+/* Resolves --default-task against the model; returns the adapter index,
+ * ENG_TASK_NONE, or -2 (error written to err). */
+static int resolve_default_task(const struct app *a, char *err, size_t errlen) {
+    const char *name = a->cfg.default_task;
+    if (!name || !*name) return ENG_TASK_NONE;
+    static const char *const alias[][2] = {{"query", "retrieval.query"},
+                                           {"passage", "retrieval.passage"},
+                                           {"document", "retrieval.passage"},
+                                           {"clustering", "separation"}};
+    for (size_t i = 0; i < sizeof(alias) / sizeof(alias[0]); i++)
+        if (!strcmp(name, alias[i][0])) name = alias[i][1];
+    int t = eng_task_lookup(a->model, name);
+    if (t >= 0) return t;
+    const struct eng_info *in = eng_model_info(a->model);
+    int k = snprintf(err, errlen, "invalid setting --default-task: '%s' is not one of", name);
+    for (int i = 0; i < in->n_tasks && k < (int)errlen; i++)
+        k += snprintf(err + k, errlen - (size_t)k, " %s", in->task_name[i]);
+    return -2;
+}
+
+/* Loads tokenizer and model, starts the batcher and attaches them. */
+static int load_engine(struct app *a) {
+    char err[512], path[4096];
+    const struct cfg *c = &a->cfg;
+    double t0 = batcher_now();
+    snprintf(path, sizeof(path), "%s/sentencepiece.bpe.model", c->model_dir);
+    if (!(a->tok = tok_open(path, err, sizeof(err)))) return fail("cannot load the tokenizer", err);
+    struct eng_params p = eng_params_defaults();
+    p.n_threads = c->threads > 0 ? c->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    static const enum eng_dtype dtypes[] = {ENG_DTYPE_AUTO, ENG_DTYPE_F32, ENG_DTYPE_BF16,
+                                            ENG_DTYPE_INT8};
+    p.dtype = dtypes[c->dtype];
+    p.max_batch_tokens =
+        c->max_batch_tokens > c->max_input_tokens ? c->max_batch_tokens : c->max_input_tokens;
+    if (!(a->model = eng_model_open(c->model_dir, &p, err, sizeof(err))))
+        return fail("cannot load the model", err);
+    const struct eng_info *in = eng_model_info(a->model);
+    int max_in = c->max_input_tokens;
+    if (in->max_position > 0 && max_in > in->max_position) {
+        LOG_WARN("--max-input-tokens %d is above the model's limit %d; using %d", max_in,
+                 in->max_position, in->max_position);
+        max_in = in->max_position;
+    }
+    int task = resolve_default_task(a, err, sizeof(err));
+    if (task == -2) return fail("bad settings", err);
+    struct eng_ctx *ctx = eng_ctx_new(a->model, &p, err, sizeof(err));
+    if (!ctx) return fail("cannot create the engine context", err);
+    struct batcher_params bp = {c->max_batch_tokens, c->max_queue, a->metrics};
+    if (!(a->batcher = batcher_new(ctx, &bp, err, sizeof(err))))
+        return fail("cannot start the batcher", err);
+    if (http_attach_engine(a->http, a->tok, a->model, a->batcher, task, max_in))
+        return fail("startup", "out of memory");
+    LOG_INFO("ready: model %s (n_embd %d, %d layers, %d tasks, %s) loaded in %.2f s, %d engine "
+             "threads, context %d tokens",
+             c->model_dir, in->n_embd, in->n_layer, in->n_tasks, eng_dtype_name(in->dtype),
+             batcher_now() - t0, p.n_threads, p.max_batch_tokens);
+    return 0;
+}
+
+static void shutdown_all(struct app *a) {
+    if (a->http) http_quiesce(a->http);
+    if (a->batcher) batcher_drain(a->batcher, a->cfg.shutdown_timeout);
+    if (a->http && !http_wait_idle(a->http, 5.0))
+        LOG_WARN("some connections were still busy after 5 s; closing them");
+    http_stop(a->http);
+    batcher_free(a->batcher);
+    eng_model_close(a->model);
+    tok_close(a->tok);
+    metrics_free(a->metrics);
+    cfg_deinit(&a->cfg);
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "embed")) return cli_embed_main(argc - 1, argv + 1);
+    struct app a;
+    memset(&a, 0, sizeof(a));
+    char err[512];
+    int rc = cfg_load(&a.cfg, argc, argv, stdout, err, sizeof(err));
+    if (rc == CFG_HELP) return cfg_deinit(&a.cfg), 0;
+    if (rc) {
+        fprintf(stderr, "embedserve: %s\n", err);
+        cfg_deinit(&a.cfg);
+        return 2;
+    }
+    log_set_level(a.cfg.log_level);
+    char desc[2048];
+    cfg_describe(&a.cfg, desc, sizeof(desc));
+    LOG_INFO("embedserve %s starting: %s", CFG_VERSION, desc);
+
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* inherited by every thread started below */
+    signal(SIGPIPE, SIG_IGN);
+
+    rc = 1;
+    if (!(a.metrics = metrics_new())) {
+        fail("startup", "out of memory");
+        goto out;
+    }
+    if (!(a.http = http_start(&a.cfg, a.metrics, err, sizeof(err)))) {
+        fail("cannot start the HTTP server", err);
+        goto out;
+    }
+    LOG_INFO("listening on %s port %d", a.cfg.host, http_port(a.http));
+    if (load_engine(&a)) goto out;
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    LOG_INFO("%s received: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    rc = 0;
+out:
+    shutdown_all(&a);
+    if (rc == 0) LOG_INFO("stopped");
+    return rc;
+}

@@ -1,0 +1,152 @@
+/* bench_gemm.c -- rates of wmat_gemm for the model's shapes in each kind:
+ * `build/bench_gemm [--threads N] [--runs R] [--kind f32|bf16|int8] [--m M]`.
+ *
+ * For m in {16, 512, 4096}, the four linear shapes (n_out x n_in) and 1 and
+ * 2 threads (the engine's pool; columns split in multiples of 16 as the
+ * engine does), prints the median GFLOP/s (GOP/s for int8) of R runs.
+ *
+ * The weights are cycled through enough copies (>= 96 MiB of f32) that every
+ * call reads its W from memory, not from L3, as in the real 24-layer forward
+ * pass: m = 16 then measures the memory-bound short query honestly.
+ */
+#include "engine/engine_impl.h"
+#include "engine/gemm.h"
+
+#include <cblas.h>
+#include <getopt.h>
+#include <string.h>
+#include <time.h>
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+struct job {
+    const struct wmat *w;
+    int m;
+    const float *x, *bias;
+    float *y;
+    void *scratch[64]; /* per thread */
+};
+
+static void gemm_phase(void *arg, int ith, int nth) {
+    const struct job *j = arg;
+    /* the engine's split: whole 16-column panels per thread */
+    int n16 = (j->w->n_out + 15) / 16;
+    int lo = 16 * (n16 * ith / nth), hi = 16 * (n16 * (ith + 1) / nth);
+    hi = hi < j->w->n_out ? hi : j->w->n_out;
+    if (lo >= hi) return;
+    wmat_gemm(j->w, j->m, j->x, j->w->n_in, j->bias, j->y, j->w->n_out, lo, hi, j->scratch[ith]);
+}
+
+static const char *kind_name[] = {"f32", "bf16", "int8"};
+
+/* Median GFLOP/s of `runs` runs; each run is a pass over the n_copies copies. */
+static double rate(struct eng_pool *p, struct wmat *w, int n_copies, int m, const float *x,
+                   const float *bias, float *y, int runs) {
+    int nth = pool_n_threads(p);
+    struct job j = {.m = m, .x = x, .bias = bias, .y = y};
+    size_t sb = wmat_scratch_bytes(&w[0], m);
+    for (int t = 0; t < nth; t++) j.scratch[t] = sb ? malloc(sb) : NULL;
+    double *ts = malloc(sizeof(double) * (size_t)runs);
+    for (int r = -1; r < runs; r++) { /* r = -1: warm-up */
+        double t0 = now_s();
+        for (int c = 0; c < n_copies; c++) {
+            j.w = &w[c];
+            pool_run(p, gemm_phase, &j);
+        }
+        if (r >= 0) ts[r] = (now_s() - t0) / n_copies;
+    }
+    qsort(ts, (size_t)runs, sizeof(double), cmp_double);
+    double med = ts[runs / 2];
+    for (int t = 0; t < nth; t++) free(j.scratch[t]);
+    free(ts);
+    return 2.0 * m * w[0].n_out * w[0].n_in / med / 1e9;
+}
+
+int main(int argc, char **argv) {
+    int runs = 7, only_threads = 0, only_kind = -1, only_m = 0;
+    static const struct option opts[] = {{"threads", required_argument, 0, 't'},
+                                         {"runs", required_argument, 0, 'r'},
+                                         {"kind", required_argument, 0, 'k'},
+                                         {"m", required_argument, 0, 'm'},
+                                         {0, 0, 0, 0}};
+    for (int c; (c = getopt_long(argc, argv, "t:r:k:m:", opts, NULL)) != -1;) {
+        if (c == 't') only_threads = atoi(optarg);
+        else if (c == 'r') runs = atoi(optarg) < 5 ? 5 : atoi(optarg);
+        else if (c == 'm') only_m = atoi(optarg);
+        else if (c == 'k') {
+            for (int k = 0; k < 3; k++)
+                if (!strcmp(optarg, kind_name[k])) only_kind = k;
+        } else {
+            fprintf(stderr, "usage: %s [--threads N] [--runs R] [--kind f32|bf16|int8] [--m M]\n",
+                    argv[0]);
+            return 2;
+        }
+    }
+    openblas_set_num_threads(1);
+    static const int shapes[][2] = {{3072, 1024}, {1024, 1024}, {4096, 1024}, {1024, 4096}};
+    static const int ms[] = {16, 512, 4096};
+    int max_m = 4096, max_in = 4096, max_out = 4096;
+    float *x = malloc(sizeof(float) * (size_t)max_m * max_in);
+    float *y = malloc(sizeof(float) * (size_t)max_m * max_out);
+    float *bias = malloc(sizeof(float) * max_out);
+    unsigned s = 1;
+    for (size_t i = 0; i < (size_t)max_m * max_in; i++) {
+        s = s * 1103515245u + 12345u;
+        x[i] = (float)((s >> 8) & 0xffff) / 32768.0f - 1.0f;
+    }
+    for (int i = 0; i < max_out; i++) bias[i] = 0.01f * (float)(i % 13);
+    printf("%-5s %-10s %5s | %9s %9s | GFLOP/s (int8: GOP/s)\n", "kind", "n_out x n_in", "m",
+           "1 thread", "2 threads");
+    for (int kind = 0; kind < 3; kind++) {
+        if (only_kind >= 0 && kind != only_kind) continue;
+        for (int is = 0; is < 4; is++) {
+            int n_out = shapes[is][0], n_in = shapes[is][1];
+            size_t n = (size_t)n_out * n_in;
+            int n_copies = (int)((96u << 20) / (n * sizeof(float)));
+            n_copies = n_copies < 1 ? 1 : n_copies;
+            float *src = malloc(sizeof(float) * n);
+            for (size_t i = 0; i < n; i++) {
+                s = s * 1103515245u + 12345u;
+                src[i] = ((float)((s >> 8) & 0xffff) / 32768.0f - 1.0f) * 0.05f;
+            }
+            struct wmat *w = calloc((size_t)n_copies, sizeof(*w));
+            int ok = 1;
+            for (int c = 0; c < n_copies && ok; c++)
+                ok = wmat_init(&w[c], (enum wmat_kind)kind, src, n_out, n_in) == 0;
+            free(src);
+            if (!ok) {
+                printf("%-5s %4dx%-5d  (not supported on this CPU)\n", kind_name[kind], n_out,
+                       n_in);
+            }
+            for (int im = 0; ok && im < 3; im++) {
+                int m = ms[im];
+                if (only_m && m != only_m) continue;
+                double r[2] = {0, 0};
+                for (int t = 1; t <= 2; t++) {
+                    if (only_threads && t != only_threads) continue;
+                    struct eng_pool *p = pool_new(t);
+                    r[t - 1] = rate(p, w, n_copies, m, x, bias, y, runs);
+                    pool_free(p);
+                }
+                printf("%-5s %4dx%-5d %5d | %9.1f %9.1f |\n", kind_name[kind], n_out, n_in, m,
+                       r[0], r[1]);
+                fflush(stdout);
+            }
+            for (int c = 0; c < n_copies; c++) wmat_deinit(&w[c]);
+            free(w);
+        }
+    }
+    free(x);
+    free(y);
+    free(bias);
+    return 0;
+}

@@ -1,0 +1,510 @@
+/* test_api.c -- the JSON edge and the settings table, without a network:
+ * float printing, base64, request parsing (every field, alias, default and
+ * error), response and error rendering, and config parsing/validation. */
+#include "tests/test.h"
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+
+#include "config/config.h"
+#include "server/api.h"
+#include "server/strbuf.h"
+
+/* ---- fmt_f32 -------------------------------------------------------------- */
+
+/* Fewest %.*e significant digits that read back as a (the definition). */
+static int ref_digits(float a) {
+    char b[64];
+    for (int p = 1; p <= 9; p++) {
+        snprintf(b, sizeof(b), "%.*e", p - 1, (double)a);
+        if (strtof(b, NULL) == a) return p;
+    }
+    return 99;
+}
+
+/* Significant digits in a fmt_f32 output. */
+static int out_digits(const char *s) {
+    char d[40];
+    int n = 0;
+    for (; *s && *s != 'e'; s++)
+        if (*s >= '0' && *s <= '9') d[n++] = *s;
+    int b = 0;
+    while (b < n && d[b] == '0')
+        b++;
+    while (n > b && d[n - 1] == '0')
+        n--;
+    return n - b;
+}
+
+static uint32_t rng_state = 12345;
+static uint32_t rng(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 17;
+    rng_state ^= rng_state << 5;
+    return rng_state;
+}
+
+static void test_floats(void) {
+    char o[FMT_F32_MAX];
+    int bad = 0, longer = 0, n = 0;
+    for (int i = 0; i < 400000; i++) {
+        uint32_t bits = rng();
+        float v;
+        if (i % 2)
+            v = ((float)(rng() % 2000001) - 1e6f) * 1e-7f; /* embedding-like values */
+        else
+            memcpy(&v, &bits, 4);
+        if (!isfinite(v) || v == 0) continue;
+        n++;
+        fmt_f32(o, v);
+        float back = strtof(o, NULL);
+        bad += memcmp(&back, &v, 4) != 0;
+        longer += out_digits(o) != ref_digits(fabsf(v));
+    }
+    CHECKM(bad == 0, "%d of %d floats did not round-trip", bad, n);
+    CHECKM(longer == 0, "%d of %d floats were not shortest", longer, n);
+    static const struct {
+        float v;
+        const char *s;
+    } cases[] = {{1.0f, "1.0"},         {0.1f, "0.1"},
+                 {-0.0f, "-0.0"},       {0.0f, "0.0"},
+                 {1e-5f, "1e-05"},      {123456789.0f, "123456790.0"},
+                 {0.3f, "0.3"},         {3.4028235e38f, "3.4028235e+38"},
+                 {1.4e-45f, "1e-45"},   {-2.5f, "-2.5"},
+                 {0.00012f, "0.00012"}, {16777216.0f, "16777216.0"}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        fmt_f32(o, cases[i].v);
+        CHECKM(!strcmp(o, cases[i].s), "fmt_f32(%g) = %s, want %s", (double)cases[i].v, o,
+               cases[i].s);
+    }
+    fmt_f32(o, NAN);
+    CHECK(!strcmp(o, "0.0"));
+    fmt_f32(o, INFINITY);
+    CHECK(!strcmp(o, "0.0"));
+    /* every output is a JSON number */
+    fmt_f32(o, -1.2345678e-30f);
+    cJSON *j = cJSON_Parse(o);
+    CHECK(cJSON_IsNumber(j) && (float)j->valuedouble == -1.2345678e-30f);
+    cJSON_Delete(j);
+}
+
+static void test_base64(void) {
+    uint8_t in[64], out[64];
+    for (int i = 0; i < 64; i++)
+        in[i] = (uint8_t)(rng() & 255);
+    for (size_t n = 0; n <= 64; n++) {
+        struct strbuf s;
+        sb_init(&s);
+        sb_base64(&s, in, n);
+        CHECK(s.len == b64_len(n));
+        long m = s.buf ? b64_decode(s.buf, s.len, out) : (n == 0 ? 0 : -1);
+        CHECKM(m == (long)n && !memcmp(in, out, n), "base64 round trip of %zu bytes", n);
+        sb_deinit(&s);
+    }
+    struct strbuf s;
+    sb_init(&s);
+    sb_base64(&s, "foobar", 6);
+    CHECK(!strcmp(s.buf, "Zm9vYmFy"));
+    sb_deinit(&s);
+    sb_base64(&s, "fo", 2);
+    CHECK(!strcmp(s.buf, "Zm8="));
+    sb_deinit(&s);
+    CHECK(b64_decode("Zm9=v", 5, out) < 0 && b64_decode("Z===", 4, out) < 0);
+}
+
+static void test_json_str(void) {
+    struct strbuf s;
+    sb_init(&s);
+    sb_json_str(&s, "a\"b\\c\n\x01\xff\xe6\x9d\xb1", 11);
+    CHECKM(!strcmp(s.buf, "\"a\\\"b\\\\c\\n\\u0001\xEF\xBF\xBD\xe6\x9d\xb1\""), "%s", s.buf);
+    cJSON *j = cJSON_Parse(s.buf);
+    CHECK(cJSON_IsString(j));
+    cJSON_Delete(j);
+    sb_deinit(&s);
+}
+
+/* ---- request parsing ------------------------------------------------------ */
+
+static const char *const task_names[] = {"retrieval.query", "retrieval.passage", "separation",
+                                         "classification", "text-matching"};
+static const char *const model_names[] = {"jina-embeddings-v3", "alias-one"};
+
+static struct api_model test_model(bool strict) {
+    struct api_model m = {.names = model_names,
+                          .n_names = 2,
+                          .n_embd = 16,
+                          .max_input_tokens = 8192,
+                          .n_tasks = 5,
+                          .task_names = task_names,
+                          .default_task = ENG_TASK_NONE,
+                          .max_client_batch = 4,
+                          .strict = strict};
+    return m;
+}
+
+static int parse(const char *body, bool strict, struct api_req *r, struct api_error *e) {
+    struct api_model m = test_model(strict);
+    return api_embed_parse(body, strlen(body), &m, r, e);
+}
+
+static void test_parse_ok(void) {
+    static const struct {
+        const char *body;
+        int n, task, dims;
+        bool norm, late, trunc;
+        int enc0, n_enc;
+        bool list;
+    } ok[] = {
+        {"{\"input\":\"a\"}", 1, -1, 0, true, false, false, API_ENC_FLOAT, 1, false},
+        {"{\"input\":[\"a\",{\"text\":\"b\"},\"\"],\"model\":\"jina-embeddings-v3\"}", 3, -1, 0,
+         true, false, false, 0, 1, false},
+        {"{\"input\":{\"text\":\"a\"},\"model\":\"jina-ai/jina-embeddings-v3\"}", 1, -1, 0, true,
+         false, false, 0, 1, false},
+        {"{\"input\":\"a\",\"model\":\"alias-one\",\"task\":\"query\"}", 1, 0, 0, true, false,
+         false, 0, 1, false},
+        {"{\"input\":\"a\",\"task\":\"document\"}", 1, 1, 0, true, false, false, 0, 1, false},
+        {"{\"input\":\"a\",\"task\":\"clustering\"}", 1, 2, 0, true, false, false, 0, 1, false},
+        {"{\"input\":\"a\",\"task\":\"text-matching\",\"dimensions\":16}", 1, 4, 16, true, false,
+         false, 0, 1, false},
+        {"{\"input\":\"a\",\"input_type\":\"passage\"}", 1, 1, 0, true, false, false, 0, 1, false},
+        {"{\"input\":\"a\",\"prompt_name\":\"query\",\"task\":null}", 1, 0, 0, true, false, false,
+         0, 1, false},
+        {"{\"input\":\"a\",\"task\":\"separation\",\"input_type\":\"query\"}", 1, 2, 0, true, false,
+         false, 0, 1, false},
+        {"{\"input\":\"a\",\"dimensions\":1,\"normalized\":false}", 1, -1, 1, false, false, false,
+         0, 1, false},
+        {"{\"input\":\"a\",\"dimensions\":8.0,\"normalize\":false}", 1, -1, 8, false, false, false,
+         0, 1, false},
+        {"{\"input\":\"a\",\"dimensions\":null,\"normalized\":null}", 1, -1, 0, true, false, false,
+         0, 1, false},
+        {"{\"input\":\"a\",\"normalized\":true,\"normalize\":false}", 1, -1, 0, true, false, false,
+         0, 1, false},
+        {"{\"input\":[\"a\",\"b\"],\"late_chunking\":true,\"truncate\":true}", 2, -1, 0, true, true,
+         true, 0, 1, false},
+        {"{\"input\":\"a\",\"embedding_type\":\"base64\"}", 1, -1, 0, true, false, false,
+         API_ENC_BASE64, 1, false},
+        {"{\"input\":\"a\",\"encoding_type\":\"ubinary\",\"encoding_format\":\"base64\"}", 1, -1, 0,
+         true, false, false, API_ENC_UBINARY, 1, false},
+        {"{\"input\":\"a\",\"embedding_type\":\"binary\",\"encoding_type\":\"ubinary\"}", 1, -1, 0,
+         true, false, false, API_ENC_BINARY, 1, false},
+        {"{\"input\":\"a\",\"encoding_format\":\"base64\"}", 1, -1, 0, true, false, false,
+         API_ENC_BASE64, 1, false},
+        {"{\"input\":\"a\",\"encoding_format\":null}", 1, -1, 0, true, false, false, 0, 1, false},
+        {"{\"input\":\"a\",\"embedding_type\":null,\"encoding_format\":\"base64\"}", 1, -1, 0, true,
+         false, false, API_ENC_BASE64, 1, false},
+        {"{\"input\":\"a\",\"embedding_type\":[\"ubinary\",\"float\",\"ubinary\"]}", 1, -1, 0, true,
+         false, false, API_ENC_UBINARY, 2, true},
+        {"{\"input\":\"a\",\"user\":\"u\",\"return_multivector\":false,\"x\":[1]}", 1, -1, 0, true,
+         false, false, 0, 1, false},
+        {"{\"input\":\"b\",\"input\":[\"a\",\"c\"]}", 2, -1, 0, true, false, false, 0, 1, false},
+        {"  {\"input\":\"a\"}\n ", 1, -1, 0, true, false, false, 0, 1, false},
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        struct api_req r;
+        struct api_error e;
+        int rc = parse(ok[i].body, false, &r, &e);
+        CHECKM(rc == 0, "%s: rc %d (%s)", ok[i].body, rc, rc ? e.detail : "");
+        if (rc) continue;
+        CHECKM(r.n_inputs == ok[i].n && r.opts.task == ok[i].task &&
+                   r.opts.dimensions == ok[i].dims && r.opts.normalized == ok[i].norm &&
+                   r.opts.late_chunking == ok[i].late && r.opts.truncate == ok[i].trunc &&
+                   r.enc[0] == ok[i].enc0 && r.n_enc == ok[i].n_enc && r.enc_list == ok[i].list,
+               "%s: parsed wrong", ok[i].body);
+        api_req_deinit(&r);
+    }
+    struct api_req r;
+    struct api_error e;
+    CHECK(parse("{\"input\":[\"x\",{\"text\":\"h\\u00e9\"},\"\"]}", false, &r, &e) == 0);
+    CHECK(r.n_inputs == 3 && !strcmp(r.inputs[0].s, "x") && !strcmp(r.inputs[1].s, "h\xc3\xa9") &&
+          r.inputs[1].len == 3 && r.inputs[2].len == 0);
+    api_req_deinit(&r);
+    /* the server-wide default task applies when none is named */
+    struct api_model m = test_model(false);
+    m.default_task = 1;
+    CHECK(api_embed_parse("{\"input\":\"a\"}", 13, &m, &r, &e) == 0 && r.opts.task == 1);
+    api_req_deinit(&r);
+    m.any_name = true;
+    const char *b = "{\"input\":\"a\",\"model\":\"whatever\"}";
+    CHECK(api_embed_parse(b, strlen(b), &m, &r, &e) == 0);
+    api_req_deinit(&r);
+}
+
+static void test_parse_errors(void) {
+    static const struct {
+        const char *body;
+        bool strict;
+        int code;
+        const char *param; /* expected error.param or NULL */
+    } bad[] = {
+        {"", false, API_EJSON, NULL},
+        {"{", false, API_EJSON, NULL},
+        {"{\"input\":\"a\"} x", false, API_EJSON, NULL},
+        {"[\"a\"]", false, API_EVALIDATION, NULL},
+        {"{}", false, API_EVALIDATION, "input"},
+        {"{\"input\":[]}", false, API_EVALIDATION, "input"},
+        {"{\"input\":null}", false, API_EVALIDATION, "input"},
+        {"{\"input\":true}", false, API_EVALIDATION, "input"},
+        {"{\"input\":[\"a\",5]}", false, API_ETOKENIDS, "input"},
+        {"{\"input\":[[1,2]]}", false, API_ETOKENIDS, "input"},
+        {"{\"input\":3}", false, API_ETOKENIDS, "input"},
+        {"{\"input\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}", false, API_ETOOMANY, "input"},
+        {"{\"input\":[{\"image\":\"x\"}]}", false, API_EVALIDATION, "input -> 0"},
+        {"{\"input\":[{\"bytes\":\"x\"}]}", false, API_EVALIDATION, "input -> 0"},
+        {"{\"input\":[{\"pdf\":\"x\"}]}", false, API_EVALIDATION, "input -> 0"},
+        {"{\"input\":[{\"txt\":\"x\"}]}", false, API_EVALIDATION, "input -> 0"},
+        {"{\"input\":\"a\",\"model\":\"nope\"}", false, API_EMODEL, "model"},
+        {"{\"input\":\"a\",\"model\":[]}", false, API_EVALIDATION, "model"},
+        {"{\"input\":\"a\",\"task\":\"Query\"}", false, API_EVALIDATION, "task"},
+        {"{\"input\":\"a\",\"task\":1}", false, API_EVALIDATION, "task"},
+        {"{\"input\":\"a\",\"dimensions\":17}", false, API_EVALIDATION, "dimensions"},
+        {"{\"input\":\"a\",\"dimensions\":-3}", false, API_EVALIDATION, "dimensions"},
+        {"{\"input\":\"a\",\"dimensions\":1.5}", false, API_EVALIDATION, "dimensions"},
+        {"{\"input\":\"a\",\"dimensions\":1e400}", false, API_EVALIDATION, "dimensions"},
+        {"{\"input\":\"a\",\"dimensions\":true}", false, API_EVALIDATION, "dimensions"},
+        {"{\"input\":\"a\",\"normalized\":1}", false, API_EVALIDATION, "normalized"},
+        {"{\"input\":\"a\",\"normalize\":\"no\"}", false, API_EVALIDATION, "normalize"},
+        {"{\"input\":\"a\",\"late_chunking\":\"true\"}", false, API_EVALIDATION, "late_chunking"},
+        {"{\"input\":\"a\",\"truncate\":0}", false, API_EVALIDATION, "truncate"},
+        {"{\"input\":\"a\",\"embedding_type\":\"float16\"}", false, API_EVALIDATION,
+         "embedding_type"},
+        {"{\"input\":\"a\",\"embedding_type\":[\"float\",3]}", false, API_EVALIDATION,
+         "embedding_type"},
+        {"{\"input\":\"a\",\"embedding_type\":[]}", false, API_EVALIDATION, "embedding_type"},
+        {"{\"input\":\"a\",\"encoding_format\":\"hex\"}", false, API_EVALIDATION,
+         "encoding_format"},
+        {"{\"input\":\"a\",\"return_multivector\":true}", false, API_EVALIDATION,
+         "return_multivector"},
+        {"{\"input\":\"a\",\"extra\":1}", true, API_EVALIDATION, "extra"},
+        {"{\"input\":\"a\\u0000\"}", false, API_EBADREQ, "input"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct api_req r;
+        struct api_error e;
+        int rc = parse(bad[i].body, bad[i].strict, &r, &e);
+        CHECKM(rc == bad[i].code && e.code == rc, "%s: rc %d, want %d", bad[i].body, rc,
+               bad[i].code);
+        CHECKM(!bad[i].param || !strcmp(e.param, bad[i].param), "%s: param '%s', want '%s'",
+               bad[i].body, e.param, bad[i].param);
+        CHECKM(*e.detail, "%s: empty detail", bad[i].body);
+        CHECKM(rc != API_EVALIDATION || e.n_fields > 0, "%s: no field errors", bad[i].body);
+        if (rc == 0) api_req_deinit(&r);
+    }
+    struct api_req r;
+    struct api_error e;
+    parse("{\"input\":[\"a\",\"b\",\"c\",\"d\",\"e\"]}", false, &r, &e);
+    CHECK(!strcmp(e.detail, "\"input\" length 5 is larger than the largest allowed size 4"));
+    parse("{\"input\":\"a\",\"task\":\"x\",\"dimensions\":0.5,\"u\":1}", true, &r, &e);
+    CHECK(e.n_fields == 3 && strstr(e.detail, "Validation errors in 3 fields"));
+    CHECK(!strcmp(e.fields[0].field, "body -> u") && !strcmp(e.fields[0].type, "extra_forbidden"));
+    parse("{\"input\":\"a\",\"model\":\"nope\"}", false, &r, &e);
+    CHECK(strstr(e.detail, "Model 'nope' not found. Available models: jina-embeddings-v3") != NULL);
+    /* tokenize accepts its own fields only in strict mode */
+    struct api_model m = test_model(true);
+    const char *tb = "{\"input\":[\"a\"],\"return_pieces\":true,\"task\":\"query\"}";
+    CHECK(api_tokenize_parse(tb, strlen(tb), &m, &r, &e) == 0 && r.want_pieces && r.opts.task == 0);
+    api_req_deinit(&r);
+    tb = "{\"input\":[\"a\"],\"dimensions\":3}";
+    CHECK(api_tokenize_parse(tb, strlen(tb), &m, &r, &e) == API_EVALIDATION);
+}
+
+/* ---- rendering ------------------------------------------------------------- */
+
+static void test_render(void) {
+    struct api_model m = test_model(false);
+    struct api_req r;
+    struct api_error e;
+    const char *b = "{\"input\":[\"a\",\"b\",\"c\"],\"dimensions\":12,"
+                    "\"embedding_type\":[\"float\",\"base64\",\"binary\",\"ubinary\"]}";
+    CHECK(api_embed_parse(b, strlen(b), &m, &r, &e) == 0);
+    float pooled[3 * 16];
+    for (int i = 0; i < 48; i++)
+        pooled[i] = (float)((int)(rng() % 2001) - 1000) / 337.0f;
+    pooled[16 + 3] = 0.0f; /* a zero is not "> 0" */
+    size_t len = 0;
+    char *out = api_embed_render(&m, &r, pooled, 42, &len);
+    cJSON *j = out ? cJSON_ParseWithLength(out, len) : NULL;
+    CHECK(j != NULL);
+    const cJSON *u = cJSON_GetObjectItem(j, "usage");
+    CHECK(cJSON_GetObjectItem(u, "total_tokens")->valueint == 42 &&
+          cJSON_GetObjectItem(u, "prompt_tokens")->valueint == 42);
+    CHECK(!strcmp(cJSON_GetObjectItem(j, "model")->valuestring, "jina-embeddings-v3"));
+    const cJSON *data = cJSON_GetObjectItem(j, "data");
+    CHECK(cJSON_GetArraySize(data) == 3);
+    for (int i = 0; i < 3; i++) {
+        const cJSON *d = cJSON_GetArrayItem(data, i);
+        CHECK(cJSON_GetObjectItem(d, "index")->valueint == i);
+        CHECK(!strcmp(cJSON_GetObjectItem(d, "object")->valuestring, "embedding"));
+        const cJSON *emb = cJSON_GetObjectItem(d, "embedding");
+        float want[16];
+        struct emb_opts o = r.opts;
+        int n = emb_output(&o, 16, pooled + 16 * i, want);
+        CHECK(n == 12);
+        const cJSON *fl = cJSON_GetObjectItem(emb, "float");
+        CHECK(cJSON_GetArraySize(fl) == 12);
+        double norm = 0;
+        for (int k = 0; k < 12; k++) {
+            float got = (float)cJSON_GetArrayItem(fl, k)->valuedouble;
+            CHECKM(got == want[k], "row %d value %d: %.9g vs %.9g", i, k, got, want[k]);
+            norm += got * got;
+        }
+        CHECK_NEAR(norm, 1.0, 1e-5);
+        uint8_t raw[64];
+        const char *s64 = cJSON_GetObjectItem(emb, "base64")->valuestring;
+        CHECK(b64_decode(s64, strlen(s64), raw) == 48 && !memcmp(raw, want, 48));
+        const cJSON *ub = cJSON_GetObjectItem(emb, "ubinary"),
+                    *bi = cJSON_GetObjectItem(emb, "binary");
+        CHECK(cJSON_GetArraySize(ub) == 2 && cJSON_GetArraySize(bi) == 2);
+        for (int k = 0; k < 12; k++) {
+            int byte = cJSON_GetArrayItem(ub, k / 8)->valueint;
+            CHECK(((byte >> (7 - k % 8)) & 1) == (want[k] > 0));
+            CHECK(cJSON_GetArrayItem(bi, k / 8)->valueint == byte - 128);
+        }
+    }
+    cJSON_Delete(j);
+    free(out);
+    api_req_deinit(&r);
+    /* error bodies: the superset shape, and 422's errors list */
+    parse("{\"input\":\"a\",\"task\":\"x\"}", false, &r, &e);
+    out = api_error_render(&e, "rid-1", &len);
+    j = cJSON_Parse(out);
+    const cJSON *err = cJSON_GetObjectItem(j, "error");
+    CHECK(cJSON_IsString(cJSON_GetObjectItem(j, "detail")));
+    CHECK(!strcmp(cJSON_GetObjectItem(j, "code")->valuestring, "INPUT_VALIDATION_ERROR"));
+    CHECK(!strcmp(cJSON_GetObjectItem(j, "request_id")->valuestring, "rid-1"));
+    CHECK(!strcmp(cJSON_GetObjectItem(err, "type")->valuestring, "invalid_request_error"));
+    CHECK(!strcmp(cJSON_GetObjectItem(err, "param")->valuestring, "task"));
+    const cJSON *fe = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "errors"), 0);
+    CHECK(!strcmp(cJSON_GetObjectItem(fe, "field")->valuestring, "body -> task") &&
+          !strcmp(cJSON_GetObjectItem(fe, "input")->valuestring, "x"));
+    cJSON_Delete(j);
+    free(out);
+    for (int code = -1; code >= -16; code--) {
+        api_error_set(&e, code, NULL, NULL);
+        out = api_error_render(&e, NULL, &len);
+        j = cJSON_Parse(out);
+        CHECKM(j && cJSON_IsNull(cJSON_GetObjectItem(j, "request_id")), "error %d renders", code);
+        CHECK(api_err_status(code) >= 400 && api_err_status(code) <= 503);
+        cJSON_Delete(j);
+        free(out);
+    }
+    CHECK(api_err_status(API_EBUSY) == 429 && api_err_status(API_ETOOLARGE) == 413 &&
+          api_err_status(API_EVALIDATION) == 422 && api_err_status(API_EUNAVAIL) == 503);
+    int errc;
+    out = api_models_render(&m, NULL, &len, &errc);
+    j = cJSON_Parse(out);
+    const cJSON *m0 = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "data"), 0);
+    CHECK(!strcmp(cJSON_GetObjectItem(m0, "id")->valuestring, "jina-embeddings-v3") &&
+          !strcmp(cJSON_GetObjectItem(m0, "object")->valuestring, "model"));
+    cJSON_Delete(j);
+    free(out);
+    CHECK(!api_models_render(&m, "other", &len, &errc) && errc == API_ENOTFOUND);
+}
+
+void test_api(void) {
+    test_floats();
+    test_base64();
+    test_json_str();
+    test_parse_ok();
+    test_parse_errors();
+    test_render();
+}
+
+/* ---- config ---------------------------------------------------------------- */
+
+static const char *fake_env(const char *name) {
+    if (!strcmp(name, "EMBEDSERVE_PORT")) return "9000";
+    if (!strcmp(name, "EMBEDSERVE_API_KEY")) return "envkey";
+    if (!strcmp(name, "EMBEDSERVE_STRICT")) return "yes";
+    if (!strcmp(name, "EMBEDSERVE_MAX_BODY_BYTES")) return "2M";
+    return NULL;
+}
+
+static const char *bad_env(const char *name) {
+    return !strcmp(name, "EMBEDSERVE_MAX_QUEUE") ? "lots" : NULL;
+}
+
+void test_config(void) {
+    struct cfg c;
+    char err[256];
+    cfg_init(&c);
+    CHECK(c.port == 8080 && !strcmp(c.host, "0.0.0.0") && c.max_client_batch == 2048 &&
+          c.max_input_tokens == 8192 && c.max_body_bytes == 64 << 20 && !c.strict &&
+          c.served_names.n == 1 && !strcmp(c.served_names.v[0], "jina-embeddings-v3") &&
+          c.api_keys.n == 0 && c.log_level == CFG_LOG_INFO);
+    CHECK(cfg_validate(&c, err, sizeof(err)) == CFG_EINVAL && strstr(err, "--model"));
+    CHECK(cfg_parse_env(&c, fake_env, err, sizeof(err)) == CFG_OK);
+    CHECK(c.port == 9000 && c.strict && c.max_body_bytes == 2 << 20 && c.api_keys.n == 1);
+    char *argv[] = {"embedserve", "--model",   "/m", "--port=7000", "--api-key",
+                    "a, b",       "--api-key", "c",  "--no-such",   NULL};
+    CHECK(cfg_parse_args(&c, 8, argv, stdout, err, sizeof(err)) == CFG_OK);
+    CHECK(c.port == 7000 && !strcmp(c.model_dir, "/m") && c.api_keys.n == 3 &&
+          !strcmp(c.api_keys.v[0], "a") && !strcmp(c.api_keys.v[1], "b"));
+    CHECK(cfg_parse_args(&c, 9, argv, stdout, err, sizeof(err)) == CFG_EINVAL &&
+          strstr(err, "--no-such"));
+    CHECK(cfg_validate(&c, err, sizeof(err)) == CFG_OK);
+    char desc[1024];
+    cfg_describe(&c, desc, sizeof(desc));
+    CHECK(strstr(desc, "api-key=<3 keys>") && !strstr(desc, "envkey"));
+    cfg_deinit(&c);
+    static const char *const bad[][2] = {
+        {"--port", "65536"},        {"--port", "x"},          {"--max-queue", "0"},
+        {"--max-body-bytes", "1Q"}, {"--strict=maybe", NULL}, {"--log-level", "chatty"},
+        {"--dtype", "int4"},        {"--http-threads", "0"},  {"--max-client-batch", "-1"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *av[] = {"embedserve", (char *)bad[i][0], (char *)bad[i][1], NULL};
+        cfg_init(&c);
+        int rc = cfg_parse_args(&c, bad[i][1] ? 3 : 2, av, stdout, err, sizeof(err));
+        CHECKM(rc == CFG_EINVAL && !strncmp(err, "invalid setting --", 18), "%s %s: %s", bad[i][0],
+               bad[i][1] ? bad[i][1] : "", err);
+        cfg_deinit(&c);
+    }
+    cfg_init(&c);
+    CHECK(cfg_parse_env(&c, bad_env, err, sizeof(err)) == CFG_EINVAL &&
+          strstr(err, "EMBEDSERVE_MAX_QUEUE"));
+    cfg_deinit(&c);
+    /* key file: keys one per line, comments skipped; an empty file is refused */
+    char path[] = "/tmp/embedserve_keysXXXXXX";
+    int fd = mkstemp(path);
+    const char *keys = "# keys\nk-one\n\n  k-two  \n";
+    CHECK(fd >= 0 && write(fd, keys, strlen(keys)) == (ssize_t)strlen(keys));
+    close(fd);
+    char *av[] = {"embedserve", "--model", "m", "--api-key-file", path, "--strict", NULL};
+    cfg_init(&c);
+    CHECK(cfg_parse_args(&c, 6, av, stdout, err, sizeof(err)) == CFG_OK && c.strict);
+    CHECK(cfg_validate(&c, err, sizeof(err)) == CFG_OK && c.api_keys.n == 2 &&
+          !strcmp(c.api_keys.v[1], "k-two"));
+    cfg_deinit(&c);
+    fd = open(path, O_WRONLY | O_TRUNC);
+    close(fd);
+    cfg_init(&c);
+    cfg_parse_args(&c, 5, av, stdout, err, sizeof(err));
+    CHECK(cfg_validate(&c, err, sizeof(err)) == CFG_EINVAL && strstr(err, "--api-key-file"));
+    cfg_deinit(&c);
+    unlink(path);
+    /* --help lists every setting with its env var */
+    FILE *f = tmpfile();
+    char *hv[] = {"embedserve", "--help", NULL};
+    cfg_init(&c);
+    CHECK(cfg_parse_args(&c, 2, hv, f, err, sizeof(err)) == CFG_HELP);
+    cfg_deinit(&c);
+    char help[8192];
+    rewind(f);
+    size_t n = fread(help, 1, sizeof(help) - 1, f);
+    help[n] = '\0';
+    fclose(f);
+    static const char *const must[] = {"--model",
+                                       "EMBEDSERVE_MODEL",
+                                       "--api-key-file",
+                                       "EMBEDSERVE_MAX_BATCH_TOKENS",
+                                       "--served-model-name",
+                                       "EMBEDSERVE_LOG_LEVEL",
+                                       "--strict",
+                                       "--max-queue"};
+    for (size_t i = 0; i < sizeof(must) / sizeof(must[0]); i++)
+        CHECKM(strstr(help, must[i]) != NULL, "--help lacks %s", must[i]);
+}

@@ -1,0 +1,353 @@
+/* test_gemm.c -- wmat_gemm in each kind against a straight double loop.
+ *
+ * Tolerances, per kind (sx = sum_k |x_ik w_jk|, the scale a dot product's
+ * rounding error is relative to):
+ *   f32   NMSE <= 1e-7 (ggml's test-backend-ops bound).
+ *   bf16  against the double product of the bf16-rounded inputs (rounded
+ *         here, independently of gemm.c): |err| <= (n_in 2^-24 + 1e-6) sx
+ *         (f32 accumulation only); against the exact product:
+ *         |err| <= 2^-7 sx (two inputs of 8 significant bits: unit roundoff
+ *         2^-8 each), and cosine >= 0.9999.
+ *   int8  the rounding bound of the documented scheme, per element:
+ *         |err| <= s_w/2 sum|x| + s_x/2 sum|w| + s_x s_w n_in / 4 (+ f32 slack)
+ *         with s_w = max|w_j| / 127, s_x = (max(x_i, 0) - min(x_i, 0)) / 255;
+ *         and cosine >= 0.999 on realistic activations (Gaussian with
+ *         outlier channels; one-sided post-GELU values). Plus the scheme
+ *         itself, emulated here in integers (q_w = rint(w 127 / max|w_j|),
+ *         q_x = clamp(rint(x / s_x) + z, 0, 255), z = rint(-min(x_i, 0) / s_x)):
+ *         |got - s_x s_w (sum q_x q_w - z sum q_w) - b| <= 1e-5 (sx + |b|).
+ * Every case also checks that columns outside the slice and the padding of
+ * ldy are left untouched. */
+#include "tests/test.h"
+
+#include "engine/engine_impl.h"
+#include "engine/gemm.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SENTINEL 1234.5f
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static double urand(void) { /* uniform in [0, 1) */
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (double)(rng >> 11) / 9007199254740992.0;
+}
+static float nrand(void) { /* standard normal (Box-Muller) */
+    double u = urand() + 1e-300, v = urand();
+    return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
+}
+
+enum dist { D_UNIFORM, D_GAUSS_OUTLIERS, D_GELU };
+
+/* rows x n values at stride ld: uniform [-1, 1), Gaussian with every 97th
+ * channel 6x larger (LayerNorm outputs' outlier channels), or GELU(N(0, 1)). */
+static float *make_x(int rows, int n, int ld, enum dist d) {
+    float *x = malloc(sizeof(float) * (size_t)rows * ld);
+    for (int i = 0; i < rows; i++)
+        for (int k = 0; k < ld; k++) {
+            float v = 0;
+            if (d == D_UNIFORM) v = (float)(2 * urand() - 1);
+            if (d == D_GAUSS_OUTLIERS) v = nrand() * (k % 97 == 5 ? 6.0f : 1.0f);
+            if (d == D_GELU) {
+                v = nrand();
+                v = 0.5f * v * (1.0f + erff(v * (float)M_SQRT1_2));
+            }
+            x[(size_t)i * ld + k] = k < n ? v : NAN; /* padding must never be read */
+        }
+    return x;
+}
+
+static float bf16_round(float f) { /* round to nearest even, independent of gemm.c */
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u = (u + 0x7fffu + ((u >> 16) & 1)) & 0xffff0000u;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* The int8 scheme of gemm.c's DESIGN comment, restated: weights per row. */
+static void quant_w(const float *w, int n_out, int n_in, int32_t **qw, float **sw) {
+    *qw = malloc(sizeof(int32_t) * (size_t)n_out * n_in);
+    *sw = malloc(sizeof(float) * (size_t)n_out);
+    for (int j = 0; j < n_out; j++) {
+        float amax = 0;
+        for (int k = 0; k < n_in; k++) amax = fmaxf(amax, fabsf(w[(size_t)j * n_in + k]));
+        float inv = amax > 0 ? 127.0f / amax : 0.0f;
+        for (int k = 0; k < n_in; k++) {
+            long q = lrintf(w[(size_t)j * n_in + k] * inv);
+            (*qw)[(size_t)j * n_in + k] = (int32_t)(q > 127 ? 127 : q < -127 ? -127 : q);
+        }
+        (*sw)[j] = amax / 127.0f;
+    }
+}
+
+/* ... and activations per row, asymmetric u8 with a zero point. */
+static void quant_x(const float *x, int n_in, int32_t *qx, float *s_x, int32_t *z) {
+    float lo = 0, hi = 0;
+    for (int k = 0; k < n_in; k++) lo = fminf(lo, x[k]), hi = fmaxf(hi, x[k]);
+    float s = (hi - lo) / 255.0f;
+    if (!(s > 0)) s = 1.0f;
+    long zl = lrintf(-lo / s);
+    *z = (int32_t)(zl < 0 ? 0 : zl > 255 ? 255 : zl);
+    *s_x = s;
+    float inv = 1.0f / s;
+    for (int k = 0; k < n_in; k++) {
+        long q = lrintf(x[k] * inv) + *z;
+        qx[k] = (int32_t)(q < 0 ? 0 : q > 255 ? 255 : q);
+    }
+}
+
+struct gcase {
+    enum wmat_kind kind;
+    int m, n_out, n_in;
+    int ldx_pad, ldy_pad;
+    int with_bias;
+    enum dist dist;
+};
+
+static const char *kind_str[] = {"f32", "bf16", "int8"};
+
+/* y = the kernel over the slices [cuts[i], cuts[i+1]); returns y (m x ldy). */
+static float *run_slices(const struct wmat *w, int m, const float *x, int ldx, const float *bias,
+                         int ldy, const int *cuts, int n_cuts) {
+    float *y = malloc(sizeof(float) * (size_t)m * ldy);
+    for (size_t i = 0; i < (size_t)m * ldy; i++) y[i] = SENTINEL;
+    void *scratch = malloc(wmat_scratch_bytes(w, m) + 1);
+    for (int c = 0; c + 1 < n_cuts; c++)
+        wmat_gemm(w, m, x, ldx, bias, y, ldy, cuts[c], cuts[c + 1], scratch);
+    free(scratch);
+    return y;
+}
+
+static void check_case(const struct gcase *t, const int *cuts, int n_cuts) {
+    int m = t->m, n_out = t->n_out, n_in = t->n_in;
+    int ldx = n_in + t->ldx_pad, ldy = n_out + t->ldy_pad;
+    float *x = make_x(m, n_in, ldx, t->dist);
+    float *wsrc = make_x(n_out, n_in, n_in, D_UNIFORM);
+    for (size_t i = 0; i < (size_t)n_out * n_in; i++) wsrc[i] *= 0.05f;
+    float *bias = make_x(1, n_out, n_out, D_UNIFORM);
+    struct wmat w;
+    char what[128];
+    snprintf(what, sizeof(what), "%s m=%d %dx%d ld+%d/%d bias=%d dist=%d slices=%d",
+             kind_str[t->kind], m, n_out, n_in, t->ldx_pad, t->ldy_pad, t->with_bias, t->dist,
+             n_cuts - 1);
+    if (wmat_init(&w, t->kind, wsrc, n_out, n_in) != 0) {
+        CHECKM(0, "%s: wmat_init failed", what);
+        goto out;
+    }
+    const float *b = t->with_bias ? bias : NULL;
+    float *y = run_slices(&w, m, x, ldx, b, ldy, cuts, n_cuts);
+    double num = 0, den = 0, dot = 0, worst = 0, worst_rt = 0;
+    int32_t *qw = NULL, *qx = malloc(sizeof(int32_t) * n_in), zx = 0;
+    float *sw = NULL, s_xq = 1;
+    if (t->kind == WMAT_INT8) quant_w(wsrc, n_out, n_in, &qw, &sw);
+    int untouched = 1;
+    for (int i = 0; i < m; i++) {
+        const float *xi = x + (size_t)i * ldx;
+        float xmin = 0, xmax = 0;
+        double sum_ax = 0;
+        for (int k = 0; k < n_in; k++) {
+            xmin = fminf(xmin, xi[k]);
+            xmax = fmaxf(xmax, xi[k]);
+            sum_ax += fabs(xi[k]);
+        }
+        if (t->kind == WMAT_INT8) quant_x(xi, n_in, qx, &s_xq, &zx);
+        for (int j = 0; j < ldy; j++) {
+            float got = y[(size_t)i * ldy + j];
+            if (j < cuts[0] || j >= cuts[n_cuts - 1]) {
+                untouched &= got == SENTINEL;
+                continue;
+            }
+            const float *wj = wsrc + (size_t)j * n_in;
+            double ref = b ? b[j] : 0, ref_r = ref, sx = 0, sum_aw = 0, wmax = 0;
+            for (int k = 0; k < n_in; k++) {
+                ref += (double)xi[k] * wj[k];
+                ref_r += (double)bf16_round(xi[k]) * bf16_round(wj[k]);
+                sx += fabs((double)xi[k] * wj[k]);
+                sum_aw += fabs(wj[k]);
+                wmax = fmax(wmax, fabs(wj[k]));
+            }
+            double e = got - ref;
+            num += e * e, den += ref * ref, dot += ref * got;
+            if (t->kind == WMAT_BF16) {
+                worst = fmax(worst, fabs(e) / (sx + 1e-30) / ldexp(1, -7));
+                worst_rt = fmax(worst_rt, fabs(got - ref_r) / ((n_in * ldexp(1, -24) + 1e-6) * sx +
+                                                               1e-30));
+            } else if (t->kind == WMAT_INT8) {
+                double s_w = wmax / 127, s_x = ((double)xmax - xmin) / 255;
+                double bound = 0.5 * s_w * sum_ax + 0.5 * s_x * sum_aw + 0.25 * s_x * s_w * n_in;
+                bound = bound * 1.001 + 1e-5 * (sx + fabs(ref));
+                worst = fmax(worst, fabs(e) / bound);
+                int64_t acc = 0;
+                for (int k = 0; k < n_in; k++)
+                    acc += (int64_t)(qx[k] - zx) * qw[(size_t)j * n_in + k];
+                double ref_q = (double)s_xq * sw[j] * (double)acc + (b ? b[j] : 0);
+                worst_rt = fmax(worst_rt, fabs(got - ref_q) / (1e-5 * (sx + fabs(b ? b[j] : 0))));
+            }
+        }
+    }
+    double nmse = den > 0 ? num / den : num;
+    double gg = 0;
+    for (int i = 0; i < m; i++)
+        for (int j = cuts[0]; j < cuts[n_cuts - 1]; j++)
+            gg += (double)y[(size_t)i * ldy + j] * y[(size_t)i * ldy + j];
+    double cosine = dot / sqrt(den * gg + 1e-300);
+    CHECKM(untouched, "%s: wrote outside its column slice", what);
+    if (t->kind == WMAT_F32) CHECKM(nmse <= 1e-7, "%s: nmse %.3g", what, nmse);
+    if (t->kind == WMAT_BF16) {
+        CHECKM(worst_rt <= 1.0, "%s: vs bf16-rounded inputs, %.3g x the bound", what, worst_rt);
+        CHECKM(worst <= 1.0, "%s: vs exact, %.3g x the 2^-7 bound", what, worst);
+        CHECKM(cosine >= 0.9999, "%s: cosine %.6f", what, cosine);
+    }
+    if (t->kind == WMAT_INT8) {
+        CHECKM(worst <= 1.0, "%s: %.3g x the rounding bound", what, worst);
+        CHECKM(worst_rt <= 1.0, "%s: vs the emulated scheme, %.3g x the bound", what, worst_rt);
+        if (t->dist != D_UNIFORM || n_in >= 256)
+            CHECKM(cosine >= 0.999, "%s: cosine %.6f", what, cosine);
+    }
+    if (getenv("TEST_GEMM_VERBOSE"))
+        fprintf(stderr, "  %s: nmse %.3g cosine %.7f worst/bound %.3f %.3f\n", what, nmse, cosine,
+                worst, worst_rt);
+    free(y), free(qw), free(qx), free(sw);
+    wmat_deinit(&w);
+out:
+    free(x), free(wsrc), free(bias);
+}
+
+/* Full width, the engine's split in multiples of 16 over 2 and 3 threads,
+ * and an unaligned slice (masking inside a panel). */
+static void check_shapes(enum wmat_kind kind) {
+    static const struct {
+        int m, n_out, n_in;
+    } sh[] = {{1, 16, 64},    {3, 48, 80},     {17, 1000, 1000}, {5, 16, 1024},  {2, 48, 4096},
+              {1, 1024, 1024}, {200, 48, 1024}, {100, 80, 4096},  {7, 33, 81},    {16, 64, 1001},
+              {13, 1000, 1024}};
+    for (size_t s = 0; s < sizeof(sh) / sizeof(sh[0]); s++) {
+        int m = sh[s].m, n_out = sh[s].n_out, n_in = sh[s].n_in;
+        int n16 = (n_out + 15) / 16;
+        int full[] = {0, n_out};
+        int two[] = {0, 16 * (n16 / 2), n_out};
+        int three[] = {0, 16 * (n16 / 3), 16 * (2 * n16 / 3), n_out};
+        int odd[] = {n_out > 40 ? 5 : 1, n_out > 40 ? 37 : n_out - 1};
+        struct gcase t = {kind, m, n_out, n_in, 0, 0, 1, D_UNIFORM};
+        check_case(&t, full, 2);
+        t.with_bias = 0, t.ldx_pad = 3, t.ldy_pad = 5;
+        check_case(&t, two, 3);
+        t.with_bias = 1, t.ldx_pad = 16, t.ldy_pad = 17;
+        if (n16 >= 3) check_case(&t, three, 4);
+        if (n_out > 2) check_case(&t, odd, 2);
+    }
+}
+
+/* Realistic activations: cosine to the exact product (the int8 figure). */
+static void check_realistic(enum wmat_kind kind) {
+    static const int sh[][3] = {{64, 1024, 1024}, {64, 1024, 4096}, {32, 3072, 1024}};
+    for (int s = 0; s < 3; s++)
+        for (int d = D_GAUSS_OUTLIERS; d <= D_GELU; d++) {
+            struct gcase t = {kind, sh[s][0], sh[s][1], sh[s][2], 0, 0, 1, (enum dist)d};
+            int cuts[] = {0, 16 * (sh[s][1] / 32), sh[s][1]};
+            check_case(&t, cuts, 3);
+        }
+}
+
+/* The engine's use: one pool thread per column slice, at once. */
+struct par_job {
+    const struct wmat *w;
+    int m;
+    const float *x, *bias;
+    float *y;
+    void *scratch[2];
+};
+static void par_phase(void *arg, int ith, int nth) {
+    const struct par_job *j = arg;
+    int n16 = (j->w->n_out + 15) / 16;
+    int lo = 16 * (n16 * ith / nth), hi = 16 * (n16 * (ith + 1) / nth);
+    hi = hi < j->w->n_out ? hi : j->w->n_out;
+    wmat_gemm(j->w, j->m, j->x, j->w->n_in, j->bias, j->y, j->w->n_out, lo, hi, j->scratch[ith]);
+}
+
+static void check_threads(enum wmat_kind kind) {
+    int m = 150, n_out = 1000, n_in = 1024;
+    float *x = make_x(m, n_in, n_in, D_UNIFORM), *wsrc = make_x(n_out, n_in, n_in, D_UNIFORM);
+    float *bias = make_x(1, n_out, n_out, D_UNIFORM);
+    struct wmat w;
+    if (wmat_init(&w, kind, wsrc, n_out, n_in) != 0) {
+        CHECKM(0, "%s: wmat_init failed", kind_str[kind]);
+        free(x), free(wsrc), free(bias);
+        return;
+    }
+    int cuts[] = {0, n_out};
+    float *y1 = run_slices(&w, m, x, n_in, bias, n_out, cuts, 2);
+    float *y2 = malloc(sizeof(float) * (size_t)m * n_out);
+    struct par_job j = {&w, m, x, bias, y2, {NULL, NULL}};
+    for (int t = 0; t < 2; t++) j.scratch[t] = malloc(wmat_scratch_bytes(&w, m) + 1);
+    struct eng_pool *p = pool_new(2);
+    pool_run(p, par_phase, &j);
+    pool_free(p);
+    /* our kernels do the same arithmetic per element whatever the split:
+     * identical results; OpenBLAS may pick other paths for other widths */
+    if (kind == WMAT_F32) {
+        double num = 0, den = 0;
+        for (size_t i = 0; i < (size_t)m * n_out; i++)
+            num += ((double)y1[i] - y2[i]) * ((double)y1[i] - y2[i]), den += (double)y1[i] * y1[i];
+        CHECKM(num <= 1e-7 * den, "f32: 2 threads differ from 1 by nmse %.3g", num / den);
+    } else {
+        CHECKM(!memcmp(y1, y2, sizeof(float) * (size_t)m * n_out), "%s: 2 threads differ from 1",
+               kind_str[kind]);
+    }
+    CHECK(wmat_scratch_bytes(&w, m) >= wmat_scratch_bytes(&w, 1));
+    CHECK(kind != WMAT_F32 || wmat_scratch_bytes(&w, m) == 0);
+    CHECK(w.nbytes > 0);
+    for (int t = 0; t < 2; t++) free(j.scratch[t]);
+    free(y1), free(y2), free(x), free(wsrc), free(bias);
+    wmat_deinit(&w);
+}
+
+/* EMBEDSERVE_NO_AVX512=1 hides the instructions: wmat_init refuses the
+ * low-precision kinds, f32 still works. Restores the environment. */
+static void check_fallback(void) {
+    int had_bf16 = gemm_cpu_has_bf16(), had_vnni = gemm_cpu_has_vnni();
+    const char *old = getenv("EMBEDSERVE_NO_AVX512");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("EMBEDSERVE_NO_AVX512", "1", 1);
+    gemm_cpu_reset();
+    CHECK(gemm_cpu_has_bf16() == 0);
+    CHECK(gemm_cpu_has_vnni() == 0);
+    float src[16 * 64];
+    for (int i = 0; i < 16 * 64; i++) src[i] = (float)(i % 7) - 3;
+    struct wmat w;
+    CHECK(wmat_init(&w, WMAT_BF16, src, 16, 64) == -1);
+    wmat_deinit(&w);
+    CHECK(wmat_init(&w, WMAT_INT8, src, 16, 64) == -1);
+    wmat_deinit(&w);
+    CHECK(wmat_init(&w, WMAT_F32, src, 16, 64) == 0);
+    wmat_deinit(&w);
+    if (saved) setenv("EMBEDSERVE_NO_AVX512", saved, 1);
+    else unsetenv("EMBEDSERVE_NO_AVX512");
+    free(saved);
+    gemm_cpu_reset();
+    CHECK(gemm_cpu_has_bf16() == had_bf16);
+    CHECK(gemm_cpu_has_vnni() == had_vnni);
+}
+
+void test_wmat(void) {
+    check_fallback();
+    for (int kind = WMAT_F32; kind <= WMAT_INT8; kind++) {
+        int ok = kind == WMAT_F32 || (kind == WMAT_BF16 ? gemm_cpu_has_bf16() : gemm_cpu_has_vnni());
+        if (!ok) {
+            fprintf(stderr, "  gemm: %s kernels not supported by this CPU: skipped\n",
+                    kind_str[kind]);
+            struct wmat w;
+            float src[16 * 64] = {0};
+            CHECK(wmat_init(&w, (enum wmat_kind)kind, src, 16, 64) == -1);
+            continue;
+        }
+        check_shapes((enum wmat_kind)kind);
+        check_realistic((enum wmat_kind)kind);
+        check_threads((enum wmat_kind)kind);
+    }
+}

@@ -1,0 +1,978 @@
+/* test_http.c -- black-box tests of build/embedserve over HTTP (libcurl),
+ * on the generated model in $TESTMODEL. Results are compared with the
+ * engine's own output, computed in-process through emb_plan_build /
+ * emb_plan_run (the code path the offline CLI uses). */
+#include "tests/test.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+#include <curl/curl.h>
+
+#include "server/embed.h"
+#include "server/strbuf.h"
+
+/* ---- the server process ------------------------------------------------ */
+
+struct server {
+    pid_t pid;
+    int port;
+};
+
+static int free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t n = sizeof(a);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) || getsockname(fd, (void *)&a, &n))
+        return -1;
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+struct resp {
+    long status;
+    char *body;
+    size_t len;
+    char hdr[4096];
+    size_t hlen;
+};
+
+static size_t on_data(char *p, size_t sz, size_t n, void *ud) {
+    struct resp *r = ud;
+    char *b = realloc(r->body, r->len + sz * n + 1);
+    if (!b) return 0;
+    memcpy(b + r->len, p, sz * n);
+    r->body = b;
+    r->len += sz * n;
+    b[r->len] = '\0';
+    return sz * n;
+}
+
+static size_t on_header(char *p, size_t sz, size_t n, void *ud) {
+    struct resp *r = ud;
+    size_t k = sz * n;
+    if (r->hlen + k < sizeof(r->hdr)) {
+        memcpy(r->hdr + r->hlen, p, k);
+        r->hlen += k;
+        r->hdr[r->hlen] = '\0';
+    }
+    return k;
+}
+
+/* One request. hdrs is NULL-terminated (may be NULL). Returns the curl code. */
+static int http_do(int port, const char *method, const char *path, const char *body, size_t blen,
+                   const char *const *hdrs, long timeout_ms, struct resp *r) {
+    memset(r, 0, sizeof(*r));
+    CURL *c = curl_easy_init();
+    char url[512];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+    struct curl_slist *h = NULL;
+    for (int i = 0; hdrs && hdrs[i]; i++)
+        h = curl_slist_append(h, hdrs[i]);
+    if (body) h = curl_slist_append(h, "Content-Type: application/json");
+    h = curl_slist_append(h, "Expect:");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)blen);
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms > 0 ? timeout_ms : 60000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    int rc = (int)curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return rc;
+}
+
+static void resp_free(struct resp *r) {
+    free(r->body);
+    r->body = NULL;
+}
+
+static bool wait_ready(int port, double seconds) {
+    for (int i = 0; i < (int)(seconds * 20); i++) {
+        struct resp r;
+        int rc = http_do(port, "GET", "/ready", NULL, 0, NULL, 1000, &r);
+        resp_free(&r);
+        if (rc == 0 && r.status == 200) return true;
+        usleep(50000);
+    }
+    return false;
+}
+
+/* Starts the server with extra args (NULL-terminated). */
+static bool server_start(struct server *s, const char *const *extra) {
+    const char *build = test_env("BUILD", "build"),
+               *model = test_env("TESTMODEL", "build/testmodel");
+    char bin[512], port[16], logp[512];
+    snprintf(bin, sizeof(bin), "%s/embedserve", build);
+    s->port = free_port();
+    snprintf(port, sizeof(port), "%d", s->port);
+    snprintf(logp, sizeof(logp), "%s/test_http_server.log", build);
+    const char *argv[40] = {bin,  "--model",     model,  "--host",  "127.0.0.1", "--port",
+                            port, "--log-level", "warn", "--dtype", "f32"};
+    int n = 11;
+    for (int i = 0; extra && extra[i] && n < 38; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    s->pid = fork();
+    if (s->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive a crashed test run */
+        FILE *f = freopen(logp, "a", stderr);
+        f = freopen("/dev/null", "w", stdout); /* don't hold the runner's pipe open */
+        (void)f;
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    return s->pid > 0 && wait_ready(s->port, 20);
+}
+
+/* SIGTERM; returns the exit status (or -1). */
+static int server_stop(struct server *s) {
+    int st = 0;
+    kill(s->pid, SIGTERM);
+    if (waitpid(s->pid, &st, 0) != s->pid) return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* ---- the reference: the engine in-process ------------------------------- */
+
+struct ref {
+    tok *t;
+    struct eng_model *m;
+    struct eng_ctx *c;
+    int n_embd, max_tokens;
+};
+
+static bool ref_open(struct ref *R) {
+    char path[512], err[256];
+    const char *model = test_env("TESTMODEL", "build/testmodel");
+    snprintf(path, sizeof(path), "%s/sentencepiece.bpe.model", model);
+    struct eng_params p = eng_params_defaults();
+    p.max_batch_tokens = 8192;
+    p.dtype = ENG_DTYPE_F32; /* the servers below run with --dtype f32 */
+    R->t = tok_open(path, err, sizeof(err));
+    R->m = R->t ? eng_model_open(model, &p, err, sizeof(err)) : NULL;
+    R->c = R->m ? eng_ctx_new(R->m, &p, err, sizeof(err)) : NULL;
+    if (!R->c) fprintf(stderr, "reference engine: %s\n", err);
+    R->n_embd = R->m ? eng_model_info(R->m)->n_embd : 0;
+    R->max_tokens = 8192;
+    return R->c != NULL;
+}
+
+static void ref_close(struct ref *R) {
+    eng_ctx_free(R->c);
+    eng_model_close(R->m);
+    tok_close(R->t);
+}
+
+/* Final embeddings [n][*dims] of texts under o (NULL on error). */
+static float *ref_embed(struct ref *R, const char *const *texts, int n, struct emb_opts o,
+                        int *dims, int64_t *n_tokens) {
+    struct emb_text *tx = calloc((size_t)n, sizeof(*tx));
+    for (int i = 0; i < n; i++)
+        tx[i] = (struct emb_text){texts[i], strlen(texts[i])};
+    struct emb_plan plan;
+    struct emb_error e;
+    o.max_tokens = R->max_tokens;
+    float *pooled = calloc((size_t)n * R->n_embd, sizeof(float));
+    float *out = calloc((size_t)n * R->n_embd, sizeof(float));
+    int rc = emb_plan_build(R->t, R->m, &o, tx, n, &plan, &e);
+    if (!rc) rc = emb_plan_run(R->c, &plan, pooled);
+    if (n_tokens) *n_tokens = plan.n_tokens;
+    for (int i = 0; !rc && i < n; i++)
+        *dims = emb_output(&o, R->n_embd, pooled + (size_t)i * R->n_embd, out + (size_t)i * *dims);
+    emb_plan_deinit(&plan);
+    free(pooled);
+    free(tx);
+    if (rc) free(out);
+    return rc ? NULL : out;
+}
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static cJSON *post(int port, const char *path, const char *body, const char *const *hdrs,
+                   long *status) {
+    struct resp r;
+    http_do(port, "POST", path, body, strlen(body), hdrs, 0, &r);
+    *status = r.status;
+    cJSON *j = r.body ? cJSON_Parse(r.body) : NULL;
+    if (!j) fprintf(stderr, "not JSON (%ld): %.200s\n", r.status, r.body ? r.body : "(none)");
+    resp_free(&r);
+    return j;
+}
+
+static cJSON *embed(int port, const char *body, long *status) {
+    return post(port, "/v1/embeddings", body, NULL, status);
+}
+
+/* data[i].embedding (float array) of a response, or NULL. */
+static const cJSON *emb_at(const cJSON *j, int i) {
+    const cJSON *d = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "data"), i);
+    return cJSON_GetObjectItem(d, "embedding");
+}
+
+/* Max |a - b| between response row i and ref row, or 1e9 on shape error. */
+static double row_diff(const cJSON *emb, const float *ref, int dims) {
+    if (!ref || !cJSON_IsArray(emb) || cJSON_GetArraySize(emb) != dims) return 1e9;
+    double m = 0;
+    int k = 0;
+    for (const cJSON *c = emb->child; c; c = c->next, k++) {
+        double d = fabs((double)(float)c->valuedouble - (double)ref[k]);
+        if (d > m) m = d;
+    }
+    return m;
+}
+
+/* Checks every row of a response against ref rows. */
+static void check_rows(const cJSON *j, const float *ref, int n, int dims, double tol,
+                       const char *what) {
+    CHECKM(cJSON_GetArraySize(cJSON_GetObjectItem(j, "data")) == n, "%s: row count", what);
+    for (int i = 0; i < n; i++) {
+        const cJSON *d = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "data"), i);
+        CHECKM(cJSON_GetObjectItem(d, "index") && cJSON_GetObjectItem(d, "index")->valueint == i,
+               "%s: index %d", what, i);
+        double diff = row_diff(emb_at(j, i), ref ? ref + (size_t)i * dims : NULL, dims);
+        CHECKM(ref && diff <= tol, "%s: row %d differs from the engine by %g", what, i, diff);
+    }
+}
+
+/* The error body shape of spec/api.md. */
+static void check_error(const cJSON *j, long status, long want, const char *code,
+                        const char *what) {
+    CHECKM(status == want, "%s: status %ld, want %ld", what, status, want);
+    const cJSON *d = cJSON_GetObjectItem(j, "detail"), *e = cJSON_GetObjectItem(j, "error");
+    CHECKM(cJSON_IsString(d) && *d->valuestring, "%s: detail string", what);
+    CHECKM(cJSON_IsString(cJSON_GetObjectItem(j, "request_id")), "%s: request_id", what);
+    CHECKM(cJSON_IsObject(e) && cJSON_IsString(cJSON_GetObjectItem(e, "message")) &&
+               cJSON_IsString(cJSON_GetObjectItem(e, "type")),
+           "%s: error object", what);
+    const cJSON *c = cJSON_GetObjectItem(j, "code");
+    CHECKM(cJSON_IsString(c) && (!code || !strcmp(c->valuestring, code)), "%s: code %s, want %s",
+           what, cJSON_IsString(c) ? c->valuestring : "?", code ? code : "any");
+    if (want == 422)
+        CHECKM(cJSON_GetArraySize(cJSON_GetObjectItem(j, "errors")) > 0, "%s: errors list", what);
+}
+
+static const char *const texts3[] = {"The quick brown fox", "", "naïve café 東京 🍣 ∑"};
+
+static void test_basics(int port, struct ref *R) {
+    struct resp r;
+    const char *gets[] = {"/health", "/live", "/ready", "/v1/models", "/health/"};
+    for (int i = 0; i < 5; i++) {
+        http_do(port, "GET", gets[i], NULL, 0, NULL, 0, &r);
+        CHECKM(r.status == 200, "GET %s -> %ld", gets[i], r.status);
+        CHECKM(strstr(r.hdr, "application/json") != NULL, "GET %s content type", gets[i]);
+        resp_free(&r);
+    }
+    http_do(port, "GET", "/v1/models/jina-ai/jina-embeddings-v3", NULL, 0, NULL, 0, &r);
+    CHECK(r.status == 200 && strstr(r.body, "\"object\":\"model\""));
+    resp_free(&r);
+    http_do(port, "GET", "/v1/models/nope", NULL, 0, NULL, 0, &r);
+    CHECK(r.status == 404);
+    resp_free(&r);
+
+    int dims;
+    int64_t ntok;
+    struct emb_opts o = emb_opts_defaults();
+    float *ref = ref_embed(R, texts3, 3, o, &dims, &ntok);
+    long st;
+    cJSON *j = embed(port,
+                     "{\"model\":\"jina-embeddings-v3\",\"input\":[\"The quick brown fox\","
+                     "\"\",\"naïve café 東京 🍣 ∑\"]}",
+                     &st);
+    CHECK(st == 200);
+    check_rows(j, ref, 3, dims, 2e-6, "3 texts");
+    const cJSON *u = cJSON_GetObjectItem(j, "usage");
+    CHECK(cJSON_GetObjectItem(u, "total_tokens")->valuedouble == (double)ntok);
+    CHECK(cJSON_GetObjectItem(u, "prompt_tokens")->valuedouble == (double)ntok);
+    CHECK(!strcmp(cJSON_GetObjectItem(j, "object")->valuestring, "list"));
+    CHECK(!strcmp(cJSON_GetObjectItem(j, "model")->valuestring, "jina-embeddings-v3"));
+    double norm = 0;
+    for (const cJSON *c = emb_at(j, 0)->child; c; c = c->next)
+        norm += c->valuedouble * c->valuedouble;
+    CHECK_NEAR(sqrt(norm), 1.0, 1e-5);
+    cJSON_Delete(j);
+    /* the same texts as {"text"} objects, mixed, via /embeddings/, model missing */
+    j = post(port, "/embeddings/",
+             "{\"input\":[{\"text\":\"The quick brown fox\"},\"\","
+             "{\"text\":\"naïve café 東京 🍣 ∑\"}]}",
+             NULL, &st);
+    CHECK(st == 200);
+    check_rows(j, ref, 3, dims, 2e-6, "text objects");
+    cJSON_Delete(j);
+    /* a single string and a single object */
+    j = embed(port, "{\"input\":\"The quick brown fox\",\"model\":\"jina-ai/jina-embeddings-v3\"}",
+              &st);
+    check_rows(j, ref, 1, dims, 2e-6, "single string");
+    cJSON_Delete(j);
+    j = embed(port, "{\"input\":{\"text\":\"The quick brown fox\"}}", &st);
+    check_rows(j, ref, 1, dims, 2e-6, "single object");
+    cJSON_Delete(j);
+    free(ref);
+}
+
+static void test_tasks_dims(int port, struct ref *R) {
+    static const struct {
+        const char *field;
+        const char *task;
+    } cases[] = {
+        {"\"task\":\"retrieval.query\"", "retrieval.query"},
+        {"\"task\":\"query\"", "retrieval.query"},
+        {"\"input_type\":\"query\"", "retrieval.query"},
+        {"\"task\":\"passage\"", "retrieval.passage"},
+        {"\"task\":\"document\"", "retrieval.passage"},
+        {"\"prompt_name\":\"document\"", "retrieval.passage"},
+        {"\"task\":\"clustering\"", "separation"},
+        {"\"task\":\"classification\"", "classification"},
+        {"\"task\":\"text-matching\"", "text-matching"},
+        {"\"task\":null", NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct emb_opts o = emb_opts_defaults();
+        o.task = cases[i].task ? eng_task_lookup(R->m, cases[i].task) : ENG_TASK_NONE;
+        int dims;
+        float *ref = ref_embed(R, texts3, 3, o, &dims, NULL);
+        char body[512];
+        snprintf(body, sizeof(body),
+                 "{%s,\"input\":[\"The quick brown fox\",\"\",\"naïve café 東京 🍣 ∑\"]}",
+                 cases[i].field);
+        long st;
+        cJSON *j = embed(port, body, &st);
+        CHECKM(st == 200, "%s -> %ld", cases[i].field, st);
+        check_rows(j, ref, 3, dims, 2e-6, cases[i].field);
+        cJSON_Delete(j);
+        free(ref);
+    }
+    /* dimensions 1, 7 and full; normalized false; normalize alias */
+    static const struct {
+        const char *body;
+        int dims;
+        bool norm;
+    } dcases[] = {
+        {"{\"input\":[\"The quick brown fox\",\"\",\"naïve café 東京 🍣 ∑\"],\"dimensions\":1}", 1,
+         true},
+        {"{\"input\":[\"The quick brown fox\",\"\",\"naïve café 東京 🍣 ∑\"],\"dimensions\":7}", 7,
+         true},
+        {"{\"input\":[\"The quick brown fox\",\"\",\"naïve café 東京 🍣 ∑\"],\"dimensions\":null,"
+         "\"normalized\":false}",
+         0, false},
+        {"{\"input\":[\"The quick brown fox\",\"\",\"naïve café 東京 🍣 ∑\"],\"dimensions\":5,"
+         "\"normalize\":false}",
+         5, false},
+    };
+    for (size_t i = 0; i < sizeof(dcases) / sizeof(dcases[0]); i++) {
+        struct emb_opts o = emb_opts_defaults();
+        o.dimensions = dcases[i].dims;
+        o.normalized = dcases[i].norm;
+        int dims;
+        float *ref = ref_embed(R, texts3, 3, o, &dims, NULL);
+        CHECK(dims == (dcases[i].dims ? dcases[i].dims : R->n_embd));
+        long st;
+        cJSON *j = embed(port, dcases[i].body, &st);
+        check_rows(j, ref, 3, dims, 2e-6, dcases[i].body);
+        cJSON_Delete(j);
+        free(ref);
+    }
+    char body[256];
+    snprintf(body, sizeof(body), "{\"input\":\"x\",\"dimensions\":%d}", R->n_embd);
+    long st;
+    cJSON *j = embed(port, body, &st);
+    CHECK(st == 200 && cJSON_GetArraySize(emb_at(j, 0)) == R->n_embd);
+    cJSON_Delete(j);
+}
+
+/* Decoded base64 equals the float output; binary/ubinary are the signs. */
+static void test_encodings(int port, struct ref *R) {
+    (void)R;
+    long st;
+    cJSON *f = embed(port, "{\"input\":[\"alpha beta\",\"gamma\"],\"dimensions\":13}", &st);
+    cJSON *all = embed(port,
+                       "{\"input\":[\"alpha beta\",\"gamma\"],\"dimensions\":13,"
+                       "\"embedding_type\":[\"float\",\"base64\",\"binary\",\"ubinary\"]}",
+                       &st);
+    CHECK(st == 200);
+    static const char *const single[] = {
+        "{\"input\":[\"alpha beta\",\"gamma\"],\"dimensions\":13,\"embedding_type\":\"base64\"}",
+        "{\"input\":[\"alpha beta\",\"gamma\"],\"dimensions\":13,\"encoding_type\":\"base64\"}",
+        "{\"input\":[\"alpha beta\",\"gamma\"],\"dimensions\":13,\"encoding_format\":\"base64\"}",
+        "{\"input\":[\"alpha beta\",\"gamma\"],\"dimensions\":13,\"embedding_type\":null,"
+        "\"encoding_format\":\"base64\"}",
+    };
+    for (int row = 0; row < 2; row++) {
+        const cJSON *fl = emb_at(f, row), *obj = emb_at(all, row);
+        float want[13];
+        int k = 0;
+        for (const cJSON *c = fl->child; c && k < 13; c = c->next)
+            want[k++] = (float)c->valuedouble;
+        CHECK(k == 13);
+        const cJSON *b64 = cJSON_GetObjectItem(obj, "base64");
+        uint8_t raw[64];
+        long n =
+            cJSON_IsString(b64) ? b64_decode(b64->valuestring, strlen(b64->valuestring), raw) : -1;
+        CHECK(n == 52);
+        for (int i = 0; n == 52 && i < 13; i++) {
+            uint32_t u = raw[4 * i] | raw[4 * i + 1] << 8 | raw[4 * i + 2] << 16 |
+                         (uint32_t)raw[4 * i + 3] << 24;
+            float x;
+            memcpy(&x, &u, 4);
+            CHECKM(x == want[i], "base64 value %d: %.9g vs %.9g", i, x, want[i]);
+        }
+        const cJSON *ub = cJSON_GetObjectItem(obj, "ubinary"),
+                    *bi = cJSON_GetObjectItem(obj, "binary");
+        CHECK(cJSON_GetArraySize(ub) == 2 && cJSON_GetArraySize(bi) == 2);
+        for (int i = 0; i < 13 && cJSON_GetArraySize(ub) == 2; i++) {
+            int ubyte = cJSON_GetArrayItem(ub, i / 8)->valueint;
+            int bbyte = cJSON_GetArrayItem(bi, i / 8)->valueint + 128;
+            int bit = (ubyte >> (7 - i % 8)) & 1;
+            CHECKM(bit == (want[i] > 0), "ubinary bit %d", i);
+            CHECKM(((bbyte >> (7 - i % 8)) & 1) == (want[i] > 0), "binary bit %d", i);
+        }
+        CHECK((cJSON_GetArrayItem(ub, 1)->valueint & 7) == 0); /* zero padding */
+        CHECK(row_diff(cJSON_GetObjectItem(obj, "float"), want, 13) == 0);
+        for (int s = 0; s < 4; s++) {
+            cJSON *j = embed(port, single[s], &st);
+            const cJSON *e = emb_at(j, row);
+            CHECKM(cJSON_IsString(e) && cJSON_IsString(b64) &&
+                       !strcmp(e->valuestring, b64->valuestring),
+                   "alias %d gives the same base64", s);
+            cJSON_Delete(j);
+        }
+    }
+    cJSON *j =
+        embed(port, "{\"input\":\"alpha beta\",\"dimensions\":13,\"encoding_format\":null}", &st);
+    CHECK(st == 200 && cJSON_GetArraySize(emb_at(j, 0)) == 13);
+    cJSON_Delete(j);
+    cJSON_Delete(f);
+    cJSON_Delete(all);
+}
+
+/* A text of about n_words words. */
+static char *words(int n) {
+    char *s = malloc((size_t)n * 6 + 1);
+    s[0] = '\0';
+    size_t k = 0;
+    for (int i = 0; i < n; i++)
+        k += (size_t)sprintf(s + k, "%s", i % 2 ? "word " : "text ");
+    return s;
+}
+
+static int n_tokens_of(int port, const char *text) {
+    cJSON *in = cJSON_CreateObject();
+    cJSON_AddStringToObject(in, "input", text);
+    char *body = cJSON_PrintUnformatted(in);
+    long st;
+    cJSON *j = post(port, "/v1/tokenize", body, NULL, &st);
+    const cJSON *d = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "data"), 0);
+    int n = st == 200 ? cJSON_GetObjectItem(d, "n_tokens")->valueint : -1;
+    CHECK(st == 200 && cJSON_GetArraySize(cJSON_GetObjectItem(d, "tokens")) == n);
+    cJSON_Delete(j);
+    cJSON_free(body);
+    cJSON_Delete(in);
+    return n;
+}
+
+static char *body_of(const char *const *texts, int n, const char *extra) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "input", cJSON_CreateStringArray(texts, n));
+    char *b = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!extra) return b;
+    char *w = malloc(strlen(b) + strlen(extra) + 4);
+    sprintf(w, "{%s,%s", extra, b + 1);
+    cJSON_free(b);
+    return w;
+}
+
+static void test_long_inputs(int port, struct ref *R) {
+    char *big = words(6000); /* well over 8192 tokens */
+    int nt = n_tokens_of(port, big);
+    CHECKM(nt > 8192, "long text has %d tokens", nt);
+    const char *one[] = {big};
+    char *b = body_of(one, 1, NULL);
+    long st;
+    cJSON *j = embed(port, b, &st);
+    check_error(j, st, 400, "INPUT_TOKEN_LIMIT_EXCEEDED", "over-long input");
+    CHECK(strstr(cJSON_GetObjectItem(j, "detail")->valuestring, "Input 0") != NULL);
+    cJSON_Delete(j);
+    free(b);
+    b = body_of(one, 1, "\"truncate\":true");
+    j = embed(port, b, &st);
+    CHECK(st == 200 &&
+          cJSON_GetObjectItem(cJSON_GetObjectItem(j, "usage"), "total_tokens")->valueint == 8192);
+    struct emb_opts o = emb_opts_defaults();
+    o.truncate = true;
+    int dims;
+    float *ref = ref_embed(R, one, 1, o, &dims, NULL);
+    check_rows(j, ref, 1, dims, 2e-6, "truncated");
+    free(ref);
+    cJSON_Delete(j);
+    free(b);
+    /* late chunking: under the limit equals the engine's late-chunked output */
+    const char *chunks[] = {"First chunk about cats.", "Second chunk, dogs.", "Third: birds 鳥."};
+    o = emb_opts_defaults();
+    o.late_chunking = true;
+    o.task = eng_task_lookup(R->m, "retrieval.passage");
+    int64_t ntok;
+    ref = ref_embed(R, chunks, 3, o, &dims, &ntok);
+    b = body_of(chunks, 3, "\"late_chunking\":true,\"task\":\"retrieval.passage\"");
+    j = embed(port, b, &st);
+    CHECK(st == 200);
+    check_rows(j, ref, 3, dims, 2e-6, "late chunking");
+    CHECK(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "usage"), "total_tokens")->valuedouble ==
+          (double)ntok);
+    cJSON_Delete(j);
+    free(ref);
+    free(b);
+    /* late chunking with a single input equals the ordinary embedding */
+    o.late_chunking = false;
+    ref = ref_embed(R, chunks, 1, o, &dims, NULL);
+    b = body_of(chunks, 1, "\"late_chunking\":true,\"task\":\"retrieval.passage\"");
+    j = embed(port, b, &st);
+    check_rows(j, ref, 1, dims, 1e-5, "late chunking, one input");
+    cJSON_Delete(j);
+    free(ref);
+    free(b);
+    /* over 8192 joined tokens: 400 even with truncate */
+    char *half = words(2500);
+    const char *two[] = {half, half};
+    b = body_of(two, 2, "\"late_chunking\":true,\"truncate\":true");
+    j = embed(port, b, &st);
+    check_error(j, st, 400, "INPUT_TOKEN_LIMIT_EXCEEDED", "late chunking over the limit");
+    cJSON_Delete(j);
+    free(b);
+    free(half);
+    free(big);
+}
+
+static void test_batch_limit(int port, struct ref *R) {
+    enum { N = 2048 };
+    const char **t = malloc(sizeof(*t) * (N + 1));
+    char(*buf)[32] = malloc(32 * (N + 1));
+    for (int i = 0; i <= N; i++) {
+        snprintf(buf[i], 32, "input number %d%s", i, i % 3 ? " more" : "");
+        t[i] = buf[i];
+    }
+    char *b = body_of(t, N + 1, NULL);
+    long st;
+    cJSON *j = embed(port, b, &st);
+    check_error(j, st, 400, NULL, "2049 inputs");
+    CHECK(!strcmp(cJSON_GetObjectItem(j, "detail")->valuestring,
+                  "\"input\" length 2049 is larger than the largest allowed size 2048"));
+    cJSON_Delete(j);
+    free(b);
+    b = body_of(t, N, "\"task\":\"separation\"");
+    j = embed(port, b, &st);
+    CHECK(st == 200);
+    struct emb_opts o = emb_opts_defaults();
+    o.task = eng_task_lookup(R->m, "separation");
+    int dims;
+    float *ref = ref_embed(R, t, N, o, &dims, NULL);
+    check_rows(j, ref, N, dims, 2e-6, "2048 inputs");
+    free(ref);
+    cJSON_Delete(j);
+    free(b);
+    free(buf);
+    free(t);
+}
+
+static void test_errors(int port) {
+    static const struct {
+        const char *body;
+        long status;
+        const char *code;
+    } cases[] = {
+        {"{\"input\":", 400, "INPUT_INVALID_JSON"},
+        {"", 400, "INPUT_INVALID_JSON"},
+        {"[1,2]", 422, NULL},
+        {"{}", 422, NULL},
+        {"{\"input\":[]}", 422, NULL},
+        {"{\"input\":null}", 422, NULL},
+        {"{\"input\":[\"a\",{\"image\":\"http://x/y.png\"}]}", 422, NULL},
+        {"{\"input\":[{\"url\":\"x\"}]}", 422, NULL},
+        {"{\"input\":[true]}", 422, NULL},
+        {"{\"input\":[[1,2,3]]}", 400, "INPUT_TOKEN_IDS_NOT_SUPPORTED"},
+        {"{\"input\":[1,2,3]}", 400, "INPUT_TOKEN_IDS_NOT_SUPPORTED"},
+        {"{\"input\":\"a\",\"model\":\"jina-clip-v2\"}", 400, "INPUT_MODEL_NOT_FOUND"},
+        {"{\"input\":\"a\",\"model\":5}", 422, NULL},
+        {"{\"input\":\"a\",\"task\":\"retrieval\"}", 422, NULL},
+        {"{\"input\":\"a\",\"dimensions\":100000}", 422, NULL},
+        {"{\"input\":\"a\",\"dimensions\":-1}", 422, NULL},
+        {"{\"input\":\"a\",\"dimensions\":2.5}", 422, NULL},
+        {"{\"input\":\"a\",\"dimensions\":\"8\"}", 422, NULL},
+        {"{\"input\":\"a\",\"normalized\":\"yes\"}", 422, NULL},
+        {"{\"input\":\"a\",\"embedding_type\":\"int8\"}", 422, NULL},
+        {"{\"input\":\"a\",\"embedding_type\":[]}", 422, NULL},
+        {"{\"input\":\"a\",\"late_chunking\":1}", 422, NULL},
+        {"{\"input\":\"a\",\"return_multivector\":true}", 422, NULL},
+        {"{\"input\":[\"a\",\"\"],\"late_chunking\":true}", 422, NULL},
+        {"{\"input\":\"a\\u0000b\"}", 400, NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        long st;
+        cJSON *j = embed(port, cases[i].body, &st);
+        check_error(j, st, cases[i].status, cases[i].code, cases[i].body);
+        cJSON_Delete(j);
+    }
+    /* lenient: extra OpenAI/Jina fields are accepted */
+    long st;
+    cJSON *j = embed(port,
+                     "{\"input\":\"a\",\"user\":\"u\",\"return_multivector\":false,"
+                     "\"unknown_field\":1,\"encoding_format\":\"float\"}",
+                     &st);
+    CHECK(st == 200);
+    cJSON_Delete(j);
+    struct resp r;
+    http_do(port, "GET", "/nope", NULL, 0, NULL, 0, &r);
+    cJSON *e = cJSON_Parse(r.body);
+    check_error(e, r.status, 404, NULL, "unknown route");
+    cJSON_Delete(e);
+    resp_free(&r);
+    http_do(port, "GET", "/v1/embeddings", NULL, 0, NULL, 0, &r);
+    e = cJSON_Parse(r.body);
+    check_error(e, r.status, 405, NULL, "wrong method");
+    CHECK(strstr(r.hdr, "Allow: POST") != NULL);
+    cJSON_Delete(e);
+    resp_free(&r);
+    /* X-Request-Id is echoed, on success and on error */
+    const char *hdr[] = {"X-Request-Id: my-id-123", NULL};
+    http_do(port, "POST", "/v1/embeddings", "{\"input\":\"a\"}", 13, hdr, 0, &r);
+    CHECK(r.status == 200 && strstr(r.hdr, "X-Request-Id: my-id-123"));
+    resp_free(&r);
+    http_do(port, "POST", "/v1/embeddings", "{", 1, hdr, 0, &r);
+    CHECK(r.status == 400 && strstr(r.body, "\"request_id\":\"my-id-123\""));
+    resp_free(&r);
+    /* auth is off: any Authorization header is fine */
+    const char *none[] = {"Authorization: Bearer None", NULL};
+    j = post(port, "/v1/embeddings", "{\"input\":\"a\"}", none, &st);
+    CHECK(st == 200);
+    cJSON_Delete(j);
+}
+
+/* ---- concurrency -------------------------------------------------------- */
+
+struct client {
+    int port, id;
+    char *body;
+    cJSON *result;
+    long status;
+};
+
+static void *client_main(void *arg) {
+    struct client *c = arg;
+    c->result = embed(c->port, c->body, &c->status);
+    return NULL;
+}
+
+static char *mixed_body(int id) {
+    static const char *const tasks[] = {"", "\"task\":\"retrieval.query\",",
+                                        "\"task\":\"retrieval.passage\",",
+                                        "\"task\":\"separation\",", "\"task\":\"text-matching\","};
+    int n = 1 + id % 7 * 3;
+    cJSON *in = cJSON_CreateArray();
+    for (int i = 0; i < n; i++) {
+        char t[160];
+        snprintf(t, sizeof(t), "client %d input %d %s", id, i,
+                 (id + i) % 4 ? "short"
+                              : "a somewhat longer text with more words in it to vary sizes");
+        cJSON_AddItemToArray(in, cJSON_CreateString(t));
+    }
+    char *arr = cJSON_PrintUnformatted(in);
+    cJSON_Delete(in);
+    char *b = malloc(strlen(arr) + 128);
+    sprintf(b, "{%s\"dimensions\":%d,\"input\":%s}", tasks[id % 5], id % 3 ? 0 : 16, arr);
+    cJSON_free(arr);
+    return b;
+}
+
+static double metric_value(int port, const char *name) {
+    struct resp r;
+    http_do(port, "GET", "/metrics", NULL, 0, NULL, 0, &r);
+    double v = -1;
+    char key[128];
+    snprintf(key, sizeof(key), "\n%s ", name);
+    const char *p = r.body ? strstr(r.body, key) : NULL;
+    if (p) v = atof(p + strlen(key));
+    resp_free(&r);
+    return v;
+}
+
+static void test_concurrency(int port) {
+    enum { N = 32 };
+    struct client cl[N];
+    for (int i = 0; i < N; i++)
+        cl[i] = (struct client){port, i, mixed_body(i), NULL, 0};
+    cJSON *seq[N];
+    for (int i = 0; i < N; i++) {
+        long st;
+        seq[i] = embed(port, cl[i].body, &st);
+        CHECK(st == 200);
+    }
+    double multi0 = metric_value(port, "embedserve_multi_request_batches_total");
+    for (int round = 0; round < 3; round++) {
+        pthread_t th[N];
+        for (int i = 0; i < N; i++)
+            pthread_create(&th[i], NULL, client_main, &cl[i]);
+        for (int i = 0; i < N; i++)
+            pthread_join(th[i], NULL);
+        for (int i = 0; i < N; i++) {
+            CHECK(cl[i].status == 200);
+            const cJSON *a = cJSON_GetObjectItem(cl[i].result, "data");
+            const cJSON *b = cJSON_GetObjectItem(seq[i], "data");
+            int n = cJSON_GetArraySize(b);
+            CHECKM(cJSON_GetArraySize(a) == n, "client %d rows", i);
+            double worst = 0;
+            for (int k = 0; k < n; k++) {
+                const cJSON *ea = cJSON_GetObjectItem(cJSON_GetArrayItem(a, k), "embedding");
+                const cJSON *eb = cJSON_GetObjectItem(cJSON_GetArrayItem(b, k), "embedding");
+                if (cJSON_GetArraySize(ea) != cJSON_GetArraySize(eb)) worst = 1e9;
+                for (const cJSON *x = ea ? ea->child : NULL, *y = eb ? eb->child : NULL; x && y;
+                     x = x->next, y = y->next)
+                    worst = fmax(worst, fabs(x->valuedouble - y->valuedouble));
+            }
+            CHECKM(worst < 2e-6, "client %d: concurrent rows differ from sequential by %g", i,
+                   worst);
+            cJSON_Delete(cl[i].result);
+        }
+    }
+    double multi = metric_value(port, "embedserve_multi_request_batches_total");
+    CHECKM(multi > multi0, "no forward pass held more than one request (%g -> %g)", multi0, multi);
+    CHECK(metric_value(port, "embedserve_batches_total") > 0);
+    struct resp r;
+    http_do(port, "GET", "/metrics", NULL, 0, NULL, 0, &r);
+    CHECK(r.body &&
+          strstr(r.body, "embedserve_requests_total{route=\"/v1/embeddings\",status=\"200\"}"));
+    CHECK(r.body && strstr(r.body, "embedserve_inference_duration_seconds_bucket"));
+    CHECK(r.body && strstr(r.body, "embedserve_model_info{"));
+    resp_free(&r);
+    for (int i = 0; i < N; i++) {
+        cJSON_Delete(seq[i]);
+        free(cl[i].body);
+    }
+}
+
+/* A client that gives up while its request is queued: server stays healthy. */
+static void test_disconnect(int port) {
+    enum { N = 2048 };
+    const char **t = malloc(sizeof(*t) * N);
+    char *w = words(60);
+    for (int i = 0; i < N; i++)
+        t[i] = w;
+    char *b = body_of(t, N, NULL);
+    for (int i = 0; i < 4; i++) {
+        struct resp r;
+        int rc = http_do(port, "POST", "/v1/embeddings", b, strlen(b), NULL, 30 + 20 * i, &r);
+        (void)rc;
+        resp_free(&r);
+    }
+    long st;
+    cJSON *j = embed(port, "{\"input\":\"still alive?\"}", &st);
+    CHECK(st == 200);
+    cJSON_Delete(j);
+    free(b);
+    free(w);
+    free(t);
+}
+
+/* ---- servers with other settings --------------------------------------- */
+
+static void test_auth_strict_limits(void) {
+    struct server s;
+    const char *args[] = {"--api-key", "k1,k2",
+                          "--strict",  "--max-body-bytes",
+                          "4096",      "--served-model-name",
+                          "mine",      "--served-model-name",
+                          "other",     NULL};
+    CHECK(server_start(&s, args));
+    long st;
+    cJSON *j = embed(s.port, "{\"input\":\"a\"}", &st);
+    check_error(j, st, 401, "AUTH_MISSING_API_KEY", "no key");
+    cJSON_Delete(j);
+    const char *bad[] = {"Authorization: Bearer k3", NULL},
+               *good[] = {"Authorization: Bearer k2", NULL};
+    j = post(s.port, "/v1/embeddings", "{\"input\":\"a\"}", bad, &st);
+    check_error(j, st, 401, "AUTH_INVALID_API_KEY", "wrong key");
+    cJSON_Delete(j);
+    j = post(s.port, "/v1/embeddings", "{\"input\":\"a\",\"model\":\"other\"}", good, &st);
+    CHECK(st == 200 && !strcmp(cJSON_GetObjectItem(j, "model")->valuestring, "mine"));
+    cJSON_Delete(j);
+    j = post(s.port, "/v1/embeddings", "{\"input\":\"a\",\"model\":\"jina-embeddings-v3\"}", good,
+             &st);
+    check_error(j, st, 400, "INPUT_MODEL_NOT_FOUND", "model not served");
+    cJSON_Delete(j);
+    j = post(s.port, "/v1/embeddings", "{\"input\":\"a\",\"bogus\":1}", good, &st);
+    check_error(j, st, 422, NULL, "strict: unknown field");
+    cJSON_Delete(j);
+    j = post(s.port, "/v1/embeddings",
+             "{\"input\":\"a\",\"encoding_format\":\"float\",\"user\":\"x\"}", good, &st);
+    CHECK(st == 200);
+    cJSON_Delete(j);
+    struct resp r;
+    http_do(s.port, "GET", "/health", NULL, 0, NULL, 0, &r);
+    CHECK(r.status == 200); /* health needs no key */
+    resp_free(&r);
+    char *big = words(1200);
+    const char *one[] = {big};
+    char *b = body_of(one, 1, NULL);
+    http_do(s.port, "POST", "/v1/embeddings", b, strlen(b), good, 0, &r);
+    cJSON *e = cJSON_Parse(r.body ? r.body : "");
+    check_error(e, r.status, 413, NULL, "body over the limit");
+    cJSON_Delete(e);
+    resp_free(&r);
+    free(b);
+    free(big);
+    CHECK(server_stop(&s) == 0);
+}
+
+struct shot {
+    int port;
+    const char *body;
+    long status;
+    struct resp r;
+};
+
+static void *shot_main(void *arg) {
+    struct shot *s = arg;
+    http_do(s->port, "POST", "/v1/embeddings", s->body, strlen(s->body), NULL, 0, &s->r);
+    s->status = s->r.status;
+    return NULL;
+}
+
+/* A full queue answers 429 with Retry-After; SIGTERM finishes in-flight work. */
+static void test_queue_and_sigterm(void) {
+    struct server s;
+    const char *args[] = {"--max-queue", "1", "--max-batch-tokens", "256", NULL};
+    CHECK(server_start(&s, args));
+    enum { N = 8, M = 2048 };
+    const char **t = malloc(sizeof(*t) * M);
+    char *w = words(40);
+    for (int i = 0; i < M; i++)
+        t[i] = w;
+    char *b = body_of(t, M, NULL);
+    struct shot sh[N];
+    pthread_t th[N];
+    for (int i = 0; i < N; i++) {
+        sh[i] = (struct shot){.port = s.port, .body = b};
+        pthread_create(&th[i], NULL, shot_main, &sh[i]);
+    }
+    int n200 = 0, n429 = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(th[i], NULL);
+        n200 += sh[i].status == 200;
+        if (sh[i].status == 429) {
+            n429++;
+            CHECK(strstr(sh[i].r.hdr, "Retry-After:") != NULL);
+            cJSON *e = cJSON_Parse(sh[i].r.body);
+            check_error(e, 429, 429, "RATE_CONCURRENCY_LIMIT_EXCEEDED", "queue full");
+            cJSON_Delete(e);
+        }
+        resp_free(&sh[i].r);
+    }
+    CHECKM(n200 >= 1 && n429 >= 1 && n200 + n429 == N, "queue: %d ok, %d 429", n200, n429);
+    CHECK(server_stop(&s) == 0);
+    /* SIGTERM while requests are queued and running: all complete, exit 0 */
+    const char *args2[] = {"--max-batch-tokens", "256", NULL};
+    CHECK(server_start(&s, args2));
+    for (int i = 0; i < 4; i++) {
+        sh[i] = (struct shot){.port = s.port, .body = b};
+        pthread_create(&th[i], NULL, shot_main, &sh[i]);
+    }
+    /* SIGTERM once all four are admitted (a request still uploading at that
+     * moment would rightly get 503) */
+    for (int i = 0; i < 200 && metric_value(s.port, "embedserve_queue_depth") < 4; i++)
+        usleep(25000);
+    CHECK(server_stop(&s) == 0);
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECKM(sh[i].status == 200, "in-flight request %d at SIGTERM: %ld", i, sh[i].status);
+        cJSON *j = cJSON_Parse(sh[i].r.body ? sh[i].r.body : "");
+        CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(j, "data")) == M);
+        cJSON_Delete(j);
+        resp_free(&sh[i].r);
+    }
+    free(b);
+    free(w);
+    free(t);
+}
+
+/* Bad settings are refused at startup with a message naming the setting. */
+static void test_bad_settings(void) {
+    const char *build = test_env("BUILD", "build");
+    char cmd[1024];
+    static const char *const bad[][2] = {
+        {"--port 70000", "--port"},          {"--max-queue 0", "--max-queue"},
+        {"--log-level loud", "--log-level"}, {"--default-task nope", "--default-task"},
+        {"--frobnicate 1", "--frobnicate"},
+    };
+    for (int i = 0; i < 5; i++) {
+        snprintf(cmd, sizeof(cmd), "%s/embedserve --model %s %s 2>&1", build,
+                 test_env("TESTMODEL", "build/testmodel"), bad[i][0]);
+        FILE *p = popen(cmd, "r");
+        char out[4096] = "";
+        size_t n = fread(out, 1, sizeof(out) - 1, p);
+        out[n] = '\0';
+        int st = pclose(p);
+        CHECKM(st != 0 && strstr(out, bad[i][1]), "'%s' refused naming the setting: %s", bad[i][0],
+               out);
+    }
+    snprintf(cmd, sizeof(cmd), "EMBEDSERVE_PORT=abc %s/embedserve --model x 2>&1", build);
+    FILE *p = popen(cmd, "r");
+    char out[1024] = "";
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    CHECK(pclose(p) != 0 && strstr(out, "EMBEDSERVE_PORT"));
+    snprintf(cmd, sizeof(cmd), "%s/embedserve --model /nonexistent --port 0 2>&1", build);
+    p = popen(cmd, "r");
+    n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    CHECKM(pclose(p) != 0 && strstr(out, "cannot load"), "missing model: %s", out);
+}
+
+void test_http(void) {
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    struct ref R;
+    if (!ref_open(&R)) {
+        CHECKM(0, "cannot open the test model at %s", test_env("TESTMODEL", "build/testmodel"));
+        return;
+    }
+    struct server s;
+    const char *args[] = {"--max-batch-tokens", "512", NULL};
+    bool up = server_start(&s, args);
+    CHECKM(up, "server did not become ready (see %s/test_http_server.log)",
+           test_env("BUILD", "build"));
+    if (up) {
+        test_basics(s.port, &R);
+        test_tasks_dims(s.port, &R);
+        test_encodings(s.port, &R);
+        test_long_inputs(s.port, &R);
+        test_batch_limit(s.port, &R);
+        test_errors(s.port);
+        test_concurrency(s.port);
+        test_disconnect(s.port);
+        CHECK(server_stop(&s) == 0);
+    }
+    test_auth_strict_limits();
+    test_queue_and_sigterm();
+    test_bad_settings();
+    ref_close(&R);
+    curl_global_cleanup();
+}
