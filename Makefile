@@ -97,12 +97,10 @@ test: $(BUILD)/embedserve $(BUILD)/test_all $(TESTMODEL)/expected.json
 # real layout is generated once into the cache (or BENCH_MODEL is used).
 BENCH_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/embedserve/full-random
 BENCH_MODEL ?= $(BENCH_CACHE)
-BENCH_ARGS  ?=
 bench: $(BUILD)/bench $(BUILD)/embedserve
 	@if [ "$(BENCH_MODEL)" = "$(BENCH_CACHE)" ] && [ ! -f $(BENCH_CACHE)/model.safetensors ]; then \
 	    mkdir -p $(BENCH_CACHE) && $(PYTHON) tests/gen_model.py --full --out $(BENCH_CACHE); fi
-	$(BUILD)/bench --model $(BENCH_MODEL) --threads 1 $(BENCH_ARGS)
-	$(BUILD)/bench --model $(BENCH_MODEL) --threads 2 $(BENCH_ARGS)
+	BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/bench/run.sh $(BENCH_MODEL)
 
 deps:
 	scripts/install-deps --test

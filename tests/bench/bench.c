@@ -1,5 +1,7 @@
 /* bench.c -- engine throughput and latency on a (usually full-size random)
- * model: `build/bench --model DIR [--threads N] [--runs R]`.
+ * model: `build/bench --model DIR [--dtype f32|bf16|int8] [--threads N]
+ * [--runs R] [--quick]`. tests/bench/run.sh runs it per precision and over
+ * HTTP, and prints the summary table (`make bench`).
  *
  * Prints a table and one JSON line. Speed is reported, never asserted: the
  * machines are noisy, so every figure is the median of R runs taken in one
@@ -44,16 +46,24 @@ static double attention_flops(const struct eng_info *in, double n) {
 
 struct shape {
     const char *name;
-    int n_seqs, n_tokens, task;
+    int n_seqs, n_tokens;
+    int task;    /* -2: cycle through every task and none */
+    int n_spans; /* > 0: late chunking, spans of n_tokens / n_spans */
 };
 
-/* Median seconds of `runs` passes over n_seqs random sequences of n_tokens. */
+/* Median (and p90) seconds of `runs` passes over random sequences. */
 static double time_shape(struct eng_ctx *c, const struct eng_info *in, const struct shape *s,
-                         int runs, double *p90) {
+                         int runs, int warm, double *p90) {
+    int H = in->n_embd, n_out = s->n_spans > 0 ? s->n_spans : 1;
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)s->n_seqs * s->n_tokens);
-    float *out = malloc(sizeof(float) * (size_t)s->n_seqs * in->n_embd);
+    int32_t *spans = malloc(sizeof(int32_t) * 2 * (size_t)(n_out > 0 ? n_out : 1));
+    float *out = malloc(sizeof(float) * (size_t)s->n_seqs * n_out * H);
     struct eng_seq *seqs = calloc((size_t)s->n_seqs, sizeof(*seqs));
     unsigned rs = 42;
+    for (int k = 0; k < n_out; k++) {
+        spans[2 * k] = k * s->n_tokens / n_out;
+        spans[2 * k + 1] = (k + 1) * s->n_tokens / n_out;
+    }
     for (int i = 0; i < s->n_seqs; i++) {
         int32_t *q = ids + (size_t)i * s->n_tokens;
         for (int t = 0; t < s->n_tokens; t++) {
@@ -62,10 +72,12 @@ static double time_shape(struct eng_ctx *c, const struct eng_info *in, const str
         }
         q[0] = 0;
         q[s->n_tokens - 1] = 2;
-        seqs[i] = (struct eng_seq){q, s->n_tokens, s->task, 0, NULL, out + (size_t)i * in->n_embd};
+        int task = s->task == -2 ? i % (in->n_tasks + 1) - 1 : s->task;
+        seqs[i] = (struct eng_seq){q, s->n_tokens, task, s->n_spans, s->n_spans ? spans : NULL,
+                                   out + (size_t)i * n_out * H};
     }
     double *t = malloc(sizeof(double) * (size_t)runs);
-    eng_encode(c, seqs, s->n_seqs); /* warm-up: page in weights, fault buffers */
+    if (warm) eng_encode(c, seqs, s->n_seqs); /* page in weights, fault buffers */
     for (int r = 0; r < runs; r++) {
         double t0 = now_s();
         ENG_ASSERT(eng_encode(c, seqs, s->n_seqs) == 0);
@@ -75,79 +87,97 @@ static double time_shape(struct eng_ctx *c, const struct eng_info *in, const str
     if (p90) *p90 = quantile(t, runs, 0.9);
     free(t);
     free(ids);
+    free(spans);
     free(out);
     free(seqs);
     return med;
 }
 
-/* f32 GEMM rate of the engine's own kind (4096x1024x4096 split by columns
- * over the pool's threads, OpenBLAS single-threaded in each): GFLOP/s. */
+/* The machine's rate for a 4096x1024x4096 product in one precision, computed
+ * the engine's way (columns split over the pool's threads): GFLOP/s. */
 struct gemm_job {
-    const float *a, *b;
-    float *c;
-    int m, n, k;
+    const struct wmat *w;
+    const float *x;
+    float *y;
+    int m;
+    void **scratch;
 };
 static void gemm_phase(void *arg, int ith, int nth) {
     const struct gemm_job *j = arg;
-    int lo = j->n * ith / nth, hi = j->n * (ith + 1) / nth;
-    ops_gemm_nt(j->m, hi - lo, j->k, j->a, j->k, j->b + (size_t)lo * j->k, j->k, NULL, j->c + lo,
-                j->n);
+    int n = j->w->n_out, lo = (n / 16) * ith / nth * 16, hi = ith == nth - 1 ? n : (n / 16) * (ith + 1) / nth * 16;
+    wmat_gemm(j->w, j->m, j->x, j->w->n_in, NULL, j->y, n, lo, hi, j->scratch[ith]);
 }
-static double gemm_rate(int n_threads, int runs) {
+static double gemm_rate(enum wmat_kind kind, int n_threads, int runs) {
     int m = 4096, n = 4096, k = 1024;
-    struct gemm_job j = {malloc(sizeof(float) * (size_t)m * k), malloc(sizeof(float) * (size_t)n * k),
-                         malloc(sizeof(float) * (size_t)m * n), m, n, k};
-    for (size_t i = 0; i < (size_t)m * k; i++) ((float *)j.a)[i] = (float)(i % 7) * 0.1f;
-    for (size_t i = 0; i < (size_t)n * k; i++) ((float *)j.b)[i] = (float)(i % 5) * 0.1f;
-    struct eng_pool *p = pool_new(n_threads);
-    openblas_set_num_threads(1);
-    double *t = malloc(sizeof(double) * (size_t)runs);
-    pool_run(p, gemm_phase, &j);
-    for (int r = 0; r < runs; r++) {
-        double t0 = now_s();
-        pool_run(p, gemm_phase, &j);
-        t[r] = now_s() - t0;
+    float *w32 = malloc(sizeof(float) * (size_t)n * k), *x = malloc(sizeof(float) * (size_t)m * k);
+    float *y = malloc(sizeof(float) * (size_t)m * n);
+    unsigned rs = 7;
+    for (size_t i = 0; i < (size_t)n * k; i++) {
+        rs = rs * 1103515245u + 12345u;
+        w32[i] = ((float)((rs >> 8) & 0xFFFF) / 32768.0f - 1.0f) * 0.05f;
     }
-    double rate = 2.0 * m * n * k / quantile(t, runs, 0.5) / 1e9;
-    pool_free(p);
-    free((void *)j.a);
-    free((void *)j.b);
-    free(j.c);
-    free(t);
+    for (size_t i = 0; i < (size_t)m * k; i++) x[i] = (float)((int)(i % 13) - 6) * 0.1f;
+    struct wmat w;
+    double rate = 0;
+    if (wmat_init(&w, kind, w32, n, k) == 0) {
+        void *scratch[64] = {0};
+        for (int i = 0; i < n_threads && i < 64; i++)
+            scratch[i] = malloc(wmat_scratch_bytes(&w, m) + 1);
+        struct gemm_job j = {&w, x, y, m, scratch};
+        struct eng_pool *p = pool_new(n_threads);
+        double *t = malloc(sizeof(double) * (size_t)runs);
+        pool_run(p, gemm_phase, &j);
+        for (int r = 0; r < runs; r++) {
+            double t0 = now_s();
+            pool_run(p, gemm_phase, &j);
+            t[r] = now_s() - t0;
+        }
+        rate = 2.0 * m * n * k / quantile(t, runs, 0.5) / 1e9;
+        pool_free(p);
+        free(t);
+        for (int i = 0; i < n_threads && i < 64; i++) free(scratch[i]);
+        wmat_deinit(&w);
+    }
+    free(w32);
+    free(x);
+    free(y);
     return rate;
+}
+
+static enum eng_dtype dtype_parse(const char *s) {
+    return !strcmp(s, "bf16")   ? ENG_DTYPE_BF16
+           : !strcmp(s, "int8") ? ENG_DTYPE_INT8
+           : !strcmp(s, "auto") ? ENG_DTYPE_AUTO
+                                : ENG_DTYPE_F32;
 }
 
 int main(int argc, char **argv) {
     const char *dir = NULL;
-    int threads = 2, runs = 5, long_doc = 2048;
-    const char *only = NULL; /* "doc": time the long document alone */
+    int threads = 2, runs = 5, quick = 0;
     enum eng_dtype dtype = ENG_DTYPE_F32;
     static const struct option lo[] = {{"model", 1, 0, 'm'}, {"threads", 1, 0, 't'},
-                                       {"runs", 1, 0, 'r'},  {"long", 1, 0, 'l'}, {"only", 1, 0, 'o'}, {"dtype", 1, 0, 'd'},
-                                       {0, 0, 0, 0}};
+                                       {"runs", 1, 0, 'r'},  {"dtype", 1, 0, 'd'},
+                                       {"quick", 0, 0, 'q'}, {0, 0, 0, 0}};
     int ch;
+    openblas_set_num_threads(1);
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         if (ch == 'm') dir = optarg;
         else if (ch == 't') threads = atoi(optarg);
         else if (ch == 'r') runs = atoi(optarg);
-        else if (ch == 'l') long_doc = atoi(optarg);
-        else if (ch == 'o') only = optarg;
-        else if (ch == 'd')
-            dtype = !strcmp(optarg, "bf16")   ? ENG_DTYPE_BF16
-                    : !strcmp(optarg, "int8") ? ENG_DTYPE_INT8
-                    : !strcmp(optarg, "auto") ? ENG_DTYPE_AUTO
-                                              : ENG_DTYPE_F32;
+        else if (ch == 'd') dtype = dtype_parse(optarg);
+        else if (ch == 'q') quick = 1;
         else return 2;
     }
     if (!dir || threads < 1 || runs < 1) {
-        fprintf(stderr, "usage: bench --model DIR [--threads N] [--runs R] [--long TOKENS]\n");
+        fprintf(stderr, "usage: bench --model DIR [--dtype f32|bf16|int8] [--threads N] "
+                        "[--runs R] [--quick]\n");
         return 2;
     }
     char err[512];
     struct eng_params p = eng_params_defaults();
     p.n_threads = threads;
     p.dtype = dtype;
-    p.max_batch_tokens = long_doc > 4096 ? long_doc : 4096;
+    p.max_batch_tokens = 8192;
     double t0 = now_s();
     struct eng_model *m = eng_model_open(dir, &p, err, sizeof(err));
     struct eng_ctx *c = m ? eng_ctx_new(m, &p, err, sizeof(err)) : NULL;
@@ -157,39 +187,52 @@ int main(int argc, char **argv) {
     }
     double load_s = now_s() - t0;
     const struct eng_info *in = eng_model_info(m);
-    if (only && !strcmp(only, "doc")) {
-        struct shape d = {"document", 1, long_doc, 1};
-        double td = time_shape(c, in, &d, runs, NULL);
-        printf("document %d tokens: %.2f s, %.1f tok/s\n", long_doc, td, long_doc / td);
-        return 0;
-    }
-    double ref = gemm_rate(threads, runs);
-    struct shape batch = {"batch 32x128", 32, 128, ENG_TASK_NONE};
-    struct shape batch_t = {"batch 32x128 task", 32, 128, 1};
-    struct shape query = {"query 1x16", 1, 16, 0};
-    struct shape doc = {"document", 1, long_doc, 1};
-    double p90, tb = time_shape(c, in, &batch, runs, NULL), tbt = time_shape(c, in, &batch_t, runs, NULL);
-    double tq = time_shape(c, in, &query, runs < 20 ? 20 : runs, &p90);
-    double td = time_shape(c, in, &doc, runs < 3 ? runs : 3, NULL);
+    enum wmat_kind kind = in->dtype == ENG_DTYPE_BF16   ? WMAT_BF16
+                          : in->dtype == ENG_DTYPE_INT8 ? WMAT_INT8
+                                                        : WMAT_F32;
+    double ref = gemm_rate(kind, threads, runs);
+    const struct shape batch = {"batch 32x128", 32, 128, ENG_TASK_NONE, 0};
+    const struct shape batch_t = {"batch 32x128 task", 32, 128, 1, 0};
+    const struct shape batch_mix = {"batch 32x128 mixed", 32, 128, -2, 0};
+    const struct shape query = {"query 1x16", 1, 16, 0, 0};
+    const struct shape doc2k = {"document 2048", 1, 2048, 1, 0};
+    const struct shape doc8k = {"document 8192", 1, 8192, 1, 0};
+    const struct shape late = {"late chunking 64x128", 1, 8192, 1, 64};
+    double p90, tb = time_shape(c, in, &batch, runs, 1, NULL);
+    double tbt = time_shape(c, in, &batch_t, runs, 1, NULL);
+    double tbm = time_shape(c, in, &batch_mix, runs, 1, NULL);
+    double tq = time_shape(c, in, &query, runs < 20 ? 20 : runs, 1, &p90);
+    double td2 = time_shape(c, in, &doc2k, quick ? 1 : 3, 0, NULL);
+    double td8 = quick ? 0 : time_shape(c, in, &doc8k, 1, 0, NULL);
+    double tl = quick ? 0 : time_shape(c, in, &late, 1, 0, NULL);
     double lf = linear_flops_per_token(in);
     double eff_b = 32 * 128 * lf / tb / 1e9 / ref;
-    double eff_d = (long_doc * lf + attention_flops(in, long_doc)) / td / 1e9 / ref;
+    double eff_d8 = td8 > 0 ? (8192 * lf + attention_flops(in, 8192)) / td8 / 1e9 / ref : 0;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("dtype %s, threads %d, load %.2f s, f32 gemm 4096x1024x4096: %.1f GFLOP/s\n",
-           eng_dtype_name(in->dtype), threads, load_s, ref);
-    printf("%-22s %10.1f tok/s  efficiency %.0f%%\n", batch.name, 4096 / tb, 100 * eff_b);
-    printf("%-22s %10.1f tok/s  (task adapter cost %.1f%%)\n", batch_t.name, 4096 / tbt,
+    double rss = ru.ru_maxrss / 1048576.0;
+    printf("dtype %s, threads %d, load %.2f s, %s gemm 4096x1024x4096: %.1f GFLOP/s\n",
+           eng_dtype_name(in->dtype), threads, load_s, eng_dtype_name(in->dtype), ref);
+    printf("  %-22s %8.1f tok/s  efficiency %.0f%%\n", batch.name, 4096 / tb, 100 * eff_b);
+    printf("  %-22s %8.1f tok/s  (task adapter cost %.1f%%)\n", batch_t.name, 4096 / tbt,
            100 * (tbt - tb) / tb);
-    printf("%-22s %10.1f ms p50, %.1f ms p90\n", query.name, 1e3 * tq, 1e3 * p90);
-    printf("%-22s %10.1f tok/s  %.2f s for %d tokens, efficiency %.0f%%\n", doc.name,
-           long_doc / td, td, long_doc, 100 * eff_d);
-    printf("peak RSS %.2f GiB\n", ru.ru_maxrss / 1048576.0);
-    printf("{\"threads\":%d,\"gemm_gflops\":%.1f,\"batch_tok_s\":%.1f,\"batch_eff\":%.3f,"
-           "\"batch_task_tok_s\":%.1f,\"query_p50_ms\":%.2f,\"query_p90_ms\":%.2f,"
-           "\"doc_tokens\":%d,\"doc_s\":%.3f,\"doc_eff\":%.3f,\"peak_rss_gib\":%.3f}\n",
-           threads, ref, 4096 / tb, eff_b, 4096 / tbt, 1e3 * tq, 1e3 * p90, long_doc, td, eff_d,
-           ru.ru_maxrss / 1048576.0);
+    printf("  %-22s %8.1f tok/s  (cost %.1f%%)\n", batch_mix.name, 4096 / tbm,
+           100 * (tbm - tb) / tb);
+    printf("  %-22s %8.1f ms p50, %.1f ms p90\n", query.name, 1e3 * tq, 1e3 * p90);
+    printf("  %-22s %8.1f tok/s\n", doc2k.name, 2048 / td2);
+    if (!quick) {
+        printf("  %-22s %8.2f s, efficiency %.0f%% (attention FLOPs counted)\n", doc8k.name, td8,
+               100 * eff_d8);
+        printf("  %-22s %8.2f s, %.1f tok/s\n", late.name, tl, 8192 / tl);
+    }
+    printf("  peak RSS %.2f GiB\n", rss);
+    printf("{\"dtype\":\"%s\",\"threads\":%d,\"load_s\":%.2f,\"gemm_gflops\":%.1f,"
+           "\"batch_tok_s\":%.1f,\"batch_eff\":%.3f,\"batch_task_tok_s\":%.1f,"
+           "\"batch_mixed_tok_s\":%.1f,\"query_p50_ms\":%.2f,\"query_p90_ms\":%.2f,"
+           "\"doc2048_tok_s\":%.1f,\"doc8192_s\":%.2f,\"doc8192_eff\":%.3f,\"late64x128_s\":%.2f,"
+           "\"peak_rss_gib\":%.3f}\n",
+           eng_dtype_name(in->dtype), threads, load_s, ref, 4096 / tb, eff_b, 4096 / tbt,
+           4096 / tbm, 1e3 * tq, 1e3 * p90, 2048 / td2, td8, eff_d8, tl, rss);
     eng_ctx_free(c);
     eng_model_close(m);
     return 0;

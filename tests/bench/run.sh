@@ -1,0 +1,20 @@
+#!/bin/sh
+# run.sh MODEL_DIR -- `make bench`: the engine per precision, then HTTP end
+# to end, then one table and one JSON line (tests/bench/summary.py).
+# BENCH_QUICK=1 skips the 8192-token shapes and the 1-thread run.
+set -eu
+model=$1
+BUILD=${BUILD:-build}
+PYTHON=${PYTHON:-/usr/bin/python3}
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+q=""
+[ "${BENCH_QUICK:-0}" = 1 ] && q=--quick
+[ -z "$q" ] && "$BUILD/bench" --model "$model" --dtype f32 --threads 1 --quick | tee -a "$out"
+for d in f32 bf16 int8; do
+    "$BUILD/bench" --model "$model" --dtype "$d" --threads 2 $q | tee -a "$out"
+done
+for d in bf16 f32; do
+    "$PYTHON" tests/bench/http_bench.py --model "$model" --binary "$BUILD/embedserve" --dtype "$d" | tee -a "$out"
+done
+"$PYTHON" tests/bench/summary.py "$out"
