@@ -8,8 +8,9 @@
  *     ctx = softmax(Q K^T / sqrt(d)) V, per sequence and head, in query tiles
  *     x   = LN(x + ctx Wo_t^T + bo)
  *     x   = LN(x + fc2(gelu(fc1(x))))   in chunks of FFN_CHUNK tokens
- * Task LoRA is the exact rank-r side path y += s * (x A_t^T) B_t^T per run of
- * tokens that share a task (the reference merges W + s B A; same math).
+ * Task LoRA is the exact rank-r side path y += (x A_t^T) (s B_t)^T, per token
+ * with its own task (the reference merges W + s B A; the same math), fused
+ * into each thread's column slice right after its product.
  *
  * Memory: activations are sized once for the context's capacity; attention
  * scores need only ATT_TILE x n_tokens per thread, never n^2.
@@ -26,10 +27,6 @@
 #define ATT_TILE  64  /* query rows per attention tile */
 #define FFN_CHUNK 512 /* tokens per fc1 -> gelu -> fc2 chunk */
 
-struct run {          /* consecutive tokens with one task */
-    int start, n, task;
-};
-
 struct eng_ctx {
     const struct eng_model *m;
     struct eng_pool *pool;
@@ -44,8 +41,8 @@ struct eng_ctx {
     float *scores;               /* [n_threads][ATT_TILE][cap] */
     float *rope_cos, *rope_sin;  /* [cap][d/2] by position */
     int32_t *pos;                /* [cap] position in its sequence */
-    struct run *runs;            /* [cap] */
-    int n_runs;
+    int32_t *task_of;            /* [cap] task of each token (ENG_TASK_NONE: base weights) */
+    bool any_task;               /* some token of the batch has a task */
     /* per-call view of the batch */
     const struct eng_seq *seqs;
     int n_seqs;
@@ -81,7 +78,7 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_params *
     c->rope_cos = malloc(sizeof(float) * cap * d / 2);
     c->rope_sin = malloc(sizeof(float) * cap * d / 2);
     c->pos = malloc(sizeof(int32_t) * cap);
-    c->runs = malloc(sizeof(struct run) * cap);
+    c->task_of = malloc(sizeof(int32_t) * cap);
     c->seq_start = malloc(sizeof(int) * (cap + 1));
     c->acc = malloc(sizeof(double) * H);
     c->scratch = calloc((size_t)n_threads, sizeof(void *));
@@ -94,8 +91,8 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_params *
     }
     for (int i = 0; sb && c->scratch && i < n_threads; i++)
         if (!(c->scratch[i] = malloc(sb))) goto oom;
-    if (!c->acc || !c->scratch || !c->pool || !c->x || !c->qkv || !c->att || !c->tmp || !c->ff || !c->lora_t ||
-        !c->scores || !c->rope_cos || !c->rope_sin || !c->pos || !c->runs || !c->seq_start)
+    if (!c->acc || !c->scratch || !c->pool || !c->x || !c->qkv || !c->att || !c->tmp || !c->ff || !c->lora_t || !c->task_of ||
+        !c->scores || !c->rope_cos || !c->rope_sin || !c->pos || !c->seq_start)
         goto oom;
     /* cos/sin tables: theta = (float)pos * inv_freq in f32, as the reference */
     float inv_freq[512];
@@ -128,7 +125,7 @@ void eng_ctx_free(struct eng_ctx *c) {
     free(c->rope_cos);
     free(c->rope_sin);
     free(c->pos);
-    free(c->runs);
+    free(c->task_of);
     free(c->seq_start);
     free(c->acc);
     for (int i = 0; c->scratch && i < c->n_threads; i++) free(c->scratch[i]);
@@ -195,7 +192,8 @@ struct linear_job {
     int row0, n;    /* token rows [row0, row0 + n) of the batch */
 };
 
-/* Y[:, cols] = X W[cols]^T + b[cols] + s * T_run B_t[cols]^T, columns split by thread. */
+/* Y[:, cols] = X W[cols]^T + b[cols], then each row's LoRA update on the same
+ * columns; columns split by thread. */
 static void linear_phase(void *arg, int ith, int nth) {
     const struct linear_job *j = arg;
     const struct eng_ctx *c = j->c;
@@ -207,36 +205,29 @@ static void linear_phase(void *arg, int ith, int nth) {
     hi = hi * 16 < l->n_out ? hi * 16 : l->n_out;
     if (lo >= hi) return;
     wmat_gemm(&l->w, j->n, j->x, l->n_in, l->b, j->y, l->n_out, lo, hi, c->scratch[ith]);
-    for (int ir = 0; ir < c->n_runs; ir++) {
-        const struct run *ru = &c->runs[ir];
-        int a = ru->start > j->row0 ? ru->start : j->row0;
-        int b = ru->start + ru->n < j->row0 + j->n ? ru->start + ru->n : j->row0 + j->n;
-        if (ru->task < 0 || a >= b) continue;
-        /* Y[a..b, lo..hi] += s * T[a..b][r] . B_t[lo..hi][r]^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b - a, hi - lo, r,
-                    c->m->lora_scale, c->lora_t + (size_t)(a - j->row0) * r, r,
-                    l->lora_b + ((size_t)ru->task * l->n_out + lo) * r, r, 1.0f,
-                    j->y + (size_t)(a - j->row0) * l->n_out + lo, l->n_out);
+    if (!c->any_task) return;
+    for (int i = 0; i < j->n; i++) {
+        int t = c->task_of[j->row0 + i];
+        if (t >= 0)
+            ops_lora_up(j->y + (size_t)i * l->n_out, lo, hi, c->lora_t + (size_t)i * r, r,
+                        l->lora_bt + (size_t)t * r * l->n_out, l->n_out);
     }
 }
 
-/* T[run rows] = X[run rows] A_t^T for every run with a task, rows split by thread. */
-static void lora_a_phase(void *arg, int ith, int nth) {
+/* T[i] = X[i] A_t^T for rows with a task, rows split by thread. */
+static void lora_down_phase(void *arg, int ith, int nth) {
     const struct linear_job *j = arg;
     const struct eng_ctx *c = j->c;
     const struct eng_linear *l = j->l;
     int r = c->m->info.lora_rank, lo, hi;
     split(j->n, ith, nth, &lo, &hi);
-    lo += j->row0;
-    hi += j->row0;
-    for (int ir = 0; ir < c->n_runs; ir++) {
-        const struct run *ru = &c->runs[ir];
-        int a = ru->start > lo ? ru->start : lo;
-        int b = ru->start + ru->n < hi ? ru->start + ru->n : hi;
-        if (ru->task < 0 || a >= b) continue;
-        ops_gemm_nt(b - a, r, l->n_in, j->x + (size_t)(a - j->row0) * l->n_in, l->n_in,
-                    l->lora_a + (size_t)ru->task * r * l->n_in, l->n_in, NULL,
-                    c->lora_t + (size_t)(a - j->row0) * r, r);
+    for (int i = lo; i < hi;) {
+        int t = c->task_of[j->row0 + i], n = 1;
+        while (i + n < hi && c->task_of[j->row0 + i + n] == t) n++;
+        if (t >= 0)
+            ops_lora_down(j->x + (size_t)i * l->n_in, l->n_in, n, l->n_in,
+                          l->lora_a + (size_t)t * r * l->n_in, r, c->lora_t + (size_t)i * r);
+        i += n;
     }
 }
 
@@ -244,9 +235,7 @@ static void lora_a_phase(void *arg, int ith, int nth) {
 static void linear(struct eng_ctx *c, const struct eng_linear *l, const float *x, float *y,
                    int row0, int n) {
     struct linear_job j = {c, l, x, y, row0, n};
-    int any_task = 0;
-    for (int ir = 0; ir < c->n_runs; ir++) any_task |= c->runs[ir].task >= 0;
-    if (any_task) pool_run(c->pool, lora_a_phase, &j);
+    if (c->any_task) pool_run(c->pool, lora_down_phase, &j);
     pool_run(c->pool, linear_phase, &j);
 }
 
@@ -342,7 +331,7 @@ static void layer_forward(struct eng_ctx *c, const struct eng_layer *L, int n_to
     pool_run(c->pool, layernorm_phase, &rj);
 }
 
-/* Checks ids, tasks and spans; builds positions, runs and sequence starts. */
+/* Checks ids, tasks and spans; builds positions, tasks and sequence starts. */
 static int batch_prepare(struct eng_ctx *c, const struct eng_seq *seqs, int n_seqs) {
     const struct eng_info *in = &c->m->info;
     long total = 0;
@@ -363,17 +352,15 @@ static int batch_prepare(struct eng_ctx *c, const struct eng_seq *seqs, int n_se
     }
     c->seqs = seqs;
     c->n_seqs = n_seqs;
-    c->n_runs = 0;
+    c->any_task = false;
     int t0 = 0;
     for (int is = 0; is < n_seqs; is++) {
         c->seq_start[is] = t0;
-        for (int i = 0; i < seqs[is].n_ids; i++) c->pos[t0 + i] = i;
-        struct run *last = c->n_runs ? &c->runs[c->n_runs - 1] : NULL;
-        if (last && last->task == seqs[is].task) {
-            last->n += seqs[is].n_ids;
-        } else {
-            c->runs[c->n_runs++] = (struct run){t0, seqs[is].n_ids, seqs[is].task};
+        for (int i = 0; i < seqs[is].n_ids; i++) {
+            c->pos[t0 + i] = i;
+            c->task_of[t0 + i] = seqs[is].task;
         }
+        c->any_task |= seqs[is].task >= 0;
         t0 += seqs[is].n_ids;
     }
     c->seq_start[n_seqs] = t0;

@@ -72,7 +72,7 @@ struct eng_linear {
     const float *b; /* [n_out] */
     int n_in, n_out;
     const float *lora_a; /* [n_tasks][rank][n_in] */
-    const float *lora_b; /* [n_tasks][n_out][rank] */
+    const float *lora_bt; /* [n_tasks][rank][n_out]: scale * B^T, laid out for the row update */
 };
 
 struct eng_layer {
@@ -112,6 +112,11 @@ void ops_rope_head(float *v, int d, const float *cos_t, const float *sin_t);
 /* Y[m][n] = X[m][k] . W[n][k]^T (+ bias[n] if not NULL); ld* are row strides. */
 void ops_gemm_nt(int m, int n, int k, const float *x, int ldx, const float *w, int ldw,
                  const float *bias, float *y, int ldy);
+/* LoRA side path. Down, for rows i < n: t[i][k] = x[i] . a[k] (a: [r][n_in]).
+ * Up, for one row: y[lo..hi) += sum_k t[k] * bt[k][lo..hi) (bt: [r][n_out],
+ * the LoRA scale already folded in). */
+void ops_lora_down(const float *x, int ldx, int n, int n_in, const float *a, int r, float *t);
+void ops_lora_up(float *y, int lo, int hi, const float *t, int r, const float *bt, int n_out);
 /* inv_freq[i] = 1 / base^(2i/d) in f32, as the reference's rotary embedding. */
 void ops_rope_inv_freq(float base, int d, float *inv_freq);
 

@@ -289,7 +289,15 @@ static long linear_load(struct eng_model *m, const char *base, int n_out, int n_
         m->wmat_bytes += l->w.nbytes;
         l->b = widen(m, pos, b);
         l->lora_a = widen(m, pos, a);
-        l->lora_b = widen(m, pos, bb);
+        /* bt[t][k][j] = scale * B[t][j][k] */
+        float *bt = m->arena + *pos;
+        for (int t = 0; t < T; t++)
+            for (int j = 0; j < n_out; j++)
+                for (int k = 0; k < r; k++)
+                    bt[((size_t)t * r + k) * n_out + j] =
+                        m->lora_scale * st_get_f32(bb->dtype, bb->data, ((int64_t)t * n_out + j) * r + k);
+        *pos += (size_t)bb->n_elem;
+        l->lora_bt = bt;
     }
     return (long)(b->n_elem + a->n_elem + bb->n_elem);
 }

@@ -103,6 +103,31 @@ OPS_CLONES void ops_softmax_rows(float *x, int n_rows, int n, int ld) {
     }
 }
 
+OPS_CLONES void ops_lora_down(const float *x, int ldx, int n, int n_in, const float *a, int r,
+                              float *t) {
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * ldx;
+        for (int k = 0; k < r; k++) {
+            const float *ak = a + (size_t)k * n_in;
+            float acc[16] = {0}, s = 0;
+            int j = 0;
+            for (; j + 16 <= n_in; j += 16)
+                for (int l = 0; l < 16; l++) acc[l] += xi[j + l] * ak[j + l];
+            for (; j < n_in; j++) s += xi[j] * ak[j];
+            for (int l = 0; l < 16; l++) s += acc[l];
+            t[(size_t)i * r + k] = s;
+        }
+    }
+}
+
+OPS_CLONES void ops_lora_up(float *y, int lo, int hi, const float *t, int r, const float *bt,
+                            int n_out) {
+    for (int k = 0; k < r; k++) {
+        const float tk = t[k], *bk = bt + (size_t)k * n_out;
+        for (int j = lo; j < hi; j++) y[j] += tk * bk[j];
+    }
+}
+
 void ops_rope_inv_freq(float base, int d, float *inv_freq) {
     /* torch: 1.0 / (base ** (arange(0, d, 2, dtype=float32) / d)), all f32 */
     for (int i = 0; i < d / 2; i++) inv_freq[i] = 1.0f / powf(base, (float)(2 * i) / (float)d);

@@ -103,6 +103,32 @@ static void test_rope(int d, int pos) {
     free(v), free(v0);
 }
 
+/* LoRA down and up against straight loops, odd sizes and a column slice. */
+static void test_lora(int n, int n_in, int n_out, int r, int lo, int hi) {
+    float *x = rand_vec((size_t)n * n_in, 1), *a = rand_vec((size_t)r * n_in, 1);
+    float *bt = rand_vec((size_t)r * n_out, 1), *y = rand_vec((size_t)n * n_out, 1);
+    float *y0 = malloc(sizeof(float) * (size_t)n * n_out), *t = malloc(sizeof(float) * (size_t)n * r);
+    memcpy(y0, y, sizeof(float) * (size_t)n * n_out);
+    ops_lora_down(x, n_in, n, n_in, a, r, t);
+    double mx = 0;
+    for (int i = 0; i < n; i++) {
+        ops_lora_up(y + (size_t)i * n_out, lo, hi, t + (size_t)i * r, r, bt, n_out);
+        for (int j = 0; j < n_out; j++) {
+            double want = y0[(size_t)i * n_out + j];
+            if (j >= lo && j < hi)
+                for (int k = 0; k < r; k++) {
+                    double tk = 0;
+                    for (int l = 0; l < n_in; l++) tk += (double)x[(size_t)i * n_in + l] * a[(size_t)k * n_in + l];
+                    want += tk * bt[(size_t)k * n_out + j];
+                }
+            mx = fmax(mx, fabs(want - y[(size_t)i * n_out + j]) / (1 + fabs(want)));
+        }
+    }
+    CHECKM(mx < 1e-5, "lora n=%d in=%d out=%d r=%d [%d,%d): max rel %.3g", n, n_in, n_out, r, lo,
+           hi, mx);
+    free(x), free(a), free(bt), free(y), free(y0), free(t);
+}
+
 struct pool_arg {
     atomic_int hits[8];
 };
@@ -144,5 +170,9 @@ void test_ops(void) {
     test_rope(2, 0);
     test_rope(16, 7);
     test_rope(64, 8191);
+    test_lora(1, 1, 1, 1, 0, 1);
+    test_lora(3, 17, 33, 4, 0, 33);
+    test_lora(5, 1024, 100, 4, 16, 80);
+    test_lora(2, 80, 240, 3, 5, 239);
     test_pool();
 }
