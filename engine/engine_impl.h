@@ -49,6 +49,10 @@ struct st_file *st_open(const char *path, char *err, size_t errlen);
 void st_close(struct st_file *f);
 /* Borrowed; NULL if absent. */
 const struct st_tensor *st_find(const struct st_file *f, const char *name);
+/* Drops the mapping's pages that lie wholly inside t's data (after t has
+ * been copied elsewhere), so they stop counting towards RSS; reading t again
+ * faults them back in from the file. */
+void st_release(const struct st_tensor *t);
 /* Element i of a F32/F16/BF16 tensor's data as float. */
 float st_get_f32(enum st_dtype dt, const void *data, int64_t i);
 /* Converts n elements of `src` (dtype dt) to f32 into dst. */

@@ -258,6 +258,7 @@ static const struct st_tensor *need(const struct eng_model *m, const char *name,
 static const float *widen(struct eng_model *m, size_t *pos, const struct st_tensor *t) {
     float *dst = m->arena + *pos;
     st_to_f32(t->dtype, t->data, dst, t->n_elem);
+    st_release(t);
     *pos += (size_t)t->n_elem;
     return dst;
 }
@@ -282,6 +283,7 @@ static long linear_load(struct eng_model *m, const char *base, int n_out, int n_
         l->n_in = n_in;
         l->n_out = n_out;
         st_to_f32(w->dtype, w->data, m->wtmp, w->n_elem);
+        st_release(w); /* keeps load-time RSS near the final footprint */
         if (wmat_init(&l->w, wmat_kind_of(m->info.dtype), m->wtmp, n_out, n_in) != 0) {
             snprintf(err, errlen, "out of memory preparing '%s'", base);
             return -1;
@@ -297,6 +299,7 @@ static long linear_load(struct eng_model *m, const char *base, int n_out, int n_
                     bt[((size_t)t * r + k) * n_out + j] =
                         m->lora_scale * st_get_f32(bb->dtype, bb->data, ((int64_t)t * n_out + j) * r + k);
         *pos += (size_t)bb->n_elem;
+        st_release(bb);
         l->lora_bt = bt;
     }
     return (long)(b->n_elem + a->n_elem + bb->n_elem);

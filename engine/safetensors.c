@@ -191,6 +191,13 @@ const struct st_tensor *st_find(const struct st_file *f, const char *name) {
     return NULL;
 }
 
+void st_release(const struct st_tensor *t) {
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)t->data + pg - 1) & ~(pg - 1);
+    uintptr_t b = ((uintptr_t)t->data + t->nbytes) & ~(pg - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 static float bf16_to_f32(uint16_t h) {
     uint32_t u = (uint32_t)h << 16;
     float x;
@@ -198,10 +205,23 @@ static float bf16_to_f32(uint16_t h) {
     return x;
 }
 
+/* IEEE half -> float, in integer arithmetic: _Float16 is not available on
+ * every compiler this builds with (clang 14 on x86 lacks it; make fuzz). */
 static float f16_to_f32(uint16_t h) {
-    _Float16 x;
-    memcpy(&x, &h, 2);
-    return (float)x;
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1Fu, man = h & 0x3FFu;
+    uint32_t u;
+    float x;
+    if (exp == 0x1F) {
+        u = sign | 0x7F800000u | (man << 13); /* inf, nan (payload kept) */
+    } else if (exp) {
+        u = sign | ((exp + 112) << 23) | (man << 13); /* normal: rebias 15 -> 127 */
+    } else {
+        x = (float)man * 0x1p-24f; /* zero or subnormal: man * 2^-24, exact */
+        memcpy(&u, &x, 4);
+        u |= sign;
+    }
+    memcpy(&x, &u, 4);
+    return x;
 }
 
 float st_get_f32(enum st_dtype dt, const void *data, int64_t i) {
