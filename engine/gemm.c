@@ -19,8 +19,8 @@
  *
  * Blocking, per call, on the caller's column slice [col_lo, col_hi):
  *   for each block of MC rows        (int8: a scale/zero point per row, whole k)
- *     for each block of KC k-words:  convert MC x KC activations into scratch
- *       for each NV panels:          W micro-panel NV*16 x KC, stays in L1/L2
+ *     for each block of KC_K k:      convert MC x KC_K activations into scratch
+ *       for each NV panels:          W micro-panel NV*16 x KC_K, stays in L2
  *         for each MR rows:          microkernel, MR x NV zmm accumulators
  * so every activation is converted once per call and thread, W streams from
  * memory once per row block (once in all for m <= MC: the short query), and
@@ -45,15 +45,22 @@
 #include <math.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/mman.h>
 
-#define TARGET_BF16 __attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl")))
-#define TARGET_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
-#define INLINE      static inline __attribute__((always_inline))
+#define TARGET_BF16   __attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl")))
+#define TARGET_VNNI   __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+#define TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
+#define INLINE        static inline __attribute__((always_inline))
 
 /* Microkernel: MR rows x NV panels of 16 columns (MR * NV zmm accumulators).
- * Blocks: MC rows x KC k-words of activations in scratch (MC * KC * 4 bytes);
- * a W micro-panel is NV * 16 * KC * 4 bytes. Tuned on Zen 4 (bench_gemm). */
-enum { MR = 6, NV = 4, MC = 96, KC = 256 };
+ * Blocks: MC rows x KC_K k values, i.e. KC_K / G words: the activations of a
+ * block take MC * KC_K / G * 4 bytes of scratch, a W micro-panel
+ * NV * 16 * KC_K / G * 4 bytes (128 KiB bf16, 64 KiB int8: L2). PF_WORDS:
+ * software prefetch distance along a W panel, which helps the memory-bound
+ * short query (m = 16) by ~10%. Measured on this Zen machine by bench_gemm:
+ * MC in 48..192 and KC_K 1024 vs 512 differ by less than the noise except
+ * bf16, where one k block for n_in = 1024 is ~8% faster than two. */
+enum { MR = 6, NV = 4, MC = 96, KC_K = 1024, PF_WORDS = 16 };
 
 static int imin(int a, int b) {
     return a < b ? a : b;
@@ -116,9 +123,14 @@ static uint16_t bf16_from_f32(float f) {
     return (uint16_t)(u >> 16);
 }
 
+/* Weight storage: 64-byte aligned; from 2 MiB up, 2 MiB aligned and advised
+ * onto transparent huge pages, which makes the first touch (page faults)
+ * ~5x cheaper on these VMs (startup) and spares the TLB while streaming W. */
 static void *alloc64(size_t n) {
+    size_t huge = (size_t)2 << 20;
     void *p = NULL;
-    if (posix_memalign(&p, 64, n ? n : 64) != 0) return NULL;
+    if (posix_memalign(&p, n >= huge ? huge : 64, n ? n : 64) != 0) return NULL;
+    if (n >= huge) madvise(p, n & ~(huge - 1), MADV_HUGEPAGE); /* advice only: ignore failure */
     return p;
 }
 
@@ -156,7 +168,8 @@ static int prep_int8(struct wmat *w, const float *src) {
     for (int j = 0; j < n_pad; j++) {
         const float *row = j < w->n_out ? src + (size_t)j * w->n_in : NULL;
         float amax = 0;
-        for (int k = 0; row && k < w->n_in; k++) amax = fmaxf(amax, fabsf(row[k]));
+        for (int k = 0; row && k < w->n_in; k++)
+            amax = fmaxf(amax, fabsf(row[k]));
         float inv = amax > 0 ? 127.0f / amax : 0.0f;
         int8_t *col = d + ((size_t)(j / 16) * kw * 16 + j % 16) * 4;
         int32_t sum = 0;
@@ -207,19 +220,24 @@ void wmat_deinit(struct wmat *w) {
 /* ---- scratch: per row block, int8 row parameters then activation words ---- */
 
 struct scratch {
-    float *sx;     /* [MC] int8 row scale */
-    int32_t *zx;   /* [MC] int8 row zero point */
-    float *inv;    /* [MC] 1 / sx */
-    uint32_t *xw;  /* [MC][ld] activation words of one k block */
-    int ld;        /* words per row: KC, or fewer for a small k, multiple of 16 */
+    float *sx;    /* [MC] int8 row scale */
+    int32_t *zx;  /* [MC] int8 row zero point */
+    float *inv;   /* [MC] 1 / sx */
+    uint32_t *xw; /* [MC][ld] activation words of one k block */
+    int ld;       /* words per row: a block's, or fewer for a small k; multiple of 16 */
 };
 
 static int words_per_k(enum wmat_kind kind, int n_in) {
     return kind == WMAT_BF16 ? (n_in + 1) / 2 : (n_in + 3) / 4;
 }
 
+/* k-words per block */
+static int block_words(enum wmat_kind kind) {
+    return kind == WMAT_BF16 ? KC_K / 2 : KC_K / 4;
+}
+
 static int scratch_ld(const struct wmat *w) {
-    return imin(KC, (words_per_k(w->kind, w->n_in) + 15) & ~15);
+    return imin(block_words(w->kind), (words_per_k(w->kind, w->n_in) + 15) & ~15);
 }
 
 size_t wmat_scratch_bytes(const struct wmat *w, int m) {
@@ -243,26 +261,26 @@ static struct scratch scratch_carve(const struct wmat *w, void *mem) {
 
 /* One microkernel call: MR x NV*16 outputs over nk k-words of one k block. */
 struct kern {
-    int nk;               /* k-words in this block */
-    const uint32_t *x;    /* activation words of row 0; row r at x + r * ldx */
-    int ldx;              /* words */
-    const uint32_t *w;    /* panel 0 at this block's first word; panel v at w + v * wstride */
-    size_t wstride;       /* words */
-    float *y;             /* Y row 0, column 16 * (first panel) */
-    size_t ldy;           /* floats */
-    const float *bias;    /* at y's column, or NULL */
-    int first;            /* first k block: Y = acc (+ bias); later blocks: Y += acc */
-    __mmask16 mask[NV];   /* each panel's columns inside [col_lo, col_hi) */
-    const float *sx;      /* int8: [MR] row scales */
-    const int32_t *zx;    /* int8: [MR] row zero points */
-    const float *sw;      /* int8: column scales at y's column */
-    const int32_t *csum;  /* int8: column sums of q_w at y's column */
+    int nk;              /* k-words in this block */
+    const uint32_t *x;   /* activation words of row 0; row r at x + r * ldx */
+    int ldx;             /* words */
+    const uint32_t *w;   /* panel 0 at this block's first word; panel v at w + v * wstride */
+    size_t wstride;      /* words */
+    float *y;            /* Y row 0, column 16 * (first panel) */
+    size_t ldy;          /* floats */
+    const float *bias;   /* at y's column, or NULL */
+    int first;           /* first k block: Y = acc (+ bias); later blocks: Y += acc */
+    __mmask16 mask[NV];  /* each panel's columns inside [col_lo, col_hi) */
+    const float *sx;     /* int8: [MR] row scales */
+    const int32_t *zx;   /* int8: [MR] row zero points */
+    const float *sw;     /* int8: column scales at y's column */
+    const int32_t *csum; /* int8: column sums of q_w at y's column */
 };
 
-/* Y (+)= acc for one zmm of 16 columns, masked to the slice. */
-INLINE TARGET_BF16 void store_f32(const struct kern *a, float *yv, const float *bv, __mmask16 k,
-                                  __m512 s) {
-    if (!a->first)
+/* Y (+)= s for one zmm of 16 columns, masked to the slice: the first k block
+ * stores s (+ bias), later blocks accumulate. */
+INLINE TARGET_AVX512 void store_y(float *yv, const float *bv, int first, __mmask16 k, __m512 s) {
+    if (!first)
         s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(k, yv));
     else if (bv)
         s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(k, bv));
@@ -274,26 +292,39 @@ INLINE TARGET_BF16 void kern_bf16(const struct kern *a, const int mr, const int 
 #pragma GCC unroll 8
     for (int r = 0; r < mr; r++)
 #pragma GCC unroll 8
-        for (int v = 0; v < nv; v++) acc[r][v] = _mm512_setzero_ps();
+        for (int v = 0; v < nv; v++)
+            acc[r][v] = _mm512_setzero_ps();
     const uint32_t *x = a->x, *w = a->w;
     size_t ws = a->wstride, ldx = (size_t)a->ldx;
     for (int k = 0; k < a->nk; k++, w += 16) {
         __m512bh wv[NV];
 #pragma GCC unroll 8
-        for (int v = 0; v < nv; v++) wv[v] = (__m512bh)_mm512_load_si512(w + v * ws);
+        for (int v = 0; v < nv; v++) {
+            wv[v] = (__m512bh)_mm512_load_si512(w + v * ws);
+            _mm_prefetch((const char *)(w + v * ws + 16 * PF_WORDS), _MM_HINT_T0);
+        }
 #pragma GCC unroll 8
         for (int r = 0; r < mr; r++) {
             __m512bh xb = (__m512bh)_mm512_set1_epi32((int)x[r * ldx + k]);
 #pragma GCC unroll 8
-            for (int v = 0; v < nv; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], xb, wv[v]);
+            for (int v = 0; v < nv; v++)
+                acc[r][v] = _mm512_dpbf16_ps(acc[r][v], xb, wv[v]);
         }
     }
+    /* locals: the masked stores below may alias *a as far as the compiler knows */
+    float *y = a->y;
+    const float *bias = a->bias;
+    size_t ldy = a->ldy;
+    int first = a->first;
+    __mmask16 mask[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < nv; v++)
+        mask[v] = a->mask[v];
 #pragma GCC unroll 8
     for (int r = 0; r < mr; r++)
 #pragma GCC unroll 8
         for (int v = 0; v < nv; v++)
-            store_f32(a, a->y + r * a->ldy + 16 * v, a->bias ? a->bias + 16 * v : NULL,
-                      a->mask[v], acc[r][v]);
+            store_y(y + r * ldy + 16 * v, bias ? bias + 16 * v : NULL, first, mask[v], acc[r][v]);
 }
 
 INLINE TARGET_VNNI void kern_int8(const struct kern *a, const int mr, const int nv) {
@@ -301,21 +332,39 @@ INLINE TARGET_VNNI void kern_int8(const struct kern *a, const int mr, const int 
 #pragma GCC unroll 8
     for (int r = 0; r < mr; r++)
 #pragma GCC unroll 8
-        for (int v = 0; v < nv; v++) acc[r][v] = _mm512_setzero_si512();
+        for (int v = 0; v < nv; v++)
+            acc[r][v] = _mm512_setzero_si512();
     const uint32_t *x = a->x, *w = a->w;
     size_t ws = a->wstride, ldx = (size_t)a->ldx;
     for (int k = 0; k < a->nk; k++, w += 16) {
         __m512i wv[NV];
 #pragma GCC unroll 8
-        for (int v = 0; v < nv; v++) wv[v] = _mm512_load_si512(w + v * ws);
+        for (int v = 0; v < nv; v++) {
+            wv[v] = _mm512_load_si512(w + v * ws);
+            _mm_prefetch((const char *)(w + v * ws + 16 * PF_WORDS), _MM_HINT_T0);
+        }
 #pragma GCC unroll 8
         for (int r = 0; r < mr; r++) {
             __m512i xb = _mm512_set1_epi32((int)x[r * ldx + k]); /* u8 x 4 */
 #pragma GCC unroll 8
-            for (int v = 0; v < nv; v++) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], xb, wv[v]);
+            for (int v = 0; v < nv; v++)
+                acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], xb, wv[v]);
         }
     }
     /* dequantise: s_x s_w (acc - z colsum) (+ bias) on the first block, s_x s_w acc later */
+    float *y = a->y;
+    const float *bias = a->bias;
+    size_t ldy = a->ldy;
+    int first = a->first;
+    __mmask16 mask[NV];
+    __m512 sw[NV];
+    __m512i csum[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < nv; v++) {
+        mask[v] = a->mask[v];
+        sw[v] = _mm512_loadu_ps(a->sw + 16 * v);
+        csum[v] = _mm512_loadu_si512(a->csum + 16 * v);
+    }
 #pragma GCC unroll 8
     for (int r = 0; r < mr; r++) {
         __m512 sx = _mm512_set1_ps(a->sx[r]);
@@ -323,16 +372,9 @@ INLINE TARGET_VNNI void kern_int8(const struct kern *a, const int mr, const int 
 #pragma GCC unroll 8
         for (int v = 0; v < nv; v++) {
             __m512i q = acc[r][v];
-            if (a->first)
-                q = _mm512_sub_epi32(q, _mm512_mullo_epi32(zx, _mm512_loadu_si512(a->csum + 16 * v)));
-            __m512 s = _mm512_mul_ps(_mm512_cvtepi32_ps(q),
-                                     _mm512_mul_ps(sx, _mm512_loadu_ps(a->sw + 16 * v)));
-            float *yv = a->y + r * a->ldy + 16 * v;
-            if (!a->first)
-                s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(a->mask[v], yv));
-            else if (a->bias)
-                s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(a->mask[v], a->bias + 16 * v));
-            _mm512_mask_storeu_ps(yv, a->mask[v], s);
+            if (first) q = _mm512_sub_epi32(q, _mm512_mullo_epi32(zx, csum[v]));
+            __m512 s = _mm512_mul_ps(_mm512_cvtepi32_ps(q), _mm512_mul_ps(sx, sw[v]));
+            store_y(y + r * ldy + 16 * v, bias ? bias + 16 * v : NULL, first, mask[v], s);
         }
     }
 }
@@ -340,24 +382,25 @@ INLINE TARGET_VNNI void kern_int8(const struct kern *a, const int mr, const int 
 typedef void (*kern_fn)(const struct kern *);
 
 /* One specialisation per (mr, nv): full blocks and the row/panel tails. */
-#define KERN_DEF(name, attr, body, mr, nv)                                                         \
-    static attr void name##_##mr##_##nv(const struct kern *a) {                                    \
-        body(a, mr, nv);                                                                           \
+#define KERN_DEF(name, attr, body, mr, nv)                      \
+    static attr void name##_##mr##_##nv(const struct kern *a) { \
+        body(a, mr, nv);                                        \
     }
-#define KERN_ROW(name, attr, body, mr)                                                             \
-    KERN_DEF(name, attr, body, mr, 1)                                                              \
-    KERN_DEF(name, attr, body, mr, 2)                                                              \
+#define KERN_ROW(name, attr, body, mr) \
+    KERN_DEF(name, attr, body, mr, 1)  \
+    KERN_DEF(name, attr, body, mr, 2)  \
     KERN_DEF(name, attr, body, mr, 3) KERN_DEF(name, attr, body, mr, 4)
-#define KERN_ALL(name, attr, body)                                                                 \
-    KERN_ROW(name, attr, body, 1)                                                                  \
-    KERN_ROW(name, attr, body, 2)                                                                  \
-    KERN_ROW(name, attr, body, 3)                                                                  \
+#define KERN_ALL(name, attr, body) \
+    KERN_ROW(name, attr, body, 1)  \
+    KERN_ROW(name, attr, body, 2)  \
+    KERN_ROW(name, attr, body, 3)  \
     KERN_ROW(name, attr, body, 4) KERN_ROW(name, attr, body, 5) KERN_ROW(name, attr, body, 6)
-#define KERN_TAB_ROW(name, mr) {name##_##mr##_1, name##_##mr##_2, name##_##mr##_3, name##_##mr##_4}
-#define KERN_TAB(name)                                                                             \
-    {                                                                                              \
-        KERN_TAB_ROW(name, 1), KERN_TAB_ROW(name, 2), KERN_TAB_ROW(name, 3),                      \
-            KERN_TAB_ROW(name, 4), KERN_TAB_ROW(name, 5), KERN_TAB_ROW(name, 6)                    \
+#define KERN_TAB_ROW(name, mr) \
+    { name##_##mr##_1, name##_##mr##_2, name##_##mr##_3, name##_##mr##_4 }
+#define KERN_TAB(name)                                                          \
+    {                                                                           \
+        KERN_TAB_ROW(name, 1), KERN_TAB_ROW(name, 2), KERN_TAB_ROW(name, 3),    \
+            KERN_TAB_ROW(name, 4), KERN_TAB_ROW(name, 5), KERN_TAB_ROW(name, 6) \
     }
 
 _Static_assert(MR == 6 && NV == 4, "the KERN_* tables spell out MR = 6, NV = 4");
@@ -451,7 +494,8 @@ static void run_block(const struct wmat *w, const kern_fn tab[MR][NV], struct ke
     const uint32_t *wd = w->data;
     for (int p = p_lo; p < p_hi; p += NV) {
         int nv = imin(NV, p_hi - p);
-        for (int v = 0; v < nv; v++) a->mask[v] = panel_mask(p + v, col_lo, col_hi);
+        for (int v = 0; v < nv; v++)
+            a->mask[v] = panel_mask(p + v, col_lo, col_hi);
         a->w = wd + (size_t)p * a->wstride + (size_t)k0 * 16;
         a->bias = bias ? bias + 16 * p : NULL;
         if (w->kind == WMAT_INT8) {
@@ -473,7 +517,7 @@ static void run_block(const struct wmat *w, const kern_fn tab[MR][NV], struct ke
 static void gemm_lowp(const struct wmat *w, int m, const float *x, int ldx, const float *bias,
                       float *y, int ldy, int col_lo, int col_hi, void *scratch) {
     int int8 = w->kind == WMAT_INT8;
-    int kw = words_per_k(w->kind, w->n_in);
+    int kw = words_per_k(w->kind, w->n_in), kc = block_words(w->kind);
     struct scratch s = scratch_carve(w, scratch);
     struct kern a = {0};
     a.ldx = s.ld;
@@ -484,8 +528,8 @@ static void gemm_lowp(const struct wmat *w, int m, const float *x, int ldx, cons
         const float *xb = x + (size_t)i0 * ldx;
         float *yb = y + (size_t)i0 * ldy;
         if (int8) quant_params(xb, ldx, mc, w->n_in, s.sx, s.zx, s.inv);
-        for (int k0 = 0; k0 < kw; k0 += KC) {
-            a.nk = imin(KC, kw - k0);
+        for (int k0 = 0; k0 < kw; k0 += kc) {
+            a.nk = imin(kc, kw - k0);
             a.first = k0 == 0;
             if (int8)
                 pack_int8(xb, ldx, mc, w->n_in, k0, a.nk, s.zx, s.inv, s.xw, s.ld);

@@ -75,7 +75,8 @@ static void quant_w(const float *w, int n_out, int n_in, int32_t **qw, float **s
     *sw = malloc(sizeof(float) * (size_t)n_out);
     for (int j = 0; j < n_out; j++) {
         float amax = 0;
-        for (int k = 0; k < n_in; k++) amax = fmaxf(amax, fabsf(w[(size_t)j * n_in + k]));
+        for (int k = 0; k < n_in; k++)
+            amax = fmaxf(amax, fabsf(w[(size_t)j * n_in + k]));
         float inv = amax > 0 ? 127.0f / amax : 0.0f;
         for (int k = 0; k < n_in; k++) {
             long q = lrintf(w[(size_t)j * n_in + k] * inv);
@@ -88,7 +89,8 @@ static void quant_w(const float *w, int n_out, int n_in, int32_t **qw, float **s
 /* ... and activations per row, asymmetric u8 with a zero point. */
 static void quant_x(const float *x, int n_in, int32_t *qx, float *s_x, int32_t *z) {
     float lo = 0, hi = 0;
-    for (int k = 0; k < n_in; k++) lo = fminf(lo, x[k]), hi = fmaxf(hi, x[k]);
+    for (int k = 0; k < n_in; k++)
+        lo = fminf(lo, x[k]), hi = fmaxf(hi, x[k]);
     float s = (hi - lo) / 255.0f;
     if (!(s > 0)) s = 1.0f;
     long zl = lrintf(-lo / s);
@@ -115,7 +117,8 @@ static const char *kind_str[] = {"f32", "bf16", "int8"};
 static float *run_slices(const struct wmat *w, int m, const float *x, int ldx, const float *bias,
                          int ldy, const int *cuts, int n_cuts) {
     float *y = malloc(sizeof(float) * (size_t)m * ldy);
-    for (size_t i = 0; i < (size_t)m * ldy; i++) y[i] = SENTINEL;
+    for (size_t i = 0; i < (size_t)m * ldy; i++)
+        y[i] = SENTINEL;
     void *scratch = malloc(wmat_scratch_bytes(w, m) + 1);
     for (int c = 0; c + 1 < n_cuts; c++)
         wmat_gemm(w, m, x, ldx, bias, y, ldy, cuts[c], cuts[c + 1], scratch);
@@ -128,7 +131,8 @@ static void check_case(const struct gcase *t, const int *cuts, int n_cuts) {
     int ldx = n_in + t->ldx_pad, ldy = n_out + t->ldy_pad;
     float *x = make_x(m, n_in, ldx, t->dist);
     float *wsrc = make_x(n_out, n_in, n_in, D_UNIFORM);
-    for (size_t i = 0; i < (size_t)n_out * n_in; i++) wsrc[i] *= 0.05f;
+    for (size_t i = 0; i < (size_t)n_out * n_in; i++)
+        wsrc[i] *= 0.05f;
     float *bias = make_x(1, n_out, n_out, D_UNIFORM);
     struct wmat w;
     char what[128];
@@ -175,8 +179,8 @@ static void check_case(const struct gcase *t, const int *cuts, int n_cuts) {
             num += e * e, den += ref * ref, dot += ref * got;
             if (t->kind == WMAT_BF16) {
                 worst = fmax(worst, fabs(e) / (sx + 1e-30) / ldexp(1, -7));
-                worst_rt = fmax(worst_rt, fabs(got - ref_r) / ((n_in * ldexp(1, -24) + 1e-6) * sx +
-                                                               1e-30));
+                worst_rt = fmax(worst_rt,
+                                fabs(got - ref_r) / ((n_in * ldexp(1, -24) + 1e-6) * sx + 1e-30));
             } else if (t->kind == WMAT_INT8) {
                 double s_w = wmax / 127, s_x = ((double)xmax - xmin) / 255;
                 double bound = 0.5 * s_w * sum_ax + 0.5 * s_x * sum_aw + 0.25 * s_x * s_w * n_in;
@@ -223,9 +227,9 @@ out:
 static void check_shapes(enum wmat_kind kind) {
     static const struct {
         int m, n_out, n_in;
-    } sh[] = {{1, 16, 64},    {3, 48, 80},     {17, 1000, 1000}, {5, 16, 1024},  {2, 48, 4096},
-              {1, 1024, 1024}, {200, 48, 1024}, {100, 80, 4096},  {7, 33, 81},    {16, 64, 1001},
-              {13, 1000, 1024}};
+    } sh[] = {{1, 16, 64},   {3, 48, 80},     {17, 1000, 1000}, {5, 16, 1024},
+              {2, 48, 4096}, {1, 1024, 1024}, {200, 48, 1024},  {100, 80, 4096},
+              {7, 33, 81},   {16, 64, 1001},  {13, 1000, 1024}};
     for (size_t s = 0; s < sizeof(sh) / sizeof(sh[0]); s++) {
         int m = sh[s].m, n_out = sh[s].n_out, n_in = sh[s].n_in;
         int n16 = (n_out + 15) / 16;
@@ -284,7 +288,8 @@ static void check_threads(enum wmat_kind kind) {
     float *y1 = run_slices(&w, m, x, n_in, bias, n_out, cuts, 2);
     float *y2 = malloc(sizeof(float) * (size_t)m * n_out);
     struct par_job j = {&w, m, x, bias, y2, {NULL, NULL}};
-    for (int t = 0; t < 2; t++) j.scratch[t] = malloc(wmat_scratch_bytes(&w, m) + 1);
+    for (int t = 0; t < 2; t++)
+        j.scratch[t] = malloc(wmat_scratch_bytes(&w, m) + 1);
     struct eng_pool *p = pool_new(2);
     pool_run(p, par_phase, &j);
     pool_free(p);
@@ -302,7 +307,8 @@ static void check_threads(enum wmat_kind kind) {
     CHECK(wmat_scratch_bytes(&w, m) >= wmat_scratch_bytes(&w, 1));
     CHECK(kind != WMAT_F32 || wmat_scratch_bytes(&w, m) == 0);
     CHECK(w.nbytes > 0);
-    for (int t = 0; t < 2; t++) free(j.scratch[t]);
+    for (int t = 0; t < 2; t++)
+        free(j.scratch[t]);
     free(y1), free(y2), free(x), free(wsrc), free(bias);
     wmat_deinit(&w);
 }
@@ -318,7 +324,8 @@ static void check_fallback(void) {
     CHECK(gemm_cpu_has_bf16() == 0);
     CHECK(gemm_cpu_has_vnni() == 0);
     float src[16 * 64];
-    for (int i = 0; i < 16 * 64; i++) src[i] = (float)(i % 7) - 3;
+    for (int i = 0; i < 16 * 64; i++)
+        src[i] = (float)(i % 7) - 3;
     struct wmat w;
     CHECK(wmat_init(&w, WMAT_BF16, src, 16, 64) == -1);
     wmat_deinit(&w);
@@ -326,8 +333,10 @@ static void check_fallback(void) {
     wmat_deinit(&w);
     CHECK(wmat_init(&w, WMAT_F32, src, 16, 64) == 0);
     wmat_deinit(&w);
-    if (saved) setenv("EMBEDSERVE_NO_AVX512", saved, 1);
-    else unsetenv("EMBEDSERVE_NO_AVX512");
+    if (saved)
+        setenv("EMBEDSERVE_NO_AVX512", saved, 1);
+    else
+        unsetenv("EMBEDSERVE_NO_AVX512");
     free(saved);
     gemm_cpu_reset();
     CHECK(gemm_cpu_has_bf16() == had_bf16);
@@ -337,7 +346,8 @@ static void check_fallback(void) {
 void test_wmat(void) {
     check_fallback();
     for (int kind = WMAT_F32; kind <= WMAT_INT8; kind++) {
-        int ok = kind == WMAT_F32 || (kind == WMAT_BF16 ? gemm_cpu_has_bf16() : gemm_cpu_has_vnni());
+        int ok =
+            kind == WMAT_F32 || (kind == WMAT_BF16 ? gemm_cpu_has_bf16() : gemm_cpu_has_vnni());
         if (!ok) {
             fprintf(stderr, "  gemm: %s kernels not supported by this CPU: skipped\n",
                     kind_str[kind]);
