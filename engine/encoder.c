@@ -26,6 +26,7 @@
 
 #define ATT_TILE  64  /* query rows per attention tile */
 #define FFN_CHUNK 512 /* tokens per fc1 -> gelu -> fc2 chunk */
+#define LORA_ROWS 192 /* rows per product + LoRA-update block (2 x the kernels' 96) */
 
 struct eng_ctx {
     const struct eng_model *m;
@@ -49,6 +50,13 @@ struct eng_ctx {
     int *seq_start;              /* [cap + 1] first token of each sequence */
     double *acc;                 /* [H] pooling accumulator */
     void **scratch;              /* [n_threads] per-thread activation packing for wmat_gemm */
+    /* bf16 attention (low-precision modes): K and V^T of every (sequence,
+     * head) packed once per layer; grow-only, sized per batch in eng_encode */
+    bool att_bf16;
+    struct wmat *att_w;          /* [n_seqs * n_head][2]: K, V^T */
+    size_t *att_off;             /* [n_seqs * n_head] byte offset into att_buf */
+    void *att_buf;
+    size_t att_w_cap, att_buf_cap;
     atomic_int next_item;        /* attention work queue */
 };
 
@@ -84,8 +92,12 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_params *
     c->scratch = calloc((size_t)n_threads, sizeof(void *));
     size_t sb = 0;
     const struct eng_layer *L0 = &m->layers[0];
-    const struct wmat *wl[4] = {&L0->qkv.w, &L0->out.w, &L0->fc1.w, &L0->fc2.w};
-    for (int i = 0; i < 4; i++) {
+    c->att_bf16 = in->dtype != ENG_DTYPE_F32 && gemm_cpu_has_bf16();
+    /* the attention operands as wmat shapes: K (n_in = d), V^T (n_in = tokens) */
+    struct wmat wk = {.kind = WMAT_BF16, .n_out = 16, .n_in = (int)d};
+    struct wmat wv = {.kind = WMAT_BF16, .n_out = (int)d, .n_in = c->cap};
+    const struct wmat *wl[6] = {&L0->qkv.w, &L0->out.w, &L0->fc1.w, &L0->fc2.w, &wk, &wv};
+    for (int i = 0; i < (c->att_bf16 ? 6 : 4); i++) {
         size_t b = wmat_scratch_bytes(wl[i], c->cap);
         sb = b > sb ? b : sb;
     }
@@ -130,6 +142,9 @@ void eng_ctx_free(struct eng_ctx *c) {
     free(c->acc);
     for (int i = 0; c->scratch && i < c->n_threads; i++) free(c->scratch[i]);
     free(c->scratch);
+    free(c->att_w);
+    free(c->att_off);
+    free(c->att_buf);
     free(c);
 }
 
@@ -204,13 +219,23 @@ static void linear_phase(void *arg, int ith, int nth) {
     lo *= 16;
     hi = hi * 16 < l->n_out ? hi * 16 : l->n_out;
     if (lo >= hi) return;
-    wmat_gemm(&l->w, j->n, j->x, l->n_in, l->b, j->y, l->n_out, lo, hi, c->scratch[ith]);
-    if (!c->any_task) return;
-    for (int i = 0; i < j->n; i++) {
-        int t = c->task_of[j->row0 + i];
-        if (t >= 0)
-            ops_lora_up(j->y + (size_t)i * l->n_out, lo, hi, c->lora_t + (size_t)i * r, r,
-                        l->lora_bt + (size_t)t * r * l->n_out, l->n_out);
+    if (!c->any_task) {
+        wmat_gemm(&l->w, j->n, j->x, l->n_in, l->b, j->y, l->n_out, lo, hi, c->scratch[ith]);
+        return;
+    }
+    /* in row blocks, so the LoRA update finds its block of Y still in cache
+     * (the kernels stream W once per 96-row block anyway) */
+    for (int i0 = 0; i0 < j->n; i0 += LORA_ROWS) {
+        int nb = j->n - i0 < LORA_ROWS ? j->n - i0 : LORA_ROWS;
+        float *y = j->y + (size_t)i0 * l->n_out;
+        wmat_gemm(&l->w, nb, j->x + (size_t)i0 * l->n_in, l->n_in, l->b, y, l->n_out, lo, hi,
+                  c->scratch[ith]);
+        for (int i = i0; i < i0 + nb; i++) {
+            int t = c->task_of[j->row0 + i];
+            if (t >= 0)
+                ops_lora_up(j->y + (size_t)i * l->n_out, lo, hi, c->lora_t + (size_t)i * r, r,
+                            l->lora_bt + (size_t)t * r * l->n_out, l->n_out);
+        }
     }
 }
 
@@ -275,6 +300,52 @@ static void rope_phase(void *arg, int ith, int nth) {
     }
 }
 
+/* bf16 attention: packs K (n x d) and V^T (d x n) of each (sequence, head)
+ * into att_buf; items (sequence, head) are taken dynamically. */
+static void att_pack_phase(void *arg, int ith, int nth) {
+    struct eng_ctx *c = ((struct rows_job *)arg)->c;
+    (void)ith, (void)nth;
+    int H = c->m->info.n_embd, nh = c->m->info.n_head, d = H / nh, ld = 3 * H;
+    for (;;) {
+        int item = atomic_fetch_add(&c->next_item, 1);
+        if (item >= c->n_seqs * nh) return;
+        int is = item / nh, h = item % nh, n = c->seqs[is].n_ids;
+        const float *K = c->qkv + (size_t)c->seq_start[is] * ld + H + h * d;
+        const float *V = K + H;
+        char *buf = (char *)c->att_buf + c->att_off[item];
+        wmat_bf16_pack(&c->att_w[2 * item], K, ld, 1, n, d, buf);
+        wmat_bf16_pack(&c->att_w[2 * item + 1], V, 1, ld, d, n, buf + wmat_bf16_bytes(n, d));
+    }
+}
+
+/* Grows the bf16 attention buffers for this batch (once per eng_encode,
+ * not per layer). */
+static int att_reserve(struct eng_ctx *c) {
+    int nh = c->m->info.n_head, d = c->m->info.n_embd / nh;
+    size_t items = (size_t)c->n_seqs * nh, bytes = 0;
+    if (items > c->att_w_cap) {
+        struct wmat *w = realloc(c->att_w, sizeof(*w) * 2 * items);
+        if (!w) return ENG_ENOMEM;
+        c->att_w = w;
+        size_t *o = realloc(c->att_off, sizeof(*o) * items);
+        if (!o) return ENG_ENOMEM;
+        c->att_off = o;
+        c->att_w_cap = items;
+    }
+    for (size_t it = 0; it < items; it++) {
+        int n = c->seqs[it / nh].n_ids;
+        c->att_off[it] = bytes;
+        bytes += wmat_bf16_bytes(n, d) + wmat_bf16_bytes(d, n);
+    }
+    if (bytes > c->att_buf_cap) {
+        free(c->att_buf);
+        c->att_buf = aligned_alloc(64, bytes);
+        c->att_buf_cap = c->att_buf ? bytes : 0;
+        if (!c->att_buf) return ENG_ENOMEM;
+    }
+    return 0;
+}
+
 /* One work item = (sequence, head, query tile); items are taken dynamically. */
 static void attention_phase(void *arg, int ith, int nth) {
     struct eng_ctx *c = ((struct rows_job *)arg)->c;
@@ -299,6 +370,14 @@ static void attention_phase(void *arg, int ith, int nth) {
         const float *K = c->qkv + (size_t)c->seq_start[is] * ld + H + h * d;
         const float *V = c->qkv + (size_t)c->seq_start[is] * ld + 2 * H + h * d;
         float *O = c->att + (size_t)(c->seq_start[is] + q0) * H + h * d;
+        if (c->att_bf16) {
+            const struct wmat *wk = &c->att_w[2 * ((size_t)is * nh + h)], *wv = wk + 1;
+            wmat_gemm(wk, nq, Q, ld, NULL, S, n, 0, n, c->scratch[ith]); /* S = Q K^T */
+            ops_scale(S, (int64_t)nq * n, scale);
+            ops_softmax_rows(S, nq, n, n);
+            wmat_gemm(wv, nq, S, n, NULL, O, H, 0, d, c->scratch[ith]); /* O = S V */
+            continue;
+        }
         /* S[nq][n] = scale * Q[nq][d] . K[n][d]^T */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, n, d, scale, Q, ld, K, ld, 0.0f, S,
                     n);
@@ -315,6 +394,10 @@ static void layer_forward(struct eng_ctx *c, const struct eng_layer *L, int n_to
     struct rows_job rj = {.c = c};
     linear(c, &L->qkv, c->x, c->qkv, 0, n_tok);
     pool_run(c->pool, rope_phase, &rj);
+    if (c->att_bf16) {
+        atomic_store(&c->next_item, 0);
+        pool_run(c->pool, att_pack_phase, &rj);
+    }
     atomic_store(&c->next_item, 0);
     pool_run(c->pool, attention_phase, &rj);
     linear(c, &L->out, c->att, c->tmp, 0, n_tok);
@@ -391,6 +474,7 @@ int eng_encode(struct eng_ctx *c, const struct eng_seq *seqs, int32_t n_seqs) {
     int rc = batch_prepare(c, seqs, n_seqs);
     if (rc) return rc;
     int n_tok = c->seq_start[n_seqs];
+    if (c->att_bf16 && (rc = att_reserve(c)) != 0) return rc;
     struct embed_job ej = {c};
     pool_run(c->pool, embed_phase, &ej);
     for (int il = 0; il < c->m->info.n_layer; il++) layer_forward(c, &c->m->layers[il], n_tok);

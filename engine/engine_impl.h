@@ -110,6 +110,7 @@ struct eng_model {
 void ops_add_layernorm(float *x, const float *r, int n_rows, int n, const float *w,
                        const float *b, float eps);
 void ops_gelu(float *x, int64_t n); /* exact erf GELU, in place */
+void ops_scale(float *x, int64_t n, float s); /* x *= s */
 void ops_softmax_rows(float *x, int n_rows, int n, int ld);
 /* NeoX rotary on one head vector of d values at position pos (cos/sin: [d/2]). */
 void ops_rope_head(float *v, int d, const float *cos_t, const float *sin_t);
@@ -119,8 +120,10 @@ void ops_gemm_nt(int m, int n, int k, const float *x, int ldx, const float *w, i
 /* LoRA side path. Down, for rows i < n: t[i][k] = x[i] . a[k] (a: [r][n_in]).
  * Up, for one row: y[lo..hi) += sum_k t[k] * bt[k][lo..hi) (bt: [r][n_out],
  * the LoRA scale already folded in). */
-void ops_lora_down(const float *x, int ldx, int n, int n_in, const float *a, int r, float *t);
-void ops_lora_up(float *y, int lo, int hi, const float *t, int r, const float *bt, int n_out);
+void ops_lora_down(const float *restrict x, int ldx, int n, int n_in, const float *restrict a,
+                   int r, float *restrict t);
+void ops_lora_up(float *restrict y, int lo, int hi, const float *restrict t, int r,
+                 const float *restrict bt, int n_out);
 /* inv_freq[i] = 1 / base^(2i/d) in f32, as the reference's rotary embedding. */
 void ops_rope_inv_freq(float base, int d, float *inv_freq);
 

@@ -152,6 +152,26 @@ static int prep_bf16(struct wmat *w, const float *src) {
     return 0;
 }
 
+size_t wmat_bf16_bytes(int n_out, int n_in) {
+    size_t kw = (size_t)(n_in + 1) / 2, n_pad = (size_t)(n_out + 15) & ~(size_t)15;
+    return (n_pad * kw * 4 + 63) & ~(size_t)63;
+}
+
+void wmat_bf16_pack(struct wmat *w, const float *src, ptrdiff_t sj, ptrdiff_t sk, int n_out,
+                    int n_in, void *buf) {
+    int kw = (n_in + 1) / 2, n_pad = (n_out + 15) & ~15;
+    uint16_t *d = buf;
+    *w = (struct wmat){.kind = WMAT_BF16, .n_out = n_out, .n_in = n_in, .data = buf};
+    /* same layout as prep_bf16: panel of 16 columns, words of 2 k values */
+    for (int j = 0; j < n_pad; j++) {
+        uint16_t *col = d + ((size_t)(j / 16) * kw * 16 + j % 16) * 2;
+        for (int k = 0; k < 2 * kw; k++) {
+            float v = j < n_out && k < n_in ? src[j * sj + k * sk] : 0.0f;
+            col[(size_t)(k / 2) * 32 + k % 2] = bf16_from_f32(v);
+        }
+    }
+}
+
 /* int8: panels [n_pad / 16][kw][16] words of four s8, then colsum[n_pad]
  * (int32); scale[n_pad] (zero past n_out). */
 static int prep_int8(struct wmat *w, const float *src) {

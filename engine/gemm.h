@@ -52,4 +52,13 @@ void wmat_gemm(const struct wmat *w, int m, const float *x, int ldx, const float
                int ldy, int col_lo, int col_hi, void *scratch);
 size_t wmat_scratch_bytes(const struct wmat *w, int m);
 
+/* Transient bf16 matrices for attention (K and V^T of one head), packed into
+ * caller memory with no allocation. wmat_bf16_bytes: the bytes `buf` needs
+ * (a multiple of 64). wmat_bf16_pack: w views buf (64-byte aligned), element
+ * (j, k) of W read from src[j * sj + k * sk]; w does not own buf, so it must
+ * not be passed to wmat_deinit. Needs gemm_cpu_has_bf16(). */
+size_t wmat_bf16_bytes(int n_out, int n_in);
+void wmat_bf16_pack(struct wmat *w, const float *src, ptrdiff_t sj, ptrdiff_t sk, int n_out,
+                    int n_in, void *buf);
+
 #endif
