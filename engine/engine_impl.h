@@ -100,8 +100,9 @@ struct eng_model {
     struct eng_layer *layers;
     float *arena; /* biases, norms, LoRA factors and embedding LoRA B, widened */
     size_t arena_floats;
-    float *wtmp; /* load-time only: one weight matrix widened before wmat_init */
-    size_t wmat_bytes;
+    size_t wmat_bytes;   /* held by the prepared matrices */
+    size_t layer_floats; /* arena floats of one layer (all layers alike) */
+    int load_threads;    /* threads that prepare the layers at load */
 };
 
 /* ---- ops.c: kernels, each with a naive reference for the tests ---- */

@@ -16,6 +16,7 @@
 #include <cJSON.h>
 #include <errno.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/mman.h>
 
 #define TENSOR_PREFIX "roberta."
@@ -267,7 +268,7 @@ static const float *widen(struct eng_model *m, size_t *pos, const struct st_tens
  * with arena set, prepares W for the model's dtype and widens the rest into
  * the arena. Returns the arena floats it needs, or -1 with err. */
 static long linear_load(struct eng_model *m, const char *base, int n_out, int n_in, size_t *pos,
-                        struct eng_linear *l, char *err, size_t errlen) {
+                        float *wtmp, struct eng_linear *l, char *err, size_t errlen) {
     char nm[200];
     int T = m->info.n_tasks, r = m->info.lora_rank;
     const struct st_tensor *w, *b, *a, *bb;
@@ -282,13 +283,12 @@ static long linear_load(struct eng_model *m, const char *base, int n_out, int n_
     if (m->arena) {
         l->n_in = n_in;
         l->n_out = n_out;
-        st_to_f32(w->dtype, w->data, m->wtmp, w->n_elem);
+        st_to_f32(w->dtype, w->data, wtmp, w->n_elem);
         st_release(w); /* keeps load-time RSS near the final footprint */
-        if (wmat_init(&l->w, wmat_kind_of(m->info.dtype), m->wtmp, n_out, n_in) != 0) {
+        if (wmat_init(&l->w, wmat_kind_of(m->info.dtype), wtmp, n_out, n_in) != 0) {
             snprintf(err, errlen, "out of memory preparing '%s'", base);
             return -1;
         }
-        m->wmat_bytes += l->w.nbytes;
         l->b = widen(m, pos, b);
         l->lora_a = widen(m, pos, a);
         /* bt[t][k][j] = scale * B[t][j][k] */
@@ -321,11 +321,102 @@ static long norm_load(struct eng_model *m, const char *base, size_t *pos, const 
     return 2L * H;
 }
 
+/* Checks (wtmp NULL) or loads one encoder layer; arena floats it needs, or -1. */
+static long layer_walk(struct eng_model *m, int il, size_t *pos, float *wtmp, char *err,
+                       size_t errlen) {
+    int H = m->info.n_embd, F = m->info.n_ff;
+    struct eng_layer dummy, *L = wtmp ? &m->layers[il] : &dummy;
+    char base[128], nm[160];
+    long total = 0, n;
+    snprintf(base, sizeof(base), "encoder.layers.%d", il);
+    const struct {
+        const char *sub;
+        int n_out, n_in;
+        struct eng_linear *l;
+    } lin[] = {{"mixer.Wqkv", 3 * H, H, &L->qkv},
+               {"mixer.out_proj", H, H, &L->out},
+               {"mlp.fc1", F, H, &L->fc1},
+               {"mlp.fc2", H, F, &L->fc2}};
+    ENG_ASSERT(!wtmp == !m->arena); /* validation runs before the arena exists */
+    for (int i = 0; i < 4; i++) {
+        snprintf(nm, sizeof(nm), "%s.%s", base, lin[i].sub);
+        n = linear_load(m, nm, lin[i].n_out, lin[i].n_in, pos, wtmp, lin[i].l, err, errlen);
+        if (n < 0) goto out;
+        total += n;
+    }
+    snprintf(nm, sizeof(nm), "%s.norm1", base);
+    if ((n = norm_load(m, nm, pos, &L->ln1_w, &L->ln1_b, err, errlen)) < 0) goto out;
+    snprintf(nm, sizeof(nm), "%s.norm2", base);
+    if ((n = norm_load(m, nm, pos, &L->ln2_w, &L->ln2_b, err, errlen)) < 0) goto out;
+    total += 2 * n;
+out:
+    return n < 0 ? -1 : total;
+}
+
+struct load_job {
+    struct eng_model *m;
+    size_t pos0;
+    int ith, nth;
+    int rc;
+    char err[512];
+};
+
+/* Prepares layers ith, ith + nth, ... (each into its own arena range). */
+static void *layers_load_thread(void *arg) {
+    struct load_job *j = arg;
+    const struct eng_info *in = &j->m->info;
+    size_t wmax = (size_t)in->n_embd * (in->n_ff > 3 * in->n_embd ? in->n_ff : 3 * in->n_embd);
+    float *wtmp = malloc(sizeof(float) * wmax);
+    if (!wtmp) {
+        snprintf(j->err, sizeof(j->err), "out of memory preparing the weights");
+        j->rc = -1;
+        return NULL;
+    }
+    for (int il = j->ith; il < in->n_layer && j->rc == 0; il += j->nth) {
+        size_t pos = j->pos0 + (size_t)il * j->m->layer_floats;
+        if (layer_walk(j->m, il, &pos, wtmp, j->err, sizeof(j->err)) < 0) j->rc = -1;
+    }
+    free(wtmp);
+    return NULL;
+}
+
+/* Loads every layer, on m->load_threads threads (the engine's thread count:
+ * startup time is mostly widening and packing the weights). */
+static long layers_load(struct eng_model *m, size_t pos0, long total, char *err, size_t errlen) {
+    int nth = m->load_threads < 1 ? 1 : m->load_threads > 64 ? 64 : m->load_threads;
+    struct load_job jobs[64];
+    pthread_t th[64];
+    int rc = 0;
+    for (int i = 0; i < nth; i++) {
+        jobs[i] = (struct load_job){.m = m, .pos0 = pos0, .ith = i, .nth = nth};
+        if (i > 0 && pthread_create(&th[i], NULL, layers_load_thread, &jobs[i]) != 0)
+            jobs[i].rc = -2; /* not started: its layers stay unloaded, so fail below */
+    }
+    layers_load_thread(&jobs[0]);
+    for (int i = 1; i < nth; i++)
+        if (jobs[i].rc != -2) pthread_join(th[i], NULL);
+    for (int i = 0; i < nth && rc == 0; i++) {
+        if (jobs[i].rc == -2) {
+            snprintf(err, errlen, "cannot start a loader thread");
+            rc = -1;
+        } else if (jobs[i].rc) {
+            snprintf(err, errlen, "%s", jobs[i].err);
+            rc = -1;
+        }
+    }
+    if (rc) return -1;
+    for (int il = 0; il < m->info.n_layer; il++) {
+        const struct eng_layer *L = &m->layers[il];
+        m->wmat_bytes += L->qkv.w.nbytes + L->out.w.nbytes + L->fc1.w.nbytes + L->fc2.w.nbytes;
+    }
+    return total + (long)(m->layer_floats * (size_t)m->info.n_layer);
+}
+
 /* Checks (arena NULL) or loads (arena set) every tensor. Returns the f32
  * count the arena needs, or -1 with err. */
 static long tensors_walk(struct eng_model *m, char *err, size_t errlen) {
     const struct eng_info *in = &m->info;
-    int H = in->n_embd, V = in->n_vocab, T = in->n_tasks, r = in->lora_rank, F = in->n_ff;
+    int H = in->n_embd, V = in->n_vocab, T = in->n_tasks, r = in->lora_rank;
     size_t pos = 0;
     long total = 0, n;
     const struct st_tensor *we, *wa, *wb, *te, *ta, *tb;
@@ -361,32 +452,13 @@ static long tensors_walk(struct eng_model *m, char *err, size_t errlen) {
     }
     if ((n = norm_load(m, "emb_ln", &pos, &m->emb_ln_w, &m->emb_ln_b, err, errlen)) < 0) return -1;
     total += n;
+    if (m->arena) return layers_load(m, pos, total, err, errlen);
     for (int il = 0; il < in->n_layer; il++) {
-        struct eng_layer dummy, *L = m->layers ? &m->layers[il] : &dummy;
-        char base[128], nm[160];
-        snprintf(base, sizeof(base), "encoder.layers.%d", il);
-        const struct {
-            const char *sub;
-            int n_out, n_in;
-            struct eng_linear *l;
-        } lin[] = {{"mixer.Wqkv", 3 * H, H, &L->qkv},
-                   {"mixer.out_proj", H, H, &L->out},
-                   {"mlp.fc1", F, H, &L->fc1},
-                   {"mlp.fc2", H, F, &L->fc2}};
-        for (int i = 0; i < 4; i++) {
-            snprintf(nm, sizeof(nm), "%s.%s", base, lin[i].sub);
-            if ((n = linear_load(m, nm, lin[i].n_out, lin[i].n_in, &pos, lin[i].l, err, errlen)) <
-                0)
-                return -1;
-            total += n;
-        }
-        snprintf(nm, sizeof(nm), "%s.norm1", base);
-        if ((n = norm_load(m, nm, &pos, &L->ln1_w, &L->ln1_b, err, errlen)) < 0) return -1;
-        snprintf(nm, sizeof(nm), "%s.norm2", base);
-        if ((n = norm_load(m, nm, &pos, &L->ln2_w, &L->ln2_b, err, errlen)) < 0) return -1;
-        total += 2 * n;
+        if ((n = layer_walk(m, il, &pos, NULL, err, errlen)) < 0) return -1;
+        if (il == 0) m->layer_floats = (size_t)n;
+        ENG_ASSERT((size_t)n == m->layer_floats); /* shapes come from one config */
+        total += n;
     }
-    ENG_ASSERT(!m->arena || pos == (size_t)total);
     return total;
 }
 
@@ -404,19 +476,15 @@ struct eng_model *eng_model_open(const char *dir, const struct eng_params *p, ch
     if (!(m->st = st_open(path, err, errlen))) goto fail;
     long need_floats = tensors_walk(m, err, errlen); /* validate everything first */
     if (need_floats < 0) goto fail;
-    const struct eng_info *in = &m->info;
-    size_t wmax = (size_t)in->n_embd * (in->n_ff > 3 * in->n_embd ? in->n_ff : 3 * in->n_embd);
     m->layers = calloc((size_t)m->info.n_layer, sizeof(*m->layers));
     m->arena = malloc(sizeof(float) * (size_t)need_floats);
-    m->wtmp = malloc(sizeof(float) * wmax);
-    if (!m->layers || !m->arena || !m->wtmp) {
+    if (!m->layers || !m->arena) {
         snprintf(err, errlen, "out of memory for %ld weights", need_floats);
         goto fail;
     }
     m->arena_floats = (size_t)need_floats;
+    m->load_threads = p && p->n_threads > 0 ? p->n_threads : 1;
     if (tensors_walk(m, err, errlen) < 0) goto fail;
-    free(m->wtmp);
-    m->wtmp = NULL;
     /* The prepared copies are what the forward pass reads; let the kernel drop
      * the mapping's pages (the embedding rows fault back in on demand). */
     madvise(m->st->map, m->st->size, MADV_DONTNEED);
@@ -434,7 +502,6 @@ void eng_model_close(struct eng_model *m) {
         wmat_deinit(&m->layers[il].fc1.w);
         wmat_deinit(&m->layers[il].fc2.w);
     }
-    free(m->wtmp);
     st_close(m->st);
     free(m->arena);
     free(m->layers);
