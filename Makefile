@@ -3,6 +3,9 @@
 #   make                      build/embedserve
 #   make test                 unit + numeric + HTTP tests on a generated model
 #   make SANITIZE=address,undefined test    the same under ASan+UBSan (own build dir)
+#   make test-tsan            the concurrency suites under ThreadSanitizer
+#   make fuzz                 libFuzzer targets, FUZZ_SECONDS each (clang)
+#   make soak                 SOAK_SECONDS of saturating load (tests/soak.sh)
 #   make CI=true test         warnings are errors
 #   make deps                 install the Debian packages (needs root)
 #   make format-check / check-headers
@@ -31,7 +34,18 @@ endif
 
 comma := ,
 BUILD ?= build
-ifdef SANITIZE
+ifdef FUZZ
+  # libFuzzer build of everything (make fuzz): clang, ASan + UBSan, coverage
+  # instrumentation; the fuzz targets are linked with libFuzzer's main.
+  BUILD     := build/fuzz
+  CC        := clang
+  CXX       := clang++
+  OPT       := -O1 -g -fno-omit-frame-pointer
+  FUZZ_SAN   = -fsanitize=address,undefined -fno-sanitize-recover=all
+  CFLAGS    += -fsanitize=fuzzer-no-link $(FUZZ_SAN) -DEMB_FUZZ_BUILD
+  CXXFLAGS  += -fsanitize=fuzzer-no-link $(FUZZ_SAN)
+  LDFLAGS   += $(FUZZ_SAN)
+else ifdef SANITIZE
   BUILD     := build/san-$(subst $(comma),-,$(SANITIZE))
   CFLAGS    += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
   CXXFLAGS  += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all
@@ -47,14 +61,15 @@ ENGINE_SRCS = $(wildcard engine/*.c)
 CONFIG_SRCS = $(wildcard config/*.c)
 TOK_SRCS    = tokenizer/tokenizer_spm.cc
 SERVER_SRCS = $(filter-out server/main.c,$(wildcard server/*.c))
-TEST_SRCS   = $(wildcard tests/*.c)
+TEST_SRCS   = $(filter-out tests/loadgen.c,$(wildcard tests/*.c))
+FUZZ_TARGETS = api tokenize model
 
 obj = $(patsubst %.cc,$(BUILD)/%.o,$(patsubst %.c,$(BUILD)/%.o,$(1)))
 LIB_OBJS  = $(call obj,$(ENGINE_SRCS) $(CONFIG_SRCS) $(TOK_SRCS) $(SERVER_SRCS))
 MAIN_OBJ  = $(call obj,server/main.c)
 TEST_OBJS = $(call obj,$(TEST_SRCS))
 
-.PHONY: all test clean deps format format-check check-headers testmodel bench
+.PHONY: all test clean deps format format-check check-headers testmodel bench fuzz soak test-tsan
 all: $(BUILD)/embedserve
 
 $(BUILD)/embedserve: $(MAIN_OBJ) $(LIB_OBJS)
@@ -62,6 +77,22 @@ $(BUILD)/embedserve: $(MAIN_OBJ) $(LIB_OBJS)
 
 $(BUILD)/test_all: $(TEST_OBJS) $(LIB_OBJS)
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcurl
+
+# Fuzz targets without libFuzzer: replay tests/fuzz/regression/ in make test.
+FUZZ_REPLAY = $(patsubst %,$(BUILD)/fuzz_replay_%,$(FUZZ_TARGETS))
+$(BUILD)/fuzz_replay_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/replay.o $(LIB_OBJS)
+	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# (kept: otherwise make deletes them as intermediates and rebuilds each time)
+.SECONDARY: $(patsubst %,$(BUILD)/tests/fuzz/fuzz_%.o,$(FUZZ_TARGETS)) $(BUILD)/tests/fuzz/replay.o
+
+# The libFuzzer binaries (only in the FUZZ=1 build).
+$(BUILD)/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(LIB_OBJS)
+	$(CXX) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+# The bounded HTTP load generator behind make soak (tests/loadgen.c).
+$(BUILD)/loadgen: $(call obj,tests/loadgen.c)
+	$(CC) $(LDFLAGS) -o $@ $^ -lm
 
 $(BUILD)/bench: $(call obj,tests/bench/bench.c) $(LIB_OBJS)
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -80,6 +111,24 @@ $(BUILD)/%.o: %.cc
 	@mkdir -p $(dir $@)
 	$(CXX) $(CPPFLAGS) $(CXXFLAGS) -c -o $@ $<
 
+ifeq ($(SANITIZE),thread)
+# target_clones resolvers run during relocation, before the TSan runtime is
+# up; instrumented, they crash at load. The kernels (engine/ops.c: no
+# threads, no shared state) are built uninstrumented in the TSan build.
+$(BUILD)/engine/ops.o: engine/ops.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(STD) $(WARN) -O3 -g -pthread -c -o $@ $<
+endif
+
+ifdef FUZZ
+# clang 14 names target_clones ifuncs "ops_gelu.ifunc", which nothing links
+# against; in the fuzz build the kernels come from gcc, uninstrumented (they
+# parse nothing).
+$(BUILD)/engine/ops.o: engine/ops.c
+	@mkdir -p $(dir $@)
+	gcc $(CPPFLAGS) $(STD) -O3 -g -pthread -c -o $@ $<
+endif
+
 # Generated test model (small random weights in the real layout) and the
 # float64 NumPy reference's expected outputs. Shared by every build flavour.
 TESTMODEL = build/testmodel
@@ -90,8 +139,56 @@ $(TESTMODEL)/expected.json: $(TESTMODEL)/model.safetensors tests/reference.py te
 	$(PYTHON) tests/reference.py --model $(TESTMODEL) --cases tests/data/engine_cases.json --out $@
 testmodel: $(TESTMODEL)/expected.json
 
-test: $(BUILD)/embedserve $(BUILD)/test_all $(TESTMODEL)/expected.json
-	BUILD=$(BUILD) TESTMODEL=$(TESTMODEL) PYTHON=$(PYTHON) sh tests/run.sh
+# Sanitizer settings for every process the tests start (servers included):
+# leak checking on, with tests/lsan.supp for library statics.
+SAN_ENV = ASAN_OPTIONS="detect_leaks=1 $$ASAN_OPTIONS" \
+          LSAN_OPTIONS="suppressions=$(CURDIR)/tests/lsan.supp print_suppressions=0 $$LSAN_OPTIONS" \
+          UBSAN_OPTIONS="print_stacktrace=1 halt_on_error=1 $$UBSAN_OPTIONS"
+ifdef SANITIZE
+# Sanitized servers run several times slower: let SIGTERM drains (test_http's
+# four 2048-input requests in flight) finish instead of hitting the 30 s default.
+SAN_ENV += EMBEDSERVE_SHUTDOWN_TIMEOUT=$${EMBEDSERVE_SHUTDOWN_TIMEOUT:-600}
+# The deploy lint inspects the release binary's shared libraries; a
+# sanitizer build links libasan/libtsan by design, so it is skipped there.
+SAN_ENV += SKIP_STAGES="stage_deploy_lint $$SKIP_STAGES"
+endif
+test: $(BUILD)/embedserve $(BUILD)/test_all $(FUZZ_REPLAY) $(TESTMODEL)/expected.json
+	$(SAN_ENV) BUILD=$(BUILD) TESTMODEL=$(TESTMODEL) PYTHON=$(PYTHON) sh tests/run.sh
+
+# make test-tsan: the concurrency suites under ThreadSanitizer: the HTTP
+# server (MHD threads, batcher, engine thread) and hostile clients and
+# disconnects, whose servers are TSan builds too, the tokenizer from many
+# threads, and the engine's worker pool (test_engine runs 2 threads
+# in-process). The servers run their forward passes on one thread
+# (EMBEDSERVE_THREADS=1): TSan makes the pool's barriers ~3x slower, which
+# pushed test_http's SIGTERM drain past its client timeout; the pool itself
+# is covered by the engine suite. OpenBLAS is not instrumented, so it runs on
+# the calling thread only (STYLE 2.9). TSan reports make a process exit 66
+# and are also searched for in the server logs.
+TSAN_BUILD  = build/san-thread
+TSAN_SUITES ?= tokenizer engine http hostile
+test-tsan: $(TESTMODEL)/expected.json
+	$(MAKE) SANITIZE=thread $(TSAN_BUILD)/embedserve $(TSAN_BUILD)/test_all
+	rm -f $(TSAN_BUILD)/*.log
+	OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS="second_deadlock_stack=1 $$TSAN_OPTIONS" \
+	    EMBEDSERVE_SHUTDOWN_TIMEOUT=$${EMBEDSERVE_SHUTDOWN_TIMEOUT:-600} EMBEDSERVE_THREADS=1 \
+	    BUILD=$(TSAN_BUILD) TESTMODEL=$(TESTMODEL) $(TSAN_BUILD)/test_all $(TSAN_SUITES)
+	@if grep -l "ThreadSanitizer" $(TSAN_BUILD)/*.log; then \
+	    echo "ThreadSanitizer reports in the server logs above"; exit 1; fi; echo "tsan: no reports"
+
+# make fuzz [FUZZ_SECONDS=60] [FUZZ_TARGETS="api tokenize model"]: builds the
+# libFuzzer targets into build/fuzz and runs each for FUZZ_SECONDS on a copy
+# of tests/fuzz/corpus/<target>; crashers land in tests/fuzz/regression/<target>/.
+FUZZ_SECONDS ?= 60
+fuzz: $(TESTMODEL)/model.safetensors
+	$(MAKE) FUZZ=1 $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_TARGETS))
+	FUZZ_SECONDS=$(FUZZ_SECONDS) TESTMODEL=$(TESTMODEL) sh tests/fuzz/run.sh $(FUZZ_TARGETS)
+
+# make soak [SOAK_SECONDS=600]: the server on the generated model under
+# saturating mixed load on loopback (tests/soak.sh checks errors, p99, RSS, fds).
+SOAK_SECONDS ?= 600
+soak: $(BUILD)/embedserve $(BUILD)/loadgen $(TESTMODEL)/model.safetensors
+	BUILD=$(BUILD) TESTMODEL=$(TESTMODEL) SOAK_SECONDS=$(SOAK_SECONDS) sh tests/soak.sh
 
 # make bench [BENCH_MODEL=DIR]: a full-size random-weight checkpoint in the
 # real layout is generated once into the cache (or BENCH_MODEL is used).
@@ -123,4 +220,5 @@ check-headers:
 clean:
 	rm -rf build
 
--include $(LIB_OBJS:.o=.d) $(MAIN_OBJ:.o=.d) $(TEST_OBJS:.o=.d) $(BUILD)/tests/bench/bench.d
+-include $(LIB_OBJS:.o=.d) $(MAIN_OBJ:.o=.d) $(TEST_OBJS:.o=.d) $(BUILD)/tests/bench/bench.d \
+         $(wildcard $(BUILD)/tests/fuzz/*.d) $(BUILD)/tests/loadgen.d

@@ -5,6 +5,8 @@
 #include "config/config.h"
 
 #include <ctype.h>
+#include <sched.h>
+#include <unistd.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -60,7 +62,7 @@ static const struct opt opts[] = {
     {"strict", T_BOOL, F(strict), 0, 0, "false", NULL, "",
      "reject unknown request fields with 422, as Jina's API does"},
     {"threads", T_INT, F(threads), 0, 1024, "0", NULL, "N",
-     "threads for the forward pass (0 = all cores)"},
+     "threads for the forward pass (0 = the cores this process may use: affinity, cgroup quota)"},
     {"http-threads", T_INT, F(http_threads), 1, 256, "4", NULL, "N",
      "HTTP threads (parse, tokenise, render)"},
     {"dtype", T_ENUM, F(dtype), 0, 0, "auto", "auto|f32|bf16|int8", "TYPE",
@@ -444,4 +446,22 @@ int cfg_describe(const struct cfg *c, char *buf, size_t n) {
     for (int i = 0; i < N_OPTS; i++)
         describe_one(c, &opts[i], buf, n, &k);
     return (int)k;
+}
+
+int cfg_cpu_count(void) {
+    int n = 0;
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) n = CPU_COUNT(&set);
+    if (n <= 0) n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    FILE *f = fopen("/sys/fs/cgroup/cpu.max", "r"); /* "max 100000" or "200000 100000" */
+    if (f) {
+        char quota[32] = "";
+        long period = 0;
+        if (fscanf(f, "%31s %ld", quota, &period) == 2 && strcmp(quota, "max") && period > 0) {
+            long q = atol(quota), cores = (q + period - 1) / period;
+            if (cores > 0 && cores < n) n = (int)cores;
+        }
+        fclose(f);
+    }
+    return n > 0 ? n : 1;
 }

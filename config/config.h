@@ -104,6 +104,11 @@ void cfg_usage(FILE *out, const char *prog);
  * are shown only as a count. Returns the length snprintf would write. */
 int cfg_describe(const struct cfg *c, char *buf, size_t n);
 
+/* Cores this process may use: the CPU affinity mask, capped by a cgroup v2
+ * CPU quota (cpu.max) when one is set, as in a CPU-limited container.
+ * What "--threads 0" means. At least 1. */
+int cfg_cpu_count(void);
+
 /* Name of a log level ("info"), for logs. */
 const char *cfg_log_level_name(int level);
 

@@ -79,8 +79,9 @@ static char *read_file(const char *path, size_t *len, char *err, size_t errlen) 
 static int cfg_int(const cJSON *root, const char *path, const char *key, int lo, int hi, int *out,
                    char *err, size_t errlen) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
-    if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble ||
-        v->valuedouble < lo || v->valuedouble > hi) {
+    /* range first: casting an out-of-range double to int is undefined */
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi) ||
+        v->valuedouble != (double)(int)v->valuedouble) {
         snprintf(err, errlen, "%s: \"%s\" must be an integer in [%d, %d]", path, key, lo, hi);
         return -1;
     }
@@ -206,8 +207,9 @@ static int config_load(struct eng_model *m, const char *dir, char *err, size_t e
         goto out;
     }
     const cJSON *md = cJSON_GetObjectItemCaseSensitive(root, "matryoshka_dimensions"), *d;
-    cJSON_ArrayForEach(d, md) {
-        if (in->n_matryoshka < ENG_MAX_MATRYOSHKA && cJSON_IsNumber(d))
+    cJSON_ArrayForEach(d, md) { /* informational: sizes in 1..hidden_size are kept */
+        if (in->n_matryoshka < ENG_MAX_MATRYOSHKA && cJSON_IsNumber(d) &&
+            d->valuedouble >= 1 && d->valuedouble <= in->n_embd)
             in->matryoshka[in->n_matryoshka++] = (int)d->valuedouble;
     }
     if (config_strings(m, root, path, err, errlen) != 0) goto out;

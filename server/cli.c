@@ -7,6 +7,7 @@
  * document. A progress bar goes to stderr when it is a terminal.
  */
 #include "server/cli.h"
+#include "config/config.h"
 #include "server/embed.h"
 
 #include <cJSON.h>
@@ -188,8 +189,7 @@ static int parse_opts(int argc, char **argv, struct cli_opts *o) {
         {"max-tokens", 1, 0, 'x'},    {"input", 1, 0, 'i'},       {"output", 1, 0, 'o'},
         {"threads", 1, 0, 'j'},       {"max-batch-tokens", 1, 0, 'b'}, {"help", 0, 0, 'h'},
         {0, 0, 0, 0}};
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    *o = (struct cli_opts){.threads = ncpu > 0 ? (int)ncpu : 1, .max_batch_tokens = 8192,
+    *o = (struct cli_opts){.threads = cfg_cpu_count(), .max_batch_tokens = 8192,
                            .max_tokens = 8192, .normalized = true};
     int ch;
     optind = 1;

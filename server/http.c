@@ -22,6 +22,7 @@
  * thread (job_alive polls the socket for POLLRDHUP between passes); the job
  * is dropped and the connection resumed, and MHD then closes it. */
 #include "server/http.h"
+#include "server/alloc.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -31,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
@@ -161,7 +163,7 @@ static enum MHD_Result respond_code(struct req *r, int code, const char *param, 
 
 static char *dup_str(const char *s, size_t *len) {
     *len = strlen(s);
-    return strdup(s);
+    return emb_strdup(s);
 }
 
 /* ---- handlers ----------------------------------------------------------- */
@@ -287,7 +289,7 @@ static enum MHD_Result handle_embeddings(struct req *r) {
     rc = emb_plan_build(s->tok, s->model, &r->areq.opts, r->areq.inputs, r->areq.n_inputs, &r->plan,
                         &pe);
     int n_embd = s->am.n_embd;
-    if (!rc && !(r->pooled = malloc(sizeof(float) * (size_t)r->plan.n_outputs * n_embd)))
+    if (!rc && !(r->pooled = emb_malloc(sizeof(float) * (size_t)r->plan.n_outputs * n_embd)))
         rc = EMB_ENOMEM;
     if (rc) {
         batcher_unreserve(s->batcher);
@@ -407,7 +409,7 @@ static void set_request_id(struct req *r) {
 /* First call: create the req and answer what needs no body. */
 static enum MHD_Result on_first_call(struct http_server *s, struct MHD_Connection *c,
                                      const char *url, const char *method, void **req_cls) {
-    struct req *r = calloc(1, sizeof(*r));
+    struct req *r = emb_calloc(1, sizeof(*r));
     if (!r) return MHD_NO;
     r->s = s;
     r->conn = c;
@@ -446,7 +448,7 @@ static void on_body(struct req *r, const char *data, size_t n) {
     }
     if (r->len + n + 1 > r->cap || !r->body) {
         size_t cap = r->cap > r->len + n + 1 ? r->cap : (r->len + n + 1) * 2;
-        char *b = realloc(r->body, cap);
+        char *b = emb_realloc(r->body, cap);
         if (!b) {
             r->too_large = true; /* answered as 413 below; the log shows the cause */
             LOG_WARN("request %s: out of memory for a %zu-byte body", r->id, cap);
@@ -515,6 +517,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     atomic_fetch_sub(&s->active, 1);
 }
 
+static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void mhd_log(void *cls, const char *fmt, va_list ap) {
     (void)cls;
     char msg[512];
@@ -621,6 +624,11 @@ int http_attach_engine(struct http_server *s, const tok *t, const struct eng_mod
 void http_quiesce(struct http_server *s) {
     atomic_store(&s->draining, true);
     s->quiesced_fd = MHD_quiesce_daemon(s->d);
+    /* Stop listening now, so a load balancer's new connections are refused
+     * at once and go to another replica, instead of waiting in the backlog
+     * until exit. The descriptor itself stays open until MHD_stop_daemon,
+     * as MHD requires for threaded modes. */
+    if (s->quiesced_fd != MHD_INVALID_SOCKET) shutdown(s->quiesced_fd, SHUT_RDWR);
 }
 
 bool http_wait_idle(struct http_server *s, double timeout_s) {

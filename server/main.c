@@ -25,6 +25,7 @@
 
 #include "config/config.h"
 #include "engine/engine.h"
+#include "server/alloc.h"
 #include "server/batcher.h"
 #include "server/cli.h"
 #include "server/http.h"
@@ -76,7 +77,7 @@ static int load_engine(struct app *a) {
     snprintf(path, sizeof(path), "%s/sentencepiece.bpe.model", c->model_dir);
     if (!(a->tok = tok_open(path, err, sizeof(err)))) return fail("cannot load the tokenizer", err);
     struct eng_params p = eng_params_defaults();
-    p.n_threads = c->threads > 0 ? c->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    p.n_threads = c->threads > 0 ? c->threads : cfg_cpu_count();
     static const enum eng_dtype dtypes[] = {ENG_DTYPE_AUTO, ENG_DTYPE_F32, ENG_DTYPE_BF16,
                                             ENG_DTYPE_INT8};
     p.dtype = dtypes[c->dtype];
@@ -121,6 +122,7 @@ static void shutdown_all(struct app *a) {
 }
 
 int main(int argc, char **argv) {
+    emb_alloc_install_cjson(); /* request JSON allocates through emb_malloc (alloc.h) */
     if (argc > 1 && !strcmp(argv[1], "embed")) return cli_embed_main(argc - 1, argv + 1);
     struct app a;
     memset(&a, 0, sizeof(a));

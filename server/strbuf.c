@@ -15,6 +15,7 @@
  * k-digit decimal inside implies having a (k+1)-digit one, so the search
  * stops at the first k that fails. */
 #include "server/strbuf.h"
+#include "server/alloc.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -37,7 +38,7 @@ int sb_reserve(struct strbuf *s, size_t extra) {
     size_t cap = s->cap ? s->cap : 256;
     while (cap < s->len + extra + 1)
         cap *= 2;
-    char *b = realloc(s->buf, cap);
+    char *b = emb_realloc(s->buf, cap);
     if (!b) {
         s->oom = true;
         return -1;

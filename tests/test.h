@@ -41,6 +41,8 @@ void test_engine(void);
 void test_api(void);
 void test_config(void);
 void test_http(void);
-void test_wmat(void); /* tests/test_gemm.c (test_ops.c has a static test_gemm) */
+void test_wmat(void);
+void test_oom(void);     /* tests/test_oom.c: allocation failures on the request path */
+void test_hostile(void); /* tests/test_hostile.c: bad-input battery, slow loris, disconnects */
 
 #endif

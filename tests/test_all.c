@@ -25,6 +25,8 @@ static const struct {
     {"config", test_config},
     {"http", test_http},
     {"gemm", test_wmat},
+    {"oom", test_oom},
+    {"hostile", test_hostile},
 };
 
 int main(int argc, char **argv) {

@@ -153,11 +153,12 @@ static enum eng_dtype dtype_parse(const char *s) {
 
 int main(int argc, char **argv) {
     const char *dir = NULL;
-    int threads = 2, runs = 5, quick = 0;
+    int threads = 2, runs = 5, quick = 0, only_batch = 0;
     enum eng_dtype dtype = ENG_DTYPE_F32;
     static const struct option lo[] = {{"model", 1, 0, 'm'}, {"threads", 1, 0, 't'},
                                        {"runs", 1, 0, 'r'},  {"dtype", 1, 0, 'd'},
-                                       {"quick", 0, 0, 'q'}, {0, 0, 0, 0}};
+                                       {"quick", 0, 0, 'q'}, {"batch-only", 0, 0, 'b'},
+                                       {0, 0, 0, 0}};
     int ch;
     openblas_set_num_threads(1);
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -166,6 +167,7 @@ int main(int argc, char **argv) {
         else if (ch == 'r') runs = atoi(optarg);
         else if (ch == 'd') dtype = dtype_parse(optarg);
         else if (ch == 'q') quick = 1;
+        else if (ch == 'b') only_batch = 1;
         else return 2;
     }
     if (!dir || threads < 1 || runs < 1) {
@@ -199,6 +201,13 @@ int main(int argc, char **argv) {
     const struct shape doc8k = {"document 8192", 1, 8192, 1, 0};
     const struct shape late = {"late chunking 64x128", 1, 8192, 1, 64};
     double p90, tb = time_shape(c, in, &batch, runs, 1, NULL);
+    if (only_batch) { /* the 32x128 batch alone (1-thread scaling figure) */
+        printf("dtype %s, threads %d: batch 32x128 %.1f tok/s\n", eng_dtype_name(in->dtype),
+               threads, 4096 / tb);
+        printf("{\"dtype\":\"%s\",\"threads\":%d,\"batch_tok_s\":%.1f}\n",
+               eng_dtype_name(in->dtype), threads, 4096 / tb);
+        return 0;
+    }
     double tbt = time_shape(c, in, &batch_t, runs, 1, NULL);
     double tbm = time_shape(c, in, &batch_mix, runs, 1, NULL);
     double tq = time_shape(c, in, &query, runs < 20 ? 20 : runs, 1, &p90);

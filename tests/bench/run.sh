@@ -10,7 +10,7 @@ out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 q=""
 [ "${BENCH_QUICK:-0}" = 1 ] && q=--quick
-[ -z "$q" ] && "$BUILD/bench" --model "$model" --dtype f32 --threads 1 --quick | tee -a "$out"
+[ -z "$q" ] && "$BUILD/bench" --model "$model" --dtype f32 --threads 1 --runs 3 --batch-only | tee -a "$out"
 for d in f32 bf16 int8; do
     "$BUILD/bench" --model "$model" --dtype "$d" --threads 2 $q | tee -a "$out"
 done

@@ -1,0 +1,87 @@
+#!/bin/sh
+# stage_model_faults.sh -- broken model directories must stop build/embedserve
+# at startup with one clear line naming the problem and a non-zero exit,
+# never a crash, a hang or a half-started server. The engine-level checks
+# are in tests/test_safetensors.c; these are the same faults seen from the
+# process: truncated, bad header, header not JSON, wrong shape, wrong dtype,
+# missing tensor, empty file, missing/broken config.json and tokenizer.
+set -u
+BUILD=${BUILD:-build}
+TESTMODEL=${TESTMODEL:-build/testmodel}
+PYTHON=${PYTHON:-python3}
+work=$(mktemp -d "${TMPDIR:-/tmp}/model_faults.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+passed=0
+failed=0
+
+# make CASE: a copy of the test model in $work/CASE with one fault applied
+"$PYTHON" - "$TESTMODEL" "$work" <<'PY' || { echo "0 passed, 1 failed"; exit 1; }
+import json, os, shutil, struct, sys
+src, work = sys.argv[1], sys.argv[2]
+raw = open(os.path.join(src, "model.safetensors"), "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+hdr, data = json.loads(raw[8:8 + n]), raw[8 + n:]
+
+def case(name, st=None, config=None, tok=None, drop=()):
+    d = os.path.join(work, name)
+    os.makedirs(d)
+    for f in ("config.json", "model.safetensors", "sentencepiece.bpe.model"):
+        if f not in drop:
+            shutil.copy(os.path.join(src, f), d)
+    if st is not None:
+        open(os.path.join(d, "model.safetensors"), "wb").write(st)
+    if config is not None:
+        open(os.path.join(d, "config.json"), "wb").write(config)
+    if tok is not None:
+        open(os.path.join(d, "sentencepiece.bpe.model"), "wb").write(tok)
+
+def pack(h, body=data):
+    j = json.dumps(h).encode()
+    return struct.pack("<Q", len(j)) + j + body
+
+names = [k for k in hdr if k != "__metadata__"]
+mat = next(k for k in names if len(hdr[k]["shape"]) == 2 and hdr[k]["shape"][0] != hdr[k]["shape"][1])
+case("truncated", st=raw[: len(raw) // 2])
+case("truncated_header", st=raw[: 8 + n // 2])
+case("bad_header_length", st=struct.pack("<Q", 1 << 40) + raw[8:])
+case("header_not_json", st=struct.pack("<Q", n) + b"{" * n + data)
+case("empty_file", st=b"")
+h = json.loads(json.dumps(hdr)); h[mat]["shape"] = h[mat]["shape"][::-1]
+case("wrong_shape", st=pack(h))
+h = json.loads(json.dumps(hdr)); h[names[0]]["dtype"] = "I16"
+case("wrong_dtype", st=pack(h))
+h = json.loads(json.dumps(hdr)); victim = names[len(names) // 2]; del h[victim]
+case("missing_tensor", st=pack(h))
+cfg = json.load(open(os.path.join(src, "config.json")))
+c = dict(cfg); c["hidden_size"] = cfg["hidden_size"] + 16
+case("config_wrong_hidden_size", config=json.dumps(c).encode())
+case("config_not_json", config=b'{"hidden_size": 80,')
+case("no_config", drop=("config.json",))
+case("no_weights", drop=("model.safetensors",))
+case("no_tokenizer", drop=("sentencepiece.bpe.model",))
+case("tokenizer_garbage", tok=b"\x00\x01not a sentencepiece model" * 10)
+open(os.path.join(work, "expect.txt"), "w").write(
+    "truncated safetensors\ntruncated_header safetensors\nbad_header_length safetensors\n"
+    "header_not_json JSON\nempty_file safetensors\nwrong_shape %s\nwrong_dtype %s\n"
+    "missing_tensor %s\nconfig_wrong_hidden_size model\nconfig_not_json config.json\n"
+    "no_config config.json\nno_weights model.safetensors\nno_tokenizer sentencepiece\n"
+    "tokenizer_garbage sentencepiece\n" % (mat, names[0], victim))
+PY
+
+while read -r name want; do
+    out=$(timeout 120 "$BUILD/embedserve" --model "$work/$name" --host 127.0.0.1 --port 0 \
+          --dtype f32 --log-level error 2>&1 </dev/null)
+    rc=$?
+    line=$(echo "$out" | grep -m1 '^embedserve:')
+    if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "$rc" -lt 128 ] && [ -n "$line" ] &&
+        echo "$line" | grep -q -- "$want" && ! echo "$out" | grep -q 'Sanitizer'; then
+        passed=$((passed + 1))
+        echo "ok   $name (exit $rc): $line"
+    else
+        failed=$((failed + 1))
+        echo "FAIL $name: exit $rc, want a non-zero exit and a line naming '$want'; got:"
+        echo "$out" | tail -n 15
+    fi
+done <"$work/expect.txt"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
