@@ -37,6 +37,8 @@ extern "C" {
 #define ENG_ETOOLONG (-2) /* the batch does not fit the context's token capacity */
 #define ENG_ENOMEM   (-3)
 #define ENG_EIO      (-4) /* model files missing, truncated or inconsistent */
+#define ENG_ENOTASK  (-5) /* eng_task_lookup: no adapter of that name (distinct from
+                             ENG_TASK_NONE, which is also -1 like ENG_EINVAL) */
 
 /* Numeric precision of the weights used for the matrix products. */
 enum eng_dtype {
@@ -103,7 +105,7 @@ void eng_model_close(struct eng_model *m);
 const struct eng_info *eng_model_info(const struct eng_model *m);
 
 /* Adapter index of a task name ("retrieval.query", ...), or ENG_TASK_NONE
- * for NULL, or ENG_EINVAL for an unknown name. Thread-safe. */
+ * for NULL, or ENG_ENOTASK for an unknown name. Thread-safe. */
 int eng_task_lookup(const struct eng_model *m, const char *name);
 
 /* Bytes of weights held in memory (excluding the mapped file), for logs. */

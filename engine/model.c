@@ -519,7 +519,7 @@ int eng_task_lookup(const struct eng_model *m, const char *name) {
     if (!name) return ENG_TASK_NONE;
     for (int t = 0; t < m->info.n_tasks; t++)
         if (!strcmp(m->info.task_name[t], name)) return t;
-    return ENG_EINVAL;
+    return ENG_ENOTASK;
 }
 
 size_t eng_model_weight_bytes(const struct eng_model *m) {

@@ -9,6 +9,7 @@
 #include "server/cli.h"
 #include "config/config.h"
 #include "server/embed.h"
+#include "server/strbuf.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -113,9 +114,15 @@ static int read_lines(FILE *f, struct texts *t) {
     return rc;
 }
 
+/* Floats as the server prints them: the shortest text that reads back as
+ * the same float32 (fmt_f32). */
 static void write_vec(FILE *f, int32_t index, const float *v, int n) {
+    char num[FMT_F32_MAX];
     fprintf(f, "{\"index\": %d, \"embedding\": [", index);
-    for (int j = 0; j < n; j++) fprintf(f, j ? ",%.9g" : "%.9g", (double)v[j]);
+    for (int j = 0; j < n; j++) {
+        if (j) fputc(',', f);
+        fwrite(num, 1, (size_t)fmt_f32(num, v[j]), f);
+    }
     fputs("]}\n", f);
 }
 
@@ -282,8 +289,8 @@ int cli_embed_main(int argc, char **argv) {
     eo.late_chunking = o.late;
     eo.truncate = o.truncate;
     eo.max_tokens = o.max_tokens;
-    if (eo.task == ENG_EINVAL || o.dimensions > eng_model_info(m)->n_embd) {
-        fprintf(stderr, "embed: %s\n", eo.task == ENG_EINVAL ? "unknown --task" :
+    if (eo.task == ENG_ENOTASK || o.dimensions > eng_model_info(m)->n_embd) {
+        fprintf(stderr, "embed: %s\n", eo.task == ENG_ENOTASK ? "unknown --task" :
                                                                 "--dimensions is over the model's size");
         status = 2;
         goto out;

@@ -33,6 +33,9 @@ extern atomic_int test_n_passed, test_n_failed;
  * TESTMODEL (generated model dir, default "build/testmodel"). */
 const char *test_env(const char *name, const char *def);
 
+/* A loopback TCP port that was free a moment ago (for a test server), or -1. */
+int test_free_port(void);
+
 /* Suites (one per tests/test_*.c file). */
 void test_ops(void);
 void test_safetensors(void);

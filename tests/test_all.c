@@ -3,14 +3,28 @@
  * status is non-zero if anything failed. */
 #include "tests/test.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 atomic_int test_n_passed, test_n_failed;
 
 const char *test_env(const char *name, const char *def) {
     const char *v = getenv(name);
     return v && *v ? v : def;
+}
+
+int test_free_port(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t n = sizeof(a);
+    int ok = fd >= 0 && !bind(fd, (struct sockaddr *)&a, sizeof(a)) &&
+             !getsockname(fd, (struct sockaddr *)&a, &n);
+    if (fd >= 0) close(fd);
+    return ok ? ntohs(a.sin_port) : -1;
 }
 
 static const struct {

@@ -243,7 +243,7 @@ static void check_refusals(struct fixture *fx) {
     free(big);
     CHECK(eng_task_lookup(fx->m, "retrieval.query") == 0);
     CHECK(eng_task_lookup(fx->m, "text-matching") == 4);
-    CHECK(eng_task_lookup(fx->m, "nope") == ENG_EINVAL);
+    CHECK(eng_task_lookup(fx->m, "nope") == ENG_ENOTASK);
     CHECK(eng_task_lookup(fx->m, NULL) == ENG_TASK_NONE);
 }
 

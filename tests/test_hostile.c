@@ -52,16 +52,6 @@ static double now_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static int any_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t n = sizeof(a);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) || getsockname(fd, (void *)&a, &n))
-        return -1;
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static int tcp_connect(int port) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in a = {.sin_family = AF_INET,
@@ -171,7 +161,7 @@ static bool srv_start(struct srv *s, const char *const *extra, const char *logna
     snprintf(bin, sizeof(bin), "%s/embedserve", build);
     snprintf(s->log, sizeof(s->log), "%s/%s", build, logname);
     unlink(s->log);
-    s->port = any_port();
+    s->port = test_free_port();
     snprintf(port, sizeof(port), "%d", s->port);
     const char *argv[48] = {bin,  "--model",     model,   "--host",  "127.0.0.1", "--port",
                             port, "--log-level", "debug", "--dtype", "f32"};

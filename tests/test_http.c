@@ -31,16 +31,6 @@ struct server {
     int port;
 };
 
-static int free_port(void) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t n = sizeof(a);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) || getsockname(fd, (void *)&a, &n))
-        return -1;
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 struct resp {
     long status;
     char *body;
@@ -125,7 +115,7 @@ static bool server_start(struct server *s, const char *const *extra) {
                *model = test_env("TESTMODEL", "build/testmodel");
     char bin[512], port[16], logp[512];
     snprintf(bin, sizeof(bin), "%s/embedserve", build);
-    s->port = free_port();
+    s->port = test_free_port();
     snprintf(port, sizeof(port), "%d", s->port);
     snprintf(logp, sizeof(logp), "%s/test_http_server.log", build);
     const char *argv[40] = {bin,  "--model",     model,  "--host",  "127.0.0.1", "--port",
