@@ -60,12 +60,16 @@ DEB_TEST  := $(shell cat docker/apt-test.txt)
 ENGINE_SRCS = $(wildcard engine/*.c)
 CONFIG_SRCS = $(wildcard config/*.c)
 TOK_SRCS    = tokenizer/tokenizer_spm.cc
+UTIL_SRCS   = $(wildcard util/*.c)
+PIPE_SRCS   = $(wildcard pipeline/*.c)
+CLI_SRCS    = $(wildcard cli/*.c)
 SERVER_SRCS = $(filter-out server/main.c,$(wildcard server/*.c))
 TEST_SRCS   = $(filter-out tests/loadgen.c,$(wildcard tests/*.c))
 FUZZ_TARGETS = api tokenize model
 
 obj = $(patsubst %.cc,$(BUILD)/%.o,$(patsubst %.c,$(BUILD)/%.o,$(1)))
-LIB_OBJS  = $(call obj,$(ENGINE_SRCS) $(CONFIG_SRCS) $(TOK_SRCS) $(SERVER_SRCS))
+LIB_OBJS  = $(call obj,$(ENGINE_SRCS) $(CONFIG_SRCS) $(TOK_SRCS) $(UTIL_SRCS) $(PIPE_SRCS) \
+                      $(CLI_SRCS) $(SERVER_SRCS))
 MAIN_OBJ  = $(call obj,server/main.c)
 TEST_OBJS = $(call obj,$(TEST_SRCS))
 
@@ -205,8 +209,8 @@ deps:
 print-deb-%:
 	@echo $(DEB_$*)
 
-FMT_SRCS = $(ENGINE_SRCS) $(CONFIG_SRCS) $(TOK_SRCS) $(wildcard server/*.c) $(TEST_SRCS) \
-           $(wildcard */*.h)
+FMT_SRCS = $(ENGINE_SRCS) $(CONFIG_SRCS) $(TOK_SRCS) $(UTIL_SRCS) $(PIPE_SRCS) $(CLI_SRCS) \
+           $(wildcard server/*.c) $(TEST_SRCS) $(wildcard */*.h)
 format:
 	clang-format -i $(FMT_SRCS)
 format-check:

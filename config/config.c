@@ -401,11 +401,6 @@ void cfg_usage(FILE *out, const char *prog) {
     fprintf(out, "\n  --help, --version\n");
 }
 
-const char *cfg_log_level_name(int level) {
-    static const char *names[] = {"error", "warn", "info", "debug"};
-    return level >= 0 && level < 4 ? names[level] : "?";
-}
-
 /* Appends option o's value as "name=value " to buf at *k. */
 static void describe_one(const struct cfg *c, const struct opt *o, char *buf, size_t n, size_t *k) {
     const void *f = (const char *)c + o->off;

@@ -109,7 +109,4 @@ int cfg_describe(const struct cfg *c, char *buf, size_t n);
  * What "--threads 0" means. At least 1. */
 int cfg_cpu_count(void);
 
-/* Name of a log level ("info"), for logs. */
-const char *cfg_log_level_name(int level);
-
 #endif

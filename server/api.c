@@ -3,7 +3,7 @@
  * rendered straight into a strbuf (a cJSON tree of 2048 x 1024 numbers
  * would cost more than the numbers themselves). */
 #include "server/api.h"
-#include "server/alloc.h"
+#include "util/alloc.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -13,7 +13,7 @@
 
 #include <cJSON.h>
 
-#include "server/strbuf.h"
+#include "util/strbuf.h"
 
 /* ---- the error table ----------------------------------------------------- */
 
@@ -420,8 +420,8 @@ static const char *item_text(const cJSON *it, const char *field, struct api_erro
 /* Packs the n texts (total bytes with NULs) into r->arena / r->inputs. */
 static int copy_texts(const char **texts, int n, size_t total, struct api_req *r,
                       struct api_error *e) {
-    r->arena = emb_malloc(total ? total : 1);
-    r->inputs = emb_malloc(sizeof(*r->inputs) * (size_t)n);
+    r->arena = mem_malloc(total ? total : 1);
+    r->inputs = mem_malloc(sizeof(*r->inputs) * (size_t)n);
     if (!r->arena || !r->inputs) return api_error_set(e, API_ENOMEM, NULL, NULL);
     size_t at = 0;
     for (int i = 0; i < n; i++) {
@@ -458,7 +458,7 @@ static int parse_input(const cJSON *v, const struct api_model *m, struct api_req
         return api_error_set(e, API_ETOOMANY, "input",
                              "\"input\" length %d is larger than the largest allowed size %d", n,
                              m->max_client_batch);
-    const char **texts = emb_malloc(sizeof(*texts) * (size_t)n);
+    const char **texts = mem_malloc(sizeof(*texts) * (size_t)n);
     if (!texts) return api_error_set(e, API_ENOMEM, NULL, NULL);
     size_t total = 0;
     int hard = 0, i = 0;
@@ -508,9 +508,9 @@ static cJSON *parse_body(const char *body, size_t len, struct api_error *e) {
         return NULL;
     }
     const char *end = NULL;
-    unsigned long oom0 = emb_alloc_failures();
+    unsigned long oom0 = mem_failures();
     cJSON *root = cJSON_ParseWithLengthOpts(body, len, &end, false);
-    if (!root && emb_alloc_failures() != oom0) { /* cJSON says NULL for oom too */
+    if (!root && mem_failures() != oom0) { /* cJSON says NULL for oom too */
         api_error_set(e, API_ENOMEM, NULL, NULL);
         return NULL;
     }
@@ -646,7 +646,7 @@ static void put_packed(struct strbuf *s, const float *v, int n, bool signed_form
 }
 
 static void put_base64_f32(struct strbuf *s, const float *v, int n) {
-    uint8_t *le = emb_malloc(4 * (size_t)n + 1);
+    uint8_t *le = mem_malloc(4 * (size_t)n + 1);
     if (!le) {
         s->oom = true;
         return;
@@ -686,7 +686,7 @@ static void put_usage(struct strbuf *s, int64_t n_tokens) {
 char *api_embed_render(const struct api_model *m, const struct api_req *r, const float *pooled,
                        int64_t n_tokens, size_t *len) {
     int n_embd = m->n_embd;
-    float *row = emb_malloc(sizeof(float) * (size_t)n_embd);
+    float *row = mem_malloc(sizeof(float) * (size_t)n_embd);
     struct strbuf s;
     sb_init(&s);
     if (!row) return NULL;

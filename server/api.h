@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "server/embed.h"
+#include "pipeline/embed.h"
 #include "tokenizer/tokenizer.h"
 
 /* The error table: code, value, HTTP status, OpenAI error.type, Jina code,

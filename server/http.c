@@ -22,7 +22,7 @@
  * thread (job_alive polls the socket for POLLRDHUP between passes); the job
  * is dropped and the connection resumed, and MHD then closes it. */
 #include "server/http.h"
-#include "server/alloc.h"
+#include "util/alloc.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -40,7 +40,8 @@
 #include <microhttpd.h>
 
 #include "server/api.h"
-#include "server/log.h"
+#include "util/clock.h"
+#include "util/log.h"
 
 enum phase { PH_RECEIVING = 0, PH_QUEUED, PH_DONE, PH_ANSWERED };
 
@@ -163,7 +164,7 @@ static enum MHD_Result respond_code(struct req *r, int code, const char *param, 
 
 static char *dup_str(const char *s, size_t *len) {
     *len = strlen(s);
-    return emb_strdup(s);
+    return mem_strdup(s);
 }
 
 /* ---- handlers ----------------------------------------------------------- */
@@ -289,7 +290,7 @@ static enum MHD_Result handle_embeddings(struct req *r) {
     rc = emb_plan_build(s->tok, s->model, &r->areq.opts, r->areq.inputs, r->areq.n_inputs, &r->plan,
                         &pe);
     int n_embd = s->am.n_embd;
-    if (!rc && !(r->pooled = emb_malloc(sizeof(float) * (size_t)r->plan.n_outputs * n_embd)))
+    if (!rc && !(r->pooled = mem_malloc(sizeof(float) * (size_t)r->plan.n_outputs * n_embd)))
         rc = EMB_ENOMEM;
     if (rc) {
         batcher_unreserve(s->batcher);
@@ -409,12 +410,12 @@ static void set_request_id(struct req *r) {
 /* First call: create the req and answer what needs no body. */
 static enum MHD_Result on_first_call(struct http_server *s, struct MHD_Connection *c,
                                      const char *url, const char *method, void **req_cls) {
-    struct req *r = emb_calloc(1, sizeof(*r));
+    struct req *r = mem_calloc(1, sizeof(*r));
     if (!r) return MHD_NO;
     r->s = s;
     r->conn = c;
     r->fd = -1;
-    r->t0 = batcher_now();
+    r->t0 = clock_now();
     snprintf(r->method, sizeof(r->method), "%s", method);
     snprintf(r->path, sizeof(r->path), "%s", url);
     set_request_id(r);
@@ -448,7 +449,7 @@ static void on_body(struct req *r, const char *data, size_t n) {
     }
     if (r->len + n + 1 > r->cap || !r->body) {
         size_t cap = r->cap > r->len + n + 1 ? r->cap : (r->len + n + 1) * 2;
-        char *b = emb_realloc(r->body, cap);
+        char *b = mem_realloc(r->body, cap);
         if (!b) {
             r->too_large = true; /* answered as 413 below; the log shows the cause */
             LOG_WARN("request %s: out of memory for a %zu-byte body", r->id, cap);
@@ -501,7 +502,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
         LOG_ERROR("request %s completed while queued; leaking it rather than racing", r->id);
         return;
     }
-    double ms = (batcher_now() - r->t0) * 1e3;
+    double ms = (clock_now() - r->t0) * 1e3;
     int status = r->status ? r->status : 499;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && status < 400) status = 499;
     metrics_request(s->metrics, r->route->metric, status, ms / 1e3);
@@ -632,9 +633,9 @@ void http_quiesce(struct http_server *s) {
 }
 
 bool http_wait_idle(struct http_server *s, double timeout_s) {
-    double end = batcher_now() + timeout_s;
+    double end = clock_now() + timeout_s;
     while (atomic_load(&s->active) > 0) {
-        if (batcher_now() > end) return false;
+        if (clock_now() > end) return false;
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
     }

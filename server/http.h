@@ -21,7 +21,7 @@
 
 #include "config/config.h"
 #include "engine/engine.h"
-#include "server/batcher.h"
+#include "pipeline/batcher.h"
 #include "server/metrics.h"
 #include "tokenizer/tokenizer.h"
 

@@ -25,11 +25,12 @@
 
 #include "config/config.h"
 #include "engine/engine.h"
-#include "server/alloc.h"
-#include "server/batcher.h"
-#include "server/cli.h"
+#include "util/alloc.h"
+#include "pipeline/batcher.h"
+#include "cli/cli.h"
 #include "server/http.h"
-#include "server/log.h"
+#include "util/clock.h"
+#include "util/log.h"
 #include "server/metrics.h"
 #include "tokenizer/tokenizer.h"
 
@@ -69,11 +70,20 @@ static int resolve_default_task(const struct app *a, char *err, size_t errlen) {
     return -2;
 }
 
+/* The batcher's observers: its passes and dropped jobs go to the metrics. */
+static void count_pass(void *arg, int n_seqs, int n_requests, int n_tokens, double seconds) {
+    metrics_batch(arg, n_seqs, n_requests, n_tokens, seconds);
+}
+
+static void count_drop(void *arg) {
+    metrics_dropped(arg);
+}
+
 /* Loads tokenizer and model, starts the batcher and attaches them. */
 static int load_engine(struct app *a) {
     char err[512], path[4096];
     const struct cfg *c = &a->cfg;
-    double t0 = batcher_now();
+    double t0 = clock_now();
     snprintf(path, sizeof(path), "%s/sentencepiece.bpe.model", c->model_dir);
     if (!(a->tok = tok_open(path, err, sizeof(err)))) return fail("cannot load the tokenizer", err);
     struct eng_params p = eng_params_defaults();
@@ -96,7 +106,11 @@ static int load_engine(struct app *a) {
     if (task == -2) return fail("bad settings", err);
     struct eng_ctx *ctx = eng_ctx_new(a->model, &p, err, sizeof(err));
     if (!ctx) return fail("cannot create the engine context", err);
-    struct batcher_params bp = {c->max_batch_tokens, c->max_queue, a->metrics};
+    struct batcher_params bp = {.max_batch_tokens = c->max_batch_tokens,
+                                .max_queue = c->max_queue,
+                                .on_pass = count_pass,
+                                .on_drop = count_drop,
+                                .observer_arg = a->metrics};
     if (!(a->batcher = batcher_new(ctx, &bp, err, sizeof(err))))
         return fail("cannot start the batcher", err);
     if (http_attach_engine(a->http, a->tok, a->model, a->batcher, task, max_in))
@@ -104,7 +118,7 @@ static int load_engine(struct app *a) {
     LOG_INFO("ready: model %s (n_embd %d, %d layers, %d tasks, %s) loaded in %.2f s, %d engine "
              "threads, context %d tokens",
              c->model_dir, in->n_embd, in->n_layer, in->n_tasks, eng_dtype_name(in->dtype),
-             batcher_now() - t0, p.n_threads, p.max_batch_tokens);
+             clock_now() - t0, p.n_threads, p.max_batch_tokens);
     return 0;
 }
 
@@ -122,7 +136,7 @@ static void shutdown_all(struct app *a) {
 }
 
 int main(int argc, char **argv) {
-    emb_alloc_install_cjson(); /* request JSON allocates through emb_malloc (alloc.h) */
+    mem_install_cjson(); /* request JSON allocates through mem_malloc (alloc.h) */
     if (argc > 1 && !strcmp(argv[1], "embed")) return cli_embed_main(argc - 1, argv + 1);
     struct app a;
     memset(&a, 0, sizeof(a));

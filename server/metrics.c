@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/strbuf.h"
+#include "util/strbuf.h"
 
 #define MAX_BUCKETS 16
 

@@ -12,7 +12,7 @@
 
 #include "config/config.h"
 #include "server/api.h"
-#include "server/strbuf.h"
+#include "util/strbuf.h"
 
 /* ---- fmt_f32 -------------------------------------------------------------- */
 

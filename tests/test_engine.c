@@ -13,7 +13,7 @@
 #include "tests/test.h"
 
 #include "engine/gemm.h"
-#include "server/embed.h"
+#include "pipeline/embed.h"
 
 #include <cJSON.h>
 #include <stdlib.h>

@@ -21,8 +21,8 @@
 #include <cJSON.h>
 #include <curl/curl.h>
 
-#include "server/embed.h"
-#include "server/strbuf.h"
+#include "pipeline/embed.h"
+#include "util/strbuf.h"
 
 /* ---- the server process ------------------------------------------------ */
 

@@ -20,9 +20,9 @@
 
 #include <cJSON.h>
 
-#include "server/alloc.h"
+#include "util/alloc.h"
 #include "server/api.h"
-#include "server/embed.h"
+#include "pipeline/embed.h"
 
 struct pipe {
     tok *t;
@@ -52,7 +52,7 @@ static int run_request(struct pipe *P, bool tokenize, const char *body, char **o
     struct emb_error pe;
     rc = emb_plan_build(P->t, P->m, &r.opts, r.inputs, r.n_inputs, &plan, &pe);
     if (!rc && !tokenize &&
-        !(pooled = emb_malloc(sizeof(float) * (size_t)plan.n_outputs * (size_t)P->am.n_embd)))
+        !(pooled = mem_malloc(sizeof(float) * (size_t)plan.n_outputs * (size_t)P->am.n_embd)))
         rc = EMB_ENOMEM;
     if (!rc && !tokenize) rc = emb_plan_run(P->c, &plan, pooled);
     if (rc) {
@@ -109,14 +109,14 @@ static const struct oom_case {
 static void oom_loop(struct pipe *P, const struct oom_case *c, bool sticky) {
     int n_fail_runs = 0, bad = 0;
     for (long n = 1; n < 100000; n++) {
-        unsigned long f0 = emb_alloc_failures();
-        emb_alloc_fail_at(n, sticky);
+        unsigned long f0 = mem_failures();
+        mem_fail_at(n, sticky);
         char *out;
         size_t len;
         int st = run_request(P, c->tokenize, c->body, &out, &len);
-        emb_alloc_fail_at(0, 0);
+        mem_fail_at(0, 0);
         int rows = check_body(c->name, st, out, len);
-        if (emb_alloc_failures() == f0) { /* nothing failed: the normal answer */
+        if (mem_failures() == f0) { /* nothing failed: the normal answer */
             CHECKM(st == c->status && rows == c->rows, "%s: without faults %d (%d rows)", c->name,
                    st, rows);
             break;
@@ -147,7 +147,7 @@ void test_oom(void) {
     P.c = P.m ? eng_ctx_new(P.m, &p, err, sizeof(err)) : NULL;
     CHECKM(P.c != NULL, "oom: cannot open the test model: %s", err);
     if (!P.c) goto out;
-    emb_alloc_install_cjson(); /* as main() does */
+    mem_install_cjson(); /* as main() does */
     const struct eng_info *in = eng_model_info(P.m);
     P.names[0] = "jina-embeddings-v3";
     P.am = (struct api_model){.names = P.names,

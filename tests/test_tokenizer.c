@@ -5,7 +5,7 @@
  * is checked against the sentencepiece model directly. */
 #include "tests/test.h"
 
-#include "server/embed.h"
+#include "pipeline/embed.h"
 #include "tokenizer/tokenizer.h"
 
 #include <pthread.h>

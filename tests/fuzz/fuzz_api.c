@@ -13,7 +13,7 @@
 
 #include <cJSON.h>
 
-#include "server/alloc.h"
+#include "util/alloc.h"
 #include "server/api.h"
 
 #define N_EMBD 24
@@ -24,7 +24,7 @@ static const char *const tasks[] = {"retrieval.query", "retrieval.passage", "sep
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;
-    emb_alloc_install_cjson();
+    mem_install_cjson();
     return 0;
 }
 

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "engine/engine_impl.h"
-#include "server/alloc.h"
+#include "util/alloc.h"
 
 static char g_dir[256];     /* config.json + a link to the real safetensors */
 static char g_st_path[300]; /* the fuzzed safetensors */
@@ -31,7 +31,7 @@ static void cleanup(void) {
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;
-    emb_alloc_install_cjson();
+    mem_install_cjson();
     const char *tmp = getenv("TMPDIR");
     snprintf(g_dir, sizeof(g_dir), "%s/fuzz_model.XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(g_dir)) {

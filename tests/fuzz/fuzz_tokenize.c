@@ -15,9 +15,9 @@
 
 #include <cJSON.h>
 
-#include "server/alloc.h"
+#include "util/alloc.h"
 #include "server/api.h"
-#include "server/embed.h"
+#include "pipeline/embed.h"
 
 static tok *g_tok;
 static struct eng_model *g_model;
@@ -25,7 +25,7 @@ static struct eng_model *g_model;
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;
     char path[4096], err[512];
-    emb_alloc_install_cjson();
+    mem_install_cjson();
     snprintf(path, sizeof(path), "%s/sentencepiece.bpe.model", fuzz_model_dir());
     struct eng_params p = eng_params_defaults();
     p.dtype = ENG_DTYPE_F32;

@@ -8,8 +8,8 @@
  * mutable global besides the stop flag (STYLE 2.5); each line is written with
  * a single fputs on a locked stream, so lines never interleave.
  */
-#ifndef EMB_SERVER_LOG_H
-#define EMB_SERVER_LOG_H
+#ifndef EMB_UTIL_LOG_H
+#define EMB_UTIL_LOG_H
 
 #include <stdatomic.h>
 

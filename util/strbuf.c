@@ -14,8 +14,8 @@
  * or > 1e22, rare in embeddings) take a slow snprintf/strtof loop. Having a
  * k-digit decimal inside implies having a (k+1)-digit one, so the search
  * stops at the first k that fails. */
-#include "server/strbuf.h"
-#include "server/alloc.h"
+#include "util/strbuf.h"
+#include "util/alloc.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -38,7 +38,7 @@ int sb_reserve(struct strbuf *s, size_t extra) {
     size_t cap = s->cap ? s->cap : 256;
     while (cap < s->len + extra + 1)
         cap *= 2;
-    char *b = emb_realloc(s->buf, cap);
+    char *b = mem_realloc(s->buf, cap);
     if (!b) {
         s->oom = true;
         return -1;

@@ -6,10 +6,11 @@
  * lines of one document are its chunks, and a blank line starts the next
  * document. A progress bar goes to stderr when it is a terminal.
  */
-#include "server/cli.h"
+#include "cli/cli.h"
 #include "config/config.h"
-#include "server/embed.h"
-#include "server/strbuf.h"
+#include "pipeline/embed.h"
+#include "util/clock.h"
+#include "util/strbuf.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -126,16 +127,10 @@ static void write_vec(FILE *f, int32_t index, const float *v, int n) {
     fputs("]}\n", f);
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void progress(int32_t done, int32_t total, long tokens, double t0) {
     if (!isatty(2) || total <= 0) return;
     int w = 30, fill = (int)((long)w * done / total);
-    double dt = now_s() - t0;
+    double dt = clock_now() - t0;
     fprintf(stderr, "\r[%.*s%*s] %d/%d texts  %.0f tok/s", fill, "##############################",
             w - fill, "", done, total, dt > 0 ? tokens / dt : 0.0);
     if (done == total) fputc('\n', stderr);
@@ -239,7 +234,7 @@ static int parse_opts(int argc, char **argv, struct cli_opts *o) {
 static int run_all(const tok *tk, const struct eng_model *m, struct eng_ctx *c,
                    const struct emb_opts *eo, const struct texts *t, FILE *out) {
     long tokens = 0;
-    double t0 = now_s();
+    double t0 = clock_now();
     int32_t i = 0;
     while (i < t->n) {
         int32_t n = 0;

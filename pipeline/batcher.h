@@ -21,16 +21,15 @@
  * thread that runs startup and shutdown (main). done() and alive() run on
  * the engine thread and must not block for long.
  */
-#ifndef EMB_SERVER_BATCHER_H
-#define EMB_SERVER_BATCHER_H
+#ifndef EMB_PIPELINE_BATCHER_H
+#define EMB_PIPELINE_BATCHER_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "engine/engine.h"
-#include "server/embed.h"
-#include "server/metrics.h"
+#include "pipeline/embed.h"
 
 /* Job status / reserve results. */
 #define BATCHER_OK        0
@@ -64,7 +63,11 @@ struct batcher_job {
 struct batcher_params {
     int max_batch_tokens;    /* token budget of a pass (a longer single sequence runs alone) */
     int max_queue;           /* admitted requests before BATCHER_EFULL */
-    struct metrics *metrics; /* borrowed; may be NULL */
+    /* Observers, called on the engine thread (may be NULL; must not block):
+     * after each pass, and for each job dropped because its client left. */
+    void (*on_pass)(void *arg, int n_seqs, int n_requests, int n_tokens, double seconds);
+    void (*on_drop)(void *arg);
+    void *observer_arg;
 };
 
 struct batcher;
@@ -99,8 +102,5 @@ void batcher_drain(struct batcher *b, double timeout_s);
 /* Stops and joins the engine thread and frees the context. Call after
  * batcher_drain. Accepts NULL. */
 void batcher_free(struct batcher *b);
-
-/* Monotonic clock in seconds (for the timings above). */
-double batcher_now(void);
 
 #endif

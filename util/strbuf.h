@@ -8,8 +8,8 @@
  * Thread-safety: a strbuf belongs to one thread at a time; the free
  * functions (fmt_f32, b64_*) are pure and thread-safe.
  */
-#ifndef EMB_SERVER_STRBUF_H
-#define EMB_SERVER_STRBUF_H
+#ifndef EMB_UTIL_STRBUF_H
+#define EMB_UTIL_STRBUF_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,5 +1,5 @@
 /* log.c -- see log.h. */
-#include "server/log.h"
+#include "util/log.h"
 
 #include <stdarg.h>
 #include <stdio.h>

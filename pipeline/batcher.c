@@ -18,7 +18,7 @@
  * `idle` until `admitted` reaches 0; on timeout it sets `fail_all`, and the
  * engine thread completes everything not yet run with BATCHER_ESHUTDOWN
  * after its current pass. batcher_free then sets `stop` and joins. */
-#include "server/batcher.h"
+#include "pipeline/batcher.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -26,7 +26,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "server/log.h"
+#include "util/clock.h"
+#include "util/log.h"
 
 struct batcher {
     struct eng_ctx *ctx; /* engine thread only (after batcher_new) */
@@ -49,12 +50,6 @@ struct batcher {
     int cap_seqs;
     int pass_no;
 };
-
-double batcher_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 int batcher_reserve(struct batcher *b) {
     int rc = BATCHER_OK;
@@ -81,7 +76,7 @@ void batcher_unreserve(struct batcher *b) {
 
 void batcher_submit(struct batcher *b, struct batcher_job *j) {
     j->status = BATCHER_OK;
-    j->t_submit = batcher_now();
+    j->t_submit = clock_now();
     j->t_start = j->t_end = 0;
     j->n_passes = j->next_seq = j->seqs_done = 0;
     j->last_pass = -1;
@@ -115,7 +110,7 @@ bool batcher_saturated(struct batcher *b) {
 /* Engine thread: hands j back to its submitter. j must be unlinked. */
 static void finish(struct batcher *b, struct batcher_job *j, int status) {
     if (status && !j->status) j->status = status;
-    j->t_end = batcher_now();
+    j->t_end = clock_now();
     if (j->n_passes == 0) {
         pthread_mutex_lock(&b->mu);
         b->waiting--;
@@ -185,7 +180,7 @@ static bool take_seqs(struct batcher *b, struct batcher_job *j, int *n, long *to
         if (j->last_pass != b->pass_no) {
             j->last_pass = b->pass_no;
             if (j->n_passes++ == 0) {
-                j->t_start = batcher_now();
+                j->t_start = clock_now();
                 pthread_mutex_lock(&b->mu);
                 b->waiting--;
                 pthread_mutex_unlock(&b->mu);
@@ -216,7 +211,7 @@ static void drop_gone(struct batcher *b) {
     for (struct batcher_job *j = b->active; j; j = j->next) {
         if (j->status == BATCHER_OK && j->alive && !j->alive(j)) {
             j->status = BATCHER_EGONE;
-            if (b->p.metrics) metrics_dropped(b->p.metrics);
+            if (b->p.on_drop) b->p.on_drop(b->p.observer_arg);
         }
     }
 }
@@ -234,15 +229,15 @@ static void run_pass(struct batcher *b) {
         if (!more) break;
     }
     if (n == 0) return;
-    double t0 = batcher_now();
+    double t0 = clock_now();
     int rc = eng_encode(b->ctx, b->seqs, n);
-    double dt = batcher_now() - t0;
+    double dt = clock_now() - t0;
     if (rc) LOG_ERROR("eng_encode failed (%d) on a pass of %d sequences, %ld tokens", rc, n, toks);
     for (int i = 0; i < n; i++) {
         b->owner[i]->seqs_done++;
         if (rc) b->owner[i]->status = BATCHER_EENGINE;
     }
-    if (b->p.metrics) metrics_batch(b->p.metrics, n, n_req, (int)toks, dt);
+    if (b->p.on_pass) b->p.on_pass(b->p.observer_arg, n, n_req, (int)toks, dt);
     LOG_DEBUG("pass %d: %d sequences from %d requests, %ld tokens, %.1f ms", b->pass_no, n, n_req,
               toks, dt * 1e3);
 }

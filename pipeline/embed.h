@@ -14,8 +14,8 @@
  * thread-safe (tokenisation runs on HTTP threads); emb_plan_run uses the
  * engine context and so belongs to the thread that owns it.
  */
-#ifndef EMB_EMBED_H
-#define EMB_EMBED_H
+#ifndef EMB_PIPELINE_EMBED_H
+#define EMB_PIPELINE_EMBED_H
 
 #include <stdbool.h>
 #include <stddef.h>

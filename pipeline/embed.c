@@ -1,6 +1,6 @@
 /* embed.c -- texts -> model sequences -> pooled vectors (see embed.h). */
-#include "server/embed.h"
-#include "server/alloc.h"
+#include "pipeline/embed.h"
+#include "util/alloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +17,7 @@ static int32_t encode_prefixed(const tok *t, const char *prefix, const struct em
                                int32_t **ids) {
     size_t pl = strlen(prefix);
     if (!pl) return tok_encode_alloc(t, x->s, x->len, ids);
-    char *buf = emb_malloc(pl + x->len + 1);
+    char *buf = mem_malloc(pl + x->len + 1);
     if (!buf) return TOK_EFAIL;
     memcpy(buf, prefix, pl);
     if (x->len) memcpy(buf + pl, x->s, x->len);
@@ -29,7 +29,7 @@ static int32_t encode_prefixed(const tok *t, const char *prefix, const struct em
 
 /* ids = <s> + body[0..n_body) + </s> */
 static int32_t *wrap_ids(const int32_t *body, int32_t n_body) {
-    int32_t *ids = emb_malloc(sizeof(int32_t) * ((size_t)n_body + 2));
+    int32_t *ids = mem_malloc(sizeof(int32_t) * ((size_t)n_body + 2));
     if (!ids) return NULL;
     ids[0] = TOK_BOS;
     if (n_body) memcpy(ids + 1, body, sizeof(int32_t) * (size_t)n_body);
@@ -72,8 +72,8 @@ static int build_ordinary(const tok *t, const char *prefix, const struct emb_opt
 static int build_late(const tok *t, const char *prefix, const struct emb_opts *o,
                       const struct emb_text *texts, int32_t n, struct emb_plan *plan,
                       struct emb_error *e) {
-    int32_t **parts = emb_calloc((size_t)n + 1, sizeof(*parts));
-    int32_t *lens = emb_calloc((size_t)n + 1, sizeof(*lens));
+    int32_t **parts = mem_calloc((size_t)n + 1, sizeof(*parts));
+    int32_t *lens = mem_calloc((size_t)n + 1, sizeof(*lens));
     int rc = EMB_ENOMEM;
     int64_t total = 2;
     if (!parts || !lens) goto out;
@@ -97,8 +97,8 @@ static int build_late(const tok *t, const char *prefix, const struct emb_opts *o
     }
     struct emb_seq *s = &plan->seqs[0];
     plan->n_seqs = 1; /* from here emb_plan_deinit frees what was allocated */
-    s->ids = emb_malloc(sizeof(int32_t) * (size_t)total);
-    s->spans = emb_malloc(sizeof(int32_t) * 2 * (size_t)n);
+    s->ids = mem_malloc(sizeof(int32_t) * (size_t)total);
+    s->spans = mem_malloc(sizeof(int32_t) * 2 * (size_t)n);
     if (!s->ids || !s->spans) goto out;
     int32_t at = 0;
     s->ids[at++] = TOK_BOS;
@@ -134,7 +134,7 @@ int emb_plan_build(const tok *t, const struct eng_model *m, const struct emb_opt
     if (o->task != ENG_TASK_NONE && (o->task < 0 || o->task >= in->n_tasks)) return EMB_EENGINE;
     const char *prefix = o->task == ENG_TASK_NONE ? "" : in->task_prefix[o->task];
     plan->n_outputs = n_texts;
-    plan->seqs = emb_calloc(o->late_chunking ? 1 : (size_t)n_texts, sizeof(*plan->seqs));
+    plan->seqs = mem_calloc(o->late_chunking ? 1 : (size_t)n_texts, sizeof(*plan->seqs));
     if (!plan->seqs) return EMB_ENOMEM;
     if (o->max_tokens < 2) {
         *e = (struct emb_error){0, 2, o->max_tokens};
@@ -156,7 +156,7 @@ void emb_plan_deinit(struct emb_plan *plan) {
 int emb_plan_run(struct eng_ctx *c, const struct emb_plan *plan, float *pooled) {
     int cap = eng_ctx_capacity(c), n_embd = eng_model_info(eng_ctx_model(c))->n_embd;
     if (plan->n_seqs == 0) return 0;
-    struct eng_seq *batch = emb_malloc(sizeof(*batch) * (size_t)plan->n_seqs);
+    struct eng_seq *batch = mem_malloc(sizeof(*batch) * (size_t)plan->n_seqs);
     if (!batch) return EMB_ENOMEM;
     int rc = 0;
     for (int32_t i = 0; i < plan->n_seqs && rc == 0;) {
