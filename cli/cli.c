@@ -41,7 +41,8 @@ static void usage(FILE *f) {
             "  --model DIR            model directory (config.json, model.safetensors,\n"
             "                         sentencepiece.bpe.model)\n"
             "  --task T               retrieval.query | retrieval.passage | separation |\n"
-            "                         classification | text-matching (default: none)\n"
+            "                         classification | text-matching, or an alias: query,\n"
+            "                         passage, document, clustering (default: none)\n"
             "  --dimensions N         Matryoshka size, 1..hidden (default: full)\n"
             "  --no-normalize         output the raw mean-pooled vector\n"
             "  --late-chunking        lines are chunks of one document; a blank line\n"
@@ -157,10 +158,9 @@ static int run_group(const tok *tk, const struct eng_model *m, struct eng_ctx *c
     int H = eng_model_info(m)->n_embd, rc;
     struct emb_text *in = malloc(sizeof(*in) * (size_t)(n ? n : 1));
     float *pooled = malloc(sizeof(float) * (size_t)H * (size_t)(n ? n : 1));
-    float *v = malloc(sizeof(float) * (size_t)H);
     struct emb_plan plan = {0};
     struct emb_error e;
-    if (!in || !pooled || !v) {
+    if (!in || !pooled) {
         rc = EMB_ENOMEM;
         goto out;
     }
@@ -171,16 +171,14 @@ static int run_group(const tok *tk, const struct eng_model *m, struct eng_ctx *c
         report_error(rc, &e, first);
         goto out;
     }
-    for (int32_t i = 0; i < n; i++) {
-        int d = emb_output(o, H, pooled + (size_t)i * H, v);
-        write_vec(out, first + i, v, d);
-    }
+    int d = emb_finish(o, H, pooled, n); /* the numbers are final before printing */
+    for (int32_t i = 0; i < n; i++)
+        write_vec(out, first + i, pooled + (size_t)i * d, d);
     *tokens += plan.n_tokens;
 out:
     emb_plan_deinit(&plan);
     free(in);
     free(pooled);
-    free(v);
     return rc;
 }
 
@@ -256,15 +254,14 @@ static int run_all(const tok *tk, const struct eng_model *m, struct eng_ctx *c,
 int cli_embed_main(int argc, char **argv) {
     struct cli_opts o;
     if (parse_opts(argc, argv, &o) != 0) return 2;
-    char err[512], path[4096];
+    char err[512];
     struct texts t = {0};
     tok *tk = NULL;
     struct eng_model *m = NULL;
     struct eng_ctx *c = NULL;
     FILE *in = stdin, *out = stdout;
     int status = 1;
-    snprintf(path, sizeof(path), "%s/sentencepiece.bpe.model", o.model_dir);
-    if (!(tk = tok_open(path, err, sizeof(err)))) {
+    if (!(tk = tok_open_dir(o.model_dir, err, sizeof(err)))) {
         fprintf(stderr, "embed: %s\n  (XLM-RoBERTa's sentencepiece.bpe.model comes from the "
                         "FacebookAI/xlm-roberta-large repository; see README)\n", err);
         goto out;
@@ -278,15 +275,20 @@ int cli_embed_main(int argc, char **argv) {
         goto out;
     }
     struct emb_opts eo = emb_opts_defaults();
-    eo.task = o.task && strcmp(o.task, "none") ? eng_task_lookup(m, o.task) : ENG_TASK_NONE;
+    char why[400] = "";
+    eo.task = o.task && strcmp(o.task, "none")
+                  ? eng_task_resolve(eng_model_info(m), o.task, why, sizeof(why))
+                  : ENG_TASK_NONE;
     eo.dimensions = o.dimensions;
     eo.normalized = o.normalized;
     eo.late_chunking = o.late;
     eo.truncate = o.truncate;
     eo.max_tokens = o.max_tokens;
     if (eo.task == ENG_ENOTASK || o.dimensions > eng_model_info(m)->n_embd) {
-        fprintf(stderr, "embed: %s\n", eo.task == ENG_ENOTASK ? "unknown --task" :
-                                                                "--dimensions is over the model's size");
+        if (eo.task == ENG_ENOTASK)
+            fprintf(stderr, "embed: unknown --task: %s\n", why);
+        else
+            fprintf(stderr, "embed: --dimensions is over the model's size\n");
         status = 2;
         goto out;
     }

@@ -108,6 +108,14 @@ const struct eng_info *eng_model_info(const struct eng_model *m);
  * for NULL, or ENG_ENOTASK for an unknown name. Thread-safe. */
 int eng_task_lookup(const struct eng_model *m, const char *name);
 
+/* Adapter index of a task name or one of its aliases ("query" ->
+ * retrieval.query, "passage" and "document" -> retrieval.passage,
+ * "clustering" -> separation): ENG_TASK_NONE for NULL, ENG_ENOTASK for an
+ * unknown name, with a message listing the valid names written to
+ * err[errlen] (err may be NULL). The one place task names are resolved, for
+ * the server and the CLI alike. Thread-safe; `in` is borrowed for the call. */
+int eng_task_resolve(const struct eng_info *in, const char *name, char *err, size_t errlen);
+
 /* Bytes of weights held in memory (excluding the mapped file), for logs. */
 size_t eng_model_weight_bytes(const struct eng_model *m);
 

@@ -525,3 +525,30 @@ int eng_task_lookup(const struct eng_model *m, const char *name) {
 size_t eng_model_weight_bytes(const struct eng_model *m) {
     return m->arena_floats * sizeof(float) + m->wmat_bytes;
 }
+
+/* ---- task names and aliases ---------------------------------------------- */
+
+/* Short names clients and operators use for the jina-embeddings-v3 tasks. */
+static const char *const task_aliases[][2] = {
+    {"query", "retrieval.query"},
+    {"passage", "retrieval.passage"},
+    {"document", "retrieval.passage"},
+    {"clustering", "separation"},
+};
+
+int eng_task_resolve(const struct eng_info *in, const char *name, char *err, size_t errlen) {
+    if (!name) return ENG_TASK_NONE;
+    const char *canon = name;
+    for (size_t i = 0; i < sizeof(task_aliases) / sizeof(task_aliases[0]); i++)
+        if (!strcmp(name, task_aliases[i][0])) canon = task_aliases[i][1];
+    for (int t = 0; t < in->n_tasks; t++)
+        if (!strcmp(in->task_name[t], canon)) return t;
+    if (err && errlen) {
+        int k = snprintf(err, errlen, "unknown task '%.100s'; valid tasks:", name);
+        for (int t = 0; t < in->n_tasks && k < (int)errlen; t++)
+            k += snprintf(err + k, errlen - (size_t)k, "%s %s", t ? "," : "", in->task_name[t]);
+        if (k < (int)errlen) snprintf(err + k, errlen - (size_t)k, " (aliases: query, passage, "
+                                                                  "document, clustering)");
+    }
+    return ENG_ENOTASK;
+}

@@ -153,41 +153,37 @@ static int grow_pass(struct batcher *b, int need) {
     return 0;
 }
 
-/* Appends job j's sequences to the pass while they fit. Returns false when
- * the pass is full. */
+/* Appends job j's sequences to the pass while they fit (emb_pass_take).
+ * Returns false when the pass is full. */
 static bool take_seqs(struct batcher *b, struct batcher_job *j, int *n, long *toks) {
     const struct emb_plan *pl = j->plan;
-    int cap = eng_ctx_capacity(b->ctx);
-    while (j->next_seq < pl->n_seqs) {
-        const struct emb_seq *s = &pl->seqs[j->next_seq];
-        if (s->n_ids > cap) { /* cannot happen with consistent limits; fail, don't crash */
-            LOG_ERROR("sequence of %d tokens exceeds the context capacity %d", s->n_ids, cap);
-            j->status = BATCHER_EENGINE;
-            return true;
-        }
-        if (*n > 0 && *toks + s->n_ids > b->p.max_batch_tokens) return false;
-        if (grow_pass(b, *n + 1)) {
-            j->status = BATCHER_EENGINE;
-            return false;
-        }
-        b->seqs[*n] = (struct eng_seq){s->ids,   s->n_ids,
-                                       s->task,  s->spans ? s->n_out : 0,
-                                       s->spans, j->pooled + (size_t)s->first_out * b->n_embd};
-        b->owner[*n] = j;
-        (*n)++;
-        *toks += s->n_ids;
-        j->next_seq++;
-        if (j->last_pass != b->pass_no) {
-            j->last_pass = b->pass_no;
-            if (j->n_passes++ == 0) {
-                j->t_start = clock_now();
-                pthread_mutex_lock(&b->mu);
-                b->waiting--;
-                pthread_mutex_unlock(&b->mu);
-            }
+    if (grow_pass(b, *n + (pl->n_seqs - j->next_seq))) {
+        j->status = BATCHER_ENOMEM;
+        return false;
+    }
+    struct emb_pass p = {b->seqs, b->cap_seqs, *n, *toks, b->p.max_batch_tokens,
+                         eng_ctx_capacity(b->ctx)};
+    int before = *n;
+    int rc = emb_pass_take(&p, pl, &j->next_seq, j->pooled, b->n_embd);
+    if (rc == EMB_EENGINE) { /* cannot happen with consistent limits; fail, don't crash */
+        LOG_ERROR("sequence of %d tokens exceeds the context capacity %d",
+                  pl->seqs[j->next_seq].n_ids, p.capacity);
+        j->status = BATCHER_EENGINE;
+    }
+    for (int i = before; i < p.n; i++)
+        b->owner[i] = j;
+    *n = p.n;
+    *toks = p.tokens;
+    if (p.n > before && j->last_pass != b->pass_no) {
+        j->last_pass = b->pass_no;
+        if (j->n_passes++ == 0) {
+            j->t_start = clock_now();
+            pthread_mutex_lock(&b->mu);
+            b->waiting--;
+            pthread_mutex_unlock(&b->mu);
         }
     }
-    return true;
+    return rc != 0;
 }
 
 /* Unlinks and finishes every job that is complete, failed or gone. */
@@ -235,7 +231,7 @@ static void run_pass(struct batcher *b) {
     if (rc) LOG_ERROR("eng_encode failed (%d) on a pass of %d sequences, %ld tokens", rc, n, toks);
     for (int i = 0; i < n; i++) {
         b->owner[i]->seqs_done++;
-        if (rc) b->owner[i]->status = BATCHER_EENGINE;
+        if (rc) b->owner[i]->status = rc == ENG_ENOMEM ? BATCHER_ENOMEM : BATCHER_EENGINE;
     }
     if (b->p.on_pass) b->p.on_pass(b->p.observer_arg, n, n_req, (int)toks, dt);
     LOG_DEBUG("pass %d: %d sequences from %d requests, %ld tokens, %.1f ms", b->pass_no, n, n_req,

@@ -28,12 +28,12 @@ static int32_t encode_prefixed(const tok *t, const char *prefix, const struct em
 }
 
 /* ids = <s> + body[0..n_body) + </s> */
-static int32_t *wrap_ids(const int32_t *body, int32_t n_body) {
+static int32_t *wrap_ids(const tok *t, const int32_t *body, int32_t n_body) {
     int32_t *ids = mem_malloc(sizeof(int32_t) * ((size_t)n_body + 2));
     if (!ids) return NULL;
-    ids[0] = TOK_BOS;
+    ids[0] = tok_bos(t);
     if (n_body) memcpy(ids + 1, body, sizeof(int32_t) * (size_t)n_body);
-    ids[n_body + 1] = TOK_EOS;
+    ids[n_body + 1] = tok_eos(t);
     return ids;
 }
 
@@ -54,7 +54,7 @@ static int build_ordinary(const tok *t, const char *prefix, const struct emb_opt
             nb = o->max_tokens - 2; /* keep </s>: cut the body */
         }
         struct emb_seq *s = &plan->seqs[plan->n_seqs];
-        s->ids = wrap_ids(body, nb);
+        s->ids = wrap_ids(t, body, nb);
         free(body);
         if (!s->ids) return EMB_ENOMEM;
         s->n_ids = nb + 2;
@@ -101,14 +101,14 @@ static int build_late(const tok *t, const char *prefix, const struct emb_opts *o
     s->spans = mem_malloc(sizeof(int32_t) * 2 * (size_t)n);
     if (!s->ids || !s->spans) goto out;
     int32_t at = 0;
-    s->ids[at++] = TOK_BOS;
+    s->ids[at++] = tok_bos(t);
     for (int32_t i = 0; i <= n; i++) {
         if (i > 0) s->spans[2 * (i - 1)] = i == 1 ? 0 : at; /* first span from <s> */
         if (lens[i]) memcpy(s->ids + at, parts[i], sizeof(int32_t) * (size_t)lens[i]);
         at += lens[i];
         if (i > 0) s->spans[2 * (i - 1) + 1] = at;
     }
-    s->ids[at++] = TOK_EOS;
+    s->ids[at++] = tok_eos(t);
     s->spans[2 * (n - 1) + 1] = at; /* last span takes </s> */
     s->n_ids = at;
     s->task = o->task;
@@ -153,26 +153,36 @@ void emb_plan_deinit(struct emb_plan *plan) {
     memset(plan, 0, sizeof(*plan));
 }
 
+int emb_pass_take(struct emb_pass *p, const struct emb_plan *plan, int32_t *next, float *pooled,
+                  int n_embd) {
+    while (*next < plan->n_seqs) {
+        const struct emb_seq *s = &plan->seqs[*next];
+        if (s->n_ids > p->capacity) return EMB_EENGINE; /* the caller's limits are wrong */
+        if (p->n > 0 && p->tokens + s->n_ids > p->budget) return 0;
+        if (p->n == p->cap) return 0;
+        p->seqs[p->n++] = (struct eng_seq){s->ids,   s->n_ids,
+                                           s->task,  s->spans ? s->n_out : 0,
+                                           s->spans, pooled + (size_t)s->first_out * n_embd};
+        p->tokens += s->n_ids;
+        (*next)++;
+    }
+    return 1;
+}
+
 int emb_plan_run(struct eng_ctx *c, const struct emb_plan *plan, float *pooled) {
     int cap = eng_ctx_capacity(c), n_embd = eng_model_info(eng_ctx_model(c))->n_embd;
     if (plan->n_seqs == 0) return 0;
     struct eng_seq *batch = mem_malloc(sizeof(*batch) * (size_t)plan->n_seqs);
     if (!batch) return EMB_ENOMEM;
     int rc = 0;
-    for (int32_t i = 0; i < plan->n_seqs && rc == 0;) {
+    for (int32_t next = 0; next < plan->n_seqs && rc == 0;) {
         /* greedy, in order: as many sequences as fit the context's capacity */
-        int32_t nb = 0;
-        long tokens = 0;
-        while (i + nb < plan->n_seqs && tokens + plan->seqs[i + nb].n_ids <= cap) {
-            const struct emb_seq *s = &plan->seqs[i + nb];
-            batch[nb] = (struct eng_seq){s->ids, s->n_ids, s->task, s->spans ? s->n_out : 0,
-                                         s->spans, pooled + (size_t)s->first_out * n_embd};
-            tokens += s->n_ids;
-            nb++;
+        struct emb_pass p = {batch, plan->n_seqs, 0, 0, cap, cap};
+        rc = emb_pass_take(&p, plan, &next, pooled, n_embd);
+        if (rc >= 0) {
+            int erc = eng_encode(c, p.seqs, p.n);
+            rc = erc == 0 ? 0 : erc == ENG_ENOMEM ? EMB_ENOMEM : EMB_EENGINE;
         }
-        /* nb == 0: one sequence is over capacity, the caller's limits are wrong */
-        rc = nb == 0 ? EMB_EENGINE : eng_encode(c, batch, nb) == 0 ? 0 : EMB_EENGINE;
-        i += nb;
     }
     free(batch);
     return rc;
@@ -180,4 +190,11 @@ int emb_plan_run(struct eng_ctx *c, const struct emb_plan *plan, float *pooled) 
 
 int emb_output(const struct emb_opts *o, int n_embd, const float *pooled_row, float *out) {
     return eng_embd_finish(pooled_row, n_embd, o->dimensions, o->normalized, out);
+}
+
+int emb_finish(const struct emb_opts *o, int n_embd, float *vecs, int32_t n) {
+    int dims = n_embd;
+    for (int32_t i = 0; i < n; i++) /* row i moves down to i * dims: never ahead of its source */
+        dims = emb_output(o, n_embd, vecs + (size_t)i * n_embd, vecs + (size_t)i * dims);
+    return n > 0 ? dims : (o->dimensions > 0 && o->dimensions < n_embd ? o->dimensions : n_embd);
 }

@@ -1,4 +1,5 @@
-/* embed.h -- from texts to embeddings: the glue between tokenizer and engine.
+/* embed.h -- from texts to embeddings: the glue between tokenizer and engine
+ * (the pipeline module; no HTTP, no JSON).
  *
  * An emb_plan turns the texts of one request into model sequences:
  * - ordinary: one sequence per text, <s> + tok(prefix + text) + </s>, where
@@ -6,13 +7,18 @@
  *   encode() prepends it), cut to max_tokens keeping </s> when `truncate`;
  * - late chunking: one sequence <s> + tok(prefix) + tok(text_0) + ... + </s>
  *   with one pooled span per text; the first span also covers <s> and the
- *   prefix, the last also covers </s> (spec/api.md "Late chunking").
+ *   prefix, the last also covers </s> (docs/api.md, "Late chunking").
  * Both the offline CLI and the HTTP server go through this module, so they
  * produce identical vectors.
  *
- * Conventions: 0 or a negative EMB_E* code. Thread-safety: emb_plan_build is
- * thread-safe (tokenisation runs on HTTP threads); emb_plan_run uses the
- * engine context and so belongs to the thread that owns it.
+ * Plans become engine batches in one place, emb_pass_take, which both the
+ * CLI (emb_plan_run) and the server's batcher use.
+ *
+ * Conventions: 0 or a negative EMB_E* code (the pipeline's own codes;
+ * the server maps them to HTTP once, in its API layer). Thread-safety:
+ * emb_plan_build, emb_output and emb_finish are thread-safe (tokenisation
+ * runs on HTTP threads); emb_plan_run uses the engine context and so
+ * belongs to the thread that owns it.
  */
 #ifndef EMB_PIPELINE_EMBED_H
 #define EMB_PIPELINE_EMBED_H
@@ -28,6 +34,9 @@
 #define EMB_EEMPTY   (-3) /* late chunking: an input has no tokens (err.index) */
 #define EMB_ENOMEM   (-4)
 #define EMB_EENGINE  (-5) /* the engine refused the batch */
+
+/* max_tokens for "no limit" (/v1/tokenize without truncate). */
+#define EMB_MAX_TOKENS_UNLIMITED INT32_MAX
 
 struct emb_opts {
     int task;           /* adapter index or ENG_TASK_NONE */
@@ -77,6 +86,26 @@ int emb_plan_build(const tok *t, const struct eng_model *m, const struct emb_opt
                    struct emb_error *e);
 void emb_plan_deinit(struct emb_plan *plan);
 
+/* A forward pass being filled: caller's storage seqs[cap]. `budget` is the
+ * pass's token budget (a pass always takes its first sequence), `capacity`
+ * the context's, which no single sequence may exceed. */
+struct emb_pass {
+    struct eng_seq *seqs;
+    int cap; /* room in seqs */
+    int n;   /* sequences taken */
+    long tokens;
+    int budget;
+    int capacity;
+};
+
+/* The one packer of plans into engine batches: appends plan->seqs[*next ..]
+ * to p in order while they fit (their outputs go to pooled's rows, n_embd
+ * floats each) and advances *next. Returns 1 when the plan is used up, 0
+ * when the pass is full, EMB_EENGINE when plan->seqs[*next] exceeds
+ * p->capacity (nothing taken for it). Thread-safe (touches only p, *next). */
+int emb_pass_take(struct emb_pass *p, const struct emb_plan *plan, int32_t *next, float *pooled,
+                  int n_embd);
+
 /* Runs every sequence of the plan in as few engine passes as the context's
  * capacity allows and writes n_outputs x n_embd pooled (unnormalised) vectors
  * to pooled, in input order. Engine thread only. */
@@ -85,5 +114,10 @@ int emb_plan_run(struct eng_ctx *c, const struct emb_plan *plan, float *pooled);
 /* Writes output i's final embedding (Matryoshka + normalisation per `o`)
  * into out; returns the number of values (o->dimensions or n_embd). */
 int emb_output(const struct emb_opts *o, int n_embd, const float *pooled_row, float *out);
+
+/* Finishes n pooled rows [n][n_embd] in place: each row truncated
+ * (Matryoshka) and normalised per `o`, packed as [n][dims]. Returns dims.
+ * Thread-safe (touches only vecs). */
+int emb_finish(const struct emb_opts *o, int n_embd, float *vecs, int32_t n);
 
 #endif

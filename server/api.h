@@ -1,11 +1,17 @@
-/* api.h -- the JSON edge of the server (spec/api.md): request bodies in,
+/* api.h -- the JSON edge of the server (docs/api.md): request bodies in,
  * native structs out; results in, response bodies out. JSON (cJSON) stays in
- * this file's .c; nothing here touches HTTP or the engine context.
+ * the api_*.c files, split by role: api_errors.c (the error vocabulary and
+ * its HTTP mapping), api_parse.c (requests), api_render.c (responses),
+ * api_models.c (model names and the /v1/models card). Nothing here touches
+ * HTTP connections or the engine context.
  *
  * Conventions: functions return 0 or a negative API_E* code and fill a
  * struct api_error whose rendering (api_error_render) is the only place that
- * writes an error body. Rendered bodies are malloc'ed; the caller frees them
- * with free() (or hands them to MHD with free as the callback).
+ * writes an error body. The other modules' codes (EMB_E*, BATCHER_E*) become
+ * API_E* codes only here (api_plan_error, api_batcher_error); the table below
+ * is the only place an API_E* code becomes an HTTP status. Rendered bodies
+ * are malloc'ed; the caller frees them with free() (or hands them to MHD
+ * with free as the callback).
  *
  * Thread-safety: every function is thread-safe (no shared state); the
  * structs belong to one request.
@@ -18,46 +24,50 @@
 #include <stdint.h>
 
 #include "pipeline/embed.h"
+#include "engine/engine.h"
 #include "tokenizer/tokenizer.h"
 
-/* The error table: code, value, HTTP status, OpenAI error.type, Jina code,
- * default message. */
+/* The error table: code, value, HTTP status, seconds for Retry-After (0 =
+ * none), OpenAI error.type, Jina code, default message. */
 #define API_FOR_EACH_ERROR(X)                                                                      \
-    X(API_EJSON, -1, 400, "invalid_request_error", "INPUT_INVALID_JSON",                           \
+    X(API_EJSON, -1, 400, 0, "invalid_request_error", "INPUT_INVALID_JSON",                           \
       "The request body is not valid JSON.")                                                       \
-    X(API_EBADREQ, -2, 400, "invalid_request_error", "INPUT_INVALID", "Invalid request.")          \
-    X(API_ETOOMANY, -3, 400, "invalid_request_error", "INPUT_LIST_TOO_LONG", "Too many inputs.")   \
-    X(API_ETOKENIDS, -4, 400, "invalid_request_error", "INPUT_TOKEN_IDS_NOT_SUPPORTED",            \
+    X(API_EBADREQ, -2, 400, 0, "invalid_request_error", "INPUT_INVALID", "Invalid request.")          \
+    X(API_ETOOMANY, -3, 400, 0, "invalid_request_error", "INPUT_LIST_TOO_LONG", "Too many inputs.")   \
+    X(API_ETOKENIDS, -4, 400, 0, "invalid_request_error", "INPUT_TOKEN_IDS_NOT_SUPPORTED",            \
       "Token-id input is not supported; send text.")                                               \
-    X(API_ETOOLONG, -5, 400, "invalid_request_error", "INPUT_TOKEN_LIMIT_EXCEEDED",                \
+    X(API_ETOOLONG, -5, 400, 0, "invalid_request_error", "INPUT_TOKEN_LIMIT_EXCEEDED",                \
       "An input is longer than the model's token limit.")                                          \
-    X(API_EMODEL, -6, 400, "invalid_request_error", "INPUT_MODEL_NOT_FOUND", "Model not found.")   \
-    X(API_ENOKEY, -7, 401, "authentication_error", "AUTH_MISSING_API_KEY",                         \
+    X(API_EMODEL, -6, 400, 0, "invalid_request_error", "INPUT_MODEL_NOT_FOUND", "Model not found.")   \
+    X(API_ENOKEY, -7, 401, 0, "authentication_error", "AUTH_MISSING_API_KEY",                         \
       "Authentication required. Provide your API key via the Authorization header: "               \
       "'Authorization: Bearer <api-key>'.")                                                        \
-    X(API_EBADKEY, -8, 401, "authentication_error", "AUTH_INVALID_API_KEY", "Invalid API key.")    \
-    X(API_ENOTFOUND, -9, 404, "not_found_error", "RESOURCE_NOT_FOUND", "Not found.")               \
-    X(API_EMETHOD, -10, 405, "invalid_request_error", "METHOD_NOT_ALLOWED", "Method not allowed.") \
-    X(API_ETOOLARGE, -11, 413, "invalid_request_error", "INPUT_PAYLOAD_TOO_LARGE",                 \
+    X(API_EBADKEY, -8, 401, 0, "authentication_error", "AUTH_INVALID_API_KEY", "Invalid API key.")    \
+    X(API_ENOTFOUND, -9, 404, 0, "not_found_error", "RESOURCE_NOT_FOUND", "Not found.")               \
+    X(API_EMETHOD, -10, 405, 0, "invalid_request_error", "METHOD_NOT_ALLOWED", "Method not allowed.") \
+    X(API_ETOOLARGE, -11, 413, 0, "invalid_request_error", "INPUT_PAYLOAD_TOO_LARGE",                 \
       "Request body too large.")                                                                   \
-    X(API_EVALIDATION, -12, 422, "invalid_request_error", "INPUT_VALIDATION_ERROR",                \
+    X(API_EVALIDATION, -12, 422, 0, "invalid_request_error", "INPUT_VALIDATION_ERROR",                \
       "Validation error.")                                                                         \
-    X(API_EBUSY, -13, 429, "rate_limit_error", "RATE_CONCURRENCY_LIMIT_EXCEEDED",                  \
+    X(API_EBUSY, -13, 429, 1, "rate_limit_error", "RATE_CONCURRENCY_LIMIT_EXCEEDED",                  \
       "Too many requests are queued; retry later.")                                                \
-    X(API_ENOMEM, -14, 500, "server_error", "INTERNAL_ERROR", "Out of memory.")                    \
-    X(API_EINTERNAL, -15, 500, "server_error", "INTERNAL_ERROR",                                   \
+    X(API_ENOMEM, -14, 500, 0, "server_error", "INTERNAL_ERROR", "Out of memory.")                    \
+    X(API_EINTERNAL, -15, 500, 0, "server_error", "INTERNAL_ERROR",                                   \
       "An unexpected error occurred; contact the operator with the request_id.")                   \
-    X(API_EUNAVAIL, -16, 503, "service_unavailable_error", "SERVICE_UNAVAILABLE",                  \
-      "The server is not ready; retry later.")
+    X(API_EUNAVAIL, -16, 503, 5, "service_unavailable_error", "SERVICE_UNAVAILABLE",               \
+      "The server is not ready; retry later.")                                                     \
+    X(API_EOVERLOAD, -17, 503, 5, "service_unavailable_error", "SERVICE_UNAVAILABLE",              \
+      "The server ran out of memory for this request's batch; retry later.")
 
 enum api_err {
     API_OK = 0,
-#define X(name, val, status, type, code, msg) name = val,
+#define X(name, val, status, retry, type, code, msg) name = val,
     API_FOR_EACH_ERROR(X)
 #undef X
 };
 
 int api_err_status(int err);          /* HTTP status; 500 for unknown codes */
+int api_err_retry_after(int err);     /* seconds for a Retry-After header; 0 = none */
 const char *api_err_type(int err);    /* OpenAI error.type */
 const char *api_err_code(int err);    /* Jina code string */
 const char *api_err_message(int err); /* default human message */
@@ -85,7 +95,7 @@ struct api_error {
 int api_error_set(struct api_error *e, int code, const char *param, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* Renders e as the superset error body of spec/api.md. request_id may be
+/* Renders e as the error body (docs/api.md, "Errors"). request_id may be
  * NULL. Returns a malloc'ed body (*len bytes) or NULL on oom. */
 char *api_error_render(const struct api_error *e, const char *request_id, size_t *len);
 
@@ -93,12 +103,12 @@ char *api_error_render(const struct api_error *e, const char *request_id, size_t
 struct api_model {
     const char *const *names; /* accepted model names; names[0] is reported */
     int n_names;
-    bool any_name;                 /* accept every model name */
-    int n_embd;                    /* hidden size: dimensions range, output size */
-    int max_input_tokens;          /* context_length in /v1/models */
-    int n_tasks;                   /* adapters, by index */
-    const char *const *task_names; /* [n_tasks] */
-    int default_task;              /* adapter index or ENG_TASK_NONE */
+    bool any_name;               /* accept every model name */
+    const struct eng_info *info; /* what the engine loaded: hidden size (dimensions range,
+                                    output size), tasks, Matryoshka sizes, dtype, name
+                                    (borrowed; outlives the api_model) */
+    int max_input_tokens;        /* per-sequence token limit; context_length in /v1/models */
+    int default_task;            /* adapter index or ENG_TASK_NONE */
     int max_client_batch;          /* most inputs per request */
     bool strict;                   /* unknown fields are 422 */
 };
@@ -111,8 +121,9 @@ struct api_req {
     struct emb_text *inputs; /* [n_inputs], s points into arena */
     int32_t n_inputs;
     char *arena;          /* the texts, back to back, each NUL-terminated */
-    struct emb_opts opts; /* task, dimensions, normalized, late_chunking, truncate
-                             (max_tokens is left at its default; the caller sets it) */
+    struct emb_opts opts; /* complete: task, dimensions, normalized, late_chunking,
+                             truncate, and max_tokens (m->max_input_tokens; for
+                             /v1/tokenize without truncate, EMB_MAX_TOKENS_UNLIMITED) */
     int n_enc;            /* encodings requested, in order */
     uint8_t enc[API_ENC_N];
     bool enc_list;    /* embedding_type was a list: render an object keyed by type */
@@ -130,23 +141,34 @@ int api_tokenize_parse(const char *body, size_t len, const struct api_model *m, 
 
 void api_req_deinit(struct api_req *r);
 
-/* Maps a failed emb_plan_build (EMB_ETOOLONG / EMB_EEMPTY / other) to an
- * API error naming the input. Returns e->code. */
+/* Maps a failed emb_plan_build / emb_plan_run (EMB_ETOOLONG / EMB_EEMPTY /
+ * EMB_ENOMEM / other) to an API error naming the input. Returns e->code. */
 int api_plan_error(int emb_rc, const struct emb_error *pe, const struct api_req *r,
                    struct api_error *e);
 
-/* Renders the embeddings response for pooled [n_inputs][n_embd] (not yet
- * truncated or normalised; emb_output is applied per row here). Returns a
+/* Maps a batcher code (BATCHER_EFULL from batcher_reserve, or a finished
+ * job's status) to an API error: EFULL -> API_EBUSY, ESHUTDOWN ->
+ * API_EUNAVAIL, ENOMEM -> API_EOVERLOAD, anything else -> API_EINTERNAL.
+ * Returns e->code. */
+int api_batcher_error(int batcher_rc, struct api_error *e);
+
+/* Name of an embedding_type ("float", "base64", "binary", "ubinary"). */
+const char *api_enc_name(int enc);
+
+/* Renders the embeddings response for finished vectors [n_inputs][dims]
+ * (truncated and normalised already: emb_finish). Only formats. Returns a
  * malloc'ed body or NULL on oom. */
-char *api_embed_render(const struct api_model *m, const struct api_req *r, const float *pooled,
-                       int64_t n_tokens, size_t *len);
+char *api_embed_render(const struct api_model *m, const struct api_req *r, const float *vecs,
+                       int dims, int64_t n_tokens, size_t *len);
 
 /* Renders /v1/tokenize's answer from the plan built for r. `t` is used for
  * pieces when r->want_pieces. */
 char *api_tokenize_render(const struct api_model *m, const struct api_req *r,
                           const struct emb_plan *plan, const tok *t, size_t *len);
 
-/* /v1/models (id == NULL) or /v1/models/{id}. For an id that names no served
+/* /v1/models (id == NULL) or /v1/models/{id}: the card of the served model,
+ * built from m->info (name, tasks, Matryoshka sizes, dtype) and
+ * m->max_input_tokens. For an id that names no served
  * model returns NULL with *err = API_ENOTFOUND. */
 char *api_models_render(const struct api_model *m, const char *id, size_t *len, int *err);
 

@@ -14,8 +14,8 @@
  *    suspended is undefined in MHD.
  * 4. The engine thread runs the job and calls job_done(), which marks the
  *    req done and calls MHD_resume_connection; it touches nothing after.
- * 5. MHD calls the handler again on an HTTP thread: the response is
- *    rendered there (emb_output, floats/base64) and queued.
+ * 5. MHD calls the handler again on an HTTP thread: the vectors are
+ *    finished there (emb_finish), rendered (floats/base64) and queued.
  * 6. MHD_OPTION_NOTIFY_COMPLETED: metrics, the access log line, and the
  *    only free() of the req and everything it owns.
  * A client that disconnects while its job waits is noticed by the engine
@@ -143,10 +143,13 @@ static enum MHD_Result respond_json(struct req *r, int status, char *body, size_
 static enum MHD_Result respond_error(struct req *r, const struct api_error *e) {
     size_t len = 0;
     char *body = api_error_render(e, r->id, &len);
-    int status = api_err_status(e->code);
+    int status = api_err_status(e->code), retry = api_err_retry_after(e->code);
     const char *hn = NULL, *hv = NULL;
-    if (status == 429) hn = "Retry-After", hv = "1";
-    if (status == 503) hn = "Retry-After", hv = "5";
+    char secs[16];
+    if (retry > 0) {
+        snprintf(secs, sizeof(secs), "%d", retry);
+        hn = "Retry-After", hv = secs;
+    }
     if (status == 405) hn = "Allow", hv = !strcmp(r->route->method, "GET") ? "GET, HEAD" : "POST";
     if (status >= 500) LOG_ERROR("request %s: %d %s", r->id, status, e->detail);
     return respond(r, status, "application/json", body, len, hn, hv);
@@ -235,8 +238,6 @@ static enum MHD_Result handle_tokenize(struct req *r) {
     if (!is_ready(s)) return not_ready(r);
     struct api_error e;
     if (api_tokenize_parse(r->body, r->len, &s->am, &r->areq, &e)) return respond_error(r, &e);
-    r->areq.opts.late_chunking = false;
-    r->areq.opts.max_tokens = r->areq.opts.truncate ? s->max_input_tokens : (1 << 30);
     struct emb_error pe;
     int rc = emb_plan_build(s->tok, s->model, &r->areq.opts, r->areq.inputs, r->areq.n_inputs,
                             &r->plan, &pe);
@@ -281,15 +282,15 @@ static enum MHD_Result handle_embeddings(struct req *r) {
     if (api_embed_parse(r->body, r->len, &s->am, &r->areq, &e)) return respond_error(r, &e);
     r->n_inputs = r->areq.n_inputs;
     int rc = batcher_reserve(s->batcher);
-    if (rc == BATCHER_EFULL)
-        return respond_code(r, API_EBUSY, NULL,
-                            "Concurrency limit exceeded: the request queue is full; retry later.");
-    if (rc) return not_ready(r);
-    r->areq.opts.max_tokens = s->max_input_tokens;
+    if (rc == BATCHER_ESHUTDOWN) return not_ready(r);
+    if (rc) {
+        api_batcher_error(rc, &e);
+        return respond_error(r, &e);
+    }
     struct emb_error pe;
     rc = emb_plan_build(s->tok, s->model, &r->areq.opts, r->areq.inputs, r->areq.n_inputs, &r->plan,
                         &pe);
-    int n_embd = s->am.n_embd;
+    int n_embd = s->am.info->n_embd;
     if (!rc && !(r->pooled = mem_malloc(sizeof(float) * (size_t)r->plan.n_outputs * n_embd)))
         rc = EMB_ENOMEM;
     if (rc) {
@@ -313,15 +314,21 @@ static enum MHD_Result embeddings_done(struct req *r) {
     r->queue_ms =
         j->t_start > 0 ? (j->t_start - j->t_submit) * 1e3 : (j->t_end - j->t_submit) * 1e3;
     r->compute_ms = j->t_start > 0 ? (j->t_end - j->t_start) * 1e3 : 0;
-    switch (j->status) {
-    case BATCHER_OK: break;
-    case BATCHER_EGONE: r->status = 499; return MHD_NO; /* nobody to answer: close */
-    case BATCHER_ESHUTDOWN: return not_ready(r);
-    default: return respond_code(r, API_EINTERNAL, NULL, NULL);
+    if (j->status == BATCHER_EGONE) {
+        r->status = 499; /* nobody to answer: close */
+        return MHD_NO;
+    }
+    if (j->status == BATCHER_ESHUTDOWN) return not_ready(r);
+    if (j->status != BATCHER_OK) {
+        struct api_error e;
+        api_batcher_error(j->status, &e);
+        return respond_error(r, &e);
     }
     metrics_embed(r->s->metrics, r->n_inputs, r->n_tokens, r->queue_ms / 1e3, r->compute_ms / 1e3);
+    /* finish the numbers (Matryoshka, normalisation), then render them */
+    int dims = emb_finish(&r->areq.opts, r->s->am.info->n_embd, r->pooled, r->plan.n_outputs);
     size_t len = 0;
-    char *b = api_embed_render(&r->s->am, &r->areq, r->pooled, r->plan.n_tokens, &len);
+    char *b = api_embed_render(&r->s->am, &r->areq, r->pooled, dims, r->plan.n_tokens, &len);
     return respond_json(r, 200, b, len);
 }
 
@@ -607,10 +614,8 @@ int http_attach_engine(struct http_server *s, const tok *t, const struct eng_mod
     s->am = (struct api_model){.names = s->names,
                                .n_names = k,
                                .any_name = any,
-                               .n_embd = in->n_embd,
+                               .info = in,
                                .max_input_tokens = max_input_tokens,
-                               .n_tasks = in->n_tasks,
-                               .task_names = in->task_name,
                                .default_task = default_task,
                                .max_client_batch = cfg->max_client_batch,
                                .strict = cfg->strict};

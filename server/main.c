@@ -1,5 +1,5 @@
 /* main.c -- embedserve's entry point: `embedserve embed ...` runs the
- * offline CLI (server/cli.c); anything else starts the HTTP server.
+ * offline CLI (cli/cli.c); anything else starts the HTTP server.
  *
  * Startup: settings -> HTTP listening (so /health answers while loading)
  * -> tokenizer -> model -> engine context -> batcher -> ready. Any failure
@@ -51,23 +51,14 @@ static int fail(const char *what, const char *err) {
 }
 
 /* Resolves --default-task against the model; returns the adapter index,
- * ENG_TASK_NONE, or -2 (error written to err). */
+ * ENG_TASK_NONE, or ENG_ENOTASK (error written to err). */
 static int resolve_default_task(const struct app *a, char *err, size_t errlen) {
     const char *name = a->cfg.default_task;
     if (!name || !*name) return ENG_TASK_NONE;
-    static const char *const alias[][2] = {{"query", "retrieval.query"},
-                                           {"passage", "retrieval.passage"},
-                                           {"document", "retrieval.passage"},
-                                           {"clustering", "separation"}};
-    for (size_t i = 0; i < sizeof(alias) / sizeof(alias[0]); i++)
-        if (!strcmp(name, alias[i][0])) name = alias[i][1];
-    int t = eng_task_lookup(a->model, name);
-    if (t >= 0) return t;
-    const struct eng_info *in = eng_model_info(a->model);
-    int k = snprintf(err, errlen, "invalid setting --default-task: '%s' is not one of", name);
-    for (int i = 0; i < in->n_tasks && k < (int)errlen; i++)
-        k += snprintf(err + k, errlen - (size_t)k, " %s", in->task_name[i]);
-    return -2;
+    char why[400];
+    int t = eng_task_resolve(eng_model_info(a->model), name, why, sizeof(why));
+    if (t == ENG_ENOTASK) snprintf(err, errlen, "invalid setting --default-task: %s", why);
+    return t;
 }
 
 /* The batcher's observers: its passes and dropped jobs go to the metrics. */
@@ -81,11 +72,11 @@ static void count_drop(void *arg) {
 
 /* Loads tokenizer and model, starts the batcher and attaches them. */
 static int load_engine(struct app *a) {
-    char err[512], path[4096];
+    char err[512];
     const struct cfg *c = &a->cfg;
     double t0 = clock_now();
-    snprintf(path, sizeof(path), "%s/sentencepiece.bpe.model", c->model_dir);
-    if (!(a->tok = tok_open(path, err, sizeof(err)))) return fail("cannot load the tokenizer", err);
+    if (!(a->tok = tok_open_dir(c->model_dir, err, sizeof(err))))
+        return fail("cannot load the tokenizer", err);
     struct eng_params p = eng_params_defaults();
     p.n_threads = c->threads > 0 ? c->threads : cfg_cpu_count();
     static const enum eng_dtype dtypes[] = {ENG_DTYPE_AUTO, ENG_DTYPE_F32, ENG_DTYPE_BF16,
@@ -103,7 +94,7 @@ static int load_engine(struct app *a) {
         max_in = in->max_position;
     }
     int task = resolve_default_task(a, err, sizeof(err));
-    if (task == -2) return fail("bad settings", err);
+    if (task == ENG_ENOTASK) return fail("bad settings", err);
     struct eng_ctx *ctx = eng_ctx_new(a->model, &p, err, sizeof(err));
     if (!ctx) return fail("cannot create the engine context", err);
     struct batcher_params bp = {.max_batch_tokens = c->max_batch_tokens,

@@ -1,16 +1,14 @@
-/* test_api.c -- the JSON edge and the settings table, without a network:
- * float printing, base64, request parsing (every field, alias, default and
- * error), response and error rendering, and config parsing/validation. */
+/* test_api.c -- the JSON edge, without a network: float printing, base64,
+ * request parsing (every field, alias, default and error), response and
+ * error rendering, the error vocabulary's HTTP mapping, the model card. */
 #include "tests/test.h"
 
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <cJSON.h>
 
-#include "config/config.h"
+#include "pipeline/batcher.h"
 #include "server/api.h"
 #include "util/strbuf.h"
 
@@ -129,17 +127,24 @@ static void test_json_str(void) {
 
 /* ---- request parsing ------------------------------------------------------ */
 
-static const char *const task_names[] = {"retrieval.query", "retrieval.passage", "separation",
-                                         "classification", "text-matching"};
+/* What the engine would report for a small model with the five tasks. */
+static const struct eng_info test_info = {
+    .n_embd = 16,
+    .n_tasks = 5,
+    .task_name = {"retrieval.query", "retrieval.passage", "separation", "classification",
+                  "text-matching"},
+    .n_matryoshka = 2,
+    .matryoshka = {8, 16},
+    .name = "jinaai/jina-embeddings-v3",
+    .dtype = ENG_DTYPE_F32,
+};
 static const char *const model_names[] = {"jina-embeddings-v3", "alias-one"};
 
 static struct api_model test_model(bool strict) {
     struct api_model m = {.names = model_names,
                           .n_names = 2,
-                          .n_embd = 16,
+                          .info = &test_info,
                           .max_input_tokens = 8192,
-                          .n_tasks = 5,
-                          .task_names = task_names,
                           .default_task = ENG_TASK_NONE,
                           .max_client_batch = 4,
                           .strict = strict};
@@ -324,8 +329,12 @@ static void test_render(void) {
     for (int i = 0; i < 48; i++)
         pooled[i] = (float)((int)(rng() % 2001) - 1000) / 337.0f;
     pooled[16 + 3] = 0.0f; /* a zero is not "> 0" */
+    float fin[3 * 16]; /* finished first (Matryoshka, normalisation), then rendered */
+    memcpy(fin, pooled, sizeof(fin));
+    int dims = emb_finish(&r.opts, 16, fin, 3);
+    CHECK(dims == 12);
     size_t len = 0;
-    char *out = api_embed_render(&m, &r, pooled, 42, &len);
+    char *out = api_embed_render(&m, &r, fin, dims, 42, &len);
     cJSON *j = out ? cJSON_ParseWithLength(out, len) : NULL;
     CHECK(j != NULL);
     const cJSON *u = cJSON_GetObjectItem(j, "usage");
@@ -382,7 +391,7 @@ static void test_render(void) {
           !strcmp(cJSON_GetObjectItem(fe, "input")->valuestring, "x"));
     cJSON_Delete(j);
     free(out);
-    for (int code = -1; code >= -16; code--) {
+    for (int code = -1; code >= -17; code--) {
         api_error_set(&e, code, NULL, NULL);
         out = api_error_render(&e, NULL, &len);
         j = cJSON_Parse(out);
@@ -404,6 +413,80 @@ static void test_render(void) {
     CHECK(!api_models_render(&m, "other", &len, &errc) && errc == API_ENOTFOUND);
 }
 
+/* The one mapping of other modules' codes, and Retry-After from the table. */
+static void test_error_mapping(void) {
+    struct api_error e;
+    static const struct {
+        int batcher_rc, api, status, retry;
+    } cases[] = {
+        {BATCHER_EFULL, API_EBUSY, 429, 1},
+        {BATCHER_ESHUTDOWN, API_EUNAVAIL, 503, 5},
+        {BATCHER_ENOMEM, API_EOVERLOAD, 503, 5}, /* out of memory on the engine thread */
+        {BATCHER_EENGINE, API_EINTERNAL, 500, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        CHECKM(api_batcher_error(cases[i].batcher_rc, &e) == cases[i].api && e.code == cases[i].api,
+               "batcher code %d", cases[i].batcher_rc);
+        CHECK(api_err_status(e.code) == cases[i].status);
+        CHECK(api_err_retry_after(e.code) == cases[i].retry);
+    }
+    /* every 429 and 503 says when to retry; nothing else does */
+    for (int code = -1; code >= -17; code--) {
+        int st = api_err_status(code), ra = api_err_retry_after(code);
+        CHECKM(st == 429 ? ra == 1 : st == 503 ? ra == 5 : ra == 0, "retry-after of %d", code);
+    }
+    struct emb_error pe = {0, 0, 8};
+    struct api_req r;
+    memset(&r, 0, sizeof(r));
+    CHECK(api_plan_error(EMB_ENOMEM, &pe, &r, &e) == API_ENOMEM && api_err_status(e.code) == 500);
+    CHECK(api_plan_error(EMB_EENGINE, &pe, &r, &e) == API_EINTERNAL);
+}
+
+/* Parsing returns complete options: max_tokens included. */
+static void test_parse_max_tokens(void) {
+    struct api_model m = test_model(false);
+    m.max_input_tokens = 300;
+    struct api_req r;
+    struct api_error e;
+    const char *b = "{\"input\":\"a\"}";
+    CHECK(api_embed_parse(b, strlen(b), &m, &r, &e) == 0 && r.opts.max_tokens == 300);
+    api_req_deinit(&r);
+    CHECK(api_tokenize_parse(b, strlen(b), &m, &r, &e) == 0 &&
+          r.opts.max_tokens == EMB_MAX_TOKENS_UNLIMITED && !r.opts.late_chunking);
+    api_req_deinit(&r);
+    const char *t = "{\"input\":\"a\",\"truncate\":true}";
+    CHECK(api_tokenize_parse(t, strlen(t), &m, &r, &e) == 0 && r.opts.max_tokens == 300);
+    api_req_deinit(&r);
+}
+
+/* The /v1/models card comes from what the engine loaded. */
+static void test_model_card(void) {
+    struct api_model m = test_model(false);
+    size_t len = 0;
+    int errc;
+    char *out = api_models_render(&m, "jina-embeddings-v3", &len, &errc);
+    cJSON *j = out ? cJSON_ParseWithLength(out, len) : NULL;
+    CHECK(j != NULL);
+    const cJSON *hf = cJSON_GetObjectItem(j, "hugging_face_id");
+    CHECK(cJSON_IsString(hf) && !strcmp(hf->valuestring, "jinaai/jina-embeddings-v3"));
+    const cJSON *own = cJSON_GetObjectItem(j, "owned_by");
+    CHECK(cJSON_IsString(own) && !strcmp(own->valuestring, "jinaai"));
+    const cJSON *q = cJSON_GetObjectItem(j, "quantization");
+    CHECK(cJSON_IsString(q) && !strcmp(q->valuestring, "f32"));
+    CHECK(cJSON_GetObjectItem(j, "dimensions")->valueint == 16 &&
+          cJSON_GetObjectItem(j, "context_length")->valueint == 8192);
+    const cJSON *md = cJSON_GetObjectItem(j, "matryoshka_dimensions");
+    CHECK(cJSON_GetArraySize(md) == 2 && cJSON_GetArrayItem(md, 0)->valueint == 8 &&
+          cJSON_GetArrayItem(md, 1)->valueint == 16);
+    const cJSON *tasks = cJSON_GetObjectItem(j, "tasks");
+    CHECK(cJSON_GetArraySize(tasks) == 5 &&
+          !strcmp(cJSON_GetArrayItem(tasks, 4)->valuestring, "text-matching"));
+    const cJSON *al = cJSON_GetObjectItem(j, "aliases");
+    CHECK(cJSON_GetArraySize(al) == 1 && !strcmp(cJSON_GetArrayItem(al, 0)->valuestring, "alias-one"));
+    cJSON_Delete(j);
+    free(out);
+}
+
 void test_api(void) {
     test_floats();
     test_base64();
@@ -411,100 +494,7 @@ void test_api(void) {
     test_parse_ok();
     test_parse_errors();
     test_render();
-}
-
-/* ---- config ---------------------------------------------------------------- */
-
-static const char *fake_env(const char *name) {
-    if (!strcmp(name, "EMBEDSERVE_PORT")) return "9000";
-    if (!strcmp(name, "EMBEDSERVE_API_KEY")) return "envkey";
-    if (!strcmp(name, "EMBEDSERVE_STRICT")) return "yes";
-    if (!strcmp(name, "EMBEDSERVE_MAX_BODY_BYTES")) return "2M";
-    return NULL;
-}
-
-static const char *bad_env(const char *name) {
-    return !strcmp(name, "EMBEDSERVE_MAX_QUEUE") ? "lots" : NULL;
-}
-
-void test_config(void) {
-    struct cfg c;
-    char err[256];
-    cfg_init(&c);
-    CHECK(c.port == 8080 && !strcmp(c.host, "0.0.0.0") && c.max_client_batch == 2048 &&
-          c.max_input_tokens == 8192 && c.max_body_bytes == 64 << 20 && !c.strict &&
-          c.served_names.n == 1 && !strcmp(c.served_names.v[0], "jina-embeddings-v3") &&
-          c.api_keys.n == 0 && c.log_level == CFG_LOG_INFO);
-    CHECK(cfg_validate(&c, err, sizeof(err)) == CFG_EINVAL && strstr(err, "--model"));
-    CHECK(cfg_parse_env(&c, fake_env, err, sizeof(err)) == CFG_OK);
-    CHECK(c.port == 9000 && c.strict && c.max_body_bytes == 2 << 20 && c.api_keys.n == 1);
-    char *argv[] = {"embedserve", "--model",   "/m", "--port=7000", "--api-key",
-                    "a, b",       "--api-key", "c",  "--no-such",   NULL};
-    CHECK(cfg_parse_args(&c, 8, argv, stdout, err, sizeof(err)) == CFG_OK);
-    CHECK(c.port == 7000 && !strcmp(c.model_dir, "/m") && c.api_keys.n == 3 &&
-          !strcmp(c.api_keys.v[0], "a") && !strcmp(c.api_keys.v[1], "b"));
-    CHECK(cfg_parse_args(&c, 9, argv, stdout, err, sizeof(err)) == CFG_EINVAL &&
-          strstr(err, "--no-such"));
-    CHECK(cfg_validate(&c, err, sizeof(err)) == CFG_OK);
-    char desc[1024];
-    cfg_describe(&c, desc, sizeof(desc));
-    CHECK(strstr(desc, "api-key=<3 keys>") && !strstr(desc, "envkey"));
-    cfg_deinit(&c);
-    static const char *const bad[][2] = {
-        {"--port", "65536"},        {"--port", "x"},          {"--max-queue", "0"},
-        {"--max-body-bytes", "1Q"}, {"--strict=maybe", NULL}, {"--log-level", "chatty"},
-        {"--dtype", "int4"},        {"--http-threads", "0"},  {"--max-client-batch", "-1"},
-    };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        char *av[] = {"embedserve", (char *)bad[i][0], (char *)bad[i][1], NULL};
-        cfg_init(&c);
-        int rc = cfg_parse_args(&c, bad[i][1] ? 3 : 2, av, stdout, err, sizeof(err));
-        CHECKM(rc == CFG_EINVAL && !strncmp(err, "invalid setting --", 18), "%s %s: %s", bad[i][0],
-               bad[i][1] ? bad[i][1] : "", err);
-        cfg_deinit(&c);
-    }
-    cfg_init(&c);
-    CHECK(cfg_parse_env(&c, bad_env, err, sizeof(err)) == CFG_EINVAL &&
-          strstr(err, "EMBEDSERVE_MAX_QUEUE"));
-    cfg_deinit(&c);
-    /* key file: keys one per line, comments skipped; an empty file is refused */
-    char path[] = "/tmp/embedserve_keysXXXXXX";
-    int fd = mkstemp(path);
-    const char *keys = "# keys\nk-one\n\n  k-two  \n";
-    CHECK(fd >= 0 && write(fd, keys, strlen(keys)) == (ssize_t)strlen(keys));
-    close(fd);
-    char *av[] = {"embedserve", "--model", "m", "--api-key-file", path, "--strict", NULL};
-    cfg_init(&c);
-    CHECK(cfg_parse_args(&c, 6, av, stdout, err, sizeof(err)) == CFG_OK && c.strict);
-    CHECK(cfg_validate(&c, err, sizeof(err)) == CFG_OK && c.api_keys.n == 2 &&
-          !strcmp(c.api_keys.v[1], "k-two"));
-    cfg_deinit(&c);
-    fd = open(path, O_WRONLY | O_TRUNC);
-    close(fd);
-    cfg_init(&c);
-    cfg_parse_args(&c, 5, av, stdout, err, sizeof(err));
-    CHECK(cfg_validate(&c, err, sizeof(err)) == CFG_EINVAL && strstr(err, "--api-key-file"));
-    cfg_deinit(&c);
-    unlink(path);
-    /* --help lists every setting with its env var */
-    FILE *f = tmpfile();
-    char *hv[] = {"embedserve", "--help", NULL};
-    cfg_init(&c);
-    CHECK(cfg_parse_args(&c, 2, hv, f, err, sizeof(err)) == CFG_HELP);
-    cfg_deinit(&c);
-    char help[8192];
-    rewind(f);
-    size_t n = fread(help, 1, sizeof(help) - 1, f);
-    help[n] = '\0';
-    fclose(f);
-    static const char *const must[] = {"--model",
-                                       "EMBEDSERVE_MODEL",
-                                       "--api-key-file",
-                                       "EMBEDSERVE_MAX_BATCH_TOKENS",
-                                       "--served-model-name",
-                                       "EMBEDSERVE_LOG_LEVEL",
-                                       "--strict",
-                                       "--max-queue"};
-    for (size_t i = 0; i < sizeof(must) / sizeof(must[0]); i++)
-        CHECKM(strstr(help, must[i]) != NULL, "--help lacks %s", must[i]);
+    test_error_mapping();
+    test_parse_max_tokens();
+    test_model_card();
 }

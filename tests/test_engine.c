@@ -245,6 +245,18 @@ static void check_refusals(struct fixture *fx) {
     CHECK(eng_task_lookup(fx->m, "text-matching") == 4);
     CHECK(eng_task_lookup(fx->m, "nope") == ENG_ENOTASK);
     CHECK(eng_task_lookup(fx->m, NULL) == ENG_TASK_NONE);
+    /* the one resolver: names and aliases, and an error that lists the names */
+    const struct eng_info *tin = eng_model_info(fx->m);
+    char why[400] = "";
+    CHECK(eng_task_resolve(tin, "retrieval.passage", why, sizeof(why)) == 1);
+    CHECK(eng_task_resolve(tin, "query", why, sizeof(why)) == 0);
+    CHECK(eng_task_resolve(tin, "passage", NULL, 0) == 1 &&
+          eng_task_resolve(tin, "document", NULL, 0) == 1);
+    CHECK(eng_task_resolve(tin, "clustering", NULL, 0) == 2);
+    CHECK(eng_task_resolve(tin, NULL, why, sizeof(why)) == ENG_TASK_NONE);
+    CHECK(eng_task_resolve(tin, "nope", why, sizeof(why)) == ENG_ENOTASK);
+    CHECKM(strstr(why, "'nope'") && strstr(why, "retrieval.query") && strstr(why, "text-matching"),
+           "resolver error: %s", why);
 }
 
 /* Opens tokenizer and model in `dtype`; 0 on success. */

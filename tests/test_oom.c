@@ -2,7 +2,7 @@
  *
  * The request pipeline of the server (api_*_parse -> emb_plan_build ->
  * engine -> api_*_render, or api_error_render on the error paths) runs
- * in-process with server/alloc.h's fault injection armed on this thread:
+ * in-process with util/alloc.h's fault injection armed on this thread:
  * allocation N fails (and, in the "persistent" pass, every one after it),
  * for N = 1, 2, ... until a run sees no injected failure. Every failing run
  * must end as the server would answer it -- 500 "out of memory" (or the
@@ -47,20 +47,19 @@ static int run_request(struct pipe *P, bool tokenize, const char *body, char **o
     int rc = tokenize ? api_tokenize_parse(body, strlen(body), &P->am, &r, &e)
                       : api_embed_parse(body, strlen(body), &P->am, &r, &e);
     if (rc) goto error;
-    r.opts.max_tokens = tokenize && !r.opts.truncate ? (1 << 30) : 8192;
-    if (tokenize) r.opts.late_chunking = false;
     struct emb_error pe;
     rc = emb_plan_build(P->t, P->m, &r.opts, r.inputs, r.n_inputs, &plan, &pe);
     if (!rc && !tokenize &&
-        !(pooled = mem_malloc(sizeof(float) * (size_t)plan.n_outputs * (size_t)P->am.n_embd)))
+        !(pooled = mem_malloc(sizeof(float) * (size_t)plan.n_outputs * (size_t)P->am.info->n_embd)))
         rc = EMB_ENOMEM;
     if (!rc && !tokenize) rc = emb_plan_run(P->c, &plan, pooled);
     if (rc) {
         api_plan_error(rc, &pe, &r, &e);
         goto error;
     }
+    int dims = tokenize ? 0 : emb_finish(&r.opts, P->am.info->n_embd, pooled, plan.n_outputs);
     *out = tokenize ? api_tokenize_render(&P->am, &r, &plan, P->t, len)
-                    : api_embed_render(&P->am, &r, pooled, plan.n_tokens, len);
+                    : api_embed_render(&P->am, &r, pooled, dims, plan.n_tokens, len);
     status = *out ? 200 : 500;
     goto done;
 error:
@@ -136,13 +135,12 @@ static void oom_loop(struct pipe *P, const struct oom_case *c, bool sticky) {
 void test_oom(void) {
     struct pipe P;
     memset(&P, 0, sizeof(P));
-    char path[512], err[256];
+    char err[256];
     const char *model = test_env("TESTMODEL", "build/testmodel");
-    snprintf(path, sizeof(path), "%s/sentencepiece.bpe.model", model);
     struct eng_params p = eng_params_defaults();
     p.dtype = ENG_DTYPE_F32;
     p.max_batch_tokens = 512;
-    P.t = tok_open(path, err, sizeof(err));
+    P.t = tok_open_dir(model, err, sizeof(err));
     P.m = P.t ? eng_model_open(model, &p, err, sizeof(err)) : NULL;
     P.c = P.m ? eng_ctx_new(P.m, &p, err, sizeof(err)) : NULL;
     CHECKM(P.c != NULL, "oom: cannot open the test model: %s", err);
@@ -152,10 +150,8 @@ void test_oom(void) {
     P.names[0] = "jina-embeddings-v3";
     P.am = (struct api_model){.names = P.names,
                               .n_names = 1,
-                              .n_embd = in->n_embd,
+                              .info = in,
                               .max_input_tokens = 8192,
-                              .n_tasks = in->n_tasks,
-                              .task_names = in->task_name,
                               .default_task = ENG_TASK_NONE,
                               .max_client_batch = 2048};
     char *out;

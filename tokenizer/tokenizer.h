@@ -29,11 +29,22 @@ extern "C" {
 
 typedef struct tok tok;
 
+/* The tokenizer's file inside a model directory. */
+#define TOK_MODEL_FILE "sentencepiece.bpe.model"
+
 /* Loads a sentencepiece .model file. Returns NULL and writes a reason into
  * err[errlen] if the file is missing or not a sentencepiece model. The caller
  * frees the result with tok_close. */
 tok *tok_open(const char *path, char *err, size_t errlen);
+
+/* Opens the tokenizer of the model in directory `dir` (dir/TOK_MODEL_FILE);
+ * as tok_open otherwise. */
+tok *tok_open_dir(const char *dir, char *err, size_t errlen);
 void tok_close(tok *t);
+
+/* The ids that open and close every sequence (<s>, </s>). Thread-safe. */
+int32_t tok_bos(const tok *t);
+int32_t tok_eos(const tok *t);
 
 /* Model vocabulary size: pieces + 2 (<pad> and <mask> have no spm piece). */
 int32_t tok_n_vocab(const tok *t);

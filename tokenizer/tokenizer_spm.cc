@@ -64,6 +64,19 @@ extern "C" tok *tok_open(const char *path, char *err, size_t errlen) {
     return t;
 }
 
+extern "C" tok *tok_open_dir(const char *dir, char *err, size_t errlen) {
+    std::string path = std::string(dir) + "/" TOK_MODEL_FILE;
+    return tok_open(path.c_str(), err, errlen);
+}
+
+extern "C" int32_t tok_bos(const tok *) {
+    return TOK_BOS;
+}
+
+extern "C" int32_t tok_eos(const tok *) {
+    return TOK_EOS;
+}
+
 extern "C" void tok_close(tok *t) {
     delete t;
 }

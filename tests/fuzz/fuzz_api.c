@@ -19,8 +19,16 @@
 #define N_EMBD 24
 
 static const char *const names[] = {"jina-embeddings-v3", "alias-1"};
-static const char *const tasks[] = {"retrieval.query", "retrieval.passage", "separation",
-                                    "classification", "text-matching"};
+static const struct eng_info info = {
+    .n_embd = N_EMBD,
+    .n_tasks = 5,
+    .task_name = {"retrieval.query", "retrieval.passage", "separation", "classification",
+                  "text-matching"},
+    .n_matryoshka = 2,
+    .matryoshka = {8, N_EMBD},
+    .name = "jinaai/jina-embeddings-v3",
+    .dtype = ENG_DTYPE_F32,
+};
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;
@@ -38,8 +46,8 @@ static void check_json(const char *body, size_t len) {
 static void check_request(const struct api_model *m, const struct api_req *r, bool tokenize) {
     FUZZ_CHECK(r->n_inputs >= 1 && r->n_inputs <= m->max_client_batch);
     FUZZ_CHECK(tokenize || (r->n_enc >= 1 && r->n_enc <= API_ENC_N));
-    FUZZ_CHECK(r->opts.dimensions >= 0 && r->opts.dimensions <= m->n_embd);
-    FUZZ_CHECK(r->opts.task == ENG_TASK_NONE || (r->opts.task >= 0 && r->opts.task < m->n_tasks));
+    FUZZ_CHECK(r->opts.dimensions >= 0 && r->opts.dimensions <= m->info->n_embd);
+    FUZZ_CHECK(r->opts.task == ENG_TASK_NONE || (r->opts.task >= 0 && r->opts.task < m->info->n_tasks));
     for (int i = 0; i < r->n_inputs; i++)
         FUZZ_CHECK(strlen(r->inputs[i].s) == r->inputs[i].len);
 }
@@ -51,10 +59,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     struct api_model m = {.names = names,
                           .n_names = 2,
                           .any_name = flags & 4,
-                          .n_embd = N_EMBD,
+                          .info = &info,
                           .max_input_tokens = 8192,
-                          .n_tasks = 5,
-                          .task_names = tasks,
                           .default_task = dt < 5 ? dt : ENG_TASK_NONE,
                           .max_client_batch = 16,
                           .strict = flags & 1};
@@ -78,7 +84,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         float *pooled = malloc(sizeof(float) * (size_t)r.n_inputs * N_EMBD);
         for (int i = 0; i < r.n_inputs * N_EMBD; i++) /* varied signs and sizes, a zero row */
             pooled[i] = i < N_EMBD ? 0.0f : (float)(sin(i * 1.7) * pow(10.0, i % 9 - 4));
-        out = tokenize ? NULL : api_embed_render(&m, &r, pooled, 7, &out_len);
+        int dims = emb_finish(&r.opts, N_EMBD, pooled, r.n_inputs);
+        out = tokenize ? NULL : api_embed_render(&m, &r, pooled, dims, 7, &out_len);
         FUZZ_CHECK(tokenize || out);
         free(pooled);
         api_req_deinit(&r);

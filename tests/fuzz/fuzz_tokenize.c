@@ -110,7 +110,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         check_plan(&o, &plan, n);
         if (!o.late_chunking) { /* render /v1/tokenize's answer */
             static const char *const names[] = {"jina-embeddings-v3"};
-            struct api_model m = {.names = names, .n_names = 1, .n_embd = in->n_embd};
+            struct api_model m = {.names = names, .n_names = 1, .info = in};
             struct api_req r = {.n_inputs = n, .want_pieces = data[1] & 4};
             size_t out_len = 0;
             char *out = api_tokenize_render(&m, &r, &plan, g_tok, &out_len);

@@ -1,9 +1,7 @@
-/* api.c -- JSON <-> native structs for the HTTP API (see api.h and
- * spec/api.md). Requests are parsed with cJSON and copied out; responses are
- * rendered straight into a strbuf (a cJSON tree of 2048 x 1024 numbers
- * would cost more than the numbers themselves). */
+/* api_parse.c -- request bodies (JSON, parsed with cJSON and copied out)
+ * to native structs (see api.h). */
 #include "server/api.h"
-#include "util/alloc.h"
+#include "server/api_impl.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -13,116 +11,8 @@
 
 #include <cJSON.h>
 
+#include "util/alloc.h"
 #include "util/strbuf.h"
-
-/* ---- the error table ----------------------------------------------------- */
-
-struct err_row {
-    int err, status;
-    const char *type, *code, *msg;
-};
-
-static const struct err_row err_rows[] = {
-#define X(name, val, status, type, code, msg) {name, status, type, code, msg},
-    API_FOR_EACH_ERROR(X)
-#undef X
-};
-
-static const struct err_row *err_row(int err) {
-    for (size_t i = 0; i < sizeof(err_rows) / sizeof(err_rows[0]); i++)
-        if (err_rows[i].err == err) return &err_rows[i];
-    return NULL;
-}
-
-int api_err_status(int err) {
-    const struct err_row *r = err_row(err);
-    return r ? r->status : 500;
-}
-
-const char *api_err_type(int err) {
-    const struct err_row *r = err_row(err);
-    return r ? r->type : "server_error";
-}
-
-const char *api_err_code(int err) {
-    const struct err_row *r = err_row(err);
-    return r ? r->code : "INTERNAL_ERROR";
-}
-
-const char *api_err_message(int err) {
-    const struct err_row *r = err_row(err);
-    return r ? r->msg : "internal error";
-}
-
-int api_error_set(struct api_error *e, int code, const char *param, const char *fmt, ...) {
-    e->code = code;
-    e->n_fields = 0;
-    snprintf(e->param, sizeof(e->param), "%s", param ? param : "");
-    if (!fmt) {
-        snprintf(e->detail, sizeof(e->detail), "%s", api_err_message(code));
-        return code;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e->detail, sizeof(e->detail), fmt, ap);
-    va_end(ap);
-    return code;
-}
-
-static void put_key(struct strbuf *s, const char *key) {
-    sb_json_str(s, key, strlen(key));
-    sb_putc(s, ':');
-}
-
-static void put_str_field(struct strbuf *s, const char *key, const char *val) {
-    put_key(s, key);
-    sb_json_str(s, val, strlen(val));
-}
-
-char *api_error_render(const struct api_error *e, const char *request_id, size_t *len) {
-    struct strbuf s;
-    sb_init(&s);
-    sb_putc(&s, '{');
-    put_str_field(&s, "detail", e->detail);
-    sb_putc(&s, ',');
-    put_str_field(&s, "code", api_err_code(e->code));
-    sb_putc(&s, ',');
-    put_key(&s, "request_id");
-    if (request_id)
-        sb_json_str(&s, request_id, strlen(request_id));
-    else
-        sb_puts(&s, "null");
-    sb_puts(&s, ",\"error\":{");
-    put_str_field(&s, "message", e->detail);
-    sb_putc(&s, ',');
-    put_str_field(&s, "type", api_err_type(e->code));
-    sb_puts(&s, ",\"param\":");
-    if (*e->param)
-        sb_json_str(&s, e->param, strlen(e->param));
-    else
-        sb_puts(&s, "null");
-    sb_putc(&s, ',');
-    put_str_field(&s, "code", api_err_code(e->code));
-    sb_putc(&s, '}');
-    if (e->code == API_EVALIDATION) {
-        sb_puts(&s, ",\"errors\":[");
-        for (int i = 0; i < e->n_fields; i++) {
-            const struct api_field_error *f = &e->fields[i];
-            sb_puts(&s, i ? ",{" : "{");
-            put_str_field(&s, "field", f->field);
-            sb_putc(&s, ',');
-            put_str_field(&s, "message", f->message);
-            sb_putc(&s, ',');
-            put_str_field(&s, "type", f->type);
-            sb_puts(&s, ",\"input\":");
-            sb_puts(&s, *f->input ? f->input : "null");
-            sb_putc(&s, '}');
-        }
-        sb_putc(&s, ']');
-    }
-    sb_puts(&s, "}");
-    return sb_detach(&s, len);
-}
 
 /* ---- parsing helpers ----------------------------------------------------- */
 
@@ -145,7 +35,7 @@ static void put_value(struct strbuf *s, const cJSON *v, int depth) {
         int i = 0;
         for (const cJSON *c = v->child; c && i < 16; c = c->next, i++) {
             if (i) sb_putc(s, ',');
-            if (obj) put_key(s, c->string ? c->string : "");
+            if (obj) api_put_key(s, c->string ? c->string : "");
             put_value(s, c, depth + 1);
         }
         sb_putc(s, obj ? '}' : ']');
@@ -155,45 +45,24 @@ static void put_value(struct strbuf *s, const cJSON *v, int depth) {
 }
 
 /* Adds a 422 field error (beyond API_MAX_FIELD_ERRORS they are counted in
- * the detail only). */
+ * the detail only); `input` is echoed back, cut (put_value). */
 static void add_field_error(struct api_error *e, const char *field, const char *type,
                             const cJSON *input, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 static void add_field_error(struct api_error *e, const char *field, const char *type,
                             const cJSON *input, const char *fmt, ...) {
-    e->code = API_EVALIDATION;
-    if (e->n_fields == 0) /* param: the field without "body -> " ("" for the body itself) */
-        snprintf(e->param, sizeof(e->param), "%s", strncmp(field, "body -> ", 8) ? "" : field + 8);
-    if (e->n_fields >= API_MAX_FIELD_ERRORS) return;
-    struct api_field_error *f = &e->fields[e->n_fields++];
-    snprintf(f->field, sizeof(f->field), "%s", field);
-    snprintf(f->type, sizeof(f->type), "%s", type);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(f->message, sizeof(f->message), fmt, ap);
-    va_end(ap);
-    f->input[0] = '\0';
+    char echo[sizeof(e->fields[0].input)] = "";
     if (input) {
         struct strbuf s;
         sb_init(&s);
         put_value(&s, input, 0);
-        if (!s.oom && s.len < sizeof(f->input)) memcpy(f->input, s.buf, s.len + 1);
+        if (!s.oom && s.len < sizeof(echo)) memcpy(echo, s.buf, s.len + 1);
         sb_deinit(&s);
     }
-}
-
-/* Writes the 422 detail from the collected field errors. */
-static int finish_validation(struct api_error *e) {
-    if (e->n_fields == 1) {
-        snprintf(e->detail, sizeof(e->detail), "Validation error: '%s' %s", e->fields[0].field,
-                 e->fields[0].message);
-        return API_EVALIDATION;
-    }
-    int k = snprintf(e->detail, sizeof(e->detail), "Validation errors in %d fields:", e->n_fields);
-    for (int i = 0; i < e->n_fields && k < (int)sizeof(e->detail); i++)
-        k += snprintf(e->detail + k, sizeof(e->detail) - (size_t)k, "%s '%s' %s", i ? ";" : "",
-                      e->fields[i].field, e->fields[i].message);
-    return API_EVALIDATION;
+    va_list ap;
+    va_start(ap, fmt);
+    api_field_errorv(e, field, type, input ? echo : NULL, fmt, ap);
+    va_end(ap);
 }
 
 static bool is_null(const cJSON *v) {
@@ -279,20 +148,10 @@ static int check_model(const cJSON *v, const struct api_model *m, struct api_err
                          v->valuestring, avail);
 }
 
-static const char *const task_aliases[][2] = {
-    {"query", "retrieval.query"},
-    {"passage", "retrieval.passage"},
-    {"document", "retrieval.passage"},
-    {"clustering", "separation"},
-};
-
-/* Adapter index of a task name or alias, or -2 if unknown. */
+/* Adapter index of a task name or alias (the engine's resolver), or -2 if unknown. */
 static int task_index(const struct api_model *m, const char *name) {
-    for (size_t i = 0; i < sizeof(task_aliases) / sizeof(task_aliases[0]); i++)
-        if (!strcmp(name, task_aliases[i][0])) name = task_aliases[i][1];
-    for (int i = 0; i < m->n_tasks; i++)
-        if (!strcmp(name, m->task_names[i])) return i;
-    return -2;
+    int t = eng_task_resolve(m->info, name, NULL, 0);
+    return t >= 0 ? t : -2;
 }
 
 static void parse_task(const struct fields *f, const struct api_model *m, struct emb_opts *o,
@@ -306,9 +165,9 @@ static void parse_task(const struct fields *f, const struct api_model *m, struct
         }
         char valid[256];
         int k = 0;
-        for (int i = 0; i < m->n_tasks && k < (int)sizeof(valid); i++)
+        for (int i = 0; i < m->info->n_tasks && k < (int)sizeof(valid); i++)
             k += snprintf(valid + k, sizeof(valid) - (size_t)k, "%s'%s'", i ? ", " : "",
-                          m->task_names[i]);
+                          m->info->task_name[i]);
         add_field_error(e, "body -> task", "enum", f->task, "Input should be one of %s (or null)",
                         valid);
         return;
@@ -333,19 +192,17 @@ static void parse_dimensions(const cJSON *v, const struct api_model *m, struct e
     double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
     if (!isfinite(d) || d != floor(d)) {
         add_field_error(e, "body -> dimensions", "int_type", v, "Input should be a valid integer");
-    } else if (d < 0 || d > m->n_embd) {
+    } else if (d < 0 || d > m->info->n_embd) {
         add_field_error(e, "body -> dimensions", "less_than_equal", v,
-                        "Input should be between 1 and %d", m->n_embd);
+                        "Input should be between 1 and %d", m->info->n_embd);
     } else {
         o->dimensions = (int)d; /* 0 = full size */
     }
 }
 
-static const char *const enc_names[API_ENC_N] = {"float", "base64", "binary", "ubinary"};
-
 static int enc_index(const cJSON *v) {
     for (int i = 0; cJSON_IsString(v) && i < API_ENC_N; i++)
-        if (!strcmp(v->valuestring, enc_names[i])) return i;
+        if (!strcmp(v->valuestring, api_enc_name(i))) return i;
     return -1;
 }
 
@@ -524,8 +381,8 @@ static cJSON *parse_body(const char *body, size_t len, struct api_error *e) {
     }
     if (!root) {
         long at = end ? (long)(end - body) : -1;
-        const char *pe = cJSON_GetErrorPtr();
-        (void)pe; /* not thread-safe in cJSON; the offset below is computed locally */
+        /* (not cJSON_GetErrorPtr: it is a global, not thread-safe; the
+         * offset is computed locally) */
         api_error_set(e, API_EJSON, NULL,
                       "The request body is not valid JSON (error near byte %ld of %zu).",
                       at < 0 ? 0 : at, len);
@@ -533,7 +390,7 @@ static cJSON *parse_body(const char *body, size_t len, struct api_error *e) {
     }
     if (!cJSON_IsObject(root)) {
         add_field_error(e, "body", "model_attributes_type", NULL, "Input should be a JSON object");
-        finish_validation(e);
+        api_validation_finish(e);
         cJSON_Delete(root);
         return NULL;
     }
@@ -571,7 +428,10 @@ static int parse_common(const char *body, size_t len, const struct api_model *m,
         }
         rc = parse_input(f.input, m, r, e);
     }
-    if (!rc && e->n_fields) rc = finish_validation(e);
+    if (!rc && e->n_fields) rc = api_validation_finish(e);
+    /* max_tokens: the served limit; /v1/tokenize only counts unless told to cut */
+    r->opts.max_tokens = tokenize && !r->opts.truncate ? EMB_MAX_TOKENS_UNLIMITED
+                                                       : m->max_input_tokens;
     cJSON_Delete(root);
     if (rc) api_req_deinit(r);
     return rc;
@@ -593,196 +453,4 @@ void api_req_deinit(struct api_req *r) {
     r->inputs = NULL;
     r->arena = NULL;
     r->n_inputs = 0;
-}
-
-int api_plan_error(int emb_rc, const struct emb_error *pe, const struct api_req *r,
-                   struct api_error *e) {
-    memset(e, 0, sizeof(*e));
-    if (emb_rc == EMB_ETOOLONG && r->opts.late_chunking)
-        return api_error_set(e, API_ETOOLONG, "input",
-                             "With late_chunking all inputs are joined into one sequence of %lld "
-                             "tokens, more than the limit of %d tokens (counting <s>, </s> and "
-                             "the task prefix). Send fewer or shorter inputs.",
-                             (long long)pe->n_tokens, pe->limit);
-    if (emb_rc == EMB_ETOOLONG)
-        return api_error_set(e, API_ETOOLONG, "input",
-                             "Input %d has %lld tokens, more than the limit of %d tokens "
-                             "(counting <s>, </s> and the task prefix). Shorten it or set "
-                             "\"truncate\": true.",
-                             pe->index, (long long)pe->n_tokens, pe->limit);
-    if (emb_rc == EMB_EEMPTY) {
-        char field[64];
-        snprintf(field, sizeof(field), "body -> input -> %d", pe->index);
-        add_field_error(e, field, "value_error", NULL,
-                        "With late_chunking every input needs at least one token; input %d is "
-                        "empty",
-                        pe->index);
-        return finish_validation(e);
-    }
-    if (emb_rc == EMB_ENOMEM) return api_error_set(e, API_ENOMEM, NULL, NULL);
-    return api_error_set(e, API_EINTERNAL, NULL, NULL);
-}
-
-/* ---- responses ---------------------------------------------------------- */
-
-bool api_model_matches(const struct api_model *m, const char *name) {
-    if (m->any_name) return true;
-    const char *bare = strncmp(name, "jina-ai/", 8) ? NULL : name + 8;
-    for (int i = 0; i < m->n_names; i++)
-        if (!strcmp(name, m->names[i]) || (bare && !strcmp(bare, m->names[i]))) return true;
-    return false;
-}
-
-/* ubinary: bit = value > 0, MSB first (numpy packbits); binary = that - 128. */
-static void put_packed(struct strbuf *s, const float *v, int n, bool signed_form) {
-    sb_putc(s, '[');
-    for (int i = 0; i < n; i += 8) {
-        int byte = 0;
-        for (int b = 0; b < 8; b++)
-            byte |= (i + b < n && v[i + b] > 0.0f) << (7 - b);
-        sb_printf(s, i ? ",%d" : "%d", signed_form ? byte - 128 : byte);
-    }
-    sb_putc(s, ']');
-}
-
-static void put_base64_f32(struct strbuf *s, const float *v, int n) {
-    uint8_t *le = mem_malloc(4 * (size_t)n + 1);
-    if (!le) {
-        s->oom = true;
-        return;
-    }
-    for (int i = 0; i < n; i++) { /* little-endian float32, whatever the host */
-        uint32_t u;
-        memcpy(&u, &v[i], 4);
-        le[4 * i] = (uint8_t)u, le[4 * i + 1] = (uint8_t)(u >> 8);
-        le[4 * i + 2] = (uint8_t)(u >> 16), le[4 * i + 3] = (uint8_t)(u >> 24);
-    }
-    sb_putc(s, '"');
-    sb_base64(s, le, 4 * (size_t)n);
-    sb_putc(s, '"');
-    free(le);
-}
-
-static void put_encoded(struct strbuf *s, int enc, const float *v, int n) {
-    switch (enc) {
-    case API_ENC_BASE64: put_base64_f32(s, v, n); return;
-    case API_ENC_BINARY: put_packed(s, v, n, true); return;
-    case API_ENC_UBINARY: put_packed(s, v, n, false); return;
-    default:
-        sb_putc(s, '[');
-        for (int i = 0; i < n; i++) {
-            if (i) sb_putc(s, ',');
-            sb_f32(s, v[i]);
-        }
-        sb_putc(s, ']');
-    }
-}
-
-static void put_usage(struct strbuf *s, int64_t n_tokens) {
-    sb_printf(s, "\"usage\":{\"total_tokens\":%lld,\"prompt_tokens\":%lld}", (long long)n_tokens,
-              (long long)n_tokens);
-}
-
-char *api_embed_render(const struct api_model *m, const struct api_req *r, const float *pooled,
-                       int64_t n_tokens, size_t *len) {
-    int n_embd = m->n_embd;
-    float *row = mem_malloc(sizeof(float) * (size_t)n_embd);
-    struct strbuf s;
-    sb_init(&s);
-    if (!row) return NULL;
-    int dims = r->opts.dimensions > 0 && r->opts.dimensions < n_embd ? r->opts.dimensions : n_embd;
-    sb_reserve(&s, 128 + (size_t)r->n_inputs * (64 + (size_t)dims * 13 * (size_t)r->n_enc));
-    sb_puts(&s, "{\"model\":");
-    sb_json_str(&s, m->names[0], strlen(m->names[0]));
-    sb_puts(&s, ",\"object\":\"list\",");
-    put_usage(&s, n_tokens);
-    sb_puts(&s, ",\"data\":[");
-    for (int i = 0; i < r->n_inputs && !s.oom; i++) {
-        int n = emb_output(&r->opts, n_embd, pooled + (size_t)i * n_embd, row);
-        for (int j = 0; j < n; j++)
-            if (!isfinite(row[j])) row[j] = 0.0f; /* never NaN/Inf on the wire */
-        sb_printf(&s, "%s{\"object\":\"embedding\",\"index\":%d,\"embedding\":", i ? "," : "", i);
-        if (r->enc_list) sb_putc(&s, '{');
-        for (int k = 0; k < r->n_enc; k++) {
-            if (r->enc_list) sb_printf(&s, "%s\"%s\":", k ? "," : "", enc_names[r->enc[k]]);
-            put_encoded(&s, r->enc[k], row, n);
-        }
-        sb_puts(&s, r->enc_list ? "}}" : "}");
-    }
-    sb_puts(&s, "]}");
-    free(row);
-    return sb_detach(&s, len);
-}
-
-char *api_tokenize_render(const struct api_model *m, const struct api_req *r,
-                          const struct emb_plan *plan, const tok *t, size_t *len) {
-    struct strbuf s;
-    sb_init(&s);
-    sb_puts(&s, "{\"model\":");
-    sb_json_str(&s, m->names[0], strlen(m->names[0]));
-    sb_puts(&s, ",\"object\":\"list\",");
-    put_usage(&s, plan->n_tokens);
-    sb_puts(&s, ",\"data\":[");
-    for (int32_t i = 0; i < plan->n_seqs && !s.oom; i++) {
-        const struct emb_seq *q = &plan->seqs[i];
-        sb_printf(&s, "%s{\"object\":\"tokens\",\"index\":%d,\"n_tokens\":%d,\"tokens\":[",
-                  i ? "," : "", q->first_out, q->n_ids);
-        for (int32_t j = 0; j < q->n_ids; j++)
-            sb_printf(&s, j ? ",%d" : "%d", q->ids[j]);
-        sb_putc(&s, ']');
-        if (r->want_pieces) {
-            sb_puts(&s, ",\"pieces\":[");
-            for (int32_t j = 0; j < q->n_ids; j++) {
-                const char *p = tok_piece(t, q->ids[j]);
-                if (j) sb_putc(&s, ',');
-                sb_json_str(&s, p, strlen(p));
-            }
-            sb_putc(&s, ']');
-        }
-        sb_putc(&s, '}');
-    }
-    sb_puts(&s, "]}");
-    return sb_detach(&s, len);
-}
-
-/* One model object: OpenAI's keys plus Jina's (OpenRouter-style) ones. */
-static void put_model(struct strbuf *s, const struct api_model *m) {
-    sb_puts(s, "{\"id\":");
-    sb_json_str(s, m->names[0], strlen(m->names[0]));
-    sb_puts(s, ",\"object\":\"model\",\"created\":1725840000,\"owned_by\":\"jinaai\","
-               "\"hugging_face_id\":\"jinaai/jina-embeddings-v3\","
-               "\"name\":\"Jina AI: Jina Embeddings v3 (self-hosted)\","
-               "\"input_modalities\":[\"text\"],\"output_modalities\":[\"embeddings\"],"
-               "\"quantization\":\"\",");
-    sb_printf(s, "\"context_length\":%d,\"max_output_length\":%d,\"dimensions\":%d,",
-              m->max_input_tokens, m->n_embd, m->n_embd);
-    sb_puts(s, "\"pricing\":{\"prompt\":\"0\",\"completion\":\"0\",\"image\":\"0\","
-               "\"request\":\"0\"},\"supported_sampling_parameters\":[],"
-               "\"supported_features\":[],\"tasks\":[");
-    for (int i = 0; i < m->n_tasks; i++) {
-        if (i) sb_putc(s, ',');
-        sb_json_str(s, m->task_names[i], strlen(m->task_names[i]));
-    }
-    sb_puts(s, "],\"aliases\":[");
-    for (int i = 1; i < m->n_names; i++) {
-        if (i > 1) sb_putc(s, ',');
-        sb_json_str(s, m->names[i], strlen(m->names[i]));
-    }
-    sb_puts(s, "],\"description\":\"jina-embeddings-v3 served by embedserve\"}");
-}
-
-char *api_models_render(const struct api_model *m, const char *id, size_t *len, int *err) {
-    *err = 0;
-    if (id && !api_model_matches(m, id)) {
-        *err = API_ENOTFOUND;
-        return NULL;
-    }
-    struct strbuf s;
-    sb_init(&s);
-    if (!id) sb_puts(&s, "{\"object\":\"list\",\"data\":[");
-    put_model(&s, m);
-    if (!id) sb_puts(&s, "]}");
-    char *out = sb_detach(&s, len);
-    if (!out) *err = API_ENOMEM;
-    return out;
 }
