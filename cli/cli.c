@@ -147,6 +147,8 @@ static void report_error(int rc, const struct emb_error *e, int32_t base) {
     else if (rc == EMB_EEMPTY)
         fprintf(stderr, "embed: input %d has no tokens; late chunking needs non-empty chunks\n",
                 base + e->index);
+    else if (rc == EMB_ENOMEM)
+        fprintf(stderr, "embed: out of memory\n");
     else
         fprintf(stderr, "embed: computing failed (code %d)\n", rc);
 }

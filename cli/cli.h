@@ -1,4 +1,8 @@
-/* cli.h -- the offline bulk CLI: `embedserve embed ...`. */
+/* cli.h -- the offline bulk CLI: `embedserve embed ...`, built on the
+ * pipeline (pipeline/embed.h) like the server, so both give the same vectors.
+ *
+ * Thread-safety: call from main's thread only (it owns stdin/stdout and
+ * parses argv with getopt, which keeps global state). */
 #ifndef EMB_CLI_H
 #define EMB_CLI_H
 

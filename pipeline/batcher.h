@@ -31,14 +31,15 @@
 #include "engine/engine.h"
 #include "pipeline/embed.h"
 
-/* Job status / reserve results: the batcher's own codes (the server maps
- * them to HTTP in its API layer, api_batcher_error). */
+/* Job status / reserve results: the batcher's own codes, in their own range
+ * (-2xx) so they cannot pass for another module's; the server maps them to
+ * HTTP in its API layer (api_batcher_error). */
 #define BATCHER_OK        0
-#define BATCHER_EFULL     (-1) /* max_queue requests already admitted: answer 429 */
-#define BATCHER_ESHUTDOWN (-2) /* draining or stopped: answer 503 */
-#define BATCHER_EGONE     (-3) /* the client disconnected; the job was dropped */
-#define BATCHER_EENGINE   (-4) /* the engine refused a pass */
-#define BATCHER_ENOMEM    (-5) /* out of memory on the engine thread (a pass, or its buffers) */
+#define BATCHER_EFULL     (-201) /* max_queue requests already admitted */
+#define BATCHER_ESHUTDOWN (-202) /* draining or stopped */
+#define BATCHER_EGONE     (-203) /* the client disconnected; the job was dropped */
+#define BATCHER_EENGINE   (-204) /* the engine refused a pass */
+#define BATCHER_ENOMEM    (-205) /* out of memory on the engine thread (a pass, or its buffers) */
 
 struct batcher_job {
     /* Set by the submitter; read-only while queued. */

@@ -30,10 +30,11 @@
 #include "engine/engine.h"
 #include "tokenizer/tokenizer.h"
 
-#define EMB_ETOOLONG (-2) /* a sequence is over max_tokens (err.index, err.n_tokens) */
-#define EMB_EEMPTY   (-3) /* late chunking: an input has no tokens (err.index) */
-#define EMB_ENOMEM   (-4)
-#define EMB_EENGINE  (-5) /* the engine refused the batch */
+/* The pipeline's codes, in their own range (-1xx). */
+#define EMB_ETOOLONG (-102) /* a sequence is over max_tokens (err.index, err.n_tokens) */
+#define EMB_EEMPTY   (-103) /* late chunking: an input has no tokens (err.index) */
+#define EMB_ENOMEM   (-104)
+#define EMB_EENGINE  (-105) /* the engine refused the batch */
 
 /* max_tokens for "no limit" (/v1/tokenize without truncate). */
 #define EMB_MAX_TOKENS_UNLIMITED INT32_MAX
@@ -75,7 +76,7 @@ struct emb_error {
     int32_t limit;
 };
 
-/* Defaults: no task, full size, normalised, 8192 tokens. */
+/* Defaults: no task, full size, normalised, 8192 tokens. Thread-safe. */
 struct emb_opts emb_opts_defaults(void);
 
 /* Tokenises `texts` into `plan` (caller storage; release with
@@ -84,6 +85,8 @@ struct emb_opts emb_opts_defaults(void);
 int emb_plan_build(const tok *t, const struct eng_model *m, const struct emb_opts *o,
                    const struct emb_text *texts, int32_t n_texts, struct emb_plan *plan,
                    struct emb_error *e);
+/* Frees what the plan owns (ids, spans, seqs) and zeroes it. The plan must
+ * not be in use by a batcher job or an engine pass. */
 void emb_plan_deinit(struct emb_plan *plan);
 
 /* A forward pass being filled: caller's storage seqs[cap]. `budget` is the

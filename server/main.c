@@ -5,7 +5,7 @@
  * -> tokenizer -> model -> engine context -> batcher -> ready. Any failure
  * prints one clear line and exits non-zero.
  *
- * Shutdown order (STYLE 2.5). SIGTERM and SIGINT are blocked in every
+ * Shutdown order. SIGTERM and SIGINT are blocked in every
  * thread and taken synchronously by sigwait() here, so no handler runs
  * asynchronously at all (the strongest form of "the handler sets a flag"):
  *   1. http_quiesce: stop accepting connections; requests arriving on open

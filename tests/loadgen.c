@@ -24,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/net.h"
+
 static int g_port, g_conns = 16;
 static double g_seconds = 10, g_deadline;
 static long g_max_requests = 5000000;
@@ -104,17 +106,6 @@ static void build_bodies(void) {
     free(body);
 }
 
-static bool send_all(int fd, const char *p, size_t n) {
-    while (n) {
-        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) return false;
-        p += k;
-        n -= (size_t)k;
-    }
-    return true;
-}
-
 /* Reads one response; returns its status or -1 (connection broken). Sets
  * *close_it when the server asked to close. */
 static int read_response(int fd, char **buf, size_t *cap, bool *close_it) {
@@ -168,7 +159,7 @@ static void *worker_main(void *arg) {
         double t0 = now_s();
         bool close_it = false;
         int st =
-            send_all(fd, g_req[b], g_req_len[b]) ? read_response(fd, &buf, &cap, &close_it) : -1;
+            net_send_all(fd, g_req[b], g_req_len[b]) ? read_response(fd, &buf, &cap, &close_it) : -1;
         double dt = now_s() - t0;
         if (st < 0) { /* broken connection: an error, then reconnect */
             w->errors++;

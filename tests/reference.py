@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Independent float64 NumPy reference for jina-embeddings-v3 (written from spec/model.md).
+"""Independent float64 NumPy reference for jina-embeddings-v3 (written from the model description, docs/model.md).
 
 Usage:
   /usr/bin/python3 tests/reference.py --model DIR --cases tests/data/engine_cases.json --out OUT.json

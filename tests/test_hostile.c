@@ -3,7 +3,7 @@
  * most of these bytes).
  *
  * Every case is one malformed or hostile request. It must get the status of
- * spec/api.md (with the JSON error body wherever the request reached the
+ * docs/api.md (with the JSON error body wherever the request reached the
  * server's code; protocol errors that libmicrohttpd answers itself -- 400,
  * 413, 431, 505 -- have MHD's own body), the server must stay up, and a good
  * request sent right after must still work. test_http.c already covers the
@@ -28,6 +28,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "tests/net.h"
 
 #include <cJSON.h>
 
@@ -60,17 +62,6 @@ static int tcp_connect(int port) {
     if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) return fd;
     if (fd >= 0) close(fd);
     return -1;
-}
-
-static bool send_all(int fd, const char *p, size_t n) {
-    while (n) {
-        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) return false;
-        p += k;
-        n -= (size_t)k;
-    }
-    return true;
 }
 
 /* A raw response: status 0 = the connection closed (or timed out) without one. */
@@ -126,7 +117,7 @@ static void rr_exchange(int port, const char *req, size_t n, struct rr *r, int t
         r->body = calloc(1, 1);
         return;
     }
-    send_all(fd, req, n); /* the server may answer (and stop reading) early */
+    net_send_all(fd, req, n); /* the server may answer (and stop reading) early */
     rr_read(fd, r, timeout_ms);
     close(fd);
 }
@@ -687,13 +678,13 @@ static void run_slowloris(const struct srv *s) {
     for (int i = 0; i < N; i++) {
         fd[i] = tcp_connect(s->port);
         static const char start[] = "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\n";
-        if (fd[i] >= 0) send_all(fd[i], start, sizeof(start) - 1);
+        if (fd[i] >= 0) net_send_all(fd[i], start, sizeof(start) - 1);
     }
     double worst = 0, t_end = now_s() + 2.0;
     int good = 0;
     for (int step = 0; now_s() < t_end; step++) {
         for (int i = 0; i < N; i++)
-            if (fd[i] >= 0) send_all(fd[i], drip + step % (sizeof(drip) - 1), 1);
+            if (fd[i] >= 0) net_send_all(fd[i], drip + step % (sizeof(drip) - 1), 1);
         if (step % 2 == 0) {
             double t0 = now_s();
             size_t n;
@@ -793,9 +784,9 @@ static void run_disconnects(void) {
     double d0 = metric(s.port, "embedserve_dropped_requests_total");
     /* A computes; B waits behind it */
     int a = tcp_connect(s.port), b = tcp_connect(s.port);
-    send_all(a, q, n);
+    net_send_all(a, q, n);
     CHECK(wait_metric(s.port, "embedserve_queue_depth", 1, 30));
-    send_all(b, q, n);
+    net_send_all(b, q, n);
     CHECK(wait_metric(s.port, "embedserve_queue_depth", 2, 30));
     close(b); /* hang up while queued */
     CHECKM(wait_metric(s.port, "embedserve_dropped_requests_total", d0 + 1, 30),
@@ -809,7 +800,7 @@ static void run_disconnects(void) {
     CHECKM(drained, "queue depth did not return to 0 after the drops");
     /* and a client that sends half a body and hangs up */
     int c = tcp_connect(s.port);
-    send_all(c, q, n / 2);
+    net_send_all(c, q, n / 2);
     close(c);
     check_good_after("disconnects", &s);
     free(q);

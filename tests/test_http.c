@@ -246,7 +246,7 @@ static void check_rows(const cJSON *j, const float *ref, int n, int dims, double
     }
 }
 
-/* The error body shape of spec/api.md. */
+/* The error body shape of docs/api.md. */
 static void check_error(const cJSON *j, long status, long want, const char *code,
                         const char *what) {
     CHECKM(status == want, "%s: status %ld, want %ld", what, status, want);

@@ -1,6 +1,6 @@
 /* clock.h -- the project's clock: monotonic seconds for timings and timeouts.
  *
- * Thread-safety: thread-safe (no state).
+ * Ownership: nothing allocated. Thread-safety: thread-safe (no state).
  */
 #ifndef EMB_UTIL_CLOCK_H
 #define EMB_UTIL_CLOCK_H

@@ -5,7 +5,7 @@
  * serverLog), so a disabled DEBUG line costs one atomic load.
  *
  * Thread-safety: every function here is thread-safe. The level is the one
- * mutable global besides the stop flag (STYLE 2.5); each line is written with
+ * mutable global of the process; each line is written with
  * a single fputs on a locked stream, so lines never interleave.
  */
 #ifndef EMB_UTIL_LOG_H

@@ -7,9 +7,12 @@ model's own sentencepiece model). Prints one JSON line: tokens/s, startup
 seconds, request latencies, and the server's peak RSS (VmHWM).
 Only 127.0.0.1 is contacted; the loop is bounded by --requests.
 """
-import argparse, json, os, random, subprocess, sys, threading, time, urllib.request
+import argparse, json, os, random, sys, threading, time, urllib.request
 
 import sentencepiece as spm
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import server  # noqa: E402  (tests/bench/server.py)
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--model", required=True)
@@ -41,23 +44,8 @@ def text_of(n_tokens):
 body = json.dumps({"model": "jina-embeddings-v3", "embedding_type": "base64",
                    "input": [text_of(128) for _ in range(32)]}).encode()
 url = "http://127.0.0.1:%d" % a.port
-t0 = time.time()
-srv = subprocess.Popen([a.binary, "--model", a.model, "--host", "127.0.0.1", "--port", str(a.port),
-                        "--dtype", a.dtype, "--threads", str(a.threads), "--log-level", "warn"],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-ready = None
+srv, ready = server.start(a.binary, a.model, a.port, a.dtype, a.threads, name="http_bench")
 try:
-    while time.time() - t0 < 120:
-        if srv.poll() is not None:
-            sys.exit("http_bench: the server exited with %d (port %d busy?)" % (srv.returncode, a.port))
-        try:
-            if urllib.request.urlopen(url + "/ready", timeout=2).status == 200:
-                ready = time.time() - t0
-                break
-        except Exception:
-            time.sleep(0.05)
-    if ready is None:
-        sys.exit("http_bench: server not ready in 120 s")
 
     def post():
         req = urllib.request.Request(url + "/v1/embeddings", data=body,
@@ -97,5 +85,4 @@ try:
                       "startup_ready_s": round(ready, 2), "server_peak_rss_gib": round(hwm, 3),
                       "first_error": errors[0] if errors else None}))
 finally:
-    srv.terminate()
-    srv.wait(timeout=60)
+    server.stop(srv, timeout=60)

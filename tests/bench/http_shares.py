@@ -5,7 +5,10 @@
      the forward passes (client wall time vs the server's
      embedserve_batch_duration_seconds_sum delta), for float and base64.
 Only 127.0.0.1 is contacted."""
-import argparse, json, re, subprocess, sys, threading, time, urllib.request
+import argparse, json, os, re, sys, threading, time, urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import server  # noqa: E402  (tests/bench/server.py)
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--model", required=True)
@@ -15,9 +18,7 @@ ap.add_argument("--seconds", type=float, default=20)
 ap.add_argument("--port", type=int, default=18933)
 a = ap.parse_args()
 url = "http://127.0.0.1:%d" % a.port
-srv = subprocess.Popen([a.binary, "--model", a.model, "--host", "127.0.0.1", "--port", str(a.port),
-                        "--dtype", a.dtype, "--threads", "2", "--log-level", "warn"],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+srv, _ = server.start(a.binary, a.model, a.port, a.dtype, 2, name="http_shares")
 
 
 def post(body):
@@ -35,15 +36,6 @@ def batch_seconds():
 
 
 try:
-    t0 = time.time()
-    while time.time() - t0 < 120:
-        if srv.poll() is not None:
-            sys.exit("server exited")
-        try:
-            if urllib.request.urlopen(url + "/ready", timeout=2).status == 200:
-                break
-        except Exception:
-            time.sleep(0.05)
     post({"input": ["warm up"]})
     lat, stop = [], time.time() + a.seconds
 
@@ -78,5 +70,4 @@ try:
         out["req2048_%s_bytes" % enc] = len(data)
     print(json.dumps(out))
 finally:
-    srv.terminate()
-    srv.wait(timeout=120)
+    server.stop(srv)
