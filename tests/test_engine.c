@@ -261,9 +261,8 @@ static void check_refusals(struct fixture *fx) {
 
 /* Opens tokenizer and model in `dtype`; 0 on success. */
 static int fixture_open(struct fixture *fx, const char *dir, enum eng_dtype dtype) {
-    char path[4096], err[512] = "";
-    snprintf(path, sizeof(path), "%s/sentencepiece.bpe.model", dir);
-    fx->tk = tok_open(path, err, sizeof(err));
+    char err[512] = "";
+    fx->tk = tok_open_dir(dir, err, sizeof(err));
     CHECKM(fx->tk != NULL, "%s", err);
     struct eng_params p = eng_params_defaults();
     p.n_threads = 2;

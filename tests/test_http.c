@@ -154,13 +154,12 @@ struct ref {
 };
 
 static bool ref_open(struct ref *R) {
-    char path[512], err[256];
+    char err[256];
     const char *model = test_env("TESTMODEL", "build/testmodel");
-    snprintf(path, sizeof(path), "%s/sentencepiece.bpe.model", model);
     struct eng_params p = eng_params_defaults();
     p.max_batch_tokens = 8192;
     p.dtype = ENG_DTYPE_F32; /* the servers below run with --dtype f32 */
-    R->t = tok_open(path, err, sizeof(err));
+    R->t = tok_open_dir(model, err, sizeof(err));
     R->m = R->t ? eng_model_open(model, &p, err, sizeof(err)) : NULL;
     R->c = R->m ? eng_ctx_new(R->m, &p, err, sizeof(err)) : NULL;
     if (!R->c) fprintf(stderr, "reference engine: %s\n", err);

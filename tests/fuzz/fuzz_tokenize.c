@@ -24,12 +24,11 @@ static struct eng_model *g_model;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc, (void)argv;
-    char path[4096], err[512];
+    char err[512];
     mem_install_cjson();
-    snprintf(path, sizeof(path), "%s/sentencepiece.bpe.model", fuzz_model_dir());
     struct eng_params p = eng_params_defaults();
     p.dtype = ENG_DTYPE_F32;
-    if (!(g_tok = tok_open(path, err, sizeof(err))) ||
+    if (!(g_tok = tok_open_dir(fuzz_model_dir(), err, sizeof(err))) ||
         !(g_model = eng_model_open(fuzz_model_dir(), &p, err, sizeof(err)))) {
         fprintf(stderr, "fuzz_tokenize: %s (run `make testmodel` first)\n", err);
         exit(1);
