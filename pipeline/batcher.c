@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "util/alloc.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -143,10 +144,10 @@ static int grow_pass(struct batcher *b, int need) {
     int cap = b->cap_seqs ? b->cap_seqs * 2 : 256;
     while (cap < need)
         cap *= 2;
-    struct eng_seq *s = realloc(b->seqs, sizeof(*s) * (size_t)cap);
+    struct eng_seq *s = mem_realloc(b->seqs, sizeof(*s) * (size_t)cap);
     if (!s) return -1;
     b->seqs = s;
-    struct batcher_job **o = realloc(b->owner, sizeof(*o) * (size_t)cap);
+    struct batcher_job **o = mem_realloc(b->owner, sizeof(*o) * (size_t)cap);
     if (!o) return -1;
     b->owner = o;
     b->cap_seqs = cap;

@@ -18,10 +18,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <pthread.h>
+
 #include <cJSON.h>
 
 #include "util/alloc.h"
 #include "server/api.h"
+#include "pipeline/batcher.h"
 #include "pipeline/embed.h"
 
 struct pipe {
@@ -132,6 +135,79 @@ static void oom_loop(struct pipe *P, const struct oom_case *c, bool sticky) {
             sticky ? "persistent" : "transient", n_fail_runs);
 }
 
+/* Out of memory on the engine thread. A job's alive() runs on the engine
+ * thread just before its sequences are packed, so it arms the injection
+ * there: the batcher's pass arrays cannot grow, the job fails with
+ * BATCHER_ENOMEM, and the API layer answers 503 with Retry-After (not a
+ * generic 500). done() disarms, also on the engine thread. */
+struct engine_oom {
+    struct batcher_job job;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+};
+
+static bool arm_on_engine(struct batcher_job *j) {
+    (void)j;
+    mem_fail_at(1, 1);
+    return true;
+}
+
+static void done_on_engine(struct batcher_job *j) {
+    mem_fail_at(0, 0);
+    struct engine_oom *o = j->arg;
+    pthread_mutex_lock(&o->mu);
+    o->done = true;
+    pthread_cond_signal(&o->cv);
+    pthread_mutex_unlock(&o->mu);
+}
+
+static void test_engine_thread_oom(struct pipe *P, const struct eng_params *p) {
+    char err[256];
+    struct eng_ctx *c = eng_ctx_new(P->m, p, err, sizeof(err));
+    CHECKM(c != NULL, "oom: engine context: %s", err);
+    if (!c) return;
+    struct batcher_params bp = {.max_batch_tokens = p->max_batch_tokens, .max_queue = 4};
+    struct batcher *b = batcher_new(c, &bp, err, sizeof(err)); /* owns c from here */
+    CHECKM(b != NULL, "oom: batcher: %s", err);
+    if (!b) return;
+    struct emb_opts o = emb_opts_defaults();
+    o.max_tokens = 512;
+    struct emb_text texts[2] = {{"hello world", 11}, {"second input", 12}};
+    struct emb_plan plan;
+    struct emb_error pe;
+    CHECK(emb_plan_build(P->t, P->m, &o, texts, 2, &plan, &pe) == 0);
+    float *pooled = malloc(sizeof(float) * 2 * (size_t)eng_model_info(P->m)->n_embd);
+    struct engine_oom eo = {.job = {.plan = &plan, .pooled = pooled, .done = done_on_engine,
+                                    .alive = arm_on_engine, .arg = &eo}};
+    pthread_mutex_init(&eo.mu, NULL);
+    pthread_cond_init(&eo.cv, NULL);
+    CHECK(batcher_reserve(b) == BATCHER_OK);
+    batcher_submit(b, &eo.job);
+    pthread_mutex_lock(&eo.mu);
+    while (!eo.done)
+        pthread_cond_wait(&eo.cv, &eo.mu);
+    pthread_mutex_unlock(&eo.mu);
+    CHECKM(eo.job.status == BATCHER_ENOMEM, "engine-thread oom: job status %d", eo.job.status);
+    struct api_error e;
+    CHECK(api_batcher_error(eo.job.status, &e) == API_EOVERLOAD);
+    CHECK(api_err_status(e.code) == 503 && api_err_retry_after(e.code) > 0);
+    size_t len = 0;
+    char *body = api_error_render(&e, "oom-engine", &len);
+    cJSON *j = body ? cJSON_ParseWithLength(body, len) : NULL;
+    const cJSON *code = cJSON_GetObjectItem(j, "code");
+    CHECK(cJSON_IsString(code) && !strcmp(code->valuestring, "SERVICE_UNAVAILABLE"));
+    cJSON_Delete(j);
+    free(body);
+    batcher_drain(b, 5.0);
+    batcher_free(b);
+    pthread_cond_destroy(&eo.cv);
+    pthread_mutex_destroy(&eo.mu);
+    free(pooled);
+    emb_plan_deinit(&plan);
+    fprintf(stderr, "oom: engine thread: job failed with BATCHER_ENOMEM -> 503 + Retry-After\n");
+}
+
 void test_oom(void) {
     struct pipe P;
     memset(&P, 0, sizeof(P));
@@ -162,6 +238,7 @@ void test_oom(void) {
         oom_loop(&P, &cases[i], true);
         oom_loop(&P, &cases[i], false);
     }
+    test_engine_thread_oom(&P, &p);
 out:
     eng_ctx_free(P.c);
     eng_model_close(P.m);
