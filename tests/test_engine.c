@@ -9,15 +9,21 @@
  * >= 0.998 (int8) on every case. Then: every sequence of every case packed
  * into shared batches (mixed tasks and lengths) equals the case run alone;
  * bad batches are refused; and the forced no-AVX-512 fallback runs f32.
+ * Then the model knowledge the engine owns: the task resolver (names,
+ * aliases, refusals), the error codes, the facts eng_info reports, and the
+ * architecture seam: configs naming an unknown architecture or a position
+ * scheme the description does not use are refused with a clear message, and
+ * descriptions asking for modes the forward pass lacks are refused.
  */
 #include "tests/test.h"
 
-#include "engine/gemm.h"
+#include "engine/engine_impl.h"
 #include "server/embed.h"
 
 #include <cJSON.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct tol {
     const char *mode;
@@ -247,6 +253,203 @@ static void check_refusals(struct fixture *fx) {
     CHECK(eng_task_lookup(fx->m, NULL) == ENG_TASK_NONE);
 }
 
+/* Every canonical name and alias, unknown names and NULL, with messages. */
+static void check_task_resolve(const struct eng_model *m) {
+    static const struct {
+        const char *name;
+        int want;
+    } cases[] = {
+        {"retrieval.query", 0}, {"retrieval.passage", 1}, {"separation", 2},
+        {"classification", 3},  {"text-matching", 4},     {"query", 0},
+        {"passage", 1},         {"document", 1},          {"clustering", 2},
+    };
+    const struct eng_info *in = eng_model_info(m);
+    char err[512];
+    CHECK(in->n_tasks == 5);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        strcpy(err, "untouched");
+        int t = eng_task_resolve(m, cases[i].name, err, sizeof(err));
+        CHECKM(t == cases[i].want, "resolve('%s') = %d, want %d", cases[i].name, t, cases[i].want);
+        CHECKM(!strcmp(err, "untouched"), "resolve('%s') wrote a message", cases[i].name);
+        CHECK(eng_task_lookup(m, cases[i].name) == cases[i].want);
+    }
+    CHECK(eng_task_resolve(m, NULL, err, sizeof(err)) == ENG_TASK_NONE);
+    const char *bad[] = {"nope", "", "none", "Query", "retrieval", "retrieval.query "};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = 0;
+        CHECKM(eng_task_resolve(m, bad[i], err, sizeof(err)) == ENG_ENOTASK, "'%s' refused",
+               bad[i]);
+        CHECKM(strstr(err, "unknown task") != NULL, "message for '%s': %s", bad[i], err);
+        for (int t = 0; t < in->n_tasks; t++)
+            CHECKM(strstr(err, in->task_name[t]) != NULL, "'%s' not listed in: %s",
+                   in->task_name[t], err);
+        CHECKM(strstr(err, "clustering") && strstr(err, "document"), "aliases listed: %s", err);
+        CHECK(eng_task_resolve(m, bad[i], NULL, 0) == ENG_ENOTASK); /* no message wanted */
+        CHECK(eng_task_lookup(m, bad[i]) == ENG_ENOTASK);
+    }
+    /* a tiny message buffer is truncated, never overrun */
+    char tiny[8];
+    memset(tiny, 'x', sizeof(tiny));
+    CHECK(eng_task_resolve(m, "nope", tiny, sizeof(tiny)) == ENG_ENOTASK);
+    CHECK(memchr(tiny, 0, sizeof(tiny)) != NULL);
+}
+
+/* Error codes: distinct from adapter indices and ENG_TASK_NONE, each named. */
+static void check_error_codes(void) {
+    const int codes[] = {ENG_EINVAL, ENG_ETOOLONG, ENG_ENOMEM, ENG_EIO, ENG_ENOTASK};
+    int n = (int)(sizeof(codes) / sizeof(codes[0]));
+    for (int i = 0; i < n; i++) {
+        CHECKM(codes[i] < ENG_TASK_NONE && codes[i] <= -100, "code %d collides", codes[i]);
+        CHECKM(strcmp(eng_strerror(codes[i]), "unknown engine error") != 0, "%d unnamed",
+               codes[i]);
+        for (int j = 0; j < i; j++) {
+            CHECK(codes[i] != codes[j]);
+            CHECK(strcmp(eng_strerror(codes[i]), eng_strerror(codes[j])) != 0);
+        }
+    }
+    CHECK(!strcmp(eng_strerror(0), "unknown engine error"));
+    CHECK(!strcmp(eng_strerror(ENG_TASK_NONE), "unknown engine error"));
+}
+
+/* name, arch, Matryoshka sizes, token limit: what the model card reads. */
+static void check_info(const struct eng_model *m, const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    cJSON *cfg = load_json(path);
+    const struct eng_info *in = eng_model_info(m);
+    if (!cfg) return;
+    const cJSON *nm = cJSON_GetObjectItem(cfg, "_name_or_path");
+    const cJSON *md = cJSON_GetObjectItem(cfg, "matryoshka_dimensions");
+    CHECK(cJSON_IsString(nm) && !strcmp(in->name, nm->valuestring));
+    CHECK(in->arch && !strcmp(in->arch, "jina-embeddings-v3"));
+    CHECK(in->max_position ==
+          cJSON_GetObjectItem(cfg, "max_position_embeddings")->valueint - 2);
+    CHECKM(in->n_matryoshka == cJSON_GetArraySize(md) && in->n_matryoshka > 0,
+           "%d Matryoshka sizes, config lists %d", in->n_matryoshka, cJSON_GetArraySize(md));
+    for (int i = 0; i < in->n_matryoshka && i < cJSON_GetArraySize(md); i++)
+        CHECK(in->matryoshka[i] == cJSON_GetArrayItem(md, i)->valueint);
+    for (int t = 0; t < in->n_tasks; t++) {
+        const cJSON *pr = cJSON_GetObjectItem(cJSON_GetObjectItem(cfg, "task_instructions"),
+                                              in->task_name[t]);
+        CHECK(cJSON_IsString(pr) && !strcmp(in->task_prefix[t], pr->valuestring));
+    }
+    cJSON_Delete(cfg);
+}
+
+/* Opens a copy of the model whose config.json has `key` set to `val` (the
+ * value is consumed; NULL deletes the key). Returns the model or NULL with
+ * the loader's message in err. */
+static struct eng_model *open_with_config(const char *dir, const char *key, cJSON *val, char *err,
+                                          size_t errlen) {
+    char path[4096], tmp[4096], abs[4096];
+    const char *td = getenv("TMPDIR");
+    snprintf(tmp, sizeof(tmp), "%s/engine_cfg.XXXXXX", td && *td ? td : "/tmp");
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    cJSON *cfg = load_json(path);
+    struct eng_model *m = NULL;
+    if (!cfg || !mkdtemp(tmp)) {
+        cJSON_Delete(val);
+        cJSON_Delete(cfg);
+        snprintf(err, errlen, "test setup failed");
+        return NULL;
+    }
+    if (val)
+        cJSON_ReplaceItemInObject(cfg, key, val);
+    else
+        cJSON_DeleteItemFromObject(cfg, key);
+    if (val && !cJSON_GetObjectItem(cfg, key)) cJSON_AddItemToObject(cfg, key, val);
+    char *text = cJSON_Print(cfg), cpath[4200], wpath[4200];
+    snprintf(cpath, sizeof(cpath), "%s/config.json", tmp);
+    snprintf(wpath, sizeof(wpath), "%s/model.safetensors", tmp);
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    FILE *f = fopen(cpath, "w");
+    int ok = f && text && fputs(text, f) >= 0;
+    if (f) fclose(f);
+    ok = ok && realpath(path, abs) && symlink(abs, wpath) == 0;
+    CHECKM(ok, "cannot write %s", cpath);
+    struct eng_params p = eng_params_defaults();
+    p.dtype = ENG_DTYPE_F32;
+    if (ok) m = eng_model_open(tmp, &p, err, errlen);
+    unlink(wpath);
+    unlink(cpath);
+    rmdir(tmp);
+    cJSON_free(text);
+    cJSON_Delete(cfg);
+    return m;
+}
+
+/* Config refusals and acceptances through the architecture seam. */
+static void check_arch_configs(const char *dir) {
+    static const struct {
+        const char *key, *json; /* json NULL: delete the key */
+        const char *want[3];    /* all in the message; want[0] NULL: must load */
+    } cases[] = {
+        {"architectures", "[\"BertModel\"]",
+         {"unknown model architecture \"BertModel\"", "jina-embeddings-v3", "XLMRobertaModel"}},
+        {"architectures", "[\"XLMRobertaLoRA\"]", {NULL}},
+        {"architectures", "\"XLMRobertaModel\"", {"\"architectures\" must be a list", "config.json"}},
+        {"architectures", NULL, {NULL}}, /* no name at all: the default family */
+        {"model_type", "\"bert\"", {NULL}}, /* architectures still names v3 */
+        {"position_embedding_type", "\"alibi\"",
+         {"position_embedding_type \"alibi\" is not supported", "jina-embeddings-v3", "rotary"}},
+        {"position_embedding_type", "\"absolute\"", {"\"absolute\" is not supported", "rotary"}},
+        {"position_embedding_type", "\"spiral\"", {"\"spiral\" is unknown", "alibi"}},
+        {"position_embedding_type", "7", {"position_embedding_type", "not a string"}},
+        {"position_embedding_type", NULL, {NULL}},
+        {"hidden_act", "\"relu\"", {"hidden_act \"relu\" is not supported", "gelu"}},
+        {"lora_adaptations", "[]", {"\"lora_adaptations\" must list", "config.json"}},
+        {"rotary_emb_base", "0", {"\"rotary_emb_base\" must be a number"}},
+    };
+    char err[512];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        err[0] = 0;
+        cJSON *val = cases[i].json ? cJSON_Parse(cases[i].json) : NULL;
+        struct eng_model *m = open_with_config(dir, cases[i].key, val, err, sizeof(err));
+        if (!cases[i].want[0]) {
+            CHECKM(m != NULL, "%s=%s: refused: %s", cases[i].key, cases[i].json, err);
+        } else {
+            CHECKM(m == NULL, "%s=%s: loaded", cases[i].key, cases[i].json);
+            for (int k = 0; k < 3 && cases[i].want[k]; k++)
+                CHECKM(strstr(err, cases[i].want[k]) != NULL, "%s=%s: '%s' not in: %s",
+                       cases[i].key, cases[i].json, cases[i].want[k], err);
+        }
+        eng_model_close(m);
+    }
+    /* only model_type, unknown: refused, naming it */
+    cJSON *val = cJSON_Parse("[\"NotAModel\"]");
+    struct eng_model *m = open_with_config(dir, "architectures", val, err, sizeof(err));
+    CHECKM(!m && strstr(err, "NotAModel") && strstr(err, "known: jina-embeddings-v3"), "%s", err);
+    eng_model_close(m);
+}
+
+/* Descriptions asking for what the forward pass lacks are refused. */
+static void check_arch_descriptions(void) {
+    char err[512], nm[64];
+    CHECK(eng_arch_check(&eng_arch_jina_v3, err, sizeof(err)) == 0);
+    CHECK(eng_archs[0] == &eng_arch_jina_v3);
+    struct eng_arch a = eng_arch_jina_v3;
+    a.pos = ENG_POS_ALIBI;
+    CHECK(eng_arch_check(&a, err, sizeof(err)) == -1 && strstr(err, "\"alibi\" is not implemented"));
+    a.pos = ENG_POS_ABSOLUTE;
+    CHECK(eng_arch_check(&a, err, sizeof(err)) == -1 && strstr(err, "\"absolute\""));
+    a = eng_arch_jina_v3;
+    a.ffn = ENG_FFN_GEGLU;
+    CHECK(eng_arch_check(&a, err, sizeof(err)) == -1 && strstr(err, "\"geglu\" is not implemented"));
+    a = eng_arch_jina_v3;
+    a.norm = ENG_NORM_PRE;
+    CHECK(eng_arch_check(&a, err, sizeof(err)) == -1 && strstr(err, "pre-LayerNorm"));
+    a = eng_arch_jina_v3;
+    a.tensors[ENG_ROLE_FFN_UP].lora_a = NULL; /* adapters but a linear without them */
+    CHECK(eng_arch_check(&a, err, sizeof(err)) == -1 && strstr(err, "jina-embeddings-v3"));
+    CHECK(eng_pos_kind_parse("rotary") == ENG_POS_ROTARY);
+    CHECK(eng_pos_kind_parse("alibi") == ENG_POS_ALIBI);
+    CHECK(eng_pos_kind_parse("absolute") == ENG_POS_ABSOLUTE);
+    CHECK(eng_pos_kind_parse("Rotary") == -1 && eng_pos_kind_parse(NULL) == -1);
+    CHECK(eng_tensor_name(nm, sizeof(nm), "a.%d.b", 17) == 0 && !strcmp(nm, "a.17.b"));
+    CHECK(eng_tensor_name(nm, sizeof(nm), "emb_ln.weight", 3) == 0 && !strcmp(nm, "emb_ln.weight"));
+    CHECK(eng_tensor_name(nm, 6, "abc.%d.def", 1) == -1);
+}
+
 /* Opens tokenizer and model in `dtype`; 0 on success. */
 static int fixture_open(struct fixture *fx, const char *dir, enum eng_dtype dtype) {
     char path[4096], err[512] = "";
@@ -282,6 +485,8 @@ static void run_mode(struct fixture *fx, const char *dir, enum eng_dtype dtype,
         if (dtype == ENG_DTYPE_F32) {
             check_batch_invariance(fx);
             check_refusals(fx);
+            check_task_resolve(fx->m);
+            check_info(fx->m, dir);
         }
     }
     fixture_close(fx);
@@ -327,6 +532,9 @@ void test_engine(void) {
     else
         fprintf(stderr, "  int8 not run: this CPU lacks AVX512_VNNI\n");
     check_fallback(dir);
+    check_error_codes();
+    check_arch_configs(dir);
+    check_arch_descriptions();
 out:
     cJSON_Delete(fx.cases);
     cJSON_Delete(fx.expected);
