@@ -35,11 +35,11 @@ extern "C" {
 
 /* Error codes: negative and from -101 down, so that no code equals an
  * adapter index (>= 0) or ENG_TASK_NONE (-1). eng_strerror names each. */
-#define ENG_FOR_EACH_ERROR(X)                                                                      \
-    X(ENG_EINVAL, -101, "invalid argument (token id, task, span or count)")                       \
-    X(ENG_ETOOLONG, -102, "the batch exceeds the context's token capacity")                       \
-    X(ENG_ENOMEM, -103, "out of memory")                                                           \
-    X(ENG_EIO, -104, "model files missing, truncated or inconsistent")                            \
+#define ENG_FOR_EACH_ERROR(X)                                               \
+    X(ENG_EINVAL, -101, "invalid argument (token id, task, span or count)") \
+    X(ENG_ETOOLONG, -102, "the batch exceeds the context's token capacity") \
+    X(ENG_ENOMEM, -103, "out of memory")                                    \
+    X(ENG_EIO, -104, "model files missing, truncated or inconsistent")      \
     X(ENG_ENOTASK, -105, "no task of that name")
 enum eng_error {
 #define ENG_ERROR_ENUM(name, value, text) name = (value),
@@ -86,8 +86,8 @@ struct eng_info {
     const char *task_prefix[ENG_MAX_TASKS]; /* adapter index -> instruction ("" if none) */
     int n_matryoshka; /* Matryoshka sizes the model was trained for (config.json's */
     int matryoshka[ENG_MAX_MATRYOSHKA]; /* "matryoshka_dimensions" within 1..n_embd) */
-    const char *name; /* _name_or_path, or "" (the model card's Hugging Face id) */
-    const char *arch; /* the architecture family, e.g. "jina-embeddings-v3" */
+    const char *name;     /* _name_or_path, or "" (the model card's Hugging Face id) */
+    const char *arch;     /* the architecture family, e.g. "jina-embeddings-v3" */
     enum eng_dtype dtype; /* precision the matrix products run in (never AUTO) */
 };
 
@@ -106,10 +106,11 @@ struct eng_params eng_params_defaults(void);
 
 /* Opens the model in directory `dir`: reads config.json, recognises the
  * architecture (an unknown one is refused with a message listing the known
- * ones), maps its weights file (model.safetensors), validates presence, dtype (BF16, F16 or F32), shape and
- * file bounds of every tensor, and prepares the weights for `p->dtype`.
- * Returns NULL with a message naming the file and tensor on any problem.
- * The caller frees the result with eng_model_close. */
+ * ones), maps its weights file (model.safetensors), validates presence,
+ * dtype (BF16, F16 or F32), shape and file bounds of every tensor, and
+ * prepares the weights for `p->dtype`. Returns NULL with a message naming
+ * the file and tensor on any problem. The caller frees the result with
+ * eng_model_close. */
 struct eng_model *eng_model_open(const char *dir, const struct eng_params *p, char *err,
                                  size_t errlen);
 void eng_model_close(struct eng_model *m);

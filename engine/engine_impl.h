@@ -76,7 +76,7 @@ struct eng_linear {
     struct wmat w;  /* W [n_out][n_in], prepared for the model's dtype */
     const float *b; /* [n_out], or NULL where the architecture has no bias */
     int n_in, n_out;
-    const float *lora_a; /* [n_tasks][rank][n_in]; NULL without adapters */
+    const float *lora_a;  /* [n_tasks][rank][n_in]; NULL without adapters */
     const float *lora_bt; /* [n_tasks][rank][n_out]: scale * B^T, laid out for the row update */
 };
 

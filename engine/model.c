@@ -78,7 +78,7 @@ static char *read_file(const char *path, size_t *len, char *err, size_t errlen) 
 
 /* Integer field `key` of config.json, required, in [lo, hi]. */
 static int field_int(const cJSON *root, const char *path, const char *key, int lo, int hi, int *out,
-                   char *err, size_t errlen) {
+                     char *err, size_t errlen) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
     /* range first: casting an out-of-range double to int is undefined */
     if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi) ||
@@ -92,7 +92,7 @@ static int field_int(const cJSON *root, const char *path, const char *key, int l
 
 /* Number field `key` of config.json in [lo, hi]; `def` when absent or null. */
 static int field_num(const cJSON *root, const char *path, const char *key, double def, double lo,
-                   double hi, float *out, char *err, size_t errlen) {
+                     double hi, float *out, char *err, size_t errlen) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
     double x = def;
     if (v && !cJSON_IsNull(v)) {
@@ -124,8 +124,8 @@ static int config_strings(struct eng_model *m, const cJSON *root, const char *pa
                           size_t errlen) {
     struct eng_info *in = &m->info;
     const struct eng_arch *ar = m->arch;
-    const cJSON *tasks = ar->tasks_key ? cJSON_GetObjectItemCaseSensitive(root, ar->tasks_key)
-                                       : NULL;
+    const cJSON *tasks =
+        ar->tasks_key ? cJSON_GetObjectItemCaseSensitive(root, ar->tasks_key) : NULL;
     const cJSON *instr =
         ar->prefixes_key ? cJSON_GetObjectItemCaseSensitive(root, ar->prefixes_key) : NULL;
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(root, "_name_or_path");
@@ -219,9 +219,8 @@ static int config_position(const cJSON *root, const char *path, const struct eng
         return -1;
     }
     if (k != (int)ar->pos) {
-        snprintf(err, errlen,
-                 "%s: position_embedding_type \"%s\" is not supported: %s uses \"%s\"", path,
-                 pe->valuestring, ar->name, eng_pos_kind_name(ar->pos));
+        snprintf(err, errlen, "%s: position_embedding_type \"%s\" is not supported: %s uses \"%s\"",
+                 path, pe->valuestring, ar->name, eng_pos_kind_name(ar->pos));
         return -1;
     }
     return 0;
@@ -242,13 +241,12 @@ static int config_load(struct eng_model *m, const char *dir, char *err, size_t e
         goto out;
     }
     if (!(m->arch = eng_arch_find(root, path, err, errlen)) ||
-        eng_arch_check(m->arch, err, errlen) != 0 ||
-        config_fields(m, root, path, err, errlen) != 0)
+        eng_arch_check(m->arch, err, errlen) != 0 || config_fields(m, root, path, err, errlen) != 0)
         goto out;
     max_pos = m->arch->max_position_default;
     if (cJSON_GetObjectItemCaseSensitive(root, "max_position_embeddings") &&
-        field_int(root, path, "max_position_embeddings", 1 + m->arch->max_position_offset,
-                  1 << 22, &max_pos, err, errlen))
+        field_int(root, path, "max_position_embeddings", 1 + m->arch->max_position_offset, 1 << 22,
+                  &max_pos, err, errlen))
         goto out;
     in->max_position = max_pos - m->arch->max_position_offset;
     if (in->n_embd % in->n_head ||
@@ -371,8 +369,8 @@ static long linear_load(struct eng_model *m, enum eng_role role, int il, int n_o
 }
 
 /* Checks (and with the arena set, widens) one LayerNorm role of layer il. */
-static long norm_load(struct eng_model *m, enum eng_role role, int il, size_t *pos,
-                      const float **w, const float **b, char *err, size_t errlen) {
+static long norm_load(struct eng_model *m, enum eng_role role, int il, size_t *pos, const float **w,
+                      const float **b, char *err, size_t errlen) {
     const struct eng_role_names *rn = &m->arch->tensors[role];
     char nm[256];
     int H = m->info.n_embd;
@@ -583,7 +581,7 @@ const struct eng_info *eng_model_info(const struct eng_model *m) {
 
 const char *eng_strerror(int code) {
     switch (code) {
-#define ENG_ERROR_CASE(name, value, text)                                                          \
+#define ENG_ERROR_CASE(name, value, text) \
     case name: return text;
         ENG_FOR_EACH_ERROR(ENG_ERROR_CASE)
 #undef ENG_ERROR_CASE
@@ -597,8 +595,8 @@ static void task_names_list(const struct eng_model *m, char *msg, size_t n, int 
     for (int t = 0; t < m->info.n_tasks && k >= 0 && (size_t)k < n; t++)
         k += snprintf(msg + k, n - (size_t)k, "%s%s", t ? ", " : "", m->info.task_name[t]);
     for (int i = 0; i < ar->n_task_aliases && k >= 0 && (size_t)k < n; i++)
-        k += snprintf(msg + k, n - (size_t)k, "%s%s", i ? ", " : " (aliases: ",
-                      ar->task_aliases[i][0]);
+        k += snprintf(msg + k, n - (size_t)k, "%s%s",
+                      i ? ", " : " (aliases: ", ar->task_aliases[i][0]);
     if (ar->n_task_aliases && k >= 0 && (size_t)k < n) snprintf(msg + k, n - (size_t)k, ")");
 }
 

@@ -71,8 +71,10 @@ const struct eng_arch *eng_arch_find(const cJSON *root, const char *path, char *
     if (cJSON_GetArraySize(archs) == 0 && !cJSON_IsString(mt)) return eng_archs[0];
     e = cJSON_GetArrayItem(archs, 0);
     known_list(known, sizeof(known));
-    snprintf(err, errlen, "%s: unknown model architecture \"%.80s\" (model_type \"%.40s\"); "
-             "known: %s", path, cJSON_IsString(e) ? e->valuestring : "",
+    snprintf(err, errlen,
+             "%s: unknown model architecture \"%.80s\" (model_type \"%.40s\"); "
+             "known: %s",
+             path, cJSON_IsString(e) ? e->valuestring : "",
              cJSON_IsString(mt) ? mt->valuestring : "", known);
     return NULL;
 }
@@ -91,8 +93,8 @@ int eng_arch_check(const struct eng_arch *a, char *err, size_t errlen) {
         return -1;
     }
     if (!enc_norm_supported(a->norm)) {
-        snprintf(err, errlen, "%s: %s-LayerNorm layers are not implemented by this engine",
-                 a->name, (unsigned)a->norm < ENG_NORM_N ? norm_names[a->norm] : "?");
+        snprintf(err, errlen, "%s: %s-LayerNorm layers are not implemented by this engine", a->name,
+                 (unsigned)a->norm < ENG_NORM_N ? norm_names[a->norm] : "?");
         return -1;
     }
     for (int r = 0; r < ENG_ROLE_N; r++) {

@@ -8,19 +8,21 @@
 
 #include <stddef.h>
 
-#define PARAM(m) "roberta." m ".parametrizations.weight.original"
+#define PARAM(m)  "roberta." m ".parametrizations.weight.original"
 #define LORA_A(m) "roberta." m ".parametrizations.weight.0.lora_A"
 #define LORA_B(m) "roberta." m ".parametrizations.weight.0.lora_B"
 /* an adapted linear or embedding; a plain LayerNorm */
-#define ADAPTED(m, bias) {PARAM(m), bias, LORA_A(m), LORA_B(m)}
+#define ADAPTED(m, bias) \
+    { PARAM(m), bias, LORA_A(m), LORA_B(m) }
 #define LINEAR(m) ADAPTED(m, "roberta." m ".bias")
-#define NORM(m) {"roberta." m ".weight", "roberta." m ".bias", NULL, NULL}
+#define NORM(m) \
+    { "roberta." m ".weight", "roberta." m ".bias", NULL, NULL }
 #define LAYER "encoder.layers.%d."
 
-#define INT_FIELD(key, lo, hi, field)                                                              \
-    {key, ENG_FIELD_INT, true, 0, lo, hi, offsetof(struct eng_info, field)}
-#define NUM_FIELD(key, def, lo, hi, field)                                                         \
-    {key, ENG_FIELD_NUM, false, def, lo, hi, offsetof(struct eng_info, field)}
+#define INT_FIELD(key, lo, hi, field) \
+    { key, ENG_FIELD_INT, true, 0, lo, hi, offsetof(struct eng_info, field) }
+#define NUM_FIELD(key, def, lo, hi, field) \
+    { key, ENG_FIELD_NUM, false, def, lo, hi, offsetof(struct eng_info, field) }
 
 static const struct eng_field fields[] = {
     INT_FIELD("hidden_size", 2, 65536, n_embd),

@@ -300,8 +300,7 @@ static void check_error_codes(void) {
     int n = (int)(sizeof(codes) / sizeof(codes[0]));
     for (int i = 0; i < n; i++) {
         CHECKM(codes[i] < ENG_TASK_NONE && codes[i] <= -100, "code %d collides", codes[i]);
-        CHECKM(strcmp(eng_strerror(codes[i]), "unknown engine error") != 0, "%d unnamed",
-               codes[i]);
+        CHECKM(strcmp(eng_strerror(codes[i]), "unknown engine error") != 0, "%d unnamed", codes[i]);
         for (int j = 0; j < i; j++) {
             CHECK(codes[i] != codes[j]);
             CHECK(strcmp(eng_strerror(codes[i]), eng_strerror(codes[j])) != 0);
@@ -322,15 +321,14 @@ static void check_info(const struct eng_model *m, const char *dir) {
     const cJSON *md = cJSON_GetObjectItem(cfg, "matryoshka_dimensions");
     CHECK(cJSON_IsString(nm) && !strcmp(in->name, nm->valuestring));
     CHECK(in->arch && !strcmp(in->arch, "jina-embeddings-v3"));
-    CHECK(in->max_position ==
-          cJSON_GetObjectItem(cfg, "max_position_embeddings")->valueint - 2);
+    CHECK(in->max_position == cJSON_GetObjectItem(cfg, "max_position_embeddings")->valueint - 2);
     CHECKM(in->n_matryoshka == cJSON_GetArraySize(md) && in->n_matryoshka > 0,
            "%d Matryoshka sizes, config lists %d", in->n_matryoshka, cJSON_GetArraySize(md));
     for (int i = 0; i < in->n_matryoshka && i < cJSON_GetArraySize(md); i++)
         CHECK(in->matryoshka[i] == cJSON_GetArrayItem(md, i)->valueint);
     for (int t = 0; t < in->n_tasks; t++) {
-        const cJSON *pr = cJSON_GetObjectItem(cJSON_GetObjectItem(cfg, "task_instructions"),
-                                              in->task_name[t]);
+        const cJSON *pr =
+            cJSON_GetObjectItem(cJSON_GetObjectItem(cfg, "task_instructions"), in->task_name[t]);
         CHECK(cJSON_IsString(pr) && !strcmp(in->task_prefix[t], pr->valuestring));
     }
     cJSON_Delete(cfg);
@@ -384,13 +382,17 @@ static void check_arch_configs(const char *dir) {
         const char *key, *json; /* json NULL: delete the key */
         const char *want[3];    /* all in the message; want[0] NULL: must load */
     } cases[] = {
-        {"architectures", "[\"BertModel\"]",
+        {"architectures",
+         "[\"BertModel\"]",
          {"unknown model architecture \"BertModel\"", "jina-embeddings-v3", "XLMRobertaModel"}},
         {"architectures", "[\"XLMRobertaLoRA\"]", {NULL}},
-        {"architectures", "\"XLMRobertaModel\"", {"\"architectures\" must be a list", "config.json"}},
-        {"architectures", NULL, {NULL}}, /* no name at all: the default family */
+        {"architectures",
+         "\"XLMRobertaModel\"",
+         {"\"architectures\" must be a list", "config.json"}},
+        {"architectures", NULL, {NULL}},    /* no name at all: the default family */
         {"model_type", "\"bert\"", {NULL}}, /* architectures still names v3 */
-        {"position_embedding_type", "\"alibi\"",
+        {"position_embedding_type",
+         "\"alibi\"",
          {"position_embedding_type \"alibi\" is not supported", "jina-embeddings-v3", "rotary"}},
         {"position_embedding_type", "\"absolute\"", {"\"absolute\" is not supported", "rotary"}},
         {"position_embedding_type", "\"spiral\"", {"\"spiral\" is unknown", "alibi"}},
@@ -429,12 +431,14 @@ static void check_arch_descriptions(void) {
     CHECK(eng_archs[0] == &eng_arch_jina_v3);
     struct eng_arch a = eng_arch_jina_v3;
     a.pos = ENG_POS_ALIBI;
-    CHECK(eng_arch_check(&a, err, sizeof(err)) == -1 && strstr(err, "\"alibi\" is not implemented"));
+    CHECK(eng_arch_check(&a, err, sizeof(err)) == -1 &&
+          strstr(err, "\"alibi\" is not implemented"));
     a.pos = ENG_POS_ABSOLUTE;
     CHECK(eng_arch_check(&a, err, sizeof(err)) == -1 && strstr(err, "\"absolute\""));
     a = eng_arch_jina_v3;
     a.ffn = ENG_FFN_GEGLU;
-    CHECK(eng_arch_check(&a, err, sizeof(err)) == -1 && strstr(err, "\"geglu\" is not implemented"));
+    CHECK(eng_arch_check(&a, err, sizeof(err)) == -1 &&
+          strstr(err, "\"geglu\" is not implemented"));
     a = eng_arch_jina_v3;
     a.norm = ENG_NORM_PRE;
     CHECK(eng_arch_check(&a, err, sizeof(err)) == -1 && strstr(err, "pre-LayerNorm"));
