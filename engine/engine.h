@@ -68,20 +68,23 @@ struct eng_params {
     enum eng_dtype dtype;
 };
 
-/* Model facts read from config.json. Strings are owned by the model and live
- * until eng_model_close. */
+/* Model facts read from config.json (through the architecture's
+ * description); the server's model card comes from here (name, arch, tasks,
+ * Matryoshka sizes, max_position, dtype). Strings are owned by the model and
+ * live until eng_model_close. */
 struct eng_info {
     int n_embd;  /* hidden_size */
     int n_layer; /* num_hidden_layers */
     int n_head;  /* num_attention_heads */
     int n_ff;    /* intermediate_size */
     int n_vocab; /* vocab_size */
-    int lora_rank;
+    int lora_rank; /* 0 for a family without task adapters */
     float lora_alpha;
-    float rope_base;
+    float rope_base; /* rotary positions only */
     float ln_eps;
-    int max_position; /* max_position_embeddings - 2: the model's token limit (8192) */
-    int n_tasks;      /* len(lora_adaptations) */
+    int max_position; /* the model's token limit: max_position_embeddings less the
+                         family's offset (2 for XLM-R: 8194 -> 8192) */
+    int n_tasks;      /* task adapters (len(lora_adaptations)); 0 without */
     const char *task_name[ENG_MAX_TASKS];   /* adapter index -> name */
     const char *task_prefix[ENG_MAX_TASKS]; /* adapter index -> instruction ("" if none) */
     int n_matryoshka; /* Matryoshka sizes the model was trained for (config.json's */
