@@ -240,7 +240,7 @@ static int config_load(struct eng_model *m, const char *dir, char *err, size_t e
         snprintf(err, errlen, "%s: not a JSON object", path);
         goto out;
     }
-    if (!(m->arch = eng_arch_find(root, path, err, errlen)) ||
+    if ((!m->arch && !(m->arch = eng_arch_find(root, path, err, errlen))) ||
         eng_arch_check(m->arch, err, errlen) != 0 || config_fields(m, root, path, err, errlen) != 0)
         goto out;
     max_pos = m->arch->max_position_default;
@@ -324,31 +324,48 @@ static int role_name(char *nm, const char *fmt, int il, char *err, size_t errlen
     return -1;
 }
 
-/* Checks one linear role of layer il (weight, bias if the architecture has
- * one, and the task adapters' factors if it has adapters); with arena set,
- * prepares W for the model's dtype and widens the rest into the arena.
- * Returns the arena floats it needs, or -1 with err. */
-static long linear_load(struct eng_model *m, enum eng_role role, int il, int n_out, int n_in,
-                        size_t *pos, float *wtmp, struct eng_linear *l, char *err, size_t errlen) {
-    const struct eng_role_names *rn = &m->arch->tensors[role];
+/* Checks one linear of layer il, stored as one role or as n_parts roles of
+ * n_out / n_parts rows each (separate Q, K, V) that are stacked in order:
+ * weight, bias if the architecture has one, and the task adapters' factors
+ * if it has adapters (one-part linears only). With arena set, prepares W for
+ * the model's dtype and widens the rest into the arena. Returns the arena
+ * floats it needs, or -1 with err. */
+static long linear_load(struct eng_model *m, const enum eng_role *roles, int n_parts, int il,
+                        int n_out, int n_in, size_t *pos, float *wtmp, struct eng_linear *l,
+                        char *err, size_t errlen) {
+    const struct eng_role_names *rn = &m->arch->tensors[roles[0]];
     char nm[256];
-    int T = m->info.n_tasks, r = m->info.lora_rank;
-    const struct st_tensor *w, *b = NULL, *a = NULL, *bb = NULL;
-    if (role_name(nm, rn->w, il, err, errlen) || !(w = NEED(nm, n_out, n_in))) return -1;
-    if (rn->b && (role_name(nm, rn->b, il, err, errlen) || !(b = NEED(nm, n_out)))) return -1;
+    int T = m->info.n_tasks, r = m->info.lora_rank, n_part = n_out / n_parts;
+    const struct st_tensor *w[3], *b[3] = {NULL, NULL, NULL}, *a = NULL, *bb = NULL;
+    long floats = 0;
+    ENG_ASSERT(n_parts >= 1 && n_parts <= 3 && n_part * n_parts == n_out && (!T || n_parts == 1));
+    for (int p = 0; p < n_parts; p++) {
+        const struct eng_role_names *rp = &m->arch->tensors[roles[p]];
+        if (role_name(nm, rp->w, il, err, errlen) || !(w[p] = NEED(nm, n_part, n_in))) return -1;
+        if (rp->b && (role_name(nm, rp->b, il, err, errlen) || !(b[p] = NEED(nm, n_part))))
+            return -1;
+        floats += b[p] ? n_part : 0;
+    }
     if (T && (role_name(nm, rn->lora_a, il, err, errlen) || !(a = NEED(nm, T, r, n_in)))) return -1;
     if (T && (role_name(nm, rn->lora_b, il, err, errlen) || !(bb = NEED(nm, T, n_out, r))))
         return -1;
     if (m->arena) {
         l->n_in = n_in;
         l->n_out = n_out;
-        st_to_f32(w->dtype, w->data, wtmp, w->n_elem);
-        st_release(w); /* keeps load-time RSS near the final footprint */
+        for (int p = 0; p < n_parts; p++) {
+            st_to_f32(w[p]->dtype, w[p]->data, wtmp + (size_t)p * n_part * n_in, w[p]->n_elem);
+            st_release(w[p]); /* keeps load-time RSS near the final footprint */
+        }
         if (wmat_init(&l->w, wmat_kind_of(m->info.dtype), wtmp, n_out, n_in) != 0) {
-            snprintf(err, errlen, "out of memory preparing '%s'", w->name);
+            snprintf(err, errlen, "out of memory preparing '%s'", w[0]->name);
             return -1;
         }
-        l->b = b ? widen(m, pos, b) : NULL;
+        l->b = NULL;
+        for (int p = 0; p < n_parts; p++) /* consecutive: one [n_out] bias */
+            if (b[p]) {
+                const float *bp = widen(m, pos, b[p]);
+                if (p == 0) l->b = bp;
+            }
         l->lora_a = a ? widen(m, pos, a) : NULL;
         l->lora_bt = NULL;
         if (bb) {
@@ -365,7 +382,7 @@ static long linear_load(struct eng_model *m, enum eng_role role, int il, int n_o
             l->lora_bt = bt;
         }
     }
-    return (long)((b ? b->n_elem : 0) + (a ? a->n_elem : 0) + (bb ? bb->n_elem : 0));
+    return floats + (long)((a ? a->n_elem : 0) + (bb ? bb->n_elem : 0));
 }
 
 /* Checks (and with the arena set, widens) one LayerNorm role of layer il. */
@@ -390,18 +407,23 @@ static long layer_walk(struct eng_model *m, int il, size_t *pos, float *wtmp, ch
     int H = m->info.n_embd, F = m->info.n_ff;
     struct eng_layer dummy, *L = wtmp ? &m->layers[il] : &dummy;
     long total = 0, n;
+    bool split = !m->arch->tensors[ENG_ROLE_ATTN_QKV].w; /* separate Q, K, V */
     const struct {
-        enum eng_role role;
-        int n_out, n_in;
+        enum eng_role roles[3];
+        int n_parts, n_out, n_in;
         struct eng_linear *l;
-    } lin[] = {{ENG_ROLE_ATTN_QKV, 3 * H, H, &L->qkv},
-               {ENG_ROLE_ATTN_OUT, H, H, &L->out},
-               {ENG_ROLE_FFN_UP, F, H, &L->fc1},
-               {ENG_ROLE_FFN_DOWN, H, F, &L->fc2}};
+    } lin[] = {
+        {{ENG_ROLE_ATTN_QKV}, 1, 3 * H, H, &L->qkv},
+        {{ENG_ROLE_ATTN_OUT}, 1, H, H, &L->out},
+        {{ENG_ROLE_FFN_UP}, 1, F, H, &L->fc1},
+        {{ENG_ROLE_FFN_DOWN}, 1, H, F, &L->fc2},
+    };
+    static const enum eng_role qkv_parts[3] = {ENG_ROLE_ATTN_Q, ENG_ROLE_ATTN_K, ENG_ROLE_ATTN_V};
     ENG_ASSERT(!wtmp == !m->arena); /* validation runs before the arena exists */
     for (int i = 0; i < 4; i++) {
-        n = linear_load(m, lin[i].role, il, lin[i].n_out, lin[i].n_in, pos, wtmp, lin[i].l, err,
-                        errlen);
+        bool parts = i == 0 && split;
+        n = linear_load(m, parts ? qkv_parts : lin[i].roles, parts ? 3 : 1, il, lin[i].n_out,
+                        lin[i].n_in, pos, wtmp, lin[i].l, err, errlen);
         if (n < 0) goto out;
         total += n;
     }
@@ -530,6 +552,11 @@ static long tensors_walk(struct eng_model *m, char *err, size_t errlen) {
 
 struct eng_model *eng_model_open(const char *dir, const struct eng_params *p, char *err,
                                  size_t errlen) {
+    return eng_model_open_arch(dir, NULL, p, err, errlen);
+}
+
+struct eng_model *eng_model_open_arch(const char *dir, const struct eng_arch *arch,
+                                      const struct eng_params *p, char *err, size_t errlen) {
     char path[4096];
     struct eng_model *m = calloc(1, sizeof(*m));
     if (!m) {
@@ -537,6 +564,7 @@ struct eng_model *eng_model_open(const char *dir, const struct eng_params *p, ch
         return NULL;
     }
     if (dtype_resolve(p ? p->dtype : ENG_DTYPE_AUTO, &m->info.dtype, err, errlen) != 0) goto fail;
+    m->arch = arch; /* NULL: config.json selects it */
     if (config_load(m, dir, err, errlen) != 0) goto fail;
     snprintf(path, sizeof(path), "%s/%s", dir, m->arch->weights_file);
     if (!(m->st = st_open(path, err, errlen))) goto fail;

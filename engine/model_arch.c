@@ -97,8 +97,20 @@ int eng_arch_check(const struct eng_arch *a, char *err, size_t errlen) {
                  (unsigned)a->norm < ENG_NORM_N ? norm_names[a->norm] : "?");
         return -1;
     }
+    bool split = !t[ENG_ROLE_ATTN_QKV].w;
+    if (split && (lora || !t[ENG_ROLE_ATTN_Q].w || !t[ENG_ROLE_ATTN_K].w || !t[ENG_ROLE_ATTN_V].w ||
+                  !t[ENG_ROLE_ATTN_Q].b != !t[ENG_ROLE_ATTN_K].b ||
+                  !t[ENG_ROLE_ATTN_Q].b != !t[ENG_ROLE_ATTN_V].b)) {
+        snprintf(err, errlen,
+                 "%s: separate Q, K, V projections need all three (biases on all or none) "
+                 "and no task adapters",
+                 a->name);
+        return -1;
+    }
     for (int r = 0; r < ENG_ROLE_N; r++) {
-        bool want = r != ENG_ROLE_POS_EMBD || a->pos == ENG_POS_ABSOLUTE;
+        bool qkv_part = r == ENG_ROLE_ATTN_Q || r == ENG_ROLE_ATTN_K || r == ENG_ROLE_ATTN_V;
+        bool want = (r != ENG_ROLE_POS_EMBD || a->pos == ENG_POS_ABSOLUTE) &&
+                    (r != ENG_ROLE_ATTN_QKV || !split) && (!qkv_part || split);
         bool norm = r == ENG_ROLE_EMB_NORM || r == ENG_ROLE_ATTN_NORM || r == ENG_ROLE_FFN_NORM;
         bool lin = r == ENG_ROLE_ATTN_QKV || r == ENG_ROLE_ATTN_OUT || r == ENG_ROLE_FFN_UP ||
                    r == ENG_ROLE_FFN_DOWN;

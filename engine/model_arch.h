@@ -49,6 +49,9 @@ enum eng_role {
     ENG_ROLE_POS_EMBD,     /* absolute position embeddings (ENG_POS_ABSOLUTE only) */
     ENG_ROLE_EMB_NORM,     /* LayerNorm after the embeddings */
     ENG_ROLE_ATTN_QKV,     /* fused Q|K|V projection [3 n_embd][n_embd], head-major */
+    ENG_ROLE_ATTN_Q,       /* or separate Q, K, V projections [n_embd][n_embd] each */
+    ENG_ROLE_ATTN_K,       /* (ATTN_QKV's weight name NULL), concatenated into the */
+    ENG_ROLE_ATTN_V,       /* fused matrix at load; not with task adapters */
     ENG_ROLE_ATTN_OUT,     /* attention output projection [n_embd][n_embd] */
     ENG_ROLE_ATTN_NORM,    /* LayerNorm after attention (post-LN) */
     ENG_ROLE_FFN_UP,       /* [n_ff][n_embd] (GEGLU: [2 n_ff][n_embd]) */
@@ -56,7 +59,6 @@ enum eng_role {
     ENG_ROLE_FFN_NORM,     /* LayerNorm after the FFN (post-LN) */
     ENG_ROLE_N
 };
-#define ENG_ROLE_FIRST_LAYER ENG_ROLE_ATTN_QKV
 
 /* The tensors of one role. w: the weight (a norm's scale); b: the bias, or
  * NULL where the architecture has none; lora_a / lora_b: the task adapters'
@@ -131,6 +133,13 @@ int eng_arch_check(const struct eng_arch *a, char *err, size_t errlen);
 struct cJSON;
 const struct eng_arch *eng_arch_find(const struct cJSON *root, const char *path, char *err,
                                      size_t errlen);
+
+/* Loads the model in `dir` with description `a` instead of the one its
+ * config.json selects (tests, and tools converting between layouts);
+ * otherwise as eng_model_open. */
+struct eng_params;
+struct eng_model *eng_model_open_arch(const char *dir, const struct eng_arch *a,
+                                      const struct eng_params *p, char *err, size_t errlen);
 
 /* Writes role name `fmt` with "%d" replaced by `il` into out[n]. Returns 0,
  * or -1 if it does not fit. */
