@@ -1,13 +1,19 @@
-/* encoder.c -- the forward pass over a packed batch (spec/model.md §4).
+/* encoder.c -- the forward pass over a packed batch (docs/model.md).
  *
  * All sequences of a batch are laid end to end: the matrix products run over
  * every token at once, attention runs within each sequence, each token knows
- * its task. Per layer (post-LN):
+ * its task. A layer is an attention block and an FFN block, each followed by
+ * its residual LayerNorm (post-LN):
+ *   attention_block:
  *     qkv = x Wqkv_t^T + b          [n_tok][3H]   (Q|K|V, head-major)
- *     rope(Q), rope(K)              NeoX half rotation, positions per sequence
+ *     position mode on Q, K         rotary: NeoX half rotation, positions per sequence
  *     ctx = softmax(Q K^T / sqrt(d)) V, per sequence and head, in query tiles
- *     x   = LN(x + ctx Wo_t^T + bo)
- *     x   = LN(x + fc2(gelu(fc1(x))))   in chunks of FFN_CHUNK tokens
+ *     tmp = ctx Wo_t^T + bo;        x = LN(x + tmp)
+ *   ffn_block (MLP kind gelu):
+ *     tmp = fc2(gelu(fc1(x)))       in chunks of FFN_CHUNK tokens; x = LN(x + tmp)
+ * The position modes, MLP kinds and norm placements implemented here are the
+ * enc_*_supported answers below; model.c refuses an architecture asking for
+ * others, so the forward pass never meets one.
  * Task LoRA is the exact rank-r side path y += (x A_t^T) (s B_t)^T, per token
  * with its own task (the reference merges W + s B A; the same math), fused
  * into each thread's column slice right after its product.
@@ -60,7 +66,41 @@ struct eng_ctx {
     atomic_int next_item;        /* attention work queue */
 };
 
+/* ---------- what this forward pass implements ---------- */
+
+bool enc_pos_supported(enum eng_pos_kind k) {
+    /* ENG_POS_ALIBI would add -slope_h * |i - j| to the scores in
+     * attention_phase (before the softmax); ENG_POS_ABSOLUTE would add a
+     * position row in embed_phase. Neither is implemented yet. */
+    return k == ENG_POS_ROTARY;
+}
+
+bool enc_ffn_supported(enum eng_ffn_kind k) {
+    return k == ENG_FFN_GELU; /* ENG_FFN_GEGLU: a gated phase in ffn_block, not yet */
+}
+
+bool enc_norm_supported(enum eng_norm_place p) {
+    return p == ENG_NORM_POST;
+}
+
 /* ---------- context ---------- */
+
+/* Tables of the position mode, for every position the context can hold.
+ * Rotary: cos/sin of theta = (float)pos * inv_freq in f32, as the reference. */
+static void pos_tables_init(struct eng_ctx *c) {
+    const struct eng_info *in = &c->m->info;
+    size_t cap = (size_t)c->cap, d = (size_t)(in->n_embd / in->n_head);
+    float inv_freq[512];
+    ENG_ASSERT(c->m->arch->pos == ENG_POS_ROTARY);
+    ENG_ASSERT(d / 2 <= 512);
+    ops_rope_inv_freq(in->rope_base, (int)d, inv_freq);
+    for (size_t ps = 0; ps < cap; ps++)
+        for (size_t i = 0; i < d / 2; i++) {
+            float theta = (float)ps * inv_freq[i];
+            c->rope_cos[ps * d / 2 + i] = cosf(theta);
+            c->rope_sin[ps * d / 2 + i] = sinf(theta);
+        }
+}
 
 struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_params *p, char *err,
                             size_t errlen) {
@@ -81,7 +121,7 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_params *
     c->att = malloc(sizeof(float) * cap * H);
     c->tmp = malloc(sizeof(float) * cap * H);
     c->ff = malloc(sizeof(float) * chunk * (size_t)in->n_ff);
-    c->lora_t = malloc(sizeof(float) * cap * (size_t)in->lora_rank);
+    c->lora_t = malloc(sizeof(float) * cap * (size_t)(in->lora_rank > 0 ? in->lora_rank : 1));
     c->scores = malloc(sizeof(float) * (size_t)n_threads * ATT_TILE * cap);
     c->rope_cos = malloc(sizeof(float) * cap * d / 2);
     c->rope_sin = malloc(sizeof(float) * cap * d / 2);
@@ -106,16 +146,7 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_params *
     if (!c->acc || !c->scratch || !c->pool || !c->x || !c->qkv || !c->att || !c->tmp || !c->ff || !c->lora_t || !c->task_of ||
         !c->scores || !c->rope_cos || !c->rope_sin || !c->pos || !c->seq_start)
         goto oom;
-    /* cos/sin tables: theta = (float)pos * inv_freq in f32, as the reference */
-    float inv_freq[512];
-    ENG_ASSERT(d / 2 <= 512);
-    ops_rope_inv_freq(in->rope_base, (int)d, inv_freq);
-    for (size_t ps = 0; ps < cap; ps++)
-        for (size_t i = 0; i < d / 2; i++) {
-            float theta = (float)ps * inv_freq[i];
-            c->rope_cos[ps * d / 2 + i] = cosf(theta);
-            c->rope_sin[ps * d / 2 + i] = sinf(theta);
-        }
+    pos_tables_init(c);
     return c;
 oom:
     snprintf(err, errlen, "out of memory for a %d-token engine context",
@@ -388,12 +419,21 @@ static void attention_phase(void *arg, int ith, int nth) {
     }
 }
 
-static void layer_forward(struct eng_ctx *c, const struct eng_layer *L, int n_tok) {
-    const struct eng_info *in = &c->m->info;
-    int H = in->n_embd, F = in->n_ff;
+/* Applies the position mode to Q and K of every token (rotary today). */
+static void position_qk(struct eng_ctx *c) {
+    struct rows_job rj = {.c = c};
+    switch (c->m->arch->pos) {
+    case ENG_POS_ROTARY: pool_run(c->pool, rope_phase, &rj); break;
+    default: ENG_ASSERT(!"position mode refused at load"); /* see enc_pos_supported */
+    }
+}
+
+/* c->tmp = attention over c->x (projections, position mode, per-sequence
+ * softmax attention, output projection). */
+static void attention_block(struct eng_ctx *c, const struct eng_layer *L, int n_tok) {
     struct rows_job rj = {.c = c};
     linear(c, &L->qkv, c->x, c->qkv, 0, n_tok);
-    pool_run(c->pool, rope_phase, &rj);
+    position_qk(c);
     if (c->att_bf16) {
         atomic_store(&c->next_item, 0);
         pool_run(c->pool, att_pack_phase, &rj);
@@ -401,17 +441,32 @@ static void layer_forward(struct eng_ctx *c, const struct eng_layer *L, int n_to
     atomic_store(&c->next_item, 0);
     pool_run(c->pool, attention_phase, &rj);
     linear(c, &L->out, c->att, c->tmp, 0, n_tok);
-    rj = (struct rows_job){c, c->x, c->tmp, L->ln1_w, L->ln1_b, n_tok, H};
-    pool_run(c->pool, layernorm_phase, &rj);
+}
+
+/* c->tmp = the MLP over c->x (gelu kind: fc2(gelu(fc1(x)))), in chunks. */
+static void ffn_block(struct eng_ctx *c, const struct eng_layer *L, int n_tok) {
+    int H = c->m->info.n_embd, F = c->m->info.n_ff;
+    ENG_ASSERT(c->m->arch->ffn == ENG_FFN_GELU); /* see enc_ffn_supported */
     for (int r0 = 0; r0 < n_tok; r0 += FFN_CHUNK) {
         int n = n_tok - r0 < FFN_CHUNK ? n_tok - r0 : FFN_CHUNK;
         linear(c, &L->fc1, c->x + (size_t)r0 * H, c->ff, r0, n);
-        rj = (struct rows_job){c, c->ff, NULL, NULL, NULL, n, F};
+        struct rows_job rj = {c, c->ff, NULL, NULL, NULL, n, F};
         pool_run(c->pool, gelu_phase, &rj);
         linear(c, &L->fc2, c->ff, c->tmp + (size_t)r0 * H, r0, n);
     }
-    rj = (struct rows_job){c, c->x, c->tmp, L->ln2_w, L->ln2_b, n_tok, H};
+}
+
+/* x = LN(x + tmp) over n_tok rows (the post-LN residual). */
+static void add_norm(struct eng_ctx *c, const float *w, const float *b, int n_tok) {
+    struct rows_job rj = {c, c->x, c->tmp, w, b, n_tok, c->m->info.n_embd};
     pool_run(c->pool, layernorm_phase, &rj);
+}
+
+static void layer_forward(struct eng_ctx *c, const struct eng_layer *L, int n_tok) {
+    attention_block(c, L, n_tok);
+    add_norm(c, L->ln1_w, L->ln1_b, n_tok);
+    ffn_block(c, L, n_tok);
+    add_norm(c, L->ln2_w, L->ln2_b, n_tok);
 }
 
 /* Checks ids, tasks and spans; builds positions, tasks and sequence starts. */

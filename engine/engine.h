@@ -1,9 +1,10 @@
-/* engine.h -- the jina-embeddings-v3 inference engine.
+/* engine.h -- the embedding-model inference engine.
  *
- * Loads a model directory (config.json + model.safetensors), validates every
- * tensor against the config, and runs the XLM-RoBERTa encoder with rotary
- * positions and per-sequence task LoRA adapters over packed batches of token
- * sequences, mean-pooling each requested span.
+ * Loads a model directory (config.json + weights) of a known architecture
+ * (today jina-embeddings-v3: the XLM-RoBERTa encoder with rotary positions
+ * and per-sequence task LoRA adapters), validates every tensor against the
+ * config, and runs the encoder over packed batches of token sequences,
+ * mean-pooling each requested span. docs/model.md describes the math.
  *
  * Conventions (whole header):
  * - Status-returning functions return 0 on success or a negative ENG_E* code.
@@ -13,7 +14,7 @@
  *
  * Thread-safety:
  * - A struct eng_model is immutable after eng_model_open returns: any number
- *   of threads may read it (eng_model_info, eng_task_lookup) concurrently.
+ *   of threads may read it (eng_model_info, eng_task_resolve) concurrently.
  * - A struct eng_ctx holds activation buffers and worker threads; it must be
  *   used by one thread at a time (the server's engine thread).
  */
@@ -32,13 +33,23 @@ extern "C" {
 #define ENG_MAX_MATRYOSHKA 16
 #define ENG_TASK_NONE     (-1) /* base weights: no adapter, no prefix */
 
-/* Error codes (negative). */
-#define ENG_EINVAL   (-1) /* bad argument: ids out of range, bad span, bad task */
-#define ENG_ETOOLONG (-2) /* the batch does not fit the context's token capacity */
-#define ENG_ENOMEM   (-3)
-#define ENG_EIO      (-4) /* model files missing, truncated or inconsistent */
-#define ENG_ENOTASK  (-5) /* eng_task_lookup: no adapter of that name (distinct from
-                             ENG_TASK_NONE, which is also -1 like ENG_EINVAL) */
+/* Error codes: negative and from -101 down, so that no code equals an
+ * adapter index (>= 0) or ENG_TASK_NONE (-1). eng_strerror names each. */
+#define ENG_FOR_EACH_ERROR(X)                                               \
+    X(ENG_EINVAL, -101, "invalid argument (token id, task, span or count)") \
+    X(ENG_ETOOLONG, -102, "the batch exceeds the context's token capacity") \
+    X(ENG_ENOMEM, -103, "out of memory")                                    \
+    X(ENG_EIO, -104, "model files missing, truncated or inconsistent")      \
+    X(ENG_ENOTASK, -105, "no task of that name")
+enum eng_error {
+#define ENG_ERROR_ENUM(name, value, text) name = (value),
+    ENG_FOR_EACH_ERROR(ENG_ERROR_ENUM)
+#undef ENG_ERROR_ENUM
+};
+
+/* A static description of an ENG_E* code ("unknown engine error" for any
+ * other value). Thread-safe. */
+const char *eng_strerror(int code);
 
 /* Numeric precision of the weights used for the matrix products. */
 enum eng_dtype {
@@ -57,25 +68,31 @@ struct eng_params {
     enum eng_dtype dtype;
 };
 
-/* Model facts read from config.json. Strings are owned by the model and live
- * until eng_model_close. */
+/* Model facts read from config.json (through the architecture's
+ * description); the server's model card comes from here (name, arch, tasks,
+ * Matryoshka sizes, max_position, dtype). Strings are owned by the model and
+ * live until eng_model_close. */
 struct eng_info {
     int n_embd;  /* hidden_size */
     int n_layer; /* num_hidden_layers */
     int n_head;  /* num_attention_heads */
     int n_ff;    /* intermediate_size */
     int n_vocab; /* vocab_size */
-    int lora_rank;
+    int lora_rank; /* 0 for a family without task adapters */
     float lora_alpha;
-    float rope_base;
+    float rope_base; /* rotary positions only */
     float ln_eps;
-    int max_position; /* max_position_embeddings - 2: the model's token limit (8192) */
-    int n_tasks;      /* len(lora_adaptations) */
+    int max_position; /* the model's token limit: max_position_embeddings less the
+                         family's offset (2 for XLM-R: 8194 -> 8192) */
+    int n_tasks;      /* task adapters (len(lora_adaptations)); 0 without */
     const char *task_name[ENG_MAX_TASKS];   /* adapter index -> name */
     const char *task_prefix[ENG_MAX_TASKS]; /* adapter index -> instruction ("" if none) */
-    int n_matryoshka;
-    int matryoshka[ENG_MAX_MATRYOSHKA];
-    const char *name; /* _name_or_path, or "" */
+    int n_matryoshka; /* Matryoshka sizes the model was trained for (config.json's */
+    int matryoshka[ENG_MAX_MATRYOSHKA]; /* "matryoshka_dimensions" within 1..n_embd) */
+    const char *name;     /* _name_or_path, or "" (the model card's Hugging Face id) */
+    const char *arch;     /* the architecture family, e.g. "jina-embeddings-v3" */
+    const char *const (*task_alias)[2]; /* [n_task_alias] {alias, task name} of the family */
+    int n_task_alias;
     enum eng_dtype dtype; /* precision the matrix products run in (never AUTO) */
 };
 
@@ -92,11 +109,13 @@ struct eng_seq {
 /* Defaults: 1 thread, 8192 tokens, ENG_DTYPE_AUTO. */
 struct eng_params eng_params_defaults(void);
 
-/* Opens the model in directory `dir`: reads config.json, maps
- * model.safetensors, validates presence, dtype (BF16, F16 or F32), shape and
- * file bounds of every tensor, and prepares the weights for `p->dtype`.
- * Returns NULL with a message naming the file and tensor on any problem.
- * The caller frees the result with eng_model_close. */
+/* Opens the model in directory `dir`: reads config.json, recognises the
+ * architecture (an unknown one is refused with a message listing the known
+ * ones), maps its weights file (model.safetensors), validates presence,
+ * dtype (BF16, F16 or F32), shape and file bounds of every tensor, and
+ * prepares the weights for `p->dtype`. Returns NULL with a message naming
+ * the file and tensor on any problem. The caller frees the result with
+ * eng_model_close. */
 struct eng_model *eng_model_open(const char *dir, const struct eng_params *p, char *err,
                                  size_t errlen);
 void eng_model_close(struct eng_model *m);
@@ -104,20 +123,20 @@ void eng_model_close(struct eng_model *m);
 /* Borrowed; valid until eng_model_close. Thread-safe. */
 const struct eng_info *eng_model_info(const struct eng_model *m);
 
-/* Adapter index of a task name ("retrieval.query", ...), or ENG_TASK_NONE
- * for NULL, or ENG_ENOTASK for an unknown name. Thread-safe. */
-int eng_task_lookup(const struct eng_model *m, const char *name);
-
-/* Adapter index of a task name or one of its aliases ("query" ->
- * retrieval.query, "passage" and "document" -> retrieval.passage,
- * "clustering" -> separation): ENG_TASK_NONE for NULL, ENG_ENOTASK for an
- * unknown name, with a message listing the valid names written to
- * err[errlen] (err may be NULL). The one place task names are resolved, for
- * the server and the CLI alike. Thread-safe; `in` is borrowed for the call. */
+/* The one task-name resolver for requests, settings and the CLI. Accepts
+ * the model's adapter names ("retrieval.query", ...) and its family's
+ * aliases (in->task_alias: "query", "passage", "document", "clustering" for
+ * jina-embeddings-v3). Returns the adapter index (>= 0), ENG_TASK_NONE for
+ * name == NULL, or ENG_ENOTASK for any other name ("" and "none"
+ * included: callers that give those a meaning test them first), writing
+ * into err[errlen] (if err is not NULL) a message that names the bad task and
+ * lists the valid names. Takes the info, not the model, so a caller holding
+ * only the facts (the API layer, its tests) resolves the same way.
+ * Thread-safe; `in` is borrowed for the call. */
 int eng_task_resolve(const struct eng_info *in, const char *name, char *err, size_t errlen);
 
-/* Bytes of weights held in memory (excluding the mapped file), for logs. */
-size_t eng_model_weight_bytes(const struct eng_model *m);
+/* eng_task_resolve without the message (kept for existing callers). */
+int eng_task_lookup(const struct eng_model *m, const char *name);
 
 /* A context: activation buffers sized for p->max_batch_tokens, plus
  * p->n_threads - 1 worker threads. `m` must outlive it. Free with

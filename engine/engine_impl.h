@@ -5,6 +5,7 @@
 
 #include "engine/engine.h"
 #include "engine/gemm.h"
+#include "engine/model_arch.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -73,9 +74,9 @@ void pool_run(struct eng_pool *p, void (*fn)(void *arg, int ith, int nth), void 
 
 struct eng_linear {
     struct wmat w;  /* W [n_out][n_in], prepared for the model's dtype */
-    const float *b; /* [n_out] */
+    const float *b; /* [n_out], or NULL where the architecture has no bias */
     int n_in, n_out;
-    const float *lora_a; /* [n_tasks][rank][n_in] */
+    const float *lora_a;  /* [n_tasks][rank][n_in]; NULL without adapters */
     const float *lora_bt; /* [n_tasks][rank][n_out]: scale * B^T, laid out for the row update */
 };
 
@@ -85,6 +86,7 @@ struct eng_layer {
 };
 
 struct eng_model {
+    const struct eng_arch *arch; /* the description it was loaded by (static) */
     struct eng_info info;
     float lora_scale; /* lora_alpha / lora_rank */
     struct st_file *st;
@@ -100,10 +102,15 @@ struct eng_model {
     struct eng_layer *layers;
     float *arena; /* biases, norms, LoRA factors and embedding LoRA B, widened */
     size_t arena_floats;
-    size_t wmat_bytes;   /* held by the prepared matrices */
     size_t layer_floats; /* arena floats of one layer (all layers alike) */
     int load_threads;    /* threads that prepare the layers at load */
 };
+
+/* ---- encoder.c: what the forward pass implements (checked at load) ---- */
+
+bool enc_pos_supported(enum eng_pos_kind k);
+bool enc_ffn_supported(enum eng_ffn_kind k);
+bool enc_norm_supported(enum eng_norm_place p);
 
 /* ---- ops.c: kernels, each with a naive reference for the tests ---- */
 

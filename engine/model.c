@@ -1,9 +1,12 @@
-/* model.c -- loading a jina-embeddings-v3 model directory.
+/* model.c -- loading a model directory through its architecture description.
  *
- * 1. config.json -> struct eng_info (every dimension comes from it).
- * 2. model.safetensors -> st_file (mmaped, header validated by safetensors.c).
- * 3. Every tensor the forward pass uses is checked for presence, dtype and
- *    shape against the config before anything is read (spec/model.md §3.2).
+ * 1. config.json -> the architecture (model_arch.c recognises it), then
+ *    struct eng_info from the fields that description lists (every
+ *    dimension comes from the config).
+ * 2. The weights file -> st_file (mmaped, header validated by safetensors.c).
+ * 3. Every tensor the forward pass uses, named by the description's role
+ *    table, is checked for presence, dtype and shape against the config
+ *    before anything is read.
  * 4. Linear weights, biases, norms and LoRA factors are widened to f32 into
  *    one arena; the word-embedding table and its LoRA A stay in the mapping in
  *    the file's dtype (never expanded: 250002 x 1024) and are read per token.
@@ -18,8 +21,6 @@
 #include <string.h>
 #include <pthread.h>
 #include <sys/mman.h>
-
-#define TENSOR_PREFIX "roberta."
 
 struct eng_params eng_params_defaults(void) {
     struct eng_params p = {.n_threads = 1, .max_batch_tokens = 8192, .dtype = ENG_DTYPE_AUTO};
@@ -75,9 +76,9 @@ static char *read_file(const char *path, size_t *len, char *err, size_t errlen) 
     return buf;
 }
 
-/* Integer field `key` of the config, required, in [lo, hi]. */
-static int cfg_int(const cJSON *root, const char *path, const char *key, int lo, int hi, int *out,
-                   char *err, size_t errlen) {
+/* Integer field `key` of config.json, required, in [lo, hi]. */
+static int field_int(const cJSON *root, const char *path, const char *key, int lo, int hi, int *out,
+                     char *err, size_t errlen) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
     /* range first: casting an out-of-range double to int is undefined */
     if (!cJSON_IsNumber(v) || !(v->valuedouble >= lo && v->valuedouble <= hi) ||
@@ -89,8 +90,9 @@ static int cfg_int(const cJSON *root, const char *path, const char *key, int lo,
     return 0;
 }
 
-static int cfg_num(const cJSON *root, const char *path, const char *key, double def, double lo,
-                   double hi, float *out, char *err, size_t errlen) {
+/* Number field `key` of config.json in [lo, hi]; `def` when absent or null. */
+static int field_num(const cJSON *root, const char *path, const char *key, double def, double lo,
+                     double hi, float *out, char *err, size_t errlen) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
     double x = def;
     if (v && !cJSON_IsNull(v)) {
@@ -116,21 +118,26 @@ static size_t str_add(char **store, size_t *used, const char *s) {
     return at;
 }
 
+/* The model's name and, for an architecture with task adapters, the task
+ * names (in adapter order) and their instruction prefixes. */
 static int config_strings(struct eng_model *m, const cJSON *root, const char *path, char *err,
                           size_t errlen) {
     struct eng_info *in = &m->info;
-    const cJSON *tasks = cJSON_GetObjectItemCaseSensitive(root, "lora_adaptations");
-    const cJSON *instr = cJSON_GetObjectItemCaseSensitive(root, "task_instructions");
+    const struct eng_arch *ar = m->arch;
+    const cJSON *tasks =
+        ar->tasks_key ? cJSON_GetObjectItemCaseSensitive(root, ar->tasks_key) : NULL;
+    const cJSON *instr =
+        ar->prefixes_key ? cJSON_GetObjectItemCaseSensitive(root, ar->prefixes_key) : NULL;
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(root, "_name_or_path");
     size_t off_name, off_task[ENG_MAX_TASKS], off_prefix[ENG_MAX_TASKS], used = 0;
-    if (!cJSON_IsArray(tasks) || cJSON_GetArraySize(tasks) < 1 ||
-        cJSON_GetArraySize(tasks) > ENG_MAX_TASKS) {
-        snprintf(err, errlen, "%s: \"lora_adaptations\" must list 1..%d task names", path,
+    if (ar->tasks_key && (!cJSON_IsArray(tasks) || cJSON_GetArraySize(tasks) < 1 ||
+                          cJSON_GetArraySize(tasks) > ENG_MAX_TASKS)) {
+        snprintf(err, errlen, "%s: \"%s\" must list 1..%d task names", path, ar->tasks_key,
                  ENG_MAX_TASKS);
         return -1;
     }
     if (instr && !cJSON_IsNull(instr) && !cJSON_IsObject(instr)) {
-        snprintf(err, errlen, "%s: \"task_instructions\" must be an object", path);
+        snprintf(err, errlen, "%s: \"%s\" must be an object", path, ar->prefixes_key);
         return -1;
     }
     off_name = str_add(&m->strings, &used, cJSON_IsString(name) ? name->valuestring : "");
@@ -138,12 +145,12 @@ static int config_strings(struct eng_model *m, const cJSON *root, const char *pa
     for (int t = 0; t < in->n_tasks; t++) {
         const cJSON *tn = cJSON_GetArrayItem(tasks, t);
         if (!cJSON_IsString(tn) || !*tn->valuestring) {
-            snprintf(err, errlen, "%s: \"lora_adaptations\"[%d] must be a task name", path, t);
+            snprintf(err, errlen, "%s: \"%s\"[%d] must be a task name", path, ar->tasks_key, t);
             return -1;
         }
         const cJSON *pr = instr ? cJSON_GetObjectItemCaseSensitive(instr, tn->valuestring) : NULL;
         if (pr && !cJSON_IsString(pr) && !cJSON_IsNull(pr)) {
-            snprintf(err, errlen, "%s: \"task_instructions\".\"%s\" must be a string", path,
+            snprintf(err, errlen, "%s: \"%s\".\"%s\" must be a string", path, ar->prefixes_key,
                      tn->valuestring);
             return -1;
         }
@@ -153,6 +160,9 @@ static int config_strings(struct eng_model *m, const cJSON *root, const char *pa
     }
     if (off_name == (size_t)-1) goto oom;
     in->name = m->strings + off_name;
+    in->arch = ar->name;
+    in->task_alias = ar->task_aliases;
+    in->n_task_alias = ar->n_task_aliases;
     for (int t = 0; t < in->n_tasks; t++) {
         in->task_name[t] = m->strings + off_task[t];
         in->task_prefix[t] = m->strings + off_prefix[t];
@@ -161,6 +171,61 @@ static int config_strings(struct eng_model *m, const cJSON *root, const char *pa
 oom:
     snprintf(err, errlen, "%s: out of memory", path);
     return -1;
+}
+
+/* The numeric fields the architecture lists, in its order. */
+static int config_fields(struct eng_model *m, const cJSON *root, const char *path, char *err,
+                         size_t errlen) {
+    const struct eng_arch *ar = m->arch;
+    for (int i = 0; i < ar->n_fields; i++) {
+        const struct eng_field *f = &ar->fields[i];
+        char *dst = (char *)&m->info + f->off;
+        int rc;
+        if (f->kind == ENG_FIELD_INT) {
+            int v = (int)f->def;
+            rc = !f->required && !cJSON_GetObjectItemCaseSensitive(root, f->key)
+                     ? 0
+                     : field_int(root, path, f->key, (int)f->lo, (int)f->hi, &v, err, errlen);
+            memcpy(dst, &v, sizeof(v));
+        } else {
+            float v = 0;
+            rc = field_num(root, path, f->key, f->def, f->lo, f->hi, &v, err, errlen);
+            memcpy(dst, &v, sizeof(v));
+        }
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+/* A string setting that must be `want` when present (hidden_act). */
+static int config_same(const cJSON *root, const char *path, const char *key, const char *want,
+                       const char *arch, char *err, size_t errlen) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!v || (cJSON_IsString(v) && !strcmp(v->valuestring, want))) return 0;
+    snprintf(err, errlen, "%s: %s \"%.40s\" is not supported: %s uses \"%s\"", path, key,
+             cJSON_IsString(v) ? v->valuestring : "(not a string)", arch, want);
+    return -1;
+}
+
+/* position_embedding_type, when present, must name the architecture's scheme. */
+static int config_position(const cJSON *root, const char *path, const struct eng_arch *ar,
+                           char *err, size_t errlen) {
+    const cJSON *pe = cJSON_GetObjectItemCaseSensitive(root, "position_embedding_type");
+    if (!pe) return 0;
+    int k = cJSON_IsString(pe) ? eng_pos_kind_parse(pe->valuestring) : -1;
+    if (k < 0) {
+        snprintf(err, errlen,
+                 "%s: position_embedding_type \"%.40s\" is unknown (known: rotary, absolute, "
+                 "alibi)",
+                 path, cJSON_IsString(pe) ? pe->valuestring : "(not a string)");
+        return -1;
+    }
+    if (k != (int)ar->pos) {
+        snprintf(err, errlen, "%s: position_embedding_type \"%s\" is not supported: %s uses \"%s\"",
+                 path, pe->valuestring, ar->name, eng_pos_kind_name(ar->pos));
+        return -1;
+    }
+    return 0;
 }
 
 static int config_load(struct eng_model *m, const char *dir, char *err, size_t errlen) {
@@ -172,40 +237,29 @@ static int config_load(struct eng_model *m, const char *dir, char *err, size_t e
     cJSON *root = cJSON_ParseWithLength(text, len);
     free(text);
     struct eng_info *in = &m->info;
-    int rc = -1, max_pos = 8194;
+    int rc = -1, max_pos = 0;
     if (!cJSON_IsObject(root)) {
         snprintf(err, errlen, "%s: not a JSON object", path);
         goto out;
     }
-    if (cfg_int(root, path, "hidden_size", 2, 65536, &in->n_embd, err, errlen) ||
-        cfg_int(root, path, "num_hidden_layers", 1, 256, &in->n_layer, err, errlen) ||
-        cfg_int(root, path, "num_attention_heads", 1, 1024, &in->n_head, err, errlen) ||
-        cfg_int(root, path, "intermediate_size", 1, 1 << 20, &in->n_ff, err, errlen) ||
-        cfg_int(root, path, "vocab_size", 4, 1 << 24, &in->n_vocab, err, errlen) ||
-        cfg_int(root, path, "lora_rank", 1, 256, &in->lora_rank, err, errlen) ||
-        cfg_num(root, path, "lora_alpha", 1.0, 0, 1e6, &in->lora_alpha, err, errlen) ||
-        cfg_num(root, path, "rotary_emb_base", 10000.0, 1.0, 1e12, &in->rope_base, err, errlen) ||
-        cfg_num(root, path, "layer_norm_eps", 1e-5, 0, 1, &in->ln_eps, err, errlen))
+    if ((!m->arch && !(m->arch = eng_arch_find(root, path, err, errlen))) ||
+        eng_arch_check(m->arch, err, errlen) != 0 || config_fields(m, root, path, err, errlen) != 0)
         goto out;
+    max_pos = m->arch->max_position_default;
     if (cJSON_GetObjectItemCaseSensitive(root, "max_position_embeddings") &&
-        cfg_int(root, path, "max_position_embeddings", 3, 1 << 22, &max_pos, err, errlen))
+        field_int(root, path, "max_position_embeddings", 1 + m->arch->max_position_offset, 1 << 22,
+                  &max_pos, err, errlen))
         goto out;
-    in->max_position = max_pos - 2; /* XLM-R convention: 8194 = 8192 + pad + 1 */
-    if (in->n_embd % in->n_head || (in->n_embd / in->n_head) % 2) {
+    in->max_position = max_pos - m->arch->max_position_offset;
+    if (in->n_embd % in->n_head ||
+        (m->arch->pos == ENG_POS_ROTARY && (in->n_embd / in->n_head) % 2)) {
         snprintf(err, errlen, "%s: hidden_size %d must split into %d heads of an even size", path,
                  in->n_embd, in->n_head);
         goto out;
     }
-    const cJSON *pe = cJSON_GetObjectItemCaseSensitive(root, "position_embedding_type");
-    const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
-    if ((pe && (!cJSON_IsString(pe) || strcmp(pe->valuestring, "rotary"))) ||
-        (act && (!cJSON_IsString(act) || strcmp(act->valuestring, "gelu")))) {
-        snprintf(err, errlen,
-                 "%s: only position_embedding_type \"rotary\" and hidden_act \"gelu\" "
-                 "(jina-embeddings-v3) are supported",
-                 path);
+    if (config_position(root, path, m->arch, err, errlen) ||
+        config_same(root, path, "hidden_act", m->arch->hidden_act, m->arch->name, err, errlen))
         goto out;
-    }
     const cJSON *md = cJSON_GetObjectItemCaseSensitive(root, "matryoshka_dimensions"), *d;
     cJSON_ArrayForEach(d, md) { /* informational: sizes in 1..hidden_size are kept */
         if (in->n_matryoshka < ENG_MAX_MATRYOSHKA && cJSON_IsNumber(d) &&
@@ -213,7 +267,7 @@ static int config_load(struct eng_model *m, const char *dir, char *err, size_t e
             in->matryoshka[in->n_matryoshka++] = (int)d->valuedouble;
     }
     if (config_strings(m, root, path, err, errlen) != 0) goto out;
-    m->lora_scale = in->lora_alpha / (float)in->lora_rank;
+    m->lora_scale = in->n_tasks ? in->lora_alpha / (float)in->lora_rank : 0.0f;
     rc = 0;
 out:
     cJSON_Delete(root);
@@ -222,11 +276,10 @@ out:
 
 /* ---- tensors ---- */
 
-/* Finds TENSOR_PREFIX + name, checks float dtype and shape; NULL + err otherwise. */
-static const struct st_tensor *need(const struct eng_model *m, const char *name, int n_dims,
+/* Finds tensor `full`, checks float dtype and shape; NULL + err otherwise. */
+static const struct st_tensor *need(const struct eng_model *m, const char *full, int n_dims,
                                     const int64_t *shape, char *err, size_t errlen) {
-    char full[256], got[128] = "", exp[128] = "";
-    snprintf(full, sizeof(full), TENSOR_PREFIX "%s", name);
+    char got[128] = "", exp[128] = "";
     const struct st_tensor *t = st_find(m->st, full);
     if (!t) {
         snprintf(err, errlen, "%s: tensor '%s' is missing", m->st->path, full);
@@ -266,56 +319,83 @@ static const float *widen(struct eng_model *m, size_t *pos, const struct st_tens
     return dst;
 }
 
-/* Checks one linear layer ("<base>.parametrizations.weight.original" etc.);
- * with arena set, prepares W for the model's dtype and widens the rest into
- * the arena. Returns the arena floats it needs, or -1 with err. */
-static long linear_load(struct eng_model *m, const char *base, int n_out, int n_in, size_t *pos,
-                        float *wtmp, struct eng_linear *l, char *err, size_t errlen) {
-    char nm[200];
-    int T = m->info.n_tasks, r = m->info.lora_rank;
-    const struct st_tensor *w, *b, *a, *bb;
-    snprintf(nm, sizeof(nm), "%s.parametrizations.weight.original", base);
-    if (!(w = NEED(nm, n_out, n_in))) return -1;
-    snprintf(nm, sizeof(nm), "%s.bias", base);
-    if (!(b = NEED(nm, n_out))) return -1;
-    snprintf(nm, sizeof(nm), "%s.parametrizations.weight.0.lora_A", base);
-    if (!(a = NEED(nm, T, r, n_in))) return -1;
-    snprintf(nm, sizeof(nm), "%s.parametrizations.weight.0.lora_B", base);
-    if (!(bb = NEED(nm, T, n_out, r))) return -1;
+/* Name of role part `fmt` for layer il into nm[256]; -1 with err if too long. */
+static int role_name(char *nm, const char *fmt, int il, char *err, size_t errlen) {
+    if (eng_tensor_name(nm, 256, fmt, il) == 0) return 0;
+    snprintf(err, errlen, "tensor name '%.60s...' is too long", fmt);
+    return -1;
+}
+
+/* Checks one linear of layer il, stored as one role or as n_parts roles of
+ * n_out / n_parts rows each (separate Q, K, V) that are stacked in order:
+ * weight, bias if the architecture has one, and the task adapters' factors
+ * if it has adapters (one-part linears only). With arena set, prepares W for
+ * the model's dtype and widens the rest into the arena. Returns the arena
+ * floats it needs, or -1 with err. */
+static long linear_load(struct eng_model *m, const enum eng_role *roles, int n_parts, int il,
+                        int n_out, int n_in, size_t *pos, float *wtmp, struct eng_linear *l,
+                        char *err, size_t errlen) {
+    const struct eng_role_names *rn = &m->arch->tensors[roles[0]];
+    char nm[256];
+    int T = m->info.n_tasks, r = m->info.lora_rank, n_part = n_out / n_parts;
+    const struct st_tensor *w[3], *b[3] = {NULL, NULL, NULL}, *a = NULL, *bb = NULL;
+    long floats = 0;
+    ENG_ASSERT(n_parts >= 1 && n_parts <= 3 && n_part * n_parts == n_out && (!T || n_parts == 1));
+    for (int p = 0; p < n_parts; p++) {
+        const struct eng_role_names *rp = &m->arch->tensors[roles[p]];
+        if (role_name(nm, rp->w, il, err, errlen) || !(w[p] = NEED(nm, n_part, n_in))) return -1;
+        if (rp->b && (role_name(nm, rp->b, il, err, errlen) || !(b[p] = NEED(nm, n_part))))
+            return -1;
+        floats += b[p] ? n_part : 0;
+    }
+    if (T && (role_name(nm, rn->lora_a, il, err, errlen) || !(a = NEED(nm, T, r, n_in)))) return -1;
+    if (T && (role_name(nm, rn->lora_b, il, err, errlen) || !(bb = NEED(nm, T, n_out, r))))
+        return -1;
     if (m->arena) {
         l->n_in = n_in;
         l->n_out = n_out;
-        st_to_f32(w->dtype, w->data, wtmp, w->n_elem);
-        st_release(w); /* keeps load-time RSS near the final footprint */
+        for (int p = 0; p < n_parts; p++) {
+            st_to_f32(w[p]->dtype, w[p]->data, wtmp + (size_t)p * n_part * n_in, w[p]->n_elem);
+            st_release(w[p]); /* keeps load-time RSS near the final footprint */
+        }
         if (wmat_init(&l->w, wmat_kind_of(m->info.dtype), wtmp, n_out, n_in) != 0) {
-            snprintf(err, errlen, "out of memory preparing '%s'", base);
+            snprintf(err, errlen, "out of memory preparing '%s'", w[0]->name);
             return -1;
         }
-        l->b = widen(m, pos, b);
-        l->lora_a = widen(m, pos, a);
-        /* bt[t][k][j] = scale * B[t][j][k] */
-        float *bt = m->arena + *pos;
-        for (int t = 0; t < T; t++)
-            for (int j = 0; j < n_out; j++)
-                for (int k = 0; k < r; k++)
-                    bt[((size_t)t * r + k) * n_out + j] =
-                        m->lora_scale * st_get_f32(bb->dtype, bb->data, ((int64_t)t * n_out + j) * r + k);
-        *pos += (size_t)bb->n_elem;
-        st_release(bb);
-        l->lora_bt = bt;
+        l->b = NULL;
+        for (int p = 0; p < n_parts; p++) /* consecutive: one [n_out] bias */
+            if (b[p]) {
+                const float *bp = widen(m, pos, b[p]);
+                if (p == 0) l->b = bp;
+            }
+        l->lora_a = a ? widen(m, pos, a) : NULL;
+        l->lora_bt = NULL;
+        if (bb) {
+            /* bt[t][k][j] = scale * B[t][j][k] */
+            float *bt = m->arena + *pos;
+            for (int t = 0; t < T; t++)
+                for (int j = 0; j < n_out; j++)
+                    for (int k = 0; k < r; k++)
+                        bt[((size_t)t * r + k) * n_out + j] =
+                            m->lora_scale *
+                            st_get_f32(bb->dtype, bb->data, ((int64_t)t * n_out + j) * r + k);
+            *pos += (size_t)bb->n_elem;
+            st_release(bb);
+            l->lora_bt = bt;
+        }
     }
-    return (long)(b->n_elem + a->n_elem + bb->n_elem);
+    return floats + (long)((a ? a->n_elem : 0) + (bb ? bb->n_elem : 0));
 }
 
-static long norm_load(struct eng_model *m, const char *base, size_t *pos, const float **w,
+/* Checks (and with the arena set, widens) one LayerNorm role of layer il. */
+static long norm_load(struct eng_model *m, enum eng_role role, int il, size_t *pos, const float **w,
                       const float **b, char *err, size_t errlen) {
-    char nm[200];
+    const struct eng_role_names *rn = &m->arch->tensors[role];
+    char nm[256];
     int H = m->info.n_embd;
     const struct st_tensor *tw, *tb;
-    snprintf(nm, sizeof(nm), "%s.weight", base);
-    if (!(tw = NEED(nm, H))) return -1;
-    snprintf(nm, sizeof(nm), "%s.bias", base);
-    if (!(tb = NEED(nm, H))) return -1;
+    if (role_name(nm, rn->w, il, err, errlen) || !(tw = NEED(nm, H))) return -1;
+    if (role_name(nm, rn->b, il, err, errlen) || !(tb = NEED(nm, H))) return -1;
     if (m->arena) {
         *w = widen(m, pos, tw);
         *b = widen(m, pos, tb);
@@ -328,28 +408,31 @@ static long layer_walk(struct eng_model *m, int il, size_t *pos, float *wtmp, ch
                        size_t errlen) {
     int H = m->info.n_embd, F = m->info.n_ff;
     struct eng_layer dummy, *L = wtmp ? &m->layers[il] : &dummy;
-    char base[128], nm[160];
     long total = 0, n;
-    snprintf(base, sizeof(base), "encoder.layers.%d", il);
+    bool split = !m->arch->tensors[ENG_ROLE_ATTN_QKV].w; /* separate Q, K, V */
     const struct {
-        const char *sub;
-        int n_out, n_in;
+        enum eng_role roles[3];
+        int n_parts, n_out, n_in;
         struct eng_linear *l;
-    } lin[] = {{"mixer.Wqkv", 3 * H, H, &L->qkv},
-               {"mixer.out_proj", H, H, &L->out},
-               {"mlp.fc1", F, H, &L->fc1},
-               {"mlp.fc2", H, F, &L->fc2}};
+    } lin[] = {
+        {{ENG_ROLE_ATTN_QKV}, 1, 3 * H, H, &L->qkv},
+        {{ENG_ROLE_ATTN_OUT}, 1, H, H, &L->out},
+        {{ENG_ROLE_FFN_UP}, 1, F, H, &L->fc1},
+        {{ENG_ROLE_FFN_DOWN}, 1, H, F, &L->fc2},
+    };
+    static const enum eng_role qkv_parts[3] = {ENG_ROLE_ATTN_Q, ENG_ROLE_ATTN_K, ENG_ROLE_ATTN_V};
     ENG_ASSERT(!wtmp == !m->arena); /* validation runs before the arena exists */
     for (int i = 0; i < 4; i++) {
-        snprintf(nm, sizeof(nm), "%s.%s", base, lin[i].sub);
-        n = linear_load(m, nm, lin[i].n_out, lin[i].n_in, pos, wtmp, lin[i].l, err, errlen);
+        bool parts = i == 0 && split;
+        n = linear_load(m, parts ? qkv_parts : lin[i].roles, parts ? 3 : 1, il, lin[i].n_out,
+                        lin[i].n_in, pos, wtmp, lin[i].l, err, errlen);
         if (n < 0) goto out;
         total += n;
     }
-    snprintf(nm, sizeof(nm), "%s.norm1", base);
-    if ((n = norm_load(m, nm, pos, &L->ln1_w, &L->ln1_b, err, errlen)) < 0) goto out;
-    snprintf(nm, sizeof(nm), "%s.norm2", base);
-    if ((n = norm_load(m, nm, pos, &L->ln2_w, &L->ln2_b, err, errlen)) < 0) goto out;
+    if ((n = norm_load(m, ENG_ROLE_ATTN_NORM, il, pos, &L->ln1_w, &L->ln1_b, err, errlen)) < 0)
+        goto out;
+    if ((n = norm_load(m, ENG_ROLE_FFN_NORM, il, pos, &L->ln2_w, &L->ln2_b, err, errlen)) < 0)
+        goto out;
     total += 2 * n;
 out:
     return n < 0 ? -1 : total;
@@ -407,53 +490,58 @@ static long layers_load(struct eng_model *m, size_t pos0, long total, char *err,
         }
     }
     if (rc) return -1;
-    for (int il = 0; il < m->info.n_layer; il++) {
-        const struct eng_layer *L = &m->layers[il];
-        m->wmat_bytes += L->qkv.w.nbytes + L->out.w.nbytes + L->fc1.w.nbytes + L->fc2.w.nbytes;
-    }
     return total + (long)(m->layer_floats * (size_t)m->info.n_layer);
 }
 
-/* Checks (arena NULL) or loads (arena set) every tensor. Returns the f32
- * count the arena needs, or -1 with err. */
-static long tensors_walk(struct eng_model *m, char *err, size_t errlen) {
+/* The embeddings: word table and token-type row (with their adapters when
+ * the architecture has them) and the LayerNorm after them. Returns the
+ * arena floats they need, or -1 with err. */
+static long embeddings_walk(struct eng_model *m, size_t *pos, char *err, size_t errlen) {
     const struct eng_info *in = &m->info;
+    const struct eng_role_names *tok = &m->arch->tensors[ENG_ROLE_TOK_EMBD];
+    const struct eng_role_names *typ = &m->arch->tensors[ENG_ROLE_TYPE_EMBD];
     int H = in->n_embd, V = in->n_vocab, T = in->n_tasks, r = in->lora_rank;
-    size_t pos = 0;
-    long total = 0, n;
-    const struct st_tensor *we, *wa, *wb, *te, *ta, *tb;
-    if (!(we = NEED("embeddings.word_embeddings.parametrizations.weight.original", V, H)) ||
-        !(wa = NEED("embeddings.word_embeddings.parametrizations.weight.0.lora_A", T, V, r)) ||
-        !(wb = NEED("embeddings.word_embeddings.parametrizations.weight.0.lora_B", T, r, H)) ||
-        !(te = NEED("embeddings.token_type_embeddings.parametrizations.weight.original", 1, H)) ||
-        !(ta = NEED("embeddings.token_type_embeddings.parametrizations.weight.0.lora_A", T, 1, r)) ||
-        !(tb = NEED("embeddings.token_type_embeddings.parametrizations.weight.0.lora_B", T, r, H)))
+    int n_type = m->arch->n_type_rows;
+    long n;
+    const struct st_tensor *we, *wa = NULL, *wb = NULL, *te, *ta = NULL, *tb = NULL;
+    /* embedding adapters: A [T][rows][r], B [T][r][H] (roles swapped vs linears) */
+    if (!(we = NEED(tok->w, V, H)) || (T && !(wa = NEED(tok->lora_a, T, V, r))) ||
+        (T && !(wb = NEED(tok->lora_b, T, r, H))) || !(te = NEED(typ->w, n_type, H)) ||
+        (T && !(ta = NEED(typ->lora_a, T, n_type, r))) || (T && !(tb = NEED(typ->lora_b, T, r, H))))
         return -1;
-    total += (long)T * r * H + (long)(1 + T) * H;
     if (m->arena) {
         m->tok_embd = we->data;
         m->tok_embd_dt = we->dtype;
-        m->tok_lora_a = wa->data;
-        m->tok_lora_a_dt = wa->dtype;
-        m->tok_lora_b = widen(m, &pos, wb);
+        m->tok_lora_a = wa ? wa->data : NULL;
+        m->tok_lora_a_dt = wa ? wa->dtype : ST_F32;
+        m->tok_lora_b = wb ? widen(m, pos, wb) : NULL;
         /* type_embd[0] = T[0]; type_embd[1+t] = T[0] + s * sum_k A[t][0][k] * B[t][k][:] */
-        float *te32 = m->arena + pos;
-        pos += (size_t)(1 + T) * H;
+        float *te32 = m->arena + *pos;
+        *pos += (size_t)(1 + T) * H;
         for (int j = 0; j < H; j++) te32[j] = st_get_f32(te->dtype, te->data, j);
         for (int t = 0; t < T; t++) {
             float *row = te32 + (size_t)(1 + t) * H;
             for (int j = 0; j < H; j++) {
                 float delta = 0;
                 for (int k = 0; k < r; k++)
-                    delta += st_get_f32(ta->dtype, ta->data, (int64_t)t * r + k) *
+                    delta += st_get_f32(ta->dtype, ta->data, (int64_t)t * n_type * r + k) *
                              st_get_f32(tb->dtype, tb->data, ((int64_t)t * r + k) * H + j);
                 row[j] = te32[j] + m->lora_scale * delta;
             }
         }
         m->type_embd = te32;
     }
-    if ((n = norm_load(m, "emb_ln", &pos, &m->emb_ln_w, &m->emb_ln_b, err, errlen)) < 0) return -1;
-    total += n;
+    n = norm_load(m, ENG_ROLE_EMB_NORM, 0, pos, &m->emb_ln_w, &m->emb_ln_b, err, errlen);
+    return n < 0 ? -1 : (long)T * r * H + (long)(1 + T) * H + n;
+}
+
+/* Checks (arena NULL) or loads (arena set) every tensor. Returns the f32
+ * count the arena needs, or -1 with err. */
+static long tensors_walk(struct eng_model *m, char *err, size_t errlen) {
+    const struct eng_info *in = &m->info;
+    size_t pos = 0;
+    long total, n;
+    if ((total = embeddings_walk(m, &pos, err, errlen)) < 0) return -1;
     if (m->arena) return layers_load(m, pos, total, err, errlen);
     for (int il = 0; il < in->n_layer; il++) {
         if ((n = layer_walk(m, il, &pos, NULL, err, errlen)) < 0) return -1;
@@ -466,6 +554,11 @@ static long tensors_walk(struct eng_model *m, char *err, size_t errlen) {
 
 struct eng_model *eng_model_open(const char *dir, const struct eng_params *p, char *err,
                                  size_t errlen) {
+    return eng_model_open_arch(dir, NULL, p, err, errlen);
+}
+
+struct eng_model *eng_model_open_arch(const char *dir, const struct eng_arch *arch,
+                                      const struct eng_params *p, char *err, size_t errlen) {
     char path[4096];
     struct eng_model *m = calloc(1, sizeof(*m));
     if (!m) {
@@ -473,8 +566,9 @@ struct eng_model *eng_model_open(const char *dir, const struct eng_params *p, ch
         return NULL;
     }
     if (dtype_resolve(p ? p->dtype : ENG_DTYPE_AUTO, &m->info.dtype, err, errlen) != 0) goto fail;
+    m->arch = arch; /* NULL: config.json selects it */
     if (config_load(m, dir, err, errlen) != 0) goto fail;
-    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    snprintf(path, sizeof(path), "%s/%s", dir, m->arch->weights_file);
     if (!(m->st = st_open(path, err, errlen))) goto fail;
     long need_floats = tensors_walk(m, err, errlen); /* validate everything first */
     if (need_floats < 0) goto fail;
@@ -515,40 +609,44 @@ const struct eng_info *eng_model_info(const struct eng_model *m) {
     return &m->info;
 }
 
-int eng_task_lookup(const struct eng_model *m, const char *name) {
-    if (!name) return ENG_TASK_NONE;
-    for (int t = 0; t < m->info.n_tasks; t++)
-        if (!strcmp(m->info.task_name[t], name)) return t;
-    return ENG_ENOTASK;
+const char *eng_strerror(int code) {
+    switch (code) {
+#define ENG_ERROR_CASE(name, value, text) \
+    case name: return text;
+        ENG_FOR_EACH_ERROR(ENG_ERROR_CASE)
+#undef ENG_ERROR_CASE
+    }
+    return "unknown engine error";
 }
 
-size_t eng_model_weight_bytes(const struct eng_model *m) {
-    return m->arena_floats * sizeof(float) + m->wmat_bytes;
+/* Appends "a, b, c" (the adapter names) and the aliases to msg at k. */
+static void task_names_list(const struct eng_info *in, char *msg, size_t n, int k) {
+    for (int t = 0; t < in->n_tasks && k >= 0 && (size_t)k < n; t++)
+        k += snprintf(msg + k, n - (size_t)k, "%s%s", t ? ", " : "", in->task_name[t]);
+    for (int i = 0; i < in->n_task_alias && k >= 0 && (size_t)k < n; i++)
+        k += snprintf(msg + k, n - (size_t)k, "%s%s", i ? ", " : " (aliases: ", in->task_alias[i][0]);
+    if (in->n_task_alias && k >= 0 && (size_t)k < n) snprintf(msg + k, n - (size_t)k, ")");
 }
-
-/* ---- task names and aliases ---------------------------------------------- */
-
-/* Short names clients and operators use for the jina-embeddings-v3 tasks. */
-static const char *const task_aliases[][2] = {
-    {"query", "retrieval.query"},
-    {"passage", "retrieval.passage"},
-    {"document", "retrieval.passage"},
-    {"clustering", "separation"},
-};
 
 int eng_task_resolve(const struct eng_info *in, const char *name, char *err, size_t errlen) {
     if (!name) return ENG_TASK_NONE;
     const char *canon = name;
-    for (size_t i = 0; i < sizeof(task_aliases) / sizeof(task_aliases[0]); i++)
-        if (!strcmp(name, task_aliases[i][0])) canon = task_aliases[i][1];
+    for (int i = 0; i < in->n_task_alias; i++)
+        if (!strcmp(name, in->task_alias[i][0])) canon = in->task_alias[i][1];
     for (int t = 0; t < in->n_tasks; t++)
         if (!strcmp(in->task_name[t], canon)) return t;
     if (err && errlen) {
-        int k = snprintf(err, errlen, "unknown task '%.100s'; valid tasks:", name);
-        for (int t = 0; t < in->n_tasks && k < (int)errlen; t++)
-            k += snprintf(err + k, errlen - (size_t)k, "%s %s", t ? "," : "", in->task_name[t]);
-        if (k < (int)errlen) snprintf(err + k, errlen - (size_t)k, " (aliases: query, passage, "
-                                                                  "document, clustering)");
+        if (in->n_tasks == 0) {
+            snprintf(err, errlen, "unknown task '%.100s': %s has no task adapters", name,
+                     in->arch ? in->arch : "this model");
+        } else {
+            int k = snprintf(err, errlen, "unknown task '%.100s'; valid tasks: ", name);
+            task_names_list(in, err, errlen, k);
+        }
     }
     return ENG_ENOTASK;
+}
+
+int eng_task_lookup(const struct eng_model *m, const char *name) {
+    return eng_task_resolve(&m->info, name, NULL, 0);
 }

@@ -30,11 +30,12 @@
 #include "engine/engine.h"
 #include "tokenizer/tokenizer.h"
 
-/* The pipeline's codes, in their own range (-1xx). */
-#define EMB_ETOOLONG (-102) /* a sequence is over max_tokens (err.index, err.n_tokens) */
-#define EMB_EEMPTY   (-103) /* late chunking: an input has no tokens (err.index) */
-#define EMB_ENOMEM   (-104)
-#define EMB_EENGINE  (-105) /* the engine refused the batch */
+/* The pipeline's codes, in their own range (-3xx: the engine has -1xx, the
+ * batcher -2xx), so a code says which module raised it. */
+#define EMB_ETOOLONG (-302) /* a sequence is over max_tokens (err.index, err.n_tokens) */
+#define EMB_EEMPTY   (-303) /* late chunking: an input has no tokens (err.index) */
+#define EMB_ENOMEM   (-304)
+#define EMB_EENGINE  (-305) /* the engine refused the batch */
 
 /* max_tokens for "no limit" (/v1/tokenize without truncate). */
 #define EMB_MAX_TOKENS_UNLIMITED INT32_MAX

@@ -4,7 +4,9 @@
 # never a crash, a hang or a half-started server. The engine-level checks
 # are in tests/test_safetensors.c; these are the same faults seen from the
 # process: truncated, bad header, header not JSON, wrong shape, wrong dtype,
-# missing tensor, empty file, missing/broken config.json and tokenizer.
+# missing tensor, empty file, missing/broken config.json and tokenizer, and
+# a config.json naming an unknown architecture or a position scheme the
+# architecture does not use.
 set -u
 BUILD=${BUILD:-build}
 TESTMODEL=${TESTMODEL:-build/testmodel}
@@ -56,6 +58,10 @@ cfg = json.load(open(os.path.join(src, "config.json")))
 c = dict(cfg); c["hidden_size"] = cfg["hidden_size"] + 16
 case("config_wrong_hidden_size", config=json.dumps(c).encode())
 case("config_not_json", config=b'{"hidden_size": 80,')
+c = dict(cfg); c["architectures"] = ["BertModel"]; c["model_type"] = "bert"
+case("config_unknown_architecture", config=json.dumps(c).encode())
+c = dict(cfg); c["position_embedding_type"] = "alibi"
+case("config_alibi", config=json.dumps(c).encode())
 case("no_config", drop=("config.json",))
 case("no_weights", drop=("model.safetensors",))
 case("no_tokenizer", drop=("sentencepiece.bpe.model",))
@@ -64,6 +70,8 @@ open(os.path.join(work, "expect.txt"), "w").write(
     "truncated safetensors\ntruncated_header safetensors\nbad_header_length safetensors\n"
     "header_not_json JSON\nempty_file safetensors\nwrong_shape %s\nwrong_dtype %s\n"
     "missing_tensor %s\nconfig_wrong_hidden_size model\nconfig_not_json config.json\n"
+    "config_unknown_architecture unknown.model.architecture.*known:.jina-embeddings-v3\n"
+    "config_alibi position_embedding_type..alibi..is.not.supported\n"
     "no_config config.json\nno_weights model.safetensors\nno_tokenizer sentencepiece\n"
     "tokenizer_garbage sentencepiece\n" % (mat, names[0], victim))
 PY

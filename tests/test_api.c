@@ -128,7 +128,16 @@ static void test_json_str(void) {
 /* ---- request parsing ------------------------------------------------------ */
 
 /* What the engine would report for a small model with the five tasks. */
+/* The jina-embeddings-v3 aliases, as the engine's description gives them. */
+static const char *const test_aliases[][2] = {
+    {"query", "retrieval.query"},
+    {"passage", "retrieval.passage"},
+    {"document", "retrieval.passage"},
+    {"clustering", "separation"},
+};
 static const struct eng_info test_info = {
+    .task_alias = test_aliases,
+    .n_task_alias = 4,
     .n_embd = 16,
     .n_tasks = 5,
     .task_name = {"retrieval.query", "retrieval.passage", "separation", "classification",

@@ -9,15 +9,23 @@
  * >= 0.998 (int8) on every case. Then: every sequence of every case packed
  * into shared batches (mixed tasks and lengths) equals the case run alone;
  * bad batches are refused; and the forced no-AVX-512 fallback runs f32.
+ * Then the model knowledge the engine owns: the task resolver (names,
+ * aliases, refusals), the error codes, the facts eng_info reports, and the
+ * architecture seam: configs naming an unknown architecture or a position
+ * scheme the description does not use are refused with a clear message,
+ * descriptions asking for modes the forward pass lacks are refused, and a
+ * second description (other tensor names, separate Q/K/V, no adapters) over
+ * the test model's weights gives the v3 no-task vectors bit for bit.
  */
 #include "tests/test.h"
 
-#include "engine/gemm.h"
+#include "engine/engine_impl.h"
 #include "pipeline/embed.h"
 
 #include <cJSON.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct tol {
     const char *mode;
@@ -259,6 +267,383 @@ static void check_refusals(struct fixture *fx) {
            "resolver error: %s", why);
 }
 
+/* Every canonical name and alias, unknown names and NULL, with messages. */
+static void check_task_resolve(const struct eng_model *m) {
+    static const struct {
+        const char *name;
+        int want;
+    } cases[] = {
+        {"retrieval.query", 0}, {"retrieval.passage", 1}, {"separation", 2},
+        {"classification", 3},  {"text-matching", 4},     {"query", 0},
+        {"passage", 1},         {"document", 1},          {"clustering", 2},
+    };
+    const struct eng_info *in = eng_model_info(m);
+    char err[512];
+    CHECK(in->n_tasks == 5);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        strcpy(err, "untouched");
+        int t = eng_task_resolve(in, cases[i].name, err, sizeof(err));
+        CHECKM(t == cases[i].want, "resolve('%s') = %d, want %d", cases[i].name, t, cases[i].want);
+        CHECKM(!strcmp(err, "untouched"), "resolve('%s') wrote a message", cases[i].name);
+        CHECK(eng_task_lookup(m, cases[i].name) == cases[i].want);
+    }
+    CHECK(eng_task_resolve(in, NULL, err, sizeof(err)) == ENG_TASK_NONE);
+    const char *bad[] = {"nope", "", "none", "Query", "retrieval", "retrieval.query "};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = 0;
+        CHECKM(eng_task_resolve(in, bad[i], err, sizeof(err)) == ENG_ENOTASK, "'%s' refused",
+               bad[i]);
+        CHECKM(strstr(err, "unknown task") != NULL, "message for '%s': %s", bad[i], err);
+        for (int t = 0; t < in->n_tasks; t++)
+            CHECKM(strstr(err, in->task_name[t]) != NULL, "'%s' not listed in: %s",
+                   in->task_name[t], err);
+        CHECKM(strstr(err, "clustering") && strstr(err, "document"), "aliases listed: %s", err);
+        CHECK(eng_task_resolve(in, bad[i], NULL, 0) == ENG_ENOTASK); /* no message wanted */
+        CHECK(eng_task_lookup(m, bad[i]) == ENG_ENOTASK);
+    }
+    /* a tiny message buffer is truncated, never overrun */
+    char tiny[8];
+    memset(tiny, 'x', sizeof(tiny));
+    CHECK(eng_task_resolve(in, "nope", tiny, sizeof(tiny)) == ENG_ENOTASK);
+    CHECK(memchr(tiny, 0, sizeof(tiny)) != NULL);
+}
+
+/* Error codes: distinct from adapter indices and ENG_TASK_NONE, each named. */
+static void check_error_codes(void) {
+    const int codes[] = {ENG_EINVAL, ENG_ETOOLONG, ENG_ENOMEM, ENG_EIO, ENG_ENOTASK};
+    int n = (int)(sizeof(codes) / sizeof(codes[0]));
+    for (int i = 0; i < n; i++) {
+        CHECKM(codes[i] < ENG_TASK_NONE && codes[i] <= -100, "code %d collides", codes[i]);
+        CHECKM(strcmp(eng_strerror(codes[i]), "unknown engine error") != 0, "%d unnamed", codes[i]);
+        for (int j = 0; j < i; j++) {
+            CHECK(codes[i] != codes[j]);
+            CHECK(strcmp(eng_strerror(codes[i]), eng_strerror(codes[j])) != 0);
+        }
+    }
+    CHECK(!strcmp(eng_strerror(0), "unknown engine error"));
+    CHECK(!strcmp(eng_strerror(ENG_TASK_NONE), "unknown engine error"));
+}
+
+/* name, arch, Matryoshka sizes, token limit: what the model card reads. */
+static void check_info(const struct eng_model *m, const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    cJSON *cfg = load_json(path);
+    const struct eng_info *in = eng_model_info(m);
+    if (!cfg) return;
+    const cJSON *nm = cJSON_GetObjectItem(cfg, "_name_or_path");
+    const cJSON *md = cJSON_GetObjectItem(cfg, "matryoshka_dimensions");
+    CHECK(cJSON_IsString(nm) && !strcmp(in->name, nm->valuestring));
+    CHECK(in->arch && !strcmp(in->arch, "jina-embeddings-v3"));
+    CHECK(in->max_position == cJSON_GetObjectItem(cfg, "max_position_embeddings")->valueint - 2);
+    CHECKM(in->n_matryoshka == cJSON_GetArraySize(md) && in->n_matryoshka > 0,
+           "%d Matryoshka sizes, config lists %d", in->n_matryoshka, cJSON_GetArraySize(md));
+    for (int i = 0; i < in->n_matryoshka && i < cJSON_GetArraySize(md); i++)
+        CHECK(in->matryoshka[i] == cJSON_GetArrayItem(md, i)->valueint);
+    for (int t = 0; t < in->n_tasks; t++) {
+        const cJSON *pr =
+            cJSON_GetObjectItem(cJSON_GetObjectItem(cfg, "task_instructions"), in->task_name[t]);
+        CHECK(cJSON_IsString(pr) && !strcmp(in->task_prefix[t], pr->valuestring));
+    }
+    cJSON_Delete(cfg);
+}
+
+/* Opens a copy of the model whose config.json has `key` set to `val` (the
+ * value is consumed; NULL deletes the key). Returns the model or NULL with
+ * the loader's message in err. */
+static struct eng_model *open_with_config(const char *dir, const char *key, cJSON *val, char *err,
+                                          size_t errlen) {
+    char path[4096], tmp[4096], abs[4096];
+    const char *td = getenv("TMPDIR");
+    snprintf(tmp, sizeof(tmp), "%s/engine_cfg.XXXXXX", td && *td ? td : "/tmp");
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    cJSON *cfg = load_json(path);
+    struct eng_model *m = NULL;
+    if (!cfg || !mkdtemp(tmp)) {
+        cJSON_Delete(val);
+        cJSON_Delete(cfg);
+        snprintf(err, errlen, "test setup failed");
+        return NULL;
+    }
+    if (val)
+        cJSON_ReplaceItemInObject(cfg, key, val);
+    else
+        cJSON_DeleteItemFromObject(cfg, key);
+    if (val && !cJSON_GetObjectItem(cfg, key)) cJSON_AddItemToObject(cfg, key, val);
+    char *text = cJSON_Print(cfg), cpath[4200], wpath[4200];
+    snprintf(cpath, sizeof(cpath), "%s/config.json", tmp);
+    snprintf(wpath, sizeof(wpath), "%s/model.safetensors", tmp);
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    FILE *f = fopen(cpath, "w");
+    int ok = f && text && fputs(text, f) >= 0;
+    if (f) fclose(f);
+    ok = ok && realpath(path, abs) && symlink(abs, wpath) == 0;
+    CHECKM(ok, "cannot write %s", cpath);
+    struct eng_params p = eng_params_defaults();
+    p.dtype = ENG_DTYPE_F32;
+    if (ok) m = eng_model_open(tmp, &p, err, errlen);
+    unlink(wpath);
+    unlink(cpath);
+    rmdir(tmp);
+    cJSON_free(text);
+    cJSON_Delete(cfg);
+    return m;
+}
+
+/* Config refusals and acceptances through the architecture seam. */
+static void check_arch_configs(const char *dir) {
+    static const struct {
+        const char *key, *json; /* json NULL: delete the key */
+        const char *want[3];    /* all in the message; want[0] NULL: must load */
+    } cases[] = {
+        {"architectures",
+         "[\"BertModel\"]",
+         {"unknown model architecture \"BertModel\"", "jina-embeddings-v3", "XLMRobertaModel"}},
+        {"architectures", "[\"XLMRobertaLoRA\"]", {NULL}},
+        {"architectures",
+         "\"XLMRobertaModel\"",
+         {"\"architectures\" must be a list", "config.json"}},
+        {"architectures", NULL, {NULL}},    /* no name at all: the default family */
+        {"model_type", "\"bert\"", {NULL}}, /* architectures still names v3 */
+        {"position_embedding_type",
+         "\"alibi\"",
+         {"position_embedding_type \"alibi\" is not supported", "jina-embeddings-v3", "rotary"}},
+        {"position_embedding_type", "\"absolute\"", {"\"absolute\" is not supported", "rotary"}},
+        {"position_embedding_type", "\"spiral\"", {"\"spiral\" is unknown", "alibi"}},
+        {"position_embedding_type", "7", {"position_embedding_type", "not a string"}},
+        {"position_embedding_type", NULL, {NULL}},
+        {"hidden_act", "\"relu\"", {"hidden_act \"relu\" is not supported", "gelu"}},
+        {"lora_adaptations", "[]", {"\"lora_adaptations\" must list", "config.json"}},
+        {"rotary_emb_base", "0", {"\"rotary_emb_base\" must be a number"}},
+    };
+    char err[512];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        err[0] = 0;
+        cJSON *val = cases[i].json ? cJSON_Parse(cases[i].json) : NULL;
+        struct eng_model *m = open_with_config(dir, cases[i].key, val, err, sizeof(err));
+        if (!cases[i].want[0]) {
+            CHECKM(m != NULL, "%s=%s: refused: %s", cases[i].key, cases[i].json, err);
+        } else {
+            CHECKM(m == NULL, "%s=%s: loaded", cases[i].key, cases[i].json);
+            for (int k = 0; k < 3 && cases[i].want[k]; k++)
+                CHECKM(strstr(err, cases[i].want[k]) != NULL, "%s=%s: '%s' not in: %s",
+                       cases[i].key, cases[i].json, cases[i].want[k], err);
+        }
+        eng_model_close(m);
+    }
+    /* only model_type, unknown: refused, naming it */
+    cJSON *val = cJSON_Parse("[\"NotAModel\"]");
+    struct eng_model *m = open_with_config(dir, "architectures", val, err, sizeof(err));
+    CHECKM(!m && strstr(err, "NotAModel") && strstr(err, "known: jina-embeddings-v3"), "%s", err);
+    eng_model_close(m);
+}
+
+/* Descriptions asking for what the forward pass lacks are refused. */
+static void check_arch_descriptions(void) {
+    char err[512], nm[64];
+    CHECK(eng_arch_check(&eng_arch_jina_v3, err, sizeof(err)) == 0);
+    CHECK(eng_archs[0] == &eng_arch_jina_v3);
+    struct eng_arch a = eng_arch_jina_v3;
+    a.pos = ENG_POS_ALIBI;
+    CHECK(eng_arch_check(&a, err, sizeof(err)) == -1 &&
+          strstr(err, "\"alibi\" is not implemented"));
+    a.pos = ENG_POS_ABSOLUTE;
+    CHECK(eng_arch_check(&a, err, sizeof(err)) == -1 && strstr(err, "\"absolute\""));
+    a = eng_arch_jina_v3;
+    a.ffn = ENG_FFN_GEGLU;
+    CHECK(eng_arch_check(&a, err, sizeof(err)) == -1 &&
+          strstr(err, "\"geglu\" is not implemented"));
+    a = eng_arch_jina_v3;
+    a.norm = ENG_NORM_PRE;
+    CHECK(eng_arch_check(&a, err, sizeof(err)) == -1 && strstr(err, "pre-LayerNorm"));
+    a = eng_arch_jina_v3;
+    a.tensors[ENG_ROLE_FFN_UP].lora_a = NULL; /* adapters but a linear without them */
+    CHECK(eng_arch_check(&a, err, sizeof(err)) == -1 && strstr(err, "jina-embeddings-v3"));
+    a = eng_arch_jina_v3;
+    a.tensors[ENG_ROLE_ATTN_QKV].w = NULL; /* split Q, K, V with adapters: refused */
+    a.tensors[ENG_ROLE_ATTN_Q] = a.tensors[ENG_ROLE_ATTN_K] = a.tensors[ENG_ROLE_ATTN_V] =
+        a.tensors[ENG_ROLE_ATTN_OUT];
+    CHECK(eng_arch_check(&a, err, sizeof(err)) == -1 && strstr(err, "separate Q, K, V"));
+    CHECK(eng_pos_kind_parse("rotary") == ENG_POS_ROTARY);
+    CHECK(eng_pos_kind_parse("alibi") == ENG_POS_ALIBI);
+    CHECK(eng_pos_kind_parse("absolute") == ENG_POS_ABSOLUTE);
+    CHECK(eng_pos_kind_parse("Rotary") == -1 && eng_pos_kind_parse(NULL) == -1);
+    CHECK(eng_tensor_name(nm, sizeof(nm), "a.%d.b", 17) == 0 && !strcmp(nm, "a.17.b"));
+    CHECK(eng_tensor_name(nm, sizeof(nm), "emb_ln.weight", 3) == 0 && !strcmp(nm, "emb_ln.weight"));
+    CHECK(eng_tensor_name(nm, 6, "abc.%d.def", 1) == -1);
+}
+
+/* A second description: every tensor under another name, separate Q, K and
+ * V projections, no task adapters. */
+static const struct eng_arch *renamed_arch(void) {
+    static struct eng_arch a;
+    a = eng_arch_jina_v3;
+    a.name = "test-renamed";
+    a.tasks_key = a.prefixes_key = NULL;
+    a.task_aliases = NULL;
+    a.n_task_aliases = 0;
+    static const struct eng_role_names names[ENG_ROLE_N] = {
+        [ENG_ROLE_TOK_EMBD] = {"tok.w", NULL, NULL, NULL},
+        [ENG_ROLE_TYPE_EMBD] = {"type.w", NULL, NULL, NULL},
+        [ENG_ROLE_EMB_NORM] = {"emb_norm.w", "emb_norm.b", NULL, NULL},
+        [ENG_ROLE_ATTN_Q] = {"blk.%d.q.w", "blk.%d.q.b", NULL, NULL},
+        [ENG_ROLE_ATTN_K] = {"blk.%d.k.w", "blk.%d.k.b", NULL, NULL},
+        [ENG_ROLE_ATTN_V] = {"blk.%d.v.w", "blk.%d.v.b", NULL, NULL},
+        [ENG_ROLE_ATTN_OUT] = {"blk.%d.o.w", "blk.%d.o.b", NULL, NULL},
+        [ENG_ROLE_ATTN_NORM] = {"blk.%d.n1.w", "blk.%d.n1.b", NULL, NULL},
+        [ENG_ROLE_FFN_UP] = {"blk.%d.up.w", "blk.%d.up.b", NULL, NULL},
+        [ENG_ROLE_FFN_DOWN] = {"blk.%d.down.w", "blk.%d.down.b", NULL, NULL},
+        [ENG_ROLE_FFN_NORM] = {"blk.%d.n2.w", "blk.%d.n2.b", NULL, NULL},
+    };
+    memcpy(a.tensors, names, sizeof(names));
+    return &a;
+}
+
+/* Appends tensor `name` = rows [r0, r0 + rows) of src to the header and data. */
+static void put_rows(cJSON *hdr, FILE *data, size_t *off, const char *name,
+                     const struct st_tensor *src, int64_t r0, int64_t rows) {
+    int64_t row = src->n_dims == 2 ? src->shape[1] : 1;
+    size_t esz = src->nbytes / (size_t)src->n_elem, n = (size_t)(rows * row) * esz;
+    cJSON *t = cJSON_AddObjectToObject(hdr, name);
+    cJSON_AddStringToObject(t, "dtype", src->dtype_name);
+    cJSON *sh = cJSON_AddArrayToObject(t, "shape");
+    cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)rows));
+    if (src->n_dims == 2) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)row));
+    cJSON *of = cJSON_AddArrayToObject(t, "data_offsets");
+    cJSON_AddItemToArray(of, cJSON_CreateNumber((double)*off));
+    cJSON_AddItemToArray(of, cJSON_CreateNumber((double)(*off + n)));
+    CHECK(fwrite((const char *)src->data + (size_t)(r0 * row) * esz, 1, n, data) == n);
+    *off += n;
+}
+
+/* Copies role r of layer il from the v3 checkpoint under the renamed
+ * description's names (the fused QKV split into its three parts). */
+static void copy_role(cJSON *hdr, FILE *data, size_t *off, const struct st_file *st,
+                      const struct eng_arch *to, int r, int il) {
+    const struct eng_role_names *from = &eng_arch_jina_v3.tensors[r];
+    const char *fw[2] = {from->w, from->b};
+    char sn[256], dn[256];
+    for (int k = 0; k < 2 && fw[k]; k++) {
+        CHECK(eng_tensor_name(sn, sizeof(sn), fw[k], il) == 0);
+        const struct st_tensor *t = st_find(st, sn);
+        CHECKM(t != NULL, "no %s", sn);
+        if (!t) return;
+        if (r != ENG_ROLE_ATTN_QKV) {
+            CHECK(eng_tensor_name(dn, sizeof(dn), k ? to->tensors[r].b : to->tensors[r].w, il) ==
+                  0);
+            put_rows(hdr, data, off, dn, t, 0, t->shape[0]);
+            continue;
+        }
+        for (int p = 0; p < 3; p++) { /* rows Q | K | V */
+            const struct eng_role_names *tp = &to->tensors[ENG_ROLE_ATTN_Q + p];
+            CHECK(eng_tensor_name(dn, sizeof(dn), k ? tp->b : tp->w, il) == 0);
+            put_rows(hdr, data, off, dn, t, p * t->shape[0] / 3, t->shape[0] / 3);
+        }
+    }
+}
+
+/* Writes the renamed checkpoint of the test model into tmp; 0 on success. */
+static int write_renamed(const char *dir, const char *tmp, const struct eng_arch *to, int n_layer) {
+    char path[4200], err[512] = "";
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    struct st_file *st = st_open(path, err, sizeof(err));
+    CHECKM(st != NULL, "%s", err);
+    if (!st) return -1;
+    cJSON *hdr = cJSON_CreateObject();
+    char *data = NULL;
+    size_t data_len = 0, off = 0;
+    FILE *mem = open_memstream(&data, &data_len);
+    for (int r = 0; r < ENG_ROLE_N; r++) {
+        if (!eng_arch_jina_v3.tensors[r].w) continue;
+        bool layer = r >= ENG_ROLE_ATTN_QKV;
+        for (int il = 0; il < (layer ? n_layer : 1); il++)
+            copy_role(hdr, mem, &off, st, to, r, il);
+    }
+    fclose(mem);
+    char *h = cJSON_PrintUnformatted(hdr);
+    size_t hl = strlen(h), pad = (8 - hl % 8) % 8;
+    uint64_t n = hl + pad;
+    snprintf(path, sizeof(path), "%s/model.safetensors", tmp);
+    FILE *f = fopen(path, "wb");
+    int ok = f && fwrite(&n, 8, 1, f) == 1 && fwrite(h, 1, hl, f) == hl &&
+             fwrite("        ", 1, pad, f) == pad && fwrite(data, 1, data_len, f) == data_len;
+    if (f) ok = fclose(f) == 0 && ok;
+    CHECKM(ok, "cannot write %s", path);
+    cJSON_free(h);
+    cJSON_Delete(hdr);
+    free(data);
+    st_close(st);
+    return ok ? 0 : -1;
+}
+
+/* The seam end to end: a different description (names, split QKV, no
+ * adapters) over the same weights loads and gives the v3 model's no-task
+ * vectors bit for bit; it knows no task names. */
+static void check_renamed_arch(const char *dir) {
+    char tmp[4096], cfg_src[4200], cfg_dst[4200], err[512] = "";
+    const char *td = getenv("TMPDIR");
+    const struct eng_arch *to = renamed_arch();
+    CHECKM(eng_arch_check(to, err, sizeof(err)) == 0, "%s", err);
+    snprintf(tmp, sizeof(tmp), "%s/engine_arch.XXXXXX", td && *td ? td : "/tmp");
+    if (!mkdtemp(tmp)) return;
+    struct eng_params p = eng_params_defaults();
+    p.dtype = ENG_DTYPE_F32;
+    p.n_threads = 2;
+    p.max_batch_tokens = 512;
+    struct eng_model *m3 = eng_model_open(dir, &p, err, sizeof(err)), *mr = NULL;
+    CHECKM(m3 != NULL, "%s", err);
+    snprintf(cfg_src, sizeof(cfg_src), "%s/config.json", dir);
+    snprintf(cfg_dst, sizeof(cfg_dst), "%s/config.json", tmp);
+    char *cfg = slurp(cfg_src);
+    FILE *f = fopen(cfg_dst, "w");
+    if (f && cfg) fputs(cfg, f);
+    if (f) fclose(f);
+    free(cfg);
+    if (m3 && write_renamed(dir, tmp, to, eng_model_info(m3)->n_layer) == 0) {
+        mr = eng_model_open_arch(tmp, to, &p, err, sizeof(err));
+        CHECKM(mr != NULL, "renamed description refused: %s", err);
+    }
+    /* a description whose tensors are absent is refused naming one */
+    struct eng_model *bad = eng_model_open_arch(dir, to, &p, err, sizeof(err));
+    CHECKM(!bad && strstr(err, "tensor 'tok.w' is missing"), "%s", err);
+    eng_model_close(bad);
+    if (mr) {
+        const struct eng_info *in = eng_model_info(mr);
+        CHECK(in->n_tasks == 0 && !strcmp(in->arch, "test-renamed"));
+        CHECK(eng_task_resolve(in, "retrieval.query", err, sizeof(err)) == ENG_ENOTASK &&
+              strstr(err, "no task adapters"));
+        CHECK(eng_task_resolve(in, NULL, err, sizeof(err)) == ENG_TASK_NONE);
+        struct eng_ctx *c3 = eng_ctx_new(m3, &p, err, sizeof(err));
+        struct eng_ctx *cr = eng_ctx_new(mr, &p, err, sizeof(err));
+        int H = in->n_embd, V = in->n_vocab;
+        float *o3 = calloc(2 * (size_t)H, sizeof(float)),
+              *o_r = calloc(2 * (size_t)H, sizeof(float));
+        int32_t ids[300];
+        for (int i = 0; i < 300; i++)
+            ids[i] = i == 0 ? 0 : i == 299 ? 2 : 3 + (i * 37) % (V - 3);
+        struct eng_seq s3[2] = {{ids, 300, ENG_TASK_NONE, 0, NULL, o3},
+                                {ids + 10, 40, ENG_TASK_NONE, 0, NULL, o3 + H}};
+        struct eng_seq sr[2] = {{ids, 300, ENG_TASK_NONE, 0, NULL, o_r},
+                                {ids + 10, 40, ENG_TASK_NONE, 0, NULL, o_r + H}};
+        CHECK(c3 && cr && eng_encode(c3, s3, 2) == 0 && eng_encode(cr, sr, 2) == 0);
+        CHECKM(!memcmp(o3, o_r, 2 * (size_t)H * sizeof(float)),
+               "renamed description's vectors differ from the v3 model's");
+        /* a task index is refused by a model without adapters */
+        sr[0].task = 0;
+        CHECK(cr && eng_encode(cr, sr, 1) == ENG_EINVAL);
+        free(o3);
+        free(o_r);
+        eng_ctx_free(c3);
+        eng_ctx_free(cr);
+    }
+    eng_model_close(mr);
+    eng_model_close(m3);
+    snprintf(cfg_src, sizeof(cfg_src), "%s/model.safetensors", tmp);
+    unlink(cfg_src);
+    unlink(cfg_dst);
+    rmdir(tmp);
+}
+
 /* Opens tokenizer and model in `dtype`; 0 on success. */
 static int fixture_open(struct fixture *fx, const char *dir, enum eng_dtype dtype) {
     char err[512] = "";
@@ -293,6 +678,8 @@ static void run_mode(struct fixture *fx, const char *dir, enum eng_dtype dtype,
         if (dtype == ENG_DTYPE_F32) {
             check_batch_invariance(fx);
             check_refusals(fx);
+            check_task_resolve(fx->m);
+            check_info(fx->m, dir);
         }
     }
     fixture_close(fx);
@@ -338,6 +725,10 @@ void test_engine(void) {
     else
         fprintf(stderr, "  int8 not run: this CPU lacks AVX512_VNNI\n");
     check_fallback(dir);
+    check_error_codes();
+    check_arch_configs(dir);
+    check_arch_descriptions();
+    check_renamed_arch(dir);
 out:
     cJSON_Delete(fx.cases);
     cJSON_Delete(fx.expected);
