@@ -73,7 +73,7 @@ LIB_OBJS  = $(call obj,$(ENGINE_SRCS) $(CONFIG_SRCS) $(TOK_SRCS) $(UTIL_SRCS) $(
 MAIN_OBJ  = $(call obj,server/main.c)
 TEST_OBJS = $(call obj,$(TEST_SRCS))
 
-.PHONY: all test clean deps format format-check check-headers testmodel bench fuzz soak test-tsan
+.PHONY: all test clean deps cross-aarch64 format format-check check-headers testmodel bench fuzz soak test-tsan
 all: $(BUILD)/embedserve
 
 $(BUILD)/embedserve: $(MAIN_OBJ) $(LIB_OBJS)
@@ -202,6 +202,22 @@ bench: $(BUILD)/bench $(BUILD)/embedserve
 	@if [ "$(BENCH_MODEL)" = "$(BENCH_CACHE)" ] && [ ! -f $(BENCH_CACHE)/model.safetensors ]; then \
 	    mkdir -p $(BENCH_CACHE) && $(PYTHON) tests/gen_model.py --full --out $(BENCH_CACHE); fi
 	BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/bench/run.sh $(BENCH_MODEL)
+
+# make cross-aarch64: a build-only check that the tree compiles and links
+# for aarch64 with Debian's cross compiler (crossbuild-essential-arm64). The
+# arm64 libraries are unpacked into a sysroot under build/ by
+# scripts/aarch64-sysroot, not installed over the host's amd64 ones.
+XSYSROOT = build/aarch64-sysroot/root
+XLIBDIR  = $(XSYSROOT)/usr/lib/aarch64-linux-gnu
+cross-aarch64:
+	scripts/aarch64-sysroot build/aarch64-sysroot >/dev/null
+	$(MAKE) BUILD=build/aarch64 CC=aarch64-linux-gnu-gcc CXX=aarch64-linux-gnu-g++ \
+	    PKG_CFLAGS="-I$(XSYSROOT)/usr/include -I$(XSYSROOT)/usr/include/cjson \
+	                -I$(XSYSROOT)/usr/include/aarch64-linux-gnu/openblas-pthread" \
+	    PKG_LIBS="-L$(XLIBDIR) -L$(XLIBDIR)/openblas-pthread -lmicrohttpd -lcjson -lopenblas \
+	              -Wl,--allow-shlib-undefined" \
+	    build/aarch64/embedserve
+	@file build/aarch64/embedserve | grep -q "ARM aarch64" && echo "cross-aarch64: build/aarch64/embedserve is an aarch64 executable"
 
 deps:
 	scripts/install-deps --test
