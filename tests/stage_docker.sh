@@ -57,7 +57,8 @@ names=""
 
 # podman's settings for this run: runc and cgroupfs (no systemd here), limits
 # no higher than this shell's hard limits (runc cannot raise them), and an
-# image store of its own (so teardown cannot touch anyone else's images).
+# image store and state directories of its own under $work (so teardown
+# cannot touch anyone else's containers, images or podman state).
 conf=$BUILD/docker/containers.conf
 nofile=$(awk '/^Max open files/ {print $5}' /proc/self/limits)
 [ "$nofile" = unlimited ] && nofile=1048576
@@ -70,6 +71,7 @@ default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
 runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
+tmp_dir = "$work/tmp"
 EOF
 storage_conf() { # storage_conf [MOUNT_PROGRAM]
     {
@@ -90,8 +92,7 @@ fi
 
 teardown() {
     for n in $names; do podman rm -f -t 0 "$n" >/dev/null 2>&1; done
-    podman rmi -f "$tag" >/dev/null 2>&1
-    podman system reset -f >/dev/null 2>&1
+    podman rmi -af >/dev/null 2>&1
     grep -q " $work/" /proc/mounts && grep " $work/" /proc/mounts | cut -d' ' -f2 | xargs -r umount -l
     rm -rf "$work"
 }
@@ -222,11 +223,18 @@ check "the health check fails where no server runs" sh -c "! podman run --rm --n
 # ---- 3b. IMAGE --port N, a specific EMBEDSERVE_HOST (IPv4, IPv6) -----------
 # The image's EMBEDSERVE_PORT (8080) stays set: the argument must win, and the
 # health check must follow the server, not the variable.
+# B also runs under a CPU quota of 1 CPU (cgroup v1 cpu.cfs_quota_us or v2
+# cpu.max, whichever this host has): the default --threads 0 must follow it.
 pb=$(free_port)
-start es-b -e EMBEDSERVE_HOST=127.0.0.1 "$tag" --port "$pb"
+start es-b --cpus 1 -e EMBEDSERVE_HOST=127.0.0.1 "$tag" --port "$pb"
 check "container B (IMAGE --port $pb, EMBEDSERVE_HOST=127.0.0.1): /ready" \
     wait_ready es-b "http://127.0.0.1:$pb"
 check "container B: the HEALTHCHECK command passes" podman healthcheck run es-b
+threads_of() { podman logs "$1" 2>&1 | sed -n 's/.*ready: .*, \([0-9]*\) engine threads.*/\1/p'; }
+ta=$(threads_of es-a) tb=$(threads_of es-b)
+echo "docker: engine threads: $ta without a CPU limit, $tb with --cpus 1 ($(nproc) CPUs here)"
+check "container B: --cpus 1 gives 1 engine thread ($tb; $ta without the quota)" [ "$tb" = 1 ]
+[ "$(nproc)" -lt 2 ] || check "container A: no quota, one thread per CPU ($ta)" [ "$ta" = "$(nproc)" ]
 if [ -f /proc/net/if_inet6 ] && grep -q ' lo$' /proc/net/if_inet6; then
     pc=$(free_port)
     start es-c -e EMBEDSERVE_HOST=::1 -e EMBEDSERVE_PORT="$pc" "$tag"
