@@ -6,6 +6,7 @@
 #   make test-tsan            the concurrency suites under ThreadSanitizer
 #   make fuzz                 libFuzzer targets, FUZZ_SECONDS each (clang)
 #   make soak                 SOAK_SECONDS of saturating load (tests/soak.sh)
+#   make docker-test          build docker/Dockerfile with podman and run the image (root)
 #   make CI=true test         warnings are errors
 #   make deps                 install the Debian packages (needs root)
 #   make format-check / check-headers
@@ -73,7 +74,8 @@ LIB_OBJS  = $(call obj,$(ENGINE_SRCS) $(CONFIG_SRCS) $(TOK_SRCS) $(UTIL_SRCS) $(
 MAIN_OBJ  = $(call obj,server/main.c)
 TEST_OBJS = $(call obj,$(TEST_SRCS))
 
-.PHONY: all test clean deps cross-aarch64 format format-check check-headers testmodel bench fuzz soak test-tsan
+.PHONY: all test clean deps cross-aarch64 format format-check check-headers testmodel bench fuzz \
+        soak test-tsan docker-test
 all: $(BUILD)/embedserve
 
 $(BUILD)/embedserve: $(MAIN_OBJ) $(LIB_OBJS)
@@ -154,10 +156,13 @@ ifdef SANITIZE
 SAN_ENV += EMBEDSERVE_SHUTDOWN_TIMEOUT=$${EMBEDSERVE_SHUTDOWN_TIMEOUT:-600}
 # The deploy lint inspects the release binary's shared libraries; a
 # sanitizer build links libasan/libtsan by design, so it is skipped there.
-SAN_ENV += SKIP_STAGES="stage_deploy_lint $$SKIP_STAGES"
+TEST_SKIP += stage_deploy_lint
 endif
+# stage_docker (the image built and run) is make docker-test, its own CI step.
+TEST_SKIP += stage_docker
 test: $(BUILD)/embedserve $(BUILD)/test_all $(FUZZ_REPLAY) $(TESTMODEL)/expected.json
-	$(SAN_ENV) BUILD=$(BUILD) TESTMODEL=$(TESTMODEL) PYTHON=$(PYTHON) sh tests/run.sh
+	$(SAN_ENV) SKIP_STAGES="$(TEST_SKIP) $$SKIP_STAGES" BUILD=$(BUILD) TESTMODEL=$(TESTMODEL) \
+	    PYTHON=$(PYTHON) sh tests/run.sh
 
 # make test-tsan: the concurrency suites under ThreadSanitizer: the HTTP
 # server (MHD threads, batcher, engine thread) and hostile clients and
@@ -193,6 +198,14 @@ fuzz: $(TESTMODEL)/model.safetensors
 SOAK_SECONDS ?= 600
 soak: $(BUILD)/embedserve $(BUILD)/loadgen $(TESTMODEL)/model.safetensors
 	BUILD=$(BUILD) TESTMODEL=$(TESTMODEL) SOAK_SECONDS=$(SOAK_SECONDS) sh tests/soak.sh
+
+# make docker-test: docker/Dockerfile built with podman (no Docker daemon, no
+# registry: the debian:bookworm-slim base is made with debootstrap from the apt
+# mirror and cached in $(BUILD)/docker/) and the image run on the test model:
+# /ready, an embedding against the host binary, the HEALTHCHECK, a clean stop;
+# then every container and image is removed. Needs root (tests/stage_docker.sh).
+docker-test: $(BUILD)/embedserve $(TESTMODEL)/model.safetensors
+	BUILD=$(BUILD) TESTMODEL=$(TESTMODEL) PYTHON=$(PYTHON) sh tests/stage_docker.sh
 
 # make bench [BENCH_MODEL=DIR]: a full-size random-weight checkpoint in the
 # real layout is generated once into the cache (or BENCH_MODEL is used).

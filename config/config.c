@@ -443,20 +443,118 @@ int cfg_describe(const struct cfg *c, char *buf, size_t n) {
     return (int)k;
 }
 
+/* ---- CPU count: affinity and cgroup quotas -------------------------------- */
+
+/* A quota of `quota` per `period` microseconds, in whole cores rounded up
+ * (1.5 CPUs -> 2 threads); 0 = no quota. */
+static int quota_cores(long long quota, long long period) {
+    if (quota <= 0 || period <= 0) return 0;
+    long long cores = (quota + period - 1) / period;
+    return cores > INT_MAX ? INT_MAX : (int)cores;
+}
+
+/* cgroup v2: DIR/cpu.max holds "max 100000" (no quota) or "200000 100000". */
+static int cpu_max_cores(const char *dir) {
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s/cpu.max", dir) >= (int)sizeof(path)) return 0;
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char quota[32] = "";
+    long long period = 0;
+    int cores = 0;
+    if (fscanf(f, "%31s %lld", quota, &period) == 2 && strcmp(quota, "max"))
+        cores = quota_cores(atoll(quota), period);
+    fclose(f);
+    return cores;
+}
+
+/* One integer from DIR/NAME; false if the file is missing or unreadable. */
+static bool read_ll(const char *dir, const char *name, long long *v) {
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path)) return false;
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    bool ok = fscanf(f, "%lld", v) == 1;
+    fclose(f);
+    return ok;
+}
+
+/* cgroup v1: DIR/cpu.cfs_quota_us (-1 = no quota) per DIR/cpu.cfs_period_us. */
+static int cfs_cores(const char *dir) {
+    long long quota, period;
+    if (!read_ll(dir, "cpu.cfs_quota_us", &quota) || !read_ll(dir, "cpu.cfs_period_us", &period))
+        return 0;
+    return quota_cores(quota, period);
+}
+
+/* The smallest quota of BASE+CG and each of its ancestors up to BASE (a
+ * cgroup's limit is also capped by its parents'); 0 = none. Inside a
+ * container BASE is the container's own cgroup and the path from
+ * /proc/self/cgroup does not exist under it: then only BASE counts. */
+static int walk_cores(const char *base, const char *cg, int (*cores_of)(const char *dir)) {
+    char path[PATH_MAX];
+    int n = snprintf(path, sizeof(path), "%s%s", base, cg[0] == '/' ? cg : "/");
+    if (n < 0 || n >= (int)sizeof(path)) return 0;
+    size_t stop = strlen(base);
+    int best = 0;
+    for (;;) {
+        while (strlen(path) > stop && path[strlen(path) - 1] == '/')
+            path[strlen(path) - 1] = '\0';
+        int c = cores_of(path);
+        if (c > 0 && (best == 0 || c < best)) best = c;
+        char *slash = strrchr(path + stop, '/');
+        if (strlen(path) <= stop || !slash) break;
+        *slash = '\0';
+    }
+    return best;
+}
+
+/* Whether the comma-separated controller list LIST names "cpu". */
+static bool has_cpu_controller(const char *list) {
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, ",");
+        if (len == 3 && !strncmp(p, "cpu", 3)) return true;
+        p += len + (p[len] == ',');
+    }
+    return false;
+}
+
+int cfg_cgroup_cpu_limit(const char *cgroup_root, const char *proc_cgroup) {
+    /* This process's cgroup paths: "0::/path" (v2), "N:cpu,cpuacct:/path" (v1). */
+    char v2[PATH_MAX] = "/", v1[PATH_MAX] = "/", line[PATH_MAX + 64];
+    FILE *f = fopen(proc_cgroup, "r");
+    while (f && fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2) continue;
+        *c2 = '\0';
+        if (!strcmp(line, "0:")) /* hierarchy 0, no controller list: v2 */
+            snprintf(v2, sizeof(v2), "%s", c2 + 1);
+        else if (has_cpu_controller(c1 + 1))
+            snprintf(v1, sizeof(v1), "%s", c2 + 1);
+    }
+    if (f) fclose(f);
+    int best = walk_cores(cgroup_root, v2, cpu_max_cores);
+    /* The v1 cpu controller's mount: "cpu" (often a link) or the joint one. */
+    static const char *const v1_dirs[] = {"cpu", "cpu,cpuacct", "cpuacct,cpu"};
+    for (size_t i = 0; i < sizeof(v1_dirs) / sizeof(v1_dirs[0]); i++) {
+        char base[PATH_MAX];
+        if (snprintf(base, sizeof(base), "%s/%s", cgroup_root, v1_dirs[i]) >= (int)sizeof(base) ||
+            access(base, F_OK))
+            continue;
+        int c = walk_cores(base, v1, cfs_cores);
+        if (c > 0 && (best == 0 || c < best)) best = c;
+        break;
+    }
+    return best;
+}
+
 int cfg_cpu_count(void) {
     int n = 0;
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof(set), &set) == 0) n = CPU_COUNT(&set);
     if (n <= 0) n = (int)sysconf(_SC_NPROCESSORS_ONLN);
-    FILE *f = fopen("/sys/fs/cgroup/cpu.max", "r"); /* "max 100000" or "200000 100000" */
-    if (f) {
-        char quota[32] = "";
-        long period = 0;
-        if (fscanf(f, "%31s %ld", quota, &period) == 2 && strcmp(quota, "max") && period > 0) {
-            long q = atol(quota), cores = (q + period - 1) / period;
-            if (cores > 0 && cores < n) n = (int)cores;
-        }
-        fclose(f);
-    }
+    int quota = cfg_cgroup_cpu_limit("/sys/fs/cgroup", "/proc/self/cgroup");
+    if (quota > 0 && quota < n) n = quota;
     return n > 0 ? n : 1;
 }

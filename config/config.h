@@ -104,9 +104,18 @@ void cfg_usage(FILE *out, const char *prog);
  * are shown only as a count. Returns the length snprintf would write. */
 int cfg_describe(const struct cfg *c, char *buf, size_t n);
 
-/* Cores this process may use: the CPU affinity mask, capped by a cgroup v2
- * CPU quota (cpu.max) when one is set, as in a CPU-limited container.
- * What "--threads 0" means. At least 1. */
+/* Cores this process may use: the CPU affinity mask, capped by the CPU
+ * quota of its cgroup when one is set (docker run --cpus, a Kubernetes CPU
+ * limit): cgroup v2 cpu.max or cgroup v1 cpu.cfs_quota_us/cpu.cfs_period_us.
+ * What "--threads 0" means. At least 1. Thread-safe (reads files only). */
 int cfg_cpu_count(void);
+
+/* The CPU quota in whole cores, rounded up (1.5 CPUs -> 2), of the cgroup
+ * that proc_cgroup ("/proc/self/cgroup" format) names, looked up under
+ * cgroup_root ("/sys/fs/cgroup": v2 files there, v1 under cpu/ or
+ * cpu,cpuacct/), the smallest over that cgroup and its ancestors; 0 when no
+ * quota is set or nothing can be read. Both paths are parameters so tests
+ * can feed it a fake tree. Thread-safe. */
+int cfg_cgroup_cpu_limit(const char *cgroup_root, const char *proc_cgroup);
 
 #endif

@@ -11,8 +11,10 @@ statically against the code it must agree with:
   server/http.c       the routes table: what probes and health checks may call
   server/main.c       the 5 s answer-flush wait after a drain
   docker/apt-*.txt    the one package list
-against docker/Dockerfile, docker/compose.yaml, docker/nginx.conf.template,
-docker/k8s/*.yaml and the README's image names. Prints `ok   NAME` or
+against docker/Dockerfile, docker/healthcheck, .dockerignore,
+docker/compose.yaml, docker/nginx.conf.template, docker/k8s/*.yaml and the
+README's image names, thread-count and compose-override passages.
+(tests/stage_docker.sh builds and runs the image itself.) Prints `ok   NAME` or
 `FAIL NAME: why` per check; exits 1 if any failed. Needs python3-yaml.
 """
 import argparse
@@ -131,6 +133,9 @@ def lint_dockerfile(root, cfg):
         if i == "ARG" and st < 0 and "=" in a:
             k, v = a.split("=", 1)
             args[k] = v
+    check("Dockerfile has no '# syntax=' directive (BuildKit would fetch its frontend "
+          "from Docker Hub: offline builds fail)",
+          not re.search(r"^\s*#\s*syntax\s*=", src, re.M | re.I))
     froms = [re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), ""), a).split()[0]
              for st, i, a in ins if i == "FROM"]
     check("Dockerfile: multi-stage, every stage on Debian bookworm",
@@ -158,6 +163,16 @@ def lint_dockerfile(root, cfg):
             own += [w for w in rest.split() if not w.startswith("-")]
     check("Dockerfile names no packages of its own (only docker/apt-*.txt)", not own, own)
     check("Dockerfile: make builds the binary", "make" in build_runs)
+    build_copies = [a for st, i, a in ins if i == "COPY" and st < last]
+    listed = [w for a in build_copies for w in a.split() if re.search(r"\.(c|cc|h)$", w)]
+    check("Dockerfile build stage copies the whole tree for make, naming no source file",
+          any(a.split() == [".", "."] for a in build_copies) and not listed,
+          (build_copies, listed))
+    ign = []
+    if os.path.exists(os.path.join(root, ".dockerignore")):
+        ign = [l.strip().strip("/") for l in read(root, ".dockerignore").splitlines()
+               if l.strip() and not l.strip().startswith("#")]
+    check(".dockerignore keeps the host's build/ out of the image's context", "build" in ign, ign)
 
     expose = [a for _, i, a in ins if i == "EXPOSE"]
     check("Dockerfile EXPOSE is the server's default port %s" % cfg["port"],
@@ -178,15 +193,33 @@ def lint_dockerfile(root, cfg):
     uid = users[-1].split(":")[0] if users else ""
     check("Dockerfile runs as a numeric non-root USER", uid.isdigit() and int(uid) != 0, users)
 
+    # HEALTHCHECK: docker/healthcheck, which finds the address the server
+    # listens on, so `IMAGE --port N` or a specific EMBEDSERVE_HOST stay healthy.
+    copies = [a for st, i, a in ins if i == "COPY" and st == last]
     hc = [a for st, i, a in ins if i == "HEALTHCHECK" and st == last]
     hc_s = hc[-1] if hc else ""
-    m = re.search(r"https?://[^/\s\"]+:(?:\$\{EMBEDSERVE_PORT:-(\d+)\}|(\d+))(/[\w/]*)", hc_s)
-    check("Dockerfile HEALTHCHECK curls /health on the default port",
-          "curl" in hc_s and m and (m.group(1) or m.group(2)) == cfg["port"]
-          and m.group(3) == "/health", hc_s)
-    if m:
-        check("Dockerfile HEALTHCHECK route %s exists in server/http.c" % m.group(3),
-              cfg["routes"].get(m.group(3)) == "GET", sorted(cfg["routes"]))
+    try:
+        hc_v = json.loads(hc_s.split("CMD", 1)[1]) if "CMD" in hc_s else None
+    except ValueError:
+        hc_v = None
+    hc_src = [c.split()[0] for c in copies
+              if isinstance(hc_v, list) and hc_v and c.split()[-1] == hc_v[0]]
+    check("Dockerfile HEALTHCHECK runs docker/healthcheck (exec form, copied into the image)",
+          hc_src == ["docker/healthcheck"], (hc_s, copies))
+    check("Dockerfile HEALTHCHECK assumes no address or port (IMAGE --port N, EMBEDSERVE_HOST)",
+          hc_s and not re.search(r"https?://|EMBEDSERVE_(PORT|HOST)|127\.0\.0\.1|localhost",
+                                 hc_s), hc_s)
+    script = ""
+    if os.path.exists(os.path.join(root, "docker/healthcheck")):
+        script = "\n".join(l for l in read(root, "docker/healthcheck").splitlines()
+                           if not l.lstrip().startswith("#"))
+    m = re.search(r"path=\$\{1:-(/[\w/]*)\}", script)
+    check("docker/healthcheck asks GET /health, a route of server/http.c",
+          m and m.group(1) == "/health" and cfg["routes"].get("/health") == "GET",
+          m.group(1) if m else script[:80])
+    check("docker/healthcheck takes the address from the server's listening socket, "
+          "not from settings",
+          "/net/tcp" in script and not re.search(r"EMBEDSERVE_(PORT|HOST)|--port", script))
     check("Dockerfile STOPSIGNAL SIGTERM",
           [a for _, i, a in ins if i == "STOPSIGNAL"] == ["SIGTERM"])
     ep = [a for st, i, a in ins if i == "ENTRYPOINT" and st == last]
@@ -194,7 +227,6 @@ def lint_dockerfile(root, cfg):
         ep_v = json.loads(ep[-1]) if ep else None
     except ValueError:
         ep_v = None
-    copies = [a for st, i, a in ins if i == "COPY" and st == last]
     bin_dst = [c.split()[-1] for c in copies if "build/embedserve" in c]
     check("Dockerfile ENTRYPOINT is exec form, the server binary itself (signals reach it)",
           isinstance(ep_v, list) and bin_dst and ep_v[0] == bin_dst[0], (ep, bin_dst))
@@ -280,6 +312,35 @@ def lint_nginx(root, cfg):
     nu = " ".join(directive("proxy_next_upstream")).split()
     check("nginx proxy_next_upstream covers error timeout http_502 http_503 (POST too)",
           {"error", "timeout", "http_502", "http_503", "non_idempotent"} <= set(nu), nu)
+    # The retry window: past it nginx answers the error instead of sending
+    # the request to the next replica, so a request that ran into
+    # proxy_read_timeout (minutes of work) is not run again elsewhere.
+    if "timeout" in nu:
+        nut = [parse_seconds(v if re.search(r"[a-z]$", v) else v + "s")
+               for v in directive("proxy_next_upstream_timeout")]
+        rt = [parse_seconds(v) for v in directive("proxy_read_timeout")]
+        check("nginx retries only within proxy_next_upstream_timeout (0 < it <= %ss "
+              "--http-timeout, < proxy_read_timeout): a timed-out request is not re-run"
+              % cfg["http-timeout"],
+              len(nut) == 1 and len(rt) == 1 and nut[0] and 0 < nut[0] <= ht
+              and rt[0] and nut[0] < rt[0], (nut, rt))
+    # /metrics has no authentication: the location nginx picks for it must
+    # not proxy it (nginx: "=" exact match, else the longest prefix; a "^~"
+    # prefix stops the regex search).
+    locs = re.findall(r"location\s+(=|\^~|~\*?)?\s*(\S+)\s*"
+                      r"\{((?:[^{}'\"]|'[^']*'|\"[^\"]*\")*)\}", code)
+    pick = [l for l in locs if l[0] == "=" and l[1] == "/metrics"]
+    if not pick:
+        pre = sorted((l for l in locs if l[0] in ("", "^~") and "/metrics".startswith(l[1])),
+                     key=lambda l: -len(l[1]))
+        rx = [l for l in locs if l[0] in ("~", "~*")
+              and re.search(l[1], "/metrics", re.I if l[0] == "~*" else 0)]
+        pick = pre[:1] if pre and (pre[0][0] == "^~" or not rx) else rx[:1]
+    body = pick[0][2] if pick else ""
+    check("nginx does not publish the unauthenticated /metrics on the load balancer",
+          pick and "proxy_pass" not in body
+          and re.search(r"\b(return\s+(403|404)|deny\s+all)\b", body),
+          pick[0][:2] if pick else "no location matches /metrics")
     check("nginx passes X-Request-Id to the replicas",
           any(v.split()[0].lower() == "x-request-id" for v in directive("proxy_set_header")))
     return src
@@ -301,6 +362,11 @@ def lint_compose(root, cfg, image):
     if len(servers) != 1:
         return
     (sname, srv), = servers.items()
+    built = sorted(n for n, s in ours.items() if s.get("build"))
+    check("compose builds the image once (one service with build:, the others never pull it)",
+          len(built) == 1 and all(s.get("pull_policy") == "never"
+                                  for n, s in ours.items() if n not in built),
+          {n: (bool(s.get("build")), s.get("pull_policy")) for n, s in ours.items()})
     for n, s in ours.items():
         b = s.get("build")
         if b:
@@ -496,10 +562,27 @@ def lint_k8s(root, cfg, image, docker):
 
 
 def lint_readmes(root, image):
+    thread_claim = re.compile(r"every core of the host|all (the )?host('s)? cores|\|\s*all cores\s*\|",
+                              re.I)
+    for name in ["docker/Dockerfile"] + [os.path.basename(f) for f in
+                                         sorted(glob.glob(os.path.join(root, "README*.md")))]:
+        text = read(root, name)
+        m = thread_claim.search(text)
+        check("%s does not say threads = all host cores (they are the CPUs the process may "
+              "use: affinity, cgroup quota)" % name, not m, m.group(0) if m else "")
     for f in sorted(glob.glob(os.path.join(root, "README*.md"))):
-        tags = sorted(set(re.findall(r"\bembedserve:\d+\.\d+\.\d+\b", read(root, os.path.basename(f)))))
+        text = read(root, os.path.basename(f))
+        tags = sorted(set(re.findall(r"\bembedserve:\d+\.\d+\.\d+\b", text)))
         if tags:
             check("%s names image %s only" % (os.path.basename(f), image), tags == [image], tags)
+        # `-f docker/compose.yaml` turns off the automatic loading of
+        # compose.override.yaml: a README that suggests an override file must
+        # show it passed with its own -f.
+        if "compose.override.yaml" in text:
+            check("%s passes the compose override file with -f (-f docker/compose.yaml "
+                  "turns its automatic loading off)" % os.path.basename(f),
+                  re.search(r"docker compose\b[^\n]*-f \S*compose\.yaml[^\n]*"
+                            r"-f \S*compose\.override\.yaml", text))
 
 
 def main():

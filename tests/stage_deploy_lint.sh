@@ -35,6 +35,7 @@ copy() { # a fresh copy of what the linter reads, in $t/tree
     cp -r docker config "$t/tree/"
     cp server/http.c server/main.c "$t/tree/server/"
     cp scripts/install-deps "$t/tree/scripts/"
+    cp .dockerignore "$t/tree/"
     for f in README*.md; do [ -f "$f" ] && cp "$f" "$t/tree/"; done
 }
 drift() { # drift DESCRIPTION FILE SED-EXPR EXPECTED-FAIL-TEXT
@@ -84,6 +85,35 @@ drift "grace period shorter than the drain" docker/k8s/deployment.yaml \
 drift "k8s manifest not in kustomization" docker/k8s/kustomization.yaml '/pdb.yaml/d' \
     "kustomization lists every manifest"
 drift "YAML syntax error" docker/k8s/service.yaml 's/^spec:/spec: [/' "service.yaml parses"
+drift "BuildKit syntax directive" docker/Dockerfile '1i # syntax=docker/dockerfile:1' \
+    "no '# syntax=' directive"
+drift "HEALTHCHECK back on a fixed address and EMBEDSERVE_PORT" docker/Dockerfile \
+    's|CMD \["/usr/local/bin/embedserve-healthcheck"\]|CMD curl -fsS "http://127.0.0.1:${EMBEDSERVE_PORT:-8080}/health"|' \
+    "HEALTHCHECK runs docker/healthcheck"
+drift "health check script reads the port setting" docker/healthcheck \
+    's|^path=\${1:-/health}|path=${1:-/health} port=${EMBEDSERVE_PORT:-8080}|' \
+    "takes the address from the server's listening socket"
+drift "health check on a route the server lacks" docker/healthcheck \
+    's|^path=\${1:-/health}|path=${1:-/healthz}|' "asks GET /health"
+drift "Dockerfile lists source files" docker/Dockerfile 's|^COPY \. \.$|COPY server/main.c server/|' \
+    "copies the whole tree"
+drift "host build/ in the image's context" .dockerignore '/^build$/d' ".dockerignore keeps"
+drift "threads claim back in the Dockerfile" docker/Dockerfile \
+    's|^# EMBEDSERVE_THREADS is left at 0.*|# EMBEDSERVE_THREADS: 0 = every core of the host.|' \
+    "does not say threads = all host cores"
+drift "compose builds the image twice" docker/compose.yaml \
+    's|^    pull_policy: never|    build: {context: .., dockerfile: docker/Dockerfile}|' "builds the image once"
+drift "nginx publishes /metrics" docker/nginx.conf.template '/location \^~ \/metrics {/,/}/d' \
+    "does not publish the unauthenticated /metrics"
+drift "nginx proxies /metrics in its own location" docker/nginx.conf.template \
+    's|        return 404 .*|        proxy_pass http://embedserve;|' "does not publish the unauthenticated /metrics"
+drift "nginx retries timeouts without a window" docker/nginx.conf.template \
+    '/proxy_next_upstream_timeout/d' "retries only within proxy_next_upstream_timeout"
+drift "nginx retry window as long as the read timeout" docker/nginx.conf.template \
+    's/proxy_next_upstream_timeout [^;]*;/proxy_next_upstream_timeout 600s;/' \
+    "retries only within proxy_next_upstream_timeout"
+drift "README override tip without its -f" README.md \
+    's| -f docker/compose.override.yaml||' "passes the compose override file with -f"
 
 echo "deploy: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -43,6 +43,7 @@ void test_tokenizer(void);
 void test_engine(void);
 void test_api(void);
 void test_config(void);
+void test_config_cgroup(void); /* tests/test_cgroup.c, run by test_config */
 void test_http(void);
 void test_wmat(void);
 void test_oom(void);     /* tests/test_oom.c: allocation failures on the request path */

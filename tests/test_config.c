@@ -102,4 +102,5 @@ void test_config(void) {
                                        "--max-queue"};
     for (size_t i = 0; i < sizeof(must) / sizeof(must[0]); i++)
         CHECKM(strstr(help, must[i]) != NULL, "--help lacks %s", must[i]);
+    test_config_cgroup();
 }
