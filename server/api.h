@@ -48,7 +48,9 @@
     X(API_EINTERNAL, -15, 500, "server_error", "INTERNAL_ERROR",                                   \
       "An unexpected error occurred; contact the operator with the request_id.")                   \
     X(API_EUNAVAIL, -16, 503, "service_unavailable_error", "SERVICE_UNAVAILABLE",                  \
-      "The server is not ready; retry later.")
+      "The server is not ready; retry later.")                                                     \
+    X(API_ENOTIMPL, -17, 501, "invalid_request_error", "NOT_IMPLEMENTED",                          \
+      "This request uses an HTTP feature the server does not implement.")
 
 enum api_err {
     API_OK = 0,
