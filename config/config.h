@@ -73,15 +73,16 @@ struct cfg {
     int header_timeout;            /* --header-timeout: request line + headers deadline, s (10) */
     int64_t body_min_rate;         /* --body-min-rate: bytes/s a body must average (16 KiB) */
     int max_conns_per_client;      /* --max-conns-per-client: per address, 0 = no cap (128) */
-    struct cfg_list trusted_proxies; /* --trusted-proxies: addresses/CIDRs exempt from the cap */
     int shutdown_timeout;          /* --shutdown-timeout: drain limit on SIGTERM, seconds (30) */
+    /* --trusted-proxies: addresses or ranges exempt from --max-conns-per-client */
+    struct cfg_list trusted_proxies;
 };
 
 /* An address range of --trusted-proxies: "10.0.0.0/8", "::1", "192.0.2.7". */
 struct cfg_net {
-    int family;              /* AF_INET or AF_INET6 */
-    unsigned char addr[16];  /* network byte order; 4 bytes used for AF_INET */
-    int prefix;              /* leading bits that must match (32/128 for one address) */
+    int family;             /* AF_INET or AF_INET6 */
+    unsigned char addr[16]; /* network byte order; 4 bytes used for AF_INET */
+    int prefix;             /* leading bits that must match (32/128 for one address) */
 };
 
 /* Parses "ADDR" or "ADDR/PREFIX" into *out. Returns CFG_OK or CFG_EINVAL. */

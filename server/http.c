@@ -88,7 +88,7 @@ struct conn {
     struct conn *prev, *next; /* http_server.conns */
     struct client *cl;        /* NULL: not capped (trusted, or the cap is off) */
     int fd;
-    int state;   /* enum conn_state */
+    int state;    /* enum conn_state */
     double t_ref; /* when the current state began (accept, for the first request) */
     uint64_t body_bytes;
     bool linger; /* answered before the body was read: drain it at close */
@@ -137,7 +137,7 @@ struct http_server {
     int n_trusted;
     pthread_t reaper;
     bool reaper_started;
-    atomic_bool stop;          /* the reaper exits */
+    atomic_bool stop;            /* the reaper exits */
     _Atomic long long t_refused; /* last "refusing connections" log, whole seconds */
     atomic_int n_refused;        /* refused since that log line */
 };
@@ -154,7 +154,7 @@ struct req {
     bool raw_bad;  /* the URL encodes '/', NUL or a control byte */
     bool http10;   /* HTTP/1.0: no interim (1xx) responses */
     bool has_body; /* Content-Length > 0 or Transfer-Encoding */
-    bool body_done; /* the final access-handler call happened */
+    bool got_body; /* the final access-handler call happened */
     bool close;    /* answer with Connection: close */
     bool probed;   /* job_alive sent its 100 Continue probe */
     bool written;  /* answered by the reaper (half-closed client), not by MHD */
@@ -236,8 +236,7 @@ static bool is_trusted(const struct http_server *s, const unsigned char key[17])
 }
 
 /* Under conn_mu: the client entry of key, created if `create` (NULL on oom). */
-static struct client *client_find(struct http_server *s, const unsigned char key[17],
-                                  bool create) {
+static struct client *client_find(struct http_server *s, const unsigned char key[17], bool create) {
     uint32_t h = 2166136261u;
     for (int i = 0; i < 17; i++)
         h = (h ^ key[i]) * 16777619u;
@@ -388,8 +387,7 @@ static const char *conn_late(const struct http_server *s, const struct conn *k, 
         return t > c->header_timeout + (double)k->body_bytes / (double)c->body_min_rate
                    ? "request body slower than --body-min-rate"
                    : NULL;
-    case CS_IDLE:
-        return t > c->http_timeout ? "no complete request within --http-timeout" : NULL;
+    case CS_IDLE: return t > c->http_timeout ? "no complete request within --http-timeout" : NULL;
     default: return NULL;
     }
 }
@@ -558,7 +556,7 @@ static enum MHD_Result respond(struct req *r, int status, const char *ctype, cha
     if (hn && hv) MHD_add_response_header(resp, hn, hv);
     if (atomic_load(&r->s->draining) || r->close)
         MHD_add_response_header(resp, "Connection", "close");
-    if (r->has_body && !r->body_done) conn_mark_linger(r);
+    if (r->has_body && !r->got_body) conn_mark_linger(r);
     r->status = status;
     atomic_store(&r->phase, PH_ANSWERED);
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)status, resp);
@@ -917,8 +915,7 @@ static struct req *req_new(struct http_server *s, struct MHD_Connection *c) {
  * decoded string: "/health%00x" is "/health"), or a control byte? */
 static bool raw_url_bad(const char *u) {
     for (const char *p = u; *p && *p != '?'; p++) {
-        if (*p != '%' || !isxdigit((unsigned char)p[1]) || !isxdigit((unsigned char)p[2]))
-            continue;
+        if (*p != '%' || !isxdigit((unsigned char)p[1]) || !isxdigit((unsigned char)p[2])) continue;
         char hex[3] = {p[1], p[2], 0};
         long v = strtol(hex, NULL, 16);
         if (v == '/' || v < 0x20 || v == 0x7f) return true;
@@ -1075,7 +1072,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!r || !r->started) return on_first_call(cls, c, url, method, version, req_cls);
     int ph = atomic_load(&r->phase);
     if (ph == PH_DONE) return embeddings_done(r);
-    if (r->written) return MHD_NO; /* the reaper answered: close */
+    /* the reaper answered (a half-closed client): close */
+    if (r->written) return MHD_NO;
     if (ph != PH_RECEIVING) { /* answered early: discard any body */
         *upload_data_size = 0;
         return MHD_YES;
@@ -1099,7 +1097,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                  (long long)r->s->cfg->max_body_bytes);
         return respond_raw(r, API_ETOOLARGE, msg);
     }
-    r->body_done = true;
+    r->got_body = true;
     conn_set(r->s, c, CS_BUSY);
     return r->route->fn(r);
 }
@@ -1138,8 +1136,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     log_escape(path, sizeof(path), r->raw[0] ? r->raw : "-");
     LOG_INFO("id=%s %s %s status=%d inputs=%d tokens=%lld queue_ms=%.2f compute_ms=%.2f "
              "total_ms=%.2f",
-             r->id, method, path, status, r->n_inputs, r->n_tokens, r->queue_ms, r->compute_ms,
-             ms);
+             r->id, method, path, status, r->n_inputs, r->n_tokens, r->queue_ms, r->compute_ms, ms);
     emb_plan_deinit(&r->plan);
     api_req_deinit(&r->areq);
     free(r->pooled);

@@ -121,8 +121,8 @@ static void raise_fd_limit(void) {
     rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > 65536 ? 65536 : rl.rlim_max;
     if (want <= rl.rlim_cur) return;
     rl.rlim_cur = want;
-    if (setrlimit(RLIMIT_NOFILE, &rl)) LOG_WARN("cannot raise the open-file limit to %lu",
-                                                (unsigned long)want);
+    if (setrlimit(RLIMIT_NOFILE, &rl))
+        LOG_WARN("cannot raise the open-file limit to %lu", (unsigned long)want);
 }
 
 static void shutdown_all(struct app *a) {

@@ -278,8 +278,8 @@ static void run_disconnect_storm(const struct srv *s) {
     CHECKM(base > 0 && settled <= base + 2,
            "disconnect storm: %d fds 2 s after (baseline %d): closed peers not noticed", settled,
            base);
-    CHECKM(health_bad == 0 && worst < 1.0, "disconnect storm: /health failed %d times, slowest %.2f s",
-           health_bad, worst);
+    CHECKM(health_bad == 0 && worst < 1.0,
+           "disconnect storm: /health failed %d times, slowest %.2f s", health_bad, worst);
     double active = metric(s->port, "embedserve_requests_active");
     CHECKM(active >= 0 && active <= 1, "disconnect storm: requests_active %.0f (dead ones counted)",
            active);
@@ -373,8 +373,8 @@ static void run_client_cap(void) {
     CHECKM(n > 4000, "only %d flood sockets connected", n);
     CHECKM(st_health == 200 && health_s < 1.0, "/health under the flood: %d after %.2f s",
            st_health, health_s);
-    CHECKM(st_embed == 200 && embed_s < 1.0, "embedding under the flood: %d after %.2f s",
-           st_embed, embed_s);
+    CHECKM(st_embed == 200 && embed_s < 1.0, "embedding under the flood: %d after %.2f s", st_embed,
+           embed_s);
     CHECKM(server_fds < 64 + 64, "the server holds %d fds: the per-client cap did not apply",
            server_fds);
     for (int i = 0; i < n; i++)
@@ -427,8 +427,8 @@ static void run_half_close(const struct srv *s) {
         size_t len;
         char *r = read_all(fd, 10000, &len, NULL);
         int st = final_status(r);
-        const char *body = strstr(strstr(r, "HTTP/1.1 200") ? strstr(r, "HTTP/1.1 200") : r,
-                                  "\r\n\r\n");
+        const char *body =
+            strstr(strstr(r, "HTTP/1.1 200") ? strstr(r, "HTTP/1.1 200") : r, "\r\n\r\n");
         cJSON *j = body ? cJSON_Parse(body + 4) : NULL;
         ok += st == 200 && cJSON_GetArraySize(cJSON_GetObjectItem(j, "data")) == 1;
         cJSON_Delete(j);
@@ -456,8 +456,9 @@ struct frame_case {
     bool mhd;    /* refused by libmicrohttpd itself: its own (HTML) error body */
 };
 
-#define PB(h, b) "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" h "\r\n" b
-#define ONEB     "{\"input\":\"a\"}"
+#define PB(h, b) \
+    "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" h "\r\n" b
+#define ONEB "{\"input\":\"a\"}"
 
 static const struct frame_case frame_cases[] = {
     {"Content-Length and Transfer-Encoding (smuggling)",
@@ -474,8 +475,8 @@ static const struct frame_case frame_cases[] = {
     {"%2f in a path", "GET /v1/models%2fjina-embeddings-v3 HTTP/1.1\r\nHost: x\r\n\r\n", 404,
      false},
     {"%00 in a path", "GET /health%00.json HTTP/1.1\r\nHost: x\r\n\r\n", 404, false},
-    {"model id with a trailing slash", "GET /v1/models/jina-embeddings-v3/ HTTP/1.1\r\nHost: x\r\n\r\n",
-     200, false},
+    {"model id with a trailing slash",
+     "GET /v1/models/jina-embeddings-v3/ HTTP/1.1\r\nHost: x\r\n\r\n", 200, false},
 };
 
 static void run_framing(const struct srv *s) {
@@ -506,8 +507,9 @@ static void run_framing(const struct srv *s) {
 static void run_over_limit(const struct srv *s) {
     /* chunked, never finished: 413 as soon as the limit is crossed */
     int fd = connect_from(s->port, NULL);
-    static const char head[] = "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\n"
-                               "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    static const char head[] =
+        "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
     send_all(fd, head, sizeof(head) - 1);
     char chunk[4096 + 16];
     int k = sprintf(chunk, "1000\r\n");
@@ -610,10 +612,11 @@ static void run_drain_log(void) {
         k += (size_t)sprintf(b + k, "%s\"a few words for input number %d\"", i ? "," : "", i);
     k += (size_t)sprintf(b + k, "]}");
     char q[512];
-    int qn = snprintf(q, sizeof(q),
-                      "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                      "Content-Length: %zu\r\n\r\n",
-                      k);
+    int qn =
+        snprintf(q, sizeof(q),
+                 "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 "Content-Length: %zu\r\n\r\n",
+                 k);
     int busy = connect_from(s.port, NULL), idle = connect_from(s.port, NULL);
     send_all(idle, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n", 33); /* keep-alive */
     char *r = read_all(idle, 300, NULL, NULL);
@@ -625,10 +628,11 @@ static void run_drain_log(void) {
     kill(s.pid, SIGTERM);
     usleep(200000);
     char q2[256];
-    int n2 = snprintf(q2, sizeof(q2),
-                      "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                      "Content-Length: %zu\r\n\r\n%s",
-                      strlen(ONE), ONE);
+    int n2 =
+        snprintf(q2, sizeof(q2),
+                 "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 "Content-Length: %zu\r\n\r\n%s",
+                 strlen(ONE), ONE);
     send_all(idle, q2, (size_t)n2);
     r = read_all(idle, 3000, NULL, NULL);
     int st = final_status(r);
@@ -688,8 +692,14 @@ static void run_sighup(const struct srv *s) {
 
 void test_conn(void) {
     struct srv s;
-    const char *args[] = {"--max-body-bytes", "65536",         "--header-timeout", "2",
-                          "--body-min-rate",  "1K",            "--http-timeout",   "30",
+    const char *args[] = {"--max-body-bytes",
+                          "65536",
+                          "--header-timeout",
+                          "2",
+                          "--body-min-rate",
+                          "1K",
+                          "--http-timeout",
+                          "30",
                           NULL};
     bool up = srv_start(&s, args, "test_conn_server.log");
     CHECKM(up, "conn server did not start (see %s)", s.log);
