@@ -137,6 +137,7 @@ struct http_server {
     int n_trusted;
     pthread_t reaper;
     bool reaper_started;
+    int wake[2];                 /* a byte in wake[1] wakes the reaper: a writer queued */
     atomic_bool stop;            /* the reaper exits */
     _Atomic long long t_refused; /* last "refusing connections" log, whole seconds */
     atomic_int n_refused;        /* refused since that log line */
@@ -292,7 +293,7 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *sa, socklen_t
 }
 
 /* How long the reaper keeps writing an answer to a half-closed client. */
-static double s_writer_timeout(const struct http_server *s) {
+static double writer_timeout(const struct http_server *s) {
     return s->cfg->http_timeout < 10 ? s->cfg->http_timeout : 10;
 }
 
@@ -438,7 +439,7 @@ static void writer_render(struct req *r) {
     }
     free(b);
     r->status = r->out ? status : 499;
-    r->out_end = batcher_now() + (s_writer_timeout(r->s));
+    r->out_end = batcher_now() + (writer_timeout(r->s));
 }
 
 /* Reaper: sends what it can of the writers' answers; the finished ones
@@ -493,7 +494,7 @@ static bool writers_run(struct http_server *s, bool all) {
 /* The reaper thread: deadlines every 100 ms, and the lingering sockets. */
 static void *reaper_main(void *arg) {
     struct http_server *s = arg;
-    struct pollfd pf[LINGER_MAX];
+    struct pollfd pf[LINGER_MAX + 1];
     while (!atomic_load(&s->stop)) {
         double now = batcher_now();
         int n_late = 0;
@@ -512,7 +513,12 @@ static void *reaper_main(void *arg) {
         pthread_mutex_unlock(&s->conn_mu);
         if (n_late) LOG_INFO("closed %d connection(s) past their header or body deadline", n_late);
         bool writing = writers_run(s, false);
-        poll(pf, n, writing ? 5 : 100);
+        pf[n] = (struct pollfd){.fd = s->wake[0], .events = POLLIN};
+        if (poll(pf, n + 1, writing ? 5 : 100) > 0 && pf[n].revents) {
+            char sink[64];
+            while (read(s->wake[0], sink, sizeof(sink)) > 0)
+                ;
+        }
         now = batcher_now();
         pthread_mutex_lock(&s->conn_mu);
         /* only this thread removes; entries [0, n) are the ones polled */
@@ -734,6 +740,7 @@ static void job_done(struct batcher_job *j) {
         r->wnext = s->writers;
         s->writers = r;
         pthread_mutex_unlock(&s->conn_mu);
+        (void)!write(s->wake[1], "w", 1);
         return; /* r belongs to the reaper */
     }
     atomic_store(&r->phase, PH_DONE);
@@ -1191,6 +1198,11 @@ struct http_server *http_start(const struct cfg *cfg, struct metrics *metrics, c
     s->quiesced_fd = MHD_INVALID_SOCKET;
     s->id_seed = (unsigned)time(NULL) * 2654435761u ^ (unsigned)getpid();
     pthread_mutex_init(&s->conn_mu, NULL);
+    s->wake[0] = s->wake[1] = -1;
+    if (pipe2(s->wake, O_CLOEXEC | O_NONBLOCK)) {
+        snprintf(err, errlen, "cannot create a pipe: %s", strerror(errno));
+        return http_stop(s), NULL;
+    }
     if (resolve(cfg->host, cfg->port, &ss, err, errlen)) return http_stop(s), NULL;
     s->n_trusted = cfg->trusted_proxies.n;
     s->trusted = calloc((size_t)s->n_trusted + 1, sizeof(*s->trusted));
@@ -1306,6 +1318,7 @@ void http_stop(struct http_server *s) {
             free(c);
         }
     pthread_mutex_destroy(&s->conn_mu);
+    if (s->wake[0] >= 0) close(s->wake[0]), close(s->wake[1]);
     free(s->trusted);
     free(s->names);
     free(s);
