@@ -71,6 +71,10 @@ static bool send_all(int fd, const char *p, size_t n) {
     return true;
 }
 
+static bool send_str(int fd, const char *s) {
+    return send_all(fd, s, strlen(s));
+}
+
 /* Everything the server sends until it closes or timeout_ms passes
  * (malloc'ed, NUL-terminated). *closed: the server closed the connection. */
 static char *read_all(int fd, int timeout_ms, size_t *len, bool *closed) {
@@ -203,8 +207,8 @@ static int count_fds(pid_t pid) {
 }
 
 static double metric(int port, const char *name) {
-    char *r = exchange(port, NULL, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-                       55, 5000);
+    static const char q[] = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    char *r = exchange(port, NULL, q, sizeof(q) - 1, 5000);
     char key[128];
     snprintf(key, sizeof(key), "\n%s ", name);
     const char *p = strstr(r, key);
@@ -292,7 +296,7 @@ static void run_disconnect_storm(const struct srv *s) {
  * (1 KiB/s after the 2 s grace) too. */
 static void run_slow_headers(const struct srv *s) {
     int fd = connect_from(s->port, NULL);
-    send_all(fd, "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\n", 39);
+    send_str(fd, "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\n");
     double t0 = now_s();
     bool closed = false;
     for (int i = 0; i < 20 && !closed; i++) { /* at most 10 s */
@@ -438,7 +442,7 @@ static void run_half_close(const struct srv *s) {
     CHECKM(ok == 5, "half-closed clients: %d of 5 got their answer", ok);
     /* and GET /health */
     int fd = connect_from(s->port, NULL);
-    send_all(fd, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n", 33);
+    send_str(fd, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
     shutdown(fd, SHUT_WR);
     char *r = read_all(fd, 5000, NULL, NULL);
     CHECKM(final_status(r) == 200, "half-closed GET /health: %.60s", r);
@@ -618,7 +622,7 @@ static void run_drain_log(void) {
                  "Content-Length: %zu\r\n\r\n",
                  k);
     int busy = connect_from(s.port, NULL), idle = connect_from(s.port, NULL);
-    send_all(idle, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n", 33); /* keep-alive */
+    send_str(idle, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"); /* keep-alive */
     char *r = read_all(idle, 300, NULL, NULL);
     free(r);
     send_all(busy, q, (size_t)qn);
