@@ -1111,6 +1111,33 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
 /* ---- completion, logging ---------------------------------------------- */
 
+/* A finished job whose connection MHD is closing before the handler could
+ * answer: the client's FIN arrived after job_done looked for it, and MHD
+ * read it first (see job_done). MHD shuts the socket down right after this
+ * notice, so the answer is written here, waiting at most 2 s for a client
+ * that reads slowly; rare, and it holds this HTTP thread meanwhile. */
+static void answer_late_fin(struct req *r) {
+    writer_render(r);
+    double end = batcher_now() + 2.0;
+    while (r->out && r->out_off < r->out_len) {
+        ssize_t k =
+            send(r->fd, r->out + r->out_off, r->out_len - r->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (k > 0) {
+            r->out_off += (size_t)k;
+            continue;
+        }
+        int left = (int)((end - batcher_now()) * 1e3);
+        struct pollfd p = {.fd = r->fd, .events = POLLOUT};
+        if (!(k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) || left <= 0 ||
+            poll(&p, 1, left) <= 0)
+            break;
+    }
+    if (!r->out || r->out_off < r->out_len) r->status = 499;
+    free(r->out);
+    r->out = NULL;
+    r->written = true;
+}
+
 static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
                          enum MHD_RequestTerminationCode toe) {
     (void)c;
@@ -1122,6 +1149,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
         LOG_ERROR("request %s completed while queued; leaking it rather than racing", r->id);
         return;
     }
+    if (atomic_load(&r->phase) == PH_DONE && r->job.status == BATCHER_OK) answer_late_fin(r);
     conn_set(s, c, CS_IDLE);
     double ms = (batcher_now() - r->t0) * 1e3;
     int status = r->status;
