@@ -4,6 +4,7 @@
  * Adding a setting = one field in struct cfg plus one row in opts[]. */
 #include "config/config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <sched.h>
 #include <unistd.h>
@@ -71,6 +72,14 @@ static const struct opt opts[] = {
      "log verbosity"},
     {"http-timeout", T_INT, F(http_timeout), 1, 86400, "60", NULL, "SECONDS",
      "idle or slow connections are closed after this"},
+    {"header-timeout", T_INT, F(header_timeout), 1, 86400, "10", NULL, "SECONDS",
+     "the request line and headers must arrive within this, however they trickle"},
+    {"body-min-rate", T_BYTES, F(body_min_rate), 0, 1LL << 30, "16K", NULL, "BYTES",
+     "after --header-timeout seconds a request body must average this many bytes/s (0 = off)"},
+    {"max-conns-per-client", T_INT, F(max_conns_per_client), 0, 1 << 20, "128", NULL, "N",
+     "open connections per client address (0 = no cap); --trusted-proxies are exempt"},
+    {"trusted-proxies", T_LIST, F(trusted_proxies), 0, 0, "", NULL, "ADDR",
+     "addresses or CIDR ranges exempt from --max-conns-per-client (a load balancer)"},
     {"shutdown-timeout", T_INT, F(shutdown_timeout), 0, 3600, "30", NULL, "SECONDS",
      "on SIGTERM, how long to finish admitted requests before failing them with 503"},
 };
@@ -344,6 +353,28 @@ static int load_key_file(struct cfg *c, char *err, size_t errlen) {
     return rc;
 }
 
+int cfg_net_parse(const char *s, struct cfg_net *out) {
+    char buf[64];
+    const char *slash = strchr(s, '/');
+    size_t n = slash ? (size_t)(slash - s) : strlen(s);
+    if (n == 0 || n >= sizeof(buf)) return CFG_EINVAL;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    memset(out, 0, sizeof(*out));
+    if (inet_pton(AF_INET, buf, out->addr) == 1)
+        out->family = AF_INET, out->prefix = 32;
+    else if (inet_pton(AF_INET6, buf, out->addr) == 1)
+        out->family = AF_INET6, out->prefix = 128;
+    else
+        return CFG_EINVAL;
+    if (slash) {
+        long long p;
+        if (parse_int(slash + 1, &p) || p < 0 || p > out->prefix) return CFG_EINVAL;
+        out->prefix = (int)p;
+    }
+    return CFG_OK;
+}
+
 int cfg_validate(struct cfg *c, char *err, size_t errlen) {
     if (!c->model_dir || !*c->model_dir) {
         set_err(err, errlen, "missing setting --model (EMBEDSERVE_MODEL): the model directory");
@@ -358,6 +389,16 @@ int cfg_validate(struct cfg *c, char *err, size_t errlen) {
         return CFG_EINVAL;
     }
     if (c->api_key_file && *c->api_key_file && load_key_file(c, err, errlen)) return CFG_EINVAL;
+    for (int i = 0; i < c->trusted_proxies.n; i++) {
+        struct cfg_net net;
+        if (cfg_net_parse(c->trusted_proxies.v[i], &net)) {
+            set_err(err, errlen,
+                    "invalid setting --trusted-proxies: '%s' is not an address or ADDR/PREFIX "
+                    "range",
+                    c->trusted_proxies.v[i]);
+            return CFG_EINVAL;
+        }
+    }
     for (int i = 0; i < c->api_keys.n; i++) {
         for (const char *p = c->api_keys.v[i]; *p; p++) {
             if (isspace((unsigned char)*p) || iscntrl((unsigned char)*p)) {

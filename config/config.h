@@ -70,8 +70,23 @@ struct cfg {
     int dtype;                     /* --dtype: enum cfg_dtype */
     int log_level;                 /* --log-level: enum cfg_log_level */
     int http_timeout;              /* --http-timeout: idle connection timeout, seconds (60) */
+    int header_timeout;            /* --header-timeout: request line + headers deadline, s (10) */
+    int64_t body_min_rate;         /* --body-min-rate: bytes/s a body must average (16 KiB) */
+    int max_conns_per_client;      /* --max-conns-per-client: per address, 0 = no cap (128) */
     int shutdown_timeout;          /* --shutdown-timeout: drain limit on SIGTERM, seconds (30) */
+    /* --trusted-proxies: addresses or ranges exempt from --max-conns-per-client */
+    struct cfg_list trusted_proxies;
 };
+
+/* An address range of --trusted-proxies: "10.0.0.0/8", "::1", "192.0.2.7". */
+struct cfg_net {
+    int family;             /* AF_INET or AF_INET6 */
+    unsigned char addr[16]; /* network byte order; 4 bytes used for AF_INET */
+    int prefix;             /* leading bits that must match (32/128 for one address) */
+};
+
+/* Parses "ADDR" or "ADDR/PREFIX" into *out. Returns CFG_OK or CFG_EINVAL. */
+int cfg_net_parse(const char *s, struct cfg_net *out);
 
 /* Looks up an environment variable; NULL if unset. getenv fits. */
 typedef const char *(*cfg_getenv_fn)(const char *name);

@@ -57,8 +57,9 @@
     X(API_EUNAVAIL, -16, 503, 5, "service_unavailable_error", "SERVICE_UNAVAILABLE",               \
       "The server is not ready; retry later.")                                                     \
     X(API_EOVERLOAD, -17, 503, 5, "service_unavailable_error", "SERVICE_UNAVAILABLE",              \
-      "The server ran out of memory for this request's batch; retry later.")
-
+      "The server ran out of memory for this request's batch; retry later.")                      \
+    X(API_ENOTIMPL, -18, 501, 0, "invalid_request_error", "NOT_IMPLEMENTED",                       \
+      "This request uses an HTTP feature the server does not implement.")
 enum api_err {
     API_OK = 0,
 #define X(name, val, status, retry, type, code, msg) name = val,

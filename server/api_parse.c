@@ -192,11 +192,11 @@ static void parse_dimensions(const cJSON *v, const struct api_model *m, struct e
     double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
     if (!isfinite(d) || d != floor(d)) {
         add_field_error(e, "body -> dimensions", "int_type", v, "Input should be a valid integer");
-    } else if (d < 0 || d > m->info->n_embd) {
-        add_field_error(e, "body -> dimensions", "less_than_equal", v,
-                        "Input should be between 1 and %d", m->info->n_embd);
+    } else if (d < 1 || d > m->info->n_embd) {
+        add_field_error(e, "body -> dimensions", d < 1 ? "greater_than_equal" : "less_than_equal",
+                        v, "Input should be between 1 and %d", m->info->n_embd);
     } else {
-        o->dimensions = (int)d; /* 0 = full size */
+        o->dimensions = (int)d; /* omitted or null = full size */
     }
 }
 
@@ -247,6 +247,16 @@ static void parse_encoding(const struct fields *f, struct api_req *r, struct api
 
 /* ---- input ------------------------------------------------------------- */
 
+/* The member `name` of obj; of duplicates the last, as for the top-level
+ * fields (and Python's json), so a key resolves the same way at every
+ * level. NULL if absent. */
+static const cJSON *member(const cJSON *obj, const char *name) {
+    const cJSON *found = NULL;
+    for (const cJSON *c = obj->child; c; c = c->next)
+        if (c->string && !strcmp(c->string, name)) found = c;
+    return found;
+}
+
 /* The text of one input item, or NULL after recording the error. Returns
  * API_ETOKENIDS through *hard for token-id items. */
 static const char *item_text(const cJSON *it, const char *field, struct api_error *e, int *hard) {
@@ -256,11 +266,11 @@ static const char *item_text(const cJSON *it, const char *field, struct api_erro
         return NULL;
     }
     if (cJSON_IsObject(it)) {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(it, "text");
+        const cJSON *t = member(it, "text");
         if (cJSON_IsString(t)) return t->valuestring;
         static const char *media[] = {"image", "url", "bytes", "pdf"};
         for (int i = 0; i < 4; i++) {
-            if (cJSON_GetObjectItemCaseSensitive(it, media[i])) {
+            if (member(it, media[i])) {
                 add_field_error(e, field, "value_error", NULL,
                                 "'%s' inputs are not supported by this text-only model; send "
                                 "text as a string or {\"text\": ...}",
@@ -348,6 +358,74 @@ static bool has_nul_escape(const char *p, size_t n) {
     return false;
 }
 
+/* Length of the valid UTF-8 prefix of s (strict: no overlong forms, no
+ * UTF-16 surrogates, nothing above U+10FFFF); == strlen(s) if all valid. */
+static size_t utf8_valid_prefix(const char *str) {
+    const unsigned char *s = (const unsigned char *)str, *p = s;
+    while (*p) {
+        unsigned c = *p;
+        int n;
+        unsigned lo = 0x80, hi = 0xbf; /* the second byte's range */
+        if (c < 0x80) {
+            p++;
+            continue;
+        } else if (c >= 0xc2 && c <= 0xdf) {
+            n = 1;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 2;
+            if (c == 0xe0) lo = 0xa0; /* overlong */
+            if (c == 0xed) hi = 0x9f; /* surrogates */
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 3;
+            if (c == 0xf0) lo = 0x90; /* overlong */
+            if (c == 0xf4) hi = 0x8f; /* above U+10FFFF */
+        } else {
+            break;
+        }
+        if (p[1] < lo || p[1] > hi) break;
+        int k = 2;
+        while (k <= n && p[k] >= 0x80 && p[k] <= 0xbf)
+            k++;
+        if (k <= n) break;
+        p += n + 1;
+    }
+    return (size_t)(p - s);
+}
+
+/* Finds the first string (member name or value) anywhere under v that is
+ * not valid UTF-8; writes its field path ("body -> input -> 2") and the
+ * byte offset of the first bad byte. */
+static bool find_bad_utf8(const cJSON *v, char *path, size_t cap, size_t *at) {
+    size_t plen = strlen(path);
+    if (v->string) {
+        size_t ok = utf8_valid_prefix(v->string);
+        if (v->string[ok]) return *at = ok, true; /* the path names the object */
+    }
+    if (cJSON_IsString(v) && v->valuestring) {
+        size_t ok = utf8_valid_prefix(v->valuestring);
+        if (v->valuestring[ok]) return *at = ok, true;
+    }
+    int i = 0;
+    for (const cJSON *c = v->child; c; c = c->next, i++) {
+        if (c->string && !c->string[utf8_valid_prefix(c->string)]) {
+            char name[64];
+            size_t n = 0;
+            for (const char *q = c->string; *q && n + 1 < sizeof(name); q++)
+                name[n++] = *q;
+            name[n] = '\0';
+            name[utf8_valid_prefix(name)] = '\0'; /* not cut inside a character */
+            snprintf(path + plen, cap - plen, " -> %s", name);
+        } else if (c->string) {
+            path[plen] = '\0'; /* a bad key: named by its object's path */
+        } else {
+            snprintf(path + plen, cap - plen, " -> %d", i);
+        }
+        if (find_bad_utf8(c, path, cap, at)) return true;
+        path[plen] = '\0';
+    }
+    return false;
+}
+
 /* JSON text -> cJSON object, or an error. */
 static cJSON *parse_body(const char *body, size_t len, struct api_error *e) {
     if (len == 0) {
@@ -391,6 +469,19 @@ static cJSON *parse_body(const char *body, size_t len, struct api_error *e) {
     if (!cJSON_IsObject(root)) {
         add_field_error(e, "body", "model_attributes_type", NULL, "Input should be a JSON object");
         api_validation_finish(e);
+        cJSON_Delete(root);
+        return NULL;
+    }
+    /* JSON text is UTF-8 (RFC 8259); cJSON passes other bytes through, and
+     * the tokenizer would embed them silently. */
+    char path[256] = "body";
+    size_t at = 0;
+    if (find_bad_utf8(root, path, sizeof(path), &at)) {
+        const char *param = strncmp(path, "body -> ", 8) ? NULL : path + 8;
+        char top[64] = "";
+        if (param) snprintf(top, sizeof(top), "%.*s", (int)strcspn(param, " "), param);
+        api_error_set(e, API_EBADREQ, param ? top : NULL,
+                      "Invalid UTF-8 in %s at byte %zu of the string.", path, at);
         cJSON_Delete(root);
         return NULL;
     }

@@ -19,15 +19,38 @@
  * 6. MHD_OPTION_NOTIFY_COMPLETED: metrics, the access log line, and the
  *    only free() of the req and everything it owns.
  * A client that disconnects while its job waits is noticed by the engine
- * thread (job_alive polls the socket for POLLRDHUP between passes); the job
- * is dropped and the connection resumed, and MHD then closes it. */
+ * thread (job_alive, between passes); the job is dropped and the connection
+ * resumed, and MHD then closes it.
+ *
+ * Connections (struct conn, MHD_OPTION_NOTIFY_CONNECTION) are tracked apart
+ * from requests, for what MHD 0.9.75 cannot do itself:
+ * - a cap per client address (--max-conns-per-client; --trusted-proxies are
+ *   exempt), checked by the accept policy callback;
+ * - total deadlines: request line + headers within --header-timeout, a body
+ *   at --body-min-rate after that, however slowly the bytes trickle (MHD's
+ *   own timeout is an idle timeout, restarted by every byte). The reaper
+ *   thread checks them every 100 ms and shuts a late socket down; MHD then
+ *   sees EOF and closes it;
+ * - lingering close: a request answered before its body was read (413, a
+ *   framing error) is closed by MHD right after the answer; the reaper keeps
+ *   a duplicate of the socket and drains what the client still sends for up
+ *   to LINGER_S, so a client that writes its whole body before reading gets
+ *   the answer instead of a reset (nginx's lingering_close).
+ * MHD runs in poll() mode, not epoll: 0.9.75's edge-triggered epoll loses
+ * the EOF of a peer whose last bytes and FIN arrive together (recv reads
+ * less than asked, MHD assumes the socket drained and never reads the EOF),
+ * leaving such sockets open until the idle timeout. */
 #include "server/http.h"
 #include "util/alloc.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +67,44 @@
 #include "util/log.h"
 
 enum phase { PH_RECEIVING = 0, PH_QUEUED, PH_DONE, PH_ANSWERED };
+
+/* What a connection is waiting for; each state has its own deadline. */
+enum conn_state {
+    CS_HEADERS = 0, /* request line and headers: --header-timeout from t_ref */
+    CS_BODY,        /* the body: --header-timeout + body_bytes / --body-min-rate */
+    CS_BUSY,        /* the request is being handled or answered: none */
+    CS_IDLE,        /* keep-alive, between requests: --http-timeout in all */
+};
+
+/* Open connections from one untrusted address. */
+struct client {
+    struct client *next;   /* hash chain */
+    unsigned char key[17]; /* 4 or 6, then the address */
+    int n;
+};
+
+/* One TCP connection, from MHD's "started" to its "closed" notification.
+ * Every field is guarded by http_server.conn_mu. */
+struct conn {
+    struct conn *prev, *next; /* http_server.conns */
+    struct client *cl;        /* NULL: not capped (trusted, or the cap is off) */
+    int fd;
+    int state;    /* enum conn_state */
+    double t_ref; /* when the current state began (accept, for the first request) */
+    uint64_t body_bytes;
+    bool linger; /* answered before the body was read: drain it at close */
+    bool killed; /* shut down by the reaper */
+    char addr[INET6_ADDRSTRLEN];
+};
+
+#define N_CLIENT_BUCKETS 1024
+#define LINGER_MAX       256 /* sockets drained at once; more are closed at once */
+#define LINGER_S         5.0 /* nginx: lingering_timeout 5 s */
+
+struct lingering {
+    int fd; /* our duplicate of a socket MHD has closed */
+    double end;
+};
 
 struct http_server {
     const struct cfg *cfg;
@@ -66,6 +127,21 @@ struct http_server {
     atomic_int active;    /* reqs alive (created, not yet completed) */
     atomic_uint next_id;
     unsigned id_seed;
+
+    pthread_mutex_t conn_mu; /* guards conns, clients, lingers and every struct conn */
+    struct conn *conns;
+    struct client *clients[N_CLIENT_BUCKETS];
+    struct lingering lingers[LINGER_MAX];
+    int n_lingers;
+    struct req *writers;     /* finished jobs of half-closed clients, for the reaper */
+    struct cfg_net *trusted; /* [n_trusted], parsed --trusted-proxies */
+    int n_trusted;
+    pthread_t reaper;
+    bool reaper_started;
+    int wake[2];                 /* a byte in wake[1] wakes the reaper: a writer queued */
+    atomic_bool stop;            /* the reaper exits */
+    _Atomic long long t_refused; /* last "refusing connections" log, whole seconds */
+    atomic_int n_refused;        /* refused since that log line */
 };
 
 struct req {
@@ -73,8 +149,21 @@ struct req {
     struct MHD_Connection *conn;
     const struct route *route;
     char method[8];
-    char path[96]; /* for the access log, cut */
+    char path[96]; /* decoded URL, cut */
+    char raw[96];  /* the URL as sent, cut: for the access log */
     char id[72];   /* X-Request-Id */
+    bool started;  /* the access handler has seen this request */
+    bool raw_bad;  /* the URL encodes '/', NUL or a control byte */
+    bool http10;   /* HTTP/1.0: no interim (1xx) responses */
+    bool has_body; /* Content-Length > 0 or Transfer-Encoding */
+    bool got_body; /* the final access-handler call happened */
+    bool close;    /* answer with Connection: close */
+    bool probed;   /* job_alive sent its 100 Continue probe */
+    bool written;  /* answered by the reaper (half-closed client), not by MHD */
+    char *out;     /* the reaper's answer: [out_len], out_off sent */
+    size_t out_len, out_off;
+    double out_end;    /* the reaper gives up writing then */
+    struct req *wnext; /* http_server.writers */
     double t0;
     _Atomic int phase; /* enum phase */
 
@@ -105,6 +194,359 @@ struct route {
     route_fn fn;
 };
 
+/* ---- connections: per-client cap, deadlines, lingering close ------------ */
+
+/* The address of sa as a key: 4 + IPv4 (IPv4-mapped IPv6 included) or
+ * 6 + IPv6. Returns -1 for other families. */
+static int addr_key(const struct sockaddr *sa, unsigned char key[17]) {
+    memset(key, 0, 17);
+    if (sa->sa_family == AF_INET) {
+        key[0] = 4;
+        memcpy(key + 1, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+        return 0;
+    }
+    if (sa->sa_family != AF_INET6) return -1;
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(a)) {
+        key[0] = 4;
+        memcpy(key + 1, a->s6_addr + 12, 4);
+    } else {
+        key[0] = 6;
+        memcpy(key + 1, a->s6_addr, 16);
+    }
+    return 0;
+}
+
+static void key_str(const unsigned char key[17], char *buf, size_t n) {
+    if (!inet_ntop(key[0] == 4 ? AF_INET : AF_INET6, key + 1, buf, (socklen_t)n))
+        snprintf(buf, n, "?");
+}
+
+static bool net_match(const struct cfg_net *net, const unsigned char key[17]) {
+    if ((net->family == AF_INET) != (key[0] == 4)) return false;
+    int full = net->prefix / 8, rest = net->prefix % 8;
+    if (memcmp(net->addr, key + 1, (size_t)full)) return false;
+    if (!rest) return true;
+    unsigned char mask = (unsigned char)(0xff << (8 - rest));
+    return (net->addr[full] & mask) == (key[1 + full] & mask);
+}
+
+static bool is_trusted(const struct http_server *s, const unsigned char key[17]) {
+    for (int i = 0; i < s->n_trusted; i++)
+        if (net_match(&s->trusted[i], key)) return true;
+    return false;
+}
+
+/* Under conn_mu: the client entry of key, created if `create` (NULL on oom). */
+static struct client *client_find(struct http_server *s, const unsigned char key[17], bool create) {
+    uint32_t h = 2166136261u;
+    for (int i = 0; i < 17; i++)
+        h = (h ^ key[i]) * 16777619u;
+    struct client **head = &s->clients[h % N_CLIENT_BUCKETS];
+    for (struct client *c = *head; c; c = c->next)
+        if (!memcmp(c->key, key, 17)) return c;
+    if (!create) return NULL;
+    struct client *c = calloc(1, sizeof(*c));
+    if (!c) return NULL;
+    memcpy(c->key, key, 17);
+    c->next = *head;
+    *head = c;
+    return c;
+}
+
+/* Under conn_mu: one connection of c closed; the entry goes at zero. */
+static void client_put(struct http_server *s, struct client *c) {
+    if (--c->n > 0) return;
+    uint32_t h = 2166136261u;
+    for (int i = 0; i < 17; i++)
+        h = (h ^ c->key[i]) * 16777619u;
+    for (struct client **pp = &s->clients[h % N_CLIENT_BUCKETS]; *pp; pp = &(*pp)->next)
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+    free(c);
+}
+
+/* MHD accept policy: refuse a client address at its cap. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *sa, socklen_t len) {
+    (void)len;
+    struct http_server *s = cls;
+    int cap = s->cfg->max_conns_per_client;
+    unsigned char key[17];
+    if (cap <= 0 || addr_key(sa, key) || is_trusted(s, key)) return MHD_YES;
+    pthread_mutex_lock(&s->conn_mu);
+    struct client *c = client_find(s, key, false);
+    bool ok = !c || c->n < cap;
+    pthread_mutex_unlock(&s->conn_mu);
+    if (ok) return MHD_YES;
+    /* one line a second at most: a flood must not flood the log too */
+    long long t = (long long)clock_now(), last = atomic_load(&s->t_refused);
+    int n = atomic_fetch_add(&s->n_refused, 1) + 1;
+    if (t != last && atomic_compare_exchange_strong(&s->t_refused, &last, t)) {
+        char a[INET6_ADDRSTRLEN];
+        key_str(key, a, sizeof(a));
+        atomic_fetch_sub(&s->n_refused, n);
+        LOG_WARN("refused %d connection(s) from %s: %d open, the --max-conns-per-client cap", n, a,
+                 cap);
+    }
+    return MHD_NO;
+}
+
+/* How long the reaper keeps writing an answer to a half-closed client. */
+static double writer_timeout(const struct http_server *s) {
+    return s->cfg->http_timeout < 10 ? s->cfg->http_timeout : 10;
+}
+
+static int client_fd(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? ci->connect_fd : -1;
+}
+
+static struct conn *conn_of(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+/* The connection of c enters `state` now. */
+static void conn_set(struct http_server *s, struct MHD_Connection *c, int state) {
+    struct conn *k = conn_of(c);
+    if (!k) return;
+    pthread_mutex_lock(&s->conn_mu);
+    k->state = state;
+    k->t_ref = clock_now();
+    k->body_bytes = 0;
+    pthread_mutex_unlock(&s->conn_mu);
+}
+
+static void conn_mark_linger(struct req *r) {
+    struct conn *k = conn_of(r->conn);
+    if (!k) return;
+    pthread_mutex_lock(&r->s->conn_mu);
+    k->linger = true;
+    pthread_mutex_unlock(&r->s->conn_mu);
+}
+
+/* MHD_OPTION_NOTIFY_CONNECTION: track, count and release connections. */
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode what) {
+    struct http_server *s = cls;
+    if (what == MHD_CONNECTION_NOTIFY_STARTED) {
+        struct conn *k = calloc(1, sizeof(*k));
+        if (!k) return; /* untracked: MHD's own limits still apply */
+        k->fd = client_fd(c);
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        unsigned char key[17];
+        bool keyed = ci && ci->client_addr && !addr_key(ci->client_addr, key);
+        if (keyed) key_str(key, k->addr, sizeof(k->addr));
+        pthread_mutex_lock(&s->conn_mu);
+        if (keyed && s->cfg->max_conns_per_client > 0 && !is_trusted(s, key) &&
+            (k->cl = client_find(s, key, true)))
+            k->cl->n++;
+        k->state = CS_HEADERS;
+        k->t_ref = clock_now();
+        k->next = s->conns;
+        if (s->conns) s->conns->prev = k;
+        s->conns = k;
+        pthread_mutex_unlock(&s->conn_mu);
+        *socket_context = k;
+        return;
+    }
+    struct conn *k = *socket_context;
+    if (!k) return;
+    *socket_context = NULL;
+    pthread_mutex_lock(&s->conn_mu);
+    if (k->prev)
+        k->prev->next = k->next;
+    else
+        s->conns = k->next;
+    if (k->next) k->next->prev = k->prev;
+    if (k->cl) client_put(s, k->cl);
+    /* MHD has shut down the write side (the answer is out) and closes its
+     * descriptor after this returns; a duplicate keeps the socket open. */
+    if (k->linger && k->fd >= 0 && s->n_lingers < LINGER_MAX && !atomic_load(&s->stop)) {
+        int fd = fcntl(k->fd, F_DUPFD_CLOEXEC, 0);
+        if (fd >= 0) s->lingers[s->n_lingers++] = (struct lingering){fd, clock_now() + LINGER_S};
+    }
+    pthread_mutex_unlock(&s->conn_mu);
+    free(k);
+}
+
+/* Under conn_mu: why k is past its deadline, or NULL. */
+static const char *conn_late(const struct http_server *s, const struct conn *k, double now) {
+    const struct cfg *c = s->cfg;
+    double t = now - k->t_ref;
+    switch (k->state) {
+    case CS_HEADERS:
+        return t > c->header_timeout ? "request line and headers not complete within "
+                                       "--header-timeout"
+                                     : NULL;
+    case CS_BODY:
+        if (c->body_min_rate <= 0) return NULL;
+        return t > c->header_timeout + (double)k->body_bytes / (double)c->body_min_rate
+                   ? "request body slower than --body-min-rate"
+                   : NULL;
+    case CS_IDLE: return t > c->http_timeout ? "no complete request within --http-timeout" : NULL;
+    default: return NULL;
+    }
+}
+
+/* Reads and discards what a lingering socket has; false when it is done
+ * (EOF or an error). */
+static bool linger_drain(int fd) {
+    char sink[16384];
+    for (int i = 0; i < 64; i++) { /* at most 1 MiB a round */
+        ssize_t k = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+        if (k > 0) continue;
+        return k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
+    }
+    return true;
+}
+
+/* Queue and compute time of a finished job, for logs and metrics. */
+static void job_times(struct req *r) {
+    const struct batcher_job *j = &r->job;
+    r->queue_ms =
+        j->t_start > 0 ? (j->t_start - j->t_submit) * 1e3 : (j->t_end - j->t_submit) * 1e3;
+    r->compute_ms = j->t_start > 0 ? (j->t_end - j->t_start) * 1e3 : 0;
+}
+
+/* The finished job's vectors made final (Matryoshka, normalisation), then
+ * rendered: a malloc'ed body, or NULL on oom. Called once per req, on
+ * whichever path answers it (the handler, or the reaper for a half-closed
+ * client). */
+static char *render_embeddings(struct req *r, size_t *len) {
+    int dims = emb_finish(&r->areq.opts, r->s->am.info->n_embd, r->pooled, r->plan.n_outputs);
+    return api_embed_render(&r->s->am, &r->areq, r->pooled, dims, r->plan.n_tokens, len);
+}
+
+/* Reaper: renders r's answer (a finished job) into r->out. */
+static void writer_render(struct req *r) {
+    job_times(r);
+    metrics_embed(r->s->metrics, r->n_inputs, r->n_tokens, r->queue_ms / 1e3, r->compute_ms / 1e3);
+    size_t len = 0;
+    char *b = render_embeddings(r, &len);
+    int status = b ? 200 : 500;
+    if (!b) {
+        struct api_error e;
+        memset(&e, 0, sizeof(e));
+        api_error_set(&e, API_ENOMEM, NULL, NULL);
+        b = api_error_render(&e, r->id, &len);
+    }
+    char head[512];
+    int k = snprintf(head, sizeof(head),
+                     "HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                     "X-Request-Id: %s\r\nContent-Length: %zu\r\n\r\n",
+                     status, MHD_get_reason_phrase_for((unsigned)status), r->id, b ? len : 0);
+    r->out = malloc((size_t)k + (b ? len : 0));
+    if (r->out) {
+        memcpy(r->out, head, (size_t)k);
+        if (b) memcpy(r->out + k, b, len);
+        r->out_len = (size_t)k + (b ? len : 0);
+    }
+    free(b);
+    r->status = r->out ? status : 499;
+    r->out_end = clock_now() + (writer_timeout(r->s));
+}
+
+/* Reaper: sends what it can of the writers' answers; the finished ones
+ * (all sent, failed, or out of time; all of them when `all`) are resumed,
+ * and MHD then closes them. Returns whether some are still writing. */
+static bool writers_run(struct http_server *s, bool all) {
+    pthread_mutex_lock(&s->conn_mu);
+    struct req *list = s->writers;
+    s->writers = NULL;
+    pthread_mutex_unlock(&s->conn_mu);
+    struct req *keep = NULL;
+    double now = clock_now();
+    while (list) {
+        struct req *r = list;
+        list = r->wnext;
+        if (!r->out && r->status == 0) writer_render(r);
+        bool failed = !r->out;
+        while (!failed && r->out_off < r->out_len) {
+            ssize_t k = send(r->fd, r->out + r->out_off, r->out_len - r->out_off,
+                             MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (k > 0) {
+                r->out_off += (size_t)k;
+                continue;
+            }
+            failed = !(k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR));
+            break;
+        }
+        bool done = failed || r->out_off == r->out_len;
+        if (!done && !all && now < r->out_end) {
+            r->wnext = keep;
+            keep = r;
+            continue;
+        }
+        if (!done || failed) r->status = 499;
+        free(r->out);
+        r->out = NULL;
+        r->written = true;
+        atomic_store(&r->phase, PH_ANSWERED);
+        MHD_resume_connection(r->conn); /* MHD reads the EOF and closes it */
+    }
+    if (!keep) return false;
+    pthread_mutex_lock(&s->conn_mu);
+    struct req **tail = &keep;
+    while (*tail)
+        tail = &(*tail)->wnext;
+    *tail = s->writers;
+    s->writers = keep;
+    pthread_mutex_unlock(&s->conn_mu);
+    return true;
+}
+
+/* The reaper thread: deadlines every 100 ms, and the lingering sockets. */
+static void *reaper_main(void *arg) {
+    struct http_server *s = arg;
+    struct pollfd pf[LINGER_MAX + 1];
+    while (!atomic_load(&s->stop)) {
+        double now = clock_now();
+        int n_late = 0;
+        pthread_mutex_lock(&s->conn_mu);
+        for (struct conn *k = s->conns; k; k = k->next) {
+            const char *why = k->killed || k->fd < 0 ? NULL : conn_late(s, k, now);
+            if (!why) continue;
+            k->killed = true;
+            shutdown(k->fd, SHUT_RDWR); /* MHD reads EOF and closes it */
+            LOG_DEBUG("closing the connection from %s: %s", k->addr, why);
+            n_late++;
+        }
+        size_t n = (size_t)s->n_lingers;
+        for (size_t i = 0; i < n; i++)
+            pf[i] = (struct pollfd){.fd = s->lingers[i].fd, .events = POLLIN};
+        pthread_mutex_unlock(&s->conn_mu);
+        if (n_late) LOG_INFO("closed %d connection(s) past their header or body deadline", n_late);
+        bool writing = writers_run(s, false);
+        pf[n] = (struct pollfd){.fd = s->wake[0], .events = POLLIN};
+        if (poll(pf, n + 1, writing ? 5 : 100) > 0 && pf[n].revents) {
+            char sink[64];
+            while (read(s->wake[0], sink, sizeof(sink)) > 0)
+                ;
+        }
+        now = clock_now();
+        pthread_mutex_lock(&s->conn_mu);
+        /* only this thread removes; entries [0, n) are the ones polled */
+        for (size_t i = n; i-- > 0;) {
+            bool open = !(pf[i].revents) || linger_drain(pf[i].fd);
+            if (open && now < s->lingers[i].end) continue;
+            close(s->lingers[i].fd);
+            s->lingers[i] = s->lingers[--s->n_lingers];
+        }
+        pthread_mutex_unlock(&s->conn_mu);
+    }
+    writers_run(s, true);
+    for (int i = 0; i < s->n_lingers; i++)
+        close(s->lingers[i].fd);
+    s->n_lingers = 0;
+    return NULL;
+}
+
 /* ---- responses ---------------------------------------------------------- */
 
 /* Queues status + body (malloc'ed; ownership moves to MHD). Extra header
@@ -128,7 +570,9 @@ static enum MHD_Result respond(struct req *r, int status, const char *ctype, cha
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     MHD_add_response_header(resp, "X-Request-Id", r->id);
     if (hn && hv) MHD_add_response_header(resp, hn, hv);
-    if (atomic_load(&r->s->draining)) MHD_add_response_header(resp, "Connection", "close");
+    if (atomic_load(&r->s->draining) || r->close)
+        MHD_add_response_header(resp, "Connection", "close");
+    if (r->has_body && !r->got_body) conn_mark_linger(r);
     r->status = status;
     atomic_store(&r->phase, PH_ANSWERED);
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)status, resp);
@@ -151,7 +595,10 @@ static enum MHD_Result respond_error(struct req *r, const struct api_error *e) {
         hn = "Retry-After", hv = secs;
     }
     if (status == 405) hn = "Allow", hv = !strcmp(r->route->method, "GET") ? "GET, HEAD" : "POST";
-    if (status >= 500) LOG_ERROR("request %s: %d %s", r->id, status, e->detail);
+    /* 503 (loading, draining, full) and 501 are the client's or the moment's,
+     * not the server's fault: the access log line records them. */
+    if (status >= 500 && status != 503 && status != 501)
+        LOG_ERROR("request %s: %d %s", r->id, status, e->detail);
     return respond(r, status, "application/json", body, len, hn, hv);
 }
 
@@ -163,6 +610,34 @@ static enum MHD_Result respond_code(struct req *r, int code, const char *param, 
     else
         api_error_set(&e, code, param, NULL);
     return respond_error(r, &e);
+}
+
+/* Writes a whole error answer straight to the socket and returns MHD_NO,
+ * so that MHD closes the connection without an answer of its own: for
+ * when MHD cannot queue one, in the middle of a body (a chunked body past
+ * the limit). The closing code lingers, so the client can read it. */
+static enum MHD_Result respond_raw(struct req *r, int code, const char *msg) {
+    struct api_error e;
+    memset(&e, 0, sizeof(e));
+    api_error_set(&e, code, NULL, "%s", msg);
+    size_t len = 0;
+    char *body = api_error_render(&e, r->id, &len);
+    int status = api_err_status(code);
+    int fd = client_fd(r->conn);
+    char head[512];
+    int k = snprintf(head, sizeof(head),
+                     "HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                     "X-Request-Id: %s\r\nContent-Length: %zu\r\n\r\n",
+                     status, MHD_get_reason_phrase_for((unsigned)status), r->id, body ? len : 0);
+    /* a fresh socket's send buffer holds this at once; a client that has
+     * filled it gets what fits, then the close */
+    if (fd >= 0 && k > 0 && send(fd, head, (size_t)k, MSG_NOSIGNAL | MSG_DONTWAIT) == k && body)
+        (void)!send(fd, body, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    free(body);
+    r->status = status;
+    atomic_store(&r->phase, PH_ANSWERED);
+    conn_mark_linger(r);
+    return MHD_NO;
 }
 
 static char *dup_str(const char *s, size_t *len) {
@@ -220,11 +695,16 @@ static enum MHD_Result handle_metrics(struct req *r) {
 static enum MHD_Result handle_models(struct req *r) {
     struct http_server *s = r->s;
     if (!atomic_load_explicit(&s->ready, memory_order_acquire)) return not_ready(r);
-    const char *id = NULL;
-    if (r->route->prefix) id = r->path + strlen(r->route->path);
+    char id[sizeof(r->path)] = "";
+    if (r->route->prefix) { /* "/v1/models/<id>/" is "/v1/models/<id>" */
+        snprintf(id, sizeof(id), "%s", r->path + strlen(r->route->path));
+        size_t n = strlen(id);
+        while (n > 0 && id[n - 1] == '/')
+            id[--n] = '\0';
+    }
     size_t len = 0;
     int err = 0;
-    char *b = api_models_render(&s->am, id && *id ? id : NULL, &len, &err);
+    char *b = api_models_render(&s->am, *id ? id : NULL, &len, &err);
     if (err == API_ENOTFOUND) {
         char msg[200];
         snprintf(msg, sizeof(msg), "Model '%.100s' not found.", id);
@@ -252,26 +732,55 @@ static enum MHD_Result handle_tokenize(struct req *r) {
     return respond_json(r, 200, b, len);
 }
 
-/* Engine thread: the job is finished (or dropped); wake the connection. */
+/* Has the client sent its FIN (a half-close, or a close)? */
+static bool peer_sent_fin(const struct req *r) {
+    struct pollfd p = {.fd = r->fd, .events = POLLRDHUP};
+    return r->fd >= 0 && poll(&p, 1, 0) > 0 && (p.revents & POLLRDHUP);
+}
+
+/* Engine thread: the job is finished (or dropped); wake the connection.
+ * A resumed connection whose client has half-closed would be closed by
+ * MHD 0.9.75 unanswered: it reads the pending EOF before calling the
+ * handler again. Such a finished job goes to the reaper, which writes the
+ * answer itself and resumes the connection after. */
 static void job_done(struct batcher_job *j) {
     struct req *r = j->arg;
+    if (j->status == BATCHER_OK && !r->http10 && peer_sent_fin(r)) {
+        struct http_server *s = r->s;
+        pthread_mutex_lock(&s->conn_mu);
+        r->wnext = s->writers;
+        s->writers = r;
+        pthread_mutex_unlock(&s->conn_mu);
+        (void)!write(s->wake[1], "w", 1);
+        return; /* r belongs to the reaper */
+    }
     atomic_store(&r->phase, PH_DONE);
     MHD_resume_connection(r->conn); /* r belongs to the HTTP side from here */
 }
 
-/* Engine thread: is the client still connected? */
+/* Engine thread: is the client still connected?
+ * A peer that has sent its FIN (POLLRDHUP) has either closed its socket or
+ * only its sending side (shutdown(SHUT_WR), as `nc -N` and some proxies do
+ * after a complete request); the two look the same until something is
+ * written. So the first time, an interim "100 Continue" is written (HTTP/1.1
+ * clients must accept 1xx answers before the final one): a closed peer
+ * answers it with a reset, which the next check (after the next pass) sees
+ * as POLLHUP/POLLERR. An HTTP/1.0 client cannot be probed: its FIN counts as
+ * gone. The connection is suspended, so MHD writes nothing meanwhile. */
 static bool job_alive(struct batcher_job *j) {
+    static const char probe[] = "HTTP/1.1 100 Continue\r\n\r\n";
     struct req *r = j->arg;
     if (r->fd < 0) return true;
     struct pollfd p = {.fd = r->fd, .events = POLLRDHUP};
     if (poll(&p, 1, 0) <= 0) return true;
-    return !(p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
-}
-
-static int client_fd(struct MHD_Connection *c) {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    return ci ? ci->connect_fd : -1;
+    if (p.revents & (POLLHUP | POLLERR | POLLNVAL)) return false;
+    if (!(p.revents & POLLRDHUP)) return true;
+    if (r->http10) return false;
+    if (!r->probed) {
+        r->probed = true;
+        if (send(r->fd, probe, sizeof(probe) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) return false;
+    }
+    return true;
 }
 
 /* Parse, admit, tokenise, then suspend and queue. */
@@ -311,24 +820,20 @@ static enum MHD_Result handle_embeddings(struct req *r) {
 /* Back on an HTTP thread after the engine: render the answer. */
 static enum MHD_Result embeddings_done(struct req *r) {
     struct batcher_job *j = &r->job;
-    r->queue_ms =
-        j->t_start > 0 ? (j->t_start - j->t_submit) * 1e3 : (j->t_end - j->t_submit) * 1e3;
-    r->compute_ms = j->t_start > 0 ? (j->t_end - j->t_start) * 1e3 : 0;
-    if (j->status == BATCHER_EGONE) {
-        r->status = 499; /* nobody to answer: close */
-        return MHD_NO;
-    }
-    if (j->status == BATCHER_ESHUTDOWN) return not_ready(r);
-    if (j->status != BATCHER_OK) {
+    job_times(r);
+    switch (j->status) {
+    case BATCHER_OK: break;
+    case BATCHER_EGONE: r->status = 499; return MHD_NO; /* nobody to answer: close */
+    case BATCHER_ESHUTDOWN: return not_ready(r);
+    default: {
         struct api_error e;
         api_batcher_error(j->status, &e);
         return respond_error(r, &e);
     }
+    }
     metrics_embed(r->s->metrics, r->n_inputs, r->n_tokens, r->queue_ms / 1e3, r->compute_ms / 1e3);
-    /* finish the numbers (Matryoshka, normalisation), then render them */
-    int dims = emb_finish(&r->areq.opts, r->s->am.info->n_embd, r->pooled, r->plan.n_outputs);
     size_t len = 0;
-    char *b = api_embed_render(&r->s->am, &r->areq, r->pooled, dims, r->plan.n_tokens, &len);
+    char *b = render_embeddings(r, &len);
     return respond_json(r, 200, b, len);
 }
 
@@ -414,29 +919,141 @@ static void set_request_id(struct req *r) {
                  atomic_fetch_add(&r->s->next_id, 1));
 }
 
-/* First call: create the req and answer what needs no body. */
-static enum MHD_Result on_first_call(struct http_server *s, struct MHD_Connection *c,
-                                     const char *url, const char *method, void **req_cls) {
+/* A new request (counted in `active` until on_completed). NULL on oom. */
+static struct req *req_new(struct http_server *s, struct MHD_Connection *c) {
     struct req *r = mem_calloc(1, sizeof(*r));
-    if (!r) return MHD_NO;
+    if (!r) return NULL;
     r->s = s;
     r->conn = c;
     r->fd = -1;
     r->t0 = clock_now();
+    r->route = &route_404;
+    atomic_fetch_add(&s->active, 1);
+    return r;
+}
+
+/* Does a raw URL encode a byte no route may see: '/', which would make
+ * "/v1/models%2fx" reach another route than it names, NUL (which cuts the
+ * decoded string: "/health%00x" is "/health"), or a control byte? */
+static bool raw_url_bad(const char *u) {
+    for (const char *p = u; *p && *p != '?'; p++) {
+        if (*p != '%' || !isxdigit((unsigned char)p[1]) || !isxdigit((unsigned char)p[2])) continue;
+        char hex[3] = {p[1], p[2], 0};
+        long v = strtol(hex, NULL, 16);
+        if (v == '/' || v < 0x20 || v == 0x7f) return true;
+    }
+    return false;
+}
+
+/* MHD_OPTION_URI_LOG_CALLBACK: the request line has arrived. The req is
+ * created here, to keep the URL as sent (the access handler gets it
+ * decoded); on_request tells its first call by !r->started. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
+    struct http_server *s = cls;
+    struct conn *k = conn_of(c);
+    if (k) {
+        pthread_mutex_lock(&s->conn_mu);
+        if (k->state == CS_IDLE) { /* a keep-alive connection's next request */
+            k->state = CS_HEADERS;
+            k->t_ref = clock_now();
+        }
+        pthread_mutex_unlock(&s->conn_mu);
+    }
+    struct req *r = req_new(s, c);
+    if (r) {
+        snprintf(r->raw, sizeof(r->raw), "%s", uri);
+        r->raw_bad = raw_url_bad(uri);
+    }
+    return r;
+}
+
+/* The framing headers, gathered over every header line (duplicates too). */
+struct framing {
+    int n_cl, n_te;
+    const char *cl, *te;
+    bool cl_differ; /* two Content-Length values that differ */
+    bool bad_name;  /* whitespace in a header name */
+};
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value) {
+    (void)kind;
+    struct framing *f = cls;
+    if (!value) value = "";
+    if (strpbrk(key, " \t")) f->bad_name = true;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH)) {
+        if (f->n_cl++ && strcmp(f->cl, value)) f->cl_differ = true;
+        if (!f->cl) f->cl = value;
+    } else if (!strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+        if (!f->n_te++) f->te = value;
+    }
+    return MHD_YES;
+}
+
+/* Message framing that a front proxy and this server could read two ways
+ * (request smuggling) is refused before any body is read, and the
+ * connection closed: MHD 0.9.75 lets Transfer-Encoding win over
+ * Content-Length, takes the first of two Content-Lengths, and waits forever
+ * for a body in a transfer coding it does not know. */
+static enum MHD_Result check_framing(struct req *r, const struct framing *f) {
+    r->close = true;
+    if (f->bad_name)
+        return respond_code(r, API_EBADREQ, NULL,
+                            "Malformed request: whitespace in a header name.");
+    if (f->n_te && f->n_cl)
+        return respond_code(r, API_EBADREQ, NULL,
+                            "Malformed request: both Content-Length and Transfer-Encoding.");
+    if (f->cl_differ)
+        return respond_code(r, API_EBADREQ, NULL,
+                            "Malformed request: Content-Length values that differ.");
+    if (f->n_te) {
+        char msg[160];
+        snprintf(msg, sizeof(msg),
+                 "Transfer-Encoding '%.40s' is not supported: send 'chunked' or a Content-Length.",
+                 f->te);
+        return respond_code(r, API_ENOTIMPL, NULL, msg);
+    }
+    r->close = false;
+    return MHD_YES;
+}
+
+static bool is_chunked(const struct framing *f) {
+    if (f->n_te != 1 || f->n_cl) return false;
+    const char *v = f->te;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    size_t n = strlen(v);
+    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
+    return n == 7 && !strncasecmp(v, "chunked", 7);
+}
+
+/* First call: create the req and answer what needs no body. */
+static enum MHD_Result on_first_call(struct http_server *s, struct MHD_Connection *c,
+                                     const char *url, const char *method, const char *version,
+                                     void **req_cls) {
+    struct req *r = *req_cls;
+    if (!r && !(r = req_new(s, c))) return MHD_NO;
+    *req_cls = r;
+    r->started = true;
+    r->http10 = !version || strcmp(version, MHD_HTTP_VERSION_1_1);
     snprintf(r->method, sizeof(r->method), "%s", method);
     snprintf(r->path, sizeof(r->path), "%s", url);
+    if (!r->raw[0]) snprintf(r->raw, sizeof(r->raw), "%s", url);
     set_request_id(r);
-    atomic_fetch_add(&s->active, 1);
-    *req_cls = r;
-    const struct route *rt = find_route(url);
+    conn_set(s, c, CS_BODY);
+    struct framing f = {0};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, scan_header, &f);
+    const char *cl = f.cl;
+    long long want = cl ? strtoll(cl, NULL, 10) : 0;
+    r->has_body = want > 0 || f.n_te;
+    if ((f.n_te && !is_chunked(&f)) || f.cl_differ || f.bad_name) return check_framing(r, &f);
+    const struct route *rt = r->raw_bad ? NULL : find_route(url);
     r->route = rt ? rt : &route_404;
     if (!rt) return respond_code(r, API_ENOTFOUND, NULL, "Not found: no such route.");
     if (!method_ok(rt, method)) return respond_code(r, API_EMETHOD, NULL, NULL);
     int auth = rt->auth ? check_auth(s, c) : 0;
     if (auth) return respond_code(r, auth, NULL, NULL);
-    const char *cl =
-        MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    long long want = cl ? strtoll(cl, NULL, 10) : 0;
     if (want > s->cfg->max_body_bytes) {
         char msg[160];
         snprintf(msg, sizeof(msg),
@@ -473,30 +1090,68 @@ static void on_body(struct req *r, const char *data, size_t n) {
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **req_cls) {
-    (void)version;
     struct req *r = *req_cls;
-    if (!r) return on_first_call(cls, c, url, method, req_cls);
+    if (!r || !r->started) return on_first_call(cls, c, url, method, version, req_cls);
     int ph = atomic_load(&r->phase);
     if (ph == PH_DONE) return embeddings_done(r);
+    /* the reaper answered (a half-closed client): close */
+    if (r->written) return MHD_NO;
     if (ph != PH_RECEIVING) { /* answered early: discard any body */
         *upload_data_size = 0;
         return MHD_YES;
     }
     if (*upload_data_size) {
+        struct conn *k = conn_of(c);
+        if (k) {
+            pthread_mutex_lock(&r->s->conn_mu);
+            k->body_bytes += *upload_data_size;
+            pthread_mutex_unlock(&r->s->conn_mu);
+        }
         on_body(r, upload_data, *upload_data_size);
         *upload_data_size = 0;
-        return MHD_YES;
-    }
-    if (r->too_large) {
+        if (!r->too_large) return MHD_YES;
+        /* Past the limit (only a chunked body gets here: a declared length
+         * was refused in the first call): answer now, not after reading
+         * the rest. MHD cannot queue an answer mid-body, so it is written
+         * directly and the connection closed. */
         char msg[128];
         snprintf(msg, sizeof(msg), "The request body is larger than the limit of %lld bytes.",
                  (long long)r->s->cfg->max_body_bytes);
-        return respond_code(r, API_ETOOLARGE, NULL, msg);
+        return respond_raw(r, API_ETOOLARGE, msg);
     }
+    r->got_body = true;
+    conn_set(r->s, c, CS_BUSY);
     return r->route->fn(r);
 }
 
 /* ---- completion, logging ---------------------------------------------- */
+
+/* A finished job whose connection MHD is closing before the handler could
+ * answer: the client's FIN arrived after job_done looked for it, and MHD
+ * read it first (see job_done). MHD shuts the socket down right after this
+ * notice, so the answer is written here, waiting at most 2 s for a client
+ * that reads slowly; rare, and it holds this HTTP thread meanwhile. */
+static void answer_late_fin(struct req *r) {
+    writer_render(r);
+    double end = clock_now() + 2.0;
+    while (r->out && r->out_off < r->out_len) {
+        ssize_t k =
+            send(r->fd, r->out + r->out_off, r->out_len - r->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (k > 0) {
+            r->out_off += (size_t)k;
+            continue;
+        }
+        int left = (int)((end - clock_now()) * 1e3);
+        struct pollfd p = {.fd = r->fd, .events = POLLOUT};
+        if (!(k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) || left <= 0 ||
+            poll(&p, 1, left) <= 0)
+            break;
+    }
+    if (!r->out || r->out_off < r->out_len) r->status = 499;
+    free(r->out);
+    r->out = NULL;
+    r->written = true;
+}
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
                          enum MHD_RequestTerminationCode toe) {
@@ -509,14 +1164,29 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
         LOG_ERROR("request %s completed while queued; leaking it rather than racing", r->id);
         return;
     }
+    if (atomic_load(&r->phase) == PH_DONE && r->job.status == BATCHER_OK) answer_late_fin(r);
+    conn_set(s, c, CS_IDLE);
     double ms = (clock_now() - r->t0) * 1e3;
-    int status = r->status ? r->status : 499;
-    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && status < 400) status = 499;
+    int status = r->status;
+    if (!r->started) { /* MHD refused the request itself (431, 400, 505, ...) */
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_HTTP_STATUS);
+        if (ci && ci->http_status >= 400) status = (int)ci->http_status;
+        if (!r->id[0])
+            snprintf(r->id, sizeof(r->id), "%08x%08x", s->id_seed,
+                     atomic_fetch_add(&s->next_id, 1));
+    }
+    if (!status) status = 499;
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && status < 400 && !r->written) status = 499;
     metrics_request(s->metrics, r->route->metric, status, ms / 1e3);
+    /* Method and URL are the client's bytes: escaped, so that they can
+     * neither forge a line or a field nor reach a terminal as escapes. */
+    char method[4 * sizeof(r->method)], path[4 * sizeof(r->raw)];
+    log_escape(method, sizeof(method), r->method[0] ? r->method : "-");
+    log_escape(path, sizeof(path), r->raw[0] ? r->raw : "-");
     LOG_INFO("id=%s %s %s status=%d inputs=%d tokens=%lld queue_ms=%.2f compute_ms=%.2f "
              "total_ms=%.2f",
-             r->id, r->method, r->path, status, r->n_inputs, r->n_tokens, r->queue_ms,
-             r->compute_ms, ms);
+             r->id, method, path, status, r->n_inputs, r->n_tokens, r->queue_ms, r->compute_ms, ms);
     emb_plan_deinit(&r->plan);
     api_req_deinit(&r->areq);
     free(r->pooled);
@@ -533,7 +1203,9 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
     size_t n = strlen(msg);
     while (n && msg[n - 1] == '\n')
         msg[--n] = '\0';
-    LOG_DEBUG("libmicrohttpd: %s", msg);
+    char esc[4 * sizeof(msg)];
+    log_escape(esc, sizeof(esc), msg); /* MHD may quote the request */
+    LOG_DEBUG("libmicrohttpd: %s", esc);
 }
 
 /* ---- lifecycle ---------------------------------------------------------- */
@@ -568,21 +1240,46 @@ struct http_server *http_start(const struct cfg *cfg, struct metrics *metrics, c
     s->metrics = metrics;
     s->quiesced_fd = MHD_INVALID_SOCKET;
     s->id_seed = (unsigned)time(NULL) * 2654435761u ^ (unsigned)getpid();
-    if (resolve(cfg->host, cfg->port, &ss, err, errlen)) return free(s), NULL;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME |
+    pthread_mutex_init(&s->conn_mu, NULL);
+    s->wake[0] = s->wake[1] = -1;
+    if (pipe2(s->wake, O_CLOEXEC | O_NONBLOCK)) {
+        snprintf(err, errlen, "cannot create a pipe: %s", strerror(errno));
+        return http_stop(s), NULL;
+    }
+    if (resolve(cfg->host, cfg->port, &ss, err, errlen)) return http_stop(s), NULL;
+    s->n_trusted = cfg->trusted_proxies.n;
+    s->trusted = calloc((size_t)s->n_trusted + 1, sizeof(*s->trusted));
+    if (!s->trusted) return snprintf(err, errlen, "out of memory"), http_stop(s), NULL;
+    for (int i = 0; i < s->n_trusted; i++)
+        if (cfg_net_parse(cfg->trusted_proxies.v[i], &s->trusted[i])) {
+            snprintf(err, errlen, "invalid setting --trusted-proxies: '%s'",
+                     cfg->trusted_proxies.v[i]);
+            return http_stop(s), NULL;
+        }
+    if (pthread_create(&s->reaper, NULL, reaper_main, s)) {
+        snprintf(err, errlen, "cannot start a thread: %s", strerror(errno));
+        return http_stop(s), NULL;
+    }
+    s->reaper_started = true;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6) flags |= MHD_USE_DUAL_STACK;
+    /* STRICT_FOR_CLIENT -1: in 0.9.75 only this value makes MHD refuse
+     * whitespace before a header's colon ("Content-Length : 5", otherwise
+     * kept as another header and the body read as the next request); the
+     * checks at 1 (Host required, no spaces in the URL) stay off. */
     s->d = MHD_start_daemon(
-        flags, (uint16_t)cfg->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
+        flags, (uint16_t)cfg->port, on_accept, s, on_request, s, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->http_timeout,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024), MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)4096, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_EXTERNAL_LOGGER,
-        mhd_log, s, MHD_OPTION_END);
+        (unsigned)4096, MHD_OPTION_STRICT_FOR_CLIENT, (int)-1, MHD_OPTION_NOTIFY_CONNECTION,
+        on_connection, s, MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_END);
     if (!s->d) {
         snprintf(err, errlen, "cannot listen on %s port %d: %s (is the port in use?)", cfg->host,
                  cfg->port, strerror(errno));
-        free(s);
+        http_stop(s);
         return NULL;
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
@@ -649,8 +1346,21 @@ bool http_wait_idle(struct http_server *s, double timeout_s) {
 
 void http_stop(struct http_server *s) {
     if (!s) return;
-    MHD_stop_daemon(s->d);
+    /* the reaper first: it resumes the connections it is still writing to
+     * (MHD must not stop with one suspended) */
+    atomic_store(&s->stop, true);
+    if (s->reaper_started) pthread_join(s->reaper, NULL);
+    if (s->d) MHD_stop_daemon(s->d); /* every connection's "closed" notice runs here */
     if (s->quiesced_fd != MHD_INVALID_SOCKET) close(s->quiesced_fd);
+    for (int i = 0; i < N_CLIENT_BUCKETS; i++) /* empty unless a notice was lost */
+        while (s->clients[i]) {
+            struct client *c = s->clients[i];
+            s->clients[i] = c->next;
+            free(c);
+        }
+    pthread_mutex_destroy(&s->conn_mu);
+    if (s->wake[0] >= 0) close(s->wake[0]), close(s->wake[1]);
+    free(s->trusted);
     free(s->names);
     free(s);
 }

@@ -16,11 +16,15 @@
  *      connection is suspended.
  *   3. http_wait_idle: the resumed connections send their answers.
  *   4. http_stop (MHD_stop_daemon), 5. batcher_free (joins the engine
- *   thread), 6. eng_model_close, tok_close. Exit 0. */
+ *   thread), 6. eng_model_close, tok_close. Exit 0.
+ * SIGHUP is taken the same way and only logged: the log is stderr, so there
+ * is nothing to reopen, and a terminal hang-up or a stray `kill -HUP` must
+ * not cut the requests in flight (its default action would). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "config/config.h"
@@ -113,6 +117,19 @@ static int load_engine(struct app *a) {
     return 0;
 }
 
+/* The soft limit on open files up to the hard one: the server keeps up to
+ * 4096 connections, and a soft limit of 1024 (a common default) would make
+ * accept() fail for everyone long before that. */
+static void raise_fd_limit(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) || rl.rlim_cur >= rl.rlim_max) return;
+    rlim_t want = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > 65536 ? 65536 : rl.rlim_max;
+    if (want <= rl.rlim_cur) return;
+    rl.rlim_cur = want;
+    if (setrlimit(RLIMIT_NOFILE, &rl))
+        LOG_WARN("cannot raise the open-file limit to %lu", (unsigned long)want);
+}
+
 static void shutdown_all(struct app *a) {
     if (a->http) http_quiesce(a->http);
     if (a->batcher) batcher_drain(a->batcher, a->cfg.shutdown_timeout);
@@ -148,8 +165,10 @@ int main(int argc, char **argv) {
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* inherited by every thread started below */
     signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
 
     rc = 1;
     if (!(a.metrics = metrics_new())) {
@@ -163,7 +182,8 @@ int main(int argc, char **argv) {
     LOG_INFO("listening on %s port %d", a.cfg.host, http_port(a.http));
     if (load_engine(&a)) goto out;
     int sig = 0;
-    sigwait(&sigs, &sig);
+    while (!sigwait(&sigs, &sig) && sig == SIGHUP)
+        LOG_INFO("SIGHUP received: ignored (the log is stderr; nothing to reopen)");
     LOG_INFO("%s received: draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     rc = 0;
 out:

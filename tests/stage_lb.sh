@@ -69,6 +69,7 @@ dim=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["hidden_
 
 replica() { # replica LOG: starts one in this shell (so `wait` works); pid in $last
     "$BUILD/embedserve" --model "$TESTMODEL" --host 127.0.0.1 --port 0 --threads 1 \
+        --trusted-proxies 127.0.0.1 \
         --shutdown-timeout 20 >"$1" 2>&1 &
     last=$!
 }

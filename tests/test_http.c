@@ -688,7 +688,8 @@ static char *mixed_body(int id) {
     char *arr = cJSON_PrintUnformatted(in);
     cJSON_Delete(in);
     char *b = malloc(strlen(arr) + 128);
-    sprintf(b, "{%s\"dimensions\":%d,\"input\":%s}", tasks[id % 5], id % 3 ? 0 : 16, arr);
+    /* full size (dimensions omitted) or Matryoshka-cut to 16 */
+    sprintf(b, "{%s%s\"input\":%s}", tasks[id % 5], id % 3 ? "" : "\"dimensions\":16,", arr);
     cJSON_free(arr);
     return b;
 }

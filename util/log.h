@@ -5,13 +5,16 @@
  * serverLog), so a disabled DEBUG line costs one atomic load.
  *
  * Thread-safety: every function here is thread-safe. The level is the one
- * mutable global of the process; each line is written with
- * a single fputs on a locked stream, so lines never interleave.
+ * mutable global; each line is written with
+ * a single fputs on a locked stream, so lines never interleave. Control
+ * bytes in a formatted line (a newline, ESC) are written as \xNN whatever
+ * their source, so one call is always one line.
  */
 #ifndef EMB_UTIL_LOG_H
 #define EMB_UTIL_LOG_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 
 enum log_level { LOG_LEVEL_ERROR = 0, LOG_LEVEL_WARN = 1, LOG_LEVEL_INFO = 2, LOG_LEVEL_DEBUG = 3 };
 
@@ -20,6 +23,12 @@ extern atomic_int g_log_level;
 /* Writes one line at `level` (no level check: use the macros). */
 void log_write(int level, const char *func, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Copies src into dst[n] (always terminated; cut with "..." if longer) for
+ * a log field: bytes outside printable ASCII, space, '"' and '\\' become
+ * \xNN, so a client's bytes can neither start a line, split a field, nor
+ * reach a terminal as escape sequences. */
+void log_escape(char *dst, size_t n, const char *src);
 
 /* Sets the level (values of enum log_level; out of range is clamped). */
 void log_set_level(int level);
