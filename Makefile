@@ -57,7 +57,12 @@ endif
 DEB_BUILD := $(shell cat docker/apt-build.txt)
 DEB_TEST  := $(shell cat docker/apt-test.txt)
 
-ENGINE_SRCS = $(wildcard engine/*.c)
+# The kernels for the target's instruction set (engine/arch/<isa>/), plus
+# the portable ones every build has.
+TARGET_ARCH_NAME := $(shell $(CC) -dumpmachine | cut -d- -f1)
+ENGINE_ARCH = $(if $(filter x86_64,$(TARGET_ARCH_NAME)),x86,$(if $(filter aarch64,$(TARGET_ARCH_NAME)),arm,))
+ENGINE_SRCS = $(wildcard engine/*.c) $(wildcard engine/arch/generic/*.c) \
+              $(if $(ENGINE_ARCH),$(wildcard engine/arch/$(ENGINE_ARCH)/*.c))
 CONFIG_SRCS = $(wildcard config/*.c)
 TOK_SRCS    = tokenizer/tokenizer_spm.cc
 SERVER_SRCS = $(filter-out server/main.c,$(wildcard server/*.c))

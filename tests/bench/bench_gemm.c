@@ -15,6 +15,7 @@
  * pool's brief spin between calls); the default wall clock is the real figure.
  */
 #include "engine/engine_impl.h"
+#include "engine/cpu.h"
 #include "engine/gemm.h"
 
 #include <cblas.h>
@@ -137,7 +138,7 @@ int main(int argc, char **argv) {
             struct wmat *w = calloc((size_t)n_copies, sizeof(*w));
             int ok = 1;
             for (int c = 0; c < n_copies && ok; c++)
-                ok = wmat_init(&w[c], (enum wmat_kind)kind, src, n_out, n_in) == 0;
+                ok = wmat_init(&w[c], (enum wmat_kind)kind, cpu_detect(), src, n_out, n_in) == 0;
             free(src);
             if (!ok) {
                 printf("%-5s %4dx%-5d  (not supported on this CPU)\n", kind_name[kind], n_out,
