@@ -54,10 +54,12 @@ extern const struct gemm_kernel gemm_x86_avx512_vnni;
 enum { EXACT_KC = 256, EXACT_MC = 96 };
 
 /* An exact microkernel: acc[r][0..16) = sum over k < nk, in order, of
- * x[r * ldx + k] * W(k, panel column), for r < mr (mr <= its MR), W the
- * panel's first k of this block (layout w_layout: bf16 words or f32). */
-typedef void (*gemm_exact_micro)(int mr, const float *x, size_t ldx, const void *w, int layout,
-                                 int nk, float (*acc)[16]);
+ * x[r * ldx + k] * w[k * 16 + column], for r < mr (mr <= its MR); w is one
+ * panel's k block as f32 (64-byte aligned; the driver widens bf16 panels
+ * into an L1-resident buffer first: exact, and the weights stay bf16 in
+ * memory). */
+typedef void (*gemm_exact_micro)(int mr, const float *x, size_t ldx, const float *w, int nk,
+                                 float (*acc)[16]);
 
 /* The exact kernels' shared driver (gemm.c): k blocks of EXACT_KC in order,
  * rows in tiles of mr_max, panels of the slice, then the epilogue

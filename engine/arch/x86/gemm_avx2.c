@@ -1,13 +1,12 @@
 /* gemm_avx2.c -- the exact kernel for AVX2 + FMA: f32 activations times W
  * widened in registers, f32 accumulation by vfmadd in k order.
  *
- * On the bf16 word layout one 16-column row of words (two ymm loads) holds
- * k and k + 1: `vpslld 16` gives the even k's floats and `vpand 0xffff0000`
- * the odd k's, exactly (a bf16 is the top half of its f32). The 6 x 16
- * microkernel keeps 12 ymm accumulators, two weight vectors, the mask and
- * one broadcast in the 16 registers. The f32 layout takes the same shape
- * with two plain loads per k. The same code runs for every m, row and slice
- * (tails only stop early), so a row's result does not depend on its batch.
+ * The 6 x 16 microkernel keeps 12 ymm accumulators, two weight vectors and
+ * one broadcast in the 16 registers (W widened from bf16 per panel block by
+ * the driver, into L1: widening inside this loop costs two more registers,
+ * and GCC then spills accumulators). The same code runs for every m, row
+ * and slice (tails only stop early), so a row's result does not depend on
+ * its batch.
  */
 #include "engine/cpu.h"
 #include "engine/gemm_kernels.h"
@@ -19,57 +18,31 @@
 
 enum { MR = 6 };
 
-INLINE TARGET_AVX2 void micro_body(const int mr, const float *x, size_t ldx, const void *w,
-                                   int layout, int nk, float (*out)[16]) {
+INLINE TARGET_AVX2 void micro_body(const int mr, const float *x, size_t ldx, const float *w,
+                                   int nk, float (*out)[16]) {
     __m256 acc[MR][2];
 #pragma GCC unroll 8
     for (int r = 0; r < mr; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-    if (layout == WMAT_LAYOUT_BF16) {
-        const __m256i hi = _mm256_set1_epi32((int)0xffff0000u);
-        const uint32_t *wd = w;
-        for (int k = 0; k < nk; k += 2, wd += 16) {
-            __m256i r0 = _mm256_load_si256((const __m256i *)wd);
-            __m256i r1 = _mm256_load_si256((const __m256i *)(wd + 8));
-            __m256 e0 = _mm256_castsi256_ps(_mm256_slli_epi32(r0, 16));
-            __m256 e1 = _mm256_castsi256_ps(_mm256_slli_epi32(r1, 16));
+    for (int k = 0; k < nk; k++, w += 16) {
+        __m256 w0 = _mm256_load_ps(w), w1 = _mm256_load_ps(w + 8);
 #pragma GCC unroll 8
-            for (int r = 0; r < mr; r++) {
-                __m256 xb = _mm256_broadcast_ss(x + (size_t)r * ldx + k);
-                acc[r][0] = _mm256_fmadd_ps(xb, e0, acc[r][0]);
-                acc[r][1] = _mm256_fmadd_ps(xb, e1, acc[r][1]);
-            }
-            __m256 o0 = _mm256_castsi256_ps(_mm256_and_si256(r0, hi));
-            __m256 o1 = _mm256_castsi256_ps(_mm256_and_si256(r1, hi));
-#pragma GCC unroll 8
-            for (int r = 0; r < mr; r++) {
-                __m256 xb = _mm256_broadcast_ss(x + (size_t)r * ldx + k + 1);
-                acc[r][0] = _mm256_fmadd_ps(xb, o0, acc[r][0]);
-                acc[r][1] = _mm256_fmadd_ps(xb, o1, acc[r][1]);
-            }
-        }
-    } else {
-        const float *wf = w;
-        for (int k = 0; k < nk; k++, wf += 16) {
-            __m256 w0 = _mm256_load_ps(wf), w1 = _mm256_load_ps(wf + 8);
-#pragma GCC unroll 8
-            for (int r = 0; r < mr; r++) {
-                __m256 xb = _mm256_broadcast_ss(x + (size_t)r * ldx + k);
-                acc[r][0] = _mm256_fmadd_ps(xb, w0, acc[r][0]);
-                acc[r][1] = _mm256_fmadd_ps(xb, w1, acc[r][1]);
-            }
+        for (int r = 0; r < mr; r++) {
+            __m256 xb = _mm256_broadcast_ss(x + (size_t)r * ldx + k);
+            acc[r][0] = _mm256_fmadd_ps(xb, w0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(xb, w1, acc[r][1]);
         }
     }
 #pragma GCC unroll 8
     for (int r = 0; r < mr; r++) {
-        _mm256_storeu_ps(out[r], acc[r][0]);
-        _mm256_storeu_ps(out[r] + 8, acc[r][1]);
+        _mm256_store_ps(out[r], acc[r][0]);
+        _mm256_store_ps(out[r] + 8, acc[r][1]);
     }
 }
 
 #define MICRO(mr)                                                                                 \
-    static TARGET_AVX2 void micro_##mr(const float *x, size_t ldx, const void *w, int layout,     \
-                                       int nk, float (*out)[16]) {                                \
-        micro_body(mr, x, ldx, w, layout, nk, out);                                               \
+    static TARGET_AVX2 void micro_##mr(const float *x, size_t ldx, const float *w, int nk,       \
+                                       float (*out)[16]) {                                        \
+        micro_body(mr, x, ldx, w, nk, out);                                                       \
     }
 MICRO(1)
 MICRO(2)
@@ -78,11 +51,10 @@ MICRO(4)
 MICRO(5)
 MICRO(6)
 
-static void micro(int mr, const float *x, size_t ldx, const void *w, int layout, int nk,
-                  float (*out)[16]) {
-    static void (*const tab[MR])(const float *, size_t, const void *, int, int, float (*)[16]) = {
+static void micro(int mr, const float *x, size_t ldx, const float *w, int nk, float (*out)[16]) {
+    static void (*const tab[MR])(const float *, size_t, const float *, int, float (*)[16]) = {
         micro_1, micro_2, micro_3, micro_4, micro_5, micro_6};
-    tab[mr - 1](x, ldx, w, layout, nk, out);
+    tab[mr - 1](x, ldx, w, nk, out);
 }
 
 static void gemm(const struct wmat *w, int m, const float *x, int ldx, const float *bias,
