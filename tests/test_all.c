@@ -59,6 +59,13 @@ static const struct {
 
 int main(int argc, char **argv) {
     int n_suites = (int)(sizeof(suites) / sizeof(suites[0]));
+    if (argc == 2 && !strcmp(argv[1], "--cpu-levels")) { /* the levels this CPU runs, lowest first */
+        uint32_t masks[16];
+        const char *names[16];
+        int n = cpu_levels(cpu_detect(), masks, names, 16);
+        for (int i = 0; i < n; i++) printf("%s\n", names[i]);
+        return 0;
+    }
     /* as the programs do: the engine's pool is the one team of threads */
     openblas_set_num_threads(1);
     char names[128];
