@@ -74,6 +74,20 @@ LIB_OBJS  = $(call obj,$(ENGINE_SRCS) $(CONFIG_SRCS) $(TOK_SRCS) $(SERVER_SRCS))
 MAIN_OBJ  = $(call obj,server/main.c)
 TEST_OBJS = $(call obj,$(TEST_SRCS))
 
+.PHONY: cross-aarch64
+# make cross-aarch64: build/aarch64/embedserve for arm64 (build only), with
+# Debian's crossbuild-essential-arm64 and the :arm64 library packages
+# unpacked into ARM64_SYSROOT by scripts/arm64-sysroot (not installed: apt
+# would remove the amd64 libsentencepiece-dev).
+ARM64_SYSROOT ?= build/aarch64/sysroot
+A64 = $(abspath $(ARM64_SYSROOT))
+cross-aarch64:
+	@test -d $(ARM64_SYSROOT)/usr/include || sh scripts/arm64-sysroot $(ARM64_SYSROOT)
+	$(MAKE) BUILD=build/aarch64 CC=aarch64-linux-gnu-gcc CXX=aarch64-linux-gnu-g++ \
+	    PKG_CFLAGS="-I$(A64)/usr/include -I$(A64)/usr/include/cjson -I$(A64)/usr/include/aarch64-linux-gnu/openblas-pthread" \
+	    PKG_LIBS="-L$(A64)/usr/lib/aarch64-linux-gnu -L$(A64)/usr/lib/aarch64-linux-gnu/openblas-pthread -lmicrohttpd -lcjson -lopenblas -Wl,-rpath-link,$(A64)/usr/lib/aarch64-linux-gnu -Wl,--allow-shlib-undefined" \
+	    build/aarch64/embedserve
+
 .PHONY: all test clean deps format format-check check-headers testmodel bench fuzz soak test-tsan
 all: $(BUILD)/embedserve
 
