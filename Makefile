@@ -58,7 +58,12 @@ endif
 DEB_BUILD := $(shell cat docker/apt-build.txt)
 DEB_TEST  := $(shell cat docker/apt-test.txt)
 
-ENGINE_SRCS = $(wildcard engine/*.c)
+# The kernels for the target's instruction set (engine/arch/<isa>/), plus
+# the portable ones every build has.
+TARGET_ARCH_NAME := $(shell $(CC) -dumpmachine | cut -d- -f1)
+ENGINE_ARCH = $(if $(filter x86_64,$(TARGET_ARCH_NAME)),x86,$(if $(filter aarch64,$(TARGET_ARCH_NAME)),arm,))
+ENGINE_SRCS = $(wildcard engine/*.c) $(wildcard engine/arch/generic/*.c) \
+              $(if $(ENGINE_ARCH),$(wildcard engine/arch/$(ENGINE_ARCH)/*.c))
 CONFIG_SRCS = $(wildcard config/*.c)
 TOK_SRCS    = tokenizer/tokenizer_spm.cc
 UTIL_SRCS   = $(wildcard util/*.c)
@@ -228,7 +233,7 @@ cross-aarch64:
 	    PKG_CFLAGS="-I$(XSYSROOT)/usr/include -I$(XSYSROOT)/usr/include/cjson \
 	                -I$(XSYSROOT)/usr/include/aarch64-linux-gnu/openblas-pthread" \
 	    PKG_LIBS="-L$(XLIBDIR) -L$(XLIBDIR)/openblas-pthread -lmicrohttpd -lcjson -lopenblas \
-	              -Wl,--allow-shlib-undefined" \
+	              -Wl,-rpath-link,$(XLIBDIR) -Wl,--allow-shlib-undefined" \
 	    build/aarch64/embedserve
 	@file build/aarch64/embedserve | grep -q "ARM aarch64" && echo "cross-aarch64: build/aarch64/embedserve is an aarch64 executable"
 

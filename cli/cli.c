@@ -8,11 +8,13 @@
  */
 #include "cli/cli.h"
 #include "config/config.h"
+#include "engine/cpu.h"
 #include "pipeline/embed.h"
 #include "util/clock.h"
 #include "util/strbuf.h"
 
 #include <cJSON.h>
+#include <cblas.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -24,7 +26,7 @@
 #define CLI_GROUP 256 /* texts per plan in ordinary mode */
 
 struct cli_opts {
-    const char *model_dir, *task, *input, *output;
+    const char *model_dir, *task, *input, *output, *cpu_features;
     int dimensions, threads, max_batch_tokens, max_tokens;
     bool late, normalized, truncate;
 };
@@ -52,7 +54,9 @@ static void usage(FILE *f) {
             "  --input FILE           one text per line, or JSONL with \"text\" (default stdin)\n"
             "  --output FILE          JSONL output (default stdout)\n"
             "  --threads N            compute threads (default: all cores)\n"
-            "  --max-batch-tokens N   tokens per forward pass (default 8192)\n");
+            "  --max-batch-tokens N   tokens per forward pass (default 8192)\n"
+            "  --cpu-features LEVEL   restrict the kernels: auto (default, or\n"
+            "                         EMBEDSERVE_CPU_FEATURES), generic, avx2, avx512, ...\n");
 }
 
 static int texts_push(struct texts *t, const char *s, size_t len) {
@@ -190,9 +194,10 @@ static int parse_opts(int argc, char **argv, struct cli_opts *o) {
         {"no-normalize", 0, 0, 'N'},  {"late-chunking", 0, 0, 'l'}, {"truncate", 0, 0, 'T'},
         {"max-tokens", 1, 0, 'x'},    {"input", 1, 0, 'i'},       {"output", 1, 0, 'o'},
         {"threads", 1, 0, 'j'},       {"max-batch-tokens", 1, 0, 'b'}, {"help", 0, 0, 'h'},
-        {0, 0, 0, 0}};
+        {"cpu-features", 1, 0, 'c'},  {0, 0, 0, 0}};
     *o = (struct cli_opts){.threads = cfg_cpu_count(), .max_batch_tokens = 8192,
-                           .max_tokens = 8192, .normalized = true};
+                           .max_tokens = 8192, .normalized = true,
+                           .cpu_features = getenv("EMBEDSERVE_CPU_FEATURES")};
     int ch;
     optind = 1;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -211,6 +216,7 @@ static int parse_opts(int argc, char **argv, struct cli_opts *o) {
         case 'x': o->max_tokens = (int)v; break;
         case 'j': o->threads = (int)v; break;
         case 'b': o->max_batch_tokens = (int)v; break;
+        case 'c': o->cpu_features = optarg; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return -1;
         }
@@ -269,6 +275,13 @@ int cli_embed_main(int argc, char **argv) {
         goto out;
     }
     struct eng_params ep = eng_params_defaults();
+    if (cpu_parse_level(o.cpu_features, cpu_detect(), &ep.cpu_features, err, sizeof(err)) != 0) {
+        fprintf(stderr, "embed: --cpu-features: %s\n", err);
+        status = 2;
+        goto out;
+    }
+    /* one team of threads, the engine's: OpenBLAS single-threaded inside it */
+    openblas_set_num_threads(1);
     ep.n_threads = o.threads;
     ep.max_batch_tokens = o.max_batch_tokens > o.max_tokens ? o.max_batch_tokens : o.max_tokens;
     if (!(m = eng_model_open(o.model_dir, &ep, err, sizeof(err))) ||

@@ -68,6 +68,9 @@ static const struct opt opts[] = {
      "HTTP threads (parse, tokenise, render)"},
     {"dtype", T_ENUM, F(dtype), 0, 0, "auto", "auto|f32|bf16|int8", "TYPE",
      "matrix-product precision (auto: bf16 if the CPU has AVX512_BF16, else f32)"},
+    {"cpu-features", T_STR, F(cpu_features), 0, 0, "auto", NULL, "LEVEL",
+     "restrict the kernels to a CPU level: auto|generic|avx2|avx512|avx512vnni|avx512bf16 "
+     "(x86-64), neon|dotprod|i8mm|bf16 (aarch64)"},
     {"log-level", T_ENUM, F(log_level), 0, 0, "info", "error|warn|info|debug", "LEVEL",
      "log verbosity"},
     {"http-timeout", T_INT, F(http_timeout), 1, 86400, "60", NULL, "SECONDS",

@@ -68,6 +68,7 @@ struct cfg {
     int threads;                   /* --threads: engine threads (0 = all cores) */
     int http_threads;              /* --http-threads: HTTP/tokeniser threads (4) */
     int dtype;                     /* --dtype: enum cfg_dtype */
+    char *cpu_features;            /* --cpu-features: a level name (engine/cpu.h), "auto" */
     int log_level;                 /* --log-level: enum cfg_log_level */
     int http_timeout;              /* --http-timeout: idle connection timeout, seconds (60) */
     int header_timeout;            /* --header-timeout: request line + headers deadline, s (10) */

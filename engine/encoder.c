@@ -21,7 +21,8 @@
  * Memory: activations are sized once for the context's capacity; attention
  * scores need only ATT_TILE x n_tokens per thread, never n^2.
  * Threads: a pool of n_threads; each phase splits its work statically by
- * thread index, and OpenBLAS runs single-threaded inside each share.
+ * thread index. OpenBLAS (the f32 attention) must run single-threaded inside
+ * each share: the program sets that once (openblas_set_num_threads(1)).
  */
 #include "engine/engine_impl.h"
 
@@ -59,6 +60,7 @@ struct eng_ctx {
     /* bf16 attention (low-precision modes): K and V^T of every (sequence,
      * head) packed once per layer; grow-only, sized per batch in eng_encode */
     bool att_bf16;
+    const struct gemm_kernel *att_kern; /* the WMAT_BF16 kernel */
     struct wmat *att_w;          /* [n_seqs * n_head][2]: K, V^T */
     size_t *att_off;             /* [n_seqs * n_head] byte offset into att_buf */
     void *att_buf;
@@ -113,8 +115,6 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_params *
     c->cap = p && p->max_batch_tokens > 0 ? p->max_batch_tokens : 8192;
     size_t cap = (size_t)c->cap, H = (size_t)in->n_embd, d = H / (size_t)in->n_head;
     size_t chunk = cap < FFN_CHUNK ? cap : FFN_CHUNK;
-    /* One team of threads: ours. OpenBLAS runs single-threaded inside it. */
-    openblas_set_num_threads(1);
     c->pool = pool_new(n_threads);
     c->x = malloc(sizeof(float) * cap * H);
     c->qkv = malloc(sizeof(float) * cap * 3 * H);
@@ -132,10 +132,11 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_params *
     c->scratch = calloc((size_t)n_threads, sizeof(void *));
     size_t sb = 0;
     const struct eng_layer *L0 = &m->layers[0];
-    c->att_bf16 = in->dtype != ENG_DTYPE_F32 && gemm_cpu_has_bf16();
+    c->att_kern = gemm_kernel_for(WMAT_BF16, in->cpu_features);
+    c->att_bf16 = in->dtype != ENG_DTYPE_F32 && c->att_kern;
     /* the attention operands as wmat shapes: K (n_in = d), V^T (n_in = tokens) */
-    struct wmat wk = {.kind = WMAT_BF16, .n_out = 16, .n_in = (int)d};
-    struct wmat wv = {.kind = WMAT_BF16, .n_out = (int)d, .n_in = c->cap};
+    struct wmat wk = {.kind = WMAT_BF16, .n_out = 16, .n_in = (int)d, .k = c->att_kern};
+    struct wmat wv = {.kind = WMAT_BF16, .n_out = (int)d, .n_in = c->cap, .k = c->att_kern};
     const struct wmat *wl[6] = {&L0->qkv.w, &L0->out.w, &L0->fc1.w, &L0->fc2.w, &wk, &wv};
     for (int i = 0; i < (c->att_bf16 ? 6 : 4); i++) {
         size_t b = wmat_scratch_bytes(wl[i], c->cap);
@@ -344,8 +345,9 @@ static void att_pack_phase(void *arg, int ith, int nth) {
         const float *K = c->qkv + (size_t)c->seq_start[is] * ld + H + h * d;
         const float *V = K + H;
         char *buf = (char *)c->att_buf + c->att_off[item];
-        wmat_bf16_pack(&c->att_w[2 * item], K, ld, 1, n, d, buf);
-        wmat_bf16_pack(&c->att_w[2 * item + 1], V, 1, ld, d, n, buf + wmat_bf16_bytes(n, d));
+        wmat_bf16_pack(&c->att_w[2 * item], c->att_kern, K, ld, 1, n, d, buf);
+        wmat_bf16_pack(&c->att_w[2 * item + 1], c->att_kern, V, 1, ld, d, n,
+                       buf + wmat_bf16_bytes(n, d));
     }
 }
 

@@ -54,7 +54,8 @@ const char *eng_strerror(int code);
 /* Numeric precision of the weights used for the matrix products. */
 enum eng_dtype {
     ENG_DTYPE_AUTO = 0, /* bf16 where the CPU has AVX512_BF16, else f32 */
-    ENG_DTYPE_F32,      /* weights widened to f32 at load: exact mode */
+    ENG_DTYPE_F32,      /* exact mode: f32 activations and accumulation, weights kept in the
+                           checkpoint's precision; bitwise independent of the batch */
     ENG_DTYPE_BF16,     /* bf16 weights and activations, f32 accumulation (AVX512_BF16) */
     ENG_DTYPE_INT8,     /* int8 per-channel weights, int8 activations (AVX512_VNNI) */
 };
@@ -66,6 +67,9 @@ struct eng_params {
     int n_threads;        /* threads for the forward pass, >= 1 */
     int max_batch_tokens; /* token capacity of one eng_encode call, summed over sequences */
     enum eng_dtype dtype;
+    /* CPU features the kernels may use: CPU_* bits of engine/cpu.h (e.g. from
+     * cpu_parse_level); 0 = all this CPU has. Never more than the CPU has. */
+    uint32_t cpu_features;
 };
 
 /* Model facts read from config.json (through the architecture's
@@ -94,6 +98,8 @@ struct eng_info {
     const char *const (*task_alias)[2]; /* [n_task_alias] {alias, task name} of the family */
     int n_task_alias;
     enum eng_dtype dtype; /* precision the matrix products run in (never AUTO) */
+    uint32_t cpu_features; /* the CPU_* bits in use (requested and present) */
+    const char *kernel;    /* the matrix-product kernel ("avx2-exact", "avx512bf16", ...) */
 };
 
 /* One sequence of an eng_encode batch. All pointers are borrowed for the call. */

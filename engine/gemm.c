@@ -1,115 +1,49 @@
-/* gemm.c -- prepared weight matrices (struct wmat) and their products
- * Y = X W^T (+ bias) in f32, bf16 and int8. The contract is in gemm.h.
+/* gemm.c -- prepared weight matrices (struct wmat): their layouts, the
+ * kernel table and the dispatch. The contract is in gemm.h; the kernels live
+ * in engine/arch/ (one file per instruction set), their interface in
+ * gemm_kernels.h.
  *
- * DESIGN
- * f32 goes to OpenBLAS (ops_gemm_nt). bf16 and int8 are our own AVX-512
- * kernels: each function that uses the instructions carries a target
- * attribute, so the project still builds for baseline x86-64, and wmat_init
- * refuses a kind the CPU (cpuid + the OS's xgetbv) cannot run.
- *
- * Weight layout (both low-precision kinds). W is cut into panels of 16 output
- * columns; panel p holds columns [16p, 16p + 16) for the whole of k as
- * "words" of G consecutive k values (G = 2 bf16, or 4 int8) in one uint32,
- * word-major: word kw of column 16p + l is panel[kw * 16 + l]. One aligned
- * zmm load is then one k-word for 16 columns, exactly the operand that
- * vdpbf16ps / vpdpbusd multiply with a broadcast activation word. n_out is
- * padded to a multiple of 16 and n_in to a multiple of G, with zeros. Panels
- * of 16 let the caller slice columns at any multiple of 16 (other slice ends
- * work too, by masked stores).
- *
- * Blocking, per call, on the caller's column slice [col_lo, col_hi):
- *   for each block of MC rows        (int8: a scale/zero point per row, whole k)
- *     for each block of KC_K k:      convert MC x KC_K activations into scratch
- *       for each NV panels:          W micro-panel NV*16 x KC_K, stays in L2
- *         for each MR rows:          microkernel, MR x NV zmm accumulators
- * so every activation is converted once per call and thread, W streams from
- * memory once per row block (once in all for m <= MC: the short query), and
- * the microkernel issues MR*NV dot-product instructions per NV loads + MR
- * broadcasts.
- *
- * int8 quantisation (documented choice): weights symmetric per output row,
- * s_w[j] = max|W[j]| / 127, q_w in [-127, 127] (s8); activations asymmetric
- * per input row, computed at call time over the row's whole k: the range
- * [min(x, 0), max(x, 0)] maps to u8 [0, 255] with s_x = range / 255 and a
- * zero point z (0 is exact). vpdpbusd needs u8 x s8, so
- *   Y[i][j] = s_x[i] s_w[j] (sum_k q_x[i][k] q_w[j][k] - z[i] colsum[j]) + b[j]
- * with colsum[j] = sum_k q_w[j][k] precomputed at init (the usual VNNI
- * compensation term). Asymmetric activations keep the full 8 bits for the
- * one-sided inputs of fc2 (after GELU).
+ * Weight layouts (see gemm_kernels.h). W is cut into panels of 16 output
+ * columns; panel p holds columns [16p, 16p + 16) for the whole of k, as
+ * words of G consecutive k values (G = 2 bf16, or 4 int8) in one uint32,
+ * word-major (word kw of column 16p + l is panel[kw * 16 + l]), or as f32
+ * (value k of column 16p + l is panel[k * 16 + l]). n_out is padded to a
+ * multiple of 16 and n_in to a multiple of G, with zeros. Panels of 16 let
+ * the caller slice columns at any multiple of 16 (other slice ends work too).
  */
 #include "engine/gemm.h"
+#include "engine/cpu.h"
 #include "engine/engine_impl.h"
+#include "engine/gemm_kernels.h"
 
-#include <cpuid.h>
-#include <immintrin.h>
 #include <math.h>
-#include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
-
-#define TARGET_BF16   __attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl")))
-#define TARGET_VNNI   __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
-#define TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
-#define INLINE        static inline __attribute__((always_inline))
-
-/* Microkernel: MR rows x NV panels of 16 columns (MR * NV zmm accumulators).
- * Blocks: MC rows x KC_K k values, i.e. KC_K / G words: the activations of a
- * block take MC * KC_K / G * 4 bytes of scratch, a W micro-panel
- * NV * 16 * KC_K / G * 4 bytes (128 KiB bf16, 64 KiB int8: L2). PF_WORDS:
- * software prefetch distance along a W panel, which helps the memory-bound
- * short query (m = 16) by ~10%. Measured on this Zen machine by bench_gemm:
- * MC in 48..192 and KC_K 1024 vs 512 differ by less than the noise except
- * bf16, where one k block for n_in = 1024 is ~8% faster than two. */
-enum { MR = 6, NV = 4, MC = 96, KC_K = 1024, PF_WORDS = 16 };
 
 static int imin(int a, int b) {
     return a < b ? a : b;
 }
 
-/* ---- CPU features ---- */
+/* ---- the kernel table: per kind, fastest first ---- */
 
-enum { CPU_BF16 = 1, CPU_VNNI = 2 };
-static atomic_int cpu_flags = -1; /* -1: not read yet */
+static const struct gemm_kernel *const kernels[] = {
+#if defined(__x86_64__)
+    &gemm_x86_avx512_bf16,
+    &gemm_x86_avx512_vnni,
+    &gemm_x86_avx2_exact,
+#endif
+    &gemm_generic_exact,
+};
 
-static int cpu_detect(void) {
-    const char *no = getenv("EMBEDSERVE_NO_AVX512");
-    if (no && *no && strcmp(no, "0") != 0) return 0;
-    unsigned a, b, c, d;
-    if (!__get_cpuid_count(1, 0, &a, &b, &c, &d) || !(c & bit_OSXSAVE)) return 0;
-    unsigned xlo, xhi;
-    __asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
-    (void)xhi;
-    /* the OS saves SSE, AVX, opmask, ZMM0-15 upper halves and ZMM16-31 */
-    if ((xlo & 0xe6) != 0xe6) return 0;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
-    unsigned max_sub = a;
-    int avx512 = (b & bit_AVX512F) && (b & bit_AVX512BW) && (b & bit_AVX512VL);
-    if (!avx512) return 0;
-    int f = (c & bit_AVX512VNNI) ? CPU_VNNI : 0;
-    if (max_sub >= 1 && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & bit_AVX512BF16))
-        f |= CPU_BF16;
-    return f;
+const struct gemm_kernel *gemm_kernel_for(enum wmat_kind kind, uint32_t cpu_mask) {
+    cpu_mask |= CPU_BASE;
+    for (size_t i = 0; i < sizeof(kernels) / sizeof(kernels[0]); i++)
+        if (kernels[i]->kind == kind && (kernels[i]->needs & ~cpu_mask) == 0) return kernels[i];
+    return NULL;
 }
 
-static int cpu_get(void) {
-    int f = atomic_load(&cpu_flags);
-    if (f < 0) {
-        f = cpu_detect();
-        atomic_store(&cpu_flags, f);
-    }
-    return f;
-}
-
-int gemm_cpu_has_bf16(void) {
-    return (cpu_get() & CPU_BF16) != 0;
-}
-
-int gemm_cpu_has_vnni(void) {
-    return (cpu_get() & CPU_VNNI) != 0;
-}
-
-void gemm_cpu_reset(void) {
-    atomic_store(&cpu_flags, -1);
+const char *gemm_kernel_name(const struct gemm_kernel *k) {
+    return k ? k->name : "none";
 }
 
 /* ---- preparing weights ---- */
@@ -135,7 +69,7 @@ static void *alloc64(size_t n) {
 }
 
 /* bf16: panels [n_pad / 16][kw][16] words of two bf16 (even k low). */
-static int prep_bf16(struct wmat *w, const float *src) {
+int gemm_prep_bf16(struct wmat *w, const float *src) {
     int kw = (w->n_in + 1) / 2, n_pad = (w->n_out + 15) & ~15;
     size_t n_words = (size_t)n_pad * kw;
     uint16_t *d = alloc64(n_words * 4);
@@ -149,6 +83,7 @@ static int prep_bf16(struct wmat *w, const float *src) {
     }
     w->data = d;
     w->nbytes = n_words * 4;
+    w->layout = WMAT_LAYOUT_BF16;
     return 0;
 }
 
@@ -157,11 +92,12 @@ size_t wmat_bf16_bytes(int n_out, int n_in) {
     return (n_pad * kw * 4 + 63) & ~(size_t)63;
 }
 
-void wmat_bf16_pack(struct wmat *w, const float *src, ptrdiff_t sj, ptrdiff_t sk, int n_out,
-                    int n_in, void *buf) {
+void wmat_bf16_pack(struct wmat *w, const struct gemm_kernel *kern, const float *src, ptrdiff_t sj,
+                    ptrdiff_t sk, int n_out, int n_in, void *buf) {
     int kw = (n_in + 1) / 2, n_pad = (n_out + 15) & ~15;
     uint16_t *d = buf;
-    *w = (struct wmat){.kind = WMAT_BF16, .n_out = n_out, .n_in = n_in, .data = buf};
+    ENG_ASSERT(kern && kern->kind == WMAT_BF16);
+    *w = (struct wmat){.kind = WMAT_BF16, .n_out = n_out, .n_in = n_in, .data = buf, .k = kern};
     /* same layout as prep_bf16: panel of 16 columns, words of 2 k values */
     for (int j = 0; j < n_pad; j++) {
         uint16_t *col = d + ((size_t)(j / 16) * kw * 16 + j % 16) * 2;
@@ -174,7 +110,7 @@ void wmat_bf16_pack(struct wmat *w, const float *src, ptrdiff_t sj, ptrdiff_t sk
 
 /* int8: panels [n_pad / 16][kw][16] words of four s8, then colsum[n_pad]
  * (int32); scale[n_pad] (zero past n_out). */
-static int prep_int8(struct wmat *w, const float *src) {
+int gemm_prep_int8(struct wmat *w, const float *src) {
     int kw = (w->n_in + 3) / 4, n_pad = (w->n_out + 15) & ~15;
     size_t n_words = (size_t)n_pad * kw;
     int8_t *d = alloc64(n_words * 4 + (size_t)n_pad * 4);
@@ -205,27 +141,47 @@ static int prep_int8(struct wmat *w, const float *src) {
     w->data = d;
     w->scale = scale;
     w->nbytes = n_words * 4 + (size_t)n_pad * 8;
+    w->layout = WMAT_LAYOUT_INT8;
     return 0;
 }
 
-int wmat_init(struct wmat *w, enum wmat_kind kind, const float *src, int n_out, int n_in) {
+/* f32 panels [n_pad / 16][n_in][16]. */
+static int prep_f32(struct wmat *w, const float *src) {
+    int n_pad = (w->n_out + 15) & ~15;
+    size_t n = (size_t)n_pad * w->n_in;
+    float *d = alloc64(n * sizeof(float));
+    if (!d) return -1;
+    for (int j = 0; j < n_pad; j++) {
+        float *col = d + (size_t)(j / 16) * w->n_in * 16 + j % 16;
+        for (int k = 0; k < w->n_in; k++)
+            col[(size_t)k * 16] = j < w->n_out ? src[(size_t)j * w->n_in + k] : 0.0f;
+    }
+    w->data = d;
+    w->nbytes = n * sizeof(float);
+    w->layout = WMAT_LAYOUT_F32;
+    return 0;
+}
+
+int gemm_prep_exact(struct wmat *w, const float *src) {
+    size_t n = (size_t)w->n_out * w->n_in;
+    int bf16 = w->n_in % 2 == 0;
+    for (size_t i = 0; bf16 && i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &src[i], sizeof(u));
+        bf16 = (u & 0xffffu) == 0;
+    }
+    return bf16 ? gemm_prep_bf16(w, src) : prep_f32(w, src);
+}
+
+int wmat_init(struct wmat *w, enum wmat_kind kind, uint32_t cpu_mask, const float *src, int n_out,
+              int n_in) {
     memset(w, 0, sizeof(*w));
     w->kind = kind;
     w->n_out = n_out;
     w->n_in = n_in;
-    if (n_out <= 0 || n_in <= 0) return -1;
-    switch (kind) {
-    case WMAT_F32: {
-        size_t n = sizeof(float) * (size_t)n_out * n_in;
-        if (!(w->data = alloc64(n))) return -1;
-        memcpy(w->data, src, n);
-        w->nbytes = n;
-        return 0;
-    }
-    case WMAT_BF16: return gemm_cpu_has_bf16() ? prep_bf16(w, src) : -1;
-    case WMAT_INT8: return gemm_cpu_has_vnni() ? prep_int8(w, src) : -1;
-    }
-    return -1;
+    w->k = gemm_kernel_for(kind, cpu_mask);
+    if (n_out <= 0 || n_in <= 0 || !w->k) return -1;
+    return w->k->prepare(w, src);
 }
 
 void wmat_deinit(struct wmat *w) {
@@ -237,341 +193,72 @@ void wmat_deinit(struct wmat *w) {
     w->nbytes = 0;
 }
 
-/* ---- scratch: per row block, int8 row parameters then activation words ---- */
-
-struct scratch {
-    float *sx;    /* [MC] int8 row scale */
-    int32_t *zx;  /* [MC] int8 row zero point */
-    float *inv;   /* [MC] 1 / sx */
-    uint32_t *xw; /* [MC][ld] activation words of one k block */
-    int ld;       /* words per row: a block's, or fewer for a small k; multiple of 16 */
-};
-
-static int words_per_k(enum wmat_kind kind, int n_in) {
-    return kind == WMAT_BF16 ? (n_in + 1) / 2 : (n_in + 3) / 4;
+/* Y row (16 columns of panel p, lanes [c0, c1)) from a tile's sums: the
+ * first k block stores acc (+ bias), later ones add. Same arithmetic per
+ * element whichever branch (a full panel only lets the compiler vectorise). */
+static inline void exact_store(float *yr, const float *acc, const float *bias, int first, int c0,
+                               int c1) {
+    if (c0 == 0 && c1 == 16) {
+        if (!first)
+            for (int c = 0; c < 16; c++) yr[c] += acc[c];
+        else if (bias)
+            for (int c = 0; c < 16; c++) yr[c] = acc[c] + bias[c];
+        else
+            for (int c = 0; c < 16; c++) yr[c] = acc[c];
+        return;
+    }
+    for (int c = c0; c < c1; c++) yr[c] = !first ? yr[c] + acc[c] : bias ? acc[c] + bias[c] : acc[c];
 }
 
-/* k-words per block */
-static int block_words(enum wmat_kind kind) {
-    return kind == WMAT_BF16 ? KC_K / 2 : KC_K / 4;
-}
-
-static int scratch_ld(const struct wmat *w) {
-    return imin(block_words(w->kind), (words_per_k(w->kind, w->n_in) + 15) & ~15);
+void gemm_exact_run(const struct wmat *w, int m, const float *x, int ldx, const float *bias,
+                    float *y, int ldy, int col_lo, int col_hi, gemm_exact_micro micro, int mr_max) {
+    _Alignas(64) float acc[8][16];
+    _Alignas(64) float wbuf[EXACT_KC * 16]; /* one panel's k block widened from bf16 (L1) */
+    ENG_ASSERT(mr_max <= 8);
+    int n_in = w->n_in, bf16 = w->layout == WMAT_LAYOUT_BF16;
+    int p_lo = col_lo / 16, p_hi = (col_hi + 15) / 16;
+    for (int i0 = 0; i0 < m; i0 += EXACT_MC) {
+        int mc = imin(EXACT_MC, m - i0);
+        for (int k0 = 0; k0 < n_in; k0 += EXACT_KC) {
+            int nk = imin(EXACT_KC, n_in - k0);
+            for (int p = p_lo; p < p_hi; p++) {
+                const float *wp;
+                if (bf16) { /* exact: a bf16 is the top half of its f32 */
+                    const uint32_t *wd = (const uint32_t *)w->data + (size_t)p * (n_in / 2) * 16 +
+                                         (size_t)k0 / 2 * 16;
+                    for (int kw = 0; kw < nk / 2; kw++)
+                        for (int c = 0; c < 16; c++) {
+                            uint32_t u = wd[kw * 16 + c], lo = u << 16, hi = u & 0xffff0000u;
+                            memcpy(&wbuf[(2 * kw) * 16 + c], &lo, 4);
+                            memcpy(&wbuf[(2 * kw + 1) * 16 + c], &hi, 4);
+                        }
+                    wp = wbuf;
+                } else {
+                    wp = (const float *)w->data + (size_t)p * n_in * 16 + (size_t)k0 * 16;
+                }
+                int c0 = col_lo - 16 * p, c1 = col_hi - 16 * p;
+                c0 = c0 < 0 ? 0 : c0;
+                c1 = c1 > 16 ? 16 : c1;
+                const float *bp = bias ? bias + 16 * p : NULL;
+                for (int r0 = 0; r0 < mc; r0 += mr_max) {
+                    int mr = imin(mr_max, mc - r0);
+                    micro(mr, x + (size_t)(i0 + r0) * ldx + k0, (size_t)ldx, wp, nk, acc);
+                    for (int r = 0; r < mr; r++)
+                        exact_store(y + (size_t)(i0 + r0 + r) * ldy + 16 * p, acc[r], bp, k0 == 0,
+                                    c0, c1);
+                }
+            }
+        }
+    }
 }
 
 size_t wmat_scratch_bytes(const struct wmat *w, int m) {
-    if (w->kind == WMAT_F32 || m <= 0) return 0;
-    size_t rows = (size_t)imin(m, MC);
-    return 64 + 3 * MC * 4 + 64 + rows * (size_t)scratch_ld(w) * 4;
-}
-
-static struct scratch scratch_carve(const struct wmat *w, void *mem) {
-    uintptr_t p = ((uintptr_t)mem + 63) & ~(uintptr_t)63;
-    struct scratch s;
-    s.sx = (float *)p;
-    s.zx = (int32_t *)(p + MC * 4);
-    s.inv = (float *)(p + 2 * MC * 4);
-    s.xw = (uint32_t *)((p + 3 * MC * 4 + 63) & ~(uintptr_t)63);
-    s.ld = scratch_ld(w);
-    return s;
-}
-
-/* ---- microkernels ---- */
-
-/* One microkernel call: MR x NV*16 outputs over nk k-words of one k block. */
-struct kern {
-    int nk;              /* k-words in this block */
-    const uint32_t *x;   /* activation words of row 0; row r at x + r * ldx */
-    int ldx;             /* words */
-    const uint32_t *w;   /* panel 0 at this block's first word; panel v at w + v * wstride */
-    size_t wstride;      /* words */
-    float *y;            /* Y row 0, column 16 * (first panel) */
-    size_t ldy;          /* floats */
-    const float *bias;   /* at y's column, or NULL */
-    int first;           /* first k block: Y = acc (+ bias); later blocks: Y += acc */
-    __mmask16 mask[NV];  /* each panel's columns inside [col_lo, col_hi) */
-    const float *sx;     /* int8: [MR] row scales */
-    const int32_t *zx;   /* int8: [MR] row zero points */
-    const float *sw;     /* int8: column scales at y's column */
-    const int32_t *csum; /* int8: column sums of q_w at y's column */
-};
-
-/* Y (+)= s for one zmm of 16 columns, masked to the slice: the first k block
- * stores s (+ bias), later blocks accumulate. */
-INLINE TARGET_AVX512 void store_y(float *yv, const float *bv, int first, __mmask16 k, __m512 s) {
-    if (!first)
-        s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(k, yv));
-    else if (bv)
-        s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(k, bv));
-    _mm512_mask_storeu_ps(yv, k, s);
-}
-
-INLINE TARGET_BF16 void kern_bf16(const struct kern *a, const int mr, const int nv) {
-    __m512 acc[MR][NV];
-#pragma GCC unroll 8
-    for (int r = 0; r < mr; r++)
-#pragma GCC unroll 8
-        for (int v = 0; v < nv; v++)
-            acc[r][v] = _mm512_setzero_ps();
-    const uint32_t *x = a->x, *w = a->w;
-    size_t ws = a->wstride, ldx = (size_t)a->ldx;
-    for (int k = 0; k < a->nk; k++, w += 16) {
-        __m512bh wv[NV];
-#pragma GCC unroll 8
-        for (int v = 0; v < nv; v++) {
-            wv[v] = (__m512bh)_mm512_load_si512(w + v * ws);
-            _mm_prefetch((const char *)(w + v * ws + 16 * PF_WORDS), _MM_HINT_T0);
-        }
-#pragma GCC unroll 8
-        for (int r = 0; r < mr; r++) {
-            __m512bh xb = (__m512bh)_mm512_set1_epi32((int)x[r * ldx + k]);
-#pragma GCC unroll 8
-            for (int v = 0; v < nv; v++)
-                acc[r][v] = _mm512_dpbf16_ps(acc[r][v], xb, wv[v]);
-        }
-    }
-    /* locals: the masked stores below may alias *a as far as the compiler knows */
-    float *y = a->y;
-    const float *bias = a->bias;
-    size_t ldy = a->ldy;
-    int first = a->first;
-    __mmask16 mask[NV];
-#pragma GCC unroll 8
-    for (int v = 0; v < nv; v++)
-        mask[v] = a->mask[v];
-#pragma GCC unroll 8
-    for (int r = 0; r < mr; r++)
-#pragma GCC unroll 8
-        for (int v = 0; v < nv; v++)
-            store_y(y + r * ldy + 16 * v, bias ? bias + 16 * v : NULL, first, mask[v], acc[r][v]);
-}
-
-INLINE TARGET_VNNI void kern_int8(const struct kern *a, const int mr, const int nv) {
-    __m512i acc[MR][NV];
-#pragma GCC unroll 8
-    for (int r = 0; r < mr; r++)
-#pragma GCC unroll 8
-        for (int v = 0; v < nv; v++)
-            acc[r][v] = _mm512_setzero_si512();
-    const uint32_t *x = a->x, *w = a->w;
-    size_t ws = a->wstride, ldx = (size_t)a->ldx;
-    for (int k = 0; k < a->nk; k++, w += 16) {
-        __m512i wv[NV];
-#pragma GCC unroll 8
-        for (int v = 0; v < nv; v++) {
-            wv[v] = _mm512_load_si512(w + v * ws);
-            _mm_prefetch((const char *)(w + v * ws + 16 * PF_WORDS), _MM_HINT_T0);
-        }
-#pragma GCC unroll 8
-        for (int r = 0; r < mr; r++) {
-            __m512i xb = _mm512_set1_epi32((int)x[r * ldx + k]); /* u8 x 4 */
-#pragma GCC unroll 8
-            for (int v = 0; v < nv; v++)
-                acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], xb, wv[v]);
-        }
-    }
-    /* dequantise: s_x s_w (acc - z colsum) (+ bias) on the first block, s_x s_w acc later */
-    float *y = a->y;
-    const float *bias = a->bias;
-    size_t ldy = a->ldy;
-    int first = a->first;
-    __mmask16 mask[NV];
-    __m512 sw[NV];
-    __m512i csum[NV];
-#pragma GCC unroll 8
-    for (int v = 0; v < nv; v++) {
-        mask[v] = a->mask[v];
-        sw[v] = _mm512_loadu_ps(a->sw + 16 * v);
-        csum[v] = _mm512_loadu_si512(a->csum + 16 * v);
-    }
-#pragma GCC unroll 8
-    for (int r = 0; r < mr; r++) {
-        __m512 sx = _mm512_set1_ps(a->sx[r]);
-        __m512i zx = _mm512_set1_epi32(a->zx[r]);
-#pragma GCC unroll 8
-        for (int v = 0; v < nv; v++) {
-            __m512i q = acc[r][v];
-            if (first) q = _mm512_sub_epi32(q, _mm512_mullo_epi32(zx, csum[v]));
-            __m512 s = _mm512_mul_ps(_mm512_cvtepi32_ps(q), _mm512_mul_ps(sx, sw[v]));
-            store_y(y + r * ldy + 16 * v, bias ? bias + 16 * v : NULL, first, mask[v], s);
-        }
-    }
-}
-
-typedef void (*kern_fn)(const struct kern *);
-
-/* One specialisation per (mr, nv): full blocks and the row/panel tails. */
-#define KERN_DEF(name, attr, body, mr, nv)                      \
-    static attr void name##_##mr##_##nv(const struct kern *a) { \
-        body(a, mr, nv);                                        \
-    }
-#define KERN_ROW(name, attr, body, mr) \
-    KERN_DEF(name, attr, body, mr, 1)  \
-    KERN_DEF(name, attr, body, mr, 2)  \
-    KERN_DEF(name, attr, body, mr, 3) KERN_DEF(name, attr, body, mr, 4)
-#define KERN_ALL(name, attr, body) \
-    KERN_ROW(name, attr, body, 1)  \
-    KERN_ROW(name, attr, body, 2)  \
-    KERN_ROW(name, attr, body, 3)  \
-    KERN_ROW(name, attr, body, 4) KERN_ROW(name, attr, body, 5) KERN_ROW(name, attr, body, 6)
-#define KERN_TAB_ROW(name, mr) \
-    { name##_##mr##_1, name##_##mr##_2, name##_##mr##_3, name##_##mr##_4 }
-#define KERN_TAB(name)                                                          \
-    {                                                                           \
-        KERN_TAB_ROW(name, 1), KERN_TAB_ROW(name, 2), KERN_TAB_ROW(name, 3),    \
-            KERN_TAB_ROW(name, 4), KERN_TAB_ROW(name, 5), KERN_TAB_ROW(name, 6) \
-    }
-
-_Static_assert(MR == 6 && NV == 4, "the KERN_* tables spell out MR = 6, NV = 4");
-KERN_ALL(kbf16, TARGET_BF16, kern_bf16)
-KERN_ALL(kint8, TARGET_VNNI, kern_int8)
-static const kern_fn kern_bf16_tab[MR][NV] = KERN_TAB(kbf16);
-static const kern_fn kern_int8_tab[MR][NV] = KERN_TAB(kint8);
-
-/* ---- activation conversion into scratch ---- */
-
-/* xw[r][0..nk) = bf16 words of x[r][2 k0 .. 2 (k0 + nk)), zero past n_in. */
-static TARGET_BF16 void pack_bf16(const float *x, int ldx, int rows, int n_in, int k0, int nk,
-                                  uint32_t *xw, int ld) {
-    for (int r = 0; r < rows; r++) {
-        const float *xr = x + (size_t)r * ldx;
-        uint32_t *dr = xw + (size_t)r * ld;
-        for (int kk = 0; kk < nk; kk += 16) {
-            int e = 2 * (k0 + kk); /* first float */
-            int n_lo = imin(16, n_in - e), n_hi = imin(16, n_in - e - 16);
-            __mmask16 m_lo = n_lo >= 16 ? 0xffff : n_lo > 0 ? (__mmask16)((1u << n_lo) - 1) : 0;
-            __mmask16 m_hi = n_hi >= 16 ? 0xffff : n_hi > 0 ? (__mmask16)((1u << n_hi) - 1) : 0;
-            __m512 lo = _mm512_maskz_loadu_ps(m_lo, xr + e);
-            __m512 hi = _mm512_maskz_loadu_ps(m_hi, xr + e + 16);
-            __m512i v = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
-            int left = nk - kk;
-            _mm512_mask_storeu_epi32(dr + kk, left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1),
-                                     v);
-        }
-    }
-}
-
-/* Row parameters for int8 activations over the whole row (see the DESIGN). */
-static TARGET_VNNI void quant_params(const float *x, int ldx, int rows, int n_in, float *sx,
-                                     int32_t *zx, float *inv) {
-    for (int r = 0; r < rows; r++) {
-        const float *xr = x + (size_t)r * ldx;
-        __m512 vmin = _mm512_setzero_ps(), vmax = _mm512_setzero_ps();
-        for (int k = 0; k < n_in; k += 16) {
-            int n = imin(16, n_in - k);
-            __mmask16 m = n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);
-            __m512 v = _mm512_maskz_loadu_ps(m, xr + k); /* masked lanes are 0: in range */
-            vmin = _mm512_min_ps(vmin, v);
-            vmax = _mm512_max_ps(vmax, v);
-        }
-        float lo = _mm512_reduce_min_ps(vmin), hi = _mm512_reduce_max_ps(vmax);
-        float s = (hi - lo) / 255.0f;
-        if (!(s > 0)) s = 1.0f; /* an all-zero row */
-        long z = lrintf(-lo / s);
-        zx[r] = (int32_t)(z < 0 ? 0 : z > 255 ? 255 : z);
-        sx[r] = s;
-        inv[r] = 1.0f / s;
-    }
-}
-
-/* xw[r][0..nk) = u8 words of x[r][4 k0 .. 4 (k0 + nk)), quantised with the
- * row's parameters; k past n_in gives the zero point (its W is zero). */
-static TARGET_VNNI void pack_int8(const float *x, int ldx, int rows, int n_in, int k0, int nk,
-                                  const int32_t *zx, const float *inv, uint32_t *xw, int ld) {
-    for (int r = 0; r < rows; r++) {
-        const float *xr = x + (size_t)r * ldx;
-        uint8_t *dr = (uint8_t *)(xw + (size_t)r * ld);
-        __m512 vinv = _mm512_set1_ps(inv[r]);
-        __m512i vz = _mm512_set1_epi32(zx[r]), zero = _mm512_setzero_si512();
-        for (int kk = 0; kk < 4 * nk; kk += 16) {
-            int e = 4 * k0 + kk, n = imin(16, n_in - e);
-            __mmask16 m = n >= 16 ? 0xffff : n > 0 ? (__mmask16)((1u << n) - 1) : 0;
-            __m512 v = _mm512_maskz_loadu_ps(m, xr + e);
-            __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, vinv)), vz);
-            q = _mm512_max_epi32(q, zero);
-            _mm_storeu_si128((__m128i *)(dr + kk), _mm512_cvtusepi32_epi8(q)); /* clamps at 255 */
-        }
-    }
-}
-
-/* ---- drivers ---- */
-
-/* Bits of panel p's lanes inside [col_lo, col_hi). */
-static __mmask16 panel_mask(int p, int col_lo, int col_hi) {
-    int lo = col_lo - 16 * p, hi = col_hi - 16 * p;
-    lo = lo < 0 ? 0 : lo;
-    hi = hi > 16 ? 16 : hi;
-    unsigned m = hi <= lo ? 0 : ((1u << hi) - 1) & ~((1u << lo) - 1);
-    return (__mmask16)m;
-}
-
-/* Runs the NV-panel x MR-row loops of one (row block, k block). */
-static void run_block(const struct wmat *w, const kern_fn tab[MR][NV], struct kern *a,
-                      const struct scratch *s, int mc, const float *bias, float *y, int ldy,
-                      int col_lo, int col_hi, int k0) {
-    int p_lo = col_lo / 16, p_hi = (col_hi + 15) / 16;
-    const uint32_t *wd = w->data;
-    for (int p = p_lo; p < p_hi; p += NV) {
-        int nv = imin(NV, p_hi - p);
-        for (int v = 0; v < nv; v++)
-            a->mask[v] = panel_mask(p + v, col_lo, col_hi);
-        a->w = wd + (size_t)p * a->wstride + (size_t)k0 * 16;
-        a->bias = bias ? bias + 16 * p : NULL;
-        if (w->kind == WMAT_INT8) {
-            a->sw = w->scale + 16 * p;
-            /* colsum follows the panels: n_pad / 16 panels of wstride words */
-            a->csum = (const int32_t *)(wd + (size_t)((w->n_out + 15) / 16) * a->wstride) + 16 * p;
-        }
-        for (int r0 = 0; r0 < mc; r0 += MR) {
-            int mr = imin(MR, mc - r0);
-            a->x = s->xw + (size_t)r0 * s->ld;
-            a->y = y + (size_t)r0 * ldy + 16 * p;
-            a->sx = s->sx + r0;
-            a->zx = s->zx + r0;
-            tab[mr - 1][nv - 1](a);
-        }
-    }
-}
-
-static void gemm_lowp(const struct wmat *w, int m, const float *x, int ldx, const float *bias,
-                      float *y, int ldy, int col_lo, int col_hi, void *scratch) {
-    int int8 = w->kind == WMAT_INT8;
-    int kw = words_per_k(w->kind, w->n_in), kc = block_words(w->kind);
-    struct scratch s = scratch_carve(w, scratch);
-    struct kern a = {0};
-    a.ldx = s.ld;
-    a.wstride = (size_t)kw * 16;
-    a.ldy = (size_t)ldy;
-    for (int i0 = 0; i0 < m; i0 += MC) {
-        int mc = imin(MC, m - i0);
-        const float *xb = x + (size_t)i0 * ldx;
-        float *yb = y + (size_t)i0 * ldy;
-        if (int8) quant_params(xb, ldx, mc, w->n_in, s.sx, s.zx, s.inv);
-        for (int k0 = 0; k0 < kw; k0 += kc) {
-            a.nk = imin(kc, kw - k0);
-            a.first = k0 == 0;
-            if (int8)
-                pack_int8(xb, ldx, mc, w->n_in, k0, a.nk, s.zx, s.inv, s.xw, s.ld);
-            else
-                pack_bf16(xb, ldx, mc, w->n_in, k0, a.nk, s.xw, s.ld);
-            run_block(w, int8 ? kern_int8_tab : kern_bf16_tab, &a, &s, mc, bias, yb, ldy, col_lo,
-                      col_hi, k0);
-        }
-    }
+    return w->k && w->k->scratch_bytes ? w->k->scratch_bytes(w, m) : 0;
 }
 
 void wmat_gemm(const struct wmat *w, int m, const float *x, int ldx, const float *bias, float *y,
                int ldy, int col_lo, int col_hi, void *scratch) {
     if (m <= 0 || col_lo >= col_hi) return;
-    ENG_ASSERT(col_lo >= 0 && col_hi <= w->n_out && ldx >= w->n_in && ldy >= col_hi);
-    if (w->kind == WMAT_F32) {
-        /* Y[m][lo..hi) = X[m][n_in] . W[lo..hi)[n_in]^T (+ bias[lo..hi)) */
-        ops_gemm_nt(m, col_hi - col_lo, w->n_in, x, ldx,
-                    (const float *)w->data + (size_t)col_lo * w->n_in, w->n_in,
-                    bias ? bias + col_lo : NULL, y + col_lo, ldy);
-        return;
-    }
-    ENG_ASSERT(scratch != NULL);
-    gemm_lowp(w, m, x, ldx, bias, y, ldy, col_lo, col_hi, scratch);
+    ENG_ASSERT(col_lo >= 0 && col_hi <= w->n_out && ldx >= w->n_in && ldy >= col_hi && w->k);
+    w->k->gemm(w, m, x, ldx, bias, y, ldy, col_lo, col_hi, scratch);
 }

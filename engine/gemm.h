@@ -2,8 +2,8 @@
  * precisions (engine-internal; included by engine/ sources and tests only).
  *
  * A struct wmat holds one linear layer's weight W[n_out][n_in] in the layout
- * and precision its kernel wants (f32 row-major for OpenBLAS; bf16 packed for
- * AVX512_BF16; int8 per-output-channel scales for VNNI). Prepared once at
+ * and precision its kernel wants, the kernel chosen once, at wmat_init, from
+ * a CPU feature mask (engine/cpu.h) by the table in gemm.c. Prepared once at
  * load, immutable after: any number of threads may multiply with it at once.
  *
  * wmat_gemm computes the column slice [col_lo, col_hi) of
@@ -18,7 +18,10 @@
 #include <stdint.h>
 
 enum wmat_kind {
-    WMAT_F32 = 0, /* exact: OpenBLAS sgemm */
+    /* exact: f32 activations, f32 accumulation in a fixed order per output
+     * element (bitwise the same whatever m, the row or the column slice);
+     * W kept in the checkpoint's precision (bf16 if every value is one) */
+    WMAT_F32 = 0,
     WMAT_BF16,    /* weights bf16, activations rounded to bf16, f32 accumulation */
     WMAT_INT8,    /* weights int8 per output channel, activations int8 per row, i32 accumulation */
 };
@@ -29,19 +32,25 @@ struct wmat {
     void *data;    /* owned; kind-specific layout */
     float *scale;  /* owned; [n_out] for WMAT_INT8, else NULL */
     size_t nbytes; /* bytes held (data + scale) */
+    int layout;    /* enum wmat_layout */
+    const struct gemm_kernel *k; /* borrowed: a row of the static kernel table */
 };
 
-/* CPU features the kernels need (cpuid + OS support), cached. */
-int gemm_cpu_has_bf16(void); /* AVX512F + AVX512_BF16 */
-int gemm_cpu_has_vnni(void); /* AVX512F + AVX512BW + AVX512_VNNI */
-/* Forgets the cached answer, so the next query reads cpuid and the
- * EMBEDSERVE_NO_AVX512 environment variable (=1: report neither) again.
- * For tests; not thread-safe against concurrent wmat_init. */
-void gemm_cpu_reset(void);
+enum wmat_layout { WMAT_LAYOUT_BF16 = 0, WMAT_LAYOUT_F32, WMAT_LAYOUT_INT8 };
 
-/* Prepares w from src, n_out x n_in f32 values (row-major). Returns 0, or -1
- * (out of memory, or the CPU lacks the kind's instructions). */
-int wmat_init(struct wmat *w, enum wmat_kind kind, const float *src, int n_out, int n_in);
+struct gemm_kernel;
+
+/* The kernel that wmat_init would use for `kind` under the CPU mask
+ * (CPU_* bits of engine/cpu.h), or NULL if the mask allows none. Thread-safe. */
+const struct gemm_kernel *gemm_kernel_for(enum wmat_kind kind, uint32_t cpu_mask);
+/* Its name for logs ("avx2-exact", "generic-exact", "avx512bf16", ...). */
+const char *gemm_kernel_name(const struct gemm_kernel *k);
+
+/* Prepares w from src, n_out x n_in f32 values (row-major), for the kernel
+ * gemm_kernel_for(kind, cpu_mask). Returns 0, or -1 (out of memory, or the
+ * mask allows no kernel of the kind). */
+int wmat_init(struct wmat *w, enum wmat_kind kind, uint32_t cpu_mask, const float *src, int n_out,
+              int n_in);
 void wmat_deinit(struct wmat *w);
 
 /* Y[i][j] = sum_k X[i][k] W[j][k] (+ bias[j]) for i < m, col_lo <= j < col_hi.
@@ -56,9 +65,9 @@ size_t wmat_scratch_bytes(const struct wmat *w, int m);
  * caller memory with no allocation. wmat_bf16_bytes: the bytes `buf` needs
  * (a multiple of 64). wmat_bf16_pack: w views buf (64-byte aligned), element
  * (j, k) of W read from src[j * sj + k * sk]; w does not own buf, so it must
- * not be passed to wmat_deinit. Needs gemm_cpu_has_bf16(). */
+ * not be passed to wmat_deinit. k: a WMAT_BF16 kernel (gemm_kernel_for). */
 size_t wmat_bf16_bytes(int n_out, int n_in);
-void wmat_bf16_pack(struct wmat *w, const float *src, ptrdiff_t sj, ptrdiff_t sk, int n_out,
-                    int n_in, void *buf);
+void wmat_bf16_pack(struct wmat *w, const struct gemm_kernel *k, const float *src, ptrdiff_t sj,
+                    ptrdiff_t sk, int n_out, int n_in, void *buf);
 
 #endif

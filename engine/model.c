@@ -15,6 +15,7 @@
  * Weights are immutable once eng_model_open returns.
  */
 #include "engine/engine_impl.h"
+#include "engine/cpu.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -32,14 +33,19 @@ const char *eng_dtype_name(enum eng_dtype dt) {
     return (unsigned)dt < 4 ? names[dt] : "?";
 }
 
-/* AUTO -> bf16 where the CPU runs it, else f32; explicit kinds are checked. */
-static int dtype_resolve(enum eng_dtype want, enum eng_dtype *out, char *err, size_t errlen) {
-    if (want == ENG_DTYPE_AUTO) want = gemm_cpu_has_bf16() ? ENG_DTYPE_BF16 : ENG_DTYPE_F32;
-    if ((want == ENG_DTYPE_BF16 && !gemm_cpu_has_bf16()) ||
-        (want == ENG_DTYPE_INT8 && !gemm_cpu_has_vnni())) {
-        snprintf(err, errlen, "dtype %s needs a CPU with %s (or EMBEDSERVE_NO_AVX512 is set); "
+/* AUTO -> bf16 where the CPU features allow a kernel for it, else f32;
+ * explicit kinds are checked against the kernel table. */
+static int dtype_resolve(enum eng_dtype want, uint32_t cpu, enum eng_dtype *out, char *err,
+                         size_t errlen) {
+    if (want == ENG_DTYPE_AUTO)
+        want = gemm_kernel_for(WMAT_BF16, cpu) ? ENG_DTYPE_BF16 : ENG_DTYPE_F32;
+    if ((want == ENG_DTYPE_BF16 && !gemm_kernel_for(WMAT_BF16, cpu)) ||
+        (want == ENG_DTYPE_INT8 && !gemm_kernel_for(WMAT_INT8, cpu))) {
+        char names[128];
+        snprintf(err, errlen, "dtype %s needs a CPU with %s (CPU features in use: %s); "
                               "use dtype f32", eng_dtype_name(want),
-                 want == ENG_DTYPE_BF16 ? "AVX512_BF16" : "AVX512_VNNI");
+                 want == ENG_DTYPE_BF16 ? "AVX512_BF16" : "AVX512_VNNI",
+                 cpu_mask_names(cpu, names, sizeof(names)));
         return -1;
     }
     if (want < ENG_DTYPE_F32 || want > ENG_DTYPE_INT8) {
@@ -358,7 +364,8 @@ static long linear_load(struct eng_model *m, const enum eng_role *roles, int n_p
             st_to_f32(w[p]->dtype, w[p]->data, wtmp + (size_t)p * n_part * n_in, w[p]->n_elem);
             st_release(w[p]); /* keeps load-time RSS near the final footprint */
         }
-        if (wmat_init(&l->w, wmat_kind_of(m->info.dtype), wtmp, n_out, n_in) != 0) {
+        if (wmat_init(&l->w, wmat_kind_of(m->info.dtype), m->info.cpu_features, wtmp, n_out,
+                      n_in) != 0) {
             snprintf(err, errlen, "out of memory preparing '%s'", w[0]->name);
             return -1;
         }
@@ -565,7 +572,13 @@ struct eng_model *eng_model_open_arch(const char *dir, const struct eng_arch *ar
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    if (dtype_resolve(p ? p->dtype : ENG_DTYPE_AUTO, &m->info.dtype, err, errlen) != 0) goto fail;
+    uint32_t have = cpu_detect(), want = p && p->cpu_features ? p->cpu_features : have;
+    m->info.cpu_features = (want & have) | CPU_BASE;
+    if (dtype_resolve(p ? p->dtype : ENG_DTYPE_AUTO, m->info.cpu_features, &m->info.dtype, err,
+                      errlen) != 0)
+        goto fail;
+    m->info.kernel =
+        gemm_kernel_name(gemm_kernel_for(wmat_kind_of(m->info.dtype), m->info.cpu_features));
     m->arch = arch; /* NULL: config.json selects it */
     if (config_load(m, dir, err, errlen) != 0) goto fail;
     snprintf(path, sizeof(path), "%s/%s", dir, m->arch->weights_file);

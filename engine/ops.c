@@ -34,7 +34,11 @@ void ops_add_layernorm(float *x, const float *r, int n_rows, int n, const float 
 /* The elementwise kernels are written branch-free so the compiler
  * vectorises them; target_clones builds AVX-512, AVX2 and baseline copies and
  * picks one at load time from the CPU's features. */
+#if defined(__x86_64__) && !defined(EMB_NO_TARGET_CLONES)
 #define OPS_CLONES __attribute__((target_clones("avx512f", "avx2,fma", "default")))
+#else
+#define OPS_CLONES /* other ISAs: the baseline build (NEON on aarch64) */
+#endif
 
 /* e^x for x in [-87, 88]: 2^n * P(r), r = x - n ln2 in [-ln2/2, ln2/2],
  * P the degree-7 Taylor polynomial (relative error < 1e-8 before rounding). */

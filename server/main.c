@@ -20,6 +20,7 @@
  * SIGHUP is taken the same way and only logged: the log is stderr, so there
  * is nothing to reopen, and a terminal hang-up or a stray `kill -HUP` must
  * not cut the requests in flight (its default action would). */
+#include <cblas.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "engine/cpu.h"
 #include "engine/engine.h"
 #include "util/alloc.h"
 #include "pipeline/batcher.h"
@@ -82,6 +84,12 @@ static int load_engine(struct app *a) {
     if (!(a->tok = tok_open_dir(c->model_dir, err, sizeof(err))))
         return fail("cannot load the tokenizer", err);
     struct eng_params p = eng_params_defaults();
+    /* --cpu-features; the older EMBEDSERVE_NO_AVX512=1 means "avx2" */
+    const char *level = c->cpu_features, *no512 = getenv("EMBEDSERVE_NO_AVX512");
+    if ((!level || !strcmp(level, "auto")) && no512 && *no512 && strcmp(no512, "0")) level = "avx2";
+    uint32_t have = cpu_detect();
+    if (cpu_parse_level(level, have, &p.cpu_features, err, sizeof(err)) != 0)
+        return fail("bad settings", err);
     p.n_threads = c->threads > 0 ? c->threads : cfg_cpu_count();
     static const enum eng_dtype dtypes[] = {ENG_DTYPE_AUTO, ENG_DTYPE_F32, ENG_DTYPE_BF16,
                                             ENG_DTYPE_INT8};
@@ -91,6 +99,12 @@ static int load_engine(struct app *a) {
     if (!(a->model = eng_model_open(c->model_dir, &p, err, sizeof(err))))
         return fail("cannot load the model", err);
     const struct eng_info *in = eng_model_info(a->model);
+    char names[2][128];
+    LOG_INFO("kernels: %s for %s matrices (CPU level %s: features %s; this CPU has %s%s)",
+             in->kernel, eng_dtype_name(in->dtype), cpu_level_name(in->cpu_features),
+             cpu_mask_names(in->cpu_features, names[0], sizeof(names[0])),
+             cpu_mask_names(have, names[1], sizeof(names[1])),
+             level && strcmp(level, "auto") ? "; restricted by --cpu-features" : "");
     int max_in = c->max_input_tokens;
     if (in->max_position > 0 && max_in > in->max_position) {
         LOG_WARN("--max-input-tokens %d is above the model's limit %d; using %d", max_in,
@@ -180,6 +194,9 @@ int main(int argc, char **argv) {
         goto out;
     }
     LOG_INFO("listening on %s port %d", a.cfg.host, http_port(a.http));
+    /* Process-wide, once: the engine's pool is the one team of threads, and
+     * OpenBLAS (f32 attention) runs single-threaded inside its shares. */
+    openblas_set_num_threads(1);
     if (load_engine(&a)) goto out;
     int sig = 0;
     while (!sigwait(&sigs, &sig) && sig == SIGHUP)

@@ -34,6 +34,12 @@ stage() {  # stage NAME CMD...: run CMD, add its counts
 # SKIP_STAGES: stage names not to run in this build (the Makefile sets it
 # for sanitizer builds); each is reported as skipped.
 stage "C suites" "$BUILD/test_all"
+# The kernel and engine suites again at every lower CPU level this machine
+# can run (--cpu-features), e.g. generic and avx2 on an AVX-512 machine.
+for level in $("$BUILD/test_all" --cpu-levels | sed '$d'); do
+    stage "C suites at CPU level $level" env EMBEDSERVE_TEST_CPU_FEATURES="$level" \
+        "$BUILD/test_all" gemm engine
+done
 for extra in tests/stage_*.sh; do
     [ -f "$extra" ] || continue
     name=$(basename "$extra" .sh)

@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 
 extern atomic_int test_n_passed, test_n_failed;
@@ -32,6 +33,11 @@ extern atomic_int test_n_passed, test_n_failed;
 /* Environment the suites read: BUILD (build dir, default "build") and
  * TESTMODEL (generated model dir, default "build/testmodel"). */
 const char *test_env(const char *name, const char *def);
+
+/* The CPU feature mask the engine and gemm suites run under: the level named
+ * by EMBEDSERVE_TEST_CPU_FEATURES (engine/cpu.h levels; unset = auto, all
+ * this CPU has), so one machine runs the suites at each level it can. */
+uint32_t test_cpu_features(void);
 
 /* A loopback TCP port that was free a moment ago (for a test server), or -1. */
 int test_free_port(void);

@@ -3,6 +3,9 @@
  * status is non-zero if anything failed. */
 #include "tests/test.h"
 
+#include "engine/cpu.h"
+#include <cblas.h>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -15,6 +18,17 @@ atomic_int test_n_passed, test_n_failed;
 const char *test_env(const char *name, const char *def) {
     const char *v = getenv(name);
     return v && *v ? v : def;
+}
+
+uint32_t test_cpu_features(void) {
+    uint32_t mask = 0;
+    char err[256];
+    if (cpu_parse_level(getenv("EMBEDSERVE_TEST_CPU_FEATURES"), cpu_detect(), &mask, err,
+                        sizeof(err)) != 0) {
+        fprintf(stderr, "EMBEDSERVE_TEST_CPU_FEATURES: %s\n", err);
+        exit(2);
+    }
+    return mask;
 }
 
 int test_free_port(void) {
@@ -46,6 +60,19 @@ static const struct {
 
 int main(int argc, char **argv) {
     int n_suites = (int)(sizeof(suites) / sizeof(suites[0]));
+    if (argc == 2 && !strcmp(argv[1], "--cpu-levels")) { /* the levels this CPU runs, lowest first */
+        uint32_t masks[16];
+        const char *names[16];
+        int n = cpu_levels(cpu_detect(), masks, names, 16);
+        for (int i = 0; i < n; i++) printf("%s\n", names[i]);
+        return 0;
+    }
+    /* as the programs do: the engine's pool is the one team of threads */
+    openblas_set_num_threads(1);
+    char names[128];
+    uint32_t mask = test_cpu_features();
+    fprintf(stderr, "CPU level %s (features %s)\n", cpu_level_name(mask),
+            cpu_mask_names(mask, names, sizeof(names)));
     for (int i = 0; i < n_suites; i++) {
         int want = argc < 2;
         for (int a = 1; a < argc; a++) want |= !strcmp(argv[a], suites[i].name);

@@ -19,6 +19,7 @@
  */
 #include "tests/test.h"
 
+#include "engine/cpu.h"
 #include "engine/engine_impl.h"
 #include "pipeline/embed.h"
 
@@ -219,6 +220,9 @@ static void check_batch_invariance(struct fixture *fx) {
         mx = d > mx ? d : mx;
     }
     CHECKM(mx <= 1e-5, "mixed batch differs from sequences alone by %.3g", mx);
+    /* exact mode: bitwise (the reduction orders do not depend on the batch) */
+    CHECKM(!memcmp(alone, mixed, sizeof(float) * (size_t)n_out * H),
+           "mixed batch not bitwise equal to the sequences alone");
     fprintf(stderr, "  batch of %d sequences (%d tokens, mixed tasks): max |diff| vs alone %.2e\n",
             nb, tokens, mx);
     for (int ic = 0; ic < n_cases; ic++) emb_plan_deinit(&plans[ic]);
@@ -226,6 +230,90 @@ static void check_batch_invariance(struct fixture *fx) {
     free(batch);
     free(alone);
     free(mixed);
+}
+
+/* Bitwise reproducibility: every sequence of the cases (all tasks, spans,
+ * lengths) embedded alone on a 1-thread context, then in shuffled batches of
+ * varying sizes, mixed with the others, on the 2-thread context: memcmp. */
+static void check_reproducible(struct fixture *fx, const char *dir) {
+    const struct eng_info *in = eng_model_info(fx->m);
+    int H = in->n_embd, n_cases = cJSON_GetArraySize(fx->cases);
+    char err[512] = "";
+    struct eng_params p = eng_params_defaults();
+    p.n_threads = 1;
+    p.max_batch_tokens = 8192;
+    p.dtype = in->dtype;
+    p.cpu_features = test_cpu_features();
+    struct eng_ctx *c1 = eng_ctx_new(fx->m, &p, err, sizeof(err));
+    CHECKM(c1 != NULL, "%s", err);
+    (void)dir;
+    struct emb_plan *plans = calloc((size_t)n_cases, sizeof(*plans));
+    struct eng_seq *seqs = calloc(4096, sizeof(*seqs)), *batch = calloc(4096, sizeof(*batch));
+    size_t *off = calloc(4096, sizeof(size_t)), total = 0;
+    int ns = 0;
+    for (int ic = 0; c1 && ic < n_cases; ic++) {
+        const cJSON *cs = cJSON_GetArrayItem(fx->cases, ic);
+        struct emb_text *texts;
+        int n = case_texts(cs, &texts);
+        struct emb_opts o = case_opts(fx, cs);
+        struct emb_error e;
+        int ok = emb_plan_build(fx->tk, fx->m, &o, texts, n, &plans[ic], &e) == 0;
+        texts_free(texts, n);
+        if (!ok) continue;
+        for (int s = 0; s < plans[ic].n_seqs && ns < 4096; s++) {
+            const struct emb_seq *q = &plans[ic].seqs[s];
+            if (q->n_ids > 1024) continue; /* keeps the batches many and the run short */
+            seqs[ns] = (struct eng_seq){q->ids, q->n_ids, q->task, q->spans ? q->n_out : 0,
+                                        q->spans, NULL};
+            off[ns++] = total;
+            total += (size_t)(q->spans ? q->n_out : 1) * H;
+        }
+    }
+    float *ref = calloc(total + 1, sizeof(float)), *got = calloc(total + 1, sizeof(float));
+    for (int i = 0; c1 && i < ns; i++) {
+        struct eng_seq q = seqs[i];
+        q.out = ref + off[i];
+        CHECK(eng_encode(c1, &q, 1) == 0);
+    }
+    int bad = 0, batches = 0, tasks_mixed = 0;
+    unsigned rnd = 12345;
+    for (int round = 0; c1 && round < 3; round++) {
+        int *order = malloc(sizeof(int) * (size_t)(ns + 1));
+        for (int i = 0; i < ns; i++) order[i] = i;
+        for (int i = ns - 1; i > 0; i--) {
+            rnd = rnd * 1103515245u + 12345u;
+            int j = (int)((rnd >> 8) % (unsigned)(i + 1)), t = order[i];
+            order[i] = order[j], order[j] = t;
+        }
+        memset(got, 0, sizeof(float) * total);
+        for (int i0 = 0; i0 < ns;) {
+            rnd = rnd * 1103515245u + 12345u;
+            int want = 2 + (int)((rnd >> 8) % 9), nb = 0, n_tok = 0, task0 = seqs[order[i0]].task;
+            while (i0 < ns && nb < want && n_tok + seqs[order[i0]].n_ids <= eng_ctx_capacity(fx->c)) {
+                batch[nb] = seqs[order[i0]];
+                batch[nb].out = got + off[order[i0]];
+                tasks_mixed |= batch[nb].task != task0;
+                n_tok += batch[nb++].n_ids;
+                i0++;
+            }
+            CHECK(nb > 0 && eng_encode(fx->c, batch, nb) == 0);
+            if (nb == 0) break;
+            batches++;
+        }
+        for (int i = 0; i < ns; i++) {
+            size_t n = (size_t)(seqs[i].n_spans ? seqs[i].n_spans : 1) * H;
+            bad += memcmp(ref + off[i], got + off[i], sizeof(float) * n) != 0;
+        }
+        free(order);
+    }
+    CHECK(ns > 20 && tasks_mixed);
+    CHECKM(bad == 0, "%s: %d of %d sequences differ bitwise between alone (1 thread) and shuffled "
+           "mixed batches (2 threads)", fx->tol->mode, bad, 3 * ns);
+    fprintf(stderr, "  %-4s reproducible: %d sequences alone (1 thread) vs 3 shuffles in %d mixed "
+            "batches (2 threads): %d differ\n", fx->tol->mode, ns, batches, bad);
+    for (int ic = 0; ic < n_cases; ic++) emb_plan_deinit(&plans[ic]);
+    free(plans), free(seqs), free(batch), free(off), free(ref), free(got);
+    eng_ctx_free(c1);
 }
 
 static void check_refusals(struct fixture *fx) {
@@ -653,6 +741,7 @@ static int fixture_open(struct fixture *fx, const char *dir, enum eng_dtype dtyp
     p.n_threads = 2;
     p.max_batch_tokens = 8192;
     p.dtype = dtype;
+    p.cpu_features = test_cpu_features();
     fx->m = eng_model_open(dir, &p, err, sizeof(err));
     CHECKM(fx->m != NULL, "%s", err);
     if (fx->m) fx->c = eng_ctx_new(fx->m, &p, err, sizeof(err));
@@ -671,6 +760,7 @@ static void run_mode(struct fixture *fx, const char *dir, enum eng_dtype dtype,
     fx->tol = tol;
     if (fixture_open(fx, dir, dtype) == 0) {
         CHECK(eng_model_info(fx->m)->dtype == dtype);
+        fprintf(stderr, "  %s: kernel %s\n", eng_dtype_name(dtype), eng_model_info(fx->m)->kernel);
         const cJSON *exc = cJSON_GetObjectItem(fx->expected, "cases");
         CHECK(cJSON_GetArraySize(exc) == cJSON_GetArraySize(fx->cases));
         for (int i = 0; i < cJSON_GetArraySize(fx->cases) && i < cJSON_GetArraySize(exc); i++)
@@ -681,19 +771,21 @@ static void run_mode(struct fixture *fx, const char *dir, enum eng_dtype dtype,
             check_task_resolve(fx->m);
             check_info(fx->m, dir);
         }
+        check_reproducible(fx, dir);
     }
     fixture_close(fx);
 }
 
-/* EMBEDSERVE_NO_AVX512=1: auto falls back to f32, explicit bf16/int8 are refused
- * with a message, and f32 still matches the reference. */
+/* --cpu-features avx2 (a mask without AVX-512): auto falls back to f32,
+ * explicit bf16/int8 are refused with a message, and f32 still matches the
+ * reference (run_mode under EMBEDSERVE_TEST_CPU_FEATURES=avx2 or generic). */
 static void check_fallback(const char *dir) {
     char err[512] = "";
-    setenv("EMBEDSERVE_NO_AVX512", "1", 1);
-    gemm_cpu_reset();
     struct eng_params p = eng_params_defaults();
+    CHECK(cpu_parse_level("avx2", test_cpu_features(), &p.cpu_features, err, sizeof(err)) == 0);
     struct eng_model *m = eng_model_open(dir, &p, err, sizeof(err));
     CHECKM(m && eng_model_info(m)->dtype == ENG_DTYPE_F32, "auto falls back to f32: %s", err);
+    CHECK(!m || (eng_model_info(m)->cpu_features & ~test_cpu_features()) == 0);
     eng_model_close(m);
     p.dtype = ENG_DTYPE_BF16;
     m = eng_model_open(dir, &p, err, sizeof(err));
@@ -703,8 +795,6 @@ static void check_fallback(const char *dir) {
     m = eng_model_open(dir, &p, err, sizeof(err));
     CHECKM(!m && strstr(err, "AVX512_VNNI"), "int8 refused without the instructions: '%s'", err);
     eng_model_close(m);
-    unsetenv("EMBEDSERVE_NO_AVX512");
-    gemm_cpu_reset();
 }
 
 void test_engine(void) {
@@ -716,11 +806,11 @@ void test_engine(void) {
     fx.cases = load_json("tests/data/engine_cases.json");
     if (!fx.expected || !fx.cases) goto out;
     run_mode(&fx, dir, ENG_DTYPE_F32, &TOL_F32);
-    if (gemm_cpu_has_bf16())
+    if (gemm_kernel_for(WMAT_BF16, test_cpu_features()))
         run_mode(&fx, dir, ENG_DTYPE_BF16, &TOL_BF16);
     else
         fprintf(stderr, "  bf16 not run: this CPU lacks AVX512_BF16\n");
-    if (gemm_cpu_has_vnni())
+    if (gemm_kernel_for(WMAT_INT8, test_cpu_features()))
         run_mode(&fx, dir, ENG_DTYPE_INT8, &TOL_INT8);
     else
         fprintf(stderr, "  int8 not run: this CPU lacks AVX512_VNNI\n");

@@ -21,6 +21,7 @@
 #include "tests/test.h"
 
 #include "engine/engine_impl.h"
+#include "engine/cpu.h"
 #include "engine/gemm.h"
 
 #include <stdint.h>
@@ -139,7 +140,7 @@ static void check_case(const struct gcase *t, const int *cuts, int n_cuts) {
     snprintf(what, sizeof(what), "%s m=%d %dx%d ld+%d/%d bias=%d dist=%d slices=%d",
              kind_str[t->kind], m, n_out, n_in, t->ldx_pad, t->ldy_pad, t->with_bias, t->dist,
              n_cuts - 1);
-    if (wmat_init(&w, t->kind, wsrc, n_out, n_in) != 0) {
+    if (wmat_init(&w, t->kind, test_cpu_features(), wsrc, n_out, n_in) != 0) {
         CHECKM(0, "%s: wmat_init failed", what);
         goto out;
     }
@@ -279,7 +280,7 @@ static void check_threads(enum wmat_kind kind) {
     float *x = make_x(m, n_in, n_in, D_UNIFORM), *wsrc = make_x(n_out, n_in, n_in, D_UNIFORM);
     float *bias = make_x(1, n_out, n_out, D_UNIFORM);
     struct wmat w;
-    if (wmat_init(&w, kind, wsrc, n_out, n_in) != 0) {
+    if (wmat_init(&w, kind, test_cpu_features(), wsrc, n_out, n_in) != 0) {
         CHECKM(0, "%s: wmat_init failed", kind_str[kind]);
         free(x), free(wsrc), free(bias);
         return;
@@ -294,16 +295,15 @@ static void check_threads(enum wmat_kind kind) {
     pool_run(p, par_phase, &j);
     pool_free(p);
     /* our kernels do the same arithmetic per element whatever the split:
-     * identical results; OpenBLAS may pick other paths for other widths */
+     * identical results (f32 too: the exact kernels have a fixed order) */
     if (kind == WMAT_F32) {
         double num = 0, den = 0;
         for (size_t i = 0; i < (size_t)m * n_out; i++)
             num += ((double)y1[i] - y2[i]) * ((double)y1[i] - y2[i]), den += (double)y1[i] * y1[i];
         CHECKM(num <= 1e-7 * den, "f32: 2 threads differ from 1 by nmse %.3g", num / den);
-    } else {
-        CHECKM(!memcmp(y1, y2, sizeof(float) * (size_t)m * n_out), "%s: 2 threads differ from 1",
-               kind_str[kind]);
     }
+    CHECKM(!memcmp(y1, y2, sizeof(float) * (size_t)m * n_out), "%s: 2 threads differ from 1",
+           kind_str[kind]);
     CHECK(wmat_scratch_bytes(&w, m) >= wmat_scratch_bytes(&w, 1));
     CHECK(kind != WMAT_F32 || wmat_scratch_bytes(&w, m) == 0);
     CHECK(w.nbytes > 0);
@@ -313,47 +313,86 @@ static void check_threads(enum wmat_kind kind) {
     wmat_deinit(&w);
 }
 
-/* EMBEDSERVE_NO_AVX512=1 hides the instructions: wmat_init refuses the
- * low-precision kinds, f32 still works. Restores the environment. */
+/* A mask without AVX-512 (the "avx2" level) hides the low-precision
+ * kernels: wmat_init refuses them, f32 still works; the full mask is
+ * untouched (nothing process-wide changes). */
 static void check_fallback(void) {
-    int had_bf16 = gemm_cpu_has_bf16(), had_vnni = gemm_cpu_has_vnni();
-    const char *old = getenv("EMBEDSERVE_NO_AVX512");
-    char *saved = old ? strdup(old) : NULL;
-    setenv("EMBEDSERVE_NO_AVX512", "1", 1);
-    gemm_cpu_reset();
-    CHECK(gemm_cpu_has_bf16() == 0);
-    CHECK(gemm_cpu_has_vnni() == 0);
+    uint32_t have = test_cpu_features(), low = 0;
+    const struct gemm_kernel *had_bf16 = gemm_kernel_for(WMAT_BF16, have),
+                             *had_vnni = gemm_kernel_for(WMAT_INT8, have);
+    char err[256];
+    CHECK(cpu_parse_level("avx2", have, &low, err, sizeof(err)) == 0);
+    CHECK(gemm_kernel_for(WMAT_BF16, low) == NULL);
+    CHECK(gemm_kernel_for(WMAT_INT8, low) == NULL);
     float src[16 * 64];
     for (int i = 0; i < 16 * 64; i++)
         src[i] = (float)(i % 7) - 3;
     struct wmat w;
-    CHECK(wmat_init(&w, WMAT_BF16, src, 16, 64) == -1);
+    CHECK(wmat_init(&w, WMAT_BF16, low, src, 16, 64) == -1);
     wmat_deinit(&w);
-    CHECK(wmat_init(&w, WMAT_INT8, src, 16, 64) == -1);
+    CHECK(wmat_init(&w, WMAT_INT8, low, src, 16, 64) == -1);
     wmat_deinit(&w);
-    CHECK(wmat_init(&w, WMAT_F32, src, 16, 64) == 0);
+    CHECK(wmat_init(&w, WMAT_F32, low, src, 16, 64) == 0);
     wmat_deinit(&w);
-    if (saved)
-        setenv("EMBEDSERVE_NO_AVX512", saved, 1);
-    else
-        unsetenv("EMBEDSERVE_NO_AVX512");
-    free(saved);
-    gemm_cpu_reset();
-    CHECK(gemm_cpu_has_bf16() == had_bf16);
-    CHECK(gemm_cpu_has_vnni() == had_vnni);
+    CHECK(gemm_kernel_for(WMAT_BF16, have) == had_bf16);
+    CHECK(gemm_kernel_for(WMAT_INT8, have) == had_vnni);
+    CHECK(cpu_parse_level("pentium", have, &low, err, sizeof(err)) == -1 && strstr(err, "avx2"));
+}
+
+/* The exact kind's reduction order depends on nothing but n_in: each row
+ * computed alone (m = 1), at another position of another batch, or in
+ * other column slices gives the same bits. bf16-valued weights are kept as
+ * bf16 (half the bytes), others as f32. */
+static void check_exact_order(void) {
+    int m = 37, n_out = 200, n_in = 1024 + 64; /* a k tail past the fixed blocks */
+    float *x = make_x(m, n_in, n_in, D_GAUSS_OUTLIERS), *wsrc = make_x(n_out, n_in, n_in, D_UNIFORM);
+    float *bias = make_x(1, n_out, n_out, D_UNIFORM);
+    for (size_t i = 0; i < (size_t)n_out * n_in; i++)
+        wsrc[i] = bf16_round(wsrc[i]);
+    struct wmat wb, wf;
+    CHECK(wmat_init(&wb, WMAT_F32, test_cpu_features(), wsrc, n_out, n_in) == 0);
+    CHECK(wb.layout == WMAT_LAYOUT_BF16 && wb.nbytes < (size_t)n_out * n_in * 3);
+    wsrc[5] += 1e-3f; /* no longer a bf16: the f32 layout */
+    CHECK(wmat_init(&wf, WMAT_F32, test_cpu_features(), wsrc, n_out, n_in) == 0);
+    CHECK(wf.layout == WMAT_LAYOUT_F32);
+    wsrc[5] -= 1e-3f;
+    int cuts[] = {0, 48, 112, n_out}, all_cols[] = {0, n_out};
+    float *all = run_slices(&wb, m, x, n_in, bias, n_out, cuts, 4);
+    int same = 1;
+    for (int i = 0; i < m; i++) {
+        float *one = run_slices(&wb, 1, x + (size_t)i * n_in, n_in, bias, n_out, all_cols, 2);
+        same &= !memcmp(one, all + (size_t)i * n_out, sizeof(float) * (size_t)n_out);
+        free(one);
+    }
+    CHECKM(same, "exact: a row alone differs from the same row in a batch of %d", m);
+    /* the rows in reverse order, as another batch would place them */
+    float *xr = malloc(sizeof(float) * (size_t)m * n_in);
+    for (int i = 0; i < m; i++)
+        memcpy(xr + (size_t)i * n_in, x + (size_t)(m - 1 - i) * n_in, sizeof(float) * n_in);
+    float *rev = run_slices(&wb, m, xr, n_in, bias, n_out, all_cols, 2);
+    same = 1;
+    for (int i = 0; i < m; i++)
+        same &= !memcmp(rev + (size_t)i * n_out, all + (size_t)(m - 1 - i) * n_out,
+                        sizeof(float) * (size_t)n_out);
+    CHECKM(same, "exact: a row's result depends on its position in the batch");
+    free(xr), free(rev), free(all), free(x), free(wsrc), free(bias);
+    wmat_deinit(&wb);
+    wmat_deinit(&wf);
 }
 
 void test_wmat(void) {
     check_fallback();
+    check_exact_order();
     for (int kind = WMAT_F32; kind <= WMAT_INT8; kind++) {
-        int ok =
-            kind == WMAT_F32 || (kind == WMAT_BF16 ? gemm_cpu_has_bf16() : gemm_cpu_has_vnni());
+        const struct gemm_kernel *k = gemm_kernel_for((enum wmat_kind)kind, test_cpu_features());
+        fprintf(stderr, "  gemm: %s kernel %s\n", kind_str[kind], gemm_kernel_name(k));
+        int ok = k != NULL;
         if (!ok) {
             fprintf(stderr, "  gemm: %s kernels not supported by this CPU: skipped\n",
                     kind_str[kind]);
             struct wmat w;
             float src[16 * 64] = {0};
-            CHECK(wmat_init(&w, (enum wmat_kind)kind, src, 16, 64) == -1);
+            CHECK(wmat_init(&w, (enum wmat_kind)kind, test_cpu_features(), src, 16, 64) == -1);
             continue;
         }
         check_shapes((enum wmat_kind)kind);

@@ -9,6 +9,7 @@
  * measured in the same run so that efficiency is a ratio, not a guess.
  */
 #include "engine/engine_impl.h"
+#include "engine/cpu.h"
 
 #include <cblas.h>
 #include <getopt.h>
@@ -119,7 +120,7 @@ static double gemm_rate(enum wmat_kind kind, int n_threads, int runs) {
     for (size_t i = 0; i < (size_t)m * k; i++) x[i] = (float)((int)(i % 13) - 6) * 0.1f;
     struct wmat w;
     double rate = 0;
-    if (wmat_init(&w, kind, w32, n, k) == 0) {
+    if (wmat_init(&w, kind, cpu_detect(), w32, n, k) == 0) {
         void *scratch[64] = {0};
         for (int i = 0; i < n_threads && i < 64; i++)
             scratch[i] = malloc(wmat_scratch_bytes(&w, m) + 1);

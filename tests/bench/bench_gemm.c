@@ -1,9 +1,12 @@
 /* bench_gemm.c -- rates of wmat_gemm for the model's shapes in each kind:
- * `build/bench_gemm [--threads N] [--runs R] [--kind f32|bf16|int8] [--m M] [--cpu]`.
+ * `build/bench_gemm [--threads N] [--runs R] [--kind f32|f32w|bf16|int8|sgemm] [--m M] [--cpu]`.
  *
  * For m in {16, 512, 4096}, the four linear shapes (n_out x n_in) and 1 and
  * 2 threads (the engine's pool; columns split in multiples of 16 as the
  * engine does), prints the median GFLOP/s (GOP/s for int8) of R runs.
+ * Kinds: f32 (the exact kernel on bf16-valued weights, as a bf16
+ * checkpoint gives), f32w (the exact kernel on f32 weights), bf16, int8, and
+ * sgemm (OpenBLAS on f32 weights, the same split: the reference rate).
  *
  * The weights are cycled through enough copies (>= 96 MiB of f32) that every
  * call reads its W from memory, not from L3, as in the real 24-layer forward
@@ -15,6 +18,7 @@
  * pool's brief spin between calls); the default wall clock is the real figure.
  */
 #include "engine/engine_impl.h"
+#include "engine/cpu.h"
 #include "engine/gemm.h"
 
 #include <cblas.h>
@@ -41,6 +45,8 @@ struct job {
     const float *x, *bias;
     float *y;
     void *scratch[64]; /* per thread */
+    float **sgemm;     /* K_SGEMM: the copies' f32 weights */
+    int copy;
 };
 
 static void gemm_phase(void *arg, int ith, int nth) {
@@ -50,16 +56,23 @@ static void gemm_phase(void *arg, int ith, int nth) {
     int lo = 16 * (n16 * ith / nth), hi = 16 * (n16 * (ith + 1) / nth);
     hi = hi < j->w->n_out ? hi : j->w->n_out;
     if (lo >= hi) return;
-    wmat_gemm(j->w, j->m, j->x, j->w->n_in, j->bias, j->y, j->w->n_out, lo, hi, j->scratch[ith]);
+    if (j->sgemm)
+        ops_gemm_nt(j->m, hi - lo, j->w->n_in, j->x, j->w->n_in, j->sgemm[j->copy] +
+                    (size_t)lo * j->w->n_in, j->w->n_in, j->bias + lo, j->y + lo, j->w->n_out);
+    else
+        wmat_gemm(j->w, j->m, j->x, j->w->n_in, j->bias, j->y, j->w->n_out, lo, hi,
+                  j->scratch[ith]);
 }
 
-static const char *kind_name[] = {"f32", "bf16", "int8"};
+enum { K_F32, K_F32W, K_BF16, K_INT8, K_SGEMM, N_KINDS };
+static const char *kind_name[] = {"f32", "f32w", "bf16", "int8", "sgemm"};
+static const enum wmat_kind kind_wmat[] = {WMAT_F32, WMAT_F32, WMAT_BF16, WMAT_INT8, WMAT_F32};
 
 /* Median GFLOP/s of `runs` runs; each run is a pass over the n_copies copies. */
-static double rate(struct eng_pool *p, struct wmat *w, int n_copies, int m, const float *x,
-                   const float *bias, float *y, int runs) {
+static double rate(struct eng_pool *p, struct wmat *w, float **sgemm, int n_copies, int m,
+                   const float *x, const float *bias, float *y, int runs) {
     int nth = pool_n_threads(p);
-    struct job j = {.m = m, .x = x, .bias = bias, .y = y};
+    struct job j = {.m = m, .x = x, .bias = bias, .y = y, .sgemm = sgemm};
     size_t sb = wmat_scratch_bytes(&w[0], m);
     for (int t = 0; t < nth; t++)
         j.scratch[t] = sb ? malloc(sb) : NULL;
@@ -68,6 +81,7 @@ static double rate(struct eng_pool *p, struct wmat *w, int n_copies, int m, cons
         double t0 = now_s();
         for (int c = 0; c < n_copies; c++) {
             j.w = &w[c];
+            j.copy = c;
             pool_run(p, gemm_phase, &j);
         }
         if (r >= 0) ts[r] = (now_s() - t0) / n_copies / (use_cpu_time ? nth : 1);
@@ -96,11 +110,11 @@ int main(int argc, char **argv) {
         else if (c == 'c')
             use_cpu_time = 1;
         else if (c == 'k') {
-            for (int k = 0; k < 3; k++)
+            for (int k = 0; k < N_KINDS; k++)
                 if (!strcmp(optarg, kind_name[k])) only_kind = k;
         } else {
             fprintf(stderr,
-                    "usage: %s [--threads N] [--runs R] [--kind f32|bf16|int8] [--m M] [--cpu]\n",
+                    "usage: %s [--threads N] [--runs R] [--kind f32|f32w|bf16|int8|sgemm] [--m M] [--cpu]\n",
                     argv[0]);
             return 2;
         }
@@ -122,7 +136,7 @@ int main(int argc, char **argv) {
     printf("%-5s %-10s %5s | %9s %9s | GFLOP/s (int8: GOP/s), median of %d, %s\n", "kind",
            "n_out x n_in", "m", "1 thread", "2 threads", runs,
            use_cpu_time ? "CPU time / threads" : "wall clock");
-    for (int kind = 0; kind < 3; kind++) {
+    for (int kind = 0; kind < N_KINDS; kind++) {
         if (only_kind >= 0 && kind != only_kind) continue;
         for (int is = 0; is < 4; is++) {
             int n_out = shapes[is][0], n_in = shapes[is][1];
@@ -134,10 +148,20 @@ int main(int argc, char **argv) {
                 s = s * 1103515245u + 12345u;
                 src[i] = ((float)((s >> 8) & 0xffff) / 32768.0f - 1.0f) * 0.05f;
             }
+            if (kind == K_F32)
+                for (size_t i = 0; i < n; i++) { /* bf16 values, as a bf16 checkpoint */
+                    uint32_t u;
+                    memcpy(&u, &src[i], 4);
+                    u &= 0xffff0000u;
+                    memcpy(&src[i], &u, 4);
+                }
             struct wmat *w = calloc((size_t)n_copies, sizeof(*w));
+            float **sg = kind == K_SGEMM ? calloc((size_t)n_copies, sizeof(*sg)) : NULL;
             int ok = 1;
-            for (int c = 0; c < n_copies && ok; c++)
-                ok = wmat_init(&w[c], (enum wmat_kind)kind, src, n_out, n_in) == 0;
+            for (int c = 0; c < n_copies && ok; c++) {
+                ok = wmat_init(&w[c], kind_wmat[kind], cpu_detect(), src, n_out, n_in) == 0;
+                if (sg && (sg[c] = malloc(sizeof(float) * n))) memcpy(sg[c], src, sizeof(float) * n);
+            }
             free(src);
             if (!ok) {
                 printf("%-5s %4dx%-5d  (not supported on this CPU)\n", kind_name[kind], n_out,
@@ -150,15 +174,18 @@ int main(int argc, char **argv) {
                 for (int t = 1; t <= 2; t++) {
                     if (only_threads && t != only_threads) continue;
                     struct eng_pool *p = pool_new(t);
-                    r[t - 1] = rate(p, w, n_copies, m, x, bias, y, runs);
+                    r[t - 1] = rate(p, w, sg, n_copies, m, x, bias, y, runs);
                     pool_free(p);
                 }
                 printf("%-5s %4dx%-5d %5d | %9.1f %9.1f |\n", kind_name[kind], n_out, n_in, m, r[0],
                        r[1]);
                 fflush(stdout);
             }
-            for (int c = 0; c < n_copies; c++)
+            for (int c = 0; c < n_copies; c++) {
                 wmat_deinit(&w[c]);
+                if (sg) free(sg[c]);
+            }
+            free(sg);
             free(w);
         }
     }
