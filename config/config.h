@@ -34,6 +34,11 @@ enum cfg_log_level {
     CFG_LOG_DEBUG = 3,
 };
 
+enum cfg_log_format {
+    CFG_LOG_TEXT = 0, /* `TS LEVEL [tid] where: message` */
+    CFG_LOG_JSON = 1, /* one JSON object per line */
+};
+
 enum cfg_dtype {
     CFG_DTYPE_AUTO = 0, /* the engine picks (bf16 where the CPU has AVX512_BF16, else f32) */
     CFG_DTYPE_F32 = 1,  /* exact */
@@ -69,6 +74,8 @@ struct cfg {
     int http_threads;              /* --http-threads: HTTP/tokeniser threads (4) */
     int dtype;                     /* --dtype: enum cfg_dtype */
     int log_level;                 /* --log-level: enum cfg_log_level */
+    int log_format;                /* --log-format: enum cfg_log_format */
+    bool warmup;                   /* --warmup: forward passes before /ready (true) */
     int http_timeout;              /* --http-timeout: idle connection timeout, seconds (60) */
     int shutdown_timeout;          /* --shutdown-timeout: drain limit on SIGTERM, seconds (30) */
 };
