@@ -526,7 +526,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     int status = r->status ? r->status : 499;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && status < 400) status = 499;
     metrics_request(s->metrics, r->route->metric, status, ms / 1e3);
-    if (log_enabled(LOG_LEVEL_INFO)) {
+    if (LOG_ENABLED(LOG_LEVEL_INFO)) {
         char client[INET6_ADDRSTRLEN + 8];
         peer_name(c, client, sizeof(client));
         struct log_access a = {.id = r->id,

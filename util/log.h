@@ -54,7 +54,7 @@ struct log_access {
 };
 
 /* Writes an access line at INFO (no level check: callers test
- * log_enabled(LOG_LEVEL_INFO)). */
+ * LOG_ENABLED(LOG_LEVEL_INFO)). */
 void log_access(const struct log_access *a);
 
 /* Writes s[0..n) as a JSON string (quotes included) into dst[cap], always
@@ -62,10 +62,10 @@ void log_access(const struct log_access *a);
  * length written. */
 size_t log_json_str(char *dst, size_t cap, const char *s, size_t n);
 
-#define log_enabled(lvl) (atomic_load_explicit(&g_log_level, memory_order_relaxed) >= (lvl))
+#define LOG_ENABLED(lvl) (atomic_load_explicit(&g_log_level, memory_order_relaxed) >= (lvl))
 #define LOG_AT(lvl, ...)                                               \
     do {                                                               \
-        if (log_enabled(lvl)) log_write((lvl), __func__, __VA_ARGS__); \
+        if (LOG_ENABLED(lvl)) log_write((lvl), __func__, __VA_ARGS__); \
     } while (0)
 #define LOG_ERROR(...) LOG_AT(LOG_LEVEL_ERROR, __VA_ARGS__)
 #define LOG_WARN(...)  LOG_AT(LOG_LEVEL_WARN, __VA_ARGS__)
