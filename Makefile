@@ -111,6 +111,20 @@ $(BUILD)/bench: $(call obj,tests/bench/bench.c) $(LIB_OBJS)
 $(BUILD)/bench_gemm: $(call obj,tests/bench/bench_gemm.c) $(LIB_OBJS)
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# The git commit baked into the binary (util/version.c): build_commit.h is
+# rewritten only when the commit changes, so an unchanged tree does not
+# relink. Outside a git checkout (a tarball, a Docker context) it is
+# "unknown"; EMB_COMMIT=... overrides.
+EMB_COMMIT ?= $(shell git describe --always --dirty --abbrev=12 --exclude '*' 2>/dev/null || echo unknown)
+$(BUILD)/gen/build_commit.h: FORCE
+	@mkdir -p $(dir $@)
+	@echo '#define EMB_GIT_COMMIT "$(EMB_COMMIT)"' > $@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+$(BUILD)/util/version.o: $(BUILD)/gen/build_commit.h
+$(BUILD)/util/version.o: CPPFLAGS += -I$(BUILD)/gen
+.PHONY: FORCE
+FORCE:
+
 # The engine's kernels rely on auto-vectorisation (see engine/ops.c).
 $(BUILD)/engine/%.o: CFLAGS += -O3
 

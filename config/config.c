@@ -73,6 +73,12 @@ static const struct opt opts[] = {
      "(x86-64), neon|dotprod|i8mm|bf16 (aarch64)"},
     {"log-level", T_ENUM, F(log_level), 0, 0, "info", "error|warn|info|debug", "LEVEL",
      "log verbosity"},
+    {"log-format", T_ENUM, F(log_format), 0, 0, "text", "text|json", "FORMAT",
+     "log lines as text, or one JSON object per line (ts, level, msg; access lines: "
+     "method, path, status, ms, id, client, ...)"},
+    {"warmup", T_BOOL, F(warmup), 0, 0, "true", NULL, "",
+     "run a short forward pass per adapter path before /ready turns 200, so the first "
+     "request is not the slow one"},
     {"http-timeout", T_INT, F(http_timeout), 1, 86400, "60", NULL, "SECONDS",
      "idle or slow connections are closed after this"},
     {"header-timeout", T_INT, F(header_timeout), 1, 86400, "10", NULL, "SECONDS",

@@ -34,6 +34,11 @@ enum cfg_log_level {
     CFG_LOG_DEBUG = 3,
 };
 
+enum cfg_log_format {
+    CFG_LOG_TEXT = 0, /* `TS LEVEL [tid] where: message` */
+    CFG_LOG_JSON = 1, /* one JSON object per line */
+};
+
 enum cfg_dtype {
     CFG_DTYPE_AUTO = 0, /* the engine picks (bf16 where the CPU has AVX512_BF16, else f32) */
     CFG_DTYPE_F32 = 1,  /* exact */
@@ -70,6 +75,8 @@ struct cfg {
     int dtype;                     /* --dtype: enum cfg_dtype */
     char *cpu_features;            /* --cpu-features: a level name (engine/cpu.h), "auto" */
     int log_level;                 /* --log-level: enum cfg_log_level */
+    int log_format;                /* --log-format: enum cfg_log_format */
+    bool warmup;                   /* --warmup: forward passes before /ready (true) */
     int http_timeout;              /* --http-timeout: idle connection timeout, seconds (60) */
     int header_timeout;            /* --header-timeout: request line + headers deadline, s (10) */
     int64_t body_min_rate;         /* --body-min-rate: bytes/s a body must average (16 KiB) */

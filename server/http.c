@@ -687,9 +687,11 @@ static enum MHD_Result handle_metrics(struct req *r) {
         g.n_embd = in->n_embd, g.n_layer = in->n_layer, g.n_tasks = in->n_tasks;
         g.max_input_tokens = s->max_input_tokens;
     }
+    enum met_format f = metrics_format_for(
+        MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT));
     size_t len = 0;
-    char *b = metrics_render(s->metrics, &g, &len);
-    return respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", b, len, NULL, NULL);
+    char *b = metrics_render(s->metrics, &g, f, &len);
+    return respond(r, 200, metrics_content_type(f), b, len, NULL, NULL);
 }
 
 static enum MHD_Result handle_models(struct req *r) {
@@ -1153,9 +1155,20 @@ static void answer_late_fin(struct req *r) {
     r->written = true;
 }
 
+/* The peer's numeric address, for the access log ("" if unknown). */
+static void peer_name(struct MHD_Connection *c, char *buf, size_t n) {
+    const union MHD_ConnectionInfo *ci =
+        c ? MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS) : NULL;
+    buf[0] = '\0';
+    if (!ci || !ci->client_addr) return;
+    socklen_t len = ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                           : sizeof(struct sockaddr_in);
+    if (getnameinfo(ci->client_addr, len, buf, (socklen_t)n, NULL, 0, NI_NUMERICHOST))
+        buf[0] = '\0';
+}
+
 static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
                          enum MHD_RequestTerminationCode toe) {
-    (void)c;
     struct http_server *s = cls;
     struct req *r = *req_cls;
     if (!r) return;
@@ -1179,14 +1192,21 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     if (!status) status = 499;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && status < 400 && !r->written) status = 499;
     metrics_request(s->metrics, r->route->metric, status, ms / 1e3);
-    /* Method and URL are the client's bytes: escaped, so that they can
-     * neither forge a line or a field nor reach a terminal as escapes. */
-    char method[4 * sizeof(r->method)], path[4 * sizeof(r->raw)];
-    log_escape(method, sizeof(method), r->method[0] ? r->method : "-");
-    log_escape(path, sizeof(path), r->raw[0] ? r->raw : "-");
-    LOG_INFO("id=%s %s %s status=%d inputs=%d tokens=%lld queue_ms=%.2f compute_ms=%.2f "
-             "total_ms=%.2f",
-             r->id, method, path, status, r->n_inputs, r->n_tokens, r->queue_ms, r->compute_ms, ms);
+    if (LOG_ENABLED(LOG_LEVEL_INFO)) {
+        char client[INET6_ADDRSTRLEN + 8];
+        peer_name(c, client, sizeof(client));
+        struct log_access a = {.id = r->id,
+                               .method = r->method[0] ? r->method : "-",
+                               .path = r->path[0] ? r->path : r->raw[0] ? r->raw : "-",
+                               .client = client,
+                               .status = status,
+                               .inputs = r->n_inputs,
+                               .tokens = r->n_tokens,
+                               .queue_ms = r->queue_ms,
+                               .compute_ms = r->compute_ms,
+                               .total_ms = ms};
+        log_access(&a);
+    }
     emb_plan_deinit(&r->plan);
     api_req_deinit(&r->areq);
     free(r->pooled);

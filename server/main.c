@@ -2,8 +2,8 @@
  * offline CLI (cli/cli.c); anything else starts the HTTP server.
  *
  * Startup: settings -> HTTP listening (so /health answers while loading)
- * -> tokenizer -> model -> engine context -> batcher -> ready. Any failure
- * prints one clear line and exits non-zero.
+ * -> tokenizer -> model -> engine context -> warm-up -> batcher -> ready.
+ * Any failure prints one clear line and exits non-zero.
  *
  * Shutdown order. SIGTERM and SIGINT are blocked in every
  * thread and taken synchronously by sigwait() here, so no handler runs
@@ -37,6 +37,7 @@
 #include "server/http.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/version.h"
 #include "server/metrics.h"
 #include "tokenizer/tokenizer.h"
 
@@ -74,6 +75,36 @@ static void count_pass(void *arg, int n_seqs, int n_requests, int n_tokens, doub
 
 static void count_drop(void *arg) {
     metrics_dropped(arg);
+}
+
+/* The CPU kernel the engine chose ("avx2-exact", ...), for
+ * embedserve_build_info. */
+static const char *engine_kernels(const struct eng_info *in) {
+    return in->kernel ? in->kernel : eng_dtype_name(in->dtype);
+}
+
+/* Warm-up: one short forward pass per adapter path requests will take
+ * (no task, and the default task or else the first adapter), on the
+ * context before the batcher owns it. The first pass touches the
+ * activation buffers and starts the BLAS and worker threads; without this
+ * the first real request pays for it. Returns 0 or an engine error. */
+static int warm_up(struct eng_ctx *ctx, const tok *t, const struct eng_info *in, int task) {
+    static const char text[] = "warm-up";
+    int32_t ids[16];
+    ids[0] = tok_bos(t);
+    int32_t n = tok_encode(t, text, sizeof(text) - 1, ids + 1, 14);
+    if (n < 0) n = 0;
+    ids[n + 1] = tok_eos(t);
+    float *out = malloc(sizeof(float) * (size_t)in->n_embd);
+    if (!out) return ENG_ENOMEM;
+    int paths[2] = {ENG_TASK_NONE, task != ENG_TASK_NONE ? task : 0}, n_paths = in->n_tasks ? 2 : 1;
+    int rc = 0;
+    for (int i = 0; i < n_paths && !rc; i++) {
+        struct eng_seq seq = {.ids = ids, .n_ids = n + 2, .task = paths[i], .out = out};
+        rc = eng_encode(ctx, &seq, 1);
+    }
+    free(out);
+    return rc;
 }
 
 /* Loads tokenizer and model, starts the batcher and attaches them. */
@@ -115,6 +146,21 @@ static int load_engine(struct app *a) {
     if (task == ENG_ENOTASK) return fail("bad settings", err);
     struct eng_ctx *ctx = eng_ctx_new(a->model, &p, err, sizeof(err));
     if (!ctx) return fail("cannot create the engine context", err);
+    if (c->warmup) {
+        double tw = clock_now();
+        int wrc = warm_up(ctx, a->tok, in, task);
+        if (wrc) {
+            eng_ctx_free(ctx);
+            return fail("warm-up forward pass failed", eng_strerror(wrc));
+        }
+        LOG_INFO("warm-up: %d forward pass(es) in %.1f ms", in->n_tasks ? 2 : 1,
+                 (clock_now() - tw) * 1e3);
+    }
+    struct met_build mb = {.version = emb_version(),
+                           .commit = emb_commit(),
+                           .dtype = eng_dtype_name(in->dtype),
+                           .kernels = engine_kernels(in)};
+    metrics_set_build(a->metrics, &mb);
     struct batcher_params bp = {.max_batch_tokens = c->max_batch_tokens,
                                 .max_queue = c->max_queue,
                                 .on_pass = count_pass,
@@ -160,6 +206,11 @@ static void shutdown_all(struct app *a) {
 int main(int argc, char **argv) {
     mem_install_cjson(); /* request JSON allocates through mem_malloc (alloc.h) */
     if (argc > 1 && !strcmp(argv[1], "embed")) return cli_embed_main(argc - 1, argv + 1);
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--version")) {
+            printf("embedserve %s (commit %s)\n", emb_version(), emb_commit());
+            return 0;
+        }
     struct app a;
     memset(&a, 0, sizeof(a));
     char err[512];
@@ -171,9 +222,10 @@ int main(int argc, char **argv) {
         return 2;
     }
     log_set_level(a.cfg.log_level);
+    log_set_format(a.cfg.log_format == CFG_LOG_JSON ? LOG_FORMAT_JSON : LOG_FORMAT_TEXT);
     char desc[2048];
     cfg_describe(&a.cfg, desc, sizeof(desc));
-    LOG_INFO("embedserve %s starting: %s", CFG_VERSION, desc);
+    LOG_INFO("embedserve %s (commit %s) starting: %s", emb_version(), emb_commit(), desc);
 
     sigset_t sigs;
     sigemptyset(&sigs);
@@ -189,6 +241,8 @@ int main(int argc, char **argv) {
         fail("startup", "out of memory");
         goto out;
     }
+    struct met_build mb = {.version = emb_version(), .commit = emb_commit()};
+    metrics_set_build(a.metrics, &mb);
     if (!(a.http = http_start(&a.cfg, a.metrics, err, sizeof(err)))) {
         fail("cannot start the HTTP server", err);
         goto out;

@@ -1,14 +1,22 @@
 /* metrics.c -- see metrics.h. Names follow Prometheus conventions
- * (embedserve_*_total counters, *_seconds histograms). */
+ * (embedserve_*_total counters, *_seconds histograms), and no two families
+ * share a sample name in either format: a histogram X owns X_bucket, X_sum
+ * and X_count, and an OpenMetrics counter X owns X_total, so a counter
+ * "X_total" next to a histogram "X" would be two families called X. */
 #include "server/metrics.h"
 
+#include <dirent.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "util/strbuf.h"
 
-#define MAX_BUCKETS 16
+#define MAX_BUCKETS 24
 
 struct hist {
     const double *le; /* upper bounds, ascending */
@@ -18,11 +26,20 @@ struct hist {
     uint64_t n;
 };
 
-static const double sec_le[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                0.25,  0.5,    1,     2.5,  5,     10,   30};
-static const double seq_le[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
-static const double req_le[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128};
-static const double tok_le[] = {16, 64, 256, 1024, 2048, 4096, 8192, 16384, 32768, 65536};
+/* Seconds: from a probe (1 ms) to the longest request the limits allow. One
+ * request may carry --max-client-batch 2048 inputs of --max-input-tokens
+ * 8192 tokens (16.8 M tokens); at the full model's CPU speed that is hours,
+ * and the HTTP timeout does not cut it (it applies to idle connections). */
+static const double sec_le[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,  0.1,  0.25,
+                                0.5,   1,      2.5,   5,    10,    30,    60,   120,
+                                300,   600,    1800,  3600, 7200,  14400, 28800};
+/* Per forward pass: up to --max-batch-tokens (at most 2^24) tokens, so as
+ * many sequences of 3+ tokens. */
+static const double seq_le[] = {1,   2,    4,    8,    16,    32,    64,     128,     256,
+                                512, 1024, 2048, 4096, 16384, 65536, 262144, 1048576, 4194304};
+static const double req_le[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128, 256};
+static const double tok_le[] = {16,    64,    256,   1024,   2048,    4096,    8192,
+                                16384, 32768, 65536, 262144, 1048576, 4194304, 16777216};
 
 static const int status_codes[] = {200, 400, 401, 404, 405, 413, 422, 429, 500, 503, 0};
 #define N_STATUS ((int)(sizeof(status_codes) / sizeof(status_codes[0])))
@@ -33,9 +50,18 @@ struct metrics {
     pthread_mutex_t mu; /* guards everything below */
     uint64_t requests[MET_R_N][N_STATUS];
     uint64_t other_status[MET_R_N];
-    struct hist req_dur, queue_dur, compute_dur, batch_dur, batch_seqs, batch_reqs, batch_toks;
-    uint64_t inputs, tokens, batches, batch_tokens, dropped, multi_batches;
+    struct hist req_dur[MET_R_N];
+    struct hist queue_dur, compute_dur, batch_dur, batch_seqs, batch_reqs, batch_toks;
+    uint64_t inputs, tokens, batches, dropped, multi_batches;
+    struct met_build build;
+    double start_s; /* metrics_new's wall time: the start time when /proc cannot say */
 };
+
+static double wall_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
 
 #define HIST_INIT(h, bounds)                                    \
     do {                                                        \
@@ -47,7 +73,9 @@ struct metrics *metrics_new(void) {
     struct metrics *m = calloc(1, sizeof(*m));
     if (!m) return NULL;
     pthread_mutex_init(&m->mu, NULL);
-    HIST_INIT(m->req_dur, sec_le);
+    m->start_s = wall_now();
+    for (int r = 0; r < MET_R_N; r++)
+        HIST_INIT(m->req_dur[r], sec_le);
     HIST_INIT(m->queue_dur, sec_le);
     HIST_INIT(m->compute_dur, sec_le);
     HIST_INIT(m->batch_dur, sec_le);
@@ -82,7 +110,13 @@ void metrics_request(struct metrics *m, int route, int status, double seconds) {
         m->requests[route][si]++;
     else
         m->other_status[route]++;
-    hist_add(&m->req_dur, seconds);
+    hist_add(&m->req_dur[route], seconds);
+    pthread_mutex_unlock(&m->mu);
+}
+
+void metrics_set_build(struct metrics *m, const struct met_build *b) {
+    pthread_mutex_lock(&m->mu);
+    m->build = *b;
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -99,7 +133,6 @@ void metrics_embed(struct metrics *m, int n_inputs, int64_t n_tokens, double que
 void metrics_batch(struct metrics *m, int n_seqs, int n_requests, int n_tokens, double seconds) {
     pthread_mutex_lock(&m->mu);
     m->batches++;
-    m->batch_tokens += (uint64_t)n_tokens;
     m->multi_batches += n_requests > 1;
     hist_add(&m->batch_dur, seconds);
     hist_add(&m->batch_seqs, n_seqs);
@@ -121,83 +154,243 @@ uint64_t metrics_multi_request_batches(struct metrics *m) {
     return n;
 }
 
-static void put_hist(struct strbuf *s, const char *name, const char *help, const struct hist *h) {
-    sb_printf(s, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+/* A label value in the exposition formats: \\, \" and \n escaped. */
+static void put_label(struct strbuf *s, const char *v) {
+    sb_putc(s, '"');
+    for (const char *p = v ? v : ""; *p; p++) {
+        if (*p == '\\' || *p == '"')
+            sb_putc(s, '\\'), sb_putc(s, *p);
+        else if (*p == '\n')
+            sb_puts(s, "\\n");
+        else
+            sb_putc(s, *p);
+    }
+    sb_putc(s, '"');
+}
+
+/* # HELP / # TYPE lines. A counter's family is named without "_total" in
+ * OpenMetrics (its sample keeps the suffix); the text format names the
+ * family as the sample. */
+static void put_family(struct strbuf *s, enum met_format f, const char *name, const char *type,
+                       const char *help) {
+    bool counter = !strcmp(type, "counter");
+    const char *sfx = counter && f == MET_FMT_TEXT ? "_total" : "";
+    sb_printf(s, "# HELP %s%s %s\n# TYPE %s%s %s\n", name, sfx, help, name, sfx, type);
+}
+
+/* One histogram's samples; `label` is "" or `name="value",`. */
+static void put_hist_samples(struct strbuf *s, const char *name, const char *label,
+                             const struct hist *h) {
     uint64_t cum = 0;
     for (int i = 0; i < h->n_le; i++) {
         cum += h->count[i];
-        sb_printf(s, "%s_bucket{le=\"%g\"} %llu\n", name, h->le[i], (unsigned long long)cum);
+        sb_printf(s, "%s_bucket{%sle=\"%g\"} %llu\n", name, label, h->le[i],
+                  (unsigned long long)cum);
     }
-    sb_printf(s, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name,
-              (unsigned long long)h->n, name, h->sum, name, (unsigned long long)h->n);
+    const char *open = *label ? "{" : "";
+    size_t ll = strlen(label);
+    char lab[128];
+    snprintf(lab, sizeof(lab), "%.*s", ll ? (int)ll - 1 : 0, label); /* without the comma */
+    const char *close = *label ? "}" : "";
+    sb_printf(s, "%s_bucket{%sle=\"+Inf\"} %llu\n", name, label, (unsigned long long)h->n);
+    sb_printf(s, "%s_sum%s%s%s %.6f\n%s_count%s%s%s %llu\n", name, open, lab, close, h->sum, name,
+              open, lab, close, (unsigned long long)h->n);
 }
 
-static void put_counter(struct strbuf *s, const char *name, const char *help, uint64_t v) {
-    sb_printf(s, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name,
-              (unsigned long long)v);
+static void put_hist(struct strbuf *s, enum met_format f, const char *name, const char *help,
+                     const struct hist *h) {
+    put_family(s, f, name, "histogram", help);
+    put_hist_samples(s, name, "", h);
 }
 
-static void put_gauge(struct strbuf *s, const char *name, const char *help, double v) {
-    sb_printf(s, "# HELP %s %s\n# TYPE %s gauge\n%s %g\n", name, help, name, name, v);
+/* name is the counter's family name, without "_total". */
+static void put_counter(struct strbuf *s, enum met_format f, const char *name, const char *help,
+                        uint64_t v) {
+    put_family(s, f, name, "counter", help);
+    sb_printf(s, "%s_total %llu\n", name, (unsigned long long)v);
 }
 
-static void put_requests(struct strbuf *s, const struct metrics *m) {
-    const char *n = "embedserve_requests_total";
-    sb_printf(s, "# HELP %s HTTP requests by route and status.\n# TYPE %s counter\n", n, n);
+static void put_gauge(struct strbuf *s, enum met_format f, const char *name, const char *help,
+                      double v) {
+    put_family(s, f, name, "gauge", help);
+    sb_printf(s, "%s %.17g\n", name, v);
+}
+
+static void put_requests(struct strbuf *s, enum met_format f, const struct metrics *m) {
+    const char *n = "embedserve_requests";
+    put_family(s, f, n, "counter", "HTTP requests by route and status.");
     for (int r = 0; r < MET_R_N; r++) {
         for (int i = 0; i < N_STATUS - 1; i++)
             if (m->requests[r][i])
-                sb_printf(s, "%s{route=\"%s\",status=\"%d\"} %llu\n", n, route_names[r],
+                sb_printf(s, "%s_total{route=\"%s\",status=\"%d\"} %llu\n", n, route_names[r],
                           status_codes[i], (unsigned long long)m->requests[r][i]);
         if (m->other_status[r])
-            sb_printf(s, "%s{route=\"%s\",status=\"other\"} %llu\n", n, route_names[r],
+            sb_printf(s, "%s_total{route=\"%s\",status=\"other\"} %llu\n", n, route_names[r],
                       (unsigned long long)m->other_status[r]);
     }
 }
 
-static void put_gauges(struct strbuf *s, const struct met_gauges *g) {
-    put_gauge(s, "embedserve_queue_depth", "Embedding requests admitted and not finished.",
+static void put_durations(struct strbuf *s, enum met_format f, const struct metrics *m) {
+    const char *n = "embedserve_request_duration_seconds";
+    put_family(s, f, n, "histogram", "End-to-end HTTP request time, by route.");
+    for (int r = 0; r < MET_R_N; r++) {
+        if (!m->req_dur[r].n) continue;
+        char label[64];
+        snprintf(label, sizeof(label), "route=\"%s\",", route_names[r]);
+        put_hist_samples(s, n, label, &m->req_dur[r]);
+    }
+}
+
+static void put_gauges(struct strbuf *s, enum met_format f, const struct met_gauges *g) {
+    put_gauge(s, f, "embedserve_queue_depth", "Embedding requests admitted and not finished.",
               g->queue_depth);
-    put_gauge(s, "embedserve_queue_waiting", "Admitted requests the engine has not started.",
+    put_gauge(s, f, "embedserve_queue_waiting", "Admitted requests the engine has not started.",
               g->queue_waiting);
-    put_gauge(s, "embedserve_requests_active", "HTTP requests being handled.", g->requests_active);
-    put_gauge(s, "embedserve_ready", "1 when the model is loaded and the queue has room.",
+    put_gauge(s, f, "embedserve_requests_active", "HTTP requests being handled.",
+              g->requests_active);
+    put_gauge(s, f, "embedserve_ready", "1 when the model is loaded and the queue has room.",
               g->ready);
-    sb_puts(s, "# HELP embedserve_model_info The served model.\n"
-               "# TYPE embedserve_model_info gauge\nembedserve_model_info{model=");
-    sb_json_str(s, g->model ? g->model : "", g->model ? strlen(g->model) : 0);
+    put_family(s, f, "embedserve_model_info", "gauge", "The served model.");
+    sb_puts(s, "embedserve_model_info{model=");
+    put_label(s, g->model);
     sb_printf(s,
               ",n_embd=\"%d\",n_layer=\"%d\",n_tasks=\"%d\",max_input_tokens=\"%d\","
               "max_batch_tokens=\"%d\"} 1\n",
               g->n_embd, g->n_layer, g->n_tasks, g->max_input_tokens, g->max_batch_tokens);
 }
 
-char *metrics_render(struct metrics *m, const struct met_gauges *g, size_t *len) {
+static void put_build(struct strbuf *s, enum met_format f, const struct met_build *b) {
+    put_family(s, f, "embedserve_build_info", "gauge",
+               "Version, git commit, matrix-product precision and CPU kernels in use.");
+    sb_puts(s, "embedserve_build_info{version=");
+    put_label(s, b->version ? b->version : "unknown");
+    sb_puts(s, ",commit=");
+    put_label(s, b->commit ? b->commit : "unknown");
+    sb_puts(s, ",dtype=");
+    put_label(s, b->dtype ? b->dtype : "");
+    sb_puts(s, ",kernels=");
+    put_label(s, b->kernels ? b->kernels : "");
+    sb_puts(s, "} 1\n");
+}
+
+/* ---- process_* (the names every Prometheus client library uses) ---------- */
+
+struct proc_stat {
+    bool ok;
+    double cpu_s, start_s, vsize, rss;
+};
+
+/* /proc/self/stat fields 14-15 (utime, stime), 22 (starttime), 23 (vsize)
+ * and 24 (rss in pages), counted after the ")" that closes the command. */
+static struct proc_stat read_proc_stat(void) {
+    struct proc_stat ps = {0};
+    char buf[1024];
+    FILE *fp = fopen("/proc/self/stat", "r");
+    if (!fp) return ps;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
+    fclose(fp);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    if (!p) return ps;
+    unsigned long long v[24] = {0}; /* v[i] = field i+3 */
+    int k = 0;
+    p += 2;         /* ") " */
+    if (*p) p += 2; /* field 3, the state letter */
+    for (k = 1; k < 22 && *p; k++) {
+        char *end;
+        v[k] = strtoull(p, &end, 10);
+        if (end == p) break;
+        p = end + (*end == ' ');
+    }
+    if (k < 22) return ps;
+    double tck = (double)sysconf(_SC_CLK_TCK);
+    if (tck <= 0) tck = 100;
+    ps.cpu_s = (double)(v[14 - 3] + v[15 - 3]) / tck;
+    ps.vsize = (double)v[23 - 3];
+    ps.rss = (double)v[24 - 3] * (double)sysconf(_SC_PAGESIZE);
+    double btime = 0;
+    if ((fp = fopen("/proc/stat", "r"))) {
+        char line[256];
+        while (fgets(line, sizeof(line), fp))
+            if (!strncmp(line, "btime ", 6)) btime = strtod(line + 6, NULL);
+        fclose(fp);
+    }
+    ps.start_s = btime > 0 ? btime + (double)v[22 - 3] / tck : 0;
+    ps.ok = true;
+    return ps;
+}
+
+/* Open descriptors: the entries of /proc/self/fd, less the one reading it. */
+static int count_fds(void) {
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1;
+}
+
+static void put_process(struct strbuf *s, enum met_format f, double start_fallback) {
+    struct proc_stat ps = read_proc_stat();
+    if (ps.ok) {
+        put_family(s, f, "process_cpu_seconds", "counter",
+                   "User and system CPU time spent, in seconds.");
+        sb_printf(s, "process_cpu_seconds_total %.2f\n", ps.cpu_s);
+        put_gauge(s, f, "process_resident_memory_bytes", "Resident memory size in bytes.", ps.rss);
+        put_gauge(s, f, "process_virtual_memory_bytes", "Virtual memory size in bytes.", ps.vsize);
+    }
+    put_gauge(s, f, "process_start_time_seconds",
+              "Start time of the process since the Unix epoch, in seconds.",
+              ps.ok && ps.start_s > 0 ? ps.start_s : start_fallback);
+    int fds = count_fds();
+    if (fds >= 0) put_gauge(s, f, "process_open_fds", "Open file descriptors.", fds);
+    struct rlimit rl;
+    if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur != RLIM_INFINITY)
+        put_gauge(s, f, "process_max_fds", "Limit on open file descriptors.", (double)rl.rlim_cur);
+}
+
+const char *metrics_content_type(enum met_format f) {
+    return f == MET_FMT_OPENMETRICS ? "application/openmetrics-text; version=1.0.0; charset=utf-8"
+                                    : "text/plain; version=0.0.4; charset=utf-8";
+}
+
+enum met_format metrics_format_for(const char *accept) {
+    return accept && strstr(accept, "application/openmetrics-text") ? MET_FMT_OPENMETRICS
+                                                                    : MET_FMT_TEXT;
+}
+
+char *metrics_render(struct metrics *m, const struct met_gauges *g, enum met_format f,
+                     size_t *len) {
     struct strbuf s;
     sb_init(&s);
     pthread_mutex_lock(&m->mu);
     struct metrics c = *m; /* a consistent snapshot; formatted outside the lock */
     pthread_mutex_unlock(&m->mu);
-    put_requests(&s, &c);
-    put_hist(&s, "embedserve_request_duration_seconds", "End-to-end HTTP request time.",
-             &c.req_dur);
-    put_hist(&s, "embedserve_queue_duration_seconds",
+    put_requests(&s, f, &c);
+    put_durations(&s, f, &c);
+    put_hist(&s, f, "embedserve_queue_duration_seconds",
              "Embedding requests: admission to first forward pass.", &c.queue_dur);
-    put_hist(&s, "embedserve_inference_duration_seconds",
+    put_hist(&s, f, "embedserve_inference_duration_seconds",
              "Embedding requests: first forward pass to last.", &c.compute_dur);
-    put_hist(&s, "embedserve_batch_duration_seconds", "Forward pass time.", &c.batch_dur);
-    put_hist(&s, "embedserve_batch_sequences", "Sequences per forward pass.", &c.batch_seqs);
-    put_hist(&s, "embedserve_batch_requests", "Distinct requests per forward pass.", &c.batch_reqs);
-    put_hist(&s, "embedserve_batch_tokens", "Tokens per forward pass.", &c.batch_toks);
-    put_counter(&s, "embedserve_inputs_total", "Inputs embedded.", c.inputs);
-    put_counter(&s, "embedserve_tokens_total", "Tokens of embedded inputs (usage).", c.tokens);
-    put_counter(&s, "embedserve_batches_total", "Forward passes run.", c.batches);
-    put_counter(&s, "embedserve_batch_tokens_total", "Tokens fed to forward passes.",
-                c.batch_tokens);
-    put_counter(&s, "embedserve_multi_request_batches_total",
+    put_hist(&s, f, "embedserve_batch_duration_seconds", "Forward pass time.", &c.batch_dur);
+    put_hist(&s, f, "embedserve_batch_sequences", "Sequences per forward pass.", &c.batch_seqs);
+    put_hist(&s, f, "embedserve_batch_requests", "Distinct requests per forward pass.",
+             &c.batch_reqs);
+    /* Its _sum is the total of tokens fed to forward passes (there is no
+     * separate counter: "embedserve_batch_tokens_total" would clash). */
+    put_hist(&s, f, "embedserve_batch_tokens", "Tokens per forward pass.", &c.batch_toks);
+    put_counter(&s, f, "embedserve_inputs", "Inputs embedded.", c.inputs);
+    put_counter(&s, f, "embedserve_tokens", "Tokens of embedded inputs (usage).", c.tokens);
+    put_counter(&s, f, "embedserve_batches", "Forward passes run.", c.batches);
+    put_counter(&s, f, "embedserve_multi_request_batches",
                 "Forward passes that held more than one request.", c.multi_batches);
-    put_counter(&s, "embedserve_dropped_requests_total",
+    put_counter(&s, f, "embedserve_dropped_requests",
                 "Requests dropped because the client disconnected.", c.dropped);
-    put_gauges(&s, g);
+    put_gauges(&s, f, g);
+    put_build(&s, f, &c.build);
+    put_process(&s, f, c.start_s);
+    if (f == MET_FMT_OPENMETRICS) sb_puts(&s, "# EOF\n");
     return sb_detach(&s, len);
 }

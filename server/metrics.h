@@ -34,11 +34,26 @@ struct met_gauges {
 
 struct metrics;
 
+/* What /metrics reports as embedserve_build_info. All strings are borrowed
+ * and must outlive the metrics object (string literals, or model-owned
+ * strings while the model is loaded). */
+struct met_build {
+    const char *version; /* release, e.g. "0.1.0" */
+    const char *commit;  /* git commit the binary was built from, or "unknown" */
+    const char *dtype;   /* matrix-product precision in use ("f32", "bf16", ...) */
+    const char *kernels; /* CPU kernels the engine chose */
+};
+
 /* Returns NULL on oom; free with metrics_free (accepts NULL). */
 struct metrics *metrics_new(void);
 void metrics_free(struct metrics *m);
 
-/* One finished HTTP request. */
+/* Sets the build/engine description (once the model is loaded; before that
+ * embedserve_build_info carries version and commit only). */
+void metrics_set_build(struct metrics *m, const struct met_build *b);
+
+/* One finished HTTP request; `seconds` goes to that route's duration
+ * histogram, so cheap probes do not dilute the embedding latency. */
 void metrics_request(struct metrics *m, int route, int status, double seconds);
 
 /* One finished embeddings request: its inputs, tokens and times. */
@@ -51,9 +66,21 @@ void metrics_batch(struct metrics *m, int n_seqs, int n_requests, int n_tokens, 
 /* A request whose client went away before its work ran. */
 void metrics_dropped(struct metrics *m);
 
-/* Renders the text exposition format (version 0.0.4). Returns a malloc'ed
- * body or NULL on oom. */
-char *metrics_render(struct metrics *m, const struct met_gauges *g, size_t *len);
+/* Exposition formats metrics_render writes. */
+enum met_format {
+    MET_FMT_TEXT,        /* Prometheus text format 0.0.4 */
+    MET_FMT_OPENMETRICS, /* OpenMetrics 1.0.0 text (counters TYPE'd without _total, "# EOF") */
+};
+
+/* The Content-Type of a format. */
+const char *metrics_content_type(enum met_format f);
+
+/* The format a scraper asks for in its Accept header (NULL = text). */
+enum met_format metrics_format_for(const char *accept);
+
+/* Renders every metric, the gauges in *g and the process_* metrics (read
+ * from /proc/self). Returns a malloc'ed body or NULL on oom. */
+char *metrics_render(struct metrics *m, const struct met_gauges *g, enum met_format f, size_t *len);
 
 /* Total batches that held more than one request (for tests and logs). */
 uint64_t metrics_multi_request_batches(struct metrics *m);

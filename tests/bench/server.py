@@ -7,7 +7,7 @@ import time
 import urllib.request
 
 
-def start(binary, model, port, dtype="auto", threads=2, name="bench", timeout=120):
+def start(binary, model, port, dtype="auto", threads=2, name="bench", timeout=120, extra=()):
     """Starts the server and waits until /ready answers 200.
 
     Returns (process, seconds from launch to ready). Exits the script with a
@@ -16,7 +16,8 @@ def start(binary, model, port, dtype="auto", threads=2, name="bench", timeout=12
     url = "http://127.0.0.1:%d" % port
     t0 = time.time()
     srv = subprocess.Popen([binary, "--model", model, "--host", "127.0.0.1", "--port", str(port),
-                            "--dtype", dtype, "--threads", str(threads), "--log-level", "warn"],
+                            "--dtype", dtype, "--threads", str(threads), "--log-level", "warn"]
+                           + list(extra),
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while time.time() - t0 < timeout:
         if srv.poll() is not None:

@@ -34,7 +34,15 @@ for d, h in http.items():
     print("HTTP %-5s 8 clients x 32x128: %.1f tok/s (%.0f%% of engine alone), launch to /ready "
           "%.2f s, server peak RSS %.2f GiB, errors %d" % (d, h["http_tok_s"], 100 * h["http_tok_s"] / e if e else 0,
                                                          h["startup_ready_s"], h["server_peak_rss_gib"], h["http_errors"]))
+fr = [r for r in rows if "first_req_warm_s" in r]
+if fr:
+    f = fr[0]
+    print("first request after /ready (median of %d): %.3f s with warm-up, %.3f s without "
+          "(second request %.3f s); launch to /ready %.2f s vs %.2f s"
+          % (f["first_req_runs"], f["first_req_warm_s"], f["first_req_cold_s"], f["second_req_warm_s"],
+             f["ready_warm_s"], f["ready_cold_s"]))
 if one:
     print("f32 1 thread: batch 32x128 %.1f tok/s" % one[0]["batch_tok_s"])
 print("peers (issue 4, same machine kind): llama.cpp BF16 306 tok/s, PyTorch bf16 403, ONNX fp32 233")
-print(json.dumps({"engine": eng, "engine_1thread": one, "http": http}))
+print(json.dumps({"engine": eng, "engine_1thread": one, "http": http,
+                  "first_request": fr[0] if fr else None}))
