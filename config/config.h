@@ -62,6 +62,7 @@ struct cfg {
     int max_client_batch;          /* --max-client-batch: inputs per request (2048) */
     int max_input_tokens;          /* --max-input-tokens: tokens per sequence (8192) */
     int64_t max_body_bytes;        /* --max-body-bytes: request body limit (64 MiB) */
+    int64_t max_memory;            /* --max-memory: budget for bodies and queued work (0 = auto) */
     int max_batch_tokens;          /* --max-batch-tokens: tokens per forward pass (16384) */
     int max_queue;                 /* --max-queue: requests admitted before 429 (256) */
     bool strict;                   /* --strict: unknown request fields are 422 */
@@ -108,5 +109,10 @@ int cfg_describe(const struct cfg *c, char *buf, size_t n);
  * CPU quota (cpu.max) when one is set, as in a CPU-limited container.
  * What "--threads 0" means. At least 1. */
 int cfg_cpu_count(void);
+
+/* The memory limit of this process's cgroup in bytes (v2 memory.max, else
+ * v1 memory.limit_in_bytes), or 0 when there is none. What "--max-memory 0"
+ * derives its budget from. Thread-safe. */
+int64_t cfg_memory_limit(void);
 
 #endif

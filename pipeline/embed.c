@@ -11,12 +11,17 @@ struct emb_opts emb_opts_defaults(void) {
     return o;
 }
 
-/* ids = <s> + body[0..n_body) + </s> */
-static int32_t *wrap_ids(const tok *t, const int32_t *body, int32_t n_body) {
-    int32_t *ids = mem_malloc(sizeof(int32_t) * ((size_t)n_body + 2));
-    if (!ids) return NULL;
+/* body[0..n_body) (malloc'ed, consumed) becomes <s> + body + </s> in place:
+ * a big array is mmap'ed, so growing it does not copy it. NULL on oom (body
+ * freed). */
+static int32_t *wrap_ids(const tok *t, int32_t *body, int32_t n_body) {
+    int32_t *ids = mem_realloc(body, sizeof(int32_t) * ((size_t)n_body + 2));
+    if (!ids) {
+        free(body);
+        return NULL;
+    }
+    if (n_body) memmove(ids + 1, ids, sizeof(int32_t) * (size_t)n_body);
     ids[0] = tok_bos(t);
-    if (n_body) memcpy(ids + 1, body, sizeof(int32_t) * (size_t)n_body);
     ids[n_body + 1] = tok_eos(t);
     return ids;
 }
@@ -42,7 +47,6 @@ static int build_ordinary(const tok *t, const char *prefix, const struct emb_opt
         }
         struct emb_seq *s = &plan->seqs[plan->n_seqs];
         s->ids = wrap_ids(t, body, nb);
-        free(body);
         if (!s->ids) return EMB_ENOMEM;
         s->n_ids = nb + 2;
         s->task = o->task;

@@ -41,6 +41,7 @@ static const struct {
     {"gemm", test_wmat},
     {"oom", test_oom},
     {"hostile", test_hostile},
+    {"memory", test_memory},
 };
 
 int main(int argc, char **argv) {

@@ -195,18 +195,35 @@ static int encode_long_run(const tok *t, const std::string &head, const char *s,
     return encode_chunk(t, head, s, run, out);
 }
 
+// Appends ids to a malloc'ed array grown geometrically with realloc (big
+// arrays are mmap'ed, so growing them moves pages instead of copying).
+struct id_buf {
+    int32_t *p = nullptr;
+    size_t n = 0, cap = 0;
+    bool push(int32_t id) {
+        if (n == cap) {
+            size_t c = cap ? cap * 2 : 1024;
+            int32_t *q = (int32_t *)realloc(p, sizeof(int32_t) * c);
+            if (!q) return false;
+            p = q, cap = c;
+        }
+        p[n++] = id;
+        return true;
+    }
+};
+
 extern "C" int32_t tok_encode_prefix(const tok *t, const char *head, size_t hlen, const char *text,
                                      size_t len, int32_t max_ids, int32_t **out, bool *more) {
     *out = nullptr;
     *more = false;
     if (max_ids < 0) return TOK_EFAIL;
+    id_buf ids;
     try {
-        std::vector<int32_t> ids;
         std::vector<int> v;
         std::string h(head, hlen);
         size_t pos = 0, lim = (size_t)max_ids;
-        for (bool first = true; (first || pos < len) && ids.size() <= lim; first = false) {
-            size_t end = len, need = lim + 1 - ids.size();
+        for (bool first = true; (first || pos < len) && ids.n <= lim; first = false) {
+            size_t end = len, need = lim + 1 - ids.n;
             bool long_run = false;
             if (t->chunkable && len - pos > CHUNK) {
                 const char *lo = text + pos + CHUNK / 2;
@@ -222,26 +239,26 @@ extern "C" int32_t tok_encode_prefix(const tok *t, const char *head, size_t hlen
             v.clear();
             int rc = long_run ? encode_long_run(t, h, text + pos, end - pos, need, v)
                               : encode_chunk(t, h, text + pos, end - pos, v);
-            if (rc) return TOK_EFAIL;
-            for (size_t i = 0; i < v.size() && ids.size() <= lim; i++)
-                ids.push_back(map_id(v[i]));
-            if (long_run && v.size() == need) break; // cut inside the run: ids are full
+            if (rc) throw std::bad_alloc();
+            for (size_t i = 0; i < v.size() && ids.n <= lim; i++)
+                if (!ids.push(map_id(v[i]))) throw std::bad_alloc();
             h.clear();
             pos = end;
         }
-        if (ids.size() > lim) {
-            *more = true;
-            ids.resize(lim);
-        }
-        if (ids.empty()) return 0;
-        int32_t *r = (int32_t *)malloc(sizeof(int32_t) * ids.size());
-        if (!r) return TOK_EFAIL;
-        memcpy(r, ids.data(), sizeof(int32_t) * ids.size());
-        *out = r;
-        return (int32_t)ids.size();
     } catch (...) {
+        free(ids.p);
         return TOK_EFAIL;
     }
+    if (ids.n > (size_t)max_ids) {
+        *more = true;
+        ids.n = (size_t)max_ids;
+    }
+    if (ids.n == 0 || ids.n > INT32_MAX) {
+        free(ids.p);
+        return ids.n ? TOK_EFAIL : 0;
+    }
+    *out = ids.p;
+    return (int32_t)ids.n;
 }
 
 extern "C" const char *tok_piece(const tok *t, int32_t id) {
