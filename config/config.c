@@ -61,7 +61,7 @@ static const struct opt opts[] = {
     {"max-batch-tokens", T_INT, F(max_batch_tokens), 16, 1 << 24, "16384", NULL, "N",
      "token budget of one forward pass (requests are packed up to it)"},
     {"max-queue", T_INT, F(max_queue), 1, 1 << 20, "256", NULL, "N",
-     "embedding requests admitted at once; more get 429"},
+     "embedding and tokenize requests admitted at once; more get 429"},
     {"strict", T_BOOL, F(strict), 0, 0, "false", NULL, "",
      "reject unknown request fields with 422, as Jina's API does"},
     {"threads", T_INT, F(threads), 0, 1024, "0", NULL, "N",
