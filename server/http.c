@@ -6,12 +6,18 @@
  *    announced Content-Length over the limit (413) are answered right here,
  *    before any body is read.
  * 2. Body calls: bytes are appended up to max_body_bytes (more are counted
- *    and discarded; the final call answers 413).
+ *    and discarded; the final call answers 413) into a buffer that grows as
+ *    they arrive (never from the announced Content-Length); each growth is
+ *    taken from the memory budget (--max-memory; past it the body is
+ *    discarded and the final call answers 503).
  * 3. Final call: GET routes answer at once. POST /v1/embeddings parses the
- *    JSON, takes a batcher slot (429 if none), tokenises on this HTTP
- *    thread (emb_plan_build), then suspends the connection and submits the
- *    job -- suspend first, because resuming a connection that is not
- *    suspended is undefined in MHD.
+ *    JSON (then frees the body), takes the request's estimated work from
+ *    the memory budget (503 if it does not fit) and a batcher slot (429 if
+ *    none), tokenises on this HTTP thread (emb_plan_build), then suspends
+ *    the connection and submits the job -- suspend first, because resuming
+ *    a connection that is not suspended is undefined in MHD. POST
+ *    /v1/tokenize is admitted the same way and answers at once.
+ *    What the request holds of the budget goes back in step 6.
  * 4. The engine thread runs the job and calls job_done(), which marks the
  *    req done and calls MHD_resume_connection; it touches nothing after.
  * 5. MHD calls the handler again on an HTTP thread: the vectors are
