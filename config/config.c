@@ -56,10 +56,13 @@ static const struct opt opts[] = {
      "most tokens per sequence, <s>, </s> and task prefix included"},
     {"max-body-bytes", T_BYTES, F(max_body_bytes), 1024, 1LL << 40, "64M", NULL, "BYTES",
      "largest request body (suffixes K, M, G)"},
+    {"max-memory", T_BYTES, F(max_memory), 0, 1LL << 50, "0", NULL, "BYTES",
+     "memory budget for request bodies and queued work; past it, 503 (0 = 75% of the cgroup "
+     "memory limit less the loaded model, or 2G without a limit)"},
     {"max-batch-tokens", T_INT, F(max_batch_tokens), 16, 1 << 24, "16384", NULL, "N",
      "token budget of one forward pass (requests are packed up to it)"},
     {"max-queue", T_INT, F(max_queue), 1, 1 << 20, "256", NULL, "N",
-     "embedding requests admitted at once; more get 429"},
+     "embedding and tokenize requests admitted at once; more get 429"},
     {"strict", T_BOOL, F(strict), 0, 0, "false", NULL, "",
      "reject unknown request fields with 422, as Jina's API does"},
     {"threads", T_INT, F(threads), 0, 1024, "0", NULL, "N",
@@ -607,4 +610,25 @@ int cfg_cpu_count(void) {
     int quota = cfg_cgroup_cpu_limit("/sys/fs/cgroup", "/proc/self/cgroup");
     if (quota > 0 && quota < n) n = quota;
     return n > 0 ? n : 1;
+}
+
+/* A cgroup limit file's value; 0 for "max", a missing file or an unlimited
+ * v1 value (a huge number near 2^63). */
+static int64_t read_limit(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char buf[64] = "";
+    int64_t v = 0;
+    if (fgets(buf, sizeof(buf), f) && strncmp(buf, "max", 3)) {
+        long long x = strtoll(buf, NULL, 10);
+        if (x > 0 && x < (1LL << 50)) v = x;
+    }
+    fclose(f);
+    return v;
+}
+
+int64_t cfg_memory_limit(void) {
+    int64_t v = read_limit("/sys/fs/cgroup/memory.max"); /* cgroup v2 */
+    if (!v) v = read_limit("/sys/fs/cgroup/memory/memory.limit_in_bytes"); /* v1 */
+    return v;
 }

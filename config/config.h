@@ -67,6 +67,7 @@ struct cfg {
     int max_client_batch;          /* --max-client-batch: inputs per request (2048) */
     int max_input_tokens;          /* --max-input-tokens: tokens per sequence (8192) */
     int64_t max_body_bytes;        /* --max-body-bytes: request body limit (64 MiB) */
+    int64_t max_memory;            /* --max-memory: budget for bodies and queued work (0 = auto) */
     int max_batch_tokens;          /* --max-batch-tokens: tokens per forward pass (16384) */
     int max_queue;                 /* --max-queue: requests admitted before 429 (256) */
     bool strict;                   /* --strict: unknown request fields are 422 */
@@ -140,5 +141,10 @@ int cfg_cpu_count(void);
  * quota is set or nothing can be read. Both paths are parameters so tests
  * can feed it a fake tree. Thread-safe. */
 int cfg_cgroup_cpu_limit(const char *cgroup_root, const char *proc_cgroup);
+
+/* The memory limit of this process's cgroup in bytes (v2 memory.max, else
+ * v1 memory.limit_in_bytes), or 0 when there is none. What "--max-memory 0"
+ * derives its budget from. Thread-safe. */
+int64_t cfg_memory_limit(void);
 
 #endif

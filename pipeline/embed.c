@@ -11,28 +11,17 @@ struct emb_opts emb_opts_defaults(void) {
     return o;
 }
 
-/* Tokenises prefix + text as one string, as the reference encode() does
- * (so the prefix's trailing space joins the text's first piece). */
-static int32_t encode_prefixed(const tok *t, const char *prefix, const struct emb_text *x,
-                               int32_t **ids) {
-    size_t pl = strlen(prefix);
-    if (!pl) return tok_encode_alloc(t, x->s, x->len, ids);
-    char *buf = mem_malloc(pl + x->len + 1);
-    if (!buf) return TOK_EFAIL;
-    memcpy(buf, prefix, pl);
-    if (x->len) memcpy(buf + pl, x->s, x->len);
-    buf[pl + x->len] = 0;
-    int32_t n = tok_encode_alloc(t, buf, pl + x->len, ids);
-    free(buf);
-    return n;
-}
-
-/* ids = <s> + body[0..n_body) + </s> */
-static int32_t *wrap_ids(const tok *t, const int32_t *body, int32_t n_body) {
-    int32_t *ids = mem_malloc(sizeof(int32_t) * ((size_t)n_body + 2));
-    if (!ids) return NULL;
+/* body[0..n_body) (malloc'ed, consumed) becomes <s> + body + </s> in place:
+ * a big array is mmap'ed, so growing it does not copy it. NULL on oom (body
+ * freed). */
+static int32_t *wrap_ids(const tok *t, int32_t *body, int32_t n_body) {
+    int32_t *ids = mem_realloc(body, sizeof(int32_t) * ((size_t)n_body + 2));
+    if (!ids) {
+        free(body);
+        return NULL;
+    }
+    if (n_body) memmove(ids + 1, ids, sizeof(int32_t) * (size_t)n_body);
     ids[0] = tok_bos(t);
-    if (n_body) memcpy(ids + 1, body, sizeof(int32_t) * (size_t)n_body);
     ids[n_body + 1] = tok_eos(t);
     return ids;
 }
@@ -41,21 +30,23 @@ static int build_ordinary(const tok *t, const char *prefix, const struct emb_opt
                           const struct emb_text *texts, int32_t n, struct emb_plan *plan,
                           struct emb_error *e) {
     for (int32_t i = 0; i < n; i++) {
+        /* prefix + text as one string, as the reference encode() does (the
+         * prefix's trailing space joins the text's first piece), tokenised
+         * only as far as the limit reaches: a truncated text keeps its first
+         * max_tokens - 2 ids (then </s>); an untruncated one is refused as
+         * soon as its count passes the limit. */
         int32_t *body = NULL;
-        int32_t nb = encode_prefixed(t, prefix, &texts[i], &body);
+        bool more = false;
+        int32_t nb = tok_encode_prefix(t, prefix, strlen(prefix), texts[i].s, texts[i].len,
+                                       o->max_tokens - 2, &body, &more);
         if (nb < 0) return EMB_ENOMEM;
-        int64_t total = (int64_t)nb + 2;
-        if (total > o->max_tokens) {
-            if (!o->truncate) {
-                free(body);
-                *e = (struct emb_error){i, total, o->max_tokens};
-                return EMB_ETOOLONG;
-            }
-            nb = o->max_tokens - 2; /* keep </s>: cut the body */
+        if (more && !o->truncate) {
+            free(body);
+            *e = (struct emb_error){i, (int64_t)o->max_tokens + 1, o->max_tokens};
+            return EMB_ETOOLONG;
         }
         struct emb_seq *s = &plan->seqs[plan->n_seqs];
         s->ids = wrap_ids(t, body, nb);
-        free(body);
         if (!s->ids) return EMB_ENOMEM;
         s->n_ids = nb + 2;
         s->task = o->task;
@@ -81,8 +72,17 @@ static int build_late(const tok *t, const char *prefix, const struct emb_opts *o
     if ((lens[0] = tok_encode_alloc(t, prefix, strlen(prefix), &parts[0])) < 0) goto out;
     total += lens[0];
     for (int32_t i = 0; i < n; i++) {
-        if ((lens[i + 1] = tok_encode_alloc(t, texts[i].s, texts[i].len, &parts[i + 1])) < 0)
+        /* each text only as far as the room left: past it the request fails */
+        bool more = false;
+        int64_t room = total > o->max_tokens ? 0 : o->max_tokens - total;
+        if ((lens[i + 1] = tok_encode_prefix(t, "", 0, texts[i].s, texts[i].len, (int32_t)room,
+                                             &parts[i + 1], &more)) < 0)
             goto out;
+        if (more) {
+            *e = (struct emb_error){-1, (int64_t)o->max_tokens + 1, o->max_tokens};
+            rc = EMB_ETOOLONG;
+            goto out;
+        }
         if (lens[i + 1] == 0) {
             *e = (struct emb_error){i, 0, o->max_tokens};
             rc = EMB_EEMPTY;

@@ -73,7 +73,8 @@ struct emb_plan {
 
 struct emb_error {
     int32_t index;    /* offending input */
-    int64_t n_tokens; /* its token count (or the joined count for late chunking) */
+    int64_t n_tokens; /* its token count (or the joined count for late chunking); when
+                       * over the limit, limit + 1: counting stops there */
     int32_t limit;
 };
 

@@ -173,16 +173,15 @@ int api_plan_error(int emb_rc, const struct emb_error *pe, const struct api_req 
     memset(e, 0, sizeof(*e));
     if (emb_rc == EMB_ETOOLONG && r->opts.late_chunking)
         return api_error_set(e, API_ETOOLONG, "input",
-                             "With late_chunking all inputs are joined into one sequence of %lld "
-                             "tokens, more than the limit of %d tokens (counting <s>, </s> and "
-                             "the task prefix). Send fewer or shorter inputs.",
-                             (long long)pe->n_tokens, pe->limit);
+                             "With late_chunking all inputs are joined into one sequence of more "
+                             "than the limit of %d tokens (counting <s>, </s> and the task "
+                             "prefix). Send fewer or shorter inputs.",
+                             pe->limit);
     if (emb_rc == EMB_ETOOLONG)
         return api_error_set(e, API_ETOOLONG, "input",
-                             "Input %d has %lld tokens, more than the limit of %d tokens "
-                             "(counting <s>, </s> and the task prefix). Shorten it or set "
-                             "\"truncate\": true.",
-                             pe->index, (long long)pe->n_tokens, pe->limit);
+                             "Input %d has more than the limit of %d tokens (counting <s>, </s> "
+                             "and the task prefix). Shorten it or set \"truncate\": true.",
+                             pe->index, pe->limit);
     if (emb_rc == EMB_EEMPTY) {
         char field[64];
         snprintf(field, sizeof(field), "body -> input -> %d", pe->index);

@@ -6,12 +6,18 @@
  *    announced Content-Length over the limit (413) are answered right here,
  *    before any body is read.
  * 2. Body calls: bytes are appended up to max_body_bytes (more are counted
- *    and discarded; the final call answers 413).
+ *    and discarded; the final call answers 413) into a buffer that grows as
+ *    they arrive (never from the announced Content-Length); each growth is
+ *    taken from the memory budget (--max-memory; past it the body is
+ *    discarded and the final call answers 503).
  * 3. Final call: GET routes answer at once. POST /v1/embeddings parses the
- *    JSON, takes a batcher slot (429 if none), tokenises on this HTTP
- *    thread (emb_plan_build), then suspends the connection and submits the
- *    job -- suspend first, because resuming a connection that is not
- *    suspended is undefined in MHD.
+ *    JSON (then frees the body), takes the request's estimated work from
+ *    the memory budget (503 if it does not fit) and a batcher slot (429 if
+ *    none), tokenises on this HTTP thread (emb_plan_build), then suspends
+ *    the connection and submits the job -- suspend first, because resuming
+ *    a connection that is not suspended is undefined in MHD. POST
+ *    /v1/tokenize is admitted the same way and answers at once.
+ *    What the request holds of the budget goes back in step 6.
  * 4. The engine thread runs the job and calls job_done(), which marks the
  *    req done and calls MHD_resume_connection; it touches nothing after.
  * 5. MHD calls the handler again on an HTTP thread: the vectors are
@@ -47,6 +53,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -142,6 +149,10 @@ struct http_server {
     atomic_bool stop;            /* the reaper exits */
     _Atomic long long t_refused; /* last "refusing connections" log, whole seconds */
     atomic_int n_refused;        /* refused since that log line */
+    /* The memory budget (--max-memory): bytes held by bodies being received
+     * and by admitted requests' estimated work (mem_take / mem_give). */
+    int64_t mem_limit;
+    atomic_llong mem_used;
 };
 
 struct req {
@@ -170,6 +181,8 @@ struct req {
     char *body; /* [len] received body, owned */
     size_t len, cap;
     bool too_large;
+    bool over_budget; /* the body did not fit the memory budget: answered 503 */
+    int64_t charged;  /* bytes of the memory budget this req holds (cap + work) */
 
     struct api_req areq;    /* parsed body, owned */
     struct emb_plan plan;   /* tokenised sequences, owned */
@@ -640,6 +653,63 @@ static enum MHD_Result respond_raw(struct req *r, int code, const char *msg) {
     return MHD_NO;
 }
 
+/* ---- the memory budget --------------------------------------------------- */
+
+/* Takes n bytes of the budget for r; false (nothing taken) if they do not
+ * fit. A request holding more than 1 MiB may use only 3/4 of the budget, so
+ * big requests cannot crowd out small ones. */
+static bool mem_take(struct req *r, int64_t n) {
+    struct http_server *s = r->s;
+    int64_t cap = r->charged + n > (1LL << 20) ? s->mem_limit / 4 * 3 : s->mem_limit;
+    long long used = atomic_load(&s->mem_used);
+    do {
+        if (used + n > cap) return false;
+    } while (!atomic_compare_exchange_weak(&s->mem_used, &used, used + n));
+    r->charged += n;
+    return true;
+}
+
+static void mem_give(struct req *r, int64_t n) {
+    atomic_fetch_sub(&r->s->mem_used, n);
+    r->charged -= n;
+}
+
+/* Stops buffering r's body: frees it and gives its bytes back to the budget. */
+static void drop_body(struct req *r) {
+    free(r->body);
+    r->body = NULL;
+    mem_give(r, (int64_t)r->cap);
+    r->len = r->cap = 0;
+}
+
+static enum MHD_Result over_budget(struct req *r) {
+    return respond_code(r, API_EOVERLOAD, NULL,
+                        "The server's memory budget (--max-memory) is taken by other requests; "
+                        "retry later, or send a smaller request.");
+}
+
+/* What an admitted request may allocate once its body is parsed (and freed;
+ * docs/api.md, "Memory"): the texts (copied once) and ~64 bytes per input,
+ * the token ids (at most one per text byte, and at most the limit per input
+ * when counting stops there; 8 bytes each: the ids and their growth), the
+ * tokenizer's working set on one chunk (TOK_WORK_PER_BYTE of up to 128 KiB
+ * of text), and the answer: per input the pooled floats (4 bytes per
+ * dimension) and their rendering (at most 20 bytes per float), or for
+ * /v1/tokenize 12 bytes per id (48 with pieces). */
+#define TOK_WORK_PER_BYTE 200
+static int64_t work_cost(const struct http_server *s, const struct api_req *a, bool tokenize) {
+    int64_t text = 0, n = a->n_inputs;
+    for (int32_t i = 0; i < a->n_inputs; i++)
+        text += (int64_t)a->inputs[i].len;
+    int64_t ids = text + 64 * n; /* the task prefix's ids too */
+    int64_t lim = (int64_t)a->opts.max_tokens * (a->opts.late_chunking ? 1 : n);
+    if (a->opts.max_tokens != EMB_MAX_TOKENS_UNLIMITED && lim < ids) ids = lim + n;
+    int64_t chunk = text < (128 << 10) ? text : (128 << 10);
+    int64_t c = text + 64 * n + 8 * ids + chunk * TOK_WORK_PER_BYTE;
+    if (tokenize) return c + ids * (a->want_pieces ? 48 : 12);
+    return c + n * (int64_t)s->am.info->n_embd * (4 + 20);
+}
+
 static char *dup_str(const char *s, size_t *len) {
     *len = strlen(s);
     return mem_strdup(s);
@@ -715,22 +785,48 @@ static enum MHD_Result handle_models(struct req *r) {
     return respond_json(r, 200, b, len);
 }
 
+/* Parses the body and admits the request: a queue slot (429 if none) and
+ * its estimated work in the memory budget (503 if it does not fit). 0, or
+ * the response already queued in *ret. The slot is the caller's. */
+static int parse_admit(struct req *r, bool tokenize, enum MHD_Result *ret) {
+    struct http_server *s = r->s;
+    struct api_error e;
+    if (!mem_take(r, 2 * (int64_t)r->len + 4096)) return *ret = over_budget(r), -1;
+    int rc = tokenize ? api_tokenize_parse(r->body, r->len, &s->am, &r->areq, &e)
+                      : api_embed_parse(r->body, r->len, &s->am, &r->areq, &e);
+    if (rc) return *ret = respond_error(r, &e), -1;
+    r->n_inputs = r->areq.n_inputs;
+    mem_give(r, 2 * (int64_t)r->len + 4096); /* from here the estimate covers the parse */
+    drop_body(r);                            /* the texts are copied out */
+    if (!mem_take(r, work_cost(s, &r->areq, tokenize))) return *ret = over_budget(r), -1;
+    rc = batcher_reserve(s->batcher);
+    if (rc == BATCHER_ESHUTDOWN) return *ret = not_ready(r), -1;
+    if (rc) {
+        api_batcher_error(rc, &e);
+        return *ret = respond_error(r, &e), -1;
+    }
+    return 0;
+}
+
 static enum MHD_Result handle_tokenize(struct req *r) {
     struct http_server *s = r->s;
     if (!is_ready(s)) return not_ready(r);
+    enum MHD_Result ret;
+    if (parse_admit(r, true, &ret)) return ret;
     struct api_error e;
-    if (api_tokenize_parse(r->body, r->len, &s->am, &r->areq, &e)) return respond_error(r, &e);
     struct emb_error pe;
     int rc = emb_plan_build(s->tok, s->model, &r->areq.opts, r->areq.inputs, r->areq.n_inputs,
                             &r->plan, &pe);
     if (rc) {
+        batcher_unreserve(s->batcher);
         api_plan_error(rc, &pe, &r->areq, &e);
         return respond_error(r, &e);
     }
-    r->n_inputs = r->areq.n_inputs;
     r->n_tokens = r->plan.n_tokens;
     size_t len = 0;
     char *b = api_tokenize_render(&s->am, &r->areq, &r->plan, s->tok, &len);
+    emb_plan_deinit(&r->plan); /* the ids are in the answer now */
+    batcher_unreserve(s->batcher);
     return respond_json(r, 200, b, len);
 }
 
@@ -789,17 +885,11 @@ static bool job_alive(struct batcher_job *j) {
 static enum MHD_Result handle_embeddings(struct req *r) {
     struct http_server *s = r->s;
     if (!is_ready(s)) return not_ready(r);
+    enum MHD_Result ret;
+    if (parse_admit(r, false, &ret)) return ret;
     struct api_error e;
-    if (api_embed_parse(r->body, r->len, &s->am, &r->areq, &e)) return respond_error(r, &e);
-    r->n_inputs = r->areq.n_inputs;
-    int rc = batcher_reserve(s->batcher);
-    if (rc == BATCHER_ESHUTDOWN) return not_ready(r);
-    if (rc) {
-        api_batcher_error(rc, &e);
-        return respond_error(r, &e);
-    }
     struct emb_error pe;
-    rc = emb_plan_build(s->tok, s->model, &r->areq.opts, r->areq.inputs, r->areq.n_inputs, &r->plan,
+    int rc = emb_plan_build(s->tok, s->model, &r->areq.opts, r->areq.inputs, r->areq.n_inputs, &r->plan,
                         &pe);
     int n_embd = s->am.info->n_embd;
     if (!rc && !(r->pooled = mem_malloc(sizeof(float) * (size_t)r->plan.n_outputs * n_embd)))
@@ -1063,22 +1153,36 @@ static enum MHD_Result on_first_call(struct http_server *s, struct MHD_Connectio
                  (long long)s->cfg->max_body_bytes);
         return respond_code(r, API_ETOOLARGE, NULL, msg);
     }
-    if (want > 0) r->cap = (size_t)want + 1;
-    return MHD_YES;
+    return MHD_YES; /* the body buffer grows as bytes arrive, never from the announced size */
 }
 
-/* Appends body bytes, up to the limit. */
+/* Appends body bytes, up to the limit, growing the buffer geometrically
+ * (from 16 KiB, doubling, capped at the limit) and taking each growth from
+ * the memory budget. */
 static void on_body(struct req *r, const char *data, size_t n) {
-    if (r->too_large || r->len + n > (size_t)r->s->cfg->max_body_bytes) {
+    size_t limit = (size_t)r->s->cfg->max_body_bytes;
+    if (r->too_large || r->over_budget) return;
+    if (r->len + n > limit) {
         r->too_large = true;
+        drop_body(r);
         return;
     }
     if (r->len + n + 1 > r->cap || !r->body) {
-        size_t cap = r->cap > r->len + n + 1 ? r->cap : (r->len + n + 1) * 2;
+        size_t cap = r->cap ? r->cap : 16384;
+        while (cap < r->len + n + 1)
+            cap *= 2;
+        if (cap > limit + 1) cap = limit + 1;
+        if (!mem_take(r, (int64_t)(cap - r->cap))) {
+            r->over_budget = true;
+            drop_body(r);
+            return;
+        }
         char *b = mem_realloc(r->body, cap);
         if (!b) {
+            mem_give(r, (int64_t)(cap - r->cap));
             r->too_large = true; /* answered as 413 below; the log shows the cause */
             LOG_WARN("request %s: out of memory for a %zu-byte body", r->id, cap);
+            drop_body(r);
             return;
         }
         r->body = b;
@@ -1121,6 +1225,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                  (long long)r->s->cfg->max_body_bytes);
         return respond_raw(r, API_ETOOLARGE, msg);
     }
+    if (r->over_budget) return over_budget(r);
     r->got_body = true;
     conn_set(r->s, c, CS_BUSY);
     return r->route->fn(r);
@@ -1211,7 +1316,12 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     api_req_deinit(&r->areq);
     free(r->pooled);
     free(r->body);
+    int64_t charged = r->charged;
+    if (charged) atomic_fetch_sub(&s->mem_used, charged);
     free(r);
+    /* after a big request, hand freed heap back to the system (glibc keeps
+     * it otherwise, and the next big request may land in another arena) */
+    if (charged >= (8LL << 20)) malloc_trim(0);
     atomic_fetch_sub(&s->active, 1);
 }
 
@@ -1281,6 +1391,11 @@ struct http_server *http_start(const struct cfg *cfg, struct metrics *metrics, c
         return http_stop(s), NULL;
     }
     s->reaper_started = true;
+    /* blocks from 256 KiB up are mmap'ed and so unmapped when freed; a fixed
+     * threshold (glibc otherwise raises it after each big free) keeps big
+     * bodies, id arrays and answers out of the heap */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    s->mem_limit = cfg->max_memory > 0 ? cfg->max_memory : 2LL << 30; /* until attach */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME |
                      MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6) flags |= MHD_USE_DUAL_STACK;
@@ -1309,6 +1424,26 @@ struct http_server *http_start(const struct cfg *cfg, struct metrics *metrics, c
 
 int http_port(const struct http_server *s) {
     return s->port;
+}
+
+/* This process's resident set in bytes (0 if unknown). */
+static int64_t rss_bytes(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    long long pages = 0, rss = 0;
+    if (f) {
+        if (fscanf(f, "%lld %lld", &pages, &rss) != 2) rss = 0;
+        fclose(f);
+    }
+    return rss * sysconf(_SC_PAGESIZE);
+}
+
+/* --max-memory 0: 75% of the cgroup's memory limit less what the process
+ * holds with the model loaded (at least 64 MiB), or 2 GiB with no limit. */
+static int64_t default_budget(void) {
+    int64_t lim = cfg_memory_limit();
+    if (!lim) return 2LL << 30;
+    int64_t b = lim / 4 * 3 - rss_bytes();
+    return b > (64LL << 20) ? b : 64LL << 20;
 }
 
 int http_attach_engine(struct http_server *s, const tok *t, const struct eng_model *m,
@@ -1340,6 +1475,9 @@ int http_attach_engine(struct http_server *s, const tok *t, const struct eng_mod
     s->model = m;
     s->batcher = b;
     s->max_input_tokens = max_input_tokens;
+    if (cfg->max_memory == 0) s->mem_limit = default_budget();
+    LOG_INFO("memory budget for requests: %lld MiB%s", (long long)(s->mem_limit >> 20),
+             cfg->max_memory ? "" : " (derived: --max-memory 0)");
     atomic_store_explicit(&s->ready, true, memory_order_release);
     return 0;
 }

@@ -55,5 +55,6 @@ void test_wmat(void);
 void test_oom(void);     /* tests/test_oom.c: allocation failures on the request path */
 void test_hostile(void); /* tests/test_hostile.c: bad-input battery, slow loris, disconnects */
 void test_conn(void);    /* tests/test_conn.c: connection storms, deadlines, caps, framing */
+void test_memory(void);  /* tests/test_memory.c: what big requests cost, the memory budget */
 
 #endif

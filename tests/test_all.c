@@ -56,6 +56,7 @@ static const struct {
     {"oom", test_oom},
     {"hostile", test_hostile},
     {"conn", test_conn},
+    {"memory", test_memory},
 };
 
 int main(int argc, char **argv) {

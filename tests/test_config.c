@@ -15,6 +15,7 @@ static const char *fake_env(const char *name) {
     if (!strcmp(name, "EMBEDSERVE_API_KEY")) return "envkey";
     if (!strcmp(name, "EMBEDSERVE_STRICT")) return "yes";
     if (!strcmp(name, "EMBEDSERVE_MAX_BODY_BYTES")) return "2M";
+    if (!strcmp(name, "EMBEDSERVE_MAX_MEMORY")) return "1G";
     return NULL;
 }
 
@@ -29,10 +30,13 @@ void test_config(void) {
     CHECK(c.port == 8080 && !strcmp(c.host, "0.0.0.0") && c.max_client_batch == 2048 &&
           c.max_input_tokens == 8192 && c.max_body_bytes == 64 << 20 && !c.strict &&
           c.served_names.n == 1 && !strcmp(c.served_names.v[0], "jina-embeddings-v3") &&
-          c.api_keys.n == 0 && c.log_level == CFG_LOG_INFO);
+          c.api_keys.n == 0 && c.log_level == CFG_LOG_INFO && c.max_memory == 0);
     CHECK(cfg_validate(&c, err, sizeof(err)) == CFG_EINVAL && strstr(err, "--model"));
     CHECK(cfg_parse_env(&c, fake_env, err, sizeof(err)) == CFG_OK);
-    CHECK(c.port == 9000 && c.strict && c.max_body_bytes == 2 << 20 && c.api_keys.n == 1);
+    CHECK(c.port == 9000 && c.strict && c.max_body_bytes == 2 << 20 && c.api_keys.n == 1 &&
+          c.max_memory == 1LL << 30);
+    /* the cgroup limit is a positive number of bytes, or 0 when there is none */
+    CHECK(cfg_memory_limit() >= 0);
     char *argv[] = {"embedserve", "--model",   "/m", "--port=7000", "--api-key",
                     "a, b",       "--api-key", "c",  "--no-such",   NULL};
     CHECK(cfg_parse_args(&c, 8, argv, stdout, err, sizeof(err)) == CFG_OK);
@@ -49,6 +53,7 @@ void test_config(void) {
         {"--port", "65536"},        {"--port", "x"},          {"--max-queue", "0"},
         {"--max-body-bytes", "1Q"}, {"--strict=maybe", NULL}, {"--log-level", "chatty"},
         {"--dtype", "int4"},        {"--http-threads", "0"},  {"--max-client-batch", "-1"},
+        {"--max-memory", "-1"},     {"--max-memory", "lots"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char *av[] = {"embedserve", (char *)bad[i][0], (char *)bad[i][1], NULL};

@@ -9,6 +9,8 @@
 #include "tokenizer/tokenizer.h"
 
 #include <pthread.h>
+#include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,6 +86,113 @@ static void truncation_cases(const tok *t, const struct eng_model *m) {
     emb_plan_deinit(&p);
 }
 
+/* A deterministic long text: sample sentences joined by runs of 1-3 spaces
+ * (and now and then a tab or newline), so chunk cuts fall at many kinds of
+ * places, plus one long run without spaces. */
+static char *long_text(size_t want, size_t *len, unsigned seed) {
+    char *s = malloc(want + 1024);
+    size_t n = 0;
+    while (n < want) {
+        seed = seed * 1103515245u + 12345u;
+        const char *x = samples[(seed >> 16) % N_SAMPLES];
+        size_t k = strlen(x);
+        memcpy(s + n, x, k);
+        n += k;
+        int sp = 1 + (int)((seed >> 8) % 3);
+        for (int i = 0; i < sp; i++)
+            s[n++] = (seed >> 4) % 7 == 0 && i == 0 ? '\n' : ' ';
+        if ((seed >> 12) % 97 == 0) {
+            size_t r = 70 * 1024; /* > the 64 KiB chunk: forces a run past it */
+            for (size_t i = 0; i < r && n < want + 512; i++)
+                s[n++] = "abcxyz"[(i * 7 + seed) % 6];
+        }
+    }
+    s[n] = '\0';
+    *len = n;
+    return s;
+}
+
+static bool ids_equal(const int32_t *a, int32_t na, const int32_t *b, int32_t nb) {
+    return na == nb && (na == 0 || !memcmp(a, b, sizeof(int32_t) * (size_t)na));
+}
+
+/* tok_encode_prefix gives exactly the first max_ids ids of tokenising the
+ * whole string, for many random limits (i.e. cut points) and for the
+ * unlimited case, over texts long enough to be cut into chunks; and it
+ * does not tokenise what the limit cannot use (time). */
+static void prefix_cases(const tok *t) {
+    size_t len;
+    char *text = long_text(600 * 1024, &len, 7);
+    static const char head[] = "Represent the query for retrieving evidence documents: ";
+    size_t hl = strlen(head);
+    char *joined = malloc(hl + len);
+    memcpy(joined, head, hl);
+    memcpy(joined + hl, text, len);
+    int32_t *all = NULL, *whole = NULL, *got = NULL;
+    int32_t n_all = tok_encode_alloc(t, joined, hl + len, &all);
+    int32_t n_plain = tok_encode_alloc(t, text, len, &whole);
+    CHECK(n_all > 50000 && n_plain > 50000);
+    bool more = true;
+    int32_t n = tok_encode_prefix(t, head, hl, text, len, INT32_MAX, &got, &more);
+    CHECKM(!more && ids_equal(got, n, all, n_all), "unlimited: %d ids vs %d whole", n, n_all);
+    free(got);
+    n = tok_encode_prefix(t, "", 0, text, len, INT32_MAX, &got, &more);
+    CHECKM(!more && ids_equal(got, n, whole, n_plain), "no head: %d vs %d", n, n_plain);
+    free(got);
+    int bad = 0, cases = 0;
+    unsigned seed = 99;
+    for (int i = 0; i < 60; i++) {
+        seed = seed * 1103515245u + 12345u;
+        int32_t lim = (int32_t)((seed >> 8) % (uint32_t)(n_all + 10));
+        if (i < 4) lim = (int32_t[]){0, 1, n_all - 1, n_all}[i];
+        n = tok_encode_prefix(t, head, hl, text, len, lim, &got, &more);
+        int32_t want = lim < n_all ? lim : n_all;
+        if (!ids_equal(got, n, all, want) || more != (n_all > lim)) {
+            bad++;
+            fprintf(stderr, "  prefix limit %d: %d ids (more %d), want %d of %d\n", lim, n, more,
+                    want, n_all);
+        }
+        free(got);
+        cases++;
+    }
+    CHECKM(bad == 0, "%d of %d random limits differ from the whole text cut", bad, cases);
+    /* a space-free run longer than the long-run threshold, cut inside it */
+    size_t rl = 600 * 1024;
+    char *run = malloc(rl);
+    for (size_t i = 0; i < rl; i++)
+        run[i] = "abcdefghij"[(i * i + i / 3) % 10];
+    int32_t *rall = NULL;
+    int32_t n_run = tok_encode_alloc(t, run, rl, &rall);
+    bad = 0;
+    int32_t lims[] = {0, 5, 1000, 8190, n_run - 1, n_run, n_run + 5};
+    for (int i = 0; i < (int)(sizeof(lims) / sizeof(lims[0])); i++) {
+        n = tok_encode_prefix(t, "", 0, run, rl, lims[i], &got, &more);
+        int32_t want = lims[i] < n_run ? lims[i] : n_run;
+        bad += !ids_equal(got, n, rall, want) || more != (n_run > lims[i]);
+        free(got);
+    }
+    CHECKM(bad == 0, "space-free run: %d limits differ", bad);
+    free(rall);
+    free(run);
+    /* work follows the limit: 8192 ids of a 5 MB text cost about what 8192
+     * ids of a short text do, far less than the whole text */
+    size_t bl;
+    char *big = long_text(5 << 20, &bl, 3);
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    n = tok_encode_prefix(t, "", 0, big, bl, 8190, &got, &more);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    double ms = (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6;
+    fprintf(stderr, "  tok_encode_prefix: 8190 ids of a %zu-byte text in %.1f ms\n", bl, ms);
+    CHECKM(n == 8190 && more && ms < 500, "8190 ids of 5 MB: %d ids in %.1f ms", n, ms);
+    free(got);
+    free(big);
+    free(all);
+    free(whole);
+    free(joined);
+    free(text);
+}
+
 struct thread_arg {
     const tok *t;
     const struct golden *g;
@@ -137,6 +246,7 @@ void test_tokenizer(void) {
     CHECK(tok_n_vocab(t) == eng_model_info(m)->n_vocab);
     layout_cases(t);
     truncation_cases(t, m);
+    prefix_cases(t);
     concurrency_case(t);
 out:
     eng_model_close(m);

@@ -14,6 +14,7 @@
 #ifndef EMB_TOKENIZER_H
 #define EMB_TOKENIZER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,6 +60,18 @@ int32_t tok_encode(const tok *t, const char *text, size_t len, int32_t *ids, int
  * free()); *out is NULL for zero tokens. Returns the count or TOK_EFAIL.
  * Thread-safe. */
 int32_t tok_encode_alloc(const tok *t, const char *text, size_t len, int32_t **out);
+
+/* Tokenises head[0..hlen) + text[0..len) as one string, but only as far as
+ * the first max_ids ids need: they are returned (malloc'ed in *out, caller
+ * frees; NULL for none) exactly as the first max_ids ids of tokenising the
+ * whole string, and *more says whether the whole string has more ids than
+ * that. The text is cut into chunks before ASCII spaces, so work and memory
+ * follow what is consumed (about 64 KiB of text at a time, 2x for a
+ * space-free run), not len; with max_ids = INT32_MAX the whole text goes
+ * through in chunks. head is meant for a short task prefix. Returns the
+ * count (<= max_ids) or TOK_EFAIL. Thread-safe. */
+int32_t tok_encode_prefix(const tok *t, const char *head, size_t hlen, const char *text, size_t len,
+                          int32_t max_ids, int32_t **out, bool *more);
 
 /* Surface text of a model id (borrowed; valid until tok_close), "" if out of range. */
 const char *tok_piece(const tok *t, int32_t id);
