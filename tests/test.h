@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 
 extern atomic_int test_n_passed, test_n_failed;
@@ -32,6 +33,10 @@ extern atomic_int test_n_passed, test_n_failed;
 /* Environment the suites read: BUILD (build dir, default "build") and
  * TESTMODEL (generated model dir, default "build/testmodel"). */
 const char *test_env(const char *name, const char *def);
+
+/* The whole file at path, NUL-terminated (caller frees), or NULL when it
+ * cannot be opened; *len (may be NULL): its length. */
+char *test_read_file(const char *path, size_t *len);
 
 /* A loopback TCP port that was free a moment ago (for a test server), or -1. */
 int test_free_port(void);
