@@ -67,6 +67,7 @@ bool test_srv_start(struct test_srv *s, const struct test_srv_opts *o, const cha
 
 int test_srv_stop(struct test_srv *s) {
     int st = 0;
+    if (s->pid <= 0) return -1; /* never started: kill(-1) would signal everything we own */
     kill(s->pid, SIGTERM);
     if (waitpid(s->pid, &st, 0) != s->pid) return -1;
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);

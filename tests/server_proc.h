@@ -39,7 +39,7 @@ bool test_srv_start(struct test_srv *s, const struct test_srv_opts *o, const cha
 bool test_srv_alive(const struct test_srv *s);
 
 /* SIGTERM, then waits for the child. Returns its exit status, 128 + the
- * signal that killed it, or -1 when it cannot be waited for. */
+ * signal that killed it, or -1 when it cannot be waited for (or fork failed). */
 int test_srv_stop(struct test_srv *s);
 
 /* The value of the un-labelled metric `name` in GET /metrics on port, or -1
