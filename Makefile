@@ -102,7 +102,7 @@ $(BUILD)/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(LIB_OBJS)
 	$(CXX) $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
 
 # The bounded HTTP load generator behind make soak (tests/loadgen.c).
-$(BUILD)/loadgen: $(call obj,tests/loadgen.c tests/net.c)
+$(BUILD)/loadgen: $(call obj,tests/loadgen.c tests/net.c util/clock.c)
 	$(CC) $(LDFLAGS) -o $@ $^ -lm
 
 $(BUILD)/bench: $(call obj,tests/bench/bench.c) $(LIB_OBJS)

@@ -9,7 +9,6 @@
  * p90_ms=.. p99_ms=.. max_ms=.. (latencies of the 2xx answers; a 429 is
  * answered in microseconds). Exit status 0 (the caller judges). Only
  * loopback is ever contacted; the run stops at S seconds or M requests. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -21,10 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "tests/net.h"
+#include "util/clock.h"
 
 static int g_port, g_conns = 16;
 static double g_seconds = 10, g_deadline;
@@ -44,24 +43,9 @@ struct worker {
     long ok, r429, errors, reconnects;
 };
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static int dial(void) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)g_port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int one = 1;
-    if (fd < 0) return -1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a))) {
-        close(fd);
-        return -1;
-    }
+    int fd = net_connect(g_port, NULL), one = 1;
+    if (fd >= 0) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     return fd;
 }
 
@@ -148,7 +132,7 @@ static void *worker_main(void *arg) {
     size_t cap = 1 << 20;
     char *buf = malloc(cap);
     int fd = -1;
-    for (long i = w->id; now_s() < g_deadline; i++) {
+    for (long i = w->id; clock_now() < g_deadline; i++) {
         if (atomic_fetch_add(&g_issued, 1) >= g_max_requests) break;
         if (fd < 0 && (fd = dial()) < 0) {
             w->errors++;
@@ -156,11 +140,11 @@ static void *worker_main(void *arg) {
             continue;
         }
         int b = (int)(i % N_BODIES);
-        double t0 = now_s();
+        double t0 = clock_now();
         bool close_it = false;
         int st =
             net_send_all(fd, g_req[b], g_req_len[b]) ? read_response(fd, &buf, &cap, &close_it) : -1;
-        double dt = now_s() - t0;
+        double dt = clock_now() - t0;
         if (st < 0) { /* broken connection: an error, then reconnect */
             w->errors++;
             close(fd);
@@ -215,7 +199,7 @@ int main(int argc, char **argv) {
     }
     build_bodies();
     struct worker *w = calloc((size_t)g_conns, sizeof(*w));
-    double t0 = now_s();
+    double t0 = clock_now();
     g_deadline = t0 + g_seconds;
     for (int i = 0; i < g_conns; i++) {
         w[i].id = i;
@@ -228,7 +212,7 @@ int main(int argc, char **argv) {
         ok += w[i].ok, r429 += w[i].r429, errors += w[i].errors;
     }
     long total = ok + r429 + errors;
-    double el = now_s() - t0;
+    double el = clock_now() - t0;
     double *all = malloc(sizeof(double) * (size_t)(n ? n : 1));
     long k = 0;
     for (int i = 0; i < g_conns; i++) {

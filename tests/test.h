@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stddef.h>
 #include <stdio.h>
 
 extern atomic_int test_n_passed, test_n_failed;
@@ -38,6 +39,10 @@ const char *test_env(const char *name, const char *def);
  * by EMBEDSERVE_TEST_CPU_FEATURES (engine/cpu.h levels; unset = auto, all
  * this CPU has), so one machine runs the suites at each level it can. */
 uint32_t test_cpu_features(void);
+
+/* The whole file at path, NUL-terminated (caller frees), or NULL when it
+ * cannot be opened; *len (may be NULL): its length. */
+char *test_read_file(const char *path, size_t *len);
 
 /* A loopback TCP port that was free a moment ago (for a test server), or -1. */
 int test_free_port(void);

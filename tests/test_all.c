@@ -31,6 +31,19 @@ uint32_t test_cpu_features(void) {
     return mask;
 }
 
+char *test_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 20, n = 0, k;
+    char *buf = malloc(cap);
+    while ((k = fread(buf + n, 1, cap - n - 1, f)) > 0)
+        if ((n += k) + 1 >= cap) buf = realloc(buf, cap *= 2);
+    buf[n] = '\0';
+    fclose(f);
+    if (len) *len = n;
+    return buf;
+}
+
 int test_free_port(void) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};

@@ -13,100 +13,33 @@
  * - request bytes cannot forge or colour log lines; SIGHUP does not kill. */
 #include "tests/test.h"
 
-#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cJSON.h>
 
-struct srv {
-    pid_t pid;
-    int port;
-    char log[512];
-};
+#include "tests/net.h"
+#include "tests/server_proc.h"
+#include "util/clock.h"
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* A connection to the server from source address `from` (NULL: any). */
-static int connect_from(int port, const char *from) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -1;
-    if (from) {
-        struct sockaddr_in b = {.sin_family = AF_INET};
-        inet_pton(AF_INET, from, &b.sin_addr);
-        if (bind(fd, (struct sockaddr *)&b, sizeof(b))) return close(fd), -1;
-    }
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a))) return close(fd), -1;
-    return fd;
-}
-
-static bool send_all(int fd, const char *p, size_t n) {
-    while (n) {
-        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) return false;
-        p += (size_t)k;
-        n -= (size_t)k;
-    }
-    return true;
+/* This file's servers log at info (the drain and log checks read those lines). */
+static bool conn_srv_start(struct test_srv *s, const char *const *extra, const char *log_name) {
+    struct test_srv_opts o = {.log_level = "info", .log_name = log_name, .ready_s = 30};
+    return test_srv_start(s, &o, extra);
 }
 
 static bool send_str(int fd, const char *s) {
-    return send_all(fd, s, strlen(s));
-}
-
-/* Everything the server sends until it closes or timeout_ms passes
- * (malloc'ed, NUL-terminated). *closed: the server closed the connection. */
-static char *read_all(int fd, int timeout_ms, size_t *len, bool *closed) {
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    double end = now_s() + timeout_ms / 1e3;
-    bool eof = false;
-    for (;;) {
-        int left = (int)((end - now_s()) * 1e3);
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (left <= 0 || poll(&p, 1, left) <= 0) break;
-        if (n + 4096 > cap) buf = realloc(buf, cap *= 2);
-        ssize_t k = recv(fd, buf + n, cap - n - 1, 0);
-        if (k <= 0) {
-            eof = true;
-            break;
-        }
-        n += (size_t)k;
-    }
-    buf[n] = '\0';
-    if (len) *len = n;
-    if (closed) *closed = eof;
-    return buf;
-}
-
-/* Status of the first non-1xx response in buf, 0 if none. */
-static int final_status(const char *buf) {
-    for (const char *p = buf; (p = strstr(p, "HTTP/1.")); p++) {
-        int st = atoi(p + 9);
-        if (st >= 200) return st;
-    }
-    return 0;
+    return net_send_all(fd, s, strlen(s));
 }
 
 static int count_str(const char *hay, const char *needle) {
@@ -118,10 +51,10 @@ static int count_str(const char *hay, const char *needle) {
 
 /* One request on a fresh connection from `from`; the whole answer. */
 static char *exchange(int port, const char *from, const char *req, size_t n, int timeout_ms) {
-    int fd = connect_from(port, from);
+    int fd = net_connect(port, from);
     if (fd < 0) return calloc(1, 1);
-    send_all(fd, req, n);
-    char *r = read_all(fd, timeout_ms, NULL, NULL);
+    net_send_all(fd, req, n);
+    char *r = net_read(fd, timeout_ms, false, NULL, NULL);
     close(fd);
     return r;
 }
@@ -130,7 +63,7 @@ static int get_status(int port, const char *from, const char *path, int timeout_
     char q[512];
     int n = snprintf(q, sizeof(q), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
     char *r = exchange(port, from, q, (size_t)n, timeout_ms);
-    int st = final_status(r);
+    int st = net_final_status(r);
     free(r);
     return st;
 }
@@ -144,53 +77,9 @@ static int embed_status(int port, const char *from, int timeout_ms) {
                      "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
                      strlen(ONE), ONE);
     char *r = exchange(port, from, q, (size_t)n, timeout_ms);
-    int st = final_status(r);
+    int st = net_final_status(r);
     free(r);
     return st;
-}
-
-static bool srv_alive(const struct srv *s) {
-    int st;
-    return waitpid(s->pid, &st, WNOHANG) == 0;
-}
-
-static bool srv_start(struct srv *s, const char *const *extra, const char *logname) {
-    const char *build = test_env("BUILD", "build"),
-               *model = test_env("TESTMODEL", "build/testmodel");
-    char bin[512], port[16];
-    snprintf(bin, sizeof(bin), "%s/embedserve", build);
-    snprintf(s->log, sizeof(s->log), "%s/%s", build, logname);
-    unlink(s->log);
-    s->port = test_free_port();
-    snprintf(port, sizeof(port), "%d", s->port);
-    const char *argv[48] = {bin,  "--model",     model,  "--host",  "127.0.0.1", "--port",
-                            port, "--log-level", "info", "--dtype", "f32"};
-    int n = 11;
-    for (int i = 0; extra && extra[i] && n < 46; i++)
-        argv[n++] = extra[i];
-    argv[n] = NULL;
-    s->pid = fork();
-    if (s->pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        FILE *f = freopen(s->log, "a", stderr);
-        f = freopen("/dev/null", "w", stdout);
-        (void)f;
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    for (int i = 0; s->pid > 0 && i < 600; i++) { /* sanitizer builds load slowly */
-        if (get_status(s->port, NULL, "/ready", 1000) == 200) return true;
-        if (!srv_alive(s)) return false;
-        usleep(50000);
-    }
-    return false;
-}
-
-static int srv_stop(struct srv *s) {
-    int st = 0;
-    kill(s->pid, SIGTERM);
-    if (waitpid(s->pid, &st, 0) != s->pid) return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
 static int count_fds(pid_t pid) {
@@ -206,36 +95,12 @@ static int count_fds(pid_t pid) {
     return n;
 }
 
-static double metric(int port, const char *name) {
-    static const char q[] = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    char *r = exchange(port, NULL, q, sizeof(q) - 1, 5000);
-    char key[128];
-    snprintf(key, sizeof(key), "\n%s ", name);
-    const char *p = strstr(r, key);
-    double v = p ? atof(p + strlen(key)) : -1;
-    free(r);
-    return v;
-}
-
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 20, n = 0, k;
-    char *buf = malloc(cap);
-    while ((k = fread(buf + n, 1, cap - n - 1, f)) > 0)
-        if ((n += k) + 1 >= cap) buf = realloc(buf, cap *= 2);
-    buf[n] = '\0';
-    fclose(f);
-    if (len) *len = n;
-    return buf;
-}
-
 /* Is fd closed by the server within timeout_ms (EOF or reset)? */
 static bool closed_within(int fd, int timeout_ms) {
-    double end = now_s() + timeout_ms / 1e3;
+    double end = clock_now() + timeout_ms / 1e3;
     char buf[4096];
     for (;;) {
-        int left = (int)((end - now_s()) * 1e3);
+        int left = (int)((end - clock_now()) * 1e3);
         struct pollfd p = {.fd = fd, .events = POLLIN};
         if (left <= 0 || poll(&p, 1, left) <= 0) return false;
         ssize_t k = recv(fd, buf, sizeof(buf), 0);
@@ -249,29 +114,29 @@ static bool closed_within(int fd, int timeout_ms) {
  * N_STORM times. MHD 0.9.75's epoll mode missed many of these closes (the
  * last bytes and the FIN arrive together) and kept them for the whole
  * --http-timeout. */
-static void run_disconnect_storm(const struct srv *s) {
+static void run_disconnect_storm(const struct test_srv *s) {
     enum { N_STORM = 3000 };
     static const char half[] = "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\n"
                                "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{";
     int base = count_fds(s->pid);
-    double worst = 0, t0 = now_s();
+    double worst = 0, t0 = clock_now();
     int health_bad = 0;
     for (int i = 0; i < N_STORM; i++) {
-        int fd = connect_from(s->port, NULL);
+        int fd = net_connect(s->port, NULL);
         if (fd >= 0) {
-            send_all(fd, half, sizeof(half) - 1);
+            net_send_all(fd, half, sizeof(half) - 1);
             close(fd);
         }
         if (i % 250 == 0) { /* /health answers throughout */
-            double t = now_s();
+            double t = clock_now();
             health_bad += get_status(s->port, NULL, "/health", 2000) != 200;
-            worst = fmax(worst, now_s() - t);
+            worst = fmax(worst, clock_now() - t);
         }
     }
-    double storm_s = now_s() - t0;
+    double storm_s = clock_now() - t0;
     int after = count_fds(s->pid), settled = after;
-    double t1 = now_s();
-    while (settled > base + 2 && now_s() - t1 < 2.0) {
+    double t1 = clock_now();
+    while (settled > base + 2 && clock_now() - t1 < 2.0) {
         usleep(50000);
         settled = count_fds(s->pid);
     }
@@ -285,9 +150,9 @@ static void run_disconnect_storm(const struct srv *s) {
     CHECKM(health_bad == 0 && worst < 1.0,
            "disconnect storm: /health failed %d times, slowest %.2f s", health_bad, worst);
     /* the /metrics request itself is active; dead connections must not be */
-    double active = metric(s->port, "embedserve_requests_active");
-    for (double t2 = now_s(); active > 1 && now_s() - t2 < 2.0; usleep(50000))
-        active = metric(s->port, "embedserve_requests_active");
+    double active = test_srv_metric(s->port, "embedserve_requests_active");
+    for (double t2 = clock_now(); active > 1 && clock_now() - t2 < 2.0; usleep(50000))
+        active = test_srv_metric(s->port, "embedserve_requests_active");
     CHECKM(active >= 0 && active <= 1,
            "disconnect storm: requests_active %.0f 2 s after (dead ones counted)", active);
 }
@@ -297,42 +162,42 @@ static void run_disconnect_storm(const struct srv *s) {
 /* One header line every 0.5 s (each resets an idle timeout) must still hit
  * --header-timeout (2 s here); a body trickling below --body-min-rate
  * (1 KiB/s after the 2 s grace) too. */
-static void run_slow_headers(const struct srv *s) {
-    int fd = connect_from(s->port, NULL);
+static void run_slow_headers(const struct test_srv *s) {
+    int fd = net_connect(s->port, NULL);
     send_str(fd, "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\n");
-    double t0 = now_s();
+    double t0 = clock_now();
     bool closed = false;
     for (int i = 0; i < 20 && !closed; i++) { /* at most 10 s */
         char line[64];
         int n = snprintf(line, sizeof(line), "X-Slow-%d: a\r\n", i);
-        send_all(fd, line, (size_t)n);
+        net_send_all(fd, line, (size_t)n);
         closed = closed_within(fd, 500);
     }
-    double t = now_s() - t0;
+    double t = clock_now() - t0;
     close(fd);
     fprintf(stderr, "conn: headers trickled every 0.5 s closed after %.2f s (--header-timeout 2)\n",
             t);
     CHECKM(closed && t < 3.5, "slow headers: closed %d after %.2f s, want within ~2 s", closed, t);
 
-    fd = connect_from(s->port, NULL);
+    fd = net_connect(s->port, NULL);
     static const char head[] = "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\n"
                                "Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n";
-    send_all(fd, head, sizeof(head) - 1);
+    net_send_all(fd, head, sizeof(head) - 1);
     char chunk[100];
     memset(chunk, ' ', sizeof(chunk));
-    t0 = now_s();
+    t0 = clock_now();
     closed = false;
     for (int i = 0; i < 40 && !closed; i++) { /* 400 B/s, at most 10 s */
-        send_all(fd, chunk, sizeof(chunk));
+        net_send_all(fd, chunk, sizeof(chunk));
         closed = closed_within(fd, 250);
     }
-    t = now_s() - t0;
+    t = clock_now() - t0;
     close(fd);
     fprintf(stderr, "conn: a 400 B/s body closed after %.2f s (--body-min-rate 1K)\n", t);
     /* 2 s + received/1024 < elapsed: from about 3.3 s on */
     CHECKM(closed && t > 2.0 && t < 5.5, "slow body: closed %d after %.2f s, want ~3.3 s", closed,
            t);
-    CHECK(srv_alive(s));
+    CHECK(test_srv_alive(s));
 }
 
 /* ---- per-client cap ------------------------------------------------------------ */
@@ -350,28 +215,28 @@ static void raise_fd_limit(int want) {
 static void run_client_cap(void) {
     enum { N_FLOOD = 4300 };
     raise_fd_limit(N_FLOOD + 256);
-    struct srv s;
+    struct test_srv s;
     const char *args[] = {"--max-conns-per-client", "64", "--header-timeout", "30", NULL};
-    bool up = srv_start(&s, args, "test_conn_cap.log");
+    bool up = conn_srv_start(&s, args, "test_conn_cap.log");
     CHECKM(up, "cap server did not start (see %s)", s.log);
     if (!up) return;
     int *fds = malloc(sizeof(int) * N_FLOOD), n = 0;
     static const char start[] = "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\n";
-    double t0 = now_s();
+    double t0 = clock_now();
     for (int i = 0; i < N_FLOOD; i++) {
-        int fd = connect_from(s.port, "127.0.0.1");
+        int fd = net_connect(s.port, "127.0.0.1");
         if (fd < 0) continue;
         send(fd, start, sizeof(start) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
         fds[n++] = fd;
     }
-    double flood_s = now_s() - t0;
+    double flood_s = clock_now() - t0;
     usleep(300000); /* let the server accept (or refuse) them all */
-    double t = now_s();
+    double t = clock_now();
     int st_health = get_status(s.port, "127.0.0.2", "/health", 5000);
-    double health_s = now_s() - t;
-    t = now_s();
+    double health_s = clock_now() - t;
+    t = clock_now();
     int st_embed = embed_status(s.port, "127.0.0.2", 5000);
-    double embed_s = now_s() - t;
+    double embed_s = clock_now() - t;
     int server_fds = count_fds(s.pid);
     fprintf(stderr,
             "conn: %d slow sockets from 127.0.0.1 in %.2f s (server holds %d fds); from "
@@ -387,24 +252,24 @@ static void run_client_cap(void) {
     for (int i = 0; i < n; i++)
         close(fds[i]);
     free(fds);
-    CHECKM(srv_stop(&s) == 0, "cap server: exit status after SIGTERM");
+    CHECKM(test_srv_stop(&s) == 0, "cap server: exit status after SIGTERM");
 
     /* a trusted proxy is not capped: 100 open connections, then a request */
     const char *targs[] = {"--max-conns-per-client", "8", "--trusted-proxies", "127.0.0.0/30",
                            NULL};
-    up = srv_start(&s, targs, "test_conn_trusted.log");
+    up = conn_srv_start(&s, targs, "test_conn_trusted.log");
     CHECKM(up, "trusted server did not start (see %s)", s.log);
     if (!up) return;
     int held[100];
     for (int i = 0; i < 100; i++)
-        held[i] = connect_from(s.port, "127.0.0.1");
+        held[i] = net_connect(s.port, "127.0.0.1");
     usleep(200000);
     CHECKM(embed_status(s.port, "127.0.0.1", 5000) == 200,
            "trusted proxy throttled by --max-conns-per-client");
     /* while 127.0.0.5 (not in 127.0.0.0/30) is capped at 8 */
     int capped[12], n_open = 0;
     for (int i = 0; i < 12; i++)
-        capped[i] = connect_from(s.port, "127.0.0.5");
+        capped[i] = net_connect(s.port, "127.0.0.5");
     usleep(300000);
     for (int i = 0; i < 12; i++) {
         if (capped[i] < 0) continue;
@@ -414,13 +279,13 @@ static void run_client_cap(void) {
     CHECKM(n_open == 8, "untrusted 127.0.0.5: %d of 12 connections kept, want 8", n_open);
     for (int i = 0; i < 100; i++)
         if (held[i] >= 0) close(held[i]);
-    CHECKM(srv_stop(&s) == 0, "trusted server: exit status after SIGTERM");
+    CHECKM(test_srv_stop(&s) == 0, "trusted server: exit status after SIGTERM");
 }
 
 /* ---- half-close ------------------------------------------------------------------ */
 
 /* A complete request, then shutdown(SHUT_WR) (nc -N): the answer comes. */
-static void run_half_close(const struct srv *s) {
+static void run_half_close(const struct test_srv *s) {
     char q[512];
     int n = snprintf(q, sizeof(q),
                      "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -428,12 +293,12 @@ static void run_half_close(const struct srv *s) {
                      strlen(ONE), ONE);
     int ok = 0;
     for (int i = 0; i < 5; i++) {
-        int fd = connect_from(s->port, NULL);
-        send_all(fd, q, (size_t)n);
+        int fd = net_connect(s->port, NULL);
+        net_send_all(fd, q, (size_t)n);
         shutdown(fd, SHUT_WR);
         size_t len;
-        char *r = read_all(fd, 10000, &len, NULL);
-        int st = final_status(r);
+        char *r = net_read(fd, 10000, false, &len, NULL);
+        int st = net_final_status(r);
         const char *body =
             strstr(strstr(r, "HTTP/1.1 200") ? strstr(r, "HTTP/1.1 200") : r, "\r\n\r\n");
         cJSON *j = body ? cJSON_Parse(body + 4) : NULL;
@@ -444,11 +309,11 @@ static void run_half_close(const struct srv *s) {
     }
     CHECKM(ok == 5, "half-closed clients: %d of 5 got their answer", ok);
     /* and GET /health */
-    int fd = connect_from(s->port, NULL);
+    int fd = net_connect(s->port, NULL);
     send_str(fd, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
     shutdown(fd, SHUT_WR);
-    char *r = read_all(fd, 5000, NULL, NULL);
-    CHECKM(final_status(r) == 200, "half-closed GET /health: %.60s", r);
+    char *r = net_read(fd, 5000, false, NULL, NULL);
+    CHECKM(net_final_status(r) == 200, "half-closed GET /health: %.60s", r);
     free(r);
     close(fd);
 }
@@ -486,20 +351,20 @@ static const struct frame_case frame_cases[] = {
      "GET /v1/models/jina-embeddings-v3/ HTTP/1.1\r\nHost: x\r\n\r\n", 200, false},
 };
 
-static void run_framing(const struct srv *s) {
+static void run_framing(const struct test_srv *s) {
     for (size_t i = 0; i < sizeof(frame_cases) / sizeof(frame_cases[0]); i++) {
         const struct frame_case *c = &frame_cases[i];
-        int fd = connect_from(s->port, NULL);
-        send_all(fd, c->req, strlen(c->req));
+        int fd = net_connect(s->port, NULL);
+        net_send_all(fd, c->req, strlen(c->req));
         bool closed;
-        double t0 = now_s();
-        char *r = read_all(fd, 3000, NULL, &closed);
-        double t = now_s() - t0;
+        double t0 = clock_now();
+        char *r = net_read(fd, 3000, false, NULL, &closed);
+        double t = clock_now() - t0;
         close(fd);
         int n_resp = count_str(r, "HTTP/1.1 ");
-        CHECKM(final_status(r) == c->status && n_resp == 1,
+        CHECKM(net_final_status(r) == c->status && n_resp == 1,
                "%s: status %d in %d response(s) after %.2f s, want one %d: %.120s", c->name,
-               final_status(r), n_resp, t, c->status, r);
+               net_final_status(r), n_resp, t, c->status, r);
         if (c->closes)
             CHECKM(closed && t < 2.0, "%s: connection not closed after the answer (%.2f s)",
                    c->name, t);
@@ -511,27 +376,27 @@ static void run_framing(const struct srv *s) {
 }
 
 /* A body over --max-body-bytes (64 KiB here). */
-static void run_over_limit(const struct srv *s) {
+static void run_over_limit(const struct test_srv *s) {
     /* chunked, never finished: 413 as soon as the limit is crossed */
-    int fd = connect_from(s->port, NULL);
+    int fd = net_connect(s->port, NULL);
     static const char head[] =
         "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\n"
         "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
-    send_all(fd, head, sizeof(head) - 1);
+    net_send_all(fd, head, sizeof(head) - 1);
     char chunk[4096 + 16];
     int k = sprintf(chunk, "1000\r\n");
     memset(chunk + k, ' ', 4096);
     memcpy(chunk + k + 4096, "\r\n", 2);
-    double t0 = now_s();
+    double t0 = clock_now();
     for (int i = 0; i < 20; i++) /* 80 KiB: past the limit, then silence */
-        if (!send_all(fd, chunk, (size_t)k + 4098)) break;
+        if (!net_send_all(fd, chunk, (size_t)k + 4098)) break;
     bool closed;
-    char *r = read_all(fd, 5000, NULL, &closed);
-    double t = now_s() - t0;
+    char *r = net_read(fd, 5000, false, NULL, &closed);
+    double t = clock_now() - t0;
     fprintf(stderr, "conn: unfinished chunked body over the limit: %d after %.2f s\n",
-            final_status(r), t);
-    CHECKM(final_status(r) == 413 && t < 2.0 && strstr(r, "INPUT_PAYLOAD_TOO_LARGE"),
-           "chunked body over the limit: %d after %.2f s: %.100s", final_status(r), t, r);
+            net_final_status(r), t);
+    CHECKM(net_final_status(r) == 413 && t < 2.0 && strstr(r, "INPUT_PAYLOAD_TOO_LARGE"),
+           "chunked body over the limit: %d after %.2f s: %.100s", net_final_status(r), t, r);
     free(r);
     close(fd);
 
@@ -544,14 +409,14 @@ static void run_over_limit(const struct srv *s) {
                 "Content-Length: %zu\r\n\r\n",
                 big);
     memset(q + k, ' ', big);
-    fd = connect_from(s->port, NULL);
-    bool sent = send_all(fd, q, (size_t)k + big);
+    fd = net_connect(s->port, NULL);
+    bool sent = net_send_all(fd, q, (size_t)k + big);
     int err = errno;
-    r = read_all(fd, 5000, NULL, NULL);
+    r = net_read(fd, 5000, false, NULL, NULL);
     fprintf(stderr, "conn: 8 MiB body over the limit sent whole (%s): then read %d\n",
-            sent ? "sent" : strerror(err), final_status(r));
-    CHECKM(sent && final_status(r) == 413, "body over the limit sent whole: send %s, status %d",
-           sent ? "ok" : strerror(err), final_status(r));
+            sent ? "sent" : strerror(err), net_final_status(r));
+    CHECKM(sent && net_final_status(r) == 413, "body over the limit sent whole: send %s, status %d",
+           sent ? "ok" : strerror(err), net_final_status(r));
     free(r);
     free(q);
     close(fd);
@@ -573,7 +438,7 @@ static char *post(int port, const char *b, size_t blen) {
     return r;
 }
 
-static void run_contract(const struct srv *s) {
+static void run_contract(const struct test_srv *s) {
     static const struct {
         const char *name, *body;
         int status;
@@ -596,8 +461,8 @@ static void run_contract(const struct srv *s) {
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *r = post(s->port, cases[i].body, strlen(cases[i].body));
-        CHECKM(final_status(r) == cases[i].status && strstr(r, cases[i].detail),
-               "%s: status %d, want %d with '%s': %.300s", cases[i].name, final_status(r),
+        CHECKM(net_final_status(r) == cases[i].status && strstr(r, cases[i].detail),
+               "%s: status %d, want %d with '%s': %.300s", cases[i].name, net_final_status(r),
                cases[i].status, cases[i].detail, strstr(r, "\r\n\r\n") ? strstr(r, "\r\n\r\n") : r);
         free(r);
     }
@@ -606,9 +471,9 @@ static void run_contract(const struct srv *s) {
 /* 503s while draining are the moment's, not the server's fault: logged by
  * the access line, never at ERROR. */
 static void run_drain_log(void) {
-    struct srv s;
+    struct test_srv s;
     const char *args[] = {"--max-batch-tokens", "16", "--shutdown-timeout", "30", NULL};
-    bool up = srv_start(&s, args, "test_conn_drain.log");
+    bool up = conn_srv_start(&s, args, "test_conn_drain.log");
     CHECKM(up, "drain server did not start (see %s)", s.log);
     if (!up) return;
     /* a request of many passes keeps the server draining for a while */
@@ -624,13 +489,13 @@ static void run_drain_log(void) {
                  "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                  "Content-Length: %zu\r\n\r\n",
                  k);
-    int busy = connect_from(s.port, NULL), idle = connect_from(s.port, NULL);
+    int busy = net_connect(s.port, NULL), idle = net_connect(s.port, NULL);
     send_str(idle, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"); /* keep-alive */
-    char *r = read_all(idle, 300, NULL, NULL);
+    char *r = net_read(idle, 300, false, NULL, NULL);
     free(r);
-    send_all(busy, q, (size_t)qn);
-    send_all(busy, b, k);
-    for (int i = 0; i < 100 && metric(s.port, "embedserve_queue_depth") < 1; i++)
+    net_send_all(busy, q, (size_t)qn);
+    net_send_all(busy, b, k);
+    for (int i = 0; i < 100 && test_srv_metric(s.port, "embedserve_queue_depth") < 1; i++)
         usleep(20000);
     kill(s.pid, SIGTERM);
     usleep(200000);
@@ -640,18 +505,18 @@ static void run_drain_log(void) {
                  "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                  "Content-Length: %zu\r\n\r\n%s",
                  strlen(ONE), ONE);
-    send_all(idle, q2, (size_t)n2);
-    r = read_all(idle, 3000, NULL, NULL);
-    int st = final_status(r);
+    net_send_all(idle, q2, (size_t)n2);
+    r = net_read(idle, 3000, false, NULL, NULL);
+    int st = net_final_status(r);
     free(r);
-    r = read_all(busy, 60000, NULL, NULL);
-    int st_busy = final_status(r);
+    r = net_read(busy, 60000, false, NULL, NULL);
+    int st_busy = net_final_status(r);
     free(r);
     close(idle);
     close(busy);
     int ex = 0;
     waitpid(s.pid, &ex, 0);
-    char *log = read_file(s.log, NULL);
+    char *log = test_read_file(s.log, NULL);
     bool logged_503 = log && strstr(log, "status=503");
     bool error_503 = log && strstr(log, " ERROR ") && strstr(strstr(log, " ERROR "), "503");
     CHECKM(st == 503 && st_busy == 200 && logged_503,
@@ -664,11 +529,11 @@ static void run_drain_log(void) {
 
 /* ---- logs, signals --------------------------------------------------------------------- */
 
-static void run_log_injection(const struct srv *s) {
+static void run_log_injection(const struct test_srv *s) {
     static const char q[] = "GET /x%0d%0aFORGED-LINE%1b[31mred HTTP/1.1\r\nHost: x\r\n"
                             "Connection: close\r\n\r\n";
     char *r = exchange(s->port, NULL, q, sizeof(q) - 1, 3000);
-    CHECKM(final_status(r) == 404, "injection path: status %d", final_status(r));
+    CHECKM(net_final_status(r) == 404, "injection path: status %d", net_final_status(r));
     free(r);
     static const char q2[] = "GET /v1/models/a%0aid=forged%20status=200 HTTP/1.1\r\nHost: x\r\n"
                              "Connection: close\r\n\r\n";
@@ -676,7 +541,7 @@ static void run_log_injection(const struct srv *s) {
     free(r);
     usleep(100000);
     size_t len;
-    char *log = read_file(s->log, &len);
+    char *log = test_read_file(s->log, &len);
     CHECKM(log != NULL, "no log at %s", s->log);
     if (!log) return;
     CHECKM(strstr(log, "FORGED-LINE") != NULL, "the injection request is not logged at all");
@@ -687,18 +552,18 @@ static void run_log_injection(const struct srv *s) {
     free(log);
 }
 
-static void run_sighup(const struct srv *s) {
+static void run_sighup(const struct test_srv *s) {
     kill(s->pid, SIGHUP);
     usleep(300000);
-    CHECKM(srv_alive(s), "SIGHUP killed the server");
+    CHECKM(test_srv_alive(s), "SIGHUP killed the server");
     CHECK(get_status(s->port, NULL, "/health", 2000) == 200);
-    char *log = read_file(s->log, NULL);
+    char *log = test_read_file(s->log, NULL);
     CHECKM(log && strstr(log, "SIGHUP"), "SIGHUP is not logged");
     free(log);
 }
 
 void test_conn(void) {
-    struct srv s;
+    struct test_srv s;
     const char *args[] = {"--max-body-bytes",
                           "65536",
                           "--header-timeout",
@@ -708,7 +573,7 @@ void test_conn(void) {
                           "--http-timeout",
                           "30",
                           NULL};
-    bool up = srv_start(&s, args, "test_conn_server.log");
+    bool up = conn_srv_start(&s, args, "test_conn_server.log");
     CHECKM(up, "conn server did not start (see %s)", s.log);
     if (up) {
         run_disconnect_storm(&s);
@@ -719,7 +584,7 @@ void test_conn(void) {
         run_log_injection(&s);
         run_sighup(&s);
         run_contract(&s);
-        int st = srv_stop(&s);
+        int st = test_srv_stop(&s);
         CHECKM(st == 0, "conn server: exit status %d after SIGTERM (see %s)", st, s.log);
     }
     run_client_cap();

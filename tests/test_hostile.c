@@ -13,23 +13,19 @@
  * counter), and SIGTERM leaving nothing behind. */
 #include "tests/test.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "tests/net.h"
+#include "tests/server_proc.h"
+#include "util/clock.h"
 
 #include <cJSON.h>
 
@@ -42,28 +38,6 @@ static int n_bad; /* hostile requests sent (reported) */
 
 /* ---- the server process ------------------------------------------------ */
 
-struct srv {
-    pid_t pid;
-    int port;
-    char log[512];
-};
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int tcp_connect(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) return fd;
-    if (fd >= 0) close(fd);
-    return -1;
-}
-
 /* A raw response: status 0 = the connection closed (or timed out) without one. */
 struct rr {
     int status;
@@ -75,32 +49,12 @@ struct rr {
 
 /* Reads one response (Content-Length framed, or to EOF). */
 static void rr_read(int fd, struct rr *r, int timeout_ms) {
-    size_t cap = 1 << 16, len = 0, want = (size_t)-1, hdr = 0;
-    char *buf = malloc(cap);
-    double end = now_s() + timeout_ms / 1e3;
+    size_t len;
     memset(r, 0, sizeof(*r));
-    while (len < want) {
-        int left = (int)((end - now_s()) * 1e3);
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (left <= 0 || poll(&p, 1, left) <= 0) break;
-        if (len + 4096 > cap) buf = realloc(buf, cap *= 2);
-        ssize_t k = recv(fd, buf + len, cap - len - 1, 0);
-        if (k <= 0) {
-            r->closed = true;
-            break;
-        }
-        len += (size_t)k;
-        buf[len] = '\0';
-        char *e;
-        if (!hdr && (e = strstr(buf, "\r\n\r\n"))) {
-            hdr = (size_t)(e - buf) + 4;
-            const char *cl = strcasestr(buf, "\r\nContent-Length:");
-            if (cl && cl < e) want = hdr + strtoul(cl + 17, NULL, 10);
-        }
-    }
-    buf[len] = '\0';
+    char *buf = net_read(fd, timeout_ms, true, &len, &r->closed);
     if (len >= 12 && !strncmp(buf, "HTTP/1.", 7)) r->status = atoi(buf + 9);
-    size_t hl = hdr ? hdr : len;
+    char *e = strstr(buf, "\r\n\r\n");
+    size_t hl = e ? (size_t)(e - buf) + 4 : len;
     snprintf(r->head, sizeof(r->head), "%.*s", (int)(hl < sizeof(r->head) ? hl : 4095), buf);
     r->blen = len - hl;
     r->body = malloc(r->blen + 1);
@@ -111,7 +65,7 @@ static void rr_read(int fd, struct rr *r, int timeout_ms) {
 
 /* Connect, send req[0..n), read the answer, close. */
 static void rr_exchange(int port, const char *req, size_t n, struct rr *r, int timeout_ms) {
-    int fd = tcp_connect(port);
+    int fd = net_connect(port, NULL);
     if (fd < 0) {
         memset(r, 0, sizeof(*r));
         r->body = calloc(1, 1);
@@ -140,53 +94,10 @@ static char *req_post(const char *path, const char *hdrs, const char *body, size
     return q;
 }
 
-static bool srv_alive(const struct srv *s) {
-    int st;
-    return waitpid(s->pid, &st, WNOHANG) == 0;
-}
-
-static bool srv_start(struct srv *s, const char *const *extra, const char *logname) {
-    const char *build = test_env("BUILD", "build"),
-               *model = test_env("TESTMODEL", "build/testmodel");
-    char bin[512], port[16];
-    snprintf(bin, sizeof(bin), "%s/embedserve", build);
-    snprintf(s->log, sizeof(s->log), "%s/%s", build, logname);
-    unlink(s->log);
-    s->port = test_free_port();
-    snprintf(port, sizeof(port), "%d", s->port);
-    const char *argv[48] = {bin,  "--model",     model,   "--host",  "127.0.0.1", "--port",
-                            port, "--log-level", "debug", "--dtype", "f32"};
-    int n = 11;
-    for (int i = 0; extra && extra[i] && n < 46; i++)
-        argv[n++] = extra[i];
-    argv[n] = NULL;
-    s->pid = fork();
-    if (s->pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        FILE *f = freopen(s->log, "a", stderr);
-        f = freopen("/dev/null", "w", stdout);
-        (void)f;
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    for (int i = 0; s->pid > 0 && i < 600; i++) { /* ASan builds load slowly */
-        struct rr r;
-        static const char q[] = "GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-        rr_exchange(s->port, q, sizeof(q) - 1, &r, 1000);
-        rr_free(&r);
-        if (r.status == 200) return true;
-        if (!srv_alive(s)) return false;
-        usleep(50000);
-    }
-    return false;
-}
-
-/* SIGTERM, wait; the exit status (sanitizer reports make it non-zero). */
-static int srv_stop(struct srv *s) {
-    int st = 0;
-    kill(s->pid, SIGTERM);
-    if (waitpid(s->pid, &st, 0) != s->pid) return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+/* This file's servers log at debug (the key checks grep the most verbose log). */
+static bool hostile_srv_start(struct test_srv *s, const char *const *extra, const char *log_name) {
+    struct test_srv_opts o = {.log_level = "debug", .log_name = log_name, .ready_s = 30};
+    return test_srv_start(s, &o, extra);
 }
 
 /* ---- checks ------------------------------------------------------------- */
@@ -219,13 +130,14 @@ static void check_ok(const char *what, const struct rr *r, int n) {
 }
 
 /* The server is up and a good request works (after every hostile one). */
-static void check_good_after(const char *what, const struct srv *s) {
+static void check_good_after(const char *what, const struct test_srv *s) {
     static const char b[] = "{\"input\":\"still fine?\"}";
     size_t n;
     char *q = req_post("/v1/embeddings", AUTH, b, sizeof(b) - 1, &n);
     struct rr r;
     rr_exchange(s->port, q, n, &r, 20000);
-    CHECKM(r.status == 200 && srv_alive(s), "good request after '%s': status %d", what, r.status);
+    CHECKM(r.status == 200 && test_srv_alive(s), "good request after '%s': status %d", what,
+           r.status);
     rr_free(&r);
     free(q);
 }
@@ -331,7 +243,7 @@ static const struct ok_case {
     {"long input, truncate", NULL, 0, 1}, /* built below */
 };
 
-static void run_body_cases(const struct srv *s) {
+static void run_body_cases(const struct test_srv *s) {
     for (size_t i = 0; i < sizeof(body_cases) / sizeof(body_cases[0]); i++) {
         const struct body_case *c = &body_cases[i];
         size_t n, bl = c->blen ? c->blen : strlen(c->body);
@@ -354,7 +266,7 @@ static char *words(int n) {
     return w;
 }
 
-static void run_ok_cases(const struct srv *s) {
+static void run_ok_cases(const struct test_srv *s) {
     char *w = words(300), *longb = malloc(4096);
     snprintf(longb, 4096, "{\"input\":\"%s\",\"truncate\":true}", w);
     for (size_t i = 0; i < sizeof(ok_cases) / sizeof(ok_cases[0]); i++) {
@@ -394,7 +306,7 @@ static void run_ok_cases(const struct srv *s) {
 }
 
 /* Nesting: 60000 '[' (under the body limit) and 2000 objects. */
-static void run_nesting(const struct srv *s) {
+static void run_nesting(const struct test_srv *s) {
     static const struct {
         const char *name, *open;
         int depth, status;
@@ -541,16 +453,16 @@ static const struct raw_case raw_cases[] = {
     {"request line only", "GET\r\n\r\n", 0, false, NULL, NULL},
 };
 
-static void run_raw_cases(const struct srv *s) {
+static void run_raw_cases(const struct test_srv *s) {
     for (size_t i = 0; i < sizeof(raw_cases) / sizeof(raw_cases[0]); i++) {
         const struct raw_case *c = &raw_cases[i];
         struct rr r;
-        double t0 = now_s();
+        double t0 = clock_now();
         rr_exchange(s->port, c->req, strlen(c->req), &r, 8000);
         if (c->status == 0) { /* no answer, but closed by the idle timeout (2 s) */
             CHECKM((r.status == 0 || r.status == 400) && (r.closed || r.status),
                    "%s: status %d, closed %d after %.1f s", c->name, r.status, r.closed,
-                   now_s() - t0);
+                   clock_now() - t0);
         } else if (c->json) {
             check_json_error(c->name, &r, c->status, c->code);
         } else {
@@ -566,7 +478,7 @@ static void run_raw_cases(const struct srv *s) {
 }
 
 /* Auth that must pass: scheme case, trailing spaces, the second key. */
-static void run_auth_ok(const struct srv *s) {
+static void run_auth_ok(const struct test_srv *s) {
     static const char *const hdr[] = {"Authorization: bearer " KEY "\r\n",
                                       "Authorization: Bearer " KEY "   \r\n",
                                       "Authorization: Bearer " KEY2 "\r\n"};
@@ -583,7 +495,7 @@ static void run_auth_ok(const struct srv *s) {
 
 /* Limits that need big requests: body over the limit (whole, and chunked),
  * a 300 KB header, 20000 headers, a 100 KB URL. */
-static void run_big(const struct srv *s) {
+static void run_big(const struct test_srv *s) {
     size_t big = 70000, n;
     char *body = malloc(big + 1);
     memset(body, ' ', big);
@@ -672,28 +584,28 @@ static void run_big(const struct srv *s) {
 /* Slow loris: 32 connections dribble header bytes (one per 100 ms each)
  * for 2 s while good requests keep being answered promptly; then they go
  * silent and the server closes them after --http-timeout (2 s). */
-static void run_slowloris(const struct srv *s) {
+static void run_slowloris(const struct test_srv *s) {
     enum { N = 32 };
     int fd[N];
     static const char drip[] = "X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
     for (int i = 0; i < N; i++) {
-        fd[i] = tcp_connect(s->port);
+        fd[i] = net_connect(s->port, NULL);
         static const char start[] = "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\n";
         if (fd[i] >= 0) net_send_all(fd[i], start, sizeof(start) - 1);
     }
-    double worst = 0, t_end = now_s() + 2.0;
+    double worst = 0, t_end = clock_now() + 2.0;
     int good = 0;
-    for (int step = 0; now_s() < t_end; step++) {
+    for (int step = 0; clock_now() < t_end; step++) {
         for (int i = 0; i < N; i++)
             if (fd[i] >= 0) net_send_all(fd[i], drip + step % (sizeof(drip) - 1), 1);
         if (step % 2 == 0) {
-            double t0 = now_s();
+            double t0 = clock_now();
             size_t n;
             char *q = req_post("/v1/embeddings", AUTH, GOODB, 13, &n);
             struct rr r;
             rr_exchange(s->port, q, n, &r, 10000);
             good += r.status == 200;
-            worst = fmax(worst, now_s() - t0);
+            worst = fmax(worst, clock_now() - t0);
             rr_free(&r);
             free(q);
         }
@@ -701,34 +613,28 @@ static void run_slowloris(const struct srv *s) {
     }
     CHECKM(good >= 5 && worst < 1.0, "slow loris: %d good requests, slowest %.2f s", good, worst);
     /* now silent: closed by the idle timeout */
-    double t0 = now_s();
+    double t0 = clock_now();
     int closed = 0;
     for (int i = 0; i < N; i++) {
         if (fd[i] < 0) continue;
         struct pollfd p = {.fd = fd[i], .events = POLLIN};
-        int left = (int)((t0 + 8.0 - now_s()) * 1e3);
+        int left = (int)((t0 + 8.0 - clock_now()) * 1e3);
         char c;
         if (left > 0 && poll(&p, 1, left) == 1 && recv(fd[i], &c, 1, 0) <= 0) closed++;
         close(fd[i]);
     }
     CHECKM(closed == N, "slow loris: %d of %d silent connections closed in %.1f s", closed, N,
-           now_s() - t0);
+           clock_now() - t0);
     n_bad += N;
     check_good_after("slow loris", s);
 }
 
 /* The log (at debug level) never shows a key, right or wrong. */
-static void check_log_has_no_keys(const struct srv *s) {
-    FILE *f = fopen(s->log, "rb");
-    CHECKM(f != NULL, "no server log at %s", s->log);
-    if (!f) return;
-    size_t cap = 1 << 20, len = 0;
-    char *buf = malloc(cap);
-    size_t k;
-    while ((k = fread(buf + len, 1, cap - len - 1, f)) > 0)
-        if ((len += k) + 1 >= cap) buf = realloc(buf, cap *= 2);
-    buf[len] = '\0';
-    fclose(f);
+static void check_log_has_no_keys(const struct test_srv *s) {
+    size_t len;
+    char *buf = test_read_file(s->log, &len);
+    CHECKM(buf != NULL, "no server log at %s", s->log);
+    if (!buf) return;
     CHECKM(strstr(buf, "status=401") != NULL, "the log has no 401 lines: grep would be vacuous");
     CHECKM(!memmem(buf, len, KEY, strlen(KEY)), "an API key is in the log");
     CHECKM(!memmem(buf, len, KEY2, strlen(KEY2)), "the second API key is in the log");
@@ -740,21 +646,9 @@ static void check_log_has_no_keys(const struct srv *s) {
 
 /* ---- disconnects -------------------------------------------------------- */
 
-static double metric(int port, const char *name) {
-    struct rr r;
-    static const char q[] = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    rr_exchange(port, q, sizeof(q) - 1, &r, 10000);
-    char key[128];
-    snprintf(key, sizeof(key), "\n%s ", name);
-    const char *p = r.body ? strstr(r.body, key) : NULL;
-    double v = p ? atof(p + strlen(key)) : -1;
-    rr_free(&r);
-    return v;
-}
-
 static bool wait_metric(int port, const char *name, double at_least, double seconds) {
-    for (double end = now_s() + seconds; now_s() < end; usleep(20000))
-        if (metric(port, name) >= at_least) return true;
+    for (double end = clock_now() + seconds; clock_now() < end; usleep(20000))
+        if (test_srv_metric(port, name) >= at_least) return true;
     return false;
 }
 
@@ -775,16 +669,16 @@ static char *big_request(size_t *n) {
 }
 
 static void run_disconnects(void) {
-    struct srv s;
+    struct test_srv s;
     const char *args[] = {"--api-key", KEY, "--max-batch-tokens", "64", "--max-queue", "8", NULL};
-    bool up = srv_start(&s, args, "test_hostile_disconnect.log");
+    bool up = hostile_srv_start(&s, args, "test_hostile_disconnect.log");
     CHECKM(up, "disconnect server did not start (see %s)", s.log);
     if (!up) return;
     size_t n;
     char *q = big_request(&n);
-    double d0 = metric(s.port, "embedserve_dropped_requests_total");
+    double d0 = test_srv_metric(s.port, "embedserve_dropped_requests_total");
     /* A computes; B waits behind it */
-    int a = tcp_connect(s.port), b = tcp_connect(s.port);
+    int a = net_connect(s.port, NULL), b = net_connect(s.port, NULL);
     net_send_all(a, q, n);
     CHECK(wait_metric(s.port, "embedserve_queue_depth", 1, 30));
     net_send_all(b, q, n);
@@ -797,19 +691,20 @@ static void run_disconnects(void) {
            "computing request of a closed connection not dropped");
     bool drained = false;
     for (int i = 0; i < 500 && !drained; i++, usleep(20000))
-        drained = metric(s.port, "embedserve_queue_depth") == 0;
+        drained = test_srv_metric(s.port, "embedserve_queue_depth") == 0;
     CHECKM(drained, "queue depth did not return to 0 after the drops");
     /* and a client that sends half a body and hangs up */
-    int c = tcp_connect(s.port);
+    int c = net_connect(s.port, NULL);
     net_send_all(c, q, n / 2);
     close(c);
     check_good_after("disconnects", &s);
     free(q);
-    CHECKM(srv_stop(&s) == 0, "disconnect server: exit status after SIGTERM (leaks under ASan?)");
+    CHECKM(test_srv_stop(&s) == 0,
+           "disconnect server: exit status after SIGTERM (leaks under ASan?)");
 }
 
 void test_hostile(void) {
-    struct srv s;
+    struct test_srv s;
     const char *args[] = {"--api-key",
                           KEY "," KEY2,
                           "--max-body-bytes",
@@ -821,7 +716,7 @@ void test_hostile(void) {
                           "--http-timeout",
                           "2",
                           NULL};
-    bool up = srv_start(&s, args, "test_hostile_server.log");
+    bool up = hostile_srv_start(&s, args, "test_hostile_server.log");
     CHECKM(up, "hostile server did not start (see %s)", s.log);
     if (up) {
         run_body_cases(&s);
@@ -831,7 +726,7 @@ void test_hostile(void) {
         run_auth_ok(&s);
         run_big(&s);
         run_slowloris(&s);
-        int st = srv_stop(&s);
+        int st = test_srv_stop(&s);
         CHECKM(st == 0, "hostile server: exit status %d after SIGTERM (see %s)", st, s.log);
         check_log_has_no_keys(&s);
     }

@@ -4,32 +4,21 @@
  * emb_plan_run (the code path the offline CLI uses). */
 #include "tests/test.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cJSON.h>
 #include <curl/curl.h>
 
 #include "pipeline/embed.h"
+#include "tests/server_proc.h"
 #include "util/strbuf.h"
 
 /* ---- the server process ------------------------------------------------ */
-
-struct server {
-    pid_t pid;
-    int port;
-};
 
 struct resp {
     long status;
@@ -98,50 +87,12 @@ static void resp_free(struct resp *r) {
     r->body = NULL;
 }
 
-static bool wait_ready(int port, double seconds) {
-    for (int i = 0; i < (int)(seconds * 20); i++) {
-        struct resp r;
-        int rc = http_do(port, "GET", "/ready", NULL, 0, NULL, 1000, &r);
-        resp_free(&r);
-        if (rc == 0 && r.status == 200) return true;
-        usleep(50000);
-    }
-    return false;
-}
-
-/* Starts the server with extra args (NULL-terminated). */
-static bool server_start(struct server *s, const char *const *extra) {
-    const char *build = test_env("BUILD", "build"),
-               *model = test_env("TESTMODEL", "build/testmodel");
-    char bin[512], port[16], logp[512];
-    snprintf(bin, sizeof(bin), "%s/embedserve", build);
-    s->port = test_free_port();
-    snprintf(port, sizeof(port), "%d", s->port);
-    snprintf(logp, sizeof(logp), "%s/test_http_server.log", build);
-    const char *argv[40] = {bin,  "--model",     model,  "--host",  "127.0.0.1", "--port",
-                            port, "--log-level", "warn", "--dtype", "f32"};
-    int n = 11;
-    for (int i = 0; extra && extra[i] && n < 38; i++)
-        argv[n++] = extra[i];
-    argv[n] = NULL;
-    s->pid = fork();
-    if (s->pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive a crashed test run */
-        FILE *f = freopen(logp, "a", stderr);
-        f = freopen("/dev/null", "w", stdout); /* don't hold the runner's pipe open */
-        (void)f;
-        execv(bin, (char *const *)argv);
-        _exit(127);
-    }
-    return s->pid > 0 && wait_ready(s->port, 20);
-}
-
-/* SIGTERM; returns the exit status (or -1). */
-static int server_stop(struct server *s) {
-    int st = 0;
-    kill(s->pid, SIGTERM);
-    if (waitpid(s->pid, &st, 0) != s->pid) return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+/* This file's servers (several, one after another) append warn-level logs
+ * to one file. */
+static bool server_start(struct test_srv *s, const char *const *extra) {
+    struct test_srv_opts o = {
+        .log_level = "warn", .log_name = "test_http_server.log", .log_append = true, .ready_s = 20};
+    return test_srv_start(s, &o, extra);
 }
 
 /* ---- the reference: the engine in-process ------------------------------- */
@@ -694,18 +645,6 @@ static char *mixed_body(int id) {
     return b;
 }
 
-static double metric_value(int port, const char *name) {
-    struct resp r;
-    http_do(port, "GET", "/metrics", NULL, 0, NULL, 0, &r);
-    double v = -1;
-    char key[128];
-    snprintf(key, sizeof(key), "\n%s ", name);
-    const char *p = r.body ? strstr(r.body, key) : NULL;
-    if (p) v = atof(p + strlen(key));
-    resp_free(&r);
-    return v;
-}
-
 static void test_concurrency(int port) {
     enum { N = 32 };
     struct client cl[N];
@@ -717,7 +656,7 @@ static void test_concurrency(int port) {
         seq[i] = embed(port, cl[i].body, &st);
         CHECK(st == 200);
     }
-    double multi0 = metric_value(port, "embedserve_multi_request_batches_total");
+    double multi0 = test_srv_metric(port, "embedserve_multi_request_batches_total");
     for (int round = 0; round < 3; round++) {
         pthread_t th[N];
         for (int i = 0; i < N; i++)
@@ -744,9 +683,9 @@ static void test_concurrency(int port) {
             cJSON_Delete(cl[i].result);
         }
     }
-    double multi = metric_value(port, "embedserve_multi_request_batches_total");
+    double multi = test_srv_metric(port, "embedserve_multi_request_batches_total");
     CHECKM(multi > multi0, "no forward pass held more than one request (%g -> %g)", multi0, multi);
-    CHECK(metric_value(port, "embedserve_batches_total") > 0);
+    CHECK(test_srv_metric(port, "embedserve_batches_total") > 0);
     struct resp r;
     http_do(port, "GET", "/metrics", NULL, 0, NULL, 0, &r);
     CHECK(r.body &&
@@ -786,7 +725,7 @@ static void test_disconnect(int port) {
 /* ---- servers with other settings --------------------------------------- */
 
 static void test_auth_strict_limits(void) {
-    struct server s;
+    struct test_srv s;
     const char *args[] = {"--api-key", "k1,k2",
                           "--strict",  "--max-body-bytes",
                           "4096",      "--served-model-name",
@@ -830,7 +769,7 @@ static void test_auth_strict_limits(void) {
     resp_free(&r);
     free(b);
     free(big);
-    CHECK(server_stop(&s) == 0);
+    CHECK(test_srv_stop(&s) == 0);
 }
 
 struct shot {
@@ -849,7 +788,7 @@ static void *shot_main(void *arg) {
 
 /* A full queue answers 429 with Retry-After; SIGTERM finishes in-flight work. */
 static void test_queue_and_sigterm(void) {
-    struct server s;
+    struct test_srv s;
     const char *args[] = {"--max-queue", "1", "--max-batch-tokens", "256", NULL};
     CHECK(server_start(&s, args));
     enum { N = 8, M = 2048 };
@@ -878,7 +817,7 @@ static void test_queue_and_sigterm(void) {
         resp_free(&sh[i].r);
     }
     CHECKM(n200 >= 1 && n429 >= 1 && n200 + n429 == N, "queue: %d ok, %d 429", n200, n429);
-    CHECK(server_stop(&s) == 0);
+    CHECK(test_srv_stop(&s) == 0);
     /* SIGTERM while requests are queued and running: all complete, exit 0 */
     const char *args2[] = {"--max-batch-tokens", "256", NULL};
     CHECK(server_start(&s, args2));
@@ -888,9 +827,9 @@ static void test_queue_and_sigterm(void) {
     }
     /* SIGTERM once all four are admitted (a request still uploading at that
      * moment would rightly get 503) */
-    for (int i = 0; i < 200 && metric_value(s.port, "embedserve_queue_depth") < 4; i++)
+    for (int i = 0; i < 200 && test_srv_metric(s.port, "embedserve_queue_depth") < 4; i++)
         usleep(25000);
-    CHECK(server_stop(&s) == 0);
+    CHECK(test_srv_stop(&s) == 0);
     for (int i = 0; i < 4; i++) {
         pthread_join(th[i], NULL);
         CHECKM(sh[i].status == 200, "in-flight request %d at SIGTERM: %ld", i, sh[i].status);
@@ -944,7 +883,7 @@ void test_http(void) {
         CHECKM(0, "cannot open the test model at %s", test_env("TESTMODEL", "build/testmodel"));
         return;
     }
-    struct server s;
+    struct test_srv s;
     const char *args[] = {"--max-batch-tokens", "512", NULL};
     bool up = server_start(&s, args);
     CHECKM(up, "server did not become ready (see %s/test_http_server.log)",
@@ -958,7 +897,7 @@ void test_http(void) {
         test_errors(s.port);
         test_concurrency(s.port);
         test_disconnect(s.port);
-        CHECK(server_stop(&s) == 0);
+        CHECK(test_srv_stop(&s) == 0);
     }
     test_auth_strict_limits();
     test_queue_and_sigterm();
