@@ -96,16 +96,60 @@ struct req {
 
 typedef enum MHD_Result (*route_fn)(struct req *r);
 
+/* doc: path (a trailing '/' makes it a prefix: "/v1/models/"), method (GET
+ * routes also take HEAD), request kind (enum api_kind of the body, -1 for
+ * none: it picks the parser's fields, the answer's shape and the error
+ * dialect), whether it needs an API key when keys are configured, and the
+ * summary the OpenAPI document shows. */
 struct route {
-    const char *path;
-    bool prefix;        /* path is a prefix ("/v1/models/") */
-    const char *method; /* GET routes also take HEAD */
-    int metric;         /* enum met_route */
-    bool auth;          /* needs an API key when keys are configured */
+    struct api_route_doc doc;
+    int metric; /* enum met_route */
     route_fn fn;
 };
 
+static bool route_is_prefix(const struct route *rt) {
+    size_t pl = strlen(rt->doc.path);
+    return pl > 1 && rt->doc.path[pl - 1] == '/';
+}
+
 /* ---- responses ---------------------------------------------------------- */
+
+/* CORS (--cors-allow-origin): "*" answers every origin with "*"; a list
+ * echoes the request's Origin when it is on the list, with "Vary: Origin"
+ * on every answer (caches must key on it). Nothing when the setting is
+ * empty or the request has no Origin. */
+static bool origin_allowed(const char *list, const char *origin) {
+    size_t on = strlen(origin);
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *end = p;
+        while (*end && *end != ',')
+            end++;
+        const char *e = end;
+        while (e > p && e[-1] == ' ')
+            e--;
+        if ((size_t)(e - p) == on && on && !strncmp(p, origin, on)) return true;
+        p = end;
+    }
+    return false;
+}
+
+static void add_cors_headers(struct req *r, struct MHD_Response *resp) {
+    const char *list = r->s->cfg->cors_allow_origin;
+    if (!list || !*list) return;
+    bool star = !strcmp(list, "*");
+    if (!star) MHD_add_response_header(resp, "Vary", "Origin");
+    const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
+    if (!origin) return;
+    if (star)
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
+    else if (origin_allowed(list, origin))
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
+    else
+        return;
+    MHD_add_response_header(resp, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After");
+}
 
 /* Queues status + body (malloc'ed; ownership moves to MHD). Extra header
  * pair hn/hv may be NULL. */
@@ -128,6 +172,7 @@ static enum MHD_Result respond(struct req *r, int status, const char *ctype, cha
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     MHD_add_response_header(resp, "X-Request-Id", r->id);
     if (hn && hv) MHD_add_response_header(resp, hn, hv);
+    add_cors_headers(r, resp);
     if (atomic_load(&r->s->draining)) MHD_add_response_header(resp, "Connection", "close");
     r->status = status;
     atomic_store(&r->phase, PH_ANSWERED);
@@ -140,17 +185,21 @@ static enum MHD_Result respond_json(struct req *r, int status, char *body, size_
     return respond(r, status, "application/json", body, len, NULL, NULL);
 }
 
+/* The error body in the route's dialect (Jina/OpenAI, TEI or Ollama). */
 static enum MHD_Result respond_error(struct req *r, const struct api_error *e) {
     size_t len = 0;
-    char *body = api_error_render(e, r->id, &len);
-    int status = api_err_status(e->code), retry = api_err_retry_after(e->code);
+    int kind = r->route->doc.kind;
+    enum api_dialect d = kind >= 0 ? api_kind_dialect(kind) : API_D_JINA;
+    char *body = api_error_render_as(e, d, r->id, &len);
+    int status = api_err_status_as(e->code, d), retry = api_err_retry_after(e->code);
     const char *hn = NULL, *hv = NULL;
     char secs[16];
     if (retry > 0) {
         snprintf(secs, sizeof(secs), "%d", retry);
         hn = "Retry-After", hv = secs;
     }
-    if (status == 405) hn = "Allow", hv = !strcmp(r->route->method, "GET") ? "GET, HEAD" : "POST";
+    if (status == 405)
+        hn = "Allow", hv = !strcmp(r->route->doc.method, "GET") ? "GET, HEAD" : "POST";
     if (status >= 500) LOG_ERROR("request %s: %d %s", r->id, status, e->detail);
     return respond(r, status, "application/json", body, len, hn, hv);
 }
@@ -221,7 +270,7 @@ static enum MHD_Result handle_models(struct req *r) {
     struct http_server *s = r->s;
     if (!atomic_load_explicit(&s->ready, memory_order_acquire)) return not_ready(r);
     const char *id = NULL;
-    if (r->route->prefix) id = r->path + strlen(r->route->path);
+    if (route_is_prefix(r->route)) id = r->path + strlen(r->route->doc.path);
     size_t len = 0;
     int err = 0;
     char *b = api_models_render(&s->am, id && *id ? id : NULL, &len, &err);
@@ -237,7 +286,8 @@ static enum MHD_Result handle_tokenize(struct req *r) {
     struct http_server *s = r->s;
     if (!is_ready(s)) return not_ready(r);
     struct api_error e;
-    if (api_tokenize_parse(r->body, r->len, &s->am, &r->areq, &e)) return respond_error(r, &e);
+    int kind = r->route->doc.kind;
+    if (api_parse(kind, r->body, r->len, &s->am, &r->areq, &e)) return respond_error(r, &e);
     struct emb_error pe;
     int rc = emb_plan_build(s->tok, s->model, &r->areq.opts, r->areq.inputs, r->areq.n_inputs,
                             &r->plan, &pe);
@@ -248,7 +298,9 @@ static enum MHD_Result handle_tokenize(struct req *r) {
     r->n_inputs = r->areq.n_inputs;
     r->n_tokens = r->plan.n_tokens;
     size_t len = 0;
-    char *b = api_tokenize_render(&s->am, &r->areq, &r->plan, s->tok, &len);
+    char *b = kind == API_K_TEI_TOKENIZE
+                  ? api_tei_tokenize_render(&r->areq, &r->plan, s->tok, &len)
+                  : api_tokenize_render(&s->am, &r->areq, &r->plan, s->tok, &len);
     return respond_json(r, 200, b, len);
 }
 
@@ -279,8 +331,15 @@ static enum MHD_Result handle_embeddings(struct req *r) {
     struct http_server *s = r->s;
     if (!is_ready(s)) return not_ready(r);
     struct api_error e;
-    if (api_embed_parse(r->body, r->len, &s->am, &r->areq, &e)) return respond_error(r, &e);
+    int kind = r->route->doc.kind;
+    if (api_parse(kind, r->body, r->len, &s->am, &r->areq, &e)) return respond_error(r, &e);
     r->n_inputs = r->areq.n_inputs;
+    if (r->n_inputs == 0) { /* Ollama's empty input: an empty answer, no job */
+        size_t len = 0;
+        char *b = api_embed_render_as(kind, &s->am, &r->areq, NULL, 0, 0,
+                                      (int64_t)((clock_now() - r->t0) * 1e9), &len);
+        return respond_json(r, 200, b, len);
+    }
     int rc = batcher_reserve(s->batcher);
     if (rc == BATCHER_ESHUTDOWN) return not_ready(r);
     if (rc) {
@@ -328,43 +387,124 @@ static enum MHD_Result embeddings_done(struct req *r) {
     /* finish the numbers (Matryoshka, normalisation), then render them */
     int dims = emb_finish(&r->areq.opts, r->s->am.info->n_embd, r->pooled, r->plan.n_outputs);
     size_t len = 0;
-    char *b = api_embed_render(&r->s->am, &r->areq, r->pooled, dims, r->plan.n_tokens, &len);
+    char *b = api_embed_render_as(r->route->doc.kind, &r->s->am, &r->areq, r->pooled, dims,
+                                  r->plan.n_tokens, (int64_t)((clock_now() - r->t0) * 1e9), &len);
     return respond_json(r, 200, b, len);
 }
 
+static enum MHD_Result handle_info(struct req *r) {
+    if (!atomic_load_explicit(&r->s->ready, memory_order_acquire)) return not_ready(r);
+    size_t len = 0;
+    char *b = api_tei_info_render(&r->s->am, CFG_VERSION, &len);
+    return respond_json(r, 200, b, len);
+}
+
+static enum MHD_Result handle_tags(struct req *r) {
+    if (!atomic_load_explicit(&r->s->ready, memory_order_acquire)) return not_ready(r);
+    size_t len = 0;
+    char *b = api_ollama_tags_render(&r->s->am, &len);
+    return respond_json(r, 200, b, len);
+}
+
+static enum MHD_Result handle_version(struct req *r) {
+    size_t len = 0;
+    char *b = api_ollama_version_render(&len);
+    return respond_json(r, 200, b, len);
+}
+
+static enum MHD_Result handle_openapi(struct req *r);
+
 /* ---- routing and auth ---------------------------------------------------- */
 
+#define POST "POST"
+#define GET  "GET"
 static const struct route routes[] = {
-    {"/v1/embeddings", false, "POST", MET_R_EMBEDDINGS, true, handle_embeddings},
-    {"/embeddings", false, "POST", MET_R_EMBEDDINGS, true, handle_embeddings},
-    {"/v1/tokenize", false, "POST", MET_R_TOKENIZE, true, handle_tokenize},
-    {"/v1/models", false, "GET", MET_R_MODELS, true, handle_models},
-    {"/v1/models/", true, "GET", MET_R_MODELS, true, handle_models},
-    {"/health", false, "GET", MET_R_HEALTH, false, handle_health},
-    {"/live", false, "GET", MET_R_HEALTH, false, handle_health},
-    {"/ready", false, "GET", MET_R_READY, false, handle_ready},
-    {"/metrics", false, "GET", MET_R_METRICS, false, handle_metrics},
+    {{"/v1/embeddings", POST, API_K_EMBED, true, "Embeddings (Jina/OpenAI)"}, MET_R_EMBEDDINGS,
+     handle_embeddings},
+    {{"/embeddings", POST, API_K_EMBED, true, "Same as /v1/embeddings"}, MET_R_EMBEDDINGS,
+     handle_embeddings},
+    {{"/v1/tokenize", POST, API_K_TOKENIZE, true, "Token ids and counts"}, MET_R_TOKENIZE,
+     handle_tokenize},
+    {{"/embed", POST, API_K_TEI_EMBED, true, "Embeddings (Hugging Face TEI)"}, MET_R_EMBEDDINGS,
+     handle_embeddings},
+    {{"/tokenize", POST, API_K_TEI_TOKENIZE, true, "Tokens (Hugging Face TEI)"}, MET_R_TOKENIZE,
+     handle_tokenize},
+    {{"/api/embed", POST, API_K_OLLAMA_EMBED, true, "Embeddings (Ollama)"}, MET_R_EMBEDDINGS,
+     handle_embeddings},
+    {{"/api/embeddings", POST, API_K_OLLAMA_LEGACY, true, "One embedding (Ollama, legacy)"},
+     MET_R_EMBEDDINGS, handle_embeddings},
+    {{"/v1/models", GET, -1, true, "The served model and its task-carrying names"}, MET_R_MODELS,
+     handle_models},
+    {{"/v1/models/", GET, -1, true, "One model card (a name, alias or name:task)"}, MET_R_MODELS,
+     handle_models},
+    {{"/info", GET, -1, true, "Model and limits (Hugging Face TEI)"}, MET_R_MODELS, handle_info},
+    {{"/api/tags", GET, -1, true, "Models (Ollama)"}, MET_R_MODELS, handle_tags},
+    {{"/api/version", GET, -1, false, "Ollama API level (Ollama)"}, MET_R_OTHER,
+     handle_version},
+    {{"/openapi.json", GET, -1, false, "This document"}, MET_R_OTHER, handle_openapi},
+    {{"/health", GET, -1, false, "Liveness"}, MET_R_HEALTH, handle_health},
+    {{"/live", GET, -1, false, "Liveness"}, MET_R_HEALTH, handle_health},
+    {{"/ready", GET, -1, false, "Readiness (model loaded, queue not full)"}, MET_R_READY,
+     handle_ready},
+    {{"/metrics", GET, -1, false, "Prometheus metrics"}, MET_R_METRICS, handle_metrics},
 };
-static const struct route route_404 = {"", false, "GET", MET_R_OTHER, false, NULL};
+#undef POST
+#undef GET
+#define N_ROUTES ((int)(sizeof(routes) / sizeof(routes[0])))
+static const struct route route_404 = {{"", "GET", -1, false, ""}, MET_R_OTHER, NULL};
+
+int http_route_docs(struct api_route_doc *out, int max) {
+    for (int i = 0; i < N_ROUTES && i < max; i++)
+        out[i] = routes[i].doc;
+    return N_ROUTES;
+}
+
+static enum MHD_Result handle_openapi(struct req *r) {
+    struct http_server *s = r->s;
+    if (!atomic_load_explicit(&s->ready, memory_order_acquire)) return not_ready(r);
+    struct api_route_doc docs[N_ROUTES];
+    int n = http_route_docs(docs, N_ROUTES);
+    size_t len = 0;
+    char *b = api_openapi_render(&s->am, docs, n, CFG_VERSION, &len);
+    return respond_json(r, 200, b, len);
+}
 
 /* Route of a path (trailing slash ignored), or NULL. */
 static const struct route *find_route(const char *path) {
     size_t n = strlen(path);
     while (n > 1 && path[n - 1] == '/')
         n--;
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+    for (int i = 0; i < N_ROUTES; i++) {
         const struct route *rt = &routes[i];
-        size_t pl = strlen(rt->path);
-        if (rt->prefix ? (n > pl && !strncmp(path, rt->path, pl))
-                       : (n == pl && !strncmp(path, rt->path, pl)))
+        size_t pl = strlen(rt->doc.path);
+        if (route_is_prefix(rt) ? (n > pl && !strncmp(path, rt->doc.path, pl))
+                                : (n == pl && !strncmp(path, rt->doc.path, pl)))
             return rt;
     }
     return NULL;
 }
 
 static bool method_ok(const struct route *rt, const char *method) {
-    if (!strcmp(rt->method, method)) return true;
-    return !strcmp(rt->method, "GET") && !strcmp(method, "HEAD");
+    if (!strcmp(rt->doc.method, method)) return true;
+    return !strcmp(rt->doc.method, "GET") && !strcmp(method, "HEAD");
+}
+
+/* A CORS preflight (OPTIONS with the setting on): 204 with what a browser
+ * may send. Answered before auth: browsers send no credentials in it. */
+static enum MHD_Result respond_preflight(struct req *r) {
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!resp) return MHD_NO;
+    add_cors_headers(r, resp);
+    MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS");
+    MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                            "Authorization, Content-Type, X-Request-Id");
+    MHD_add_response_header(resp, "Access-Control-Max-Age", "86400");
+    MHD_add_response_header(resp, "X-Request-Id", r->id);
+    r->status = 204;
+    atomic_store(&r->phase, PH_ANSWERED);
+    enum MHD_Result ret = MHD_queue_response(r->conn, 204, resp);
+    MHD_destroy_response(resp);
+    return ret;
 }
 
 /* Length-independent comparison: time depends only on the length of the
@@ -431,8 +571,9 @@ static enum MHD_Result on_first_call(struct http_server *s, struct MHD_Connectio
     const struct route *rt = find_route(url);
     r->route = rt ? rt : &route_404;
     if (!rt) return respond_code(r, API_ENOTFOUND, NULL, "Not found: no such route.");
+    if (!strcmp(method, "OPTIONS") && *s->cfg->cors_allow_origin) return respond_preflight(r);
     if (!method_ok(rt, method)) return respond_code(r, API_EMETHOD, NULL, NULL);
-    int auth = rt->auth ? check_auth(s, c) : 0;
+    int auth = rt->doc.auth ? check_auth(s, c) : 0;
     if (auth) return respond_code(r, auth, NULL, NULL);
     const char *cl =
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -618,7 +759,10 @@ int http_attach_engine(struct http_server *s, const tok *t, const struct eng_mod
                                .max_input_tokens = max_input_tokens,
                                .default_task = default_task,
                                .max_client_batch = cfg->max_client_batch,
-                               .strict = cfg->strict};
+                               .strict = cfg->strict,
+                               .auto_truncate = cfg->auto_truncate,
+                               .max_batch_tokens = cfg->max_batch_tokens,
+                               .max_queue = cfg->max_queue};
     s->tok = t;
     s->model = m;
     s->batcher = b;
