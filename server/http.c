@@ -429,6 +429,8 @@ static const struct route routes[] = {
      handle_embeddings},
     {{"/tokenize", POST, API_K_TEI_TOKENIZE, true, "Tokens (Hugging Face TEI)"}, MET_R_TOKENIZE,
      handle_tokenize},
+    {{"/", POST, API_K_TEI_EMBED, true, "Same as /embed (TEI answers embeddings at its root)"},
+     MET_R_EMBEDDINGS, handle_embeddings},
     {{"/api/embed", POST, API_K_OLLAMA_EMBED, true, "Embeddings (Ollama)"}, MET_R_EMBEDDINGS,
      handle_embeddings},
     {{"/api/embeddings", POST, API_K_OLLAMA_LEGACY, true, "One embedding (Ollama, legacy)"},

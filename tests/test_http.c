@@ -948,6 +948,12 @@ static void test_tei(int port, struct ref *R) {
     for (int i = 0; i < 3; i++)
         CHECKM(v1_vs(v1, i, cJSON_GetArrayItem(j, i)) <= 2e-6, "/embed row %d equals /v1", i);
     cJSON_Delete(j);
+    /* TEI answers embeddings at its root too (huggingface_hub's InferenceClient posts there) */
+    j = post(port, "/", "{\"inputs\":\"The quick brown fox\",\"prompt_name\":\"query\","
+                        "\"dimensions\":64}",
+             NULL, &st);
+    CHECKM(st == 200 && v1_vs(v1, 0, cJSON_GetArrayItem(j, 0)) <= 2e-6, "POST / -> %ld", st);
+    cJSON_Delete(j);
     cJSON_Delete(v1);
     /* a single string, no task, not normalised: the engine's numbers */
     struct emb_opts o = emb_opts_defaults();
