@@ -12,8 +12,8 @@
 #include "util/strbuf.h"
 
 static const char *const kind_names[API_K_N] = {
-    "JinaEmbeddingsRequest", "JinaTokenizeRequest",  "TeiEmbedRequest",
-    "TeiTokenizeRequest",    "OllamaEmbedRequest",   "OllamaEmbeddingsRequest",
+    "JinaEmbeddingsRequest", "JinaTokenizeRequest", "TeiEmbedRequest",
+    "TeiTokenizeRequest",    "OllamaEmbedRequest",  "OllamaEmbeddingsRequest",
 };
 
 static const char *const dialect_error_schema[] = {"JinaError", "TeiError", "OllamaError"};
@@ -79,8 +79,9 @@ static void put_error_responses(struct strbuf *s, const struct api_route_doc *rt
         seen[n_seen++] = status;
         sb_printf(s, ",\"%d\":{\"description\":", status);
         sb_json_str(s, api_err_message(err), strlen(api_err_message(err)));
-        sb_printf(s, ",\"content\":{\"application/json\":{\"schema\":{\"$ref\":"
-                     "\"#/components/schemas/%s\"}}}}",
+        sb_printf(s,
+                  ",\"content\":{\"application/json\":{\"schema\":{\"$ref\":"
+                  "\"#/components/schemas/%s\"}}}}",
                   dialect_error_schema[d]);
     }
 }
@@ -92,8 +93,9 @@ static void put_operation(struct strbuf *s, const struct api_model *m,
     sb_json_str(s, rt->summary, strlen(rt->summary));
     if (rt->auth) sb_puts(s, ",\"security\":[{},{\"bearer\":[]}]");
     if (rt->kind >= 0)
-        sb_printf(s, ",\"requestBody\":{\"required\":true,\"content\":{\"application/json\":"
-                     "{\"schema\":{\"$ref\":\"#/components/schemas/%s\"}}}}",
+        sb_printf(s,
+                  ",\"requestBody\":{\"required\":true,\"content\":{\"application/json\":"
+                  "{\"schema\":{\"$ref\":\"#/components/schemas/%s\"}}}}",
                   kind_names[rt->kind]);
     size_t pl = strlen(rt->path);
     if (pl && rt->path[pl - 1] == '/')
