@@ -96,20 +96,22 @@ struct req {
 
 typedef enum MHD_Result (*route_fn)(struct req *r);
 
-/* doc: path (a trailing '/' makes it a prefix: "/v1/models/"), method (GET
- * routes also take HEAD), request kind (enum api_kind of the body, -1 for
- * none: it picks the parser's fields, the answer's shape and the error
- * dialect), whether it needs an API key when keys are configured, and the
- * summary the OpenAPI document shows. */
+/* A row of the route table. kind: the request kind of the body (enum
+ * api_kind, -1 for none): it picks the parser's fields, the answer's shape
+ * and the error dialect. summary: what the OpenAPI document shows. */
 struct route {
-    struct api_route_doc doc;
-    int metric; /* enum met_route */
+    const char *path;
+    bool prefix;        /* path is a prefix ("/v1/models/") */
+    const char *method; /* GET routes also take HEAD */
+    int metric;         /* enum met_route */
+    bool auth;          /* needs an API key when keys are configured */
     route_fn fn;
+    int kind;
+    const char *summary;
 };
 
 static bool route_is_prefix(const struct route *rt) {
-    size_t pl = strlen(rt->doc.path);
-    return pl > 1 && rt->doc.path[pl - 1] == '/';
+    return rt->prefix;
 }
 
 /* ---- responses ---------------------------------------------------------- */
@@ -188,7 +190,7 @@ static enum MHD_Result respond_json(struct req *r, int status, char *body, size_
 /* The error body in the route's dialect (Jina/OpenAI, TEI or Ollama). */
 static enum MHD_Result respond_error(struct req *r, const struct api_error *e) {
     size_t len = 0;
-    int kind = r->route->doc.kind;
+    int kind = r->route->kind;
     enum api_dialect d = kind >= 0 ? api_kind_dialect(kind) : API_D_JINA;
     char *body = api_error_render_as(e, d, r->id, &len);
     int status = api_err_status_as(e->code, d), retry = api_err_retry_after(e->code);
@@ -199,7 +201,7 @@ static enum MHD_Result respond_error(struct req *r, const struct api_error *e) {
         hn = "Retry-After", hv = secs;
     }
     if (status == 405)
-        hn = "Allow", hv = !strcmp(r->route->doc.method, "GET") ? "GET, HEAD" : "POST";
+        hn = "Allow", hv = !strcmp(r->route->method, "GET") ? "GET, HEAD" : "POST";
     if (status >= 500) LOG_ERROR("request %s: %d %s", r->id, status, e->detail);
     return respond(r, status, "application/json", body, len, hn, hv);
 }
@@ -270,7 +272,7 @@ static enum MHD_Result handle_models(struct req *r) {
     struct http_server *s = r->s;
     if (!atomic_load_explicit(&s->ready, memory_order_acquire)) return not_ready(r);
     const char *id = NULL;
-    if (route_is_prefix(r->route)) id = r->path + strlen(r->route->doc.path);
+    if (route_is_prefix(r->route)) id = r->path + strlen(r->route->path);
     size_t len = 0;
     int err = 0;
     char *b = api_models_render(&s->am, id && *id ? id : NULL, &len, &err);
@@ -286,7 +288,7 @@ static enum MHD_Result handle_tokenize(struct req *r) {
     struct http_server *s = r->s;
     if (!is_ready(s)) return not_ready(r);
     struct api_error e;
-    int kind = r->route->doc.kind;
+    int kind = r->route->kind;
     if (api_parse(kind, r->body, r->len, &s->am, &r->areq, &e)) return respond_error(r, &e);
     struct emb_error pe;
     int rc = emb_plan_build(s->tok, s->model, &r->areq.opts, r->areq.inputs, r->areq.n_inputs,
@@ -331,7 +333,7 @@ static enum MHD_Result handle_embeddings(struct req *r) {
     struct http_server *s = r->s;
     if (!is_ready(s)) return not_ready(r);
     struct api_error e;
-    int kind = r->route->doc.kind;
+    int kind = r->route->kind;
     if (api_parse(kind, r->body, r->len, &s->am, &r->areq, &e)) return respond_error(r, &e);
     r->n_inputs = r->areq.n_inputs;
     if (r->n_inputs == 0) { /* Ollama's empty input: an empty answer, no job */
@@ -387,7 +389,7 @@ static enum MHD_Result embeddings_done(struct req *r) {
     /* finish the numbers (Matryoshka, normalisation), then render them */
     int dims = emb_finish(&r->areq.opts, r->s->am.info->n_embd, r->pooled, r->plan.n_outputs);
     size_t len = 0;
-    char *b = api_embed_render_as(r->route->doc.kind, &r->s->am, &r->areq, r->pooled, dims,
+    char *b = api_embed_render_as(r->route->kind, &r->s->am, &r->areq, r->pooled, dims,
                                   r->plan.n_tokens, (int64_t)((clock_now() - r->t0) * 1e9), &len);
     return respond_json(r, 200, b, len);
 }
@@ -416,48 +418,51 @@ static enum MHD_Result handle_openapi(struct req *r);
 
 /* ---- routing and auth ---------------------------------------------------- */
 
-#define POST "POST"
-#define GET  "GET"
 static const struct route routes[] = {
-    {{"/v1/embeddings", POST, API_K_EMBED, true, "Embeddings (Jina/OpenAI)"}, MET_R_EMBEDDINGS,
-     handle_embeddings},
-    {{"/embeddings", POST, API_K_EMBED, true, "Same as /v1/embeddings"}, MET_R_EMBEDDINGS,
-     handle_embeddings},
-    {{"/v1/tokenize", POST, API_K_TOKENIZE, true, "Token ids and counts"}, MET_R_TOKENIZE,
-     handle_tokenize},
-    {{"/embed", POST, API_K_TEI_EMBED, true, "Embeddings (Hugging Face TEI)"}, MET_R_EMBEDDINGS,
-     handle_embeddings},
-    {{"/tokenize", POST, API_K_TEI_TOKENIZE, true, "Tokens (Hugging Face TEI)"}, MET_R_TOKENIZE,
-     handle_tokenize},
-    {{"/", POST, API_K_TEI_EMBED, true, "Same as /embed (TEI answers embeddings at its root)"},
-     MET_R_EMBEDDINGS, handle_embeddings},
-    {{"/api/embed", POST, API_K_OLLAMA_EMBED, true, "Embeddings (Ollama)"}, MET_R_EMBEDDINGS,
-     handle_embeddings},
-    {{"/api/embeddings", POST, API_K_OLLAMA_LEGACY, true, "One embedding (Ollama, legacy)"},
-     MET_R_EMBEDDINGS, handle_embeddings},
-    {{"/v1/models", GET, -1, true, "The served model and its task-carrying names"}, MET_R_MODELS,
-     handle_models},
-    {{"/v1/models/", GET, -1, true, "One model card (a name, alias or name:task)"}, MET_R_MODELS,
-     handle_models},
-    {{"/info", GET, -1, true, "Model and limits (Hugging Face TEI)"}, MET_R_MODELS, handle_info},
-    {{"/api/tags", GET, -1, true, "Models (Ollama)"}, MET_R_MODELS, handle_tags},
-    {{"/api/version", GET, -1, false, "Ollama API level (Ollama)"}, MET_R_OTHER,
-     handle_version},
-    {{"/openapi.json", GET, -1, false, "This document"}, MET_R_OTHER, handle_openapi},
-    {{"/health", GET, -1, false, "Liveness"}, MET_R_HEALTH, handle_health},
-    {{"/live", GET, -1, false, "Liveness"}, MET_R_HEALTH, handle_health},
-    {{"/ready", GET, -1, false, "Readiness (model loaded, queue not full)"}, MET_R_READY,
-     handle_ready},
-    {{"/metrics", GET, -1, false, "Prometheus metrics"}, MET_R_METRICS, handle_metrics},
+    {"/v1/embeddings", false, "POST", MET_R_EMBEDDINGS, true, handle_embeddings, API_K_EMBED,
+     "Embeddings (Jina/OpenAI)"},
+    {"/embeddings", false, "POST", MET_R_EMBEDDINGS, true, handle_embeddings, API_K_EMBED,
+     "Same as /v1/embeddings"},
+    {"/v1/tokenize", false, "POST", MET_R_TOKENIZE, true, handle_tokenize, API_K_TOKENIZE,
+     "Token ids and counts"},
+    {"/embed", false, "POST", MET_R_EMBEDDINGS, true, handle_embeddings, API_K_TEI_EMBED,
+     "Embeddings (Hugging Face TEI)"},
+    {"/tokenize", false, "POST", MET_R_TOKENIZE, true, handle_tokenize, API_K_TEI_TOKENIZE,
+     "Tokens (Hugging Face TEI)"},
+    {"/", false, "POST", MET_R_EMBEDDINGS, true, handle_embeddings, API_K_TEI_EMBED,
+     "Same as /embed (TEI answers embeddings at its root)"},
+    {"/api/embed", false, "POST", MET_R_EMBEDDINGS, true, handle_embeddings, API_K_OLLAMA_EMBED,
+     "Embeddings (Ollama)"},
+    {"/api/embeddings", false, "POST", MET_R_EMBEDDINGS, true, handle_embeddings, API_K_OLLAMA_LEGACY,
+     "One embedding (Ollama, legacy)"},
+    {"/v1/models", false, "GET", MET_R_MODELS, true, handle_models, -1,
+     "The served model and its task-carrying names"},
+    {"/v1/models/", true, "GET", MET_R_MODELS, true, handle_models, -1,
+     "One model card (a name, alias or name:task)"},
+    {"/info", false, "GET", MET_R_MODELS, true, handle_info, -1,
+     "Model and limits (Hugging Face TEI)"},
+    {"/api/tags", false, "GET", MET_R_MODELS, true, handle_tags, -1,
+     "Models (Ollama)"},
+    {"/api/version", false, "GET", MET_R_OTHER, false, handle_version, -1,
+     "Ollama API level (Ollama)"},
+    {"/openapi.json", false, "GET", MET_R_OTHER, false, handle_openapi, -1,
+     "This document"},
+    {"/health", false, "GET", MET_R_HEALTH, false, handle_health, -1,
+     "Liveness"},
+    {"/live", false, "GET", MET_R_HEALTH, false, handle_health, -1,
+     "Liveness"},
+    {"/ready", false, "GET", MET_R_READY, false, handle_ready, -1,
+     "Readiness (model loaded, queue not full)"},
+    {"/metrics", false, "GET", MET_R_METRICS, false, handle_metrics, -1,
+     "Prometheus metrics"},
 };
-#undef POST
-#undef GET
 #define N_ROUTES ((int)(sizeof(routes) / sizeof(routes[0])))
-static const struct route route_404 = {{"", "GET", -1, false, ""}, MET_R_OTHER, NULL};
+static const struct route route_404 = {"", false, "GET", MET_R_OTHER, false, NULL, -1, ""};
 
 int http_route_docs(struct api_route_doc *out, int max) {
     for (int i = 0; i < N_ROUTES && i < max; i++)
-        out[i] = routes[i].doc;
+        out[i] = (struct api_route_doc){routes[i].path, routes[i].method, routes[i].kind,
+                                        routes[i].auth, routes[i].summary};
     return N_ROUTES;
 }
 
@@ -478,17 +483,17 @@ static const struct route *find_route(const char *path) {
         n--;
     for (int i = 0; i < N_ROUTES; i++) {
         const struct route *rt = &routes[i];
-        size_t pl = strlen(rt->doc.path);
-        if (route_is_prefix(rt) ? (n > pl && !strncmp(path, rt->doc.path, pl))
-                                : (n == pl && !strncmp(path, rt->doc.path, pl)))
+        size_t pl = strlen(rt->path);
+        if (route_is_prefix(rt) ? (n > pl && !strncmp(path, rt->path, pl))
+                                : (n == pl && !strncmp(path, rt->path, pl)))
             return rt;
     }
     return NULL;
 }
 
 static bool method_ok(const struct route *rt, const char *method) {
-    if (!strcmp(rt->doc.method, method)) return true;
-    return !strcmp(rt->doc.method, "GET") && !strcmp(method, "HEAD");
+    if (!strcmp(rt->method, method)) return true;
+    return !strcmp(rt->method, "GET") && !strcmp(method, "HEAD");
 }
 
 /* A CORS preflight (OPTIONS with the setting on): 204 with what a browser
@@ -575,7 +580,7 @@ static enum MHD_Result on_first_call(struct http_server *s, struct MHD_Connectio
     if (!rt) return respond_code(r, API_ENOTFOUND, NULL, "Not found: no such route.");
     if (!strcmp(method, "OPTIONS") && *s->cfg->cors_allow_origin) return respond_preflight(r);
     if (!method_ok(rt, method)) return respond_code(r, API_EMETHOD, NULL, NULL);
-    int auth = rt->doc.auth ? check_auth(s, c) : 0;
+    int auth = rt->auth ? check_auth(s, c) : 0;
     if (auth) return respond_code(r, auth, NULL, NULL);
     const char *cl =
         MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
