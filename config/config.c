@@ -63,6 +63,11 @@ static const struct opt opts[] = {
      "token budget of one forward pass (requests are packed up to it)"},
     {"max-queue", T_INT, F(max_queue), 1, 1 << 20, "256", NULL, "N",
      "embedding and tokenize requests admitted at once; more get 429"},
+    {"auto-truncate", T_BOOL, F(auto_truncate), 0, 0, "false", NULL, "",
+     "default of `truncate` on the embedding routes: cut over-long inputs instead of failing"},
+    {"cors-allow-origin", T_STR, F(cors_allow_origin), 0, 0, "", NULL, "ORIGINS",
+     "CORS: \"*\" or a comma-separated list of origins allowed to call from a browser; "
+     "empty = off"},
     {"strict", T_BOOL, F(strict), 0, 0, "false", NULL, "",
      "reject unknown request fields with 422, as Jina's API does"},
     {"threads", T_INT, F(threads), 0, 1024, "0", NULL, "N",

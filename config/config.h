@@ -71,6 +71,8 @@ struct cfg {
     int max_batch_tokens;          /* --max-batch-tokens: tokens per forward pass (16384) */
     int max_queue;                 /* --max-queue: requests admitted before 429 (256) */
     bool strict;                   /* --strict: unknown request fields are 422 */
+    bool auto_truncate;            /* --auto-truncate: default of `truncate` (false) */
+    char *cors_allow_origin;       /* --cors-allow-origin: "*" or origins, comma-separated ("") */
     int threads;                   /* --threads: engine threads (0 = all cores) */
     int http_threads;              /* --http-threads: HTTP/tokeniser threads (4) */
     int dtype;                     /* --dtype: enum cfg_dtype */

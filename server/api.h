@@ -100,6 +100,43 @@ int api_error_set(struct api_error *e, int code, const char *param, const char *
  * NULL. Returns a malloc'ed body (*len bytes) or NULL on oom. */
 char *api_error_render(const struct api_error *e, const char *request_id, size_t *len);
 
+/* Which API a request speaks: picks the accepted fields (api_fields), the
+ * answer's shape and the error body (docs/api.md, "Other APIs"). */
+enum api_kind {
+    API_K_EMBED = 0,     /* Jina/OpenAI POST /v1/embeddings */
+    API_K_TOKENIZE,      /* POST /v1/tokenize */
+    API_K_TEI_EMBED,     /* TEI POST /embed */
+    API_K_TEI_TOKENIZE,  /* TEI POST /tokenize */
+    API_K_OLLAMA_EMBED,  /* Ollama POST /api/embed */
+    API_K_OLLAMA_LEGACY, /* Ollama POST /api/embeddings */
+    API_K_N
+};
+#define API_KB(k) (1u << (k))
+
+/* One request field the parser accepts: the table behind both the parser
+ * and the OpenAPI document (api_openapi_render), so they cannot drift. */
+struct api_field_doc {
+    const char *name;
+    unsigned kinds;     /* API_KB() of the request kinds that accept it */
+    const char *schema; /* JSON Schema of the value (a JSON object text) */
+    const char *doc;    /* what it does; the default is stated here */
+};
+extern const struct api_field_doc api_fields[];
+extern const int api_n_fields;
+
+/* Error body shapes: Jina/OpenAI (docs/api.md), TEI {"error","error_type"},
+ * Ollama {"error"}. */
+enum api_dialect { API_D_JINA = 0, API_D_TEI, API_D_OLLAMA };
+enum api_dialect api_kind_dialect(int kind);
+
+/* HTTP status of err when answered in dialect d (TEI and Ollama map some
+ * codes differently: see api_errors.c). */
+int api_err_status_as(int err, enum api_dialect d);
+
+/* Renders e in dialect d (API_D_JINA = api_error_render). */
+char *api_error_render_as(const struct api_error *e, enum api_dialect d, const char *request_id,
+                          size_t *len);
+
 /* What the parser needs to know about the served model and the limits. */
 struct api_model {
     const char *const *names; /* accepted model names; names[0] is reported */
@@ -112,6 +149,9 @@ struct api_model {
     int default_task;            /* adapter index or ENG_TASK_NONE */
     int max_client_batch;          /* most inputs per request */
     bool strict;                   /* unknown fields are 422 */
+    bool auto_truncate;            /* default of `truncate` on the embedding routes */
+    int max_batch_tokens;          /* for TEI's /info */
+    int max_queue;                 /* for TEI's /info */
 };
 
 /* Output encodings (embedding_type). */
@@ -129,6 +169,8 @@ struct api_req {
     uint8_t enc[API_ENC_N];
     bool enc_list;    /* embedding_type was a list: render an object keyed by type */
     bool want_pieces; /* tokenize: also return token strings */
+    bool no_special;  /* TEI tokenize with add_special_tokens false: leave out <s>, </s> */
+    char model[128];  /* the model name as sent ("" if none): Ollama echoes it */
 };
 
 /* Parses an embeddings request. On failure returns API_E* with e filled;
@@ -139,6 +181,12 @@ int api_embed_parse(const char *body, size_t len, const struct api_model *m, str
 /* Same for /v1/tokenize: {"input", "task"?, "truncate"?, "return_pieces"?, "model"?}. */
 int api_tokenize_parse(const char *body, size_t len, const struct api_model *m, struct api_req *r,
                        struct api_error *e);
+
+/* Any request kind (api_embed_parse = API_K_EMBED, api_tokenize_parse =
+ * API_K_TOKENIZE). Fields and defaults per kind: api_fields; errors are
+ * API_E* codes as for the others, rendered per dialect by the caller. */
+int api_parse(int kind, const char *body, size_t len, const struct api_model *m,
+              struct api_req *r, struct api_error *e);
 
 void api_req_deinit(struct api_req *r);
 
@@ -174,7 +222,45 @@ char *api_tokenize_render(const struct api_model *m, const struct api_req *r,
 char *api_models_render(const struct api_model *m, const char *id, size_t *len, int *err);
 
 /* Does `name` select the served model (a name, an alias, "jina-ai/" + a
- * name, or anything when any_name)? */
+ * name, or anything when any_name)? A name may carry a task after its last
+ * ':' ("jina-embeddings-v3:retrieval.query", task aliases allowed, resolved
+ * by eng_task_resolve) or Ollama's ":latest". */
 bool api_model_matches(const struct api_model *m, const char *name);
+
+/* Same, and the task the name carries: *task = adapter index, or -2 when
+ * the name carries none. */
+bool api_model_resolve(const struct api_model *m, const char *name, int *task);
+
+/* The TEI and Ollama answers for finished vectors (see api_embed_render):
+ * TEI /embed a bare [[...]]; Ollama /api/embed {model, embeddings,
+ * total_duration, load_duration, prompt_eval_count}; /api/embeddings
+ * {embedding}. total_ns: the request's time so far. */
+char *api_embed_render_as(int kind, const struct api_model *m, const struct api_req *r,
+                          const float *vecs, int dims, int64_t n_tokens, int64_t total_ns,
+                          size_t *len);
+
+/* TEI /tokenize: per input a list of {id, text, special, start, stop}
+ * (start/stop null: the tokenizer keeps no offsets). */
+char *api_tei_tokenize_render(const struct api_req *r, const struct emb_plan *plan, const tok *t,
+                              size_t *len);
+
+/* TEI GET /info, Ollama GET /api/tags and GET /api/version. */
+char *api_tei_info_render(const struct api_model *m, const char *version, size_t *len);
+char *api_ollama_tags_render(const struct api_model *m, size_t *len);
+char *api_ollama_version_render(size_t *len);
+
+/* One route as the OpenAPI document describes it. */
+struct api_route_doc {
+    const char *path;
+    const char *method; /* "GET" or "POST" */
+    int kind;           /* request kind for POST bodies, -1 for none */
+    bool auth;
+    const char *summary;
+};
+
+/* GET /openapi.json: OpenAPI 3.1 built from routes[n] (the server's route
+ * table), api_fields and the error table. Returns a malloc'ed body. */
+char *api_openapi_render(const struct api_model *m, const struct api_route_doc *routes, int n,
+                         const char *version, size_t *len);
 
 #endif

@@ -206,3 +206,78 @@ int api_batcher_error(int batcher_rc, struct api_error *e) {
     default: return api_error_set(e, API_EINTERNAL, NULL, NULL);
     }
 }
+
+/* ---- TEI and Ollama error bodies ------------------------------------------ */
+
+enum api_dialect api_kind_dialect(int kind) {
+    switch (kind) {
+    case API_K_TEI_EMBED:
+    case API_K_TEI_TOKENIZE: return API_D_TEI;
+    case API_K_OLLAMA_EMBED:
+    case API_K_OLLAMA_LEGACY: return API_D_OLLAMA;
+    default: return API_D_JINA;
+    }
+}
+
+/* TEI's error_type and status: its router answers "validation" errors
+ * (too many inputs, an input over the limit) with 413, its tokenizer's
+ * with 422, "overloaded" with 429, "unhealthy" with 503 and "backend"
+ * with 424. Malformed or mistyped bodies get 422 here, as its JSON
+ * extractor answers them. */
+static const char *tei_error_type(int err, int *status) {
+    switch (err) {
+    case API_ETOOMANY:
+    case API_ETOOLONG:
+    case API_ETOOLARGE: *status = 413; return "validation";
+    case API_EJSON:
+    case API_EBADREQ:
+    case API_ETOKENIDS:
+    case API_EVALIDATION:
+    case API_EMODEL: *status = 422; return "validation";
+    case API_EBUSY: *status = 429; return "overloaded";
+    case API_EUNAVAIL:
+    case API_EOVERLOAD: *status = 503; return "unhealthy";
+    case API_ENOMEM:
+    case API_EINTERNAL: *status = 424; return "backend";
+    default: *status = api_err_status(err); return "validation"; /* 401, 404, 405 */
+    }
+}
+
+/* Ollama answers bad requests with 400, an unknown model with 404 and a
+ * full queue with 503 ("server busy"). */
+static int ollama_status(int err) {
+    switch (err) {
+    case API_EJSON:
+    case API_EBADREQ:
+    case API_ETOOMANY:
+    case API_ETOOLONG:
+    case API_ETOKENIDS:
+    case API_EVALIDATION: return 400;
+    case API_EMODEL: return 404;
+    case API_EBUSY: return 503;
+    default: return api_err_status(err);
+    }
+}
+
+int api_err_status_as(int err, enum api_dialect d) {
+    int status = api_err_status(err);
+    if (d == API_D_TEI) tei_error_type(err, &status);
+    if (d == API_D_OLLAMA) status = ollama_status(err);
+    return status;
+}
+
+char *api_error_render_as(const struct api_error *e, enum api_dialect d, const char *request_id,
+                          size_t *len) {
+    if (d == API_D_JINA) return api_error_render(e, request_id, len);
+    struct strbuf s;
+    sb_init(&s);
+    sb_putc(&s, '{');
+    api_put_str_field(&s, "error", e->detail);
+    if (d == API_D_TEI) {
+        int status;
+        sb_putc(&s, ',');
+        api_put_str_field(&s, "error_type", tei_error_type(e->code, &status));
+    }
+    sb_putc(&s, '}');
+    return sb_detach(&s, len);
+}

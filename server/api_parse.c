@@ -84,48 +84,118 @@ static void get_bool(const cJSON *v, const char *field, bool *out, struct api_er
 struct fields {
     const cJSON *model, *input, *task, *dimensions, *normalized, *normalize, *embedding_type,
         *encoding_type, *encoding_format, *late_chunking, *truncate, *input_type, *prompt_name,
-        *return_multivector, *return_pieces;
+        *return_multivector, *return_pieces, *truncation_direction, *add_special_tokens;
 };
 
+#define K_JINA (API_KB(API_K_EMBED) | API_KB(API_K_TOKENIZE))
+#define K_TEI  (API_KB(API_K_TEI_EMBED) | API_KB(API_K_TEI_TOKENIZE))
+#define K_OLL  (API_KB(API_K_OLLAMA_EMBED) | API_KB(API_K_OLLAMA_LEGACY))
+#define K_EMB  API_KB(API_K_EMBED)
+#define K_TOK  API_KB(API_K_TOKENIZE)
+#define K_TEIE API_KB(API_K_TEI_EMBED)
+#define K_OLLE API_KB(API_K_OLLAMA_EMBED)
+#define S_STR  "{\"type\":\"string\"}"
+#define S_BOOL "{\"type\":\"boolean\"}"
+#define S_INPUT                                                                                    \
+    "{\"oneOf\":[{\"type\":\"string\"},{\"type\":\"array\",\"items\":{\"oneOf\":[{\"type\":"      \
+    "\"string\"},{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}}}]}}]}"
+#define S_STRS "{\"oneOf\":[{\"type\":\"string\"},{\"type\":\"array\",\"items\":{\"type\":\"string\"}}]}"
+#define S_ENC                                                                                      \
+    "{\"oneOf\":[{\"enum\":[\"float\",\"base64\",\"binary\",\"ubinary\"]},{\"type\":\"array\","    \
+    "\"items\":{\"enum\":[\"float\",\"base64\",\"binary\",\"ubinary\"]}}]}"
+
+/* The one table of request fields: the parser sorts a body's members by it
+ * (collect_fields) and the OpenAPI document lists it, so a field cannot be
+ * accepted without being documented. `off` places the member in struct
+ * fields; SIZE_MAX marks fields that are accepted and ignored. */
 struct field_name {
-    const char *name;
+    struct api_field_doc d;
     size_t off;
-    bool embed, tokenize; /* recognised by which route */
 };
 
 #define FO(f) offsetof(struct fields, f)
+#define IGNORED ((size_t)-1)
 static const struct field_name field_names[] = {
-    {"model", FO(model), true, true},
-    {"input", FO(input), true, true},
-    {"task", FO(task), true, true},
-    {"dimensions", FO(dimensions), true, false},
-    {"normalized", FO(normalized), true, false},
-    {"normalize", FO(normalize), true, false},
-    {"embedding_type", FO(embedding_type), true, false},
-    {"encoding_type", FO(encoding_type), true, false},
-    {"encoding_format", FO(encoding_format), true, false},
-    {"late_chunking", FO(late_chunking), true, false},
-    {"truncate", FO(truncate), true, true},
-    {"input_type", FO(input_type), true, true},
-    {"prompt_name", FO(prompt_name), true, true},
-    {"return_multivector", FO(return_multivector), true, false},
-    {"return_pieces", FO(return_pieces), false, true},
-    {"user", 0, true, true}, /* accepted and ignored */
+    {{"model", K_JINA | K_OLL, S_STR,
+      "model name: a served name or alias, optionally with ':<task>' (e.g. "
+      "jina-embeddings-v3:retrieval.query); required by the Ollama routes"},
+     FO(model)},
+    {{"input", K_JINA | K_OLLE, S_INPUT, "text or list of texts (required)"}, FO(input)},
+    {{"inputs", K_TEI, S_STRS, "text or list of texts (required)"}, FO(input)},
+    {{"prompt", API_KB(API_K_OLLAMA_LEGACY), S_STR, "one text"}, FO(input)},
+    {{"task", K_JINA, "{\"type\":[\"string\",\"null\"]}",
+      "adapter: retrieval.query, retrieval.passage, separation, classification, text-matching or "
+      "an alias (query, passage, document, clustering); default: the model name's task, else "
+      "--default-task"},
+     FO(task)},
+    {{"input_type", K_JINA, S_STR,
+      "used when task is absent: query/search_query -> retrieval.query, "
+      "document/search_document/passage -> retrieval.passage, classification, clustering -> "
+      "separation (any task name too)"},
+     FO(input_type)},
+    {{"prompt_name", K_JINA | K_TEI, S_STR,
+      "used when task and input_type are absent: a task name or alias"},
+     FO(prompt_name)},
+    {{"dimensions", K_EMB | K_TEIE | K_OLLE, "{\"type\":[\"integer\",\"null\"],\"minimum\":0}",
+      "Matryoshka size to cut to (default / 0: full size)"},
+     FO(dimensions)},
+    {{"normalized", K_EMB, S_BOOL, "L2-normalise (default true)"}, FO(normalized)},
+    {{"normalize", K_EMB | K_TEIE, S_BOOL, "L2-normalise (default true)"}, FO(normalize)},
+    {{"embedding_type", K_EMB, S_ENC, "output encoding(s) (default float)"}, FO(embedding_type)},
+    {{"encoding_type", K_EMB, S_ENC, "same as embedding_type"}, FO(encoding_type)},
+    {{"encoding_format", K_EMB, S_ENC, "same as embedding_type (OpenAI)"}, FO(encoding_format)},
+    {{"late_chunking", K_EMB, S_BOOL, "embed the inputs as one context (default false)"},
+     FO(late_chunking)},
+    {{"truncate", K_JINA | K_TEIE | K_OLLE, S_BOOL,
+      "cut over-long inputs instead of failing (default: --auto-truncate on the embedding "
+      "routes, true on /api/embed, false on /v1/tokenize)"},
+     FO(truncate)},
+    {{"truncation_direction", K_TEIE, "{\"enum\":[\"Right\",\"right\",\"Left\",\"left\"]}",
+      "Right (default) keeps the start; Left is answered 422 (not supported)"},
+     FO(truncation_direction)},
+    {{"return_multivector", K_EMB, S_BOOL, "false only (single-vector model)"},
+     FO(return_multivector)},
+    {{"return_pieces", K_TOK, S_BOOL, "also return the token strings (default false)"},
+     FO(return_pieces)},
+    {{"add_special_tokens", API_KB(API_K_TEI_TOKENIZE), S_BOOL,
+      "include <s> and </s> (default true)"},
+     FO(add_special_tokens)},
+    {{"user", K_JINA, S_STR, "accepted and ignored"}, IGNORED},
+    {{"keep_alive", K_OLL, "{}", "accepted and ignored (the model stays loaded)"}, IGNORED},
+    {{"options", K_OLL, "{\"type\":\"object\"}", "accepted and ignored"}, IGNORED},
 };
 #undef FO
+#define N_FIELDS ((int)(sizeof(field_names) / sizeof(field_names[0])))
 
-/* Sorts the body's members into f; unknown ones are 422 in strict mode. */
-static void collect_fields(const cJSON *body, bool tokenize, bool strict, struct fields *f,
+/* The public view of the table (api.h), built once from it. */
+const struct api_field_doc api_fields[] = {
+#define D(i) field_names[i].d
+    D(0), D(1), D(2), D(3), D(4), D(5), D(6), D(7), D(8), D(9), D(10),
+    D(11), D(12), D(13), D(14), D(15), D(16), D(17), D(18), D(19), D(20), D(21),
+#undef D
+};
+const int api_n_fields = (int)(sizeof(api_fields) / sizeof(api_fields[0]));
+_Static_assert(sizeof(api_fields) / sizeof(api_fields[0]) ==
+                   sizeof(field_names) / sizeof(field_names[0]),
+               "api_fields must mirror field_names");
+
+static bool jina_kind(int kind) {
+    return kind == API_K_EMBED || kind == API_K_TOKENIZE;
+}
+
+/* Sorts the body's members into f; unknown ones are 422 in strict mode
+ * (Jina's routes only: TEI and Ollama ignore unknown fields). */
+static void collect_fields(const cJSON *body, int kind, bool strict, struct fields *f,
                            struct api_error *e) {
     memset(f, 0, sizeof(*f));
     for (const cJSON *c = body->child; c; c = c->next) {
         const struct field_name *fn = NULL;
-        for (size_t i = 0; i < sizeof(field_names) / sizeof(field_names[0]); i++)
-            if (!strcmp(c->string, field_names[i].name) &&
-                (tokenize ? field_names[i].tokenize : field_names[i].embed))
+        for (int i = 0; i < N_FIELDS; i++)
+            if (!strcmp(c->string, field_names[i].d.name) &&
+                (field_names[i].d.kinds & API_KB(kind)))
                 fn = &field_names[i];
-        if (fn && strcmp(fn->name, "user")) *(const cJSON **)((char *)f + fn->off) = c;
-        if (!fn && strict) {
+        if (fn && fn->off != IGNORED) *(const cJSON **)((char *)f + fn->off) = c;
+        if (!fn && strict && jina_kind(kind)) {
             char field[96];
             snprintf(field, sizeof(field), "body -> %.80s", c->string);
             add_field_error(e, field, "extra_forbidden", c, "Extra inputs are not permitted");
@@ -133,13 +203,26 @@ static void collect_fields(const cJSON *body, bool tokenize, bool strict, struct
     }
 }
 
-static int check_model(const cJSON *v, const struct api_model *m, struct api_error *e) {
-    if (is_null(v)) return 0;
+/* Checks the model name; *name_task = the task it carries (or -2). */
+static int check_model(const cJSON *v, const struct api_model *m, int kind, int *name_task,
+                       struct api_req *r, struct api_error *e) {
+    *name_task = -2;
+    bool ollama = api_kind_dialect(kind) == API_D_OLLAMA;
+    if (is_null(v)) {
+        if (ollama) return api_error_set(e, API_EBADREQ, "model", "model is required");
+        return 0;
+    }
     if (!cJSON_IsString(v)) {
+        if (ollama) return api_error_set(e, API_EBADREQ, "model", "model must be a string");
         add_field_error(e, "body -> model", "string_type", v, "Input should be a valid string");
         return 0;
     }
-    if (api_model_matches(m, v->valuestring)) return 0;
+    snprintf(r->model, sizeof(r->model), "%s", v->valuestring);
+    if (api_model_resolve(m, v->valuestring, name_task)) return 0;
+    if (ollama)
+        return api_error_set(e, API_EMODEL, "model",
+                             "model \"%.100s\" not found, try pulling it first",
+                             v->valuestring);
     char avail[256];
     int k = 0;
     for (int i = 0; i < m->n_names && k < (int)sizeof(avail); i++)
@@ -154,34 +237,58 @@ static int task_index(const struct api_model *m, const char *name) {
     return t >= 0 ? t : -2;
 }
 
-static void parse_task(const struct fields *f, const struct api_model *m, struct emb_opts *o,
-                       struct api_error *e) {
-    o->task = m->default_task;
+/* input_type values of other embedding APIs that are not task aliases
+ * (Cohere's); the rest (query, document, passage, classification,
+ * clustering, task names) go to the engine's resolver as they are. */
+static const char *const input_type_map[][2] = {
+    {"search_query", "query"},
+    {"search_document", "document"},
+};
+
+static void valid_tasks(const struct api_model *m, char *valid, size_t n) {
+    int k = 0;
+    for (int i = 0; i < m->info->n_tasks && k >= 0 && (size_t)k < n; i++)
+        k += snprintf(valid + k, n - (size_t)k, "%s'%s'", i ? ", " : "", m->info->task_name[i]);
+}
+
+/* task > input_type > prompt_name > the model name's task > --default-task. */
+static void parse_task(const struct fields *f, const struct api_model *m, int name_task,
+                       struct emb_opts *o, struct api_error *e) {
+    o->task = name_task >= 0 ? name_task : m->default_task;
+    char valid[256] = "";
+    valid_tasks(m, valid, sizeof(valid));
     if (!is_null(f->task)) {
         int t = cJSON_IsString(f->task) ? task_index(m, f->task->valuestring) : -2;
         if (t >= 0) {
             o->task = t;
             return;
         }
-        char valid[256];
-        int k = 0;
-        for (int i = 0; i < m->info->n_tasks && k < (int)sizeof(valid); i++)
-            k += snprintf(valid + k, sizeof(valid) - (size_t)k, "%s'%s'", i ? ", " : "",
-                          m->info->task_name[i]);
         add_field_error(e, "body -> task", "enum", f->task, "Input should be one of %s (or null)",
                         valid);
         return;
     }
-    /* input_type / prompt_name (OpenAI-style senders): query, document, passage */
-    const cJSON *hints[2] = {f->input_type, f->prompt_name};
-    for (int i = 0; i < 2; i++) {
-        if (!cJSON_IsString(hints[i])) continue;
-        const char *h = hints[i]->valuestring;
-        if (!strcmp(h, "query") || !strcmp(h, "document") || !strcmp(h, "passage")) {
-            int t = task_index(m, h);
-            if (t >= 0) o->task = t;
+    if (!is_null(f->input_type)) {
+        const char *h = cJSON_IsString(f->input_type) ? f->input_type->valuestring : NULL;
+        for (size_t i = 0; h && i < sizeof(input_type_map) / sizeof(input_type_map[0]); i++)
+            if (!strcmp(h, input_type_map[i][0])) h = input_type_map[i][1];
+        int t = h ? task_index(m, h) : -2;
+        if (t >= 0) {
+            o->task = t;
             return;
         }
+        add_field_error(e, "body -> input_type", "enum", f->input_type,
+                        "Input should be 'query', 'search_query', 'document', 'search_document', "
+                        "'passage', 'classification', 'clustering' or a task (%s)",
+                        valid);
+        return;
+    }
+    if (!is_null(f->prompt_name)) {
+        int t = cJSON_IsString(f->prompt_name) ? task_index(m, f->prompt_name->valuestring) : -2;
+        if (t >= 0)
+            o->task = t;
+        else
+            add_field_error(e, "body -> prompt_name", "enum", f->prompt_name,
+                            "Prompt name should be a task (%s) or one of its aliases", valid);
     }
 }
 
@@ -307,24 +414,59 @@ static int token_ids_error(struct api_error *e) {
                          "(LangChain OpenAIEmbeddings: set check_embedding_ctx_length=False).");
 }
 
-/* Copies the input texts into r (arena + inputs). */
-static int parse_input(const cJSON *v, const struct api_model *m, struct api_req *r,
-                       struct api_error *e) {
+/* Ollama's input rules: a string ("" = no input) or a list of strings
+ * ([] = no input); anything else is 400 "invalid input type". */
+static int parse_ollama_input(const cJSON *v, const struct api_model *m, struct api_req *r,
+                              struct api_error *e) {
+    if (is_null(v)) return 0;
+    if (cJSON_IsString(v)) {
+        const char *t = v->valuestring;
+        return *t ? copy_texts(&t, 1, strlen(t) + 1, r, e) : 0;
+    }
+    if (!cJSON_IsArray(v)) return api_error_set(e, API_EBADREQ, "input", "invalid input type");
+    int n = cJSON_GetArraySize(v);
+    if (n > m->max_client_batch)
+        return api_error_set(e, API_ETOOMANY, "input",
+                             "input has %d items, more than the limit of %d", n,
+                             m->max_client_batch);
+    if (n == 0) return 0;
+    const char **texts = mem_malloc(sizeof(*texts) * (size_t)n);
+    if (!texts) return api_error_set(e, API_ENOMEM, NULL, NULL);
+    size_t total = 0;
+    int i = 0;
+    for (const cJSON *it = v->child; it; it = it->next, i++) {
+        if (!cJSON_IsString(it)) {
+            free(texts);
+            return api_error_set(e, API_EBADREQ, "input", "invalid input type");
+        }
+        texts[i] = it->valuestring;
+        total += strlen(texts[i]) + 1;
+    }
+    int rc = copy_texts(texts, n, total, r, e);
+    free(texts);
+    return rc;
+}
+
+/* Copies the input texts into r (arena + inputs). `name` is the field. */
+static int parse_input(const cJSON *v, const char *name, const struct api_model *m,
+                       struct api_req *r, struct api_error *e) {
+    char fname[40];
+    snprintf(fname, sizeof(fname), "body -> %s", name);
     if (is_null(v)) {
-        add_field_error(e, "body -> input", "missing", NULL, "Field required");
+        add_field_error(e, fname, "missing", NULL, "Field required");
         return 0;
     }
     if (cJSON_IsNumber(v)) return token_ids_error(e);
     bool list = cJSON_IsArray(v);
     int n = list ? cJSON_GetArraySize(v) : 1;
     if (list && n == 0) {
-        add_field_error(e, "body -> input", "too_short", v, "List should have at least 1 item");
+        add_field_error(e, fname, "too_short", v, "List should have at least 1 item");
         return 0;
     }
     if (n > m->max_client_batch)
-        return api_error_set(e, API_ETOOMANY, "input",
-                             "\"input\" length %d is larger than the largest allowed size %d", n,
-                             m->max_client_batch);
+        return api_error_set(e, API_ETOOMANY, name,
+                             "\"%s\" length %d is larger than the largest allowed size %d", name,
+                             n, m->max_client_batch);
     const char **texts = mem_malloc(sizeof(*texts) * (size_t)n);
     if (!texts) return api_error_set(e, API_ENOMEM, NULL, NULL);
     size_t total = 0;
@@ -332,7 +474,10 @@ static int parse_input(const cJSON *v, const struct api_model *m, struct api_req
     const cJSON *it = list ? v->child : v;
     for (; i < n && !hard; i++, it = list ? it->next : NULL) {
         char field[64];
-        snprintf(field, sizeof(field), list ? "body -> input -> %d" : "body -> input", i);
+        if (list)
+            snprintf(field, sizeof(field), "%s -> %d", fname, i);
+        else
+            snprintf(field, sizeof(field), "%s", fname);
         texts[i] = item_text(it, field, e, &hard);
         if (texts[i]) total += strlen(texts[i]) + 1;
     }
@@ -488,21 +633,46 @@ static cJSON *parse_body(const char *body, size_t len, struct api_error *e) {
     return root;
 }
 
-static int parse_common(const char *body, size_t len, const struct api_model *m, bool tokenize,
-                        struct api_req *r, struct api_error *e) {
+static void parse_direction(const cJSON *v, struct api_error *e) {
+    if (is_null(v)) return;
+    const char *d = cJSON_IsString(v) ? v->valuestring : "";
+    if (!strcmp(d, "Right") || !strcmp(d, "right")) return;
+    if (!strcmp(d, "Left") || !strcmp(d, "left"))
+        add_field_error(e, "body -> truncation_direction", "value_error", v,
+                        "truncation_direction 'Left' is not supported: this server truncates on "
+                        "the right (it keeps the start of an over-long input)");
+    else
+        add_field_error(e, "body -> truncation_direction", "enum", v,
+                        "Input should be 'Right' or 'Left'");
+}
+
+int api_parse(int kind, const char *body, size_t len, const struct api_model *m,
+              struct api_req *r, struct api_error *e) {
     memset(r, 0, sizeof(*r));
     memset(e, 0, sizeof(*e));
     r->opts = emb_opts_defaults();
+    r->n_enc = 1;
+    r->enc[0] = API_ENC_FLOAT;
     cJSON *root = parse_body(body, len, e);
     if (!root) return e->code;
+    bool tokenize = kind == API_K_TOKENIZE || kind == API_K_TEI_TOKENIZE;
+    bool ollama = api_kind_dialect(kind) == API_D_OLLAMA;
     struct fields f;
-    collect_fields(root, tokenize, m->strict, &f, e);
-    int rc = check_model(f.model, m, e);
+    collect_fields(root, kind, m->strict, &f, e);
+    int name_task = -2;
+    int rc = check_model(f.model, m, kind, &name_task, r, e);
     if (!rc) {
-        parse_task(&f, m, &r->opts, e);
+        parse_task(&f, m, name_task, &r->opts, e);
+        /* truncate: the server's default on the embedding routes, Ollama's
+         * own default (true) on its routes; /v1/tokenize only counts */
+        r->opts.truncate = ollama ? true : !tokenize && m->auto_truncate;
         get_bool(f.truncate, "body -> truncate", &r->opts.truncate, e);
+        parse_direction(f.truncation_direction, e);
         if (tokenize) {
             get_bool(f.return_pieces, "body -> return_pieces", &r->want_pieces, e);
+            bool special = true;
+            get_bool(f.add_special_tokens, "body -> add_special_tokens", &special, e);
+            r->no_special = !special;
         } else {
             parse_dimensions(f.dimensions, m, &r->opts, e);
             const cJSON *norm = is_null(f.normalized) ? f.normalize : f.normalized;
@@ -517,9 +687,22 @@ static int parse_common(const char *body, size_t len, const struct api_model *m,
                                 f.return_multivector,
                                 "Multi-vector output is not supported by this model");
         }
-        rc = parse_input(f.input, m, r, e);
+        if (kind == API_K_OLLAMA_LEGACY && !is_null(f.input) && !cJSON_IsString(f.input))
+            rc = api_error_set(e, API_EBADREQ, "prompt", "prompt must be a string");
+        else if (ollama)
+            rc = parse_ollama_input(f.input, m, r, e);
+        else
+            rc = parse_input(f.input, kind == API_K_TEI_EMBED || kind == API_K_TEI_TOKENIZE
+                                          ? "inputs"
+                                          : "input",
+                             m, r, e);
     }
-    if (!rc && e->n_fields) rc = api_validation_finish(e);
+    if (!rc && e->n_fields) {
+        rc = api_validation_finish(e);
+        /* Ollama answers 400 {"error"} with the first complaint */
+        if (ollama) api_error_set(e, API_EBADREQ, NULL, "%s: %s", e->fields[0].field,
+                                  e->fields[0].message);
+    }
     /* max_tokens: the served limit; /v1/tokenize only counts unless told to cut */
     r->opts.max_tokens = tokenize && !r->opts.truncate ? EMB_MAX_TOKENS_UNLIMITED
                                                        : m->max_input_tokens;
@@ -530,12 +713,12 @@ static int parse_common(const char *body, size_t len, const struct api_model *m,
 
 int api_embed_parse(const char *body, size_t len, const struct api_model *m, struct api_req *r,
                     struct api_error *e) {
-    return parse_common(body, len, m, false, r, e);
+    return api_parse(API_K_EMBED, body, len, m, r, e);
 }
 
 int api_tokenize_parse(const char *body, size_t len, const struct api_model *m, struct api_req *r,
                        struct api_error *e) {
-    return parse_common(body, len, m, true, r, e);
+    return api_parse(API_K_TOKENIZE, body, len, m, r, e);
 }
 
 void api_req_deinit(struct api_req *r) {

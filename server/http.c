@@ -198,6 +198,9 @@ struct req {
 
 typedef enum MHD_Result (*route_fn)(struct req *r);
 
+/* A row of the route table. kind: the request kind of the body (enum
+ * api_kind, -1 for none): it picks the parser's fields, the answer's shape
+ * and the error dialect. summary: what the OpenAPI document shows. */
 struct route {
     const char *path;
     bool prefix;        /* path is a prefix ("/v1/models/") */
@@ -205,6 +208,8 @@ struct route {
     int metric;         /* enum met_route */
     bool auth;          /* needs an API key when keys are configured */
     route_fn fn;
+    int kind;
+    const char *summary;
 };
 
 /* ---- connections: per-client cap, deadlines, lingering close ------------ */
@@ -428,12 +433,14 @@ static void job_times(struct req *r) {
 }
 
 /* The finished job's vectors made final (Matryoshka, normalisation), then
- * rendered: a malloc'ed body, or NULL on oom. Called once per req, on
+ * rendered in the shape of the request's API (Jina/OpenAI, TEI, Ollama): a
+ * malloc'ed body, or NULL on oom. Called once per req, on
  * whichever path answers it (the handler, or the reaper for a half-closed
  * client). */
 static char *render_embeddings(struct req *r, size_t *len) {
     int dims = emb_finish(&r->areq.opts, r->s->am.info->n_embd, r->pooled, r->plan.n_outputs);
-    return api_embed_render(&r->s->am, &r->areq, r->pooled, dims, r->plan.n_tokens, len);
+    return api_embed_render_as(r->route->kind, &r->s->am, &r->areq, r->pooled, dims,
+                               r->plan.n_tokens, (int64_t)((clock_now() - r->t0) * 1e9), len);
 }
 
 /* Reaper: renders r's answer (a finished job) into r->out. */
@@ -560,7 +567,48 @@ static void *reaper_main(void *arg) {
     return NULL;
 }
 
+static bool route_is_prefix(const struct route *rt) {
+    return rt->prefix;
+}
+
 /* ---- responses ---------------------------------------------------------- */
+
+/* CORS (--cors-allow-origin): "*" answers every origin with "*"; a list
+ * echoes the request's Origin when it is on the list, with "Vary: Origin"
+ * on every answer (caches must key on it). Nothing when the setting is
+ * empty or the request has no Origin. */
+static bool origin_allowed(const char *list, const char *origin) {
+    size_t on = strlen(origin);
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *end = p;
+        while (*end && *end != ',')
+            end++;
+        const char *e = end;
+        while (e > p && e[-1] == ' ')
+            e--;
+        if ((size_t)(e - p) == on && on && !strncmp(p, origin, on)) return true;
+        p = end;
+    }
+    return false;
+}
+
+static void add_cors_headers(struct req *r, struct MHD_Response *resp) {
+    const char *list = r->s->cfg->cors_allow_origin;
+    if (!list || !*list) return;
+    bool star = !strcmp(list, "*");
+    if (!star) MHD_add_response_header(resp, "Vary", "Origin");
+    const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
+    if (!origin) return;
+    if (star)
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", "*");
+    else if (origin_allowed(list, origin))
+        MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
+    else
+        return;
+    MHD_add_response_header(resp, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After");
+}
 
 /* Queues status + body (malloc'ed; ownership moves to MHD). Extra header
  * pair hn/hv may be NULL. */
@@ -583,6 +631,7 @@ static enum MHD_Result respond(struct req *r, int status, const char *ctype, cha
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     MHD_add_response_header(resp, "X-Request-Id", r->id);
     if (hn && hv) MHD_add_response_header(resp, hn, hv);
+    add_cors_headers(r, resp);
     if (atomic_load(&r->s->draining) || r->close)
         MHD_add_response_header(resp, "Connection", "close");
     if (r->has_body && !r->got_body) conn_mark_linger(r);
@@ -597,10 +646,13 @@ static enum MHD_Result respond_json(struct req *r, int status, char *body, size_
     return respond(r, status, "application/json", body, len, NULL, NULL);
 }
 
+/* The error body in the route's dialect (Jina/OpenAI, TEI or Ollama). */
 static enum MHD_Result respond_error(struct req *r, const struct api_error *e) {
     size_t len = 0;
-    char *body = api_error_render(e, r->id, &len);
-    int status = api_err_status(e->code), retry = api_err_retry_after(e->code);
+    int kind = r->route->kind;
+    enum api_dialect d = kind >= 0 ? api_kind_dialect(kind) : API_D_JINA;
+    char *body = api_error_render_as(e, d, r->id, &len);
+    int status = api_err_status_as(e->code, d), retry = api_err_retry_after(e->code);
     const char *hn = NULL, *hv = NULL;
     char secs[16];
     if (retry > 0) {
@@ -768,7 +820,7 @@ static enum MHD_Result handle_models(struct req *r) {
     struct http_server *s = r->s;
     if (!atomic_load_explicit(&s->ready, memory_order_acquire)) return not_ready(r);
     char id[sizeof(r->path)] = "";
-    if (r->route->prefix) { /* "/v1/models/<id>/" is "/v1/models/<id>" */
+    if (route_is_prefix(r->route)) { /* "/v1/models/<id>/" is "/v1/models/<id>" */
         snprintf(id, sizeof(id), "%s", r->path + strlen(r->route->path));
         size_t n = strlen(id);
         while (n > 0 && id[n - 1] == '/')
@@ -788,12 +840,13 @@ static enum MHD_Result handle_models(struct req *r) {
 /* Parses the body and admits the request: a queue slot (429 if none) and
  * its estimated work in the memory budget (503 if it does not fit). 0, or
  * the response already queued in *ret. The slot is the caller's. */
-static int parse_admit(struct req *r, bool tokenize, enum MHD_Result *ret) {
+static int parse_admit(struct req *r, enum MHD_Result *ret) {
     struct http_server *s = r->s;
+    int kind = r->route->kind;
+    bool tokenize = kind == API_K_TOKENIZE || kind == API_K_TEI_TOKENIZE;
     struct api_error e;
     if (!mem_take(r, 2 * (int64_t)r->len + 4096)) return *ret = over_budget(r), -1;
-    int rc = tokenize ? api_tokenize_parse(r->body, r->len, &s->am, &r->areq, &e)
-                      : api_embed_parse(r->body, r->len, &s->am, &r->areq, &e);
+    int rc = api_parse(r->route->kind, r->body, r->len, &s->am, &r->areq, &e);
     if (rc) return *ret = respond_error(r, &e), -1;
     r->n_inputs = r->areq.n_inputs;
     mem_give(r, 2 * (int64_t)r->len + 4096); /* from here the estimate covers the parse */
@@ -812,7 +865,8 @@ static enum MHD_Result handle_tokenize(struct req *r) {
     struct http_server *s = r->s;
     if (!is_ready(s)) return not_ready(r);
     enum MHD_Result ret;
-    if (parse_admit(r, true, &ret)) return ret;
+    if (parse_admit(r, &ret)) return ret;
+    int kind = r->route->kind;
     struct api_error e;
     struct emb_error pe;
     int rc = emb_plan_build(s->tok, s->model, &r->areq.opts, r->areq.inputs, r->areq.n_inputs,
@@ -824,7 +878,9 @@ static enum MHD_Result handle_tokenize(struct req *r) {
     }
     r->n_tokens = r->plan.n_tokens;
     size_t len = 0;
-    char *b = api_tokenize_render(&s->am, &r->areq, &r->plan, s->tok, &len);
+    char *b = kind == API_K_TEI_TOKENIZE
+                  ? api_tei_tokenize_render(&r->areq, &r->plan, s->tok, &len)
+                  : api_tokenize_render(&s->am, &r->areq, &r->plan, s->tok, &len);
     emb_plan_deinit(&r->plan); /* the ids are in the answer now */
     batcher_unreserve(s->batcher);
     return respond_json(r, 200, b, len);
@@ -886,8 +942,16 @@ static enum MHD_Result handle_embeddings(struct req *r) {
     struct http_server *s = r->s;
     if (!is_ready(s)) return not_ready(r);
     enum MHD_Result ret;
-    if (parse_admit(r, false, &ret)) return ret;
+    if (parse_admit(r, &ret)) return ret;
     struct api_error e;
+    int kind = r->route->kind;
+    if (r->n_inputs == 0) { /* Ollama's empty input: an empty answer, no job */
+        batcher_unreserve(s->batcher);
+        size_t len = 0;
+        char *b = api_embed_render_as(kind, &s->am, &r->areq, NULL, 0, 0,
+                                      (int64_t)((clock_now() - r->t0) * 1e9), &len);
+        return respond_json(r, 200, b, len);
+    }
     struct emb_error pe;
     int rc = emb_plan_build(s->tok, s->model, &r->areq.opts, r->areq.inputs, r->areq.n_inputs, &r->plan,
                         &pe);
@@ -929,31 +993,98 @@ static enum MHD_Result embeddings_done(struct req *r) {
     return respond_json(r, 200, b, len);
 }
 
+static enum MHD_Result handle_info(struct req *r) {
+    if (!atomic_load_explicit(&r->s->ready, memory_order_acquire)) return not_ready(r);
+    size_t len = 0;
+    char *b = api_tei_info_render(&r->s->am, CFG_VERSION, &len);
+    return respond_json(r, 200, b, len);
+}
+
+static enum MHD_Result handle_tags(struct req *r) {
+    if (!atomic_load_explicit(&r->s->ready, memory_order_acquire)) return not_ready(r);
+    size_t len = 0;
+    char *b = api_ollama_tags_render(&r->s->am, &len);
+    return respond_json(r, 200, b, len);
+}
+
+static enum MHD_Result handle_version(struct req *r) {
+    size_t len = 0;
+    char *b = api_ollama_version_render(&len);
+    return respond_json(r, 200, b, len);
+}
+
+static enum MHD_Result handle_openapi(struct req *r);
+
 /* ---- routing and auth ---------------------------------------------------- */
 
 static const struct route routes[] = {
-    {"/v1/embeddings", false, "POST", MET_R_EMBEDDINGS, true, handle_embeddings},
-    {"/embeddings", false, "POST", MET_R_EMBEDDINGS, true, handle_embeddings},
-    {"/v1/tokenize", false, "POST", MET_R_TOKENIZE, true, handle_tokenize},
-    {"/v1/models", false, "GET", MET_R_MODELS, true, handle_models},
-    {"/v1/models/", true, "GET", MET_R_MODELS, true, handle_models},
-    {"/health", false, "GET", MET_R_HEALTH, false, handle_health},
-    {"/live", false, "GET", MET_R_HEALTH, false, handle_health},
-    {"/ready", false, "GET", MET_R_READY, false, handle_ready},
-    {"/metrics", false, "GET", MET_R_METRICS, false, handle_metrics},
+    {"/v1/embeddings", false, "POST", MET_R_EMBEDDINGS, true, handle_embeddings, API_K_EMBED,
+     "Embeddings (Jina/OpenAI)"},
+    {"/embeddings", false, "POST", MET_R_EMBEDDINGS, true, handle_embeddings, API_K_EMBED,
+     "Same as /v1/embeddings"},
+    {"/v1/tokenize", false, "POST", MET_R_TOKENIZE, true, handle_tokenize, API_K_TOKENIZE,
+     "Token ids and counts"},
+    {"/embed", false, "POST", MET_R_EMBEDDINGS, true, handle_embeddings, API_K_TEI_EMBED,
+     "Embeddings (Hugging Face TEI)"},
+    {"/tokenize", false, "POST", MET_R_TOKENIZE, true, handle_tokenize, API_K_TEI_TOKENIZE,
+     "Tokens (Hugging Face TEI)"},
+    {"/", false, "POST", MET_R_EMBEDDINGS, true, handle_embeddings, API_K_TEI_EMBED,
+     "Same as /embed (TEI answers embeddings at its root)"},
+    {"/api/embed", false, "POST", MET_R_EMBEDDINGS, true, handle_embeddings, API_K_OLLAMA_EMBED,
+     "Embeddings (Ollama)"},
+    {"/api/embeddings", false, "POST", MET_R_EMBEDDINGS, true, handle_embeddings, API_K_OLLAMA_LEGACY,
+     "One embedding (Ollama, legacy)"},
+    {"/v1/models", false, "GET", MET_R_MODELS, true, handle_models, -1,
+     "The served model and its task-carrying names"},
+    {"/v1/models/", true, "GET", MET_R_MODELS, true, handle_models, -1,
+     "One model card (a name, alias or name:task)"},
+    {"/info", false, "GET", MET_R_MODELS, true, handle_info, -1,
+     "Model and limits (Hugging Face TEI)"},
+    {"/api/tags", false, "GET", MET_R_MODELS, true, handle_tags, -1,
+     "Models (Ollama)"},
+    {"/api/version", false, "GET", MET_R_OTHER, false, handle_version, -1,
+     "Ollama API level (Ollama)"},
+    {"/openapi.json", false, "GET", MET_R_OTHER, false, handle_openapi, -1,
+     "This document"},
+    {"/health", false, "GET", MET_R_HEALTH, false, handle_health, -1,
+     "Liveness"},
+    {"/live", false, "GET", MET_R_HEALTH, false, handle_health, -1,
+     "Liveness"},
+    {"/ready", false, "GET", MET_R_READY, false, handle_ready, -1,
+     "Readiness (model loaded, queue not full)"},
+    {"/metrics", false, "GET", MET_R_METRICS, false, handle_metrics, -1,
+     "Prometheus metrics"},
 };
-static const struct route route_404 = {"", false, "GET", MET_R_OTHER, false, NULL};
+#define N_ROUTES ((int)(sizeof(routes) / sizeof(routes[0])))
+static const struct route route_404 = {"", false, "GET", MET_R_OTHER, false, NULL, -1, ""};
+
+int http_route_docs(struct api_route_doc *out, int max) {
+    for (int i = 0; i < N_ROUTES && i < max; i++)
+        out[i] = (struct api_route_doc){routes[i].path, routes[i].method, routes[i].kind,
+                                        routes[i].auth, routes[i].summary};
+    return N_ROUTES;
+}
+
+static enum MHD_Result handle_openapi(struct req *r) {
+    struct http_server *s = r->s;
+    if (!atomic_load_explicit(&s->ready, memory_order_acquire)) return not_ready(r);
+    struct api_route_doc docs[N_ROUTES];
+    int n = http_route_docs(docs, N_ROUTES);
+    size_t len = 0;
+    char *b = api_openapi_render(&s->am, docs, n, CFG_VERSION, &len);
+    return respond_json(r, 200, b, len);
+}
 
 /* Route of a path (trailing slash ignored), or NULL. */
 static const struct route *find_route(const char *path) {
     size_t n = strlen(path);
     while (n > 1 && path[n - 1] == '/')
         n--;
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+    for (int i = 0; i < N_ROUTES; i++) {
         const struct route *rt = &routes[i];
         size_t pl = strlen(rt->path);
-        if (rt->prefix ? (n > pl && !strncmp(path, rt->path, pl))
-                       : (n == pl && !strncmp(path, rt->path, pl)))
+        if (route_is_prefix(rt) ? (n > pl && !strncmp(path, rt->path, pl))
+                                : (n == pl && !strncmp(path, rt->path, pl)))
             return rt;
     }
     return NULL;
@@ -962,6 +1093,24 @@ static const struct route *find_route(const char *path) {
 static bool method_ok(const struct route *rt, const char *method) {
     if (!strcmp(rt->method, method)) return true;
     return !strcmp(rt->method, "GET") && !strcmp(method, "HEAD");
+}
+
+/* A CORS preflight (OPTIONS with the setting on): 204 with what a browser
+ * may send. Answered before auth: browsers send no credentials in it. */
+static enum MHD_Result respond_preflight(struct req *r) {
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    if (!resp) return MHD_NO;
+    add_cors_headers(r, resp);
+    MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS");
+    MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                            "Authorization, Content-Type, X-Request-Id");
+    MHD_add_response_header(resp, "Access-Control-Max-Age", "86400");
+    MHD_add_response_header(resp, "X-Request-Id", r->id);
+    r->status = 204;
+    atomic_store(&r->phase, PH_ANSWERED);
+    enum MHD_Result ret = MHD_queue_response(r->conn, 204, resp);
+    MHD_destroy_response(resp);
+    return ret;
 }
 
 /* Length-independent comparison: time depends only on the length of the
@@ -1143,6 +1292,7 @@ static enum MHD_Result on_first_call(struct http_server *s, struct MHD_Connectio
     const struct route *rt = r->raw_bad ? NULL : find_route(url);
     r->route = rt ? rt : &route_404;
     if (!rt) return respond_code(r, API_ENOTFOUND, NULL, "Not found: no such route.");
+    if (!strcmp(method, "OPTIONS") && *s->cfg->cors_allow_origin) return respond_preflight(r);
     if (!method_ok(rt, method)) return respond_code(r, API_EMETHOD, NULL, NULL);
     int auth = rt->auth ? check_auth(s, c) : 0;
     if (auth) return respond_code(r, auth, NULL, NULL);
@@ -1470,7 +1620,10 @@ int http_attach_engine(struct http_server *s, const tok *t, const struct eng_mod
                                .max_input_tokens = max_input_tokens,
                                .default_task = default_task,
                                .max_client_batch = cfg->max_client_batch,
-                               .strict = cfg->strict};
+                               .strict = cfg->strict,
+                               .auto_truncate = cfg->auto_truncate,
+                               .max_batch_tokens = cfg->max_batch_tokens,
+                               .max_queue = cfg->max_queue};
     s->tok = t;
     s->model = m;
     s->batcher = b;

@@ -22,6 +22,7 @@
 #include "config/config.h"
 #include "engine/engine.h"
 #include "pipeline/batcher.h"
+#include "server/api.h"
 #include "server/metrics.h"
 #include "tokenizer/tokenizer.h"
 
@@ -45,6 +46,11 @@ void http_quiesce(struct http_server *s);
 
 /* Returns true if every request finished within timeout_s seconds. */
 bool http_wait_idle(struct http_server *s, double timeout_s);
+
+/* The route table as the OpenAPI document describes it: copies up to max
+ * entries into out and returns how many routes there are. Thread-safe
+ * (the table is constant). */
+int http_route_docs(struct api_route_doc *out, int max);
 
 /* Stops MHD and frees the server. Accepts NULL. */
 void http_stop(struct http_server *s);

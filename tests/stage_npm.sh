@@ -1,6 +1,6 @@
 #!/bin/sh
 # stage_npm.sh -- real npm clients against a live server: the openai SDK
-# (base64 by default) and @langchain/community's JinaEmbeddings, at the
+# (base64 by default), @langchain/community's JinaEmbeddings and ollama, at the
 # versions pinned in tests/npm/package-lock.json. Installs them with `npm ci`
 # when node_modules is missing or stale; if that fails (no registry), the
 # stage FAILS rather than skipping. Prints "N passed, N failed" last.

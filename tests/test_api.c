@@ -496,6 +496,135 @@ static void test_model_card(void) {
     free(out);
 }
 
+
+/* Task-carrying model names, input_type, auto-truncate, and the TEI and
+ * Ollama request kinds with their error dialects. */
+static void test_compat_parse(void) {
+    struct api_model m = test_model(true);
+    static const struct {
+        const char *name;
+        bool ok;
+        int task;
+    } names[] = {
+        {"jina-embeddings-v3", true, -2},
+        {"jina-embeddings-v3:query", true, 0},
+        {"jina-embeddings-v3:retrieval.passage", true, 1},
+        {"jina-ai/jina-embeddings-v3:document", true, 1},
+        {"alias-one:clustering", true, 2},
+        {"jina-embeddings-v3:latest", true, -2},
+        {"jina-embeddings-v3:bogus", false, -2},
+        {"other:query", false, -2},
+        {"jina-embeddings-v3:", false, -2},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        int t = 99;
+        bool ok = api_model_resolve(&m, names[i].name, &t);
+        CHECKM(ok == names[i].ok && (!ok || t == names[i].task), "resolve %s: %d %d",
+               names[i].name, ok, t);
+    }
+    struct api_model any = m;
+    any.any_name = true;
+    int t = 99;
+    CHECK(api_model_resolve(&any, "whatever:passage", &t) && t == 1);
+    CHECK(api_model_resolve(&any, "nomic-embed-text:v1.5", &t) && t == -2);
+
+    static const struct {
+        int kind;
+        const char *body;
+        int rc, task, n;
+        bool trunc, norm;
+    } ok[] = {
+        {API_K_EMBED, "{\"input\":\"a\",\"model\":\"jina-embeddings-v3:query\"}", 0, 0, 1, false,
+         true},
+        {API_K_EMBED, "{\"input\":\"a\",\"model\":\"jina-embeddings-v3:query\",\"task\":\"separation\"}",
+         0, 2, 1, false, true},
+        {API_K_EMBED, "{\"input\":\"a\",\"input_type\":\"search_query\"}", 0, 0, 1, false, true},
+        {API_K_EMBED, "{\"input\":\"a\",\"input_type\":\"search_document\"}", 0, 1, 1, false, true},
+        {API_K_EMBED, "{\"input\":\"a\",\"input_type\":\"classification\"}", 0, 3, 1, false, true},
+        {API_K_EMBED, "{\"input\":\"a\",\"input_type\":\"clustering\"}", 0, 2, 1, false, true},
+        {API_K_EMBED, "{\"input\":\"a\",\"input_type\":\"image\"}", API_EVALIDATION, 0, 0, false,
+         true},
+        {API_K_EMBED, "{\"input\":\"a\",\"prompt_name\":\"nope\"}", API_EVALIDATION, 0, 0, false,
+         true},
+        {API_K_TEI_EMBED, "{\"inputs\":[\"a\",\"b\"],\"normalize\":false,\"prompt_name\":\"query\","
+                          "\"truncate\":true,\"extra\":1}",
+         0, 0, 2, true, false},
+        {API_K_TEI_EMBED, "{\"inputs\":\"a\",\"truncation_direction\":\"Left\"}", API_EVALIDATION,
+         0, 0, false, true},
+        {API_K_TEI_EMBED, "{\"input\":\"a\"}", API_EVALIDATION, 0, 0, false, true},
+        {API_K_TEI_TOKENIZE, "{\"inputs\":\"a\",\"add_special_tokens\":false}", 0, -1, 1, false,
+         true},
+        {API_K_OLLAMA_EMBED, "{\"model\":\"jina-embeddings-v3:passage\",\"input\":[\"a\",\"\"],"
+                             "\"keep_alive\":\"5m\",\"options\":{}}",
+         0, 1, 2, true, true},
+        {API_K_OLLAMA_EMBED, "{\"model\":\"jina-embeddings-v3\",\"input\":\"\"}", 0, -1, 0, true,
+         true},
+        {API_K_OLLAMA_EMBED, "{\"model\":\"jina-embeddings-v3\",\"input\":\"a\",\"truncate\":false}",
+         0, -1, 1, false, true},
+        {API_K_OLLAMA_EMBED, "{\"input\":\"a\"}", API_EBADREQ, 0, 0, false, true},
+        {API_K_OLLAMA_EMBED, "{\"model\":\"llama3\",\"input\":\"a\"}", API_EMODEL, 0, 0, false,
+         true},
+        {API_K_OLLAMA_EMBED, "{\"model\":\"jina-embeddings-v3\",\"input\":[\"a\",2]}", API_EBADREQ,
+         0, 0, false, true},
+        {API_K_OLLAMA_LEGACY, "{\"model\":\"jina-embeddings-v3:query\",\"prompt\":\"a\"}", 0, 0, 1,
+         true, true},
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        struct api_req r;
+        struct api_error e;
+        int rc = api_parse(ok[i].kind, ok[i].body, strlen(ok[i].body), &m, &r, &e);
+        CHECKM(rc == ok[i].rc, "%s: rc %d, want %d (%s)", ok[i].body, rc, ok[i].rc, e.detail);
+        if (!rc)
+            CHECKM(r.n_inputs == ok[i].n && r.opts.truncate == ok[i].trunc &&
+                       r.opts.normalized == ok[i].norm && r.opts.task == ok[i].task,
+                   "%s: n %d truncate %d normalized %d task %d", ok[i].body, r.n_inputs,
+                   r.opts.truncate, r.opts.normalized, r.opts.task);
+        api_req_deinit(&r);
+    }
+    /* --auto-truncate: the embedding routes' default; /v1/tokenize keeps counting */
+    m.auto_truncate = true;
+    struct api_req r;
+    struct api_error e;
+    CHECK(api_parse(API_K_EMBED, "{\"input\":\"a\"}", 13, &m, &r, &e) == 0 && r.opts.truncate);
+    api_req_deinit(&r);
+    CHECK(api_parse(API_K_EMBED, "{\"input\":\"a\",\"truncate\":false}", 30, &m, &r, &e) == 0 &&
+          !r.opts.truncate);
+    api_req_deinit(&r);
+    CHECK(api_parse(API_K_TOKENIZE, "{\"input\":\"a\"}", 13, &m, &r, &e) == 0 &&
+          !r.opts.truncate);
+    api_req_deinit(&r);
+    CHECK(api_parse(API_K_TEI_EMBED, "{\"inputs\":\"a\"}", 14, &m, &r, &e) == 0 &&
+          r.opts.truncate);
+    api_req_deinit(&r);
+    /* error dialects */
+    static const struct {
+        int err, tei, ollama;
+    } st[] = {
+        {API_ETOOLONG, 413, 400}, {API_ETOOMANY, 413, 400}, {API_EVALIDATION, 422, 400},
+        {API_EMODEL, 422, 404},   {API_EBUSY, 429, 503},    {API_EUNAVAIL, 503, 503},
+        {API_EINTERNAL, 424, 500}, {API_ENOKEY, 401, 401},
+    };
+    for (size_t i = 0; i < sizeof(st) / sizeof(st[0]); i++)
+        CHECKM(api_err_status_as(st[i].err, API_D_TEI) == st[i].tei &&
+                   api_err_status_as(st[i].err, API_D_OLLAMA) == st[i].ollama &&
+                   api_err_status_as(st[i].err, API_D_JINA) == api_err_status(st[i].err),
+               "dialect statuses of %d", st[i].err);
+    api_error_set(&e, API_EBUSY, NULL, "busy \"now\"");
+    size_t len;
+    char *b = api_error_render_as(&e, API_D_TEI, "id", &len);
+    cJSON *j = cJSON_Parse(b);
+    CHECK(j && cJSON_GetArraySize(j) == 2 &&
+          !strcmp(cJSON_GetObjectItem(j, "error")->valuestring, "busy \"now\"") &&
+          !strcmp(cJSON_GetObjectItem(j, "error_type")->valuestring, "overloaded"));
+    cJSON_Delete(j);
+    free(b);
+    b = api_error_render_as(&e, API_D_OLLAMA, "id", &len);
+    j = cJSON_Parse(b);
+    CHECK(j && cJSON_GetArraySize(j) == 1 && cJSON_IsString(cJSON_GetObjectItem(j, "error")));
+    cJSON_Delete(j);
+    free(b);
+}
+
 void test_api(void) {
     test_floats();
     test_base64();
@@ -506,4 +635,5 @@ void test_api(void) {
     test_error_mapping();
     test_parse_max_tokens();
     test_model_card();
+    test_compat_parse();
 }

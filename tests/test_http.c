@@ -15,6 +15,8 @@
 #include <curl/curl.h>
 
 #include "pipeline/embed.h"
+#include "server/api.h"
+#include "server/http.h"
 #include "tests/server_proc.h"
 #include "util/strbuf.h"
 
@@ -772,6 +774,442 @@ static void test_auth_strict_limits(void) {
     CHECK(test_srv_stop(&s) == 0);
 }
 
+
+/* ---- other APIs on the same port (TEI, Ollama), task-carrying names ---- */
+
+/* Max |a - b| between a JSON float array and ref (1e9 on shape error). */
+static double arr_diff(const cJSON *a, const float *ref, int dims) {
+    return row_diff(a, ref, dims);
+}
+
+/* The vectors of /v1/embeddings for texts3 under `extra` (a JSON member). */
+static cJSON *v1_rows(int port, const char *extra) {
+    char body[512];
+    snprintf(body, sizeof(body),
+             "{%s\"input\":[\"The quick brown fox\",\"\",\"naïve café 東京 🍣 ∑\"]}", extra);
+    long st;
+    cJSON *j = embed(port, body, &st);
+    CHECKM(st == 200, "/v1/embeddings %s -> %ld", extra, st);
+    return j;
+}
+
+/* Row i of a /v1/embeddings answer vs a bare array. */
+static double v1_vs(const cJSON *v1, int i, const cJSON *arr) {
+    const cJSON *e = emb_at(v1, i);
+    int n = cJSON_GetArraySize(e);
+    if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) != n || n == 0) return 1e9;
+    double m = 0;
+    const cJSON *b = arr->child;
+    for (const cJSON *a = e->child; a && b; a = a->next, b = b->next)
+        m = fmax(m, fabs(a->valuedouble - b->valuedouble));
+    return m;
+}
+
+static void test_model_task_names(int port, struct ref *R) {
+    /* "<name>:<task>" (aliases too) selects the task when the request names
+     * none; task and input_type still win over it */
+    static const struct {
+        const char *extra, *task;
+    } cases[] = {
+        {"\"model\":\"jina-embeddings-v3:retrieval.query\",", "retrieval.query"},
+        {"\"model\":\"jina-embeddings-v3:query\",", "retrieval.query"},
+        {"\"model\":\"jina-ai/jina-embeddings-v3:document\",", "retrieval.passage"},
+        {"\"model\":\"jina-embeddings-v3:clustering\",", "separation"},
+        {"\"model\":\"jina-embeddings-v3:query\",\"task\":\"classification\",", "classification"},
+        {"\"model\":\"jina-embeddings-v3:query\",\"input_type\":\"search_document\",",
+         "retrieval.passage"},
+        {"\"input_type\":\"search_query\",", "retrieval.query"},
+        {"\"input_type\":\"classification\",", "classification"},
+        {"\"input_type\":\"clustering\",", "separation"},
+        {"\"input_type\":\"passage\",\"prompt_name\":\"query\",", "retrieval.passage"},
+        {"\"model\":\"jina-embeddings-v3:latest\",", NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct emb_opts o = emb_opts_defaults();
+        o.task = cases[i].task ? eng_task_lookup(R->m, cases[i].task) : ENG_TASK_NONE;
+        int dims;
+        float *ref = ref_embed(R, texts3, 3, o, &dims, NULL);
+        cJSON *j = v1_rows(port, cases[i].extra);
+        check_rows(j, ref, 3, dims, 2e-6, cases[i].extra);
+        cJSON_Delete(j);
+        free(ref);
+    }
+    long st;
+    cJSON *j = embed(port, "{\"input\":\"a\",\"model\":\"jina-embeddings-v3:nosuchtask\"}", &st);
+    check_error(j, st, 400, "INPUT_MODEL_NOT_FOUND", "unknown task in the model name");
+    cJSON_Delete(j);
+    j = embed(port, "{\"input\":\"a\",\"input_type\":\"image\"}", &st);
+    check_error(j, st, 422, NULL, "unknown input_type");
+    cJSON_Delete(j);
+    j = embed(port, "{\"input\":\"a\",\"prompt_name\":\"nope\"}", &st);
+    check_error(j, st, 422, NULL, "unknown prompt_name");
+    cJSON_Delete(j);
+    /* /v1/models lists one entry per task; /v1/models/<id> answers them */
+    struct resp r;
+    http_do(port, "GET", "/v1/models", NULL, 0, NULL, 0, &r);
+    j = cJSON_Parse(r.body ? r.body : "");
+    const struct eng_info *in = eng_model_info(R->m);
+    const cJSON *data = cJSON_GetObjectItem(j, "data");
+    CHECKM(cJSON_GetArraySize(data) == 1 + in->n_tasks, "/v1/models lists %d entries",
+           cJSON_GetArraySize(data));
+    for (int t = 0; t < in->n_tasks; t++) {
+        char id[128];
+        snprintf(id, sizeof(id), "jina-embeddings-v3:%s", in->task_name[t]);
+        const cJSON *m = cJSON_GetArrayItem(data, 1 + t);
+        CHECKM(m && !strcmp(cJSON_GetObjectItem(m, "id")->valuestring, id) &&
+                   !strcmp(cJSON_GetObjectItem(m, "task")->valuestring, in->task_name[t]),
+               "/v1/models entry %s", id);
+    }
+    cJSON_Delete(j);
+    resp_free(&r);
+    http_do(port, "GET", "/v1/models/jina-embeddings-v3:passage", NULL, 0, NULL, 0, &r);
+    j = cJSON_Parse(r.body ? r.body : "");
+    CHECK(r.status == 200 && j &&
+          !strcmp(cJSON_GetObjectItem(j, "id")->valuestring,
+                  "jina-embeddings-v3:retrieval.passage"));
+    cJSON_Delete(j);
+    resp_free(&r);
+    http_do(port, "GET", "/v1/models/jina-embeddings-v3:bogus", NULL, 0, NULL, 0, &r);
+    CHECK(r.status == 404);
+    resp_free(&r);
+}
+
+/* TEI's shapes, and its vectors equal /v1/embeddings' for the same input
+ * and task. */
+static void test_tei(int port, struct ref *R) {
+    long st;
+    cJSON *v1 = v1_rows(port, "\"task\":\"retrieval.query\",\"dimensions\":64,");
+    cJSON *j = post(port, "/embed",
+                    "{\"inputs\":[\"The quick brown fox\",\"\",\"naïve café 東京 🍣 ∑\"],"
+                    "\"prompt_name\":\"retrieval.query\",\"dimensions\":64,\"normalize\":true,"
+                    "\"truncate\":false,\"truncation_direction\":\"Right\"}",
+                    NULL, &st);
+    CHECKM(st == 200 && cJSON_IsArray(j) && cJSON_GetArraySize(j) == 3, "/embed -> %ld", st);
+    for (int i = 0; i < 3; i++)
+        CHECKM(v1_vs(v1, i, cJSON_GetArrayItem(j, i)) <= 2e-6, "/embed row %d equals /v1", i);
+    cJSON_Delete(j);
+    /* TEI answers embeddings at its root too (huggingface_hub's InferenceClient posts there) */
+    j = post(port, "/", "{\"inputs\":\"The quick brown fox\",\"prompt_name\":\"query\","
+                        "\"dimensions\":64}",
+             NULL, &st);
+    CHECKM(st == 200 && v1_vs(v1, 0, cJSON_GetArrayItem(j, 0)) <= 2e-6, "POST / -> %ld", st);
+    cJSON_Delete(j);
+    cJSON_Delete(v1);
+    /* a single string, no task, not normalised: the engine's numbers */
+    struct emb_opts o = emb_opts_defaults();
+    o.normalized = false;
+    int dims;
+    float *ref = ref_embed(R, texts3, 1, o, &dims, NULL);
+    j = post(port, "/embed", "{\"inputs\":\"The quick brown fox\",\"normalize\":false}", NULL,
+             &st);
+    CHECKM(st == 200 && cJSON_GetArraySize(j) == 1 &&
+               arr_diff(cJSON_GetArrayItem(j, 0), ref, dims) <= 2e-6,
+           "/embed single string");
+    cJSON_Delete(j);
+    free(ref);
+    /* errors: {"error","error_type"} with TEI's statuses */
+    static const struct {
+        const char *body;
+        long status;
+    } bad[] = {
+        {"{\"inputs\":\"a\",\"truncation_direction\":\"Left\"}", 422},
+        {"{\"inputs\":\"a\",\"truncation_direction\":\"up\"}", 422},
+        {"{\"inputs\":\"a\",\"dimensions\":\"x\"}", 422},
+        {"{}", 422},
+        {"{\"inputs\":", 422},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        j = post(port, "/embed", bad[i].body, NULL, &st);
+        const cJSON *e = cJSON_GetObjectItem(j, "error"), *t = cJSON_GetObjectItem(j, "error_type");
+        CHECKM(st == bad[i].status && cJSON_IsString(e) && *e->valuestring &&
+                   cJSON_IsString(t) && !strcmp(t->valuestring, "validation") &&
+                   !cJSON_GetObjectItem(j, "detail"),
+               "/embed %s -> %ld", bad[i].body, st);
+        if (i == 0) CHECK(strstr(e->valuestring, "not supported") != NULL);
+        cJSON_Delete(j);
+    }
+    char *big = words(6000);
+    cJSON *o2 = cJSON_CreateObject();
+    cJSON_AddStringToObject(o2, "inputs", big);
+    char *b = cJSON_PrintUnformatted(o2);
+    j = post(port, "/embed", b, NULL, &st);
+    CHECKM(st == 413 && !strcmp(cJSON_GetObjectItem(j, "error_type")->valuestring, "validation"),
+           "/embed over the token limit -> %ld", st);
+    cJSON_Delete(j);
+    cJSON_AddBoolToObject(o2, "truncate", true);
+    cJSON_free(b);
+    b = cJSON_PrintUnformatted(o2);
+    j = post(port, "/embed", b, NULL, &st);
+    CHECKM(st == 200 && cJSON_GetArraySize(j) == 1, "/embed truncate:true -> %ld", st);
+    cJSON_Delete(j);
+    cJSON_free(b);
+    cJSON_Delete(o2);
+    free(big);
+    /* /tokenize: per input a list of {id, text, special, start, stop} */
+    j = post(port, "/tokenize", "{\"inputs\":[\"hello world\",\"a\"]}", NULL, &st);
+    CHECKM(st == 200 && cJSON_GetArraySize(j) == 2, "/tokenize -> %ld", st);
+    const cJSON *t0 = cJSON_GetArrayItem(j, 0);
+    int n0 = cJSON_GetArraySize(t0);
+    CHECK(n0 >= 3 && cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetArrayItem(t0, 0), "special")) &&
+          cJSON_GetObjectItem(cJSON_GetArrayItem(t0, 0), "id")->valueint == tok_bos(R->t) &&
+          cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetArrayItem(t0, n0 - 1), "special")) &&
+          cJSON_IsFalse(cJSON_GetObjectItem(cJSON_GetArrayItem(t0, 1), "special")) &&
+          cJSON_IsString(cJSON_GetObjectItem(cJSON_GetArrayItem(t0, 1), "text")) &&
+          cJSON_GetObjectItem(cJSON_GetArrayItem(t0, 1), "start") &&
+          cJSON_GetObjectItem(cJSON_GetArrayItem(t0, 1), "stop"));
+    cJSON_Delete(j);
+    j = post(port, "/tokenize", "{\"inputs\":\"hello world\",\"add_special_tokens\":false}", NULL,
+             &st);
+    CHECKM(st == 200 && cJSON_GetArraySize(cJSON_GetArrayItem(j, 0)) == n0 - 2,
+           "/tokenize without special tokens");
+    cJSON_Delete(j);
+    struct resp r;
+    http_do(port, "GET", "/info", NULL, 0, NULL, 0, &r);
+    j = cJSON_Parse(r.body ? r.body : "");
+    CHECK(r.status == 200 && cJSON_IsString(cJSON_GetObjectItem(j, "model_id")) &&
+          cJSON_GetObjectItem(j, "max_input_length")->valueint == 8192 &&
+          cJSON_GetObjectItem(j, "max_client_batch_size")->valueint == 2048 &&
+          cJSON_IsFalse(cJSON_GetObjectItem(j, "auto_truncate")) &&
+          cJSON_IsString(cJSON_GetObjectItem(j, "version")));
+    cJSON_Delete(j);
+    resp_free(&r);
+}
+
+static void test_ollama(int port, struct ref *R) {
+    long st;
+    (void)R;
+    /* the task comes from the model name: equal to /v1 with that task */
+    cJSON *v1 = v1_rows(port, "\"task\":\"retrieval.passage\",");
+    cJSON *j = post(port, "/api/embed",
+                    "{\"model\":\"jina-embeddings-v3:retrieval.passage\",\"input\":[\"The quick "
+                    "brown fox\",\"\",\"naïve café 東京 🍣 ∑\"],\"keep_alive\":\"5m\","
+                    "\"options\":{\"num_ctx\":8192}}",
+                    NULL, &st);
+    const cJSON *emb = cJSON_GetObjectItem(j, "embeddings");
+    CHECKM(st == 200 && cJSON_GetArraySize(emb) == 3, "/api/embed -> %ld", st);
+    for (int i = 0; i < 3; i++)
+        CHECKM(v1_vs(v1, i, cJSON_GetArrayItem(emb, i)) <= 2e-6, "/api/embed row %d equals /v1",
+               i);
+    CHECK(!strcmp(cJSON_GetObjectItem(j, "model")->valuestring,
+                  "jina-embeddings-v3:retrieval.passage") &&
+          cJSON_GetObjectItem(j, "total_duration")->valuedouble > 0 &&
+          cJSON_IsNumber(cJSON_GetObjectItem(j, "load_duration")) &&
+          cJSON_GetObjectItem(j, "prompt_eval_count")->valueint > 0);
+    cJSON_Delete(j);
+    /* legacy /api/embeddings: {embedding} */
+    j = post(port, "/api/embeddings",
+             "{\"model\":\"jina-embeddings-v3:document\",\"prompt\":\"The quick brown fox\"}",
+             NULL, &st);
+    CHECKM(st == 200 && v1_vs(v1, 0, cJSON_GetObjectItem(j, "embedding")) <= 2e-6,
+           "/api/embeddings equals /v1 (%ld)", st);
+    cJSON_Delete(j);
+    cJSON_Delete(v1);
+    j = post(port, "/api/embed", "{\"model\":\"jina-embeddings-v3\",\"input\":\"a\",\"dimensions\":8}",
+             NULL, &st);
+    CHECK(st == 200 &&
+          cJSON_GetArraySize(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "embeddings"), 0)) == 8);
+    cJSON_Delete(j);
+    j = post(port, "/api/embed", "{\"model\":\"jina-embeddings-v3\",\"input\":[]}", NULL, &st);
+    CHECK(st == 200 && cJSON_GetArraySize(cJSON_GetObjectItem(j, "embeddings")) == 0);
+    cJSON_Delete(j);
+    j = post(port, "/api/embeddings", "{\"model\":\"jina-embeddings-v3\",\"prompt\":\"\"}", NULL,
+             &st);
+    CHECK(st == 200 && cJSON_GetArraySize(cJSON_GetObjectItem(j, "embedding")) == 0);
+    cJSON_Delete(j);
+    /* errors: {"error"} with Ollama's statuses */
+    static const struct {
+        const char *path, *body;
+        long status;
+    } bad[] = {
+        {"/api/embed", "{\"input\":\"a\"}", 400},
+        {"/api/embed", "{\"model\":\"llama3\",\"input\":\"a\"}", 404},
+        {"/api/embed", "{\"model\":\"jina-embeddings-v3\",\"input\":[1,2]}", 400},
+        {"/api/embed", "{\"model\":\"jina-embeddings-v3\",\"input\":\"a\",\"truncate\":1}", 400},
+        {"/api/embed", "not json", 400},
+        {"/api/embeddings", "{\"model\":\"jina-embeddings-v3\",\"prompt\":[\"a\"]}", 400},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        j = post(port, bad[i].path, bad[i].body, NULL, &st);
+        const cJSON *e = cJSON_GetObjectItem(j, "error");
+        CHECKM(st == bad[i].status && cJSON_IsString(e) && *e->valuestring &&
+                   cJSON_GetArraySize(j) == 1,
+               "%s %s -> %ld", bad[i].path, bad[i].body, st);
+        cJSON_Delete(j);
+    }
+    /* truncate defaults to true here; false fails an over-long input */
+    char *big = words(6000);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "model", "jina-embeddings-v3");
+    cJSON_AddStringToObject(o, "input", big);
+    char *b = cJSON_PrintUnformatted(o);
+    j = post(port, "/api/embed", b, NULL, &st);
+    CHECKM(st == 200 && cJSON_GetObjectItem(j, "prompt_eval_count")->valueint == 8192,
+           "/api/embed truncates by default (%ld)", st);
+    cJSON_Delete(j);
+    cJSON_free(b);
+    cJSON_AddBoolToObject(o, "truncate", false);
+    b = cJSON_PrintUnformatted(o);
+    j = post(port, "/api/embed", b, NULL, &st);
+    CHECKM(st == 400 && cJSON_IsString(cJSON_GetObjectItem(j, "error")),
+           "/api/embed truncate:false over the limit -> %ld", st);
+    cJSON_Delete(j);
+    cJSON_free(b);
+    cJSON_Delete(o);
+    free(big);
+    struct resp r;
+    http_do(port, "GET", "/api/tags", NULL, 0, NULL, 0, &r);
+    j = cJSON_Parse(r.body ? r.body : "");
+    const cJSON *models = cJSON_GetObjectItem(j, "models");
+    CHECK(r.status == 200 && cJSON_GetArraySize(models) >= 2 &&
+          !strcmp(cJSON_GetObjectItem(cJSON_GetArrayItem(models, 0), "name")->valuestring,
+                  "jina-embeddings-v3:latest"));
+    cJSON_Delete(j);
+    resp_free(&r);
+    http_do(port, "GET", "/api/version", NULL, 0, NULL, 0, &r);
+    j = cJSON_Parse(r.body ? r.body : "");
+    CHECK(r.status == 200 && cJSON_IsString(cJSON_GetObjectItem(j, "version")));
+    cJSON_Delete(j);
+    resp_free(&r);
+}
+
+/* /openapi.json against the tables the code runs on: every route of the
+ * route table is in the document and nothing else is, every request field
+ * the parser accepts is in the schema of each kind that accepts it, and
+ * every property of a request schema is a field the parser accepts. */
+static void test_openapi(int port) {
+    struct resp r;
+    http_do(port, "GET", "/openapi.json", NULL, 0, NULL, 0, &r);
+    cJSON *j = cJSON_Parse(r.body ? r.body : "");
+    CHECKM(r.status == 200 && j &&
+               !strcmp(cJSON_GetObjectItem(j, "openapi")->valuestring, "3.1.0"),
+           "/openapi.json -> %ld", r.status);
+    resp_free(&r);
+    if (!j) return;
+    struct api_route_doc docs[64];
+    int n = http_route_docs(docs, 64);
+    CHECK(n > 0 && n <= 64);
+    const cJSON *paths = cJSON_GetObjectItem(j, "paths");
+    int n_ops = 0;
+    for (const cJSON *p = paths ? paths->child : NULL; p; p = p->next)
+        n_ops += cJSON_GetArraySize(p);
+    CHECKM(n_ops == n, "the document has %d operations, the route table %d", n_ops, n);
+    const cJSON *schemas = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "components"), "schemas");
+    for (int i = 0; i < n && i < 64; i++) {
+        char name[128];
+        size_t pl = strlen(docs[i].path);
+        snprintf(name, sizeof(name), "%s%s", docs[i].path, docs[i].path[pl - 1] == '/' ? "{id}" : "");
+        const cJSON *op = cJSON_GetObjectItem(cJSON_GetObjectItem(paths, name),
+                                              !strcmp(docs[i].method, "GET") ? "get" : "post");
+        CHECKM(op != NULL, "route %s %s is in the document", docs[i].method, name);
+        if (!op) continue;
+        CHECKM(cJSON_GetObjectItem(cJSON_GetObjectItem(op, "responses"), "200") != NULL,
+               "%s: 200 documented", name);
+        if (docs[i].auth)
+            CHECKM(cJSON_GetObjectItem(cJSON_GetObjectItem(op, "responses"), "401") != NULL,
+                   "%s: 401 documented", name);
+        if (docs[i].kind < 0) continue;
+        const cJSON *ref = cJSON_GetObjectItem(
+            cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(
+                                                        op, "requestBody"),
+                                                    "content"),
+                                "application/json"),
+                                "schema"),
+            "$ref");
+        CHECKM(cJSON_IsString(ref), "%s: request schema", name);
+        if (!cJSON_IsString(ref)) continue;
+        const char *sname = strrchr(ref->valuestring, '/') + 1;
+        const cJSON *props = cJSON_GetObjectItem(cJSON_GetObjectItem(schemas, sname), "properties");
+        int want = 0;
+        for (int f = 0; f < api_n_fields; f++) {
+            if (!(api_fields[f].kinds & API_KB(docs[i].kind))) continue;
+            want++;
+            CHECKM(cJSON_GetObjectItem(props, api_fields[f].name) != NULL, "%s: field %s",
+                   name, api_fields[f].name);
+        }
+        CHECKM(cJSON_GetArraySize(props) == want, "%s: %d properties, the parser accepts %d",
+               name, cJSON_GetArraySize(props), want);
+    }
+    cJSON_Delete(j);
+}
+
+/* --auto-truncate and --cors-allow-origin (a list, then "*"). */
+static void test_auto_truncate_cors(void) {
+    struct test_srv s;
+    const char *args[] = {"--auto-truncate", "--max-input-tokens", "16", "--cors-allow-origin",
+                          "https://a.example, https://b.example", "--api-key", "k", NULL};
+    CHECK(server_start(&s, args));
+    const char *key[] = {"Authorization: Bearer k", NULL};
+    char *big = words(100);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "input", big);
+    char *b = cJSON_PrintUnformatted(o);
+    long st;
+    cJSON *j = post(s.port, "/v1/embeddings", b, key, &st);
+    CHECKM(st == 200 && cJSON_GetObjectItem(cJSON_GetObjectItem(j, "usage"), "total_tokens")
+                                ->valueint == 16,
+           "auto-truncate: /v1/embeddings -> %ld", st);
+    cJSON_Delete(j);
+    cJSON_AddBoolToObject(o, "truncate", false);
+    cJSON_free(b);
+    b = cJSON_PrintUnformatted(o);
+    j = post(s.port, "/v1/embeddings", b, key, &st);
+    check_error(j, st, 400, "INPUT_TOKEN_LIMIT_EXCEEDED", "auto-truncate: truncate false wins");
+    cJSON_Delete(j);
+    cJSON_free(b);
+    cJSON_Delete(o);
+    o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "inputs", big);
+    b = cJSON_PrintUnformatted(o);
+    j = post(s.port, "/embed", b, key, &st);
+    CHECKM(st == 200, "auto-truncate: /embed -> %ld", st);
+    cJSON_Delete(j);
+    cJSON_free(b);
+    cJSON_Delete(o);
+    free(big);
+    struct resp r;
+    http_do(s.port, "GET", "/info", NULL, 0, key, 0, &r);
+    CHECK(r.status == 200 && strstr(r.body, "\"auto_truncate\":true"));
+    resp_free(&r);
+    /* CORS: preflight without a key; the header on answers and errors */
+    const char *pre[] = {"Origin: https://b.example", "Access-Control-Request-Method: POST",
+                         "Access-Control-Request-Headers: authorization,content-type", NULL};
+    http_do(s.port, "OPTIONS", "/v1/embeddings", NULL, 0, pre, 0, &r);
+    CHECKM(r.status == 204 && strstr(r.hdr, "Access-Control-Allow-Origin: https://b.example") &&
+               strstr(r.hdr, "Access-Control-Allow-Methods: ") &&
+               strstr(r.hdr, "Authorization, Content-Type") &&
+               strstr(r.hdr, "Access-Control-Max-Age: ") && strstr(r.hdr, "Vary: Origin"),
+           "preflight: %ld %s", r.status, r.hdr);
+    resp_free(&r);
+    const char *orig_a[] = {"Origin: https://a.example", NULL},
+               *orig_x[] = {"Origin: https://x.example", NULL};
+    http_do(s.port, "POST", "/v1/embeddings", "{\"input\":\"a\"}", 13, orig_a, 0, &r);
+    CHECKM(r.status == 401 && strstr(r.hdr, "Access-Control-Allow-Origin: https://a.example") &&
+               strstr(r.hdr, "Vary: Origin"),
+           "CORS header on an error: %s", r.hdr);
+    resp_free(&r);
+    http_do(s.port, "GET", "/health", NULL, 0, orig_x, 0, &r);
+    CHECK(r.status == 200 && !strstr(r.hdr, "Access-Control-Allow-Origin") &&
+          strstr(r.hdr, "Vary: Origin"));
+    resp_free(&r);
+    CHECK(test_srv_stop(&s) == 0);
+    const char *star[] = {"--cors-allow-origin", "*", NULL};
+    CHECK(server_start(&s, star));
+    http_do(s.port, "GET", "/v1/models", NULL, 0, orig_x, 0, &r);
+    CHECK(r.status == 200 && strstr(r.hdr, "Access-Control-Allow-Origin: *") &&
+          !strstr(r.hdr, "Vary: Origin"));
+    resp_free(&r);
+    http_do(s.port, "GET", "/v1/models", NULL, 0, NULL, 0, &r);
+    CHECK(r.status == 200 && !strstr(r.hdr, "Access-Control-Allow-Origin"));
+    resp_free(&r);
+    CHECK(test_srv_stop(&s) == 0);
+    /* off by default: OPTIONS is a 405 and no header is sent */
+    CHECK(server_start(&s, NULL));
+    http_do(s.port, "OPTIONS", "/v1/embeddings", NULL, 0, pre, 0, &r);
+    CHECK(r.status == 405 && !strstr(r.hdr, "Access-Control"));
+    resp_free(&r);
+    CHECK(test_srv_stop(&s) == 0);
+}
+
 struct shot {
     int port;
     const char *body;
@@ -895,11 +1333,16 @@ void test_http(void) {
         test_long_inputs(s.port, &R);
         test_batch_limit(s.port, &R);
         test_errors(s.port);
+        test_model_task_names(s.port, &R);
+        test_tei(s.port, &R);
+        test_ollama(s.port, &R);
+        test_openapi(s.port);
         test_concurrency(s.port);
         test_disconnect(s.port);
         CHECK(test_srv_stop(&s) == 0);
     }
     test_auth_strict_limits();
+    test_auto_truncate_cors();
     test_queue_and_sigterm();
     test_bad_settings();
     ref_close(&R);

@@ -1,8 +1,10 @@
 // clients.mjs -- runs real npm clients, unmodified, against embedserve at
-// $EMBEDSERVE_URL: the openai SDK (base64 by default) and
-// @langchain/community's JinaEmbeddings. Prints "N passed, N failed" last.
+// $EMBEDSERVE_URL: the openai SDK (base64 by default),
+// @langchain/community's JinaEmbeddings and the ollama client (/api/embed,
+// /api/embeddings, /api/tags, /api/version). Prints "N passed, N failed" last.
 import OpenAI from "openai";
 import { JinaEmbeddings } from "@langchain/community/embeddings/jina";
+import { Ollama } from "ollama";
 
 const base = process.env.EMBEDSERVE_URL;
 let passed = 0, failed = 0;
@@ -67,11 +69,40 @@ async function testLangChain(nEmbd) {
     }
 }
 
+const near = (a, b) => a.length === b.length && a.every((x, i) => Math.abs(x - b[i]) <= 2e-6);
+
+async function testOllama(nEmbd) {
+    const ollama = new Ollama({ host: base });
+    const texts = ["hello world", "naïve café 東京"];
+    // the task comes from the model name: "<name>:<task>"
+    const res = await ollama.embed({ model: "jina-embeddings-v3:retrieval.query", input: texts });
+    const ref = await raw({ input: texts, task: "retrieval.query" });
+    check(res.model === "jina-embeddings-v3:retrieval.query", `ollama: model echoed (${res.model})`);
+    check(res.embeddings.length === 2 && res.embeddings[0].length === nEmbd, "ollama: 2 rows of n_embd");
+    for (let i = 0; i < 2; i++)
+        check(near(res.embeddings[i], ref.data[i].embedding), `ollama: row ${i} equals /v1/embeddings`);
+    check(res.prompt_eval_count > 0 && res.total_duration > 0, "ollama: counts");
+    const one = await ollama.embed({ model: "jina-embeddings-v3", input: "hello world", dimensions: 16,
+                                     truncate: true, keep_alive: "5m" });
+    check(one.embeddings.length === 1 && one.embeddings[0].length === 16, "ollama: dimensions 16");
+    const legacy = await ollama.embeddings({ model: "jina-embeddings-v3:query", prompt: "hello world" });
+    check(near(legacy.embedding, ref.data[0].embedding), "ollama: legacy embeddings equal /v1");
+    const tags = await ollama.list();
+    check(tags.models.some((m) => m.name === "jina-embeddings-v3:latest"), "ollama: list");
+    try {
+        await ollama.embed({ model: "llama3", input: "x" });
+        check(false, "ollama: unknown model must throw");
+    } catch (e) {
+        check(e.status_code === 404 && /not found/.test(e.error), `ollama: 404 surfaced (${e.status_code} ${e.error})`);
+    }
+}
+
 try {
     const m = await (await fetch(`${base}/v1/models`)).json();
     const nEmbd = m.data[0].dimensions;
     await testOpenAI(nEmbd);
     await testLangChain(nEmbd);
+    await testOllama(nEmbd);
 } catch (e) {
     check(false, `unexpected exception: ${e.stack || e}`);
 }
