@@ -47,5 +47,6 @@ void test_http(void);
 void test_wmat(void);
 void test_oom(void);     /* tests/test_oom.c: allocation failures on the request path */
 void test_hostile(void); /* tests/test_hostile.c: bad-input battery, slow loris, disconnects */
+void test_batcher(void); /* tests/test_batcher.c: fair passes, deadlines, drain budget */
 
 #endif

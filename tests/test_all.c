@@ -41,6 +41,7 @@ static const struct {
     {"gemm", test_wmat},
     {"oom", test_oom},
     {"hostile", test_hostile},
+    {"batcher", test_batcher},
 };
 
 int main(int argc, char **argv) {
