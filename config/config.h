@@ -71,6 +71,8 @@ struct cfg {
     int log_level;                 /* --log-level: enum cfg_log_level */
     int http_timeout;              /* --http-timeout: idle connection timeout, seconds (60) */
     int shutdown_timeout;          /* --shutdown-timeout: drain limit on SIGTERM, seconds (30) */
+    int request_timeout;           /* --request-timeout: per-request deadline, seconds (600; 0 =
+                                      none); X-Request-Timeout may shorten it */
 };
 
 /* Looks up an environment variable; NULL if unset. getenv fits. */

@@ -8,9 +8,14 @@
  *    table, is checked for presence, dtype and shape against the config
  *    before anything is read.
  * 4. Linear weights, biases, norms and LoRA factors are widened to f32 into
- *    one arena; the word-embedding table and its LoRA A stay in the mapping in
- *    the file's dtype (never expanded: 250002 x 1024) and are read per token.
- *    The token-type row is merged per task once (the reference merges in f32).
+ *    one arena; the word-embedding table and its LoRA A are copied to the
+ *    heap in the file's dtype (never expanded: 250002 x 1024) and read per
+ *    token. The token-type row is merged per task once (the reference merges
+ *    in f32).
+ * 5. The file is unmapped: once eng_model_open returns, every weight lives in
+ *    memory the process owns, so truncating or overwriting the file under a
+ *    running server changes nothing (a mapping would SIGBUS or change the
+ *    embeddings silently). The cost is the word table's size in RSS.
  *
  * Weights are immutable once eng_model_open returns.
  */
@@ -493,6 +498,15 @@ static long layers_load(struct eng_model *m, size_t pos0, long total, char *err,
     return total + (long)(m->layer_floats * (size_t)m->info.n_layer);
 }
 
+/* A heap copy of tensor t in its own dtype (NULL when out of memory); the
+ * mapping's pages are given back as it goes. */
+static void *own_copy(const struct st_tensor *t) {
+    void *p = malloc(t->nbytes ? t->nbytes : 1);
+    if (p) memcpy(p, t->data, t->nbytes);
+    st_release(t);
+    return p;
+}
+
 /* The embeddings: word table and token-type row (with their adapters when
  * the architecture has them) and the LayerNorm after them. Returns the
  * arena floats they need, or -1 with err. */
@@ -510,9 +524,12 @@ static long embeddings_walk(struct eng_model *m, size_t *pos, char *err, size_t 
         (T && !(ta = NEED(typ->lora_a, T, n_type, r))) || (T && !(tb = NEED(typ->lora_b, T, r, H))))
         return -1;
     if (m->arena) {
-        m->tok_embd = we->data;
+        if (!(m->tok_embd = m->owned[0] = own_copy(we)) ||
+            (wa && !(m->tok_lora_a = m->owned[1] = own_copy(wa)))) {
+            snprintf(err, errlen, "out of memory for the embedding table");
+            return -1;
+        }
         m->tok_embd_dt = we->dtype;
-        m->tok_lora_a = wa ? wa->data : NULL;
         m->tok_lora_a_dt = wa ? wa->dtype : ST_F32;
         m->tok_lora_b = wb ? widen(m, pos, wb) : NULL;
         /* type_embd[0] = T[0]; type_embd[1+t] = T[0] + s * sum_k A[t][0][k] * B[t][k][:] */
@@ -581,9 +598,10 @@ struct eng_model *eng_model_open_arch(const char *dir, const struct eng_arch *ar
     m->arena_floats = (size_t)need_floats;
     m->load_threads = p && p->n_threads > 0 ? p->n_threads : 1;
     if (tensors_walk(m, err, errlen) < 0) goto fail;
-    /* The prepared copies are what the forward pass reads; let the kernel drop
-     * the mapping's pages (the embedding rows fault back in on demand). */
-    madvise(m->st->map, m->st->size, MADV_DONTNEED);
+    /* Everything the forward pass reads is in memory we own: never touch the
+     * file again. */
+    st_close(m->st);
+    m->st = NULL;
     return m;
 fail:
     eng_model_close(m);
@@ -599,6 +617,8 @@ void eng_model_close(struct eng_model *m) {
         wmat_deinit(&m->layers[il].fc2.w);
     }
     st_close(m->st);
+    free(m->owned[0]);
+    free(m->owned[1]);
     free(m->arena);
     free(m->layers);
     free(m->strings);

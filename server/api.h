@@ -57,7 +57,9 @@
     X(API_EUNAVAIL, -16, 503, 5, "service_unavailable_error", "SERVICE_UNAVAILABLE",               \
       "The server is not ready; retry later.")                                                     \
     X(API_EOVERLOAD, -17, 503, 5, "service_unavailable_error", "SERVICE_UNAVAILABLE",              \
-      "The server ran out of memory for this request's batch; retry later.")
+      "The server ran out of memory for this request's batch; retry later.")                     \
+    X(API_ETIMEOUT, -18, 504, 0, "timeout_error", "REQUEST_TIMEOUT",                                 \
+      "The request's deadline passed before its embeddings were computed.")
 
 enum api_err {
     API_OK = 0,
@@ -148,7 +150,8 @@ int api_plan_error(int emb_rc, const struct emb_error *pe, const struct api_req 
 
 /* Maps a batcher code (BATCHER_EFULL from batcher_reserve, or a finished
  * job's status) to an API error: EFULL -> API_EBUSY, ESHUTDOWN ->
- * API_EUNAVAIL, ENOMEM -> API_EOVERLOAD, anything else -> API_EINTERNAL.
+ * API_EUNAVAIL, ENOMEM -> API_EOVERLOAD, ETIMEDOUT -> API_ETIMEOUT (504),
+ * anything else -> API_EINTERNAL.
  * Returns e->code. */
 int api_batcher_error(int batcher_rc, struct api_error *e);
 

@@ -274,11 +274,33 @@ static int client_fd(struct MHD_Connection *c) {
     return ci ? ci->connect_fd : -1;
 }
 
+/* The request's deadline (monotonic seconds; 0 = none): --request-timeout,
+ * shortened by an X-Request-Timeout header (seconds, > 0, may be
+ * fractional). A malformed header is the client's error. */
+static int request_deadline(struct req *r, double *deadline, struct api_error *e) {
+    double limit = r->s->cfg->request_timeout;
+    const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Request-Timeout");
+    if (h) {
+        char *end;
+        double v = strtod(h, &end);
+        while (*end == ' ' || *end == '\t')
+            end++;
+        if (end == h || *end || !(v > 0) || v > 1e9)
+            return api_error_set(e, API_EBADREQ, NULL,
+                                 "X-Request-Timeout must be a positive number of seconds.");
+        if (limit <= 0 || v < limit) limit = v;
+    }
+    *deadline = limit > 0 ? clock_now() + limit : 0;
+    return 0;
+}
+
 /* Parse, admit, tokenise, then suspend and queue. */
 static enum MHD_Result handle_embeddings(struct req *r) {
     struct http_server *s = r->s;
     if (!is_ready(s)) return not_ready(r);
     struct api_error e;
+    double deadline = 0;
+    if (request_deadline(r, &deadline, &e)) return respond_error(r, &e);
     if (api_embed_parse(r->body, r->len, &s->am, &r->areq, &e)) return respond_error(r, &e);
     r->n_inputs = r->areq.n_inputs;
     int rc = batcher_reserve(s->batcher);
@@ -300,7 +322,8 @@ static enum MHD_Result handle_embeddings(struct req *r) {
     }
     r->n_tokens = r->plan.n_tokens;
     r->job = (struct batcher_job){
-        .plan = &r->plan, .pooled = r->pooled, .done = job_done, .alive = job_alive, .arg = r};
+        .plan = &r->plan, .pooled = r->pooled, .done = job_done, .alive = job_alive, .arg = r,
+        .deadline = deadline};
     r->fd = client_fd(r->conn);
     atomic_store(&r->phase, PH_QUEUED);
     MHD_suspend_connection(r->conn);

@@ -70,6 +70,10 @@ static void count_drop(void *arg) {
     metrics_dropped(arg);
 }
 
+/* Token budget of a pass while draining on SIGTERM: short passes, so that
+ * --shutdown-timeout is honoured to within one of them. */
+#define DRAIN_BATCH_TOKENS 512
+
 /* Loads tokenizer and model, starts the batcher and attaches them. */
 static int load_engine(struct app *a) {
     char err[512];
@@ -99,6 +103,7 @@ static int load_engine(struct app *a) {
     if (!ctx) return fail("cannot create the engine context", err);
     struct batcher_params bp = {.max_batch_tokens = c->max_batch_tokens,
                                 .max_queue = c->max_queue,
+                                .drain_batch_tokens = DRAIN_BATCH_TOKENS,
                                 .on_pass = count_pass,
                                 .on_drop = count_drop,
                                 .observer_arg = a->metrics};
