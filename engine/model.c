@@ -25,7 +25,9 @@
 #include <errno.h>
 #include <string.h>
 #include <pthread.h>
-#include <sys/mman.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 struct eng_params eng_params_defaults(void) {
     struct eng_params p = {.n_threads = 1, .max_batch_tokens = 8192, .dtype = ENG_DTYPE_AUTO};
@@ -59,25 +61,44 @@ static enum wmat_kind wmat_kind_of(enum eng_dtype dt) {
     return dt == ENG_DTYPE_BF16 ? WMAT_BF16 : dt == ENG_DTYPE_INT8 ? WMAT_INT8 : WMAT_F32;
 }
 
+/* config.json: a regular file of at most CONFIG_MAX_BYTES (a FIFO would
+ * block the open, /dev/urandom grow memory without end). */
+#define CONFIG_MAX_BYTES (1 << 20)
+
 static char *read_file(const char *path, size_t *len, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat sb;
     char *buf = NULL;
-    long n;
-    if (!f) {
+    if (fd < 0 || fstat(fd, &sb) != 0) {
         snprintf(err, errlen, "%s: cannot open (%s)", path, strerror(errno));
+        if (fd >= 0) close(fd);
         return NULL;
     }
-    if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || n > (16 << 20) ||
-        fseek(f, 0, SEEK_SET) != 0 || !(buf = malloc((size_t)n + 1)) ||
-        fread(buf, 1, (size_t)n, f) != (size_t)n) {
+    if (!S_ISREG(sb.st_mode) || sb.st_size > CONFIG_MAX_BYTES) {
+        snprintf(err, errlen, "%s: %s", path,
+                 S_ISREG(sb.st_mode) ? "larger than 1 MiB" : "not a regular file");
+        close(fd);
+        return NULL;
+    }
+    size_t n = (size_t)sb.st_size, got = 0;
+    if (!(buf = malloc(n + 1))) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        close(fd);
+        return NULL;
+    }
+    while (got < n) {
+        ssize_t k = read(fd, buf + got, n - got);
+        if (k <= 0) break;
+        got += (size_t)k;
+    }
+    close(fd);
+    if (got != n) {
         snprintf(err, errlen, "%s: cannot read", path);
         free(buf);
-        fclose(f);
         return NULL;
     }
-    fclose(f);
     buf[n] = 0;
-    *len = (size_t)n;
+    *len = n;
     return buf;
 }
 
@@ -157,6 +178,12 @@ static int config_strings(struct eng_model *m, const cJSON *root, const char *pa
         if (pr && !cJSON_IsString(pr) && !cJSON_IsNull(pr)) {
             snprintf(err, errlen, "%s: \"%s\".\"%s\" must be a string", path, ar->prefixes_key,
                      tn->valuestring);
+            return -1;
+        }
+        if (cJSON_IsString(pr) && strlen(pr->valuestring) > ENG_MAX_PREFIX_BYTES) {
+            snprintf(err, errlen, "%s: \"%s\".\"%s\" is %zu bytes; at most %d", path,
+                     ar->prefixes_key, tn->valuestring, strlen(pr->valuestring),
+                     ENG_MAX_PREFIX_BYTES);
             return -1;
         }
         off_task[t] = str_add(&m->strings, &used, tn->valuestring);
