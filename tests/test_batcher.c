@@ -109,18 +109,29 @@ static void test_fairness(struct fixture *f) {
     double until = clock_now() + 30;
     while (atomic_load(&n_passes) < 2 && clock_now() < until)
         nanosleep(&(struct timespec){0, 100000}, NULL);
-    int p0 = atomic_load(&n_passes);
-    CHECK(batcher_reserve(b) == BATCHER_OK);
-    batcher_submit(b, &ws.job);
-    CHECK(waiter_wait(&ws) && waiter_wait(&wb));
-    int waited = ws.pass_at_done - p0;
-    CHECKM(ws.job.status == BATCHER_OK && waited <= 2,
+    /* five 1-input jobs one after another while the big one runs: each
+     * waits at most two passes (the one running when it arrives, its own) */
+    int worst_wait = 0, small_status = BATCHER_OK, last_done = 0;
+    for (int q = 0; q < 5; q++) {
+        waiter_deinit(&ws);
+        waiter_init(&ws, &f->small, small_out);
+        int p0 = atomic_load(&n_passes);
+        CHECK(batcher_reserve(b) == BATCHER_OK);
+        batcher_submit(b, &ws.job);
+        CHECK(waiter_wait(&ws));
+        if (ws.pass_at_done - p0 > worst_wait) worst_wait = ws.pass_at_done - p0;
+        if (ws.job.status != BATCHER_OK) small_status = ws.job.status;
+        last_done = ws.pass_at_done;
+    }
+    CHECK(waiter_wait(&wb));
+    int waited = worst_wait;
+    CHECKM(small_status == BATCHER_OK && waited <= 2,
            "fairness: a 1-input job behind a %d-sequence job took %d passes (status %d); want <= 2",
-           f->big.n_seqs, waited, ws.job.status);
-    CHECKM(wb.job.status == BATCHER_OK && wb.pass_at_done > ws.pass_at_done,
-           "fairness: the big job (status %d) should still be running when the small one ends",
+           f->big.n_seqs, waited, small_status);
+    CHECKM(wb.job.status == BATCHER_OK && wb.pass_at_done > last_done,
+           "fairness: the big job (status %d) should still be running when the small ones end",
            wb.job.status);
-    fprintf(stderr, "batcher: 1-input job behind a %d-sequence job: %d passes (big job: %d)\n",
+    fprintf(stderr, "batcher: 1-input jobs behind a %d-sequence job: at most %d passes (big: %d)\n",
             f->big.n_seqs, waited, wb.job.n_passes);
     /* in order and complete: the same vectors as the plan run alone */
     char err[256];
