@@ -7,12 +7,11 @@
  * within max_batch_tokens (a pass always takes at least one sequence; the
  * context's capacity covers the longest legal one). Passes are shared
  * fairly, not first come first served: each pass first gives every job one
- * sequence -- jobs that have not run yet first, then the others from a
- * round-robin head that moves one job on per pass -- and fills the budget
- * left from that head. So a one-input request waits at most about two
- * passes (the one running when it arrives, then its own) however big the
- * jobs ahead of it; a job's own sequences still run in order and every job
- * completes. Between passes each job's alive() callback is asked whether
+ * sequence -- jobs that have not run yet first, then the others -- and fills
+ * the budget left in arrival order. So a one-input request waits at most
+ * about two passes (the one running when it arrives, then its own) however
+ * big the jobs ahead of it, while big jobs still finish oldest first; a
+ * job's own sequences run in order and every job completes. Between passes each job's alive() callback is asked whether
  * the client is still connected (if not, the job is dropped with
  * BATCHER_EGONE) and its deadline is checked (BATCHER_ETIMEDOUT). After
  * eng_encode, each job whose sequences have all run (or that failed) is
@@ -20,12 +19,14 @@
  * belongs to the submitter again.
  *
  * Shutdown: batcher_drain sets `draining` (no new slots) and its deadline,
- * and waits on `idle` until `admitted` reaches 0. While draining, passes
- * hold at most drain_batch_tokens, and a pass that would end past the
- * deadline (at the last pass's tokens per second) is not started: its jobs
- * fail with BATCHER_ESHUTDOWN. On timeout drain sets `fail_all`, and the
+ * and waits on `idle` until `admitted` reaches 0. While draining, a pass
+ * holds no more tokens than fit before the deadline (at the last pass's
+ * tokens per second; at least drain_batch_tokens), and a pass that would
+ * end past the deadline is not started: its jobs fail with
+ * BATCHER_ESHUTDOWN. On timeout drain sets `fail_all`, and the
  * engine thread completes everything not yet run with BATCHER_ESHUTDOWN
- * after its current pass; jobs that pass completes are delivered. batcher_free then sets `stop` and joins. */
+ * after its current pass; jobs that pass completes are delivered.
+ * batcher_free then sets `stop` and joins. */
 #include "pipeline/batcher.h"
 
 #include <pthread.h>
@@ -244,15 +245,20 @@ static bool take_one(struct batcher *b, struct batcher_job *j, int *n, long *tok
     return more;
 }
 
-/* The token budget of the next pass: the setting, capped while draining so
- * that the shutdown timeout is honoured to within one short pass. */
+/* The token budget of the next pass: the setting; while draining, no more
+ * than fits in the time left before the deadline at the last pass's speed,
+ * but at least drain_batch_tokens. So the drain runs full passes while there
+ * is time, then short ones, and the deadline is kept to within one short
+ * pass (fits_drain refuses a pass that would end after it). */
 static int pass_budget(struct batcher *b) {
     pthread_mutex_lock(&b->mu);
-    bool draining = b->draining;
+    double dl = b->draining ? b->drain_deadline : 0;
     pthread_mutex_unlock(&b->mu);
-    int budget = b->p.max_batch_tokens;
-    if (draining && b->p.drain_batch_tokens > 0 && b->p.drain_batch_tokens < budget)
-        budget = b->p.drain_batch_tokens;
+    int budget = b->p.max_batch_tokens, floor_toks = b->p.drain_batch_tokens;
+    if (dl <= 0 || floor_toks <= 0 || floor_toks >= budget || b->sec_per_token <= 0)
+        return budget;
+    double fit = (dl - clock_now()) / b->sec_per_token;
+    if (fit < (double)budget) budget = fit > (double)floor_toks ? (int)fit : floor_toks;
     return budget;
 }
 
@@ -266,10 +272,11 @@ static bool fits_drain(struct batcher *b, long toks) {
 }
 
 /* Builds and runs one pass over the active jobs. Fair share: first every job
- * gets one sequence, jobs that have not run yet first (in arrival order),
- * then the others from the round-robin head; then the budget left is filled
- * from the same head in that order. The head then moves one job on, so a
- * small request waits at most about two passes behind any big one. */
+ * gets one sequence, jobs that have not run yet first, then the others (both
+ * in arrival order); then the budget left is filled in arrival order. So a
+ * small request waits at most about two passes behind any big one, while
+ * big jobs still finish oldest first (sharing the budget evenly would make
+ * every big job finish only at the end). */
 static void run_pass(struct batcher *b) {
     int n = 0, n_req = 0;
     long toks = 0;
@@ -292,15 +299,6 @@ static void run_pass(struct batcher *b) {
         for (int i = 0; i < n; i++)
             b->owner[i]->status = BATCHER_ESHUTDOWN;
         return;
-    }
-    /* round robin: the job at the head goes to the tail */
-    if (b->active && b->active->next) {
-        struct batcher_job *h = b->active, **tail = &b->active;
-        b->active = h->next;
-        while (*tail)
-            tail = &(*tail)->next;
-        *tail = h;
-        h->next = NULL;
     }
     double t0 = clock_now();
     int rc = eng_encode(b->ctx, b->seqs, n);

@@ -57,8 +57,8 @@
     X(API_EUNAVAIL, -16, 503, 5, "service_unavailable_error", "SERVICE_UNAVAILABLE",               \
       "The server is not ready; retry later.")                                                     \
     X(API_EOVERLOAD, -17, 503, 5, "service_unavailable_error", "SERVICE_UNAVAILABLE",              \
-      "The server ran out of memory for this request's batch; retry later.")                     \
-    X(API_ETIMEOUT, -18, 504, 0, "timeout_error", "REQUEST_TIMEOUT",                                 \
+      "The server ran out of memory for this request's batch; retry later.")                       \
+    X(API_ETIMEOUT, -18, 504, 0, "timeout_error", "REQUEST_TIMEOUT",                                  \
       "The request's deadline passed before its embeddings were computed.")
 
 enum api_err {

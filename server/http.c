@@ -321,9 +321,12 @@ static enum MHD_Result handle_embeddings(struct req *r) {
         return respond_error(r, &e);
     }
     r->n_tokens = r->plan.n_tokens;
-    r->job = (struct batcher_job){
-        .plan = &r->plan, .pooled = r->pooled, .done = job_done, .alive = job_alive, .arg = r,
-        .deadline = deadline};
+    r->job = (struct batcher_job){.plan = &r->plan,
+                                  .pooled = r->pooled,
+                                  .done = job_done,
+                                  .alive = job_alive,
+                                  .arg = r,
+                                  .deadline = deadline};
     r->fd = client_fd(r->conn);
     atomic_store(&r->phase, PH_QUEUED);
     MHD_suspend_connection(r->conn);

@@ -70,8 +70,9 @@ static void count_drop(void *arg) {
     metrics_dropped(arg);
 }
 
-/* Token budget of a pass while draining on SIGTERM: short passes, so that
- * --shutdown-timeout is honoured to within one of them. */
+/* While draining on SIGTERM, passes shrink to what fits before
+ * --shutdown-timeout, down to this many tokens: the timeout is honoured to
+ * within one such short pass. */
 #define DRAIN_BATCH_TOKENS 512
 
 /* Every task's instruction prefix, with <s> and </s>, must leave room for at

@@ -182,28 +182,30 @@ static void test_deadline(struct fixture *f) {
     free(out);
 }
 
-/* While draining, passes hold at most drain_batch_tokens; the job still
- * completes with its results. The first pass's observer starts the drain
- * (on another thread) and waits until it has begun, so every later pass of
- * the job runs while draining. */
+/* Draining. The first pass's observer starts batcher_drain (on another
+ * thread) and waits until it has begun, so every later pass runs while
+ * draining. With a long timeout the job completes with its results; with a
+ * timeout of 0 no pass is started after the one running, the job fails with
+ * BATCHER_ESHUTDOWN, and the drain returns at once. */
 static struct batcher *drain_b;
-static atomic_int drain_started, later_max_tokens;
+static double drain_timeout;
+static atomic_int drain_started, later_passes;
+static pthread_t drain_th;
 
 static void *drain_thread(void *arg) {
     (void)arg;
-    batcher_drain(drain_b, 60);
+    batcher_drain(drain_b, drain_timeout);
     return NULL;
 }
 
 static void on_pass_drain(void *arg, int n_seqs, int n_requests, int n_tokens, double seconds) {
-    (void)arg, (void)n_seqs, (void)n_requests, (void)seconds;
+    (void)arg, (void)n_seqs, (void)n_requests, (void)n_tokens, (void)seconds;
     if (atomic_load(&drain_started)) {
-        if (n_tokens > atomic_load(&later_max_tokens)) atomic_store(&later_max_tokens, n_tokens);
+        atomic_fetch_add(&later_passes, 1);
         return;
     }
-    pthread_t th;
-    if (pthread_create(&th, NULL, drain_thread, NULL)) return;
-    pthread_detach(th);
+    atomic_store(&drain_started, 1);
+    if (pthread_create(&drain_th, NULL, drain_thread, NULL)) return;
     double until = clock_now() + 10;
     while (clock_now() < until) { /* until the drain refuses new work */
         int rc = batcher_reserve(drain_b);
@@ -211,38 +213,50 @@ static void on_pass_drain(void *arg, int n_seqs, int n_requests, int n_tokens, d
         if (rc == BATCHER_OK) batcher_unreserve(drain_b);
         nanosleep(&(struct timespec){0, 100000}, NULL);
     }
-    atomic_store(&drain_started, 1);
 }
 
-static void test_drain_budget(struct fixture *f) {
+static void drain_case(struct fixture *f, double timeout_s) {
     char err[256];
     struct eng_ctx *c = eng_ctx_new(f->m, &f->p, err, sizeof(err));
     if (!c) return;
-    struct batcher_params bp = {.max_batch_tokens = 4 * BUDGET,
+    struct batcher_params bp = {.max_batch_tokens = BUDGET,
                                 .max_queue = 8,
                                 .drain_batch_tokens = BUDGET / 2,
                                 .on_pass = on_pass_drain};
     struct batcher *b = drain_b = batcher_new(c, &bp, err, sizeof(err));
     CHECKM(b != NULL, "batcher: %s", err);
     if (!b) return;
+    drain_timeout = timeout_s;
+    atomic_store(&drain_started, 0);
+    atomic_store(&later_passes, 0);
     float *out = calloc((size_t)f->big.n_outputs * (size_t)f->n_embd, sizeof(float));
     struct waiter w;
     waiter_init(&w, &f->big, out);
     CHECK(batcher_reserve(b) == BATCHER_OK);
     batcher_submit(b, &w.job);
     CHECK(waiter_wait(&w));
-    CHECKM(w.job.status == BATCHER_OK, "drain: status %d", w.job.status);
-    int longest = 0;
-    for (int i = 0; i < f->big.n_seqs; i++)
-        if (f->big.seqs[i].n_ids > longest) longest = f->big.seqs[i].n_ids;
-    int mpt = atomic_load(&later_max_tokens);
-    CHECKM(atomic_load(&drain_started) && mpt > 0 && mpt <= longest,
-           "drain: a pass of %d tokens while draining (cap %d, one sequence %d)", mpt, BUDGET / 2,
-           longest);
-    batcher_drain(b, 5.0); /* returns at once: the first one has finished or will */
+    double t0 = clock_now();
+    if (atomic_load(&drain_started)) pthread_join(drain_th, NULL);
+    double waited = clock_now() - t0;
+    int later = atomic_load(&later_passes);
+    if (timeout_s > 0) {
+        CHECKM(w.job.status == BATCHER_OK && w.job.seqs_done == f->big.n_seqs,
+               "drain: status %d, %d of %d sequences", w.job.status, w.job.seqs_done,
+               f->big.n_seqs);
+    } else {
+        CHECKM(w.job.status == BATCHER_ESHUTDOWN && later == 0 && waited < 5,
+               "drain with timeout 0: status %d, %d passes after it began, returned %.2f s "
+               "after the job; want BATCHER_ESHUTDOWN, none, at once",
+               w.job.status, later, waited);
+    }
     batcher_free(b);
     waiter_deinit(&w);
     free(out);
+}
+
+static void test_drain_budget(struct fixture *f) {
+    drain_case(f, 60);
+    drain_case(f, 0);
 }
 
 void test_batcher(void) {
