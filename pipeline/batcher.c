@@ -6,9 +6,9 @@
  * the whole queue onto its private `active` list, then builds one pass
  * within max_batch_tokens (a pass always takes at least one sequence; the
  * context's capacity covers the longest legal one). Passes are shared
- * fairly, not first come first served: each pass first gives every job one
- * sequence -- jobs that have not run yet first, then the others -- and fills
- * the budget left in arrival order. So a one-input request waits at most
+ * fairly, not first come first served: each pass first gives one sequence
+ * to every job that has not run yet, then to every job with few sequences
+ * left, and fills the budget left in arrival order. So a one-input request waits at most
  * about two passes (the one running when it arrives, then its own) however
  * big the jobs ahead of it, while big jobs still finish oldest first; a
  * job's own sequences run in order and every job completes. Between passes each job's alive() callback is asked whether
@@ -271,12 +271,16 @@ static bool fits_drain(struct batcher *b, long toks) {
     return dl <= 0 || clock_now() + b->sec_per_token * (double)toks <= dl;
 }
 
+/* A job with at most this many sequences left gets one in every pass. */
+#define SMALL_JOB_SEQS 8
+
 /* Builds and runs one pass over the active jobs. Fair share: first every job
- * gets one sequence, jobs that have not run yet first, then the others (both
- * in arrival order); then the budget left is filled in arrival order. So a
- * small request waits at most about two passes behind any big one, while
- * big jobs still finish oldest first (sharing the budget evenly would make
- * every big job finish only at the end). */
+ * that has not run yet gets one sequence, then every job with at most
+ * SMALL_JOB_SEQS left (both in arrival order); then the budget left is
+ * filled in arrival order. So a small request waits at most about two
+ * passes behind any big one, while big jobs still run oldest first (sharing
+ * the budget evenly between big jobs would make each finish only at the
+ * end, and a drain that runs out of time deliver none of them). */
 static void run_pass(struct batcher *b) {
     int n = 0, n_req = 0;
     long toks = 0;
@@ -287,7 +291,9 @@ static void run_pass(struct batcher *b) {
         for (struct batcher_job *j = b->active; j && room; j = j->next) {
             if (j->status != BATCHER_OK) continue;
             if (round == 0 && j->n_passes > 0) continue; /* new jobs first */
-            if (round == 1 && j->last_pass == b->pass_no) continue; /* had its one */
+            if (round == 1 && (j->last_pass == b->pass_no || /* had its one */
+                               j->plan->n_seqs - j->next_seq > SMALL_JOB_SEQS))
+                continue;
             int before = n;
             bool was_in = j->last_pass == b->pass_no;
             room = round < 2 ? take_one(b, j, &n, &toks) : take_seqs(b, j, &n, &toks);
