@@ -31,6 +31,7 @@ extern "C" {
 
 #define ENG_MAX_TASKS     8
 #define ENG_MAX_MATRYOSHKA 16
+#define ENG_MAX_PREFIX_BYTES 4096 /* longest task instruction accepted from config.json */
 #define ENG_TASK_NONE     (-1) /* base weights: no adapter, no prefix */
 
 /* Error codes: negative and from -101 down, so that no code equals an

@@ -92,10 +92,11 @@ struct eng_model {
     struct st_file *st;
     char *strings; /* owned storage behind info's strings */
     /* word embeddings stay in the file's dtype (never widened: 250002 x 1024) */
-    const void *tok_embd; /* [n_vocab][n_embd] */
+    const void *tok_embd; /* [n_vocab][n_embd]; in `owned`, like tok_lora_a */
     enum st_dtype tok_embd_dt;
     const void *tok_lora_a; /* [n_tasks][n_vocab][rank] (embedding A/B roles swapped) */
     enum st_dtype tok_lora_a_dt;
+    void *owned[2]; /* heap copies of the word table and its LoRA A, in the file's dtype */
     const float *tok_lora_b; /* [n_tasks][rank][n_embd] */
     const float *type_embd;  /* [1 + n_tasks][n_embd]: row 0 no task, row 1+t task t, merged */
     const float *emb_ln_w, *emb_ln_b;

@@ -8,9 +8,14 @@
  *    table, is checked for presence, dtype and shape against the config
  *    before anything is read.
  * 4. Linear weights, biases, norms and LoRA factors are widened to f32 into
- *    one arena; the word-embedding table and its LoRA A stay in the mapping in
- *    the file's dtype (never expanded: 250002 x 1024) and are read per token.
- *    The token-type row is merged per task once (the reference merges in f32).
+ *    one arena; the word-embedding table and its LoRA A are copied to the
+ *    heap in the file's dtype (never expanded: 250002 x 1024) and read per
+ *    token. The token-type row is merged per task once (the reference merges
+ *    in f32).
+ * 5. The file is unmapped: once eng_model_open returns, every weight lives in
+ *    memory the process owns, so truncating or overwriting the file under a
+ *    running server changes nothing (a mapping would SIGBUS or change the
+ *    embeddings silently). The cost is the word table's size in RSS.
  *
  * Weights are immutable once eng_model_open returns.
  */
@@ -21,7 +26,9 @@
 #include <errno.h>
 #include <string.h>
 #include <pthread.h>
-#include <sys/mman.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 struct eng_params eng_params_defaults(void) {
     struct eng_params p = {.n_threads = 1, .max_batch_tokens = 8192, .dtype = ENG_DTYPE_AUTO};
@@ -60,25 +67,44 @@ static enum wmat_kind wmat_kind_of(enum eng_dtype dt) {
     return dt == ENG_DTYPE_BF16 ? WMAT_BF16 : dt == ENG_DTYPE_INT8 ? WMAT_INT8 : WMAT_F32;
 }
 
+/* config.json: a regular file of at most CONFIG_MAX_BYTES (a FIFO would
+ * block the open, /dev/urandom grow memory without end). */
+#define CONFIG_MAX_BYTES (1 << 20)
+
 static char *read_file(const char *path, size_t *len, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat sb;
     char *buf = NULL;
-    long n;
-    if (!f) {
+    if (fd < 0 || fstat(fd, &sb) != 0) {
         snprintf(err, errlen, "%s: cannot open (%s)", path, strerror(errno));
+        if (fd >= 0) close(fd);
         return NULL;
     }
-    if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || n > (16 << 20) ||
-        fseek(f, 0, SEEK_SET) != 0 || !(buf = malloc((size_t)n + 1)) ||
-        fread(buf, 1, (size_t)n, f) != (size_t)n) {
+    if (!S_ISREG(sb.st_mode) || sb.st_size > CONFIG_MAX_BYTES) {
+        snprintf(err, errlen, "%s: %s", path,
+                 S_ISREG(sb.st_mode) ? "larger than 1 MiB" : "not a regular file");
+        close(fd);
+        return NULL;
+    }
+    size_t n = (size_t)sb.st_size, got = 0;
+    if (!(buf = malloc(n + 1))) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        close(fd);
+        return NULL;
+    }
+    while (got < n) {
+        ssize_t k = read(fd, buf + got, n - got);
+        if (k <= 0) break;
+        got += (size_t)k;
+    }
+    close(fd);
+    if (got != n) {
         snprintf(err, errlen, "%s: cannot read", path);
         free(buf);
-        fclose(f);
         return NULL;
     }
-    fclose(f);
     buf[n] = 0;
-    *len = (size_t)n;
+    *len = n;
     return buf;
 }
 
@@ -158,6 +184,12 @@ static int config_strings(struct eng_model *m, const cJSON *root, const char *pa
         if (pr && !cJSON_IsString(pr) && !cJSON_IsNull(pr)) {
             snprintf(err, errlen, "%s: \"%s\".\"%s\" must be a string", path, ar->prefixes_key,
                      tn->valuestring);
+            return -1;
+        }
+        if (cJSON_IsString(pr) && strlen(pr->valuestring) > ENG_MAX_PREFIX_BYTES) {
+            snprintf(err, errlen, "%s: \"%s\".\"%s\" is %zu bytes; at most %d", path,
+                     ar->prefixes_key, tn->valuestring, strlen(pr->valuestring),
+                     ENG_MAX_PREFIX_BYTES);
             return -1;
         }
         off_task[t] = str_add(&m->strings, &used, tn->valuestring);
@@ -500,6 +532,15 @@ static long layers_load(struct eng_model *m, size_t pos0, long total, char *err,
     return total + (long)(m->layer_floats * (size_t)m->info.n_layer);
 }
 
+/* A heap copy of tensor t in its own dtype (NULL when out of memory); the
+ * mapping's pages are given back as it goes. */
+static void *own_copy(const struct st_tensor *t) {
+    void *p = malloc(t->nbytes ? t->nbytes : 1);
+    if (p) memcpy(p, t->data, t->nbytes);
+    st_release(t);
+    return p;
+}
+
 /* The embeddings: word table and token-type row (with their adapters when
  * the architecture has them) and the LayerNorm after them. Returns the
  * arena floats they need, or -1 with err. */
@@ -517,9 +558,12 @@ static long embeddings_walk(struct eng_model *m, size_t *pos, char *err, size_t 
         (T && !(ta = NEED(typ->lora_a, T, n_type, r))) || (T && !(tb = NEED(typ->lora_b, T, r, H))))
         return -1;
     if (m->arena) {
-        m->tok_embd = we->data;
+        if (!(m->tok_embd = m->owned[0] = own_copy(we)) ||
+            (wa && !(m->tok_lora_a = m->owned[1] = own_copy(wa)))) {
+            snprintf(err, errlen, "out of memory for the embedding table");
+            return -1;
+        }
         m->tok_embd_dt = we->dtype;
-        m->tok_lora_a = wa ? wa->data : NULL;
         m->tok_lora_a_dt = wa ? wa->dtype : ST_F32;
         m->tok_lora_b = wb ? widen(m, pos, wb) : NULL;
         /* type_embd[0] = T[0]; type_embd[1+t] = T[0] + s * sum_k A[t][0][k] * B[t][k][:] */
@@ -594,9 +638,10 @@ struct eng_model *eng_model_open_arch(const char *dir, const struct eng_arch *ar
     m->arena_floats = (size_t)need_floats;
     m->load_threads = p && p->n_threads > 0 ? p->n_threads : 1;
     if (tensors_walk(m, err, errlen) < 0) goto fail;
-    /* The prepared copies are what the forward pass reads; let the kernel drop
-     * the mapping's pages (the embedding rows fault back in on demand). */
-    madvise(m->st->map, m->st->size, MADV_DONTNEED);
+    /* Everything the forward pass reads is in memory we own: never touch the
+     * file again. */
+    st_close(m->st);
+    m->st = NULL;
     return m;
 fail:
     eng_model_close(m);
@@ -612,6 +657,8 @@ void eng_model_close(struct eng_model *m) {
         wmat_deinit(&m->layers[il].fc2.w);
     }
     st_close(m->st);
+    free(m->owned[0]);
+    free(m->owned[1]);
     free(m->arena);
     free(m->layers);
     free(m->strings);

@@ -138,13 +138,17 @@ struct st_file *st_open(const char *path, char *err, size_t errlen) {
     struct st_file *f = calloc(1, sizeof(*f));
     int fd = -1;
     if (!f || !(f->path = strdup(path))) goto oom;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* a FIFO must not block */
     struct stat sb;
     if (fd < 0 || fstat(fd, &sb) != 0) {
         snprintf(err, errlen, "%s: cannot open (%s)", path, strerror(errno));
         goto fail;
     }
-    if (!S_ISREG(sb.st_mode) || sb.st_size < 8 + 2) {
+    if (!S_ISREG(sb.st_mode)) {
+        snprintf(err, errlen, "%s: not a regular file (a safetensors file is needed)", path);
+        goto fail;
+    }
+    if (sb.st_size < 8 + 2) {
         snprintf(err, errlen, "%s: not a safetensors file (%lld bytes)", path,
                  (long long)sb.st_size);
         goto fail;

@@ -3,21 +3,30 @@
  * DESIGN
  * HTTP threads append jobs to `queue` under `mu` (a three-line critical
  * section, redis bio.c style) and signal `cond`. The engine thread moves
- * the whole queue onto its private `active` list, then builds one pass:
- * walking `active` in arrival order it takes each job's next sequences while
- * they fit max_batch_tokens (a pass always takes at least one sequence; the
- * context's capacity covers the longest legal one). Order is first come,
- * first served, and a job's sequences run in order, so nothing is reordered
- * or starved. Before a job's sequences are taken its alive() callback is
- * asked whether the client is still connected; if not, the job is dropped
- * with BATCHER_EGONE. After eng_encode, each job whose sequences have all
- * run (or that failed) is unlinked, its slot freed, and done() is called;
- * from then on the job belongs to the submitter again.
+ * the whole queue onto its private `active` list, then builds one pass
+ * within max_batch_tokens (a pass always takes at least one sequence; the
+ * context's capacity covers the longest legal one). Passes are shared
+ * fairly, not first come first served: each pass first gives one sequence
+ * to every job that has not run yet, then to every job with few sequences
+ * left, and fills the budget left in arrival order. So a one-input request waits at most
+ * about two passes (the one running when it arrives, then its own) however
+ * big the jobs ahead of it, while big jobs still finish oldest first; a
+ * job's own sequences run in order and every job completes. Between passes each job's alive() callback is asked whether
+ * the client is still connected (if not, the job is dropped with
+ * BATCHER_EGONE) and its deadline is checked (BATCHER_ETIMEDOUT). After
+ * eng_encode, each job whose sequences have all run (or that failed) is
+ * unlinked, its slot freed, and done() is called; from then on the job
+ * belongs to the submitter again.
  *
- * Shutdown: batcher_drain sets `draining` (no new slots) and waits on
- * `idle` until `admitted` reaches 0; on timeout it sets `fail_all`, and the
+ * Shutdown: batcher_drain sets `draining` (no new slots) and its deadline,
+ * and waits on `idle` until `admitted` reaches 0. While draining, a pass
+ * holds no more tokens than fit before the deadline (at the last pass's
+ * tokens per second; at least drain_batch_tokens), and a pass that would
+ * end past the deadline is not started: its jobs fail with
+ * BATCHER_ESHUTDOWN. On timeout drain sets `fail_all`, and the
  * engine thread completes everything not yet run with BATCHER_ESHUTDOWN
- * after its current pass. batcher_free then sets `stop` and joins. */
+ * after its current pass; jobs that pass completes are delivered.
+ * batcher_free then sets `stop` and joins. */
 #include "pipeline/batcher.h"
 
 #include <pthread.h>
@@ -42,7 +51,8 @@ struct batcher {
     int admitted; /* reserved + queued + running */
     int waiting;  /* submitted, not yet started */
     bool draining, fail_all, stop;
-    pthread_cond_t idle; /* drain: admitted dropped */
+    double drain_deadline; /* monotonic; set with draining */
+    pthread_cond_t idle;   /* drain: admitted dropped */
 
     /* Engine thread only. */
     struct batcher_job *active; /* jobs pulled from the queue, in arrival order */
@@ -50,6 +60,8 @@ struct batcher {
     struct batcher_job **owner; /* [cap_seqs] job of each sequence in the pass */
     int cap_seqs;
     int pass_no;
+    int budget;           /* token budget of the pass being built */
+    double sec_per_token; /* of the last pass: estimates whether a pass fits the drain */
 };
 
 int batcher_reserve(struct batcher *b) {
@@ -162,7 +174,7 @@ static bool take_seqs(struct batcher *b, struct batcher_job *j, int *n, long *to
         j->status = BATCHER_ENOMEM;
         return false;
     }
-    struct emb_pass p = {b->seqs, b->cap_seqs, *n, *toks, b->p.max_batch_tokens,
+    struct emb_pass p = {b->seqs, b->cap_seqs, *n, *toks, b->budget,
                          eng_ctx_capacity(b->ctx)};
     int before = *n;
     int rc = emb_pass_take(&p, pl, &j->next_seq, j->pooled, b->n_embd);
@@ -203,9 +215,16 @@ static void sweep(struct batcher *b, bool fail_all) {
     }
 }
 
-/* Drops jobs whose clients went away (only between passes). */
+/* Drops jobs whose clients went away or whose deadline passed (only between
+ * passes). */
 static void drop_gone(struct batcher *b) {
+    double now = clock_now();
     for (struct batcher_job *j = b->active; j; j = j->next) {
+        if (j->status == BATCHER_OK && j->deadline > 0 && now >= j->deadline &&
+            j->seqs_done < j->plan->n_seqs) {
+            j->status = BATCHER_ETIMEDOUT;
+            continue;
+        }
         if (j->status == BATCHER_OK && j->alive && !j->alive(j)) {
             j->status = BATCHER_EGONE;
             if (b->p.on_drop) b->p.on_drop(b->p.observer_arg);
@@ -213,19 +232,80 @@ static void drop_gone(struct batcher *b) {
     }
 }
 
-/* Builds and runs one pass over the active jobs. */
+/* Takes at most one more sequence of job j into the pass (the first round of
+ * a pass). Returns false when the pass is full. */
+static bool take_one(struct batcher *b, struct batcher_job *j, int *n, long *toks) {
+    struct emb_plan one = *j->plan;
+    const struct emb_plan *full = j->plan;
+    if (j->next_seq >= full->n_seqs) return true;
+    one.n_seqs = j->next_seq + 1;
+    j->plan = &one;
+    bool more = take_seqs(b, j, n, toks);
+    j->plan = full;
+    return more;
+}
+
+/* The token budget of the next pass: the setting; while draining, no more
+ * than fits in the time left before the deadline at the last pass's speed,
+ * but at least drain_batch_tokens. So the drain runs full passes while there
+ * is time, then short ones, and the deadline is kept to within one short
+ * pass (fits_drain refuses a pass that would end after it). */
+static int pass_budget(struct batcher *b) {
+    pthread_mutex_lock(&b->mu);
+    double dl = b->draining ? b->drain_deadline : 0;
+    pthread_mutex_unlock(&b->mu);
+    int budget = b->p.max_batch_tokens, floor_toks = b->p.drain_batch_tokens;
+    if (dl <= 0 || floor_toks <= 0 || floor_toks >= budget || b->sec_per_token <= 0)
+        return budget;
+    double fit = (dl - clock_now()) / b->sec_per_token;
+    if (fit < (double)budget) budget = fit > (double)floor_toks ? (int)fit : floor_toks;
+    return budget;
+}
+
+/* False when draining and a pass of toks tokens, at the last pass's speed,
+ * would end after the shutdown deadline. */
+static bool fits_drain(struct batcher *b, long toks) {
+    pthread_mutex_lock(&b->mu);
+    double dl = b->draining ? b->drain_deadline : 0;
+    pthread_mutex_unlock(&b->mu);
+    return dl <= 0 || clock_now() + b->sec_per_token * (double)toks <= dl;
+}
+
+/* A job with at most this many sequences left gets one in every pass. */
+#define SMALL_JOB_SEQS 8
+
+/* Builds and runs one pass over the active jobs. Fair share: first every job
+ * that has not run yet gets one sequence, then every job with at most
+ * SMALL_JOB_SEQS left (both in arrival order); then the budget left is
+ * filled in arrival order. So a small request waits at most about two
+ * passes behind any big one, while big jobs still run oldest first (sharing
+ * the budget evenly between big jobs would make each finish only at the
+ * end, and a drain that runs out of time deliver none of them). */
 static void run_pass(struct batcher *b) {
     int n = 0, n_req = 0;
     long toks = 0;
     b->pass_no++;
-    for (struct batcher_job *j = b->active; j; j = j->next) {
-        if (j->status != BATCHER_OK) continue;
-        int before = n;
-        bool more = take_seqs(b, j, &n, &toks);
-        n_req += n > before;
-        if (!more) break;
+    b->budget = pass_budget(b);
+    bool room = true;
+    for (int round = 0; round < 3 && room; round++) {
+        for (struct batcher_job *j = b->active; j && room; j = j->next) {
+            if (j->status != BATCHER_OK) continue;
+            if (round == 0 && j->n_passes > 0) continue; /* new jobs first */
+            if (round == 1 && (j->last_pass == b->pass_no || /* had its one */
+                               j->plan->n_seqs - j->next_seq > SMALL_JOB_SEQS))
+                continue;
+            int before = n;
+            bool was_in = j->last_pass == b->pass_no;
+            room = round < 2 ? take_one(b, j, &n, &toks) : take_seqs(b, j, &n, &toks);
+            n_req += n > before && !was_in;
+        }
     }
     if (n == 0) return;
+    if (!fits_drain(b, toks)) { /* it would end past the shutdown timeout: fail, don't start */
+        for (int i = 0; i < n; i++)
+            b->owner[i]->status = BATCHER_ESHUTDOWN;
+        return;
+    }
     double t0 = clock_now();
     int rc = eng_encode(b->ctx, b->seqs, n);
     double dt = clock_now() - t0;
@@ -234,6 +314,7 @@ static void run_pass(struct batcher *b) {
         b->owner[i]->seqs_done++;
         if (rc) b->owner[i]->status = rc == ENG_ENOMEM ? BATCHER_ENOMEM : BATCHER_EENGINE;
     }
+    if (toks > 0 && dt > 0) b->sec_per_token = dt / (double)toks;
     if (b->p.on_pass) b->p.on_pass(b->p.observer_arg, n, n_req, (int)toks, dt);
     LOG_DEBUG("pass %d: %d sequences from %d requests, %ld tokens, %.1f ms", b->pass_no, n, n_req,
               toks, dt * 1e3);
@@ -285,6 +366,7 @@ void batcher_drain(struct batcher *b, double timeout_s) {
     if (dl.tv_nsec >= 1000000000L) dl.tv_sec++, dl.tv_nsec -= 1000000000L;
     pthread_mutex_lock(&b->mu);
     b->draining = true;
+    b->drain_deadline = clock_now() + timeout_s;
     while (b->admitted > 0) {
         if (pthread_cond_timedwait(&b->idle, &b->mu, &dl) && b->admitted > 0 && !b->fail_all) {
             LOG_WARN("shutdown timeout: failing %d unfinished requests with 503", b->admitted);

@@ -3,8 +3,9 @@
  * HTTP threads tokenise a request into an emb_plan, wrap it in a
  * batcher_job and submit it; the engine thread packs sequences from all
  * queued jobs (any tasks mixed) into forward passes of at most
- * max_batch_tokens tokens, writes each job's pooled rows and calls its
- * done() callback once all of the job's sequences have run (a big job spans
+ * max_batch_tokens tokens, sharing each pass fairly between jobs (a small
+ * job waits about two passes behind any big one; see batcher.c), writes
+ * each job's pooled rows and calls its done() callback once all of the job's sequences have run (a big job spans
  * several passes; a pass can hold pieces of many jobs).
  *
  * Admission: batcher_reserve takes one of max_queue slots before the caller
@@ -40,6 +41,7 @@
 #define BATCHER_EGONE     (-203) /* the client disconnected; the job was dropped */
 #define BATCHER_EENGINE   (-204) /* the engine refused a pass */
 #define BATCHER_ENOMEM    (-205) /* out of memory on the engine thread (a pass, or its buffers) */
+#define BATCHER_ETIMEDOUT (-206) /* the job's deadline passed; its remaining work was dropped */
 
 struct batcher_job {
     /* Set by the submitter; read-only while queued. */
@@ -48,6 +50,8 @@ struct batcher_job {
     void (*done)(struct batcher_job *j);  /* engine thread; the job is the submitter's again */
     bool (*alive)(struct batcher_job *j); /* engine thread; false drops the job (may be NULL) */
     void *arg;                            /* for the callbacks */
+    double deadline; /* monotonic seconds (clock_now); 0 = none. Checked between passes:
+                      * past it, an unfinished job completes with BATCHER_ETIMEDOUT */
 
     /* Results, valid in done(). */
     int status;      /* BATCHER_OK or a BATCHER_E* code */
@@ -66,6 +70,8 @@ struct batcher_job {
 struct batcher_params {
     int max_batch_tokens;    /* token budget of a pass (a longer single sequence runs alone) */
     int max_queue;           /* admitted requests before BATCHER_EFULL */
+    int drain_batch_tokens;  /* while draining, passes shrink to what fits before the
+                              * deadline, but not below this (0 = never shrink) */
     /* Observers, called on the engine thread (may be NULL; must not block):
      * after each pass, and for each job dropped because its client left. */
     void (*on_pass)(void *arg, int n_seqs, int n_requests, int n_tokens, double seconds);
@@ -97,9 +103,11 @@ int batcher_depth(struct batcher *b, int *waiting);
 /* True when no slot is free. */
 bool batcher_saturated(struct batcher *b);
 
-/* Shutdown step: refuses new reservations, lets admitted jobs finish, and
- * after timeout_s fails the ones still waiting with BATCHER_ESHUTDOWN (the
- * running pass always completes). Returns when nothing is admitted. */
+/* Shutdown step: refuses new reservations, lets admitted jobs finish in
+ * passes that shrink (to drain_batch_tokens at least) as the deadline nears,
+ * does not start a pass that would end after timeout_s, and then fails the jobs still unfinished with
+ * BATCHER_ESHUTDOWN (the running pass always completes, and the jobs it
+ * completes are delivered). Returns when nothing is admitted. */
 void batcher_drain(struct batcher *b, double timeout_s);
 
 /* Stops and joins the engine thread and frees the context. Call after

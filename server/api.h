@@ -59,7 +59,9 @@
     X(API_EOVERLOAD, -17, 503, 5, "service_unavailable_error", "SERVICE_UNAVAILABLE",              \
       "The server ran out of memory for this request's batch; retry later.")                      \
     X(API_ENOTIMPL, -18, 501, 0, "invalid_request_error", "NOT_IMPLEMENTED",                       \
-      "This request uses an HTTP feature the server does not implement.")
+      "This request uses an HTTP feature the server does not implement.")                         \
+    X(API_ETIMEOUT, -19, 504, 0, "timeout_error", "REQUEST_TIMEOUT",                               \
+      "The request's deadline passed before its embeddings were computed.")
 enum api_err {
     API_OK = 0,
 #define X(name, val, status, retry, type, code, msg) name = val,
@@ -197,7 +199,8 @@ int api_plan_error(int emb_rc, const struct emb_error *pe, const struct api_req 
 
 /* Maps a batcher code (BATCHER_EFULL from batcher_reserve, or a finished
  * job's status) to an API error: EFULL -> API_EBUSY, ESHUTDOWN ->
- * API_EUNAVAIL, ENOMEM -> API_EOVERLOAD, anything else -> API_EINTERNAL.
+ * API_EUNAVAIL, ENOMEM -> API_EOVERLOAD, ETIMEDOUT -> API_ETIMEOUT (504),
+ * anything else -> API_EINTERNAL.
  * Returns e->code. */
 int api_batcher_error(int batcher_rc, struct api_error *e);
 

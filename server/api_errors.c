@@ -203,6 +203,7 @@ int api_batcher_error(int batcher_rc, struct api_error *e) {
                              "Concurrency limit exceeded: the request queue is full; retry later.");
     case BATCHER_ESHUTDOWN: return api_error_set(e, API_EUNAVAIL, NULL, NULL);
     case BATCHER_ENOMEM: return api_error_set(e, API_EOVERLOAD, NULL, NULL);
+    case BATCHER_ETIMEDOUT: return api_error_set(e, API_ETIMEOUT, NULL, NULL);
     default: return api_error_set(e, API_EINTERNAL, NULL, NULL);
     }
 }

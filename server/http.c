@@ -937,13 +937,35 @@ static bool job_alive(struct batcher_job *j) {
     return true;
 }
 
+/* The request's deadline (monotonic seconds; 0 = none): --request-timeout,
+ * shortened by an X-Request-Timeout header (seconds, > 0, may be
+ * fractional). A malformed header is the client's error. */
+static int request_deadline(struct req *r, double *deadline, struct api_error *e) {
+    double limit = r->s->cfg->request_timeout;
+    const char *h = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Request-Timeout");
+    if (h) {
+        char *end;
+        double v = strtod(h, &end);
+        while (*end == ' ' || *end == '\t')
+            end++;
+        if (end == h || *end || !(v > 0) || v > 1e9)
+            return api_error_set(e, API_EBADREQ, NULL,
+                                 "X-Request-Timeout must be a positive number of seconds.");
+        if (limit <= 0 || v < limit) limit = v;
+    }
+    *deadline = limit > 0 ? clock_now() + limit : 0;
+    return 0;
+}
+
 /* Parse, admit, tokenise, then suspend and queue. */
 static enum MHD_Result handle_embeddings(struct req *r) {
     struct http_server *s = r->s;
     if (!is_ready(s)) return not_ready(r);
     enum MHD_Result ret;
-    if (parse_admit(r, &ret)) return ret;
     struct api_error e;
+    double deadline = 0;
+    if (request_deadline(r, &deadline, &e)) return respond_error(r, &e);
+    if (parse_admit(r, &ret)) return ret;
     int kind = r->route->kind;
     if (r->n_inputs == 0) { /* Ollama's empty input: an empty answer, no job */
         batcher_unreserve(s->batcher);
@@ -964,8 +986,12 @@ static enum MHD_Result handle_embeddings(struct req *r) {
         return respond_error(r, &e);
     }
     r->n_tokens = r->plan.n_tokens;
-    r->job = (struct batcher_job){
-        .plan = &r->plan, .pooled = r->pooled, .done = job_done, .alive = job_alive, .arg = r};
+    r->job = (struct batcher_job){.plan = &r->plan,
+                                  .pooled = r->pooled,
+                                  .done = job_done,
+                                  .alive = job_alive,
+                                  .arg = r,
+                                  .deadline = deadline};
     r->fd = client_fd(r->conn);
     atomic_store(&r->phase, PH_QUEUED);
     MHD_suspend_connection(r->conn);

@@ -107,6 +107,33 @@ static int warm_up(struct eng_ctx *ctx, const tok *t, const struct eng_info *in,
     return rc;
 }
 
+/* While draining on SIGTERM, passes shrink to what fits before
+ * --shutdown-timeout, down to this many tokens: the timeout is honoured to
+ * within one such short pass. */
+#define DRAIN_BATCH_TOKENS 512
+
+/* Every task's instruction prefix, with <s> and </s>, must leave room for at
+ * least one token of text under the input limit: refused once at startup,
+ * not on every request. */
+static int check_prefixes(const tok *t, const struct eng_info *in, int max_in, char *err,
+                          size_t errlen) {
+    for (int k = 0; k < in->n_tasks; k++) {
+        const char *pr = in->task_prefix[k];
+        int32_t *ids = NULL;
+        int32_t n = *pr ? tok_encode_alloc(t, pr, strlen(pr), &ids) : 0;
+        free(ids);
+        if (n < 0 || n + 3 > max_in) {
+            snprintf(err, errlen,
+                     "the instruction of task '%s' takes %d tokens; with <s> and </s> it leaves "
+                     "no room for text under the input limit of %d tokens "
+                     "(max_position_embeddings or --max-input-tokens)",
+                     in->task_name[k], (int)n, max_in);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Loads tokenizer and model, starts the batcher and attaches them. */
 static int load_engine(struct app *a) {
     char err[512];
@@ -142,6 +169,7 @@ static int load_engine(struct app *a) {
                  in->max_position, in->max_position);
         max_in = in->max_position;
     }
+    if (check_prefixes(a->tok, in, max_in, err, sizeof(err))) return fail("bad model", err);
     int task = resolve_default_task(a, err, sizeof(err));
     if (task == ENG_ENOTASK) return fail("bad settings", err);
     struct eng_ctx *ctx = eng_ctx_new(a->model, &p, err, sizeof(err));
@@ -163,6 +191,7 @@ static int load_engine(struct app *a) {
     metrics_set_build(a->metrics, &mb);
     struct batcher_params bp = {.max_batch_tokens = c->max_batch_tokens,
                                 .max_queue = c->max_queue,
+                                .drain_batch_tokens = DRAIN_BATCH_TOKENS,
                                 .on_pass = count_pass,
                                 .on_drop = count_drop,
                                 .observer_arg = a->metrics};

@@ -6,7 +6,10 @@
 # process: truncated, bad header, header not JSON, wrong shape, wrong dtype,
 # missing tensor, empty file, missing/broken config.json and tokenizer, and
 # a config.json naming an unknown architecture or a position scheme the
-# architecture does not use.
+# architecture does not use; a FIFO or /dev/urandom in place of any of the
+# three files (a FIFO would block the open, /dev/urandom grow memory), an
+# oversized config.json or tokenizer file, a max_position_embeddings too
+# small for a task's instruction, and an oversized instruction.
 set -u
 BUILD=${BUILD:-build}
 TESTMODEL=${TESTMODEL:-build/testmodel}
@@ -66,6 +69,30 @@ case("no_config", drop=("config.json",))
 case("no_weights", drop=("model.safetensors",))
 case("no_tokenizer", drop=("sentencepiece.bpe.model",))
 case("tokenizer_garbage", tok=b"\x00\x01not a sentencepiece model" * 10)
+
+def special(name, fname, kind):  # a FIFO or /dev/urandom in place of a file
+    case(name)
+    f = os.path.join(work, name, fname)
+    os.remove(f)
+    if kind == "fifo":
+        os.mkfifo(f)
+    else:
+        os.symlink("/dev/urandom", f)
+special("weights_fifo", "model.safetensors", "fifo")
+special("weights_urandom", "model.safetensors", "urandom")
+special("config_fifo", "config.json", "fifo")
+special("config_urandom", "config.json", "urandom")
+special("tokenizer_fifo", "sentencepiece.bpe.model", "fifo")
+special("tokenizer_urandom", "sentencepiece.bpe.model", "urandom")
+case("config_huge", config=json.dumps(cfg).encode() + b" " * (2 << 20))
+case("tokenizer_huge")
+with open(os.path.join(work, "tokenizer_huge", "sentencepiece.bpe.model"), "r+b") as f:
+    f.truncate((64 << 20) + 1)  # sparse: costs no disk
+c = dict(cfg); c["max_position_embeddings"] = 8
+case("config_max_position_below_prefix", config=json.dumps(c).encode())
+c = dict(cfg); c["task_instructions"] = dict(cfg["task_instructions"])
+c["task_instructions"]["retrieval.query"] = "Represent " * 500
+case("config_instruction_oversized", config=json.dumps(c).encode())
 open(os.path.join(work, "expect.txt"), "w").write(
     "truncated safetensors\ntruncated_header safetensors\nbad_header_length safetensors\n"
     "header_not_json JSON\nempty_file safetensors\nwrong_shape %s\nwrong_dtype %s\n"
@@ -73,7 +100,18 @@ open(os.path.join(work, "expect.txt"), "w").write(
     "config_unknown_architecture unknown.model.architecture.*known:.jina-embeddings-v3\n"
     "config_alibi position_embedding_type..alibi..is.not.supported\n"
     "no_config config.json\nno_weights model.safetensors\nno_tokenizer sentencepiece\n"
-    "tokenizer_garbage sentencepiece\n" % (mat, names[0], victim))
+    "tokenizer_garbage sentencepiece\n"
+    "weights_fifo model.safetensors:.not.a.regular.file\n"
+    "weights_urandom model.safetensors:.not.a.regular.file\n"
+    "config_fifo config.json:.not.a.regular.file\n"
+    "config_urandom config.json:.not.a.regular.file\n"
+    "tokenizer_fifo sentencepiece.bpe.model:.sentencepiece.model.is.not.a.regular.file\n"
+    "tokenizer_urandom sentencepiece.bpe.model:.sentencepiece.model.is.not.a.regular.file\n"
+    "config_huge config.json:.larger.than.1.MiB\n"
+    "tokenizer_huge sentencepiece.model.larger.than.64.MiB\n"
+    "config_max_position_below_prefix instruction.of.task.'retrieval.query'.takes\n"
+    "config_instruction_oversized task_instructions.*retrieval.query.*at.most.4096\n"
+    % (mat, names[0], victim))
 PY
 
 while read -r name want; do

@@ -61,5 +61,6 @@ void test_oom(void);     /* tests/test_oom.c: allocation failures on the request
 void test_hostile(void); /* tests/test_hostile.c: bad-input battery, slow loris, disconnects */
 void test_conn(void);    /* tests/test_conn.c: connection storms, deadlines, caps, framing */
 void test_memory(void);  /* tests/test_memory.c: what big requests cost, the memory budget */
+void test_batcher(void); /* tests/test_batcher.c: fair passes, deadlines, drain budget */
 
 #endif

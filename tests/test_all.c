@@ -70,6 +70,7 @@ static const struct {
     {"hostile", test_hostile},
     {"conn", test_conn},
     {"memory", test_memory},
+    {"batcher", test_batcher},
 };
 
 int main(int argc, char **argv) {

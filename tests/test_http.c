@@ -217,6 +217,27 @@ static void check_error(const cJSON *j, long status, long want, const char *code
 
 static const char *const texts3[] = {"The quick brown fox", "", "naïve café 東京 🍣 ∑"};
 
+/* X-Request-Timeout: a deadline that has passed by the time the engine looks
+ * at the job gives 504 REQUEST_TIMEOUT; a malformed one 400; a generous one
+ * changes nothing. */
+static void test_request_timeout(int port) {
+    const char *body = "{\"input\":[\"a deadline test\",\"two\"]}";
+    long st;
+    const char *past[] = {"X-Request-Timeout: 0.000001", NULL};
+    cJSON *j = post(port, "/v1/embeddings", body, past, &st);
+    check_error(j, st, 504, "REQUEST_TIMEOUT", "X-Request-Timeout 1 us");
+    cJSON_Delete(j);
+    const char *bad[] = {"X-Request-Timeout: soon", NULL};
+    j = post(port, "/v1/embeddings", body, bad, &st);
+    check_error(j, st, 400, "INPUT_INVALID", "X-Request-Timeout malformed");
+    cJSON_Delete(j);
+    const char *ok[] = {"X-Request-Timeout: 30", NULL};
+    j = post(port, "/v1/embeddings", body, ok, &st);
+    CHECKM(st == 200 && cJSON_GetArraySize(cJSON_GetObjectItem(j, "data")) == 2,
+           "X-Request-Timeout 30: status %ld", st);
+    cJSON_Delete(j);
+}
+
 static void test_basics(int port, struct ref *R) {
     struct resp r;
     const char *gets[] = {"/health", "/live", "/ready", "/v1/models", "/health/"};
@@ -1337,6 +1358,7 @@ void test_http(void) {
         test_tei(s.port, &R);
         test_ollama(s.port, &R);
         test_openapi(s.port);
+        test_request_timeout(s.port);
         test_concurrency(s.port);
         test_disconnect(s.port);
         CHECK(test_srv_stop(&s) == 0);

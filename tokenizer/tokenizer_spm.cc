@@ -19,6 +19,13 @@
 #include <string>
 #include <vector>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+// The largest tokenizer file accepted (XLM-R's is 5 MB).
+#define TOK_MODEL_MAX_BYTES (64L << 20)
+
 struct tok {
     sentencepiece::SentencePieceProcessor sp;
     int32_t n_pieces;
@@ -64,13 +71,23 @@ extern "C" tok *tok_open(const char *path, char *err, size_t errlen) {
         snprintf(err, errlen, "%s: out of memory", path);
         return nullptr;
     }
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    // A regular file of bounded size: a FIFO would block the load and
+    // /dev/urandom grow memory without end.
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0) {
         snprintf(err, errlen, "%s: cannot open tokenizer model (%s)", path, strerror(errno));
+        if (fd >= 0) close(fd);
         delete t;
         return nullptr;
     }
-    fclose(f);
+    close(fd);
+    if (!S_ISREG(sb.st_mode) || sb.st_size > TOK_MODEL_MAX_BYTES) {
+        snprintf(err, errlen, "%s: sentencepiece model %s", path,
+                 S_ISREG(sb.st_mode) ? "larger than 64 MiB" : "is not a regular file");
+        delete t;
+        return nullptr;
+    }
     auto st = t->sp.Load(path);
     if (!st.ok()) {
         snprintf(err, errlen, "%s: not a sentencepiece model: %s", path, st.ToString().c_str());

@@ -1,6 +1,8 @@
 #!/bin/sh
 # run.sh MODEL_DIR -- `make bench`: the engine per precision, then HTTP end
-# to end, the first request after /ready with and without warm-up, then one table and one JSON line (tests/bench/summary.py).
+# to end, the first request after /ready with and without warm-up, small-query
+# latency behind a 2048-input request (http_fairness.py), then one table and one
+# JSON line (tests/bench/summary.py).
 # BENCH_QUICK=1 skips the 8192-token shapes and the 1-thread run.
 set -eu
 model=$1
@@ -18,4 +20,6 @@ for d in bf16 f32; do
     "$PYTHON" tests/bench/http_bench.py --model "$model" --binary "$BUILD/embedserve" --dtype "$d" | tee -a "$out"
 done
 "$PYTHON" tests/bench/first_request.py --model "$model" --binary "$BUILD/embedserve" | tee -a "$out"
+"$PYTHON" tests/bench/http_fairness.py --model "$model" --binary "$BUILD/embedserve" --dtype f32 \
+    --big "${BENCH_FAIR_BIG:-2048}" | tee -a "$out"
 "$PYTHON" tests/bench/summary.py "$out"
