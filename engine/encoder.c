@@ -20,7 +20,7 @@
  *
  * Memory: activations are sized once for the context's capacity; attention
  * scores need only ATT_TILE x n_tokens per thread, never n^2.
- * Threads: a pool of n_threads; each phase splits its work statically by
+ * Threads: a team of n_threads; each phase splits its work statically by
  * thread index. OpenBLAS (the f32 attention) must run single-threaded inside
  * each share: the program sets that once (openblas_set_num_threads(1)).
  */
@@ -37,7 +37,7 @@
 
 struct eng_ctx {
     const struct eng_model *m;
-    struct eng_pool *pool;
+    struct eng_team *team;
     int cap;                     /* tokens */
     int n_threads;
     float *x;                    /* [cap][H] hidden state */
@@ -115,7 +115,7 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_params *
     c->cap = p && p->max_batch_tokens > 0 ? p->max_batch_tokens : 8192;
     size_t cap = (size_t)c->cap, H = (size_t)in->n_embd, d = H / (size_t)in->n_head;
     size_t chunk = cap < FFN_CHUNK ? cap : FFN_CHUNK;
-    c->pool = pool_new(n_threads);
+    c->team = team_new(n_threads);
     c->x = malloc(sizeof(float) * cap * H);
     c->qkv = malloc(sizeof(float) * cap * 3 * H);
     c->att = malloc(sizeof(float) * cap * H);
@@ -144,7 +144,7 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_params *
     }
     for (int i = 0; sb && c->scratch && i < n_threads; i++)
         if (!(c->scratch[i] = malloc(sb))) goto oom;
-    if (!c->acc || !c->scratch || !c->pool || !c->x || !c->qkv || !c->att || !c->tmp || !c->ff || !c->lora_t || !c->task_of ||
+    if (!c->acc || !c->scratch || !c->team || !c->x || !c->qkv || !c->att || !c->tmp || !c->ff || !c->lora_t || !c->task_of ||
         !c->scores || !c->rope_cos || !c->rope_sin || !c->pos || !c->seq_start)
         goto oom;
     pos_tables_init(c);
@@ -158,7 +158,7 @@ oom:
 
 void eng_ctx_free(struct eng_ctx *c) {
     if (!c) return;
-    pool_free(c->pool);
+    team_free(c->team);
     free(c->x);
     free(c->qkv);
     free(c->att);
@@ -292,8 +292,8 @@ static void lora_down_phase(void *arg, int ith, int nth) {
 static void linear(struct eng_ctx *c, const struct eng_linear *l, const float *x, float *y,
                    int row0, int n) {
     struct linear_job j = {c, l, x, y, row0, n};
-    if (c->any_task) pool_run(c->pool, lora_down_phase, &j);
-    pool_run(c->pool, linear_phase, &j);
+    if (c->any_task) team_run(c->team, lora_down_phase, &j);
+    team_run(c->team, linear_phase, &j);
 }
 
 struct rows_job {
@@ -425,7 +425,7 @@ static void attention_phase(void *arg, int ith, int nth) {
 static void position_qk(struct eng_ctx *c) {
     struct rows_job rj = {.c = c};
     switch (c->m->arch->pos) {
-    case ENG_POS_ROTARY: pool_run(c->pool, rope_phase, &rj); break;
+    case ENG_POS_ROTARY: team_run(c->team, rope_phase, &rj); break;
     default: ENG_ASSERT(!"position mode refused at load"); /* see enc_pos_supported */
     }
 }
@@ -438,10 +438,10 @@ static void attention_block(struct eng_ctx *c, const struct eng_layer *L, int n_
     position_qk(c);
     if (c->att_bf16) {
         atomic_store(&c->next_item, 0);
-        pool_run(c->pool, att_pack_phase, &rj);
+        team_run(c->team, att_pack_phase, &rj);
     }
     atomic_store(&c->next_item, 0);
-    pool_run(c->pool, attention_phase, &rj);
+    team_run(c->team, attention_phase, &rj);
     linear(c, &L->out, c->att, c->tmp, 0, n_tok);
 }
 
@@ -453,7 +453,7 @@ static void ffn_block(struct eng_ctx *c, const struct eng_layer *L, int n_tok) {
         int n = n_tok - r0 < FFN_CHUNK ? n_tok - r0 : FFN_CHUNK;
         linear(c, &L->fc1, c->x + (size_t)r0 * H, c->ff, r0, n);
         struct rows_job rj = {c, c->ff, NULL, NULL, NULL, n, F};
-        pool_run(c->pool, gelu_phase, &rj);
+        team_run(c->team, gelu_phase, &rj);
         linear(c, &L->fc2, c->ff, c->tmp + (size_t)r0 * H, r0, n);
     }
 }
@@ -461,7 +461,7 @@ static void ffn_block(struct eng_ctx *c, const struct eng_layer *L, int n_tok) {
 /* x = LN(x + tmp) over n_tok rows (the post-LN residual). */
 static void add_norm(struct eng_ctx *c, const float *w, const float *b, int n_tok) {
     struct rows_job rj = {c, c->x, c->tmp, w, b, n_tok, c->m->info.n_embd};
-    pool_run(c->pool, layernorm_phase, &rj);
+    team_run(c->team, layernorm_phase, &rj);
 }
 
 static void layer_forward(struct eng_ctx *c, const struct eng_layer *L, int n_tok) {
@@ -507,7 +507,7 @@ static int batch_prepare(struct eng_ctx *c, const struct eng_seq *seqs, int n_se
     return 0;
 }
 
-static void pool_spans(struct eng_ctx *c) {
+static void mean_pool_spans(struct eng_ctx *c) {
     int H = c->m->info.n_embd;
     for (int is = 0; is < c->n_seqs; is++) {
         const struct eng_seq *s = &c->seqs[is];
@@ -533,9 +533,9 @@ int eng_encode(struct eng_ctx *c, const struct eng_seq *seqs, int32_t n_seqs) {
     int n_tok = c->seq_start[n_seqs];
     if (c->att_bf16 && (rc = att_reserve(c)) != 0) return rc;
     struct embed_job ej = {c};
-    pool_run(c->pool, embed_phase, &ej);
+    team_run(c->team, embed_phase, &ej);
     for (int il = 0; il < c->m->info.n_layer; il++) layer_forward(c, &c->m->layers[il], n_tok);
-    pool_spans(c);
+    mean_pool_spans(c);
     c->seqs = NULL;
     return 0;
 }

@@ -59,16 +59,16 @@ float st_get_f32(enum st_dtype dt, const void *data, int64_t i);
 /* Converts n elements of `src` (dtype dt) to f32 into dst. */
 void st_to_f32(enum st_dtype dt, const void *src, float *dst, int64_t n);
 
-/* ---- pool.c: a fixed set of worker threads for data-parallel phases ---- */
+/* ---- team.c: a fixed team of worker threads for data-parallel phases ---- */
 
-struct eng_pool;
-/* n_threads - 1 workers are started; the caller of pool_run is thread 0. */
-struct eng_pool *pool_new(int n_threads);
-void pool_free(struct eng_pool *p);
-int pool_n_threads(const struct eng_pool *p);
+struct eng_team;
+/* n_threads - 1 workers are started; the caller of team_run is thread 0. */
+struct eng_team *team_new(int n_threads);
+void team_free(struct eng_team *p);
+int team_n_threads(const struct eng_team *p);
 /* Runs fn(arg, ith, nth) for ith = 0..nth-1 on all threads and returns when
  * every call has returned. Not reentrant; one caller at a time. */
-void pool_run(struct eng_pool *p, void (*fn)(void *arg, int ith, int nth), void *arg);
+void team_run(struct eng_team *p, void (*fn)(void *arg, int ith, int nth), void *arg);
 
 /* ---- model.c: weights ---- */
 

@@ -9,7 +9,7 @@
  * wmat_gemm computes the column slice [col_lo, col_hi) of
  *     Y[m][n_out] = X[m][n_in] . W^T (+ bias)
  * so the engine's threads can split the columns among themselves; it must not
- * start threads of its own (one team of threads: the engine's pool).
+ * start threads of its own (one team of threads: the engine's team).
  */
 #ifndef EMB_GEMM_H
 #define EMB_GEMM_H

@@ -82,7 +82,7 @@ int main(int argc, char **argv) {
         for (int i = 0; i < n; i++) printf("%s\n", names[i]);
         return 0;
     }
-    /* as the programs do: the engine's pool is the one team of threads */
+    /* as the programs do: the engine's team is the one team of threads */
     openblas_set_num_threads(1);
     char names[128];
     uint32_t mask = test_cpu_features();

@@ -259,7 +259,7 @@ static void check_realistic(enum wmat_kind kind) {
         }
 }
 
-/* The engine's use: one pool thread per column slice, at once. */
+/* The engine's use: one team thread per column slice, at once. */
 struct par_job {
     const struct wmat *w;
     int m;
@@ -291,9 +291,9 @@ static void check_threads(enum wmat_kind kind) {
     struct par_job j = {&w, m, x, bias, y2, {NULL, NULL}};
     for (int t = 0; t < 2; t++)
         j.scratch[t] = malloc(wmat_scratch_bytes(&w, m) + 1);
-    struct eng_pool *p = pool_new(2);
-    pool_run(p, par_phase, &j);
-    pool_free(p);
+    struct eng_team *p = team_new(2);
+    team_run(p, par_phase, &j);
+    team_free(p);
     /* our kernels do the same arithmetic per element whatever the split:
      * identical results (f32 too: the exact kernels have a fixed order) */
     if (kind == WMAT_F32) {

@@ -129,25 +129,25 @@ static void test_lora(int n, int n_in, int n_out, int r, int lo, int hi) {
     free(x), free(a), free(bt), free(y), free(y0), free(t);
 }
 
-struct pool_arg {
+struct team_arg {
     atomic_int hits[8];
 };
-static void pool_fn(void *arg, int ith, int nth) {
-    struct pool_arg *a = arg;
+static void team_fn(void *arg, int ith, int nth) {
+    struct team_arg *a = arg;
     CHECK(ith >= 0 && ith < nth && nth <= 8);
     atomic_fetch_add(&a->hits[ith], 1);
 }
 
-static void test_pool(void) {
+static void test_team(void) {
     for (int nt = 1; nt <= 4; nt++) {
-        struct eng_pool *p = pool_new(nt);
-        struct pool_arg a;
+        struct eng_team *p = team_new(nt);
+        struct team_arg a;
         for (int i = 0; i < 8; i++) atomic_init(&a.hits[i], 0);
-        for (int r = 0; r < 200; r++) pool_run(p, pool_fn, &a);
+        for (int r = 0; r < 200; r++) team_run(p, team_fn, &a);
         int ok = 1;
         for (int i = 0; i < nt; i++) ok &= a.hits[i] == 200;
-        CHECKM(ok, "pool of %d: every thread runs every call once", nt);
-        pool_free(p);
+        CHECKM(ok, "team of %d: every thread runs every call once", nt);
+        team_free(p);
     }
 }
 
@@ -174,5 +174,5 @@ void test_ops(void) {
     test_lora(3, 17, 33, 4, 0, 33);
     test_lora(5, 1024, 100, 4, 16, 80);
     test_lora(2, 80, 240, 3, 5, 239);
-    test_pool();
+    test_team();
 }

@@ -125,16 +125,16 @@ static double gemm_rate(enum wmat_kind kind, int n_threads, int runs) {
         for (int i = 0; i < n_threads && i < 64; i++)
             scratch[i] = malloc(wmat_scratch_bytes(&w, m) + 1);
         struct gemm_job j = {&w, x, y, m, scratch};
-        struct eng_pool *p = pool_new(n_threads);
+        struct eng_team *p = team_new(n_threads);
         double *t = malloc(sizeof(double) * (size_t)runs);
-        pool_run(p, gemm_phase, &j);
+        team_run(p, gemm_phase, &j);
         for (int r = 0; r < runs; r++) {
             double t0 = now_s();
-            pool_run(p, gemm_phase, &j);
+            team_run(p, gemm_phase, &j);
             t[r] = now_s() - t0;
         }
         rate = 2.0 * m * n * k / quantile(t, runs, 0.5) / 1e9;
-        pool_free(p);
+        team_free(p);
         free(t);
         for (int i = 0; i < n_threads && i < 64; i++) free(scratch[i]);
         wmat_deinit(&w);

@@ -69,9 +69,9 @@ static const char *kind_name[] = {"f32", "f32w", "bf16", "int8", "sgemm"};
 static const enum wmat_kind kind_wmat[] = {WMAT_F32, WMAT_F32, WMAT_BF16, WMAT_INT8, WMAT_F32};
 
 /* Median GFLOP/s of `runs` runs; each run is a pass over the n_copies copies. */
-static double rate(struct eng_pool *p, struct wmat *w, float **sgemm, int n_copies, int m,
+static double rate(struct eng_team *p, struct wmat *w, float **sgemm, int n_copies, int m,
                    const float *x, const float *bias, float *y, int runs) {
-    int nth = pool_n_threads(p);
+    int nth = team_n_threads(p);
     struct job j = {.m = m, .x = x, .bias = bias, .y = y, .sgemm = sgemm};
     size_t sb = wmat_scratch_bytes(&w[0], m);
     for (int t = 0; t < nth; t++)
@@ -82,7 +82,7 @@ static double rate(struct eng_pool *p, struct wmat *w, float **sgemm, int n_copi
         for (int c = 0; c < n_copies; c++) {
             j.w = &w[c];
             j.copy = c;
-            pool_run(p, gemm_phase, &j);
+            team_run(p, gemm_phase, &j);
         }
         if (r >= 0) ts[r] = (now_s() - t0) / n_copies / (use_cpu_time ? nth : 1);
     }
@@ -173,9 +173,9 @@ int main(int argc, char **argv) {
                 double r[2] = {0, 0};
                 for (int t = 1; t <= 2; t++) {
                     if (only_threads && t != only_threads) continue;
-                    struct eng_pool *p = pool_new(t);
+                    struct eng_team *p = team_new(t);
                     r[t - 1] = rate(p, w, sg, n_copies, m, x, bias, y, runs);
-                    pool_free(p);
+                    team_free(p);
                 }
                 printf("%-5s %4dx%-5d %5d | %9.1f %9.1f |\n", kind_name[kind], n_out, n_in, m, r[0],
                        r[1]);

@@ -1,7 +1,7 @@
-/* pool.c -- a fixed team of worker threads for the forward pass's
+/* team.c -- a fixed team of worker threads for the forward pass's
  * data-parallel phases (ggml's static split by ith/nth).
  *
- * DESIGN: pool_run publishes (fn, arg) and bumps a generation counter; each
+ * DESIGN: team_run publishes (fn, arg) and bumps a generation counter; each
  * worker spins briefly on the counter, then sleeps on a condvar, runs its
  * share, and decrements `pending`; the caller runs share 0 and waits for
  * pending to reach 0. The brief spin keeps the ~10 calls per layer cheap;
@@ -14,7 +14,7 @@
 
 #define POOL_SPIN 20000
 
-struct eng_pool {
+struct eng_team {
     int n_threads;
     pthread_t *threads;
     pthread_mutex_t mu; /* guards the condvar waits below */
@@ -27,14 +27,14 @@ struct eng_pool {
 };
 
 struct worker_arg {
-    struct eng_pool *p;
+    struct eng_team *p;
     int ith;
 };
 
 static void *worker_main(void *varg) {
     struct worker_arg wa = *(struct worker_arg *)varg;
     free(varg);
-    struct eng_pool *p = wa.p;
+    struct eng_team *p = wa.p;
     unsigned seen = 0;
     for (;;) {
         unsigned g;
@@ -57,8 +57,8 @@ static void *worker_main(void *varg) {
     }
 }
 
-struct eng_pool *pool_new(int n_threads) {
-    struct eng_pool *p = calloc(1, sizeof(*p));
+struct eng_team *team_new(int n_threads) {
+    struct eng_team *p = calloc(1, sizeof(*p));
     if (!p) return NULL;
     p->n_threads = n_threads < 1 ? 1 : n_threads;
     pthread_mutex_init(&p->mu, NULL);
@@ -79,11 +79,11 @@ struct eng_pool *pool_new(int n_threads) {
     }
     return p;
 fail:
-    pool_free(p);
+    team_free(p);
     return NULL;
 }
 
-void pool_free(struct eng_pool *p) {
+void team_free(struct eng_team *p) {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
     atomic_store(&p->stop, true);
@@ -97,11 +97,11 @@ void pool_free(struct eng_pool *p) {
     free(p);
 }
 
-int pool_n_threads(const struct eng_pool *p) {
+int team_n_threads(const struct eng_team *p) {
     return p->n_threads;
 }
 
-void pool_run(struct eng_pool *p, void (*fn)(void *arg, int ith, int nth), void *arg) {
+void team_run(struct eng_team *p, void (*fn)(void *arg, int ith, int nth), void *arg) {
     if (p->n_threads == 1) {
         fn(arg, 0, 1);
         return;
