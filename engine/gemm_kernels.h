@@ -57,11 +57,12 @@ extern const struct gemm_kernel gemm_x86_avx512_vnni;
 enum { EXACT_KC = 256, EXACT_MC = 96, EXACT_NP = 16 };
 
 /* An exact microkernel: for r < mr (mr <= its MR), columns c in [c0, c1)
- * of one panel: s = sum over k < nk, in order, of x[r * ldx + k] *
- * w[k * 16 + c] (w: one panel's k block as f32, 64-byte aligned), then
+ * of one panel: s = sum over k < nk, in order, of xp[k * MR + r] *
+ * w[k * 16 + c] (xp: the tile's rows packed k-major by the driver; w: one
+ * panel's k block as f32, 64-byte aligned), then
  * y[r * ldy + c] = first ? s (+ bias[c]) : y[r * ldy + c] + s. */
-typedef void (*gemm_exact_micro)(int mr, const float *x, size_t ldx, const float *w, int nk,
-                                 float *y, size_t ldy, const float *bias, int first, int c0, int c1);
+typedef void (*gemm_exact_micro)(int mr, const float *xp, const float *w, int nk, float *y,
+                                 size_t ldy, const float *bias, int first, int c0, int c1);
 /* Widens one panel's k block of bf16 words (nk / 2 rows of 16 words, nk
  * even) into f32 dst[nk][16]: exact, a bf16 is the top half of its f32. */
 typedef void (*gemm_exact_widen)(float *dst, const uint32_t *src, int nk);
@@ -83,15 +84,32 @@ EXACT_INLINE void gemm_exact_widen_c(float *dst, const uint32_t *src, int nk) {
         }
 }
 
+/* X's block of rows [0, mc) x k [0, nk) into tiles of mr_max rows, each
+ * k-major (xp[tile * mr_max * nk + k * mr_max + r]): the microkernel then
+ * reads one stream instead of mr_max rows ldx apart (which share L1 sets
+ * when ldx is a multiple of 1024 floats). Rows past mc are not written. */
+EXACT_INLINE void gemm_exact_pack(float *xp, const float *x, int ldx, int mc, int nk, int mr_max) {
+    for (int r0 = 0; r0 < mc; r0 += mr_max) {
+        int mr = mc - r0 < mr_max ? mc - r0 : mr_max;
+        float *t = xp + (size_t)r0 * nk;
+        for (int r = 0; r < mr; r++) {
+            const float *xr = x + (size_t)(r0 + r) * ldx;
+            for (int k = 0; k < nk; k++) t[k * mr_max + r] = xr[k];
+        }
+    }
+}
+
 /* The exact kernels' shared driver, inlined into each kernel so that its
  * micro and widen are direct calls: rows in blocks of EXACT_MC, columns in
- * groups of EXACT_NP panels, then k blocks of EXACT_KC in order, each panel
- * of the group (widened once if bf16), each row tile of mr_max. Each output
- * element sees its k blocks in order whatever m, the row or the slice. */
+ * groups of EXACT_NP panels, then k blocks of EXACT_KC in order (X's block
+ * packed), each panel of the group (widened once if bf16), each row tile of
+ * mr_max (a divisor of EXACT_MC). Each output element sees its k blocks in
+ * order whatever m, the row or the slice. Stack: 112 KB. */
 EXACT_INLINE void gemm_exact_drive(const struct wmat *w, int m, const float *x, int ldx,
                                    const float *bias, float *y, int ldy, int col_lo, int col_hi,
                                    gemm_exact_micro micro, gemm_exact_widen widen, int mr_max) {
     _Alignas(64) float wbuf[EXACT_KC * 16]; /* one panel's k block widened from bf16 (L1) */
+    _Alignas(64) float xp[EXACT_MC * EXACT_KC]; /* X's block, packed (L2) */
     int n_in = w->n_in, bf16 = w->layout == WMAT_LAYOUT_BF16;
     int p_lo = col_lo / 16, p_hi = (col_hi + 15) / 16;
     for (int i0 = 0; i0 < m; i0 += EXACT_MC) {
@@ -100,6 +118,7 @@ EXACT_INLINE void gemm_exact_drive(const struct wmat *w, int m, const float *x, 
             int g1 = p_hi - g0 < EXACT_NP ? p_hi : g0 + EXACT_NP;
             for (int k0 = 0; k0 < n_in; k0 += EXACT_KC) {
                 int nk = n_in - k0 < EXACT_KC ? n_in - k0 : EXACT_KC;
+                gemm_exact_pack(xp, x + (size_t)i0 * ldx + k0, ldx, mc, nk, mr_max);
                 for (int p = g0; p < g1; p++) {
                     const float *wp;
                     if (bf16) {
@@ -115,9 +134,8 @@ EXACT_INLINE void gemm_exact_drive(const struct wmat *w, int m, const float *x, 
                     const float *bp = bias ? bias + 16 * p : NULL;
                     for (int r0 = 0; r0 < mc; r0 += mr_max) {
                         int mr = mc - r0 < mr_max ? mc - r0 : mr_max;
-                        micro(mr, x + (size_t)(i0 + r0) * ldx + k0, (size_t)ldx, wp, nk,
-                              y + (size_t)(i0 + r0) * ldy + 16 * p, (size_t)ldy, bp, k0 == 0, c0,
-                              c1);
+                        micro(mr, xp + (size_t)r0 * nk, wp, nk, y + (size_t)(i0 + r0) * ldy + 16 * p,
+                              (size_t)ldy, bp, k0 == 0, c0, c1);
                     }
                 }
             }

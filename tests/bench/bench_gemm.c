@@ -1,9 +1,11 @@
 /* bench_gemm.c -- rates of wmat_gemm for the model's shapes in each kind:
- * `build/bench_gemm [--threads N] [--runs R] [--kind K[,K...]] [--m M]... [--cpu]`.
+ * `build/bench_gemm [--threads N] [--runs R] [--kind K[,K...]] [--m M]...
+ *                    [--shape S] [--copies N] [--cpu]`.
  *
- * For m in {16, 128, 512, 4096} (--m, repeatable, picks some), the four linear shapes (n_out x n_in) and 1 and
- * 2 threads (the engine's pool; columns split in multiples of 16 as the
- * engine does), prints the median GFLOP/s (GOP/s for int8) of R runs.
+ * For m in {16, 128, 512, 4096} (--m, repeatable, picks some), the four
+ * linear shapes (n_out x n_in; --shape 0-3 picks one) and 1 and 2 threads
+ * (the engine's pool; columns split in multiples of 16 as the engine does),
+ * prints the median GFLOP/s (GOP/s for int8) of R runs.
  * Kinds: f32 (the exact kernel on bf16-valued weights, as a bf16
  * checkpoint gives), f32w (the exact kernel on f32 weights), bf16, int8, and
  * sgemm (OpenBLAS on f32 weights, the same split: the reference rate).
@@ -11,6 +13,7 @@
  * The weights are cycled through enough copies (>= 96 MiB of f32) that every
  * call reads its W from memory, not from L3, as in the real 24-layer forward
  * pass: m = 16 then measures the memory-bound short query honestly.
+ * --copies N caps them (quicker runs where W's reads do not matter: large m).
  *
  * --cpu: time by the process's CPU time divided by the thread count instead
  * of the wall clock. On a shared, busy machine this estimates the rate the
@@ -95,13 +98,14 @@ static double rate(struct eng_pool *p, struct wmat *w, float **sgemm, int n_copi
 }
 
 int main(int argc, char **argv) {
-    int runs = 7, only_threads = 0, n_only_m = 0, only_m[8];
+    int runs = 7, max_copies = 0, only_shape = -1, only_threads = 0, n_only_m = 0, only_m[8];
     unsigned kinds = 0; /* bit per kind; 0: all */
     static const struct option opts[] = {
         {"threads", required_argument, 0, 't'}, {"runs", required_argument, 0, 'r'},
         {"kind", required_argument, 0, 'k'},    {"m", required_argument, 0, 'm'},
-        {"cpu", no_argument, 0, 'c'},           {0, 0, 0, 0}};
-    for (int c; (c = getopt_long(argc, argv, "t:r:k:m:c", opts, NULL)) != -1;) {
+        {"cpu", no_argument, 0, 'c'},           {"copies", required_argument, 0, 'C'},
+        {"shape", required_argument, 0, 's'},   {0, 0, 0, 0}};
+    for (int c; (c = getopt_long(argc, argv, "t:r:k:m:cC:s:", opts, NULL)) != -1;) {
         if (c == 't')
             only_threads = atoi(optarg);
         else if (c == 'r')
@@ -110,6 +114,10 @@ int main(int argc, char **argv) {
             only_m[n_only_m++] = atoi(optarg);
         else if (c == 'c')
             use_cpu_time = 1;
+        else if (c == 'C')
+            max_copies = atoi(optarg);
+        else if (c == 's')
+            only_shape = atoi(optarg);
         else if (c == 'k') { /* a comma-separated list */
             for (char *t = strtok(optarg, ","); t; t = strtok(NULL, ","))
                 for (int k = 0; k < N_KINDS; k++)
@@ -117,7 +125,7 @@ int main(int argc, char **argv) {
         } else {
             fprintf(stderr,
                     "usage: %s [--threads N] [--runs R] [--kind f32|f32w|bf16|int8|sgemm[,...]] "
-                    "[--m M]... [--cpu]\n",
+                    "[--m M]... [--shape 0-3] [--copies N] [--cpu]\n",
                     argv[0]);
             return 2;
         }
@@ -142,12 +150,14 @@ int main(int argc, char **argv) {
     /* shape-major, so the kinds of one shape run back to back: on a shared
      * machine their ratio is the figure to read */
     for (int is = 0; is < 4; is++) {
+        if (only_shape >= 0 && is != only_shape) continue;
         for (int kind = 0; kind < N_KINDS; kind++) {
             if (kinds && !(kinds & 1u << kind)) continue;
             int n_out = shapes[is][0], n_in = shapes[is][1];
             size_t n = (size_t)n_out * n_in;
             int n_copies = (int)((96u << 20) / (n * sizeof(float)));
             n_copies = n_copies < 1 ? 1 : n_copies;
+            if (max_copies > 0 && n_copies > max_copies) n_copies = max_copies;
             float *src = malloc(sizeof(float) * n);
             for (size_t i = 0; i < n; i++) {
                 s = s * 1103515245u + 12345u;

@@ -8,13 +8,13 @@
 
 enum { MR = 4 };
 
-static void micro(int mr, const float *x, size_t ldx, const float *w, int nk, float *y,
-                  size_t ldy, const float *bias, int first, int c0, int c1) {
+static void micro(int mr, const float *xp, const float *w, int nk, float *y, size_t ldy,
+                  const float *bias, int first, int c0, int c1) {
     float a[MR][16] = {{0}};
     for (int k = 0; k < nk; k++) {
         const float *wk = w + (size_t)k * 16;
         for (int r = 0; r < mr; r++) {
-            float xv = x[(size_t)r * ldx + k];
+            float xv = xp[k * MR + r];
             for (int c = 0; c < 16; c++) a[r][c] = a[r][c] + xv * wk[c];
         }
     }

@@ -18,18 +18,18 @@
 
 enum { MR = 6 };
 
-INLINE TARGET_AVX2 void micro_body(const int mr, const float *x, size_t ldx, const float *w,
-                                   int nk, float *y, size_t ldy, const float *bias, int first,
-                                   int c0, int c1) {
+INLINE TARGET_AVX2 void micro_body(const int mr, const float *xp, const float *w, int nk,
+                                   float *y, size_t ldy, const float *bias, int first, int c0,
+                                   int c1) {
     __m256 acc[MR][2];
 #pragma GCC unroll 8
     for (int r = 0; r < mr; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
 #pragma GCC unroll 4
-    for (int k = 0; k < nk; k++, w += 16) {
+    for (int k = 0; k < nk; k++, w += 16, xp += MR) {
         __m256 w0 = _mm256_load_ps(w), w1 = _mm256_load_ps(w + 8);
 #pragma GCC unroll 8
         for (int r = 0; r < mr; r++) {
-            __m256 xb = _mm256_broadcast_ss(x + (size_t)r * ldx + k);
+            __m256 xb = _mm256_broadcast_ss(xp + r);
             acc[r][0] = _mm256_fmadd_ps(xb, w0, acc[r][0]);
             acc[r][1] = _mm256_fmadd_ps(xb, w1, acc[r][1]);
         }
@@ -61,10 +61,9 @@ INLINE TARGET_AVX2 void micro_body(const int mr, const float *x, size_t ldx, con
 }
 
 #define MICRO(mr)                                                                                 \
-    static TARGET_AVX2 void micro_##mr(const float *x, size_t ldx, const float *w, int nk,       \
-                                       float *y, size_t ldy, const float *bias, int first, int c0, \
-                                       int c1) {                                                  \
-        micro_body(mr, x, ldx, w, nk, y, ldy, bias, first, c0, c1);                               \
+    static TARGET_AVX2 void micro_##mr(const float *xp, const float *w, int nk, float *y,        \
+                                       size_t ldy, const float *bias, int first, int c0, int c1) { \
+        micro_body(mr, xp, w, nk, y, ldy, bias, first, c0, c1);                                   \
     }
 MICRO(1)
 MICRO(2)
@@ -74,15 +73,15 @@ MICRO(5)
 MICRO(6)
 
 /* The driver's microkernel: a switch of direct calls (inlined into it). */
-INLINE TARGET_AVX2 void micro(int mr, const float *x, size_t ldx, const float *w, int nk, float *y,
+INLINE TARGET_AVX2 void micro(int mr, const float *xp, const float *w, int nk, float *y,
                               size_t ldy, const float *bias, int first, int c0, int c1) {
     switch (mr) {
-    case 6: micro_6(x, ldx, w, nk, y, ldy, bias, first, c0, c1); break;
-    case 5: micro_5(x, ldx, w, nk, y, ldy, bias, first, c0, c1); break;
-    case 4: micro_4(x, ldx, w, nk, y, ldy, bias, first, c0, c1); break;
-    case 3: micro_3(x, ldx, w, nk, y, ldy, bias, first, c0, c1); break;
-    case 2: micro_2(x, ldx, w, nk, y, ldy, bias, first, c0, c1); break;
-    default: micro_1(x, ldx, w, nk, y, ldy, bias, first, c0, c1); break;
+    case 6: micro_6(xp, w, nk, y, ldy, bias, first, c0, c1); break;
+    case 5: micro_5(xp, w, nk, y, ldy, bias, first, c0, c1); break;
+    case 4: micro_4(xp, w, nk, y, ldy, bias, first, c0, c1); break;
+    case 3: micro_3(xp, w, nk, y, ldy, bias, first, c0, c1); break;
+    case 2: micro_2(xp, w, nk, y, ldy, bias, first, c0, c1); break;
+    default: micro_1(xp, w, nk, y, ldy, bias, first, c0, c1); break;
     }
 }
 
