@@ -20,10 +20,6 @@
 #include <string.h>
 #include <sys/mman.h>
 
-static int imin(int a, int b) {
-    return a < b ? a : b;
-}
-
 /* ---- the kernel table: per kind, fastest first ---- */
 
 static const struct gemm_kernel *const kernels[] = {
@@ -191,65 +187,6 @@ void wmat_deinit(struct wmat *w) {
     w->data = NULL;
     w->scale = NULL;
     w->nbytes = 0;
-}
-
-/* Y row (16 columns of panel p, lanes [c0, c1)) from a tile's sums: the
- * first k block stores acc (+ bias), later ones add. Same arithmetic per
- * element whichever branch (a full panel only lets the compiler vectorise). */
-static inline void exact_store(float *yr, const float *acc, const float *bias, int first, int c0,
-                               int c1) {
-    if (c0 == 0 && c1 == 16) {
-        if (!first)
-            for (int c = 0; c < 16; c++) yr[c] += acc[c];
-        else if (bias)
-            for (int c = 0; c < 16; c++) yr[c] = acc[c] + bias[c];
-        else
-            for (int c = 0; c < 16; c++) yr[c] = acc[c];
-        return;
-    }
-    for (int c = c0; c < c1; c++) yr[c] = !first ? yr[c] + acc[c] : bias ? acc[c] + bias[c] : acc[c];
-}
-
-void gemm_exact_run(const struct wmat *w, int m, const float *x, int ldx, const float *bias,
-                    float *y, int ldy, int col_lo, int col_hi, gemm_exact_micro micro, int mr_max) {
-    _Alignas(64) float acc[8][16];
-    _Alignas(64) float wbuf[EXACT_KC * 16]; /* one panel's k block widened from bf16 (L1) */
-    ENG_ASSERT(mr_max <= 8);
-    int n_in = w->n_in, bf16 = w->layout == WMAT_LAYOUT_BF16;
-    int p_lo = col_lo / 16, p_hi = (col_hi + 15) / 16;
-    for (int i0 = 0; i0 < m; i0 += EXACT_MC) {
-        int mc = imin(EXACT_MC, m - i0);
-        for (int k0 = 0; k0 < n_in; k0 += EXACT_KC) {
-            int nk = imin(EXACT_KC, n_in - k0);
-            for (int p = p_lo; p < p_hi; p++) {
-                const float *wp;
-                if (bf16) { /* exact: a bf16 is the top half of its f32 */
-                    const uint32_t *wd = (const uint32_t *)w->data + (size_t)p * (n_in / 2) * 16 +
-                                         (size_t)k0 / 2 * 16;
-                    for (int kw = 0; kw < nk / 2; kw++)
-                        for (int c = 0; c < 16; c++) {
-                            uint32_t u = wd[kw * 16 + c], lo = u << 16, hi = u & 0xffff0000u;
-                            memcpy(&wbuf[(2 * kw) * 16 + c], &lo, 4);
-                            memcpy(&wbuf[(2 * kw + 1) * 16 + c], &hi, 4);
-                        }
-                    wp = wbuf;
-                } else {
-                    wp = (const float *)w->data + (size_t)p * n_in * 16 + (size_t)k0 * 16;
-                }
-                int c0 = col_lo - 16 * p, c1 = col_hi - 16 * p;
-                c0 = c0 < 0 ? 0 : c0;
-                c1 = c1 > 16 ? 16 : c1;
-                const float *bp = bias ? bias + 16 * p : NULL;
-                for (int r0 = 0; r0 < mc; r0 += mr_max) {
-                    int mr = imin(mr_max, mc - r0);
-                    micro(mr, x + (size_t)(i0 + r0) * ldx + k0, (size_t)ldx, wp, nk, acc);
-                    for (int r = 0; r < mr; r++)
-                        exact_store(y + (size_t)(i0 + r0 + r) * ldy + 16 * p, acc[r], bp, k0 == 0,
-                                    c0, c1);
-                }
-            }
-        }
-    }
 }
 
 size_t wmat_scratch_bytes(const struct wmat *w, int m) {

@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 struct gemm_kernel {
     const char *name;   /* for logs: "avx2-exact", "avx512bf16", ... */
@@ -50,21 +51,96 @@ extern const struct gemm_kernel gemm_x86_avx512_vnni;
 /* Fixed k block of the exact kernels: each output element is
  * sum over blocks in order (first block + bias), each block a sequential
  * fused (or, generic, unfused) multiply-add chain over its k values. The
- * order depends on nothing but n_in: not m, not the row, not the slice. */
-enum { EXACT_KC = 256, EXACT_MC = 96 };
+ * order depends on nothing but n_in: not m, not the row, not the slice.
+ * EXACT_MC rows of X (one k block: 96 KB) and EXACT_NP panels of Y (96 KB)
+ * stay in L2 while the k blocks pass; one panel's k block, widened, in L1. */
+enum { EXACT_KC = 256, EXACT_MC = 96, EXACT_NP = 16 };
 
-/* An exact microkernel: acc[r][0..16) = sum over k < nk, in order, of
- * x[r * ldx + k] * w[k * 16 + column], for r < mr (mr <= its MR); w is one
- * panel's k block as f32 (64-byte aligned; the driver widens bf16 panels
- * into an L1-resident buffer first: exact, and the weights stay bf16 in
- * memory). */
-typedef void (*gemm_exact_micro)(int mr, const float *x, size_t ldx, const float *w, int nk,
-                                 float (*acc)[16]);
+/* An exact microkernel: for r < mr (mr <= its MR), columns c in [c0, c1)
+ * of one panel: s = sum over k < nk, in order, of xp[k * MR + r] *
+ * w[k * 16 + c] (xp: the tile's rows packed k-major by the driver; w: one
+ * panel's k block as f32, 64-byte aligned), then
+ * y[r * ldy + c] = first ? s (+ bias[c]) : y[r * ldy + c] + s. */
+typedef void (*gemm_exact_micro)(int mr, const float *xp, const float *w, int nk, float *y,
+                                 size_t ldy, const float *bias, int first, int c0, int c1);
+/* Widens one panel's k block of bf16 words (nk / 2 rows of 16 words, nk
+ * even) into f32 dst[nk][16]: exact, a bf16 is the top half of its f32. */
+typedef void (*gemm_exact_widen)(float *dst, const uint32_t *src, int nk);
 
-/* The exact kernels' shared driver (gemm.c): k blocks of EXACT_KC in order,
- * rows in tiles of mr_max, panels of the slice, then the epilogue
- * Y = acc (+ bias) on the first block and Y += acc on the later ones. */
-void gemm_exact_run(const struct wmat *w, int m, const float *x, int ldx, const float *bias,
-                    float *y, int ldy, int col_lo, int col_hi, gemm_exact_micro micro, int mr_max);
+#define EXACT_INLINE static inline __attribute__((always_inline))
+
+/* The portable epilogue of one row (the microkernels' partial panels). */
+EXACT_INLINE void gemm_exact_store(float *yr, const float *s, const float *bias, int first, int c0,
+                                   int c1) {
+    for (int c = c0; c < c1; c++) yr[c] = !first ? yr[c] + s[c] : bias ? s[c] + bias[c] : s[c];
+}
+
+EXACT_INLINE void gemm_exact_widen_c(float *dst, const uint32_t *src, int nk) {
+    for (int kw = 0; kw < nk / 2; kw++)
+        for (int c = 0; c < 16; c++) {
+            uint32_t u = src[kw * 16 + c], lo = u << 16, hi = u & 0xffff0000u;
+            memcpy(&dst[(2 * kw) * 16 + c], &lo, 4);
+            memcpy(&dst[(2 * kw + 1) * 16 + c], &hi, 4);
+        }
+}
+
+/* X's block of rows [0, mc) x k [0, nk) into tiles of mr_max rows, each
+ * k-major (xp[tile * mr_max * nk + k * mr_max + r]): the microkernel then
+ * reads one stream instead of mr_max rows ldx apart (which share L1 sets
+ * when ldx is a multiple of 1024 floats). Rows past mc are not written. */
+EXACT_INLINE void gemm_exact_pack(float *xp, const float *x, int ldx, int mc, int nk, int mr_max) {
+    for (int r0 = 0; r0 < mc; r0 += mr_max) {
+        int mr = mc - r0 < mr_max ? mc - r0 : mr_max;
+        float *t = xp + (size_t)r0 * nk;
+        for (int r = 0; r < mr; r++) {
+            const float *xr = x + (size_t)(r0 + r) * ldx;
+            for (int k = 0; k < nk; k++) t[k * mr_max + r] = xr[k];
+        }
+    }
+}
+
+/* The exact kernels' shared driver, inlined into each kernel so that its
+ * micro and widen are direct calls: rows in blocks of EXACT_MC, columns in
+ * groups of EXACT_NP panels, then k blocks of EXACT_KC in order (X's block
+ * packed), each panel of the group (widened once if bf16), each row tile of
+ * mr_max (a divisor of EXACT_MC). Each output element sees its k blocks in
+ * order whatever m, the row or the slice. Stack: 112 KB. */
+EXACT_INLINE void gemm_exact_drive(const struct wmat *w, int m, const float *x, int ldx,
+                                   const float *bias, float *y, int ldy, int col_lo, int col_hi,
+                                   gemm_exact_micro micro, gemm_exact_widen widen, int mr_max) {
+    _Alignas(64) float wbuf[EXACT_KC * 16]; /* one panel's k block widened from bf16 (L1) */
+    _Alignas(64) float xp[EXACT_MC * EXACT_KC]; /* X's block, packed (L2) */
+    int n_in = w->n_in, bf16 = w->layout == WMAT_LAYOUT_BF16;
+    int p_lo = col_lo / 16, p_hi = (col_hi + 15) / 16;
+    for (int i0 = 0; i0 < m; i0 += EXACT_MC) {
+        int mc = m - i0 < EXACT_MC ? m - i0 : EXACT_MC;
+        for (int g0 = p_lo; g0 < p_hi; g0 += EXACT_NP) {
+            int g1 = p_hi - g0 < EXACT_NP ? p_hi : g0 + EXACT_NP;
+            for (int k0 = 0; k0 < n_in; k0 += EXACT_KC) {
+                int nk = n_in - k0 < EXACT_KC ? n_in - k0 : EXACT_KC;
+                gemm_exact_pack(xp, x + (size_t)i0 * ldx + k0, ldx, mc, nk, mr_max);
+                for (int p = g0; p < g1; p++) {
+                    const float *wp;
+                    if (bf16) {
+                        widen(wbuf, (const uint32_t *)w->data + (size_t)p * (n_in / 2) * 16 +
+                                        (size_t)k0 / 2 * 16, nk);
+                        wp = wbuf;
+                    } else {
+                        wp = (const float *)w->data + (size_t)p * n_in * 16 + (size_t)k0 * 16;
+                    }
+                    int c0 = col_lo - 16 * p, c1 = col_hi - 16 * p;
+                    c0 = c0 < 0 ? 0 : c0;
+                    c1 = c1 > 16 ? 16 : c1;
+                    const float *bp = bias ? bias + 16 * p : NULL;
+                    for (int r0 = 0; r0 < mc; r0 += mr_max) {
+                        int mr = mc - r0 < mr_max ? mc - r0 : mr_max;
+                        micro(mr, xp + (size_t)r0 * nk, wp, nk, y + (size_t)(i0 + r0) * ldy + 16 * p,
+                              (size_t)ldy, bp, k0 == 0, c0, c1);
+                    }
+                }
+            }
+        }
+    }
+}
 
 #endif

@@ -1,9 +1,11 @@
 /* bench_gemm.c -- rates of wmat_gemm for the model's shapes in each kind:
- * `build/bench_gemm [--threads N] [--runs R] [--kind f32|f32w|bf16|int8|sgemm] [--m M] [--cpu]`.
+ * `build/bench_gemm [--threads N] [--runs R] [--kind K[,K...]] [--m M]...
+ *                    [--shape S] [--copies N] [--cpu]`.
  *
- * For m in {16, 512, 4096}, the four linear shapes (n_out x n_in) and 1 and
- * 2 threads (the engine's pool; columns split in multiples of 16 as the
- * engine does), prints the median GFLOP/s (GOP/s for int8) of R runs.
+ * For m in {16, 128, 512, 4096} (--m, repeatable, picks some), the four
+ * linear shapes (n_out x n_in; --shape 0-3 picks one) and 1 and 2 threads
+ * (the engine's pool; columns split in multiples of 16 as the engine does),
+ * prints the median GFLOP/s (GOP/s for int8) of R runs.
  * Kinds: f32 (the exact kernel on bf16-valued weights, as a bf16
  * checkpoint gives), f32w (the exact kernel on f32 weights), bf16, int8, and
  * sgemm (OpenBLAS on f32 weights, the same split: the reference rate).
@@ -11,6 +13,7 @@
  * The weights are cycled through enough copies (>= 96 MiB of f32) that every
  * call reads its W from memory, not from L3, as in the real 24-layer forward
  * pass: m = 16 then measures the memory-bound short query honestly.
+ * --copies N caps them (quicker runs where W's reads do not matter: large m).
  *
  * --cpu: time by the process's CPU time divided by the thread count instead
  * of the wall clock. On a shared, busy machine this estimates the rate the
@@ -95,33 +98,41 @@ static double rate(struct eng_team *p, struct wmat *w, float **sgemm, int n_copi
 }
 
 int main(int argc, char **argv) {
-    int runs = 7, only_threads = 0, only_kind = -1, only_m = 0;
+    int runs = 7, max_copies = 0, only_shape = -1, only_threads = 0, n_only_m = 0, only_m[8];
+    unsigned kinds = 0; /* bit per kind; 0: all */
     static const struct option opts[] = {
         {"threads", required_argument, 0, 't'}, {"runs", required_argument, 0, 'r'},
         {"kind", required_argument, 0, 'k'},    {"m", required_argument, 0, 'm'},
-        {"cpu", no_argument, 0, 'c'},           {0, 0, 0, 0}};
-    for (int c; (c = getopt_long(argc, argv, "t:r:k:m:c", opts, NULL)) != -1;) {
+        {"cpu", no_argument, 0, 'c'},           {"copies", required_argument, 0, 'C'},
+        {"shape", required_argument, 0, 's'},   {0, 0, 0, 0}};
+    for (int c; (c = getopt_long(argc, argv, "t:r:k:m:cC:s:", opts, NULL)) != -1;) {
         if (c == 't')
             only_threads = atoi(optarg);
         else if (c == 'r')
             runs = atoi(optarg) < 5 ? 5 : atoi(optarg);
-        else if (c == 'm')
-            only_m = atoi(optarg);
+        else if (c == 'm' && n_only_m < 8)
+            only_m[n_only_m++] = atoi(optarg);
         else if (c == 'c')
             use_cpu_time = 1;
-        else if (c == 'k') {
-            for (int k = 0; k < N_KINDS; k++)
-                if (!strcmp(optarg, kind_name[k])) only_kind = k;
+        else if (c == 'C')
+            max_copies = atoi(optarg);
+        else if (c == 's')
+            only_shape = atoi(optarg);
+        else if (c == 'k') { /* a comma-separated list */
+            for (char *t = strtok(optarg, ","); t; t = strtok(NULL, ","))
+                for (int k = 0; k < N_KINDS; k++)
+                    if (!strcmp(t, kind_name[k])) kinds |= 1u << k;
         } else {
             fprintf(stderr,
-                    "usage: %s [--threads N] [--runs R] [--kind f32|f32w|bf16|int8|sgemm] [--m M] [--cpu]\n",
+                    "usage: %s [--threads N] [--runs R] [--kind f32|f32w|bf16|int8|sgemm[,...]] "
+                    "[--m M]... [--shape 0-3] [--copies N] [--cpu]\n",
                     argv[0]);
             return 2;
         }
     }
     openblas_set_num_threads(1);
     static const int shapes[][2] = {{3072, 1024}, {1024, 1024}, {4096, 1024}, {1024, 4096}};
-    static const int ms[] = {16, 512, 4096};
+    static const int ms[] = {16, 128, 512, 4096};
     int max_m = 4096, max_in = 4096, max_out = 4096;
     float *x = malloc(sizeof(float) * (size_t)max_m * max_in);
     float *y = malloc(sizeof(float) * (size_t)max_m * max_out);
@@ -136,13 +147,17 @@ int main(int argc, char **argv) {
     printf("%-5s %-10s %5s | %9s %9s | GFLOP/s (int8: GOP/s), median of %d, %s\n", "kind",
            "n_out x n_in", "m", "1 thread", "2 threads", runs,
            use_cpu_time ? "CPU time / threads" : "wall clock");
-    for (int kind = 0; kind < N_KINDS; kind++) {
-        if (only_kind >= 0 && kind != only_kind) continue;
-        for (int is = 0; is < 4; is++) {
+    /* shape-major, so the kinds of one shape run back to back: on a shared
+     * machine their ratio is the figure to read */
+    for (int is = 0; is < 4; is++) {
+        if (only_shape >= 0 && is != only_shape) continue;
+        for (int kind = 0; kind < N_KINDS; kind++) {
+            if (kinds && !(kinds & 1u << kind)) continue;
             int n_out = shapes[is][0], n_in = shapes[is][1];
             size_t n = (size_t)n_out * n_in;
             int n_copies = (int)((96u << 20) / (n * sizeof(float)));
             n_copies = n_copies < 1 ? 1 : n_copies;
+            if (max_copies > 0 && n_copies > max_copies) n_copies = max_copies;
             float *src = malloc(sizeof(float) * n);
             for (size_t i = 0; i < n; i++) {
                 s = s * 1103515245u + 12345u;
@@ -167,9 +182,11 @@ int main(int argc, char **argv) {
                 printf("%-5s %4dx%-5d  (not supported on this CPU)\n", kind_name[kind], n_out,
                        n_in);
             }
-            for (int im = 0; ok && im < 3; im++) {
-                int m = ms[im];
-                if (only_m && m != only_m) continue;
+            for (int im = 0; ok && im < 4; im++) {
+                int m = ms[im], want = !n_only_m;
+                for (int i = 0; i < n_only_m; i++)
+                    want |= only_m[i] == m;
+                if (!want) continue;
                 double r[2] = {0, 0};
                 for (int t = 1; t <= 2; t++) {
                     if (only_threads && t != only_threads) continue;

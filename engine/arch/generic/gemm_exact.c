@@ -5,26 +5,30 @@
 #include "engine/cpu.h"
 #include "engine/gemm_kernels.h"
 
-#include <string.h>
 
 enum { MR = 4 };
 
-static void micro(int mr, const float *x, size_t ldx, const float *w, int nk, float (*acc)[16]) {
+static void micro(int mr, const float *xp, const float *w, int nk, float *y, size_t ldy,
+                  const float *bias, int first, int c0, int c1) {
     float a[MR][16] = {{0}};
     for (int k = 0; k < nk; k++) {
         const float *wk = w + (size_t)k * 16;
         for (int r = 0; r < mr; r++) {
-            float xv = x[(size_t)r * ldx + k];
+            float xv = xp[k * MR + r];
             for (int c = 0; c < 16; c++) a[r][c] = a[r][c] + xv * wk[c];
         }
     }
-    memcpy(acc, a, sizeof(float) * 16 * (size_t)mr);
+    for (int r = 0; r < mr; r++) gemm_exact_store(y + (size_t)r * ldy, a[r], bias, first, c0, c1);
+}
+
+static void widen(float *dst, const uint32_t *src, int nk) {
+    gemm_exact_widen_c(dst, src, nk);
 }
 
 static void gemm(const struct wmat *w, int m, const float *x, int ldx, const float *bias,
                  float *y, int ldy, int col_lo, int col_hi, void *scratch) {
     (void)scratch;
-    gemm_exact_run(w, m, x, ldx, bias, y, ldy, col_lo, col_hi, micro, MR);
+    gemm_exact_drive(w, m, x, ldx, bias, y, ldy, col_lo, col_hi, micro, widen, MR);
 }
 
 const struct gemm_kernel gemm_generic_exact = {
