@@ -194,7 +194,7 @@ test: $(BUILD)/embedserve $(BUILD)/test_all $(FUZZ_REPLAY) $(TESTMODEL)/expected
 # the calling thread only. TSan reports make a process exit 66
 # and are also searched for in the server logs.
 TSAN_BUILD  = build/san-thread
-TSAN_SUITES ?= tokenizer engine http hostile
+TSAN_SUITES ?= tokenizer engine batcher http hostile conn
 test-tsan: $(TESTMODEL)/expected.json
 	$(MAKE) SANITIZE=thread $(TSAN_BUILD)/embedserve $(TSAN_BUILD)/test_all
 	rm -f $(TSAN_BUILD)/*.log

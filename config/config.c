@@ -636,7 +636,7 @@ static int64_t read_limit(const char *path) {
 }
 
 int64_t cfg_memory_limit(void) {
-    int64_t v = read_limit("/sys/fs/cgroup/memory.max"); /* cgroup v2 */
+    int64_t v = read_limit("/sys/fs/cgroup/memory.max");                   /* cgroup v2 */
     if (!v) v = read_limit("/sys/fs/cgroup/memory/memory.limit_in_bytes"); /* v1 */
     return v;
 }

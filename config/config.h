@@ -87,8 +87,8 @@ struct cfg {
     int shutdown_timeout;          /* --shutdown-timeout: drain limit on SIGTERM, seconds (30) */
     /* --trusted-proxies: addresses or ranges exempt from --max-conns-per-client */
     struct cfg_list trusted_proxies;
-    int request_timeout;           /* --request-timeout: per-request deadline, seconds (600; 0 =
-                                      none); X-Request-Timeout may shorten it */
+    int request_timeout; /* --request-timeout: per-request deadline, seconds (600; 0 =
+                            none); X-Request-Timeout may shorten it */
 };
 
 /* An address range of --trusted-proxies: "10.0.0.0/8", "::1", "192.0.2.7". */

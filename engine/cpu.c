@@ -70,7 +70,7 @@ static uint32_t detect(void) {
 #elif defined(__aarch64__) && defined(__linux__)
     /* Linux's HWCAP bits (asm/hwcap.h), spelled out for older headers */
     unsigned long h1 = getauxval(AT_HWCAP), h2 = getauxval(AT_HWCAP2);
-    if (h1 & (1ul << 1)) f |= CPU_ARM_NEON;    /* HWCAP_ASIMD */
+    if (h1 & (1ul << 1)) f |= CPU_ARM_NEON;     /* HWCAP_ASIMD */
     if (h1 & (1ul << 20)) f |= CPU_ARM_DOTPROD; /* HWCAP_ASIMDDP */
     if (h2 & (1ul << 13)) f |= CPU_ARM_I8MM;    /* HWCAP2_I8MM */
     if (h2 & (1ul << 14)) f |= CPU_ARM_BF16;    /* HWCAP2_BF16 */

@@ -38,34 +38,34 @@
 struct eng_ctx {
     const struct eng_model *m;
     struct eng_team *team;
-    int cap;                     /* tokens */
+    int cap; /* tokens */
     int n_threads;
-    float *x;                    /* [cap][H] hidden state */
-    float *qkv;                  /* [cap][3H] */
-    float *att;                  /* [cap][H] attention context */
-    float *tmp;                  /* [cap][H] projection output */
-    float *ff;                   /* [min(cap, FFN_CHUNK)][F] */
-    float *lora_t;               /* [cap][rank] x A_t^T */
-    float *scores;               /* [n_threads][ATT_TILE][cap] */
-    float *rope_cos, *rope_sin;  /* [cap][d/2] by position */
-    int32_t *pos;                /* [cap] position in its sequence */
-    int32_t *task_of;            /* [cap] task of each token (ENG_TASK_NONE: base weights) */
-    bool any_task;               /* some token of the batch has a task */
+    float *x;                   /* [cap][H] hidden state */
+    float *qkv;                 /* [cap][3H] */
+    float *att;                 /* [cap][H] attention context */
+    float *tmp;                 /* [cap][H] projection output */
+    float *ff;                  /* [min(cap, FFN_CHUNK)][F] */
+    float *lora_t;              /* [cap][rank] x A_t^T */
+    float *scores;              /* [n_threads][ATT_TILE][cap] */
+    float *rope_cos, *rope_sin; /* [cap][d/2] by position */
+    int32_t *pos;               /* [cap] position in its sequence */
+    int32_t *task_of;           /* [cap] task of each token (ENG_TASK_NONE: base weights) */
+    bool any_task;              /* some token of the batch has a task */
     /* per-call view of the batch */
     const struct eng_seq *seqs;
     int n_seqs;
-    int *seq_start;              /* [cap + 1] first token of each sequence */
-    double *acc;                 /* [H] pooling accumulator */
-    void **scratch;              /* [n_threads] per-thread activation packing for wmat_gemm */
+    int *seq_start; /* [cap + 1] first token of each sequence */
+    double *acc;    /* [H] pooling accumulator */
+    void **scratch; /* [n_threads] per-thread activation packing for wmat_gemm */
     /* bf16 attention (low-precision modes): K and V^T of every (sequence,
      * head) packed once per layer; grow-only, sized per batch in eng_encode */
     bool att_bf16;
     const struct gemm_kernel *att_kern; /* the WMAT_BF16 kernel */
-    struct wmat *att_w;          /* [n_seqs * n_head][2]: K, V^T */
-    size_t *att_off;             /* [n_seqs * n_head] byte offset into att_buf */
+    struct wmat *att_w;                 /* [n_seqs * n_head][2]: K, V^T */
+    size_t *att_off;                    /* [n_seqs * n_head] byte offset into att_buf */
     void *att_buf;
     size_t att_w_cap, att_buf_cap;
-    atomic_int next_item;        /* attention work queue */
+    atomic_int next_item; /* attention work queue */
 };
 
 /* ---------- what this forward pass implements ---------- */
@@ -144,8 +144,9 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_params *
     }
     for (int i = 0; sb && c->scratch && i < n_threads; i++)
         if (!(c->scratch[i] = malloc(sb))) goto oom;
-    if (!c->acc || !c->scratch || !c->team || !c->x || !c->qkv || !c->att || !c->tmp || !c->ff || !c->lora_t || !c->task_of ||
-        !c->scores || !c->rope_cos || !c->rope_sin || !c->pos || !c->seq_start)
+    if (!c->acc || !c->scratch || !c->team || !c->x || !c->qkv || !c->att || !c->tmp || !c->ff ||
+        !c->lora_t || !c->task_of || !c->scores || !c->rope_cos || !c->rope_sin || !c->pos ||
+        !c->seq_start)
         goto oom;
     pos_tables_init(c);
     return c;
@@ -172,7 +173,8 @@ void eng_ctx_free(struct eng_ctx *c) {
     free(c->task_of);
     free(c->seq_start);
     free(c->acc);
-    for (int i = 0; c->scratch && i < c->n_threads; i++) free(c->scratch[i]);
+    for (int i = 0; c->scratch && i < c->n_threads; i++)
+        free(c->scratch[i]);
     free(c->scratch);
     free(c->att_w);
     free(c->att_off);
@@ -212,8 +214,9 @@ static void embed_phase(void *arg, int ith, int nth) {
         for (int it = lo; it < hi; it++) {
             int32_t id = s->ids[it];
             float *xi = c->x + (size_t)(c->seq_start[is] + it) * H;
-            st_to_f32(m->tok_embd_dt, (const char *)m->tok_embd +
-                                          (size_t)id * H * (m->tok_embd_dt == ST_F32 ? 4 : 2),
+            st_to_f32(m->tok_embd_dt,
+                      (const char *)m->tok_embd +
+                          (size_t)id * H * (m->tok_embd_dt == ST_F32 ? 4 : 2),
                       xi, H);
             const float *type = m->type_embd + (size_t)(s->task + 1) * H;
             if (s->task >= 0) {
@@ -223,9 +226,11 @@ static void embed_phase(void *arg, int ith, int nth) {
                                                       ((int64_t)s->task * V + id) * r + k);
                 const float *B = m->tok_lora_b + (size_t)s->task * r * H;
                 for (int k = 0; k < r; k++)
-                    for (int j = 0; j < H; j++) xi[j] += a[k] * B[(size_t)k * H + j];
+                    for (int j = 0; j < H; j++)
+                        xi[j] += a[k] * B[(size_t)k * H + j];
             }
-            for (int j = 0; j < H; j++) xi[j] += type[j];
+            for (int j = 0; j < H; j++)
+                xi[j] += type[j];
             ops_add_layernorm(xi, NULL, 1, H, m->emb_ln_w, m->emb_ln_b, m->info.ln_eps);
         }
     }
@@ -280,7 +285,8 @@ static void lora_down_phase(void *arg, int ith, int nth) {
     split(j->n, ith, nth, &lo, &hi);
     for (int i = lo; i < hi;) {
         int t = c->task_of[j->row0 + i], n = 1;
-        while (i + n < hi && c->task_of[j->row0 + i + n] == t) n++;
+        while (i + n < hi && c->task_of[j->row0 + i + n] == t)
+            n++;
         if (t >= 0)
             ops_lora_down(j->x + (size_t)i * l->n_in, l->n_in, n, l->n_in,
                           l->lora_a + (size_t)t * r * l->n_in, r, c->lora_t + (size_t)i * r);
@@ -308,8 +314,8 @@ static void layernorm_phase(void *arg, int ith, int nth) {
     const struct rows_job *j = arg;
     int lo, hi;
     split(j->n_rows, ith, nth, &lo, &hi);
-    ops_add_layernorm(j->x + (size_t)lo * j->n, j->r + (size_t)lo * j->n, hi - lo, j->n, j->w,
-                      j->b, j->c->m->info.ln_eps);
+    ops_add_layernorm(j->x + (size_t)lo * j->n, j->r + (size_t)lo * j->n, hi - lo, j->n, j->w, j->b,
+                      j->c->m->info.ln_eps);
 }
 
 static void gelu_phase(void *arg, int ith, int nth) {
@@ -328,7 +334,8 @@ static void rope_phase(void *arg, int ith, int nth) {
         const float *cs = c->rope_cos + (size_t)c->pos[it] * (d / 2);
         const float *sn = c->rope_sin + (size_t)c->pos[it] * (d / 2);
         float *row = c->qkv + (size_t)it * 3 * H;
-        for (int h = 0; h < 2 * nh; h++) ops_rope_head(row + h * d, d, cs, sn); /* Q and K */
+        for (int h = 0; h < 2 * nh; h++)
+            ops_rope_head(row + h * d, d, cs, sn); /* Q and K */
     }
 }
 
@@ -478,8 +485,7 @@ static int batch_prepare(struct eng_ctx *c, const struct eng_seq *seqs, int n_se
     for (int is = 0; is < n_seqs; is++) {
         const struct eng_seq *s = &seqs[is];
         if (s->n_ids < 1 || !s->ids || !s->out) return ENG_EINVAL;
-        if (s->task != ENG_TASK_NONE && (s->task < 0 || s->task >= in->n_tasks))
-            return ENG_EINVAL;
+        if (s->task != ENG_TASK_NONE && (s->task < 0 || s->task >= in->n_tasks)) return ENG_EINVAL;
         for (int i = 0; i < s->n_ids; i++)
             if (s->ids[i] < 0 || s->ids[i] >= in->n_vocab) return ENG_EINVAL;
         for (int k = 0; k < s->n_spans; k++) {
@@ -513,15 +519,18 @@ static void mean_pool_spans(struct eng_ctx *c) {
         const struct eng_seq *s = &c->seqs[is];
         int n_out = s->n_spans > 0 ? s->n_spans : 1;
         for (int k = 0; k < n_out; k++) {
-            int a = s->n_spans ? s->spans[2 * k] : 0, b = s->n_spans ? s->spans[2 * k + 1] : s->n_ids;
+            int a = s->n_spans ? s->spans[2 * k] : 0,
+                b = s->n_spans ? s->spans[2 * k + 1] : s->n_ids;
             float *out = s->out + (size_t)k * H;
             /* mean over the span's rows, accumulated in double */
             memset(c->acc, 0, sizeof(double) * (size_t)H);
             for (int it = a; it < b; it++) {
                 const float *row = c->x + (size_t)(c->seq_start[is] + it) * H;
-                for (int j = 0; j < H; j++) c->acc[j] += row[j];
+                for (int j = 0; j < H; j++)
+                    c->acc[j] += row[j];
             }
-            for (int j = 0; j < H; j++) out[j] = (float)(c->acc[j] / (b - a));
+            for (int j = 0; j < H; j++)
+                out[j] = (float)(c->acc[j] / (b - a));
         }
     }
 }
@@ -534,7 +543,8 @@ int eng_encode(struct eng_ctx *c, const struct eng_seq *seqs, int32_t n_seqs) {
     if (c->att_bf16 && (rc = att_reserve(c)) != 0) return rc;
     struct embed_job ej = {c};
     team_run(c->team, embed_phase, &ej);
-    for (int il = 0; il < c->m->info.n_layer; il++) layer_forward(c, &c->m->layers[il], n_tok);
+    for (int il = 0; il < c->m->info.n_layer; il++)
+        layer_forward(c, &c->m->layers[il], n_tok);
     mean_pool_spans(c);
     c->seqs = NULL;
     return 0;
@@ -543,12 +553,14 @@ int eng_encode(struct eng_ctx *c, const struct eng_seq *seqs, int32_t n_seqs) {
 int eng_embd_finish(const float *pooled, int n_embd, int dims, bool normalize, float *out) {
     if (dims <= 0 || dims > n_embd) dims = n_embd;
     double ss = 0;
-    for (int j = 0; j < dims; j++) ss += (double)pooled[j] * pooled[j];
+    for (int j = 0; j < dims; j++)
+        ss += (double)pooled[j] * pooled[j];
     double scale = 1.0;
     if (normalize) {
         double norm = sqrt(ss);
         scale = 1.0 / (norm > 1e-12 ? norm : 1e-12);
     }
-    for (int j = 0; j < dims; j++) out[j] = (float)(pooled[j] * scale);
+    for (int j = 0; j < dims; j++)
+        out[j] = (float)(pooled[j] * scale);
     return dims;
 }

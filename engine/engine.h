@@ -29,10 +29,10 @@
 extern "C" {
 #endif
 
-#define ENG_MAX_TASKS     8
-#define ENG_MAX_MATRYOSHKA 16
+#define ENG_MAX_TASKS        8
+#define ENG_MAX_MATRYOSHKA   16
 #define ENG_MAX_PREFIX_BYTES 4096 /* longest task instruction accepted from config.json */
-#define ENG_TASK_NONE     (-1) /* base weights: no adapter, no prefix */
+#define ENG_TASK_NONE        (-1) /* base weights: no adapter, no prefix */
 
 /* Error codes: negative and from -101 down, so that no code equals an
  * adapter index (>= 0) or ENG_TASK_NONE (-1). eng_strerror names each. */
@@ -78,11 +78,11 @@ struct eng_params {
  * Matryoshka sizes, max_position, dtype). Strings are owned by the model and
  * live until eng_model_close. */
 struct eng_info {
-    int n_embd;  /* hidden_size */
-    int n_layer; /* num_hidden_layers */
-    int n_head;  /* num_attention_heads */
-    int n_ff;    /* intermediate_size */
-    int n_vocab; /* vocab_size */
+    int n_embd;    /* hidden_size */
+    int n_layer;   /* num_hidden_layers */
+    int n_head;    /* num_attention_heads */
+    int n_ff;      /* intermediate_size */
+    int n_vocab;   /* vocab_size */
     int lora_rank; /* 0 for a family without task adapters */
     float lora_alpha;
     float rope_base; /* rotary positions only */
@@ -94,11 +94,11 @@ struct eng_info {
     const char *task_prefix[ENG_MAX_TASKS]; /* adapter index -> instruction ("" if none) */
     int n_matryoshka; /* Matryoshka sizes the model was trained for (config.json's */
     int matryoshka[ENG_MAX_MATRYOSHKA]; /* "matryoshka_dimensions" within 1..n_embd) */
-    const char *name;     /* _name_or_path, or "" (the model card's Hugging Face id) */
-    const char *arch;     /* the architecture family, e.g. "jina-embeddings-v3" */
+    const char *name; /* _name_or_path, or "" (the model card's Hugging Face id) */
+    const char *arch; /* the architecture family, e.g. "jina-embeddings-v3" */
     const char *const (*task_alias)[2]; /* [n_task_alias] {alias, task name} of the family */
     int n_task_alias;
-    enum eng_dtype dtype; /* precision the matrix products run in (never AUTO) */
+    enum eng_dtype dtype;  /* precision the matrix products run in (never AUTO) */
     uint32_t cpu_features; /* the CPU_* bits in use (requested and present) */
     const char *kernel;    /* the matrix-product kernel ("avx2-exact", "avx512bf16", ...) */
 };

@@ -12,12 +12,12 @@
 #include <stdlib.h>
 
 /* Always-on assert for broken invariants (ggml's GGML_ASSERT). */
-#define ENG_ASSERT(x)                                                                              \
-    do {                                                                                           \
-        if (!(x)) {                                                                                \
-            fprintf(stderr, "%s:%d: ENG_ASSERT(%s) failed\n", __FILE__, __LINE__, #x);             \
-            abort();                                                                               \
-        }                                                                                          \
+#define ENG_ASSERT(x)                                                                  \
+    do {                                                                               \
+        if (!(x)) {                                                                    \
+            fprintf(stderr, "%s:%d: ENG_ASSERT(%s) failed\n", __FILE__, __LINE__, #x); \
+            abort();                                                                   \
+        }                                                                              \
     } while (0)
 
 /* ---- safetensors.c: a validating reader of one mmaped .safetensors file ---- */
@@ -96,7 +96,7 @@ struct eng_model {
     enum st_dtype tok_embd_dt;
     const void *tok_lora_a; /* [n_tasks][n_vocab][rank] (embedding A/B roles swapped) */
     enum st_dtype tok_lora_a_dt;
-    void *owned[2]; /* heap copies of the word table and its LoRA A, in the file's dtype */
+    void *owned[2];          /* heap copies of the word table and its LoRA A, in the file's dtype */
     const float *tok_lora_b; /* [n_tasks][rank][n_embd] */
     const float *type_embd;  /* [1 + n_tasks][n_embd]: row 0 no task, row 1+t task t, merged */
     const float *emb_ln_w, *emb_ln_b;
@@ -116,9 +116,9 @@ bool enc_norm_supported(enum eng_norm_place p);
 /* ---- ops.c: kernels, each with a naive reference for the tests ---- */
 
 /* x[i] = LayerNorm(x[i] + r[i]) for n_rows rows of n (r may be NULL). */
-void ops_add_layernorm(float *x, const float *r, int n_rows, int n, const float *w,
-                       const float *b, float eps);
-void ops_gelu(float *x, int64_t n); /* exact erf GELU, in place */
+void ops_add_layernorm(float *x, const float *r, int n_rows, int n, const float *w, const float *b,
+                       float eps);
+void ops_gelu(float *x, int64_t n);           /* exact erf GELU, in place */
 void ops_scale(float *x, int64_t n, float s); /* x *= s */
 void ops_softmax_rows(float *x, int n_rows, int n, int ld);
 /* NeoX rotary on one head vector of d values at position pos (cos/sin: [d/2]). */
@@ -137,8 +137,8 @@ void ops_lora_up(float *restrict y, int lo, int hi, const float *restrict t, int
 void ops_rope_inv_freq(float base, int d, float *inv_freq);
 
 /* Naive references (tests only). */
-void ref_add_layernorm(float *x, const float *r, int n_rows, int n, const float *w,
-                       const float *b, float eps);
+void ref_add_layernorm(float *x, const float *r, int n_rows, int n, const float *w, const float *b,
+                       float eps);
 void ref_gelu(float *x, int64_t n);
 void ref_softmax_rows(float *x, int n_rows, int n, int ld);
 void ref_gemm_nt(int m, int n, int k, const float *x, int ldx, const float *w, int ldw,

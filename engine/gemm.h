@@ -22,17 +22,17 @@ enum wmat_kind {
      * element (bitwise the same whatever m, the row or the column slice);
      * W kept in the checkpoint's precision (bf16 if every value is one) */
     WMAT_F32 = 0,
-    WMAT_BF16,    /* weights bf16, activations rounded to bf16, f32 accumulation */
-    WMAT_INT8,    /* weights int8 per output channel, activations int8 per row, i32 accumulation */
+    WMAT_BF16, /* weights bf16, activations rounded to bf16, f32 accumulation */
+    WMAT_INT8, /* weights int8 per output channel, activations int8 per row, i32 accumulation */
 };
 
 struct wmat {
     enum wmat_kind kind;
     int n_out, n_in;
-    void *data;    /* owned; kind-specific layout */
-    float *scale;  /* owned; [n_out] for WMAT_INT8, else NULL */
-    size_t nbytes; /* bytes held (data + scale) */
-    int layout;    /* enum wmat_layout */
+    void *data;                  /* owned; kind-specific layout */
+    float *scale;                /* owned; [n_out] for WMAT_INT8, else NULL */
+    size_t nbytes;               /* bytes held (data + scale) */
+    int layout;                  /* enum wmat_layout */
     const struct gemm_kernel *k; /* borrowed: a row of the static kernel table */
 };
 

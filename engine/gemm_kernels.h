@@ -17,13 +17,13 @@
 #include <string.h>
 
 struct gemm_kernel {
-    const char *name;   /* for logs: "avx2-exact", "avx512bf16", ... */
+    const char *name; /* for logs: "avx2-exact", "avx512bf16", ... */
     enum wmat_kind kind;
-    uint32_t needs;     /* CPU_* bits */
+    uint32_t needs; /* CPU_* bits */
     /* lays W (n_out x n_in f32, row-major) out into w->data; 0 or -1 (memory) */
     int (*prepare)(struct wmat *w, const float *src);
-    void (*gemm)(const struct wmat *w, int m, const float *x, int ldx, const float *bias,
-                 float *y, int ldy, int col_lo, int col_hi, void *scratch);
+    void (*gemm)(const struct wmat *w, int m, const float *x, int ldx, const float *bias, float *y,
+                 int ldy, int col_lo, int col_hi, void *scratch);
     size_t (*scratch_bytes)(const struct wmat *w, int m); /* NULL: none */
 };
 
@@ -72,7 +72,8 @@ typedef void (*gemm_exact_widen)(float *dst, const uint32_t *src, int nk);
 /* The portable epilogue of one row (the microkernels' partial panels). */
 EXACT_INLINE void gemm_exact_store(float *yr, const float *s, const float *bias, int first, int c0,
                                    int c1) {
-    for (int c = c0; c < c1; c++) yr[c] = !first ? yr[c] + s[c] : bias ? s[c] + bias[c] : s[c];
+    for (int c = c0; c < c1; c++)
+        yr[c] = !first ? yr[c] + s[c] : bias ? s[c] + bias[c] : s[c];
 }
 
 EXACT_INLINE void gemm_exact_widen_c(float *dst, const uint32_t *src, int nk) {
@@ -94,7 +95,8 @@ EXACT_INLINE void gemm_exact_pack(float *xp, const float *x, int ldx, int mc, in
         float *t = xp + (size_t)r0 * nk;
         for (int r = 0; r < mr; r++) {
             const float *xr = x + (size_t)(r0 + r) * ldx;
-            for (int k = 0; k < nk; k++) t[k * mr_max + r] = xr[k];
+            for (int k = 0; k < nk; k++)
+                t[k * mr_max + r] = xr[k];
         }
     }
 }
@@ -108,7 +110,7 @@ EXACT_INLINE void gemm_exact_pack(float *xp, const float *x, int ldx, int mc, in
 EXACT_INLINE void gemm_exact_drive(const struct wmat *w, int m, const float *x, int ldx,
                                    const float *bias, float *y, int ldy, int col_lo, int col_hi,
                                    gemm_exact_micro micro, gemm_exact_widen widen, int mr_max) {
-    _Alignas(64) float wbuf[EXACT_KC * 16]; /* one panel's k block widened from bf16 (L1) */
+    _Alignas(64) float wbuf[EXACT_KC * 16];     /* one panel's k block widened from bf16 (L1) */
     _Alignas(64) float xp[EXACT_MC * EXACT_KC]; /* X's block, packed (L2) */
     int n_in = w->n_in, bf16 = w->layout == WMAT_LAYOUT_BF16;
     int p_lo = col_lo / 16, p_hi = (col_hi + 15) / 16;
@@ -122,8 +124,10 @@ EXACT_INLINE void gemm_exact_drive(const struct wmat *w, int m, const float *x, 
                 for (int p = g0; p < g1; p++) {
                     const float *wp;
                     if (bf16) {
-                        widen(wbuf, (const uint32_t *)w->data + (size_t)p * (n_in / 2) * 16 +
-                                        (size_t)k0 / 2 * 16, nk);
+                        widen(wbuf,
+                              (const uint32_t *)w->data + (size_t)p * (n_in / 2) * 16 +
+                                  (size_t)k0 / 2 * 16,
+                              nk);
                         wp = wbuf;
                     } else {
                         wp = (const float *)w->data + (size_t)p * n_in * 16 + (size_t)k0 * 16;
@@ -134,8 +138,9 @@ EXACT_INLINE void gemm_exact_drive(const struct wmat *w, int m, const float *x, 
                     const float *bp = bias ? bias + 16 * p : NULL;
                     for (int r0 = 0; r0 < mc; r0 += mr_max) {
                         int mr = mc - r0 < mr_max ? mc - r0 : mr_max;
-                        micro(mr, xp + (size_t)r0 * nk, wp, nk, y + (size_t)(i0 + r0) * ldy + 16 * p,
-                              (size_t)ldy, bp, k0 == 0, c0, c1);
+                        micro(mr, xp + (size_t)r0 * nk, wp, nk,
+                              y + (size_t)(i0 + r0) * ldy + 16 * p, (size_t)ldy, bp, k0 == 0, c0,
+                              c1);
                     }
                 }
             }

@@ -49,9 +49,10 @@ static int dtype_resolve(enum eng_dtype want, uint32_t cpu, enum eng_dtype *out,
     if ((want == ENG_DTYPE_BF16 && !gemm_kernel_for(WMAT_BF16, cpu)) ||
         (want == ENG_DTYPE_INT8 && !gemm_kernel_for(WMAT_INT8, cpu))) {
         char names[128];
-        snprintf(err, errlen, "dtype %s needs a CPU with %s (CPU features in use: %s); "
-                              "use dtype f32", eng_dtype_name(want),
-                 want == ENG_DTYPE_BF16 ? "AVX512_BF16" : "AVX512_VNNI",
+        snprintf(err, errlen,
+                 "dtype %s needs a CPU with %s (CPU features in use: %s); "
+                 "use dtype f32",
+                 eng_dtype_name(want), want == ENG_DTYPE_BF16 ? "AVX512_BF16" : "AVX512_VNNI",
                  cpu_mask_names(cpu, names, sizeof(names)));
         return -1;
     }
@@ -300,8 +301,8 @@ static int config_load(struct eng_model *m, const char *dir, char *err, size_t e
         goto out;
     const cJSON *md = cJSON_GetObjectItemCaseSensitive(root, "matryoshka_dimensions"), *d;
     cJSON_ArrayForEach(d, md) { /* informational: sizes in 1..hidden_size are kept */
-        if (in->n_matryoshka < ENG_MAX_MATRYOSHKA && cJSON_IsNumber(d) &&
-            d->valuedouble >= 1 && d->valuedouble <= in->n_embd)
+        if (in->n_matryoshka < ENG_MAX_MATRYOSHKA && cJSON_IsNumber(d) && d->valuedouble >= 1 &&
+            d->valuedouble <= in->n_embd)
             in->matryoshka[in->n_matryoshka++] = (int)d->valuedouble;
     }
     if (config_strings(m, root, path, err, errlen) != 0) goto out;
@@ -329,7 +330,8 @@ static const struct st_tensor *need(const struct eng_model *m, const char *full,
         return NULL;
     }
     int same = t->n_dims == n_dims;
-    for (int i = 0; same && i < n_dims; i++) same = t->shape[i] == shape[i];
+    for (int i = 0; same && i < n_dims; i++)
+        same = t->shape[i] == shape[i];
     if (!same) {
         for (int i = 0; i < t->n_dims; i++)
             snprintf(got + strlen(got), sizeof(got) - strlen(got), "%s%lld", i ? "," : "",
@@ -344,8 +346,8 @@ static const struct st_tensor *need(const struct eng_model *m, const char *full,
     return t;
 }
 
-#define SHAPE(...) ((const int64_t[]){__VA_ARGS__})
-#define NDIMS(...) ((int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)))
+#define SHAPE(...)      ((const int64_t[]){__VA_ARGS__})
+#define NDIMS(...)      ((int)(sizeof((const int64_t[]){__VA_ARGS__}) / sizeof(int64_t)))
 #define NEED(name, ...) need(m, name, NDIMS(__VA_ARGS__), SHAPE(__VA_ARGS__), err, errlen)
 
 /* Widens tensor t into the arena at *pos; returns the f32 copy. */
@@ -569,7 +571,8 @@ static long embeddings_walk(struct eng_model *m, size_t *pos, char *err, size_t 
         /* type_embd[0] = T[0]; type_embd[1+t] = T[0] + s * sum_k A[t][0][k] * B[t][k][:] */
         float *te32 = m->arena + *pos;
         *pos += (size_t)(1 + T) * H;
-        for (int j = 0; j < H; j++) te32[j] = st_get_f32(te->dtype, te->data, j);
+        for (int j = 0; j < H; j++)
+            te32[j] = st_get_f32(te->dtype, te->data, j);
         for (int t = 0; t < T; t++) {
             float *row = te32 + (size_t)(1 + t) * H;
             for (int j = 0; j < H; j++) {
@@ -684,7 +687,8 @@ static void task_names_list(const struct eng_info *in, char *msg, size_t n, int 
     for (int t = 0; t < in->n_tasks && k >= 0 && (size_t)k < n; t++)
         k += snprintf(msg + k, n - (size_t)k, "%s%s", t ? ", " : "", in->task_name[t]);
     for (int i = 0; i < in->n_task_alias && k >= 0 && (size_t)k < n; i++)
-        k += snprintf(msg + k, n - (size_t)k, "%s%s", i ? ", " : " (aliases: ", in->task_alias[i][0]);
+        k += snprintf(msg + k, n - (size_t)k, "%s%s",
+                      i ? ", " : " (aliases: ", in->task_alias[i][0]);
     if (in->n_task_alias && k >= 0 && (size_t)k < n) snprintf(msg + k, n - (size_t)k, ")");
 }
 

@@ -10,16 +10,18 @@
 #include <math.h>
 #include <string.h>
 
-void ops_add_layernorm(float *x, const float *r, int n_rows, int n, const float *w,
-                       const float *b, float eps) {
+void ops_add_layernorm(float *x, const float *r, int n_rows, int n, const float *w, const float *b,
+                       float eps) {
     for (int i = 0; i < n_rows; i++) {
         float *xi = x + (size_t)i * n;
         const float *ri = r ? r + (size_t)i * n : NULL;
         if (ri)
-            for (int j = 0; j < n; j++) xi[j] += ri[j];
+            for (int j = 0; j < n; j++)
+                xi[j] += ri[j];
         /* two-pass mean / biased variance in f32 with a double accumulator */
         double sum = 0;
-        for (int j = 0; j < n; j++) sum += xi[j];
+        for (int j = 0; j < n; j++)
+            sum += xi[j];
         float mean = (float)(sum / n);
         double var = 0;
         for (int j = 0; j < n; j++) {
@@ -27,7 +29,8 @@ void ops_add_layernorm(float *x, const float *r, int n_rows, int n, const float 
             var += (double)d * d;
         }
         float inv = (float)(1.0 / sqrt(var / n + eps));
-        for (int j = 0; j < n; j++) xi[j] = (xi[j] - mean) * inv * w[j] + b[j];
+        for (int j = 0; j < n; j++)
+            xi[j] = (xi[j] - mean) * inv * w[j] + b[j];
     }
 }
 
@@ -45,7 +48,7 @@ void ops_add_layernorm(float *x, const float *r, int n_rows, int n, const float 
 static inline float exp_poly(float x) {
     x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
     float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f; /* round to nearest */
-    float r = x - n * 0.693359375f - n * -2.12194440e-4f;   /* ln2 split hi + lo */
+    float r = x - n * 0.693359375f - n * -2.12194440e-4f;    /* ln2 split hi + lo */
     float p = 1.0f / 5040;
     p = p * r + 1.0f / 720;
     p = p * r + 1.0f / 120;
@@ -81,11 +84,13 @@ static inline float erf_rational(float x) {
 }
 
 OPS_CLONES void ops_gelu(float *x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erf_rational(x[i] * 0.70710678f));
+    for (int64_t i = 0; i < n; i++)
+        x[i] = 0.5f * x[i] * (1.0f + erf_rational(x[i] * 0.70710678f));
 }
 
 OPS_CLONES void ops_scale(float *x, int64_t n, float s) {
-    for (int64_t i = 0; i < n; i++) x[i] *= s;
+    for (int64_t i = 0; i < n; i++)
+        x[i] *= s;
 }
 
 /* Sum of n floats with 16 independent partial sums (vectorisable). */
@@ -93,10 +98,13 @@ static inline float sum16(const float *x, int n) {
     float acc[16] = {0};
     int j = 0;
     for (; j + 16 <= n; j += 16)
-        for (int l = 0; l < 16; l++) acc[l] += x[j + l];
+        for (int l = 0; l < 16; l++)
+            acc[l] += x[j + l];
     float s = 0;
-    for (; j < n; j++) s += x[j];
-    for (int l = 0; l < 16; l++) s += acc[l];
+    for (; j < n; j++)
+        s += x[j];
+    for (int l = 0; l < 16; l++)
+        s += acc[l];
     return s;
 }
 
@@ -104,10 +112,13 @@ OPS_CLONES void ops_softmax_rows(float *x, int n_rows, int n, int ld) {
     for (int i = 0; i < n_rows; i++) {
         float *xi = x + (size_t)i * ld;
         float mx = xi[0];
-        for (int j = 1; j < n; j++) mx = xi[j] > mx ? xi[j] : mx;
-        for (int j = 0; j < n; j++) xi[j] = exp_poly(xi[j] - mx);
+        for (int j = 1; j < n; j++)
+            mx = xi[j] > mx ? xi[j] : mx;
+        for (int j = 0; j < n; j++)
+            xi[j] = exp_poly(xi[j] - mx);
         float inv = 1.0f / sum16(xi, n);
-        for (int j = 0; j < n; j++) xi[j] *= inv;
+        for (int j = 0; j < n; j++)
+            xi[j] *= inv;
     }
 }
 
@@ -120,9 +131,12 @@ OPS_CLONES void ops_lora_down(const float *restrict x, int ldx, int n, int n_in,
             float acc[16] = {0}, s = 0;
             int j = 0;
             for (; j + 16 <= n_in; j += 16)
-                for (int l = 0; l < 16; l++) acc[l] += xi[j + l] * ak[j + l];
-            for (; j < n_in; j++) s += xi[j] * ak[j];
-            for (int l = 0; l < 16; l++) s += acc[l];
+                for (int l = 0; l < 16; l++)
+                    acc[l] += xi[j + l] * ak[j + l];
+            for (; j < n_in; j++)
+                s += xi[j] * ak[j];
+            for (int l = 0; l < 16; l++)
+                s += acc[l];
             t[(size_t)i * r + k] = s;
         }
     }
@@ -136,17 +150,20 @@ OPS_CLONES void ops_lora_up(float *restrict y, int lo, int hi, const float *rest
         const float t0 = t[k], t1 = t[k + 1], t2 = t[k + 2], t3 = t[k + 3];
         const float *restrict b0 = bt + (size_t)k * n_out, *restrict b1 = b0 + n_out,
                               *restrict b2 = b1 + n_out, *restrict b3 = b2 + n_out;
-        for (int j = lo; j < hi; j++) y[j] += t0 * b0[j] + t1 * b1[j] + t2 * b2[j] + t3 * b3[j];
+        for (int j = lo; j < hi; j++)
+            y[j] += t0 * b0[j] + t1 * b1[j] + t2 * b2[j] + t3 * b3[j];
     }
     for (; k < r; k++) {
         const float tk = t[k], *restrict bk = bt + (size_t)k * n_out;
-        for (int j = lo; j < hi; j++) y[j] += tk * bk[j];
+        for (int j = lo; j < hi; j++)
+            y[j] += tk * bk[j];
     }
 }
 
 void ops_rope_inv_freq(float base, int d, float *inv_freq) {
     /* torch: 1.0 / (base ** (arange(0, d, 2, dtype=float32) / d)), all f32 */
-    for (int i = 0; i < d / 2; i++) inv_freq[i] = 1.0f / powf(base, (float)(2 * i) / (float)d);
+    for (int i = 0; i < d / 2; i++)
+        inv_freq[i] = 1.0f / powf(base, (float)(2 * i) / (float)d);
 }
 
 void ops_rope_head(float *v, int d, const float *cos_t, const float *sin_t) {
@@ -163,7 +180,8 @@ void ops_gemm_nt(int m, int n, int k, const float *x, int ldx, const float *w, i
     if (m <= 0 || n <= 0) return;
     float beta = 0.0f;
     if (bias) {
-        for (int i = 0; i < m; i++) memcpy(y + (size_t)i * ldy, bias, sizeof(float) * (size_t)n);
+        for (int i = 0; i < m; i++)
+            memcpy(y + (size_t)i * ldy, bias, sizeof(float) * (size_t)n);
         beta = 1.0f;
     }
     /* Y[m][n] = X[m][k] . W[n][k]^T (+ Y) */
@@ -173,12 +191,13 @@ void ops_gemm_nt(int m, int n, int k, const float *x, int ldx, const float *w, i
 
 /* ---- naive references: straight loops in double, for tests/test_ops.c ---- */
 
-void ref_add_layernorm(float *x, const float *r, int n_rows, int n, const float *w,
-                       const float *b, float eps) {
+void ref_add_layernorm(float *x, const float *r, int n_rows, int n, const float *w, const float *b,
+                       float eps) {
     for (int i = 0; i < n_rows; i++) {
         float *xi = x + (size_t)i * n;
         double mean = 0, var = 0;
-        for (int j = 0; j < n; j++) mean += (double)xi[j] + (r ? r[(size_t)i * n + j] : 0);
+        for (int j = 0; j < n; j++)
+            mean += (double)xi[j] + (r ? r[(size_t)i * n + j] : 0);
         mean /= n;
         for (int j = 0; j < n; j++) {
             double d = (double)xi[j] + (r ? r[(size_t)i * n + j] : 0) - mean;
@@ -193,15 +212,18 @@ void ref_add_layernorm(float *x, const float *r, int n_rows, int n, const float 
 }
 
 void ref_gelu(float *x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) x[i] = (float)(0.5 * x[i] * (1.0 + erf(x[i] / sqrt(2.0))));
+    for (int64_t i = 0; i < n; i++)
+        x[i] = (float)(0.5 * x[i] * (1.0 + erf(x[i] / sqrt(2.0))));
 }
 
 void ref_softmax_rows(float *x, int n_rows, int n, int ld) {
     for (int i = 0; i < n_rows; i++) {
         float *xi = x + (size_t)i * ld;
         double sum = 0;
-        for (int j = 0; j < n; j++) sum += exp((double)xi[j]);
-        for (int j = 0; j < n; j++) xi[j] = (float)(exp((double)xi[j]) / sum);
+        for (int j = 0; j < n; j++)
+            sum += exp((double)xi[j]);
+        for (int j = 0; j < n; j++)
+            xi[j] = (float)(exp((double)xi[j]) / sum);
     }
 }
 
@@ -210,7 +232,8 @@ void ref_gemm_nt(int m, int n, int k, const float *x, int ldx, const float *w, i
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++) {
             double s = bias ? bias[j] : 0;
-            for (int l = 0; l < k; l++) s += (double)x[(size_t)i * ldx + l] * w[(size_t)j * ldw + l];
+            for (int l = 0; l < k; l++)
+                s += (double)x[(size_t)i * ldx + l] * w[(size_t)j * ldw + l];
             y[(size_t)i * ldy + j] = (float)s;
         }
 }

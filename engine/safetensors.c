@@ -27,9 +27,10 @@ static int dtype_parse(const char *s, enum st_dtype *dt, size_t *elsize) {
         enum st_dtype dt;
         size_t size;
     } tab[] = {
-        {"F32", ST_F32, 4},    {"F16", ST_F16, 2},  {"BF16", ST_BF16, 2}, {"F64", ST_OTHER, 8},
-        {"I64", ST_OTHER, 8},  {"I32", ST_OTHER, 4}, {"I16", ST_OTHER, 2}, {"I8", ST_OTHER, 1},
-        {"U8", ST_OTHER, 1},   {"BOOL", ST_OTHER, 1}, {"U16", ST_OTHER, 2}, {"U32", ST_OTHER, 4},
+        {"F32", ST_F32, 4},    {"F16", ST_F16, 2},       {"BF16", ST_BF16, 2},
+        {"F64", ST_OTHER, 8},  {"I64", ST_OTHER, 8},     {"I32", ST_OTHER, 4},
+        {"I16", ST_OTHER, 2},  {"I8", ST_OTHER, 1},      {"U8", ST_OTHER, 1},
+        {"BOOL", ST_OTHER, 1}, {"U16", ST_OTHER, 2},     {"U32", ST_OTHER, 4},
         {"U64", ST_OTHER, 8},  {"F8_E4M3", ST_OTHER, 1}, {"F8_E5M2", ST_OTHER, 1},
     };
     for (size_t i = 0; i < sizeof(tab) / sizeof(tab[0]); i++) {
@@ -50,8 +51,8 @@ static int entry_parse(const struct st_file *f, const cJSON *e, size_t data_size
     const cJSON *shape = cJSON_GetObjectItemCaseSensitive(e, "shape");
     const cJSON *off = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
     size_t elsize = 0;
-    if (!cJSON_IsObject(e) || !cJSON_IsString(dt) || !cJSON_IsArray(shape) ||
-        !cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2) {
+    if (!cJSON_IsObject(e) || !cJSON_IsString(dt) || !cJSON_IsArray(shape) || !cJSON_IsArray(off) ||
+        cJSON_GetArraySize(off) != 2) {
         snprintf(err, errlen, "%s: header entry '%s' lacks dtype, shape or data_offsets", f->path,
                  name);
         return -1;
@@ -83,9 +84,10 @@ static int entry_parse(const struct st_file *f, const cJSON *e, size_t data_size
         n *= t->shape[i];
     }
     t->n_elem = n;
-    double b = cJSON_GetArrayItem(off, 0)->valuedouble, en = cJSON_GetArrayItem(off, 1)->valuedouble;
-    if (!cJSON_IsNumber(cJSON_GetArrayItem(off, 0)) || !cJSON_IsNumber(cJSON_GetArrayItem(off, 1)) ||
-        b < 0 || en < b || en > (double)data_size) {
+    double b = cJSON_GetArrayItem(off, 0)->valuedouble,
+           en = cJSON_GetArrayItem(off, 1)->valuedouble;
+    if (!cJSON_IsNumber(cJSON_GetArrayItem(off, 0)) ||
+        !cJSON_IsNumber(cJSON_GetArrayItem(off, 1)) || b < 0 || en < b || en > (double)data_size) {
         snprintf(err, errlen,
                  "%s: tensor '%s' data_offsets [%.0f, %.0f] lie outside the %zu data bytes "
                  "(truncated file?)",
@@ -104,8 +106,7 @@ static int entry_parse(const struct st_file *f, const cJSON *e, size_t data_size
     return t->name ? 0 : -1;
 }
 
-static int header_parse(struct st_file *f, const char *json, size_t len, char *err,
-                        size_t errlen) {
+static int header_parse(struct st_file *f, const char *json, size_t len, char *err, size_t errlen) {
     size_t data_size = f->size - 8 - len;
     cJSON *root = cJSON_ParseWithLength(json, len);
     if (!cJSON_IsObject(root)) {
@@ -164,7 +165,8 @@ struct st_file *st_open(const char *path, char *err, size_t errlen) {
     fd = -1;
     uint64_t hlen = 0;
     const unsigned char *p = f->map;
-    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | p[i];
+    for (int i = 7; i >= 0; i--)
+        hlen = (hlen << 8) | p[i];
     if (hlen < 2 || hlen > ST_MAX_HEADER || hlen > f->size - 8) {
         snprintf(err, errlen, "%s: header length %llu does not fit the %zu-byte file", path,
                  (unsigned long long)hlen, f->size);
@@ -182,7 +184,8 @@ fail:
 
 void st_close(struct st_file *f) {
     if (!f) return;
-    for (int i = 0; i < f->n_tensors; i++) free(f->tensors[i].name);
+    for (int i = 0; i < f->n_tensors; i++)
+        free(f->tensors[i].name);
     free(f->tensors);
     if (f->map) munmap(f->map, f->size);
     free(f->path);
@@ -255,8 +258,10 @@ void st_to_f32(enum st_dtype dt, const void *src, float *dst, int64_t n) {
         memcpy(dst, src, (size_t)n * 4);
     } else if (dt == ST_BF16 && ((uintptr_t)src & 1) == 0) {
         const uint16_t *s = src;
-        for (int64_t i = 0; i < n; i++) dst[i] = bf16_to_f32(s[i]);
+        for (int64_t i = 0; i < n; i++)
+            dst[i] = bf16_to_f32(s[i]);
     } else {
-        for (int64_t i = 0; i < n; i++) dst[i] = st_get_f32(dt, src, i);
+        for (int64_t i = 0; i < n; i++)
+            dst[i] = st_get_f32(dt, src, i);
     }
 }

@@ -89,7 +89,8 @@ void team_free(struct eng_team *p) {
     atomic_store(&p->stop, true);
     pthread_cond_broadcast(&p->start_cv);
     pthread_mutex_unlock(&p->mu);
-    for (int i = 1; p->threads && i < p->n_threads; i++) pthread_join(p->threads[i], NULL);
+    for (int i = 1; p->threads && i < p->n_threads; i++)
+        pthread_join(p->threads[i], NULL);
     free(p->threads);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->start_cv);
@@ -118,7 +119,8 @@ void team_run(struct eng_team *p, void (*fn)(void *arg, int ith, int nth), void 
     while (atomic_load(&p->pending) > 0) {
         if (++spins < POOL_SPIN) continue;
         pthread_mutex_lock(&p->mu);
-        while (atomic_load(&p->pending) > 0) pthread_cond_wait(&p->done_cv, &p->mu);
+        while (atomic_load(&p->pending) > 0)
+            pthread_cond_wait(&p->done_cv, &p->mu);
         pthread_mutex_unlock(&p->mu);
     }
 }

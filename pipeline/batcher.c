@@ -11,8 +11,8 @@
  * left, and fills the budget left in arrival order. So a one-input request waits at most
  * about two passes (the one running when it arrives, then its own) however
  * big the jobs ahead of it, while big jobs still finish oldest first; a
- * job's own sequences run in order and every job completes. Between passes each job's alive() callback is asked whether
- * the client is still connected (if not, the job is dropped with
+ * job's own sequences run in order and every job completes. Between passes each job's alive()
+ * callback is asked whether the client is still connected (if not, the job is dropped with
  * BATCHER_EGONE) and its deadline is checked (BATCHER_ETIMEDOUT). After
  * eng_encode, each job whose sequences have all run (or that failed) is
  * unlinked, its slot freed, and done() is called; from then on the job
@@ -174,8 +174,7 @@ static bool take_seqs(struct batcher *b, struct batcher_job *j, int *n, long *to
         j->status = BATCHER_ENOMEM;
         return false;
     }
-    struct emb_pass p = {b->seqs, b->cap_seqs, *n, *toks, b->budget,
-                         eng_ctx_capacity(b->ctx)};
+    struct emb_pass p = {b->seqs, b->cap_seqs, *n, *toks, b->budget, eng_ctx_capacity(b->ctx)};
     int before = *n;
     int rc = emb_pass_take(&p, pl, &j->next_seq, j->pooled, b->n_embd);
     if (rc == EMB_EENGINE) { /* cannot happen with consistent limits; fail, don't crash */
@@ -255,8 +254,7 @@ static int pass_budget(struct batcher *b) {
     double dl = b->draining ? b->drain_deadline : 0;
     pthread_mutex_unlock(&b->mu);
     int budget = b->p.max_batch_tokens, floor_toks = b->p.drain_batch_tokens;
-    if (dl <= 0 || floor_toks <= 0 || floor_toks >= budget || b->sec_per_token <= 0)
-        return budget;
+    if (dl <= 0 || floor_toks <= 0 || floor_toks >= budget || b->sec_per_token <= 0) return budget;
     double fit = (dl - clock_now()) / b->sec_per_token;
     if (fit < (double)budget) budget = fit > (double)floor_toks ? (int)fit : floor_toks;
     return budget;
@@ -290,7 +288,7 @@ static void run_pass(struct batcher *b) {
     for (int round = 0; round < 3 && room; round++) {
         for (struct batcher_job *j = b->active; j && room; j = j->next) {
             if (j->status != BATCHER_OK) continue;
-            if (round == 0 && j->n_passes > 0) continue; /* new jobs first */
+            if (round == 0 && j->n_passes > 0) continue;     /* new jobs first */
             if (round == 1 && (j->last_pass == b->pass_no || /* had its one */
                                j->plan->n_seqs - j->next_seq > SMALL_JOB_SEQS))
                 continue;

@@ -5,8 +5,8 @@
  * queued jobs (any tasks mixed) into forward passes of at most
  * max_batch_tokens tokens, sharing each pass fairly between jobs (a small
  * job waits about two passes behind any big one; see batcher.c), writes
- * each job's pooled rows and calls its done() callback once all of the job's sequences have run (a big job spans
- * several passes; a pass can hold pieces of many jobs).
+ * each job's pooled rows and calls its done() callback once all of the job's sequences have run (a
+ * big job spans several passes; a pass can hold pieces of many jobs).
  *
  * Admission: batcher_reserve takes one of max_queue slots before the caller
  * spends work on tokenising; batcher_submit consumes it, batcher_unreserve
@@ -68,10 +68,10 @@ struct batcher_job {
 };
 
 struct batcher_params {
-    int max_batch_tokens;    /* token budget of a pass (a longer single sequence runs alone) */
-    int max_queue;           /* admitted requests before BATCHER_EFULL */
-    int drain_batch_tokens;  /* while draining, passes shrink to what fits before the
-                              * deadline, but not below this (0 = never shrink) */
+    int max_batch_tokens;   /* token budget of a pass (a longer single sequence runs alone) */
+    int max_queue;          /* admitted requests before BATCHER_EFULL */
+    int drain_batch_tokens; /* while draining, passes shrink to what fits before the
+                             * deadline, but not below this (0 = never shrink) */
     /* Observers, called on the engine thread (may be NULL; must not block):
      * after each pass, and for each job dropped because its client left. */
     void (*on_pass)(void *arg, int n_seqs, int n_requests, int n_tokens, double seconds);
@@ -105,9 +105,9 @@ bool batcher_saturated(struct batcher *b);
 
 /* Shutdown step: refuses new reservations, lets admitted jobs finish in
  * passes that shrink (to drain_batch_tokens at least) as the deadline nears,
- * does not start a pass that would end after timeout_s, and then fails the jobs still unfinished with
- * BATCHER_ESHUTDOWN (the running pass always completes, and the jobs it
- * completes are delivered). Returns when nothing is admitted. */
+ * does not start a pass that would end after timeout_s, and then fails the jobs still unfinished
+ * with BATCHER_ESHUTDOWN (the running pass always completes, and the jobs it completes are
+ * delivered). Returns when nothing is admitted. */
 void batcher_drain(struct batcher *b, double timeout_s);
 
 /* Stops and joins the engine thread and frees the context. Call after

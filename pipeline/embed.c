@@ -6,8 +6,12 @@
 #include <string.h>
 
 struct emb_opts emb_opts_defaults(void) {
-    struct emb_opts o = {.task = ENG_TASK_NONE, .dimensions = 0, .normalized = true,
-                         .late_chunking = false, .truncate = false, .max_tokens = 8192};
+    struct emb_opts o = {.task = ENG_TASK_NONE,
+                         .dimensions = 0,
+                         .normalized = true,
+                         .late_chunking = false,
+                         .truncate = false,
+                         .max_tokens = 8192};
     return o;
 }
 
@@ -118,7 +122,8 @@ static int build_late(const tok *t, const char *prefix, const struct emb_opts *o
     plan->n_tokens = at;
     rc = 0;
 out:
-    for (int32_t i = 0; parts && i <= n; i++) free(parts[i]);
+    for (int32_t i = 0; parts && i <= n; i++)
+        free(parts[i]);
     free(parts);
     free(lens);
     return rc;

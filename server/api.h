@@ -30,36 +30,39 @@
 /* The error table: code, value, HTTP status, seconds for Retry-After (0 =
  * none), OpenAI error.type, Jina code, default message. */
 #define API_FOR_EACH_ERROR(X)                                                                      \
-    X(API_EJSON, -1, 400, 0, "invalid_request_error", "INPUT_INVALID_JSON",                           \
+    X(API_EJSON, -1, 400, 0, "invalid_request_error", "INPUT_INVALID_JSON",                        \
       "The request body is not valid JSON.")                                                       \
-    X(API_EBADREQ, -2, 400, 0, "invalid_request_error", "INPUT_INVALID", "Invalid request.")          \
-    X(API_ETOOMANY, -3, 400, 0, "invalid_request_error", "INPUT_LIST_TOO_LONG", "Too many inputs.")   \
-    X(API_ETOKENIDS, -4, 400, 0, "invalid_request_error", "INPUT_TOKEN_IDS_NOT_SUPPORTED",            \
+    X(API_EBADREQ, -2, 400, 0, "invalid_request_error", "INPUT_INVALID", "Invalid request.")       \
+    X(API_ETOOMANY, -3, 400, 0, "invalid_request_error", "INPUT_LIST_TOO_LONG",                    \
+      "Too many inputs.")                                                                          \
+    X(API_ETOKENIDS, -4, 400, 0, "invalid_request_error", "INPUT_TOKEN_IDS_NOT_SUPPORTED",         \
       "Token-id input is not supported; send text.")                                               \
-    X(API_ETOOLONG, -5, 400, 0, "invalid_request_error", "INPUT_TOKEN_LIMIT_EXCEEDED",                \
+    X(API_ETOOLONG, -5, 400, 0, "invalid_request_error", "INPUT_TOKEN_LIMIT_EXCEEDED",             \
       "An input is longer than the model's token limit.")                                          \
-    X(API_EMODEL, -6, 400, 0, "invalid_request_error", "INPUT_MODEL_NOT_FOUND", "Model not found.")   \
-    X(API_ENOKEY, -7, 401, 0, "authentication_error", "AUTH_MISSING_API_KEY",                         \
+    X(API_EMODEL, -6, 400, 0, "invalid_request_error", "INPUT_MODEL_NOT_FOUND",                    \
+      "Model not found.")                                                                          \
+    X(API_ENOKEY, -7, 401, 0, "authentication_error", "AUTH_MISSING_API_KEY",                      \
       "Authentication required. Provide your API key via the Authorization header: "               \
       "'Authorization: Bearer <api-key>'.")                                                        \
-    X(API_EBADKEY, -8, 401, 0, "authentication_error", "AUTH_INVALID_API_KEY", "Invalid API key.")    \
-    X(API_ENOTFOUND, -9, 404, 0, "not_found_error", "RESOURCE_NOT_FOUND", "Not found.")               \
-    X(API_EMETHOD, -10, 405, 0, "invalid_request_error", "METHOD_NOT_ALLOWED", "Method not allowed.") \
-    X(API_ETOOLARGE, -11, 413, 0, "invalid_request_error", "INPUT_PAYLOAD_TOO_LARGE",                 \
+    X(API_EBADKEY, -8, 401, 0, "authentication_error", "AUTH_INVALID_API_KEY", "Invalid API key.") \
+    X(API_ENOTFOUND, -9, 404, 0, "not_found_error", "RESOURCE_NOT_FOUND", "Not found.")            \
+    X(API_EMETHOD, -10, 405, 0, "invalid_request_error", "METHOD_NOT_ALLOWED",                     \
+      "Method not allowed.")                                                                       \
+    X(API_ETOOLARGE, -11, 413, 0, "invalid_request_error", "INPUT_PAYLOAD_TOO_LARGE",              \
       "Request body too large.")                                                                   \
-    X(API_EVALIDATION, -12, 422, 0, "invalid_request_error", "INPUT_VALIDATION_ERROR",                \
+    X(API_EVALIDATION, -12, 422, 0, "invalid_request_error", "INPUT_VALIDATION_ERROR",             \
       "Validation error.")                                                                         \
-    X(API_EBUSY, -13, 429, 1, "rate_limit_error", "RATE_CONCURRENCY_LIMIT_EXCEEDED",                  \
+    X(API_EBUSY, -13, 429, 1, "rate_limit_error", "RATE_CONCURRENCY_LIMIT_EXCEEDED",               \
       "Too many requests are queued; retry later.")                                                \
-    X(API_ENOMEM, -14, 500, 0, "server_error", "INTERNAL_ERROR", "Out of memory.")                    \
-    X(API_EINTERNAL, -15, 500, 0, "server_error", "INTERNAL_ERROR",                                   \
+    X(API_ENOMEM, -14, 500, 0, "server_error", "INTERNAL_ERROR", "Out of memory.")                 \
+    X(API_EINTERNAL, -15, 500, 0, "server_error", "INTERNAL_ERROR",                                \
       "An unexpected error occurred; contact the operator with the request_id.")                   \
     X(API_EUNAVAIL, -16, 503, 5, "service_unavailable_error", "SERVICE_UNAVAILABLE",               \
       "The server is not ready; retry later.")                                                     \
     X(API_EOVERLOAD, -17, 503, 5, "service_unavailable_error", "SERVICE_UNAVAILABLE",              \
-      "The server ran out of memory for this request's batch; retry later.")                      \
+      "The server ran out of memory for this request's batch; retry later.")                       \
     X(API_ENOTIMPL, -18, 501, 0, "invalid_request_error", "NOT_IMPLEMENTED",                       \
-      "This request uses an HTTP feature the server does not implement.")                         \
+      "This request uses an HTTP feature the server does not implement.")                          \
     X(API_ETIMEOUT, -19, 504, 0, "timeout_error", "REQUEST_TIMEOUT",                               \
       "The request's deadline passed before its embeddings were computed.")
 enum api_err {
@@ -149,11 +152,11 @@ struct api_model {
                                     (borrowed; outlives the api_model) */
     int max_input_tokens;        /* per-sequence token limit; context_length in /v1/models */
     int default_task;            /* adapter index or ENG_TASK_NONE */
-    int max_client_batch;          /* most inputs per request */
-    bool strict;                   /* unknown fields are 422 */
-    bool auto_truncate;            /* default of `truncate` on the embedding routes */
-    int max_batch_tokens;          /* for TEI's /info */
-    int max_queue;                 /* for TEI's /info */
+    int max_client_batch;        /* most inputs per request */
+    bool strict;                 /* unknown fields are 422 */
+    bool auto_truncate;          /* default of `truncate` on the embedding routes */
+    int max_batch_tokens;        /* for TEI's /info */
+    int max_queue;               /* for TEI's /info */
 };
 
 /* Output encodings (embedding_type). */
@@ -187,8 +190,8 @@ int api_tokenize_parse(const char *body, size_t len, const struct api_model *m, 
 /* Any request kind (api_embed_parse = API_K_EMBED, api_tokenize_parse =
  * API_K_TOKENIZE). Fields and defaults per kind: api_fields; errors are
  * API_E* codes as for the others, rendered per dialect by the caller. */
-int api_parse(int kind, const char *body, size_t len, const struct api_model *m,
-              struct api_req *r, struct api_error *e);
+int api_parse(int kind, const char *body, size_t len, const struct api_model *m, struct api_req *r,
+              struct api_error *e);
 
 void api_req_deinit(struct api_req *r);
 

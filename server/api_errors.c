@@ -165,7 +165,6 @@ int api_validation_finish(struct api_error *e) {
     return API_EVALIDATION;
 }
 
-
 /* ---- other modules' codes ------------------------------------------------ */
 
 int api_plan_error(int emb_rc, const struct emb_error *pe, const struct api_req *r,

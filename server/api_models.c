@@ -14,8 +14,7 @@ static bool name_matches(const struct api_model *m, const char *name, size_t n) 
     if (m->any_name) return true;
     if (n >= 8 && !strncmp(name, "jina-ai/", 8)) {
         for (int i = 0; i < m->n_names; i++)
-            if (strlen(m->names[i]) == n - 8 && !strncmp(name + 8, m->names[i], n - 8))
-                return true;
+            if (strlen(m->names[i]) == n - 8 && !strncmp(name + 8, m->names[i], n - 8)) return true;
     }
     for (int i = 0; i < m->n_names; i++)
         if (strlen(m->names[i]) == n && !strncmp(name, m->names[i], n)) return true;

@@ -96,12 +96,13 @@ struct fields {
 #define K_OLLE API_KB(API_K_OLLAMA_EMBED)
 #define S_STR  "{\"type\":\"string\"}"
 #define S_BOOL "{\"type\":\"boolean\"}"
-#define S_INPUT                                                                                    \
-    "{\"oneOf\":[{\"type\":\"string\"},{\"type\":\"array\",\"items\":{\"oneOf\":[{\"type\":"      \
+#define S_INPUT                                                                              \
+    "{\"oneOf\":[{\"type\":\"string\"},{\"type\":\"array\",\"items\":{\"oneOf\":[{\"type\":" \
     "\"string\"},{\"type\":\"object\",\"properties\":{\"text\":{\"type\":\"string\"}}}]}}]}"
-#define S_STRS "{\"oneOf\":[{\"type\":\"string\"},{\"type\":\"array\",\"items\":{\"type\":\"string\"}}]}"
-#define S_ENC                                                                                      \
-    "{\"oneOf\":[{\"enum\":[\"float\",\"base64\",\"binary\",\"ubinary\"]},{\"type\":\"array\","    \
+#define S_STRS \
+    "{\"oneOf\":[{\"type\":\"string\"},{\"type\":\"array\",\"items\":{\"type\":\"string\"}}]}"
+#define S_ENC                                                                                   \
+    "{\"oneOf\":[{\"enum\":[\"float\",\"base64\",\"binary\",\"ubinary\"]},{\"type\":\"array\"," \
     "\"items\":{\"enum\":[\"float\",\"base64\",\"binary\",\"ubinary\"]}}]}"
 
 /* The one table of request fields: the parser sorts a body's members by it
@@ -113,7 +114,7 @@ struct field_name {
     size_t off;
 };
 
-#define FO(f) offsetof(struct fields, f)
+#define FO(f)   offsetof(struct fields, f)
 #define IGNORED ((size_t)-1)
 static const struct field_name field_names[] = {
     {{"model", K_JINA | K_OLL, S_STR,
@@ -170,7 +171,7 @@ static const struct field_name field_names[] = {
 /* The public view of the table (api.h), built once from it. */
 const struct api_field_doc api_fields[] = {
 #define D(i) field_names[i].d
-    D(0), D(1), D(2), D(3), D(4), D(5), D(6), D(7), D(8), D(9), D(10),
+    D(0),  D(1),  D(2),  D(3),  D(4),  D(5),  D(6),  D(7),  D(8),  D(9),  D(10),
     D(11), D(12), D(13), D(14), D(15), D(16), D(17), D(18), D(19), D(20), D(21),
 #undef D
 };
@@ -221,8 +222,7 @@ static int check_model(const cJSON *v, const struct api_model *m, int kind, int 
     if (api_model_resolve(m, v->valuestring, name_task)) return 0;
     if (ollama)
         return api_error_set(e, API_EMODEL, "model",
-                             "model \"%.100s\" not found, try pulling it first",
-                             v->valuestring);
+                             "model \"%.100s\" not found, try pulling it first", v->valuestring);
     char avail[256];
     int k = 0;
     for (int i = 0; i < m->n_names && k < (int)sizeof(avail); i++)
@@ -465,8 +465,8 @@ static int parse_input(const cJSON *v, const char *name, const struct api_model 
     }
     if (n > m->max_client_batch)
         return api_error_set(e, API_ETOOMANY, name,
-                             "\"%s\" length %d is larger than the largest allowed size %d", name,
-                             n, m->max_client_batch);
+                             "\"%s\" length %d is larger than the largest allowed size %d", name, n,
+                             m->max_client_batch);
     const char **texts = mem_malloc(sizeof(*texts) * (size_t)n);
     if (!texts) return api_error_set(e, API_ENOMEM, NULL, NULL);
     size_t total = 0;
@@ -646,8 +646,8 @@ static void parse_direction(const cJSON *v, struct api_error *e) {
                         "Input should be 'Right' or 'Left'");
 }
 
-int api_parse(int kind, const char *body, size_t len, const struct api_model *m,
-              struct api_req *r, struct api_error *e) {
+int api_parse(int kind, const char *body, size_t len, const struct api_model *m, struct api_req *r,
+              struct api_error *e) {
     memset(r, 0, sizeof(*r));
     memset(e, 0, sizeof(*e));
     r->opts = emb_opts_defaults();
@@ -692,20 +692,19 @@ int api_parse(int kind, const char *body, size_t len, const struct api_model *m,
         else if (ollama)
             rc = parse_ollama_input(f.input, m, r, e);
         else
-            rc = parse_input(f.input, kind == API_K_TEI_EMBED || kind == API_K_TEI_TOKENIZE
-                                          ? "inputs"
-                                          : "input",
-                             m, r, e);
+            rc = parse_input(
+                f.input, kind == API_K_TEI_EMBED || kind == API_K_TEI_TOKENIZE ? "inputs" : "input",
+                m, r, e);
     }
     if (!rc && e->n_fields) {
         rc = api_validation_finish(e);
         /* Ollama answers 400 {"error"} with the first complaint */
-        if (ollama) api_error_set(e, API_EBADREQ, NULL, "%s: %s", e->fields[0].field,
-                                  e->fields[0].message);
+        if (ollama)
+            api_error_set(e, API_EBADREQ, NULL, "%s: %s", e->fields[0].field, e->fields[0].message);
     }
     /* max_tokens: the served limit; /v1/tokenize only counts unless told to cut */
-    r->opts.max_tokens = tokenize && !r->opts.truncate ? EMB_MAX_TOKENS_UNLIMITED
-                                                       : m->max_input_tokens;
+    r->opts.max_tokens =
+        tokenize && !r->opts.truncate ? EMB_MAX_TOKENS_UNLIMITED : m->max_input_tokens;
     cJSON_Delete(root);
     if (rc) api_req_deinit(r);
     return rc;

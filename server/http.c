@@ -975,8 +975,8 @@ static enum MHD_Result handle_embeddings(struct req *r) {
         return respond_json(r, 200, b, len);
     }
     struct emb_error pe;
-    int rc = emb_plan_build(s->tok, s->model, &r->areq.opts, r->areq.inputs, r->areq.n_inputs, &r->plan,
-                        &pe);
+    int rc = emb_plan_build(s->tok, s->model, &r->areq.opts, r->areq.inputs, r->areq.n_inputs,
+                            &r->plan, &pe);
     int n_embd = s->am.info->n_embd;
     if (!rc && !(r->pooled = mem_malloc(sizeof(float) * (size_t)r->plan.n_outputs * n_embd)))
         rc = EMB_ENOMEM;
@@ -1058,28 +1058,23 @@ static const struct route routes[] = {
      "Same as /embed (TEI answers embeddings at its root)"},
     {"/api/embed", false, "POST", MET_R_EMBEDDINGS, true, handle_embeddings, API_K_OLLAMA_EMBED,
      "Embeddings (Ollama)"},
-    {"/api/embeddings", false, "POST", MET_R_EMBEDDINGS, true, handle_embeddings, API_K_OLLAMA_LEGACY,
-     "One embedding (Ollama, legacy)"},
+    {"/api/embeddings", false, "POST", MET_R_EMBEDDINGS, true, handle_embeddings,
+     API_K_OLLAMA_LEGACY, "One embedding (Ollama, legacy)"},
     {"/v1/models", false, "GET", MET_R_MODELS, true, handle_models, -1,
      "The served model and its task-carrying names"},
     {"/v1/models/", true, "GET", MET_R_MODELS, true, handle_models, -1,
      "One model card (a name, alias or name:task)"},
     {"/info", false, "GET", MET_R_MODELS, true, handle_info, -1,
      "Model and limits (Hugging Face TEI)"},
-    {"/api/tags", false, "GET", MET_R_MODELS, true, handle_tags, -1,
-     "Models (Ollama)"},
+    {"/api/tags", false, "GET", MET_R_MODELS, true, handle_tags, -1, "Models (Ollama)"},
     {"/api/version", false, "GET", MET_R_OTHER, false, handle_version, -1,
      "Ollama API level (Ollama)"},
-    {"/openapi.json", false, "GET", MET_R_OTHER, false, handle_openapi, -1,
-     "This document"},
-    {"/health", false, "GET", MET_R_HEALTH, false, handle_health, -1,
-     "Liveness"},
-    {"/live", false, "GET", MET_R_HEALTH, false, handle_health, -1,
-     "Liveness"},
+    {"/openapi.json", false, "GET", MET_R_OTHER, false, handle_openapi, -1, "This document"},
+    {"/health", false, "GET", MET_R_HEALTH, false, handle_health, -1, "Liveness"},
+    {"/live", false, "GET", MET_R_HEALTH, false, handle_health, -1, "Liveness"},
     {"/ready", false, "GET", MET_R_READY, false, handle_ready, -1,
      "Readiness (model loaded, queue not full)"},
-    {"/metrics", false, "GET", MET_R_METRICS, false, handle_metrics, -1,
-     "Prometheus metrics"},
+    {"/metrics", false, "GET", MET_R_METRICS, false, handle_metrics, -1, "Prometheus metrics"},
 };
 #define N_ROUTES ((int)(sizeof(routes) / sizeof(routes[0])))
 static const struct route route_404 = {"", false, "GET", MET_R_OTHER, false, NULL, -1, ""};
@@ -1124,7 +1119,8 @@ static bool method_ok(const struct route *rt, const char *method) {
 /* A CORS preflight (OPTIONS with the setting on): 204 with what a browser
  * may send. Answered before auth: browsers send no credentials in it. */
 static enum MHD_Result respond_preflight(struct req *r) {
-    struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     if (!resp) return MHD_NO;
     add_cors_headers(r, resp);
     MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, HEAD, POST, OPTIONS");
@@ -1478,7 +1474,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
         peer_name(c, client, sizeof(client));
         struct log_access a = {.id = r->id,
                                .method = r->method[0] ? r->method : "-",
-                               .path = r->path[0] ? r->path : r->raw[0] ? r->raw : "-",
+                               .path = r->path[0]  ? r->path
+                                       : r->raw[0] ? r->raw
+                                                   : "-",
                                .client = client,
                                .status = status,
                                .inputs = r->n_inputs,

@@ -15,20 +15,20 @@
 
 extern atomic_int test_n_passed, test_n_failed;
 
-#define CHECKM(cond, ...)                                                                          \
-    do {                                                                                           \
-        if (cond) {                                                                                \
-            atomic_fetch_add(&test_n_passed, 1);                                                   \
-        } else {                                                                                   \
-            atomic_fetch_add(&test_n_failed, 1);                                                   \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                   \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-        }                                                                                          \
+#define CHECKM(cond, ...)                                        \
+    do {                                                         \
+        if (cond) {                                              \
+            atomic_fetch_add(&test_n_passed, 1);                 \
+        } else {                                                 \
+            atomic_fetch_add(&test_n_failed, 1);                 \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+            fprintf(stderr, __VA_ARGS__);                        \
+            fputc('\n', stderr);                                 \
+        }                                                        \
     } while (0)
 #define CHECK(cond) CHECKM(cond, "%s", #cond)
-#define CHECK_NEAR(a, b, tol)                                                                      \
-    CHECKM(fabs((double)(a) - (double)(b)) <= (tol), "%s = %.9g, %s = %.9g, tol %g", #a,          \
+#define CHECK_NEAR(a, b, tol)                                                            \
+    CHECKM(fabs((double)(a) - (double)(b)) <= (tol), "%s = %.9g, %s = %.9g, tol %g", #a, \
            (double)(a), #b, (double)(b), (double)(tol))
 
 /* Environment the suites read: BUILD (build dir, default "build") and

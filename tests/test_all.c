@@ -75,11 +75,13 @@ static const struct {
 
 int main(int argc, char **argv) {
     int n_suites = (int)(sizeof(suites) / sizeof(suites[0]));
-    if (argc == 2 && !strcmp(argv[1], "--cpu-levels")) { /* the levels this CPU runs, lowest first */
+    if (argc == 2 &&
+        !strcmp(argv[1], "--cpu-levels")) { /* the levels this CPU runs, lowest first */
         uint32_t masks[16];
         const char *names[16];
         int n = cpu_levels(cpu_detect(), masks, names, 16);
-        for (int i = 0; i < n; i++) printf("%s\n", names[i]);
+        for (int i = 0; i < n; i++)
+            printf("%s\n", names[i]);
         return 0;
     }
     /* as the programs do: the engine's team is the one team of threads */
@@ -90,7 +92,8 @@ int main(int argc, char **argv) {
             cpu_mask_names(mask, names, sizeof(names)));
     for (int i = 0; i < n_suites; i++) {
         int want = argc < 2;
-        for (int a = 1; a < argc; a++) want |= !strcmp(argv[a], suites[i].name);
+        for (int a = 1; a < argc; a++)
+            want |= !strcmp(argv[a], suites[i].name);
         if (!want) continue;
         int p0 = test_n_passed, f0 = test_n_failed;
         suites[i].fn();

@@ -338,7 +338,7 @@ static void test_render(void) {
     for (int i = 0; i < 48; i++)
         pooled[i] = (float)((int)(rng() % 2001) - 1000) / 337.0f;
     pooled[16 + 3] = 0.0f; /* a zero is not "> 0" */
-    float fin[3 * 16]; /* finished first (Matryoshka, normalisation), then rendered */
+    float fin[3 * 16];     /* finished first (Matryoshka, normalisation), then rendered */
     memcpy(fin, pooled, sizeof(fin));
     int dims = emb_finish(&r.opts, 16, fin, 3);
     CHECK(dims == 12);
@@ -491,11 +491,11 @@ static void test_model_card(void) {
     CHECK(cJSON_GetArraySize(tasks) == 5 &&
           !strcmp(cJSON_GetArrayItem(tasks, 4)->valuestring, "text-matching"));
     const cJSON *al = cJSON_GetObjectItem(j, "aliases");
-    CHECK(cJSON_GetArraySize(al) == 1 && !strcmp(cJSON_GetArrayItem(al, 0)->valuestring, "alias-one"));
+    CHECK(cJSON_GetArraySize(al) == 1 &&
+          !strcmp(cJSON_GetArrayItem(al, 0)->valuestring, "alias-one"));
     cJSON_Delete(j);
     free(out);
 }
-
 
 /* Task-carrying model names, input_type, auto-truncate, and the TEI and
  * Ollama request kinds with their error dialects. */
@@ -519,8 +519,8 @@ static void test_compat_parse(void) {
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         int t = 99;
         bool ok = api_model_resolve(&m, names[i].name, &t);
-        CHECKM(ok == names[i].ok && (!ok || t == names[i].task), "resolve %s: %d %d",
-               names[i].name, ok, t);
+        CHECKM(ok == names[i].ok && (!ok || t == names[i].task), "resolve %s: %d %d", names[i].name,
+               ok, t);
     }
     struct api_model any = m;
     any.any_name = true;
@@ -536,8 +536,9 @@ static void test_compat_parse(void) {
     } ok[] = {
         {API_K_EMBED, "{\"input\":\"a\",\"model\":\"jina-embeddings-v3:query\"}", 0, 0, 1, false,
          true},
-        {API_K_EMBED, "{\"input\":\"a\",\"model\":\"jina-embeddings-v3:query\",\"task\":\"separation\"}",
-         0, 2, 1, false, true},
+        {API_K_EMBED,
+         "{\"input\":\"a\",\"model\":\"jina-embeddings-v3:query\",\"task\":\"separation\"}", 0, 2,
+         1, false, true},
         {API_K_EMBED, "{\"input\":\"a\",\"input_type\":\"search_query\"}", 0, 0, 1, false, true},
         {API_K_EMBED, "{\"input\":\"a\",\"input_type\":\"search_document\"}", 0, 1, 1, false, true},
         {API_K_EMBED, "{\"input\":\"a\",\"input_type\":\"classification\"}", 0, 3, 1, false, true},
@@ -546,21 +547,24 @@ static void test_compat_parse(void) {
          true},
         {API_K_EMBED, "{\"input\":\"a\",\"prompt_name\":\"nope\"}", API_EVALIDATION, 0, 0, false,
          true},
-        {API_K_TEI_EMBED, "{\"inputs\":[\"a\",\"b\"],\"normalize\":false,\"prompt_name\":\"query\","
-                          "\"truncate\":true,\"extra\":1}",
+        {API_K_TEI_EMBED,
+         "{\"inputs\":[\"a\",\"b\"],\"normalize\":false,\"prompt_name\":\"query\","
+         "\"truncate\":true,\"extra\":1}",
          0, 0, 2, true, false},
         {API_K_TEI_EMBED, "{\"inputs\":\"a\",\"truncation_direction\":\"Left\"}", API_EVALIDATION,
          0, 0, false, true},
         {API_K_TEI_EMBED, "{\"input\":\"a\"}", API_EVALIDATION, 0, 0, false, true},
         {API_K_TEI_TOKENIZE, "{\"inputs\":\"a\",\"add_special_tokens\":false}", 0, -1, 1, false,
          true},
-        {API_K_OLLAMA_EMBED, "{\"model\":\"jina-embeddings-v3:passage\",\"input\":[\"a\",\"\"],"
-                             "\"keep_alive\":\"5m\",\"options\":{}}",
+        {API_K_OLLAMA_EMBED,
+         "{\"model\":\"jina-embeddings-v3:passage\",\"input\":[\"a\",\"\"],"
+         "\"keep_alive\":\"5m\",\"options\":{}}",
          0, 1, 2, true, true},
         {API_K_OLLAMA_EMBED, "{\"model\":\"jina-embeddings-v3\",\"input\":\"\"}", 0, -1, 0, true,
          true},
-        {API_K_OLLAMA_EMBED, "{\"model\":\"jina-embeddings-v3\",\"input\":\"a\",\"truncate\":false}",
-         0, -1, 1, false, true},
+        {API_K_OLLAMA_EMBED,
+         "{\"model\":\"jina-embeddings-v3\",\"input\":\"a\",\"truncate\":false}", 0, -1, 1, false,
+         true},
         {API_K_OLLAMA_EMBED, "{\"input\":\"a\"}", API_EBADREQ, 0, 0, false, true},
         {API_K_OLLAMA_EMBED, "{\"model\":\"llama3\",\"input\":\"a\"}", API_EMODEL, 0, 0, false,
          true},
@@ -590,18 +594,16 @@ static void test_compat_parse(void) {
     CHECK(api_parse(API_K_EMBED, "{\"input\":\"a\",\"truncate\":false}", 30, &m, &r, &e) == 0 &&
           !r.opts.truncate);
     api_req_deinit(&r);
-    CHECK(api_parse(API_K_TOKENIZE, "{\"input\":\"a\"}", 13, &m, &r, &e) == 0 &&
-          !r.opts.truncate);
+    CHECK(api_parse(API_K_TOKENIZE, "{\"input\":\"a\"}", 13, &m, &r, &e) == 0 && !r.opts.truncate);
     api_req_deinit(&r);
-    CHECK(api_parse(API_K_TEI_EMBED, "{\"inputs\":\"a\"}", 14, &m, &r, &e) == 0 &&
-          r.opts.truncate);
+    CHECK(api_parse(API_K_TEI_EMBED, "{\"inputs\":\"a\"}", 14, &m, &r, &e) == 0 && r.opts.truncate);
     api_req_deinit(&r);
     /* error dialects */
     static const struct {
         int err, tei, ollama;
     } st[] = {
-        {API_ETOOLONG, 413, 400}, {API_ETOOMANY, 413, 400}, {API_EVALIDATION, 422, 400},
-        {API_EMODEL, 422, 404},   {API_EBUSY, 429, 503},    {API_EUNAVAIL, 503, 503},
+        {API_ETOOLONG, 413, 400},  {API_ETOOMANY, 413, 400}, {API_EVALIDATION, 422, 400},
+        {API_EMODEL, 422, 404},    {API_EBUSY, 429, 503},    {API_EUNAVAIL, 503, 503},
         {API_EINTERNAL, 424, 500}, {API_ENOKEY, 401, 401},
     };
     for (size_t i = 0; i < sizeof(st) / sizeof(st[0]); i++)

@@ -97,13 +97,15 @@ static int case_texts(const cJSON *cs, struct emb_text **out) {
 }
 
 static void texts_free(struct emb_text *t, int n) {
-    for (int i = 0; i < n; i++) free((char *)t[i].s);
+    for (int i = 0; i < n; i++)
+        free((char *)t[i].s);
     free(t);
 }
 
 static struct emb_opts case_opts(const struct fixture *fx, const cJSON *cs) {
     struct emb_opts o = emb_opts_defaults();
-    const cJSON *task = cJSON_GetObjectItem(cs, "task"), *dims = cJSON_GetObjectItem(cs, "dimensions");
+    const cJSON *task = cJSON_GetObjectItem(cs, "task"),
+                *dims = cJSON_GetObjectItem(cs, "dimensions");
     o.task = cJSON_IsString(task) ? eng_task_lookup(fx->m, task->valuestring) : ENG_TASK_NONE;
     o.dimensions = cJSON_IsNumber(dims) ? dims->valueint : 0;
     o.normalized = !cJSON_IsFalse(cJSON_GetObjectItem(cs, "normalized"));
@@ -174,8 +176,8 @@ static void run_case(struct fixture *fx, const cJSON *cs, const cJSON *ex) {
         int d = emb_output(&o, H, pooled + (size_t)i * H, v);
         compare_vec(fx->tol, name, i, v, d, cJSON_GetArrayItem(embs, i), &worst_abs, &worst_cos);
     }
-    fprintf(stderr, "  %-4s %-48s max|diff| %.2e  min cos %.9f\n", fx->tol->mode, name,
-            worst_abs, worst_cos);
+    fprintf(stderr, "  %-4s %-48s max|diff| %.2e  min cos %.9f\n", fx->tol->mode, name, worst_abs,
+            worst_cos);
     free(pooled);
     free(v);
 out:
@@ -188,7 +190,8 @@ out:
 static void check_batch_invariance(struct fixture *fx) {
     int H = eng_model_info(fx->m)->n_embd, n_cases = cJSON_GetArraySize(fx->cases);
     struct eng_seq *batch = calloc(4096, sizeof(*batch));
-    float *alone = calloc((size_t)4096 * H, sizeof(float)), *mixed = calloc((size_t)4096 * H, sizeof(float));
+    float *alone = calloc((size_t)4096 * H, sizeof(float)),
+          *mixed = calloc((size_t)4096 * H, sizeof(float));
     struct emb_plan *plans = calloc((size_t)n_cases, sizeof(*plans));
     int nb = 0, n_out = 0, tokens = 0;
     for (int ic = 0; ic < n_cases; ic++) {
@@ -205,7 +208,8 @@ static void check_batch_invariance(struct fixture *fx) {
         CHECK(emb_plan_run(fx->c, &plans[ic], alone + (size_t)n_out * H) == 0);
         for (int s = 0; s < plans[ic].n_seqs; s++) {
             const struct emb_seq *q = &plans[ic].seqs[s];
-            batch[nb++] = (struct eng_seq){q->ids, q->n_ids, q->task, q->spans ? q->n_out : 0,
+            batch[nb++] = (struct eng_seq){q->ids,   q->n_ids,
+                                           q->task,  q->spans ? q->n_out : 0,
                                            q->spans, mixed + (size_t)(n_out + q->first_out) * H};
         }
         n_out += plans[ic].n_outputs;
@@ -225,7 +229,8 @@ static void check_batch_invariance(struct fixture *fx) {
            "mixed batch not bitwise equal to the sequences alone");
     fprintf(stderr, "  batch of %d sequences (%d tokens, mixed tasks): max |diff| vs alone %.2e\n",
             nb, tokens, mx);
-    for (int ic = 0; ic < n_cases; ic++) emb_plan_deinit(&plans[ic]);
+    for (int ic = 0; ic < n_cases; ic++)
+        emb_plan_deinit(&plans[ic]);
     free(plans);
     free(batch);
     free(alone);
@@ -263,7 +268,7 @@ static void check_reproducible(struct fixture *fx, const char *dir) {
         for (int s = 0; s < plans[ic].n_seqs && ns < 4096; s++) {
             const struct emb_seq *q = &plans[ic].seqs[s];
             if (q->n_ids > 1024) continue; /* keeps the batches many and the run short */
-            seqs[ns] = (struct eng_seq){q->ids, q->n_ids, q->task, q->spans ? q->n_out : 0,
+            seqs[ns] = (struct eng_seq){q->ids,   q->n_ids, q->task, q->spans ? q->n_out : 0,
                                         q->spans, NULL};
             off[ns++] = total;
             total += (size_t)(q->spans ? q->n_out : 1) * H;
@@ -279,7 +284,8 @@ static void check_reproducible(struct fixture *fx, const char *dir) {
     unsigned rnd = 12345;
     for (int round = 0; c1 && round < 3; round++) {
         int *order = malloc(sizeof(int) * (size_t)(ns + 1));
-        for (int i = 0; i < ns; i++) order[i] = i;
+        for (int i = 0; i < ns; i++)
+            order[i] = i;
         for (int i = ns - 1; i > 0; i--) {
             rnd = rnd * 1103515245u + 12345u;
             int j = (int)((rnd >> 8) % (unsigned)(i + 1)), t = order[i];
@@ -289,7 +295,8 @@ static void check_reproducible(struct fixture *fx, const char *dir) {
         for (int i0 = 0; i0 < ns;) {
             rnd = rnd * 1103515245u + 12345u;
             int want = 2 + (int)((rnd >> 8) % 9), nb = 0, n_tok = 0, task0 = seqs[order[i0]].task;
-            while (i0 < ns && nb < want && n_tok + seqs[order[i0]].n_ids <= eng_ctx_capacity(fx->c)) {
+            while (i0 < ns && nb < want &&
+                   n_tok + seqs[order[i0]].n_ids <= eng_ctx_capacity(fx->c)) {
                 batch[nb] = seqs[order[i0]];
                 batch[nb].out = got + off[order[i0]];
                 tasks_mixed |= batch[nb].task != task0;
@@ -307,11 +314,16 @@ static void check_reproducible(struct fixture *fx, const char *dir) {
         free(order);
     }
     CHECK(ns > 20 && tasks_mixed);
-    CHECKM(bad == 0, "%s: %d of %d sequences differ bitwise between alone (1 thread) and shuffled "
-           "mixed batches (2 threads)", fx->tol->mode, bad, 3 * ns);
-    fprintf(stderr, "  %-4s reproducible: %d sequences alone (1 thread) vs 3 shuffles in %d mixed "
-            "batches (2 threads): %d differ\n", fx->tol->mode, ns, batches, bad);
-    for (int ic = 0; ic < n_cases; ic++) emb_plan_deinit(&plans[ic]);
+    CHECKM(bad == 0,
+           "%s: %d of %d sequences differ bitwise between alone (1 thread) and shuffled "
+           "mixed batches (2 threads)",
+           fx->tol->mode, bad, 3 * ns);
+    fprintf(stderr,
+            "  %-4s reproducible: %d sequences alone (1 thread) vs 3 shuffles in %d mixed "
+            "batches (2 threads): %d differ\n",
+            fx->tol->mode, ns, batches, bad);
+    for (int ic = 0; ic < n_cases; ic++)
+        emb_plan_deinit(&plans[ic]);
     free(plans), free(seqs), free(batch), free(off), free(ref), free(got);
     eng_ctx_free(c1);
 }

@@ -345,7 +345,8 @@ static void check_fallback(void) {
  * bf16 (half the bytes), others as f32. */
 static void check_exact_order(void) {
     int m = 37, n_out = 200, n_in = 1024 + 64; /* a k tail past the fixed blocks */
-    float *x = make_x(m, n_in, n_in, D_GAUSS_OUTLIERS), *wsrc = make_x(n_out, n_in, n_in, D_UNIFORM);
+    float *x = make_x(m, n_in, n_in, D_GAUSS_OUTLIERS),
+          *wsrc = make_x(n_out, n_in, n_in, D_UNIFORM);
     float *bias = make_x(1, n_out, n_out, D_UNIFORM);
     for (size_t i = 0; i < (size_t)n_out * n_in; i++)
         wsrc[i] = bf16_round(wsrc[i]);

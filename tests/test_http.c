@@ -795,7 +795,6 @@ static void test_auth_strict_limits(void) {
     CHECK(test_srv_stop(&s) == 0);
 }
 
-
 /* ---- other APIs on the same port (TEI, Ollama), task-carrying names ---- */
 
 /* Max |a - b| between a JSON float array and ref (1e9 on shape error). */
@@ -885,9 +884,9 @@ static void test_model_task_names(int port, struct ref *R) {
     resp_free(&r);
     http_do(port, "GET", "/v1/models/jina-embeddings-v3:passage", NULL, 0, NULL, 0, &r);
     j = cJSON_Parse(r.body ? r.body : "");
-    CHECK(r.status == 200 && j &&
-          !strcmp(cJSON_GetObjectItem(j, "id")->valuestring,
-                  "jina-embeddings-v3:retrieval.passage"));
+    CHECK(
+        r.status == 200 && j &&
+        !strcmp(cJSON_GetObjectItem(j, "id")->valuestring, "jina-embeddings-v3:retrieval.passage"));
     cJSON_Delete(j);
     resp_free(&r);
     http_do(port, "GET", "/v1/models/jina-embeddings-v3:bogus", NULL, 0, NULL, 0, &r);
@@ -910,8 +909,9 @@ static void test_tei(int port, struct ref *R) {
         CHECKM(v1_vs(v1, i, cJSON_GetArrayItem(j, i)) <= 2e-6, "/embed row %d equals /v1", i);
     cJSON_Delete(j);
     /* TEI answers embeddings at its root too (huggingface_hub's InferenceClient posts there) */
-    j = post(port, "/", "{\"inputs\":\"The quick brown fox\",\"prompt_name\":\"query\","
-                        "\"dimensions\":64}",
+    j = post(port, "/",
+             "{\"inputs\":\"The quick brown fox\",\"prompt_name\":\"query\","
+             "\"dimensions\":64}",
              NULL, &st);
     CHECKM(st == 200 && v1_vs(v1, 0, cJSON_GetArrayItem(j, 0)) <= 2e-6, "POST / -> %ld", st);
     cJSON_Delete(j);
@@ -921,8 +921,7 @@ static void test_tei(int port, struct ref *R) {
     o.normalized = false;
     int dims;
     float *ref = ref_embed(R, texts3, 1, o, &dims, NULL);
-    j = post(port, "/embed", "{\"inputs\":\"The quick brown fox\",\"normalize\":false}", NULL,
-             &st);
+    j = post(port, "/embed", "{\"inputs\":\"The quick brown fox\",\"normalize\":false}", NULL, &st);
     CHECKM(st == 200 && cJSON_GetArraySize(j) == 1 &&
                arr_diff(cJSON_GetArrayItem(j, 0), ref, dims) <= 2e-6,
            "/embed single string");
@@ -942,9 +941,8 @@ static void test_tei(int port, struct ref *R) {
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         j = post(port, "/embed", bad[i].body, NULL, &st);
         const cJSON *e = cJSON_GetObjectItem(j, "error"), *t = cJSON_GetObjectItem(j, "error_type");
-        CHECKM(st == bad[i].status && cJSON_IsString(e) && *e->valuestring &&
-                   cJSON_IsString(t) && !strcmp(t->valuestring, "validation") &&
-                   !cJSON_GetObjectItem(j, "detail"),
+        CHECKM(st == bad[i].status && cJSON_IsString(e) && *e->valuestring && cJSON_IsString(t) &&
+                   !strcmp(t->valuestring, "validation") && !cJSON_GetObjectItem(j, "detail"),
                "/embed %s -> %ld", bad[i].body, st);
         if (i == 0) CHECK(strstr(e->valuestring, "not supported") != NULL);
         cJSON_Delete(j);
@@ -1009,8 +1007,7 @@ static void test_ollama(int port, struct ref *R) {
     const cJSON *emb = cJSON_GetObjectItem(j, "embeddings");
     CHECKM(st == 200 && cJSON_GetArraySize(emb) == 3, "/api/embed -> %ld", st);
     for (int i = 0; i < 3; i++)
-        CHECKM(v1_vs(v1, i, cJSON_GetArrayItem(emb, i)) <= 2e-6, "/api/embed row %d equals /v1",
-               i);
+        CHECKM(v1_vs(v1, i, cJSON_GetArrayItem(emb, i)) <= 2e-6, "/api/embed row %d equals /v1", i);
     CHECK(!strcmp(cJSON_GetObjectItem(j, "model")->valuestring,
                   "jina-embeddings-v3:retrieval.passage") &&
           cJSON_GetObjectItem(j, "total_duration")->valuedouble > 0 &&
@@ -1019,14 +1016,14 @@ static void test_ollama(int port, struct ref *R) {
     cJSON_Delete(j);
     /* legacy /api/embeddings: {embedding} */
     j = post(port, "/api/embeddings",
-             "{\"model\":\"jina-embeddings-v3:document\",\"prompt\":\"The quick brown fox\"}",
-             NULL, &st);
+             "{\"model\":\"jina-embeddings-v3:document\",\"prompt\":\"The quick brown fox\"}", NULL,
+             &st);
     CHECKM(st == 200 && v1_vs(v1, 0, cJSON_GetObjectItem(j, "embedding")) <= 2e-6,
            "/api/embeddings equals /v1 (%ld)", st);
     cJSON_Delete(j);
     cJSON_Delete(v1);
-    j = post(port, "/api/embed", "{\"model\":\"jina-embeddings-v3\",\"input\":\"a\",\"dimensions\":8}",
-             NULL, &st);
+    j = post(port, "/api/embed",
+             "{\"model\":\"jina-embeddings-v3\",\"input\":\"a\",\"dimensions\":8}", NULL, &st);
     CHECK(st == 200 &&
           cJSON_GetArraySize(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "embeddings"), 0)) == 8);
     cJSON_Delete(j);
@@ -1101,8 +1098,7 @@ static void test_openapi(int port) {
     struct resp r;
     http_do(port, "GET", "/openapi.json", NULL, 0, NULL, 0, &r);
     cJSON *j = cJSON_Parse(r.body ? r.body : "");
-    CHECKM(r.status == 200 && j &&
-               !strcmp(cJSON_GetObjectItem(j, "openapi")->valuestring, "3.1.0"),
+    CHECKM(r.status == 200 && j && !strcmp(cJSON_GetObjectItem(j, "openapi")->valuestring, "3.1.0"),
            "/openapi.json -> %ld", r.status);
     resp_free(&r);
     if (!j) return;
@@ -1118,7 +1114,8 @@ static void test_openapi(int port) {
     for (int i = 0; i < n && i < 64; i++) {
         char name[128];
         size_t pl = strlen(docs[i].path);
-        snprintf(name, sizeof(name), "%s%s", docs[i].path, docs[i].path[pl - 1] == '/' ? "{id}" : "");
+        snprintf(name, sizeof(name), "%s%s", docs[i].path,
+                 docs[i].path[pl - 1] == '/' ? "{id}" : "");
         const cJSON *op = cJSON_GetObjectItem(cJSON_GetObjectItem(paths, name),
                                               !strcmp(docs[i].method, "GET") ? "get" : "post");
         CHECKM(op != NULL, "route %s %s is in the document", docs[i].method, name);
@@ -1130,11 +1127,11 @@ static void test_openapi(int port) {
                    "%s: 401 documented", name);
         if (docs[i].kind < 0) continue;
         const cJSON *ref = cJSON_GetObjectItem(
-            cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(
-                                                        op, "requestBody"),
-                                                    "content"),
-                                "application/json"),
-                                "schema"),
+            cJSON_GetObjectItem(
+                cJSON_GetObjectItem(
+                    cJSON_GetObjectItem(cJSON_GetObjectItem(op, "requestBody"), "content"),
+                    "application/json"),
+                "schema"),
             "$ref");
         CHECKM(cJSON_IsString(ref), "%s: request schema", name);
         if (!cJSON_IsString(ref)) continue;
@@ -1144,11 +1141,11 @@ static void test_openapi(int port) {
         for (int f = 0; f < api_n_fields; f++) {
             if (!(api_fields[f].kinds & API_KB(docs[i].kind))) continue;
             want++;
-            CHECKM(cJSON_GetObjectItem(props, api_fields[f].name) != NULL, "%s: field %s",
-                   name, api_fields[f].name);
+            CHECKM(cJSON_GetObjectItem(props, api_fields[f].name) != NULL, "%s: field %s", name,
+                   api_fields[f].name);
         }
-        CHECKM(cJSON_GetArraySize(props) == want, "%s: %d properties, the parser accepts %d",
-               name, cJSON_GetArraySize(props), want);
+        CHECKM(cJSON_GetArraySize(props) == want, "%s: %d properties, the parser accepts %d", name,
+               cJSON_GetArraySize(props), want);
     }
     cJSON_Delete(j);
 }
@@ -1156,8 +1153,14 @@ static void test_openapi(int port) {
 /* --auto-truncate and --cors-allow-origin (a list, then "*"). */
 static void test_auto_truncate_cors(void) {
     struct test_srv s;
-    const char *args[] = {"--auto-truncate", "--max-input-tokens", "16", "--cors-allow-origin",
-                          "https://a.example, https://b.example", "--api-key", "k", NULL};
+    const char *args[] = {"--auto-truncate",
+                          "--max-input-tokens",
+                          "16",
+                          "--cors-allow-origin",
+                          "https://a.example, https://b.example",
+                          "--api-key",
+                          "k",
+                          NULL};
     CHECK(server_start(&s, args));
     const char *key[] = {"Authorization: Bearer k", NULL};
     char *big = words(100);
@@ -1166,8 +1169,8 @@ static void test_auto_truncate_cors(void) {
     char *b = cJSON_PrintUnformatted(o);
     long st;
     cJSON *j = post(s.port, "/v1/embeddings", b, key, &st);
-    CHECKM(st == 200 && cJSON_GetObjectItem(cJSON_GetObjectItem(j, "usage"), "total_tokens")
-                                ->valueint == 16,
+    CHECKM(st == 200 &&
+               cJSON_GetObjectItem(cJSON_GetObjectItem(j, "usage"), "total_tokens")->valueint == 16,
            "auto-truncate: /v1/embeddings -> %ld", st);
     cJSON_Delete(j);
     cJSON_AddBoolToObject(o, "truncate", false);

@@ -312,8 +312,11 @@ static void budget(void) {
     struct job jobs[NB + NS];
     pthread_t th[NB + NS];
     for (int i = 0; i < NB + NS; i++) {
-        jobs[i] = (struct job){s.port, i % 2 ? "/v1/tokenize" : "/v1/embeddings",
-                               i < NB ? big : small, i < NB ? bl : sl, {0}};
+        jobs[i] = (struct job){s.port,
+                               i % 2 ? "/v1/tokenize" : "/v1/embeddings",
+                               i < NB ? big : small,
+                               i < NB ? bl : sl,
+                               {0}};
         pthread_create(&th[i], NULL, run_job, &jobs[i]);
     }
     int n503 = 0, n503_ra = 0, small_ok = 0, other = 0;

@@ -178,8 +178,11 @@ static void test_engine_thread_oom(struct pipe *P, const struct eng_params *p) {
     struct emb_error pe;
     CHECK(emb_plan_build(P->t, P->m, &o, texts, 2, &plan, &pe) == 0);
     float *pooled = malloc(sizeof(float) * 2 * (size_t)eng_model_info(P->m)->n_embd);
-    struct engine_oom eo = {.job = {.plan = &plan, .pooled = pooled, .done = done_on_engine,
-                                    .alive = arm_on_engine, .arg = &eo}};
+    struct engine_oom eo = {.job = {.plan = &plan,
+                                    .pooled = pooled,
+                                    .done = done_on_engine,
+                                    .alive = arm_on_engine,
+                                    .arg = &eo}};
     pthread_mutex_init(&eo.mu, NULL);
     pthread_cond_init(&eo.cv, NULL);
     CHECK(batcher_reserve(b) == BATCHER_OK);

@@ -17,7 +17,8 @@ static float frand(void) { /* uniform in [-1, 1) */
 
 static float *rand_vec(size_t n, float scale) {
     float *v = malloc(sizeof(float) * (n ? n : 1));
-    for (size_t i = 0; i < n; i++) v[i] = frand() * scale;
+    for (size_t i = 0; i < n; i++)
+        v[i] = frand() * scale;
     return v;
 }
 
@@ -44,7 +45,8 @@ static void test_gemm(int m, int n, int k, int with_bias) {
 static void test_layernorm(int rows, int n) {
     float *x = rand_vec((size_t)rows * n, 3), *r = rand_vec((size_t)rows * n, 1);
     float *w = rand_vec(n, 1), *b = rand_vec(n, 1), *x2 = malloc(sizeof(float) * rows * n);
-    for (int i = 0; i < rows * n; i++) x[i] += 5; /* an offset mean, as real activations */
+    for (int i = 0; i < rows * n; i++)
+        x[i] += 5; /* an offset mean, as real activations */
     memcpy(x2, x, sizeof(float) * rows * n);
     ops_add_layernorm(x, r, rows, n, w, b, 1e-5f);
     ref_add_layernorm(x2, r, rows, n, w, b, 1e-5f);
@@ -59,7 +61,8 @@ static void test_gelu(int64_t n) {
     ops_gelu(x, n);
     ref_gelu(x2, n);
     double e = nmse(x2, x, (size_t)n), mx = 0;
-    for (int64_t i = 0; i < n; i++) mx = fmax(mx, fabs(x[i] - x2[i]));
+    for (int64_t i = 0; i < n; i++)
+        mx = fmax(mx, fabs(x[i] - x2[i]));
     CHECKM(e < NMSE_TOL && mx < 1e-6, "gelu n=%ld nmse %.3g max %.3g", (long)n, e, mx);
     free(x), free(x2);
 }
@@ -74,7 +77,8 @@ static void test_softmax(int rows, int n) {
     CHECKM(e < NMSE_TOL, "softmax %dx%d nmse %.3g", rows, n, e);
     for (int i = 0; i < rows; i++) { /* padding untouched, rows sum to 1 */
         double s = 0;
-        for (int j = 0; j < n; j++) s += x[(size_t)i * ld + j];
+        for (int j = 0; j < n; j++)
+            s += x[(size_t)i * ld + j];
         CHECK_NEAR(s, 1.0, 1e-5);
     }
     free(x), free(x2);
@@ -89,7 +93,8 @@ static void test_rope(int d, int pos) {
     for (int i = 0; i < d / 2; i++) {
         float th = (float)pos * inv[i];
         cs[i] = cosf(th), sn[i] = sinf(th);
-        CHECK_NEAR(inv[i], 1.0 / pow(20000.0, 2.0 * i / d), 1e-6 * (1.0 / pow(20000.0, 2.0 * i / d)) + 1e-12);
+        CHECK_NEAR(inv[i], 1.0 / pow(20000.0, 2.0 * i / d),
+                   1e-6 * (1.0 / pow(20000.0, 2.0 * i / d)) + 1e-12);
     }
     ops_rope_head(v, d, cs, sn);
     double mx = 0;
@@ -107,7 +112,8 @@ static void test_rope(int d, int pos) {
 static void test_lora(int n, int n_in, int n_out, int r, int lo, int hi) {
     float *x = rand_vec((size_t)n * n_in, 1), *a = rand_vec((size_t)r * n_in, 1);
     float *bt = rand_vec((size_t)r * n_out, 1), *y = rand_vec((size_t)n * n_out, 1);
-    float *y0 = malloc(sizeof(float) * (size_t)n * n_out), *t = malloc(sizeof(float) * (size_t)n * r);
+    float *y0 = malloc(sizeof(float) * (size_t)n * n_out),
+          *t = malloc(sizeof(float) * (size_t)n * r);
     memcpy(y0, y, sizeof(float) * (size_t)n * n_out);
     ops_lora_down(x, n_in, n, n_in, a, r, t);
     double mx = 0;
@@ -118,7 +124,8 @@ static void test_lora(int n, int n_in, int n_out, int r, int lo, int hi) {
             if (j >= lo && j < hi)
                 for (int k = 0; k < r; k++) {
                     double tk = 0;
-                    for (int l = 0; l < n_in; l++) tk += (double)x[(size_t)i * n_in + l] * a[(size_t)k * n_in + l];
+                    for (int l = 0; l < n_in; l++)
+                        tk += (double)x[(size_t)i * n_in + l] * a[(size_t)k * n_in + l];
                     want += tk * bt[(size_t)k * n_out + j];
                 }
             mx = fmax(mx, fabs(want - y[(size_t)i * n_out + j]) / (1 + fabs(want)));
@@ -142,20 +149,24 @@ static void test_team(void) {
     for (int nt = 1; nt <= 4; nt++) {
         struct eng_team *p = team_new(nt);
         struct team_arg a;
-        for (int i = 0; i < 8; i++) atomic_init(&a.hits[i], 0);
-        for (int r = 0; r < 200; r++) team_run(p, team_fn, &a);
+        for (int i = 0; i < 8; i++)
+            atomic_init(&a.hits[i], 0);
+        for (int r = 0; r < 200; r++)
+            team_run(p, team_fn, &a);
         int ok = 1;
-        for (int i = 0; i < nt; i++) ok &= a.hits[i] == 200;
+        for (int i = 0; i < nt; i++)
+            ok &= a.hits[i] == 200;
         CHECKM(ok, "team of %d: every thread runs every call once", nt);
         team_free(p);
     }
 }
 
 void test_ops(void) {
-    const int sizes[][3] = {{1, 1, 1}, {1, 17, 33}, {7, 5, 3}, {13, 31, 64}, {64, 96, 80},
-                            {100, 1, 7}, {3, 250, 129}};
+    const int sizes[][3] = {{1, 1, 1},    {1, 17, 33}, {7, 5, 3},    {13, 31, 64},
+                            {64, 96, 80}, {100, 1, 7}, {3, 250, 129}};
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
-        for (int b = 0; b < 2; b++) test_gemm(sizes[i][0], sizes[i][1], sizes[i][2], b);
+        for (int b = 0; b < 2; b++)
+            test_gemm(sizes[i][0], sizes[i][1], sizes[i][2], b);
     test_layernorm(1, 1);
     test_layernorm(3, 7);
     test_layernorm(5, 80);

@@ -25,7 +25,8 @@ static void write_bytes(const char *path, const void *a, size_t na, const void *
 static void write_st(const char *path, const char *header, const void *data, size_t n) {
     unsigned char len[8];
     uint64_t h = strlen(header);
-    for (int i = 0; i < 8; i++) len[i] = (unsigned char)(h >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        len[i] = (unsigned char)(h >> (8 * i));
     FILE *f = fopen(path, "wb");
     fwrite(len, 1, 8, f);
     fwrite(header, 1, h, f);
@@ -33,7 +34,8 @@ static void write_st(const char *path, const char *header, const void *data, siz
     fclose(f);
 }
 
-static void expect_st_error(const char *what, const char *header, size_t n_data, const char *needle) {
+static void expect_st_error(const char *what, const char *header, size_t n_data,
+                            const char *needle) {
     char path[512], err[512] = "";
     static char zeros[4096];
     snprintf(path, sizeof(path), "%s/st.safetensors", tmpdir);
@@ -71,8 +73,9 @@ static void reader_cases(void) {
     expect_st_error("bad JSON", "{\"a\":{\"dtype\":\"BF16\",", 0, "not valid JSON");
     expect_st_error("not an object", "[1,2,3]", 0, "not valid JSON");
     expect_st_error("missing fields", "{\"a\":{\"dtype\":\"BF16\"}}", 0, "lacks dtype");
-    expect_st_error("unknown dtype", "{\"a\":{\"dtype\":\"Q4\",\"shape\":[1],\"data_offsets\":[0,2]}}",
-                    2, "unknown dtype");
+    expect_st_error("unknown dtype",
+                    "{\"a\":{\"dtype\":\"Q4\",\"shape\":[1],\"data_offsets\":[0,2]}}", 2,
+                    "unknown dtype");
     expect_st_error("offsets out of bounds",
                     "{\"a\":{\"dtype\":\"BF16\",\"shape\":[2,3],\"data_offsets\":[0,12]}}", 6,
                     "outside");
@@ -82,8 +85,9 @@ static void reader_cases(void) {
     expect_st_error("size mismatch",
                     "{\"a\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,12]}}", 12,
                     "need 24");
-    expect_st_error("bad shape", "{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}",
-                    4, "invalid shape");
+    expect_st_error("bad shape",
+                    "{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4,
+                    "invalid shape");
     expect_st_error("huge shape",
                     "{\"a\":{\"dtype\":\"F32\",\"shape\":[1000000000000,1000000000000],"
                     "\"data_offsets\":[0,4]}}",
@@ -130,7 +134,8 @@ static void edit_header(const char *dir, void (*edit)(cJSON *root)) {
     snprintf(path, sizeof(path), "%s/model.safetensors", dir);
     char *d = slurp(path, &n);
     uint64_t h = 0;
-    for (int i = 7; i >= 0; i--) h = (h << 8) | (unsigned char)d[i];
+    for (int i = 7; i >= 0; i--)
+        h = (h << 8) | (unsigned char)d[i];
     cJSON *root = cJSON_ParseWithLength(d + 8, h);
     edit(root);
     char *js = cJSON_PrintUnformatted(root);
@@ -159,8 +164,8 @@ static void expect_model_error(const char *what, const char *dir, const char *n1
     struct eng_params p = eng_params_defaults();
     struct eng_model *m = eng_model_open(dir, &p, err, sizeof(err));
     CHECKM(m == NULL, "%s: a broken model was accepted", what);
-    CHECKM(strstr(err, n1) && (!n2 || strstr(err, n2)), "%s: message '%s' lacks '%s' / '%s'",
-           what, err, n1, n2 ? n2 : "");
+    CHECKM(strstr(err, n1) && (!n2 || strstr(err, n2)), "%s: message '%s' lacks '%s' / '%s'", what,
+           err, n1, n2 ? n2 : "");
     eng_model_close(m);
 }
 

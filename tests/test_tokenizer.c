@@ -42,7 +42,8 @@ static void layout_cases(const tok *t) {
     CHECK(!strcmp(tok_piece(t, tok_n_vocab(t)), ""));
     /* no special ids inside the encoding; all ids in range */
     int n = tok_encode(t, samples[1], strlen(samples[1]), ids, 64), ok = n > 0;
-    for (int i = 0; i < n; i++) ok &= ids[i] > TOK_EOS && ids[i] < tok_n_vocab(t) - 1;
+    for (int i = 0; i < n; i++)
+        ok &= ids[i] > TOK_EOS && ids[i] < tok_n_vocab(t) - 1;
     CHECKM(ok, "ids of ordinary text avoid specials and <mask>");
     /* the first piece of a word carries the sentencepiece word marker */
     n = tok_encode(t, "Hello", 5, ids, 64);
@@ -50,7 +51,8 @@ static void layout_cases(const tok *t) {
     /* a character outside the model's coverage is <unk> = 3 */
     n = tok_encode(t, "\xea\x99\xae", 3, ids, 64); /* U+A66E, not in the corpus */
     int has_unk = 0;
-    for (int i = 0; i < n; i++) has_unk |= ids[i] == TOK_UNK;
+    for (int i = 0; i < n; i++)
+        has_unk |= ids[i] == TOK_UNK;
     CHECKM(has_unk, "U+A66E maps to <unk> (3)");
     /* buffer too small -> -needed; empty -> 0 */
     int full = tok_encode(t, samples[0], strlen(samples[0]), ids, 64);

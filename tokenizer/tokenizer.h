@@ -22,10 +22,10 @@
 extern "C" {
 #endif
 
-#define TOK_BOS  0
-#define TOK_PAD  1
-#define TOK_EOS  2
-#define TOK_UNK  3
+#define TOK_BOS   0
+#define TOK_PAD   1
+#define TOK_EOS   2
+#define TOK_UNK   3
 #define TOK_EFAIL INT32_MIN
 
 typedef struct tok tok;

@@ -56,8 +56,8 @@ static bool probe_chunkable(const tok *t) {
     for (const auto &c : cuts) {
         std::string whole = std::string(c[0]) + c[1];
         std::vector<int> w, a, b;
-        if (encode_pieces(t, whole.data(), whole.size(), w) || encode_pieces(t, c[0], strlen(c[0]), a) ||
-            encode_pieces(t, c[1], strlen(c[1]), b))
+        if (encode_pieces(t, whole.data(), whole.size(), w) ||
+            encode_pieces(t, c[0], strlen(c[0]), a) || encode_pieces(t, c[1], strlen(c[1]), b))
             return false;
         a.insert(a.end(), b.begin(), b.end());
         if (a != w) return false;
@@ -144,7 +144,8 @@ extern "C" int32_t tok_encode(const tok *t, const char *text, size_t len, int32_
     if (encode_pieces(t, text, len, v) != 0 || v.size() > INT32_MAX) return TOK_EFAIL;
     int32_t n = (int32_t)v.size();
     if (n > n_max) return -n;
-    for (int32_t i = 0; i < n; i++) ids[i] = map_id(v[i]);
+    for (int32_t i = 0; i < n; i++)
+        ids[i] = map_id(v[i]);
     return n;
 }
 
@@ -156,7 +157,8 @@ extern "C" int32_t tok_encode_alloc(const tok *t, const char *text, size_t len, 
     if (n == 0) return 0;
     int32_t *ids = (int32_t *)malloc(sizeof(int32_t) * (size_t)n);
     if (!ids) return TOK_EFAIL;
-    for (int32_t i = 0; i < n; i++) ids[i] = map_id(v[i]);
+    for (int32_t i = 0; i < n; i++)
+        ids[i] = map_id(v[i]);
     *out = ids;
     return n;
 }

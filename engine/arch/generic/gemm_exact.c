@@ -5,7 +5,6 @@
 #include "engine/cpu.h"
 #include "engine/gemm_kernels.h"
 
-
 enum { MR = 4 };
 
 static void micro(int mr, const float *xp, const float *w, int nk, float *y, size_t ldy,
@@ -15,18 +14,20 @@ static void micro(int mr, const float *xp, const float *w, int nk, float *y, siz
         const float *wk = w + (size_t)k * 16;
         for (int r = 0; r < mr; r++) {
             float xv = xp[k * MR + r];
-            for (int c = 0; c < 16; c++) a[r][c] = a[r][c] + xv * wk[c];
+            for (int c = 0; c < 16; c++)
+                a[r][c] = a[r][c] + xv * wk[c];
         }
     }
-    for (int r = 0; r < mr; r++) gemm_exact_store(y + (size_t)r * ldy, a[r], bias, first, c0, c1);
+    for (int r = 0; r < mr; r++)
+        gemm_exact_store(y + (size_t)r * ldy, a[r], bias, first, c0, c1);
 }
 
 static void widen(float *dst, const uint32_t *src, int nk) {
     gemm_exact_widen_c(dst, src, nk);
 }
 
-static void gemm(const struct wmat *w, int m, const float *x, int ldx, const float *bias,
-                 float *y, int ldy, int col_lo, int col_hi, void *scratch) {
+static void gemm(const struct wmat *w, int m, const float *x, int ldx, const float *bias, float *y,
+                 int ldy, int col_lo, int col_hi, void *scratch) {
     (void)scratch;
     gemm_exact_drive(w, m, x, ldx, bias, y, ldy, col_lo, col_hi, micro, widen, MR);
 }

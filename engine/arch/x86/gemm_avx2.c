@@ -18,12 +18,12 @@
 
 enum { MR = 6 };
 
-INLINE TARGET_AVX2 void micro_body(const int mr, const float *xp, const float *w, int nk,
-                                   float *y, size_t ldy, const float *bias, int first, int c0,
-                                   int c1) {
+INLINE TARGET_AVX2 void micro_body(const int mr, const float *xp, const float *w, int nk, float *y,
+                                   size_t ldy, const float *bias, int first, int c0, int c1) {
     __m256 acc[MR][2];
 #pragma GCC unroll 8
-    for (int r = 0; r < mr; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (int r = 0; r < mr; r++)
+        acc[r][0] = acc[r][1] = _mm256_setzero_ps();
 #pragma GCC unroll 4
     for (int k = 0; k < nk; k++, w += 16, xp += MR) {
         __m256 w0 = _mm256_load_ps(w), w1 = _mm256_load_ps(w + 8);
@@ -57,13 +57,14 @@ INLINE TARGET_AVX2 void micro_body(const int mr, const float *xp, const float *w
         _mm256_store_ps(s[r], acc[r][0]);
         _mm256_store_ps(s[r] + 8, acc[r][1]);
     }
-    for (int r = 0; r < mr; r++) gemm_exact_store(y + (size_t)r * ldy, s[r], bias, first, c0, c1);
+    for (int r = 0; r < mr; r++)
+        gemm_exact_store(y + (size_t)r * ldy, s[r], bias, first, c0, c1);
 }
 
-#define MICRO(mr)                                                                                 \
-    static TARGET_AVX2 void micro_##mr(const float *xp, const float *w, int nk, float *y,        \
+#define MICRO(mr)                                                                                  \
+    static TARGET_AVX2 void micro_##mr(const float *xp, const float *w, int nk, float *y,          \
                                        size_t ldy, const float *bias, int first, int c0, int c1) { \
-        micro_body(mr, xp, w, nk, y, ldy, bias, first, c0, c1);                                   \
+        micro_body(mr, xp, w, nk, y, ldy, bias, first, c0, c1);                                    \
     }
 MICRO(1)
 MICRO(2)
@@ -73,8 +74,8 @@ MICRO(5)
 MICRO(6)
 
 /* The driver's microkernel: a switch of direct calls (inlined into it). */
-INLINE TARGET_AVX2 void micro(int mr, const float *xp, const float *w, int nk, float *y,
-                              size_t ldy, const float *bias, int first, int c0, int c1) {
+INLINE TARGET_AVX2 void micro(int mr, const float *xp, const float *w, int nk, float *y, size_t ldy,
+                              const float *bias, int first, int c0, int c1) {
     switch (mr) {
     case 6: micro_6(xp, w, nk, y, ldy, bias, first, c0, c1); break;
     case 5: micro_5(xp, w, nk, y, ldy, bias, first, c0, c1); break;
