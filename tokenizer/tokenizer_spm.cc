@@ -209,7 +209,10 @@ static int encode_long_run(const tok *t, const std::string &head, const char *s,
                 return 0;
             }
         }
-        k = utf8_start(s, k * 2 < run ? k * 2 : run, 1);
+        // the run's end is a character boundary (a space or the end of the
+        // text) and s[run] may lie past the buffer: only a cut inside the
+        // run is moved back to a character start
+        k = k * 2 < run ? utf8_start(s, k * 2, 1) : run;
     }
     return encode_chunk(t, head, s, run, out);
 }
