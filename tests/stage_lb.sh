@@ -70,7 +70,7 @@ dim=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["hidden_
 replica() { # replica LOG: starts one in this shell (so `wait` works); pid in $last
     "$BUILD/embedserve" --model "$TESTMODEL" --host 127.0.0.1 --port 0 --threads 1 \
         --trusted-proxies 127.0.0.1 \
-        --shutdown-timeout 20 >"$1" 2>&1 &
+        --shutdown-timeout 120 >"$1" 2>&1 &
     last=$!
 }
 port_of() { # port_of LOG: the port a replica logged it listens on (waits up to 10 s)
@@ -230,7 +230,7 @@ check "nginx sends to the restarted replica again ($(served "$t/r2b.log" p3a))" 
 # 6 slow requests straight to replica 1; once it has admitted them all, clients
 # start using nginx too (until replica 1 has exited), and 0.5 s later replica 1
 # gets SIGTERM.
-timeout 60 "$PYTHON" tests/lb_client.py hold --url "http://127.0.0.1:$p1/v1/embeddings" \
+timeout 150 "$PYTHON" tests/lb_client.py hold --url "http://127.0.0.1:$p1/v1/embeddings" \
     --refs "$t/refs.json" --n 6 --metrics "http://127.0.0.1:$p1/metrics" --pid "$r1" \
     --flag "$t/admitted" --delay 0.5 >"$t/hold.json" &
 hold=$!
@@ -241,7 +241,7 @@ timeout 120 "$PYTHON" tests/lb_client.py load --url "$lb/v1/embeddings" --refs "
 bg=$!
 wait "$hold"
 check "requests in flight at SIGTERM all complete: $(cat "$t/hold.json")" [ $? -eq 0 ]
-wait_rc "$r1" 40
+wait_rc "$r1" 150
 r1=""
 check "replica 1 drains and exits 0 within 40 s (status $rc)" [ "$rc" -eq 0 ]
 check "replica 1 logged the drain" grep -q "SIGTERM received: draining" "$t/r1.log"
@@ -271,11 +271,11 @@ if [ -n "$ns" ]; then
     check "PID-1 replica becomes ready" wait_ready "http://127.0.0.1:$p1/ready"
     inner=$(cat "/proc/$r1/task/$r1/children" 2>/dev/null | cut -d' ' -f1)
     check "it runs as PID 1 of its namespace" grep -q "INFO \[1\] main: listening" "$t/pid1.log"
-    timeout 60 "$PYTHON" tests/lb_client.py hold --url "http://127.0.0.1:$p1/v1/embeddings" \
+    timeout 150 "$PYTHON" tests/lb_client.py hold --url "http://127.0.0.1:$p1/v1/embeddings" \
         --refs "$t/refs.json" --n 4 --metrics "http://127.0.0.1:$p1/metrics" \
         --pid "${inner:-0}" >"$t/hold1.json"
     check "as PID 1, requests in flight at SIGTERM complete: $(cat "$t/hold1.json")" [ $? -eq 0 ]
-    wait_rc "$r1" 40
+    wait_rc "$r1" 150
     r1=""
     check "as PID 1, it drains and exits 0 (status $rc)" [ "$rc" -eq 0 ]
 else
