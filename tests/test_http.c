@@ -1237,13 +1237,15 @@ static void test_auto_truncate_cors(void) {
 struct shot {
     int port;
     const char *body;
+    long timeout_ms; /* 0: http_do's default */
     long status;
     struct resp r;
 };
 
 static void *shot_main(void *arg) {
     struct shot *s = arg;
-    http_do(s->port, "POST", "/v1/embeddings", s->body, strlen(s->body), NULL, 0, &s->r);
+    http_do(s->port, "POST", "/v1/embeddings", s->body, strlen(s->body), NULL, s->timeout_ms,
+            &s->r);
     s->status = s->r.status;
     return NULL;
 }
@@ -1280,14 +1282,17 @@ static void test_queue_and_sigterm(void) {
     }
     CHECKM(n200 >= 1 && n429 >= 1 && n200 + n429 == N, "queue: %d ok, %d 429", n200, n429);
     CHECK(test_srv_stop(&s) == 0);
-    /* SIGTERM while requests are queued and running: all complete, exit 0 */
-    /* what is checked is that a drain completes admitted work; a long
-     * shutdown timeout keeps that independent of how fast this machine is
-     * (four 2048-input requests in 256-token passes) */
+    /* SIGTERM while requests are queued and running: all complete, exit 0.
+     * What is checked is that a drain completes admitted work, so the
+     * shutdown and client timeouts are long enough for any machine
+     * (sanitizer builds on shared cores): four 256-input requests, about
+     * 50 passes of 256 tokens each, all admitted before the signal. */
+    enum { M2 = 256 };
+    char *b2 = body_of(t, M2, NULL);
     const char *args2[] = {"--max-batch-tokens", "256", "--shutdown-timeout", "600", NULL};
     CHECK(server_start(&s, args2));
     for (int i = 0; i < 4; i++) {
-        sh[i] = (struct shot){.port = s.port, .body = b};
+        sh[i] = (struct shot){.port = s.port, .body = b2, .timeout_ms = 600000};
         pthread_create(&th[i], NULL, shot_main, &sh[i]);
     }
     /* SIGTERM once all four are admitted (a request still uploading at that
@@ -1299,10 +1304,11 @@ static void test_queue_and_sigterm(void) {
         pthread_join(th[i], NULL);
         CHECKM(sh[i].status == 200, "in-flight request %d at SIGTERM: %ld", i, sh[i].status);
         cJSON *j = cJSON_Parse(sh[i].r.body ? sh[i].r.body : "");
-        CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(j, "data")) == M);
+        CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(j, "data")) == M2);
         cJSON_Delete(j);
         resp_free(&sh[i].r);
     }
+    free(b2);
     free(b);
     free(w);
     free(t);
