@@ -27,6 +27,16 @@
 
 #define MIB (1024.0 * 1024.0)
 
+/* An RSS bound, checked in the plain build (make test). In an ASan build
+ * the allocator keeps freed blocks in quarantine and adds shadow memory, so
+ * the server's resident set says nothing about its own use: there the
+ * statuses are checked and the figures only printed. */
+#if defined(__SANITIZE_ADDRESS__)
+#define RSS_OK(cond) ((void)(cond), true)
+#else
+#define RSS_OK(cond) (cond)
+#endif
+
 struct msrv {
     pid_t pid;
     int port;
@@ -224,16 +234,16 @@ static void big_inputs(void) {
     over = peak_over_idle(&s, "/v1/embeddings", b, blen, &r, &secs);
     fprintf(stderr, "  8 MB input, truncate: %d, peak %.1f MiB over idle, %.2f s\n", r.status,
             over / MIB, secs);
-    CHECKM(r.status == 200 && over <= 64 * MIB, "8 MB truncated: %d, %.1f MiB over idle", r.status,
-           over / MIB);
+    CHECKM(r.status == 200 && RSS_OK(over <= 64 * MIB), "8 MB truncated: %d, %.1f MiB over idle",
+           r.status, over / MIB);
     free(b);
     /* 8 MB, not truncated: refused as soon as the count passes the limit */
     b = big_body("", 8u << 20, &blen);
     over = peak_over_idle(&s, "/v1/embeddings", b, blen, &r, &secs);
     fprintf(stderr, "  8 MB input, refused: %d, peak %.1f MiB over idle, %.2f s\n", r.status,
             over / MIB, secs);
-    CHECKM(r.status == 400 && over <= 64 * MIB, "8 MB refused: %d, %.1f MiB over idle", r.status,
-           over / MIB);
+    CHECKM(r.status == 400 && RSS_OK(over <= 64 * MIB), "8 MB refused: %d, %.1f MiB over idle",
+           r.status, over / MIB);
     /* /v1/tokenize of all 8 MB: at most 4x the response */
     double idle = proc_field(s.pid, "VmRSS");
     over = peak_over_idle(&s, "/v1/tokenize", b, blen, &r, &secs);
@@ -243,10 +253,10 @@ static void big_inputs(void) {
             "  8 MB /v1/tokenize: %d, response %.1f MiB, peak %.1f MiB over idle, %.1f MiB held "
             "after, %.2f s\n",
             r.status, r.body_len / MIB, over / MIB, held / MIB, secs);
-    CHECKM(r.status == 200 && r.body_len > 0 && over <= 4.0 * (double)r.body_len,
+    CHECKM(r.status == 200 && r.body_len > 0 && RSS_OK(over <= 4.0 * (double)r.body_len),
            "tokenize 8 MB: %d, peak %.1f MiB over idle vs response %.1f MiB", r.status, over / MIB,
            r.body_len / MIB);
-    CHECKM(held <= 32 * MIB, "tokenize 8 MB: %.1f MiB still held afterwards", held / MIB);
+    CHECKM(RSS_OK(held <= 32 * MIB), "tokenize 8 MB: %.1f MiB still held afterwards", held / MIB);
     free(b);
     /* 5 MB with truncate answers fast (tokenizer work follows the limit) */
     b = big_body(",\"truncate\":true", 5u << 20, &blen);
@@ -341,7 +351,8 @@ static void budget(void) {
            n503, n503_ra);
     CHECKM(small_ok == NS, "small requests pass: %d of %d", small_ok, NS);
     CHECKM(other == 0, "no other statuses for big requests");
-    CHECKM(over <= 48 * MIB + 16 * MIB, "peak %.1f MiB over idle, budget 48 MiB", over / MIB);
+    CHECKM(RSS_OK(over <= 48 * MIB + 16 * MIB), "peak %.1f MiB over idle, budget 48 MiB",
+           over / MIB);
     struct mresp r;
     mexchange(s.port, "/v1/embeddings", small, sl, &r, 30000);
     CHECKM(r.status == 200, "a small request after: %d", r.status);
