@@ -235,6 +235,7 @@ static const char *tei_error_type(int err, int *status) {
     case API_EVALIDATION:
     case API_EMODEL: *status = 422; return "validation";
     case API_EBUSY: *status = 429; return "overloaded";
+    case API_ETIMEOUT: *status = 504; return "overloaded"; /* waited past its deadline */
     case API_EUNAVAIL:
     case API_EOVERLOAD: *status = 503; return "unhealthy";
     case API_ENOMEM:
