@@ -360,10 +360,20 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         unsigned char key[17];
         bool keyed = ci && ci->client_addr && !addr_key(ci->client_addr, key);
         if (keyed) key_str(key, k->addr, sizeof(k->addr));
+        int cap = s->cfg->max_conns_per_client;
         pthread_mutex_lock(&s->conn_mu);
-        if (keyed && s->cfg->max_conns_per_client > 0 && !is_trusted(s, key) &&
-            (k->cl = client_find(s, key, true)))
-            k->cl->n++;
+        /* on_accept refuses most connections past the cap before MHD takes
+         * them, but a burst can pass it before the first of them is counted
+         * here: those over the cap are closed at once, so the cap holds */
+        if (keyed && cap > 0 && !is_trusted(s, key) && (k->cl = client_find(s, key, true))) {
+            if (k->cl->n < cap) {
+                k->cl->n++;
+            } else { /* n >= cap > 0: the entry is another connection's */
+                k->cl = NULL;
+                k->killed = true;
+                if (k->fd >= 0) shutdown(k->fd, SHUT_RDWR); /* MHD reads EOF and closes it */
+            }
+        }
         k->state = CS_HEADERS;
         k->t_ref = clock_now();
         k->next = s->conns;
