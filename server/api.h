@@ -105,7 +105,7 @@ int api_error_set(struct api_error *e, int code, const char *param, const char *
  * NULL. Returns a malloc'ed body (*len bytes) or NULL on oom. */
 char *api_error_render(const struct api_error *e, const char *request_id, size_t *len);
 
-/* Which API a request speaks: picks the accepted fields (api_fields), the
+/* Which API a request speaks: picks the accepted fields (api_field_doc), the
  * answer's shape and the error body (docs/api.md, "Other APIs"). */
 enum api_kind {
     API_K_EMBED = 0,     /* Jina/OpenAI POST /v1/embeddings */
@@ -126,7 +126,9 @@ struct api_field_doc {
     const char *schema; /* JSON Schema of the value (a JSON object text) */
     const char *doc;    /* what it does; the default is stated here */
 };
-extern const struct api_field_doc api_fields[];
+/* Field i (0 <= i < api_n_fields) of the request-field table, or NULL.
+ * Static data: thread-safe. */
+const struct api_field_doc *api_field_doc(int i);
 extern const int api_n_fields;
 
 /* Error body shapes: Jina/OpenAI (docs/api.md), TEI {"error","error_type"},
@@ -188,7 +190,7 @@ int api_tokenize_parse(const char *body, size_t len, const struct api_model *m, 
                        struct api_error *e);
 
 /* Any request kind (api_embed_parse = API_K_EMBED, api_tokenize_parse =
- * API_K_TOKENIZE). Fields and defaults per kind: api_fields; errors are
+ * API_K_TOKENIZE). Fields and defaults per kind: api_field_doc; errors are
  * API_E* codes as for the others, rendered per dialect by the caller. */
 int api_parse(int kind, const char *body, size_t len, const struct api_model *m, struct api_req *r,
               struct api_error *e);
@@ -265,7 +267,7 @@ struct api_route_doc {
 };
 
 /* GET /openapi.json: OpenAPI 3.1 built from routes[n] (the server's route
- * table), api_fields and the error table. Returns a malloc'ed body. */
+ * table), the request fields and the error table. Returns a malloc'ed body. */
 char *api_openapi_render(const struct api_model *m, const struct api_route_doc *routes, int n,
                          const char *version, size_t *len);
 

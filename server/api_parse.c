@@ -168,17 +168,12 @@ static const struct field_name field_names[] = {
 #undef FO
 #define N_FIELDS ((int)(sizeof(field_names) / sizeof(field_names[0])))
 
-/* The public view of the table (api.h), built once from it. */
-const struct api_field_doc api_fields[] = {
-#define D(i) field_names[i].d
-    D(0),  D(1),  D(2),  D(3),  D(4),  D(5),  D(6),  D(7),  D(8),  D(9),  D(10),
-    D(11), D(12), D(13), D(14), D(15), D(16), D(17), D(18), D(19), D(20), D(21),
-#undef D
-};
-const int api_n_fields = (int)(sizeof(api_fields) / sizeof(api_fields[0]));
-_Static_assert(sizeof(api_fields) / sizeof(api_fields[0]) ==
-                   sizeof(field_names) / sizeof(field_names[0]),
-               "api_fields must mirror field_names");
+/* The public view of the table (api.h). */
+const int api_n_fields = N_FIELDS;
+
+const struct api_field_doc *api_field_doc(int i) {
+    return i >= 0 && i < N_FIELDS ? &field_names[i].d : NULL;
+}
 
 static bool jina_kind(int kind) {
     return kind == API_K_EMBED || kind == API_K_TOKENIZE;

@@ -1,6 +1,6 @@
 /* openapi.c -- GET /openapi.json: an OpenAPI 3.1 document built at request
  * time from the tables the server runs on -- the route table (http.c,
- * passed in), the request-field table (api_fields, api_parse.c) and the
+ * passed in), the request-field table (api_field_doc, api_parse.c) and the
  * error table (API_FOR_EACH_ERROR) -- so it cannot drift from the code. */
 #include "server/api.h"
 #include "server/api_impl.h"
@@ -30,7 +30,7 @@ static void put_request_schema(struct strbuf *s, int kind) {
     sb_puts(s, "{\"type\":\"object\",\"properties\":{");
     bool first = true;
     for (int i = 0; i < api_n_fields; i++) {
-        const struct api_field_doc *f = &api_fields[i];
+        const struct api_field_doc *f = api_field_doc(i);
         if (!(f->kinds & API_KB(kind))) continue;
         if (!first) sb_putc(s, ',');
         first = false;
@@ -45,10 +45,11 @@ static void put_request_schema(struct strbuf *s, int kind) {
     sb_puts(s, "},\"required\":[");
     first = true;
     for (int i = 0; i < api_n_fields; i++) {
-        if (!(api_fields[i].kinds & API_KB(kind)) || !required(kind, api_fields[i].name)) continue;
+        if (!(api_field_doc(i)->kinds & API_KB(kind)) || !required(kind, api_field_doc(i)->name))
+            continue;
         if (!first) sb_putc(s, ',');
         first = false;
-        sb_json_str(s, api_fields[i].name, strlen(api_fields[i].name));
+        sb_json_str(s, api_field_doc(i)->name, strlen(api_field_doc(i)->name));
     }
     sb_puts(s, "]}");
 }
