@@ -79,7 +79,7 @@ LIB_OBJS  = $(call obj,$(ENGINE_SRCS) $(CONFIG_SRCS) $(TOK_SRCS) $(UTIL_SRCS) $(
 MAIN_OBJ  = $(call obj,server/main.c)
 TEST_OBJS = $(call obj,$(TEST_SRCS))
 
-.PHONY: all test clean deps cross-aarch64 format format-check check-headers testmodel bench fuzz \
+.PHONY: all test clean deps cross-aarch64 test-aarch64 format format-check check-headers testmodel bench fuzz \
         soak test-tsan docker-test
 all: $(BUILD)/embedserve
 
@@ -235,21 +235,45 @@ bench: $(BUILD)/bench $(BUILD)/embedserve
 	    mkdir -p $(BENCH_CACHE) && $(PYTHON) tests/gen_model.py --full --out $(BENCH_CACHE); fi
 	BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/bench/run.sh $(BENCH_MODEL)
 
-# make cross-aarch64: a build-only check that the tree compiles and links
-# for aarch64 with Debian's cross compiler (crossbuild-essential-arm64). The
-# arm64 libraries are unpacked into a sysroot under build/ by
+# make cross-aarch64: a check that the tree compiles and links for aarch64
+# with Debian's cross compiler (crossbuild-essential-arm64). The arm64
+# libraries, and what they load, are unpacked into a sysroot under build/ by
 # scripts/aarch64-sysroot, not installed over the host's amd64 ones.
 XSYSROOT = build/aarch64-sysroot/root
 XLIBDIR  = $(XSYSROOT)/usr/lib/aarch64-linux-gnu
+XMAKE    = $(MAKE) BUILD=build/aarch64 CC=aarch64-linux-gnu-gcc CXX=aarch64-linux-gnu-g++ \
+    PKG_CFLAGS="-I$(XSYSROOT)/usr/include -I$(XSYSROOT)/usr/include/cjson \
+                -I$(XSYSROOT)/usr/include/aarch64-linux-gnu \
+                -I$(XSYSROOT)/usr/include/aarch64-linux-gnu/openblas-pthread" \
+    PKG_LIBS="-L$(XLIBDIR) -L$(XLIBDIR)/openblas-pthread -lmicrohttpd -lcjson -lopenblas \
+              -Wl,-rpath-link,$(XLIBDIR) -Wl,--allow-shlib-undefined"
 cross-aarch64:
 	scripts/aarch64-sysroot build/aarch64-sysroot >/dev/null
-	$(MAKE) BUILD=build/aarch64 CC=aarch64-linux-gnu-gcc CXX=aarch64-linux-gnu-g++ \
-	    PKG_CFLAGS="-I$(XSYSROOT)/usr/include -I$(XSYSROOT)/usr/include/cjson \
-	                -I$(XSYSROOT)/usr/include/aarch64-linux-gnu/openblas-pthread" \
-	    PKG_LIBS="-L$(XLIBDIR) -L$(XLIBDIR)/openblas-pthread -lmicrohttpd -lcjson -lopenblas \
-	              -Wl,-rpath-link,$(XLIBDIR) -Wl,--allow-shlib-undefined" \
-	    build/aarch64/embedserve
+	$(XMAKE) build/aarch64/embedserve build/aarch64/test_all
 	@file build/aarch64/embedserve | grep -q "ARM aarch64" && echo "cross-aarch64: build/aarch64/embedserve is an aarch64 executable"
+
+# make test-aarch64: the kernel and engine suites of the aarch64 build, run
+# under qemu-aarch64-static with the sysroot as the guest's root (no
+# binfmt_misc needed), for two CPU models: `max` (NEON, DotProd, I8MM, BF16)
+# and `cortex-a72` (ARMv8.0: NEON only), each at its own best level and at
+# the portable level (EMBEDSERVE_TEST_CPU_FEATURES=generic), the three runs
+# side by side (qemu runs a guest thread on one host thread). Threaded
+# OpenBLAS spins under qemu at startup: one thread. EMBEDSERVE_TEST_EMULATED
+# (emulation is ~50x slower) makes the engine suite leave out its cases over
+# 2048 tokens (make test runs them on the host) and shuffle its
+# reproducibility batches once, not three times; the rest runs in full.
+XSUITES ?= ops gemm engine
+XRUN = QEMU_LD_PREFIX=$(CURDIR)/$(XSYSROOT) LD_LIBRARY_PATH=/usr/lib/aarch64-linux-gnu/openblas-pthread \
+       OPENBLAS_NUM_THREADS=1 EMBEDSERVE_TEST_EMULATED=1 BUILD=build/aarch64 TESTMODEL=$(TESTMODEL)
+test-aarch64: cross-aarch64 $(TESTMODEL)/expected.json
+	@rm -f build/aarch64/qemu-*.log; \
+	for run in max:auto max:generic cortex-a72:auto; do \
+	    cpu=$${run%%:*}; level=$${run#*:}; log=build/aarch64/qemu-$$cpu-$$level.log; \
+	    ( $(XRUN) QEMU_CPU=$$cpu EMBEDSERVE_TEST_CPU_FEATURES=$$level \
+	        qemu-aarch64-static build/aarch64/test_all $(XSUITES) >$$log 2>&1; echo "rc $$?" >>$$log ) & \
+	done; wait; rc=0; \
+	for log in build/aarch64/qemu-*.log; do \
+	    echo "=== $$log"; cat $$log; tail -1 $$log | grep -qx "rc 0" || rc=1; done; exit $$rc
 
 deps:
 	scripts/install-deps --test
@@ -257,7 +281,7 @@ deps:
 print-deb-%:
 	@echo $(DEB_$*)
 
-FMT_SRCS = $(ENGINE_SRCS) $(CONFIG_SRCS) $(TOK_SRCS) $(UTIL_SRCS) $(PIPE_SRCS) $(CLI_SRCS) \
+FMT_SRCS = $(sort $(ENGINE_SRCS) $(wildcard engine/arch/*/*.c)) $(CONFIG_SRCS) $(TOK_SRCS) $(UTIL_SRCS) $(PIPE_SRCS) $(CLI_SRCS) \
            $(wildcard server/*.c) $(TEST_SRCS) $(wildcard */*.h)
 format:
 	clang-format -i $(FMT_SRCS)

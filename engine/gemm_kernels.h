@@ -46,6 +46,8 @@ extern const struct gemm_kernel gemm_generic_exact;
 extern const struct gemm_kernel gemm_x86_avx2_exact;
 extern const struct gemm_kernel gemm_x86_avx512_bf16;
 extern const struct gemm_kernel gemm_x86_avx512_vnni;
+#elif defined(__aarch64__)
+extern const struct gemm_kernel gemm_arm_neon_exact;
 #endif
 
 /* Fixed k block of the exact kernels: each output element is
