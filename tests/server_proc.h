@@ -42,8 +42,13 @@ bool test_srv_alive(const struct test_srv *s);
  * signal that killed it, or -1 when it cannot be waited for (or fork failed). */
 int test_srv_stop(struct test_srv *s);
 
-/* The value of the un-labelled metric `name` in GET /metrics on port, or -1
- * when it is absent or /metrics does not answer within 10 s. */
+/* The value of the metric `name` in GET /metrics on port, summed over its
+ * labelled series (the per-model ones: model="..."), or -1 when it has no
+ * sample or /metrics does not answer within 10 s. */
 double test_srv_metric(int port, const char *name);
+
+/* The value of `name`'s series for one model (its first label is
+ * model="<model>"), or -1 when there is none. */
+double test_srv_metric_of(int port, const char *name, const char *model);
 
 #endif
