@@ -32,7 +32,7 @@ bool test_srv_alive(const struct test_srv *s) {
 
 bool test_srv_start(struct test_srv *s, const struct test_srv_opts *o, const char *const *extra) {
     const char *build = test_env("BUILD", "build"),
-               *model = test_env("TESTMODEL", "build/testmodel");
+               *model = o->model ? o->model : test_env("TESTMODEL", "build/testmodel");
     char bin[512], port[16];
     snprintf(bin, sizeof(bin), "%s/embedserve", build);
     snprintf(s->log, sizeof(s->log), "%s/%s", build, o->log_name);

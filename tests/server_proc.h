@@ -26,9 +26,10 @@ struct test_srv_opts {
     bool log_append;       /* keep what earlier servers wrote there (else truncate) */
     double ready_s;        /* give up waiting for /ready after this long (sanitizer builds load
                               slowly); also given up at once when the child exits */
+    const char *model;     /* the first --model; NULL = $TESTMODEL */
 };
 
-/* Starts $BUILD/embedserve --model $TESTMODEL --host 127.0.0.1 --port <free>
+/* Starts $BUILD/embedserve --model $TESTMODEL (or o->model) --host 127.0.0.1 --port <free>
  * --log-level <o->log_level> --dtype f32, then extra (NULL-terminated, may
  * be NULL; borrowed), and waits for GET /ready to answer 200. The child
  * gets SIGTERM if the test process dies. Returns true when ready; on false,
