@@ -118,8 +118,9 @@ struct field_name {
 #define IGNORED ((size_t)-1)
 static const struct field_name field_names[] = {
     {{"model", K_JINA | K_OLL, S_STR,
-      "model name: a served name or alias, optionally with ':<task>' (e.g. "
-      "jina-embeddings-v3:retrieval.query); required by the Ollama routes"},
+      "model name: picks one of the served models by a name or alias (default: the first "
+      "model), optionally with ':<task>' (e.g. jina-embeddings-v3:retrieval.query); required by "
+      "the Ollama routes"},
      FO(model)},
     {{"input", K_JINA | K_OLLE, S_INPUT, "text or list of texts (required)"}, FO(input)},
     {{"inputs", K_TEI, S_STRS, "text or list of texts (required)"}, FO(input)},
@@ -127,7 +128,7 @@ static const struct field_name field_names[] = {
     {{"task", K_JINA, "{\"type\":[\"string\",\"null\"]}",
       "adapter: retrieval.query, retrieval.passage, separation, classification, text-matching or "
       "an alias (query, passage, document, clustering); default: the model name's task, else "
-      "--default-task"},
+      "--default-task; ignored by a model without tasks"},
      FO(task)},
     {{"input_type", K_JINA, S_STR,
       "used when task is absent: query/search_query -> retrieval.query, "
@@ -138,7 +139,8 @@ static const struct field_name field_names[] = {
       "used when task and input_type are absent: a task name or alias"},
      FO(prompt_name)},
     {{"dimensions", K_EMB | K_TEIE | K_OLLE, "{\"type\":[\"integer\",\"null\"],\"minimum\":0}",
-      "Matryoshka size to cut to (default / 0: full size)"},
+      "Matryoshka size to cut to (default / 0: full size); a model without Matryoshka sizes "
+      "takes its full size or more"},
      FO(dimensions)},
     {{"normalized", K_EMB, S_BOOL, "L2-normalise (default true)"}, FO(normalized)},
     {{"normalize", K_EMB | K_TEIE, S_BOOL, "L2-normalise (default true)"}, FO(normalize)},
