@@ -235,8 +235,8 @@ static int load_model(struct app *a, int i, struct http_model *hm) {
             eng_ctx_free(ctx);
             return fail("warm-up forward pass failed", eng_strerror(wrc));
         }
-        LOG_INFO("warm-up of %s: %d forward pass(es) in %.1f ms", dir, in->n_tasks ? 2 : 1,
-                 (clock_now() - tw) * 1e3);
+        LOG_INFO("warm-up: %d forward pass(es) in %.1f ms (%s)", in->n_tasks ? 2 : 1,
+                 (clock_now() - tw) * 1e3, dir);
     }
     if (i == 0) {
         struct met_build mb = {.version = emb_version(),
