@@ -238,6 +238,10 @@ char *api_tokenize_render(const struct api_model *m, const struct api_req *r,
  * model returns NULL with *err = API_ENOTFOUND. */
 char *api_models_render(const struct api_model *m, const char *id, size_t *len, int *err);
 
+/* GET /health: {"status":"ok","models":[<each model's name>]}, the list
+ * empty while the models load (n = 0). */
+char *api_health_render(const struct api_model *models, int n, size_t *len);
+
 /* /v1/models over several models: each model's card and its task cards, in
  * order; with an id, the card of the model api_model_pick finds. */
 char *api_models_render_n(const struct api_model *models, int n, const char *id, size_t *len,

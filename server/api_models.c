@@ -173,6 +173,18 @@ static void put_model(struct strbuf *s, const struct api_model *m, int task) {
     sb_putc(s, '}');
 }
 
+char *api_health_render(const struct api_model *models, int n, size_t *len) {
+    struct strbuf s;
+    sb_init(&s);
+    sb_puts(&s, "{\"status\":\"ok\",\"models\":[");
+    for (int i = 0; i < n; i++) {
+        if (i) sb_putc(&s, ',');
+        sb_json_str(&s, models[i].names[0], strlen(models[i].names[0]));
+    }
+    sb_puts(&s, "]}");
+    return sb_detach(&s, len);
+}
+
 char *api_models_render(const struct api_model *m, const char *id, size_t *len, int *err) {
     return api_models_render_n(m, 1, id, len, err);
 }

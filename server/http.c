@@ -791,8 +791,10 @@ static enum MHD_Result not_ready(struct req *r) {
 }
 
 static enum MHD_Result handle_health(struct req *r) {
-    size_t len;
-    char *b = dup_str("{\"status\":\"ok\"}", &len);
+    struct http_server *s = r->s;
+    size_t len = 0;
+    bool attached = atomic_load_explicit(&s->ready, memory_order_acquire);
+    char *b = api_health_render(s->am, attached ? s->n_models : 0, &len);
     return respond_json(r, 200, b, len);
 }
 

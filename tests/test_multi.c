@@ -257,9 +257,12 @@ static void check_routes(int port) {
     r = request(port, "GET", "/info", NULL, &st);
     CHECKM(st == 200 && strstr(r, "jinaai/jina-embeddings-v3"), "TEI info: %s", r);
     free(r);
-    /* readiness covers both */
+    /* readiness covers both; /health names both */
     r = request(port, "GET", "/ready", NULL, &st);
     CHECK(st == 200);
+    free(r);
+    r = request(port, "GET", "/health", NULL, &st);
+    CHECKM(st == 200 && strstr(r, "\"models\":[\"" NAME1 "\",\"" NAME2 "\"]"), "health: %s", r);
     free(r);
 }
 
