@@ -160,6 +160,12 @@ TESTMODEL = build/testmodel
 $(TESTMODEL)/model.safetensors: tests/gen_model.py tests/data/corpus.txt
 	@mkdir -p $(TESTMODEL)
 	$(PYTHON) tests/gen_model.py --out $(TESTMODEL)
+# A second model of another shape, seed and name, for the multi-model suite
+TESTMODEL2 = build/testmodel2
+$(TESTMODEL2)/model.safetensors: tests/gen_model.py tests/data/corpus.txt
+	@mkdir -p $(TESTMODEL2)
+	$(PYTHON) tests/gen_model.py --out $(TESTMODEL2) --seed 99 --shape 64,4,2,160 \
+	    --name test/second-v3
 $(TESTMODEL)/expected.json: $(TESTMODEL)/model.safetensors tests/reference.py tests/data/engine_cases.json
 	$(PYTHON) tests/reference.py --model $(TESTMODEL) --cases tests/data/engine_cases.json --out $@
 testmodel: $(TESTMODEL)/expected.json
@@ -179,8 +185,10 @@ TEST_SKIP += stage_deploy_lint
 endif
 # stage_docker (the image built and run) is make docker-test, its own CI step.
 TEST_SKIP += stage_docker
-test: $(BUILD)/embedserve $(BUILD)/test_all $(FUZZ_REPLAY) $(TESTMODEL)/expected.json
+test: $(BUILD)/embedserve $(BUILD)/test_all $(FUZZ_REPLAY) $(TESTMODEL)/expected.json \
+      $(TESTMODEL2)/model.safetensors
 	$(SAN_ENV) SKIP_STAGES="$(TEST_SKIP) $$SKIP_STAGES" BUILD=$(BUILD) TESTMODEL=$(TESTMODEL) \
+	    TESTMODEL2=$(TESTMODEL2) \
 	    PYTHON=$(PYTHON) sh tests/run.sh
 
 # make test-tsan: the concurrency suites under ThreadSanitizer: the HTTP

@@ -36,8 +36,10 @@ struct opt {
 
 #define F(field) offsetof(struct cfg, field)
 static const struct opt opts[] = {
-    {"model", T_STR, F(model_dir), 0, 0, "", NULL, "DIR",
-     "model directory: config.json, model.safetensors, sentencepiece.bpe.model (required)"},
+    {"model", T_LIST, F(models), 0, 0, "", NULL, "DIR",
+     "model directory: config.json, model.safetensors, sentencepiece.bpe.model (required); "
+     "repeat it (or give a comma-separated list) to serve several models, the first being the "
+     "default"},
     {"host", T_STR, F(host), 0, 0, "0.0.0.0", NULL, "ADDR", "address to listen on (IPv4 or IPv6)"},
     {"port", T_INT, F(port), 0, 65535, "8080", NULL, "N", "TCP port (0 = any free port)"},
     {"api-key", T_LIST, F(api_keys), 0, 0, "", NULL, "KEY",
@@ -45,9 +47,10 @@ static const struct opt opts[] = {
     {"api-key-file", T_STR, F(api_key_file), 0, 0, "", NULL, "FILE",
      "file with more API keys, one per line ('#' starts a comment)"},
     {"served-model-name", T_LIST, F(served_names), 0, 0, "jina-embeddings-v3", NULL, "NAME",
-     "model name reported to clients; further names are accepted as aliases"},
+     "name the first model is reported by (the default applies to a jina-embeddings-v3 model; "
+     "others are named after config.json's _name_or_path); further names are aliases"},
     {"model-alias", T_LIST, F(model_aliases), 0, 0, "", NULL, "NAME",
-     "extra model names to accept (\"*\" accepts any name)"},
+     "extra names for the first model (\"*\" sends any name no model claims to it)"},
     {"default-task", T_STR, F(default_task), 0, 0, "", NULL, "TASK",
      "task for requests that name none (e.g. retrieval.passage); empty = no adapter"},
     {"max-client-batch", T_INT, F(max_client_batch), 1, 1 << 20, "2048", NULL, "N",
@@ -71,7 +74,8 @@ static const struct opt opts[] = {
     {"strict", T_BOOL, F(strict), 0, 0, "false", NULL, "",
      "reject unknown request fields with 422, as Jina's API does"},
     {"threads", T_INT, F(threads), 0, 1024, "0", NULL, "N",
-     "threads for the forward pass (0 = the cores this process may use: affinity, cgroup quota)"},
+     "threads for the forward pass (0 = the cores this process may use: affinity, cgroup "
+     "quota); with several models, split evenly between them (at least 1 each)"},
     {"http-threads", T_INT, F(http_threads), 1, 256, "4", NULL, "N",
      "HTTP threads (parse, tokenise, render)"},
     {"dtype", T_ENUM, F(dtype), 0, 0, "auto", "auto|f32|bf16|int8", "TYPE",
@@ -253,6 +257,7 @@ static int opt_set(struct cfg *c, const struct opt *o, const char *v, const char
         return CFG_OK;
     case T_LIST:
         if (list_add_csv(f, v)) goto nomem;
+        c->model_dir = c->models.n ? c->models.v[0] : NULL; /* the first --model */
         return CFG_OK;
     case T_ENUM: {
         int i = enum_index(o->choices, v);
@@ -289,6 +294,7 @@ void cfg_deinit(struct cfg *c) {
             list_clear(f);
         }
     }
+    c->model_dir = NULL;
 }
 
 int cfg_parse_env(struct cfg *c, cfg_getenv_fn get, char *err, size_t errlen) {
@@ -398,6 +404,11 @@ int cfg_net_parse(const char *s, struct cfg_net *out) {
 int cfg_validate(struct cfg *c, char *err, size_t errlen) {
     if (!c->model_dir || !*c->model_dir) {
         set_err(err, errlen, "missing setting --model (EMBEDSERVE_MODEL): the model directory");
+        return CFG_EINVAL;
+    }
+    if (c->models.n > CFG_MAX_MODELS) {
+        set_err(err, errlen, "invalid setting --model: at most %d models, got %d", CFG_MAX_MODELS,
+                c->models.n);
         return CFG_EINVAL;
     }
     if (!c->host || !*c->host) {

@@ -4,7 +4,7 @@
  * Every setting is a command-line option `--name VALUE` (or `--name=VALUE`;
  * booleans also take a bare `--name`) and an environment variable
  * `EMBEDSERVE_NAME` (upper case, '-' -> '_'). Precedence: defaults < env <
- * argv. List settings (api-key, served-model-name, model-alias) are
+ * argv. List settings (model, api-key, served-model-name, model-alias) are
  * repeatable and comma-separated; a list given on the command line replaces
  * the one from the environment.
  *
@@ -54,9 +54,14 @@ struct cfg_list {
     int n;
 };
 
+/* Most --model directories one process serves. */
+#define CFG_MAX_MODELS 8
+
 struct cfg {
-    char *model_dir;               /* --model: directory with config.json, model.safetensors,
-                                      sentencepiece.bpe.model (required) */
+    /* --model: directories with config.json, model.safetensors and the tokenizer (at least
+       one; repeatable or comma-separated, so a directory name cannot hold a comma) */
+    struct cfg_list models;
+    const char *model_dir;         /* models.v[0], the default model (borrowed; NULL without one) */
     char *host;                    /* --host: bind address (0.0.0.0) */
     int port;                      /* --port (8080; 0 = any free port) */
     struct cfg_list api_keys;      /* --api-key: accepted keys; empty = auth off */

@@ -178,6 +178,7 @@ struct api_req {
     bool want_pieces; /* tokenize: also return token strings */
     bool no_special;  /* TEI tokenize with add_special_tokens false: leave out <s>, </s> */
     char model[128];  /* the model name as sent ("" if none): Ollama echoes it */
+    int model_index;  /* which of the served models answers (api_parse_n): 0 = the default */
 };
 
 /* Parses an embeddings request. On failure returns API_E* with e filled;
@@ -194,6 +195,14 @@ int api_tokenize_parse(const char *body, size_t len, const struct api_model *m, 
  * API_E* codes as for the others, rendered per dialect by the caller. */
 int api_parse(int kind, const char *body, size_t len, const struct api_model *m, struct api_req *r,
               struct api_error *e);
+
+/* Any request kind against several served models: `model` picks one
+ * (api_model_pick; absent = models[0]) into r->model_index, and the rest of
+ * the body is read against that model (its tasks, width, limits). An unknown
+ * name is API_EMODEL listing every model's names. api_parse is the n = 1
+ * case. */
+int api_parse_n(int kind, const char *body, size_t len, const struct api_model *models,
+                int n_models, struct api_req *r, struct api_error *e);
 
 void api_req_deinit(struct api_req *r);
 
@@ -229,6 +238,34 @@ char *api_tokenize_render(const struct api_model *m, const struct api_req *r,
  * model returns NULL with *err = API_ENOTFOUND. */
 char *api_models_render(const struct api_model *m, const char *id, size_t *len, int *err);
 
+/* GET /health: {"status":"ok","models":[<each model's name>]}, the list
+ * empty while the models load (n = 0). */
+char *api_health_render(const struct api_model *models, int n, size_t *len);
+
+/* /v1/models over several models: each model's card and its task cards, in
+ * order; with an id, the card of the model api_model_pick finds. */
+char *api_models_render_n(const struct api_model *models, int n, const char *id, size_t *len,
+                          int *err);
+
+/* Which of models[n] a request's model name selects: the first whose names
+ * (api_model_resolve, "*" aside) match, else the first that accepts any
+ * name; -1 if none. *task as for api_model_resolve. */
+int api_model_pick(const struct api_model *models, int n, const char *name, int *task);
+
+/* The names a served model answers to, each once, in order: `given` (the
+ * first model's --served-model-name and --model-alias values; none for the
+ * others), the last part of config.json's _name_or_path
+ * ("jina-embeddings-v3"), _name_or_path itself, and the directory's last
+ * part; with in == NULL only `given`. Writes up to max malloc'ed strings
+ * into out (the caller frees each) and returns how many, or -1 on oom
+ * (nothing to free then). */
+int api_model_names(const char *dir, const struct eng_info *in, const char *const *given,
+                    int n_given, char **out, int max);
+
+/* Refuses two models that share a name (a request could not pick between
+ * them): 0, or -1 with a message naming both models and the name. */
+int api_models_check_names(const struct api_model *models, int n, char *err, size_t errlen);
+
 /* Does `name` select the served model (a name, an alias, "jina-ai/" + a
  * name, or anything when any_name)? A name may carry a task after its last
  * ':' ("jina-embeddings-v3:retrieval.query", task aliases allowed, resolved
@@ -255,6 +292,8 @@ char *api_tei_tokenize_render(const struct api_req *r, const struct emb_plan *pl
 /* TEI GET /info, Ollama GET /api/tags and GET /api/version. */
 char *api_tei_info_render(const struct api_model *m, const char *version, size_t *len);
 char *api_ollama_tags_render(const struct api_model *m, size_t *len);
+/* /api/tags over several models: each model's "<name>:latest" and task tags. */
+char *api_ollama_tags_render_n(const struct api_model *models, int n, size_t *len);
 char *api_ollama_version_render(size_t *len);
 
 /* One route as the OpenAPI document describes it. */

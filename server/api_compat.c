@@ -132,16 +132,24 @@ static void put_tag(struct strbuf *s, const struct api_model *m, const char *nam
 }
 
 char *api_ollama_tags_render(const struct api_model *m, size_t *len) {
+    return api_ollama_tags_render_n(m, 1, len);
+}
+
+char *api_ollama_tags_render_n(const struct api_model *models, int n, size_t *len) {
     struct strbuf s;
     sb_init(&s);
     char name[300];
-    snprintf(name, sizeof(name), "%s:latest", m->names[0]);
     sb_puts(&s, "{\"models\":[");
-    put_tag(&s, m, name);
-    for (int t = 0; t < m->info->n_tasks; t++) { /* one "model" per task (api_model_resolve) */
-        snprintf(name, sizeof(name), "%s:%s", m->names[0], m->info->task_name[t]);
-        sb_putc(&s, ',');
+    for (int i = 0; i < n; i++) {
+        const struct api_model *m = &models[i];
+        snprintf(name, sizeof(name), "%s:latest", m->names[0]);
+        if (i) sb_putc(&s, ',');
         put_tag(&s, m, name);
+        for (int t = 0; t < m->info->n_tasks; t++) { /* one "model" per task (api_model_resolve) */
+            snprintf(name, sizeof(name), "%s:%s", m->names[0], m->info->task_name[t]);
+            sb_putc(&s, ',');
+            put_tag(&s, m, name);
+        }
     }
     sb_puts(&s, "]}");
     return sb_detach(&s, len);

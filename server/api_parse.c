@@ -118,8 +118,9 @@ struct field_name {
 #define IGNORED ((size_t)-1)
 static const struct field_name field_names[] = {
     {{"model", K_JINA | K_OLL, S_STR,
-      "model name: a served name or alias, optionally with ':<task>' (e.g. "
-      "jina-embeddings-v3:retrieval.query); required by the Ollama routes"},
+      "model name: picks one of the served models by a name or alias (default: the first "
+      "model), optionally with ':<task>' (e.g. jina-embeddings-v3:retrieval.query); required by "
+      "the Ollama routes"},
      FO(model)},
     {{"input", K_JINA | K_OLLE, S_INPUT, "text or list of texts (required)"}, FO(input)},
     {{"inputs", K_TEI, S_STRS, "text or list of texts (required)"}, FO(input)},
@@ -127,7 +128,7 @@ static const struct field_name field_names[] = {
     {{"task", K_JINA, "{\"type\":[\"string\",\"null\"]}",
       "adapter: retrieval.query, retrieval.passage, separation, classification, text-matching or "
       "an alias (query, passage, document, clustering); default: the model name's task, else "
-      "--default-task"},
+      "--default-task; ignored by a model without tasks"},
      FO(task)},
     {{"input_type", K_JINA, S_STR,
       "used when task is absent: query/search_query -> retrieval.query, "
@@ -138,7 +139,8 @@ static const struct field_name field_names[] = {
       "used when task and input_type are absent: a task name or alias"},
      FO(prompt_name)},
     {{"dimensions", K_EMB | K_TEIE | K_OLLE, "{\"type\":[\"integer\",\"null\"],\"minimum\":0}",
-      "Matryoshka size to cut to (default / 0: full size)"},
+      "Matryoshka size to cut to (default / 0: full size); a model without Matryoshka sizes "
+      "takes its full size or more"},
      FO(dimensions)},
     {{"normalized", K_EMB, S_BOOL, "L2-normalise (default true)"}, FO(normalized)},
     {{"normalize", K_EMB | K_TEIE, S_BOOL, "L2-normalise (default true)"}, FO(normalize)},
@@ -199,10 +201,12 @@ static void collect_fields(const cJSON *body, int kind, bool strict, struct fiel
     }
 }
 
-/* Checks the model name; *name_task = the task it carries (or -2). */
-static int check_model(const cJSON *v, const struct api_model *m, int kind, int *name_task,
-                       struct api_req *r, struct api_error *e) {
+/* Picks the model the name selects (absent: the first) into
+ * r->model_index; *name_task = the task the name carries (or -2). */
+static int check_model(const cJSON *v, const struct api_model *models, int n_models, int kind,
+                       int *name_task, struct api_req *r, struct api_error *e) {
     *name_task = -2;
+    r->model_index = 0;
     bool ollama = api_kind_dialect(kind) == API_D_OLLAMA;
     if (is_null(v)) {
         if (ollama) return api_error_set(e, API_EBADREQ, "model", "model is required");
@@ -214,14 +218,20 @@ static int check_model(const cJSON *v, const struct api_model *m, int kind, int 
         return 0;
     }
     snprintf(r->model, sizeof(r->model), "%s", v->valuestring);
-    if (api_model_resolve(m, v->valuestring, name_task)) return 0;
+    int pick = api_model_pick(models, n_models, v->valuestring, name_task);
+    if (pick >= 0) {
+        r->model_index = pick;
+        return 0;
+    }
     if (ollama)
         return api_error_set(e, API_EMODEL, "model",
                              "model \"%.100s\" not found, try pulling it first", v->valuestring);
-    char avail[256];
+    char avail[400];
     int k = 0;
-    for (int i = 0; i < m->n_names && k < (int)sizeof(avail); i++)
-        k += snprintf(avail + k, sizeof(avail) - (size_t)k, "%s%s", i ? ", " : "", m->names[i]);
+    for (int j = 0; j < n_models; j++)
+        for (int i = 0; i < models[j].n_names && k < (int)sizeof(avail); i++)
+            k += snprintf(avail + k, sizeof(avail) - (size_t)k, "%s%s", k ? ", " : "",
+                          models[j].names[i]);
     return api_error_set(e, API_EMODEL, "model", "Model '%.100s' not found. Available models: %s",
                          v->valuestring, avail);
 }
@@ -246,10 +256,16 @@ static void valid_tasks(const struct api_model *m, char *valid, size_t n) {
         k += snprintf(valid + k, n - (size_t)k, "%s'%s'", i ? ", " : "", m->info->task_name[i]);
 }
 
-/* task > input_type > prompt_name > the model name's task > --default-task. */
+/* task > input_type > prompt_name > the model name's task > --default-task.
+ * A model without task adapters takes the three and ignores them: clients
+ * such as LangChain send them whatever the model. */
 static void parse_task(const struct fields *f, const struct api_model *m, int name_task,
                        struct emb_opts *o, struct api_error *e) {
     o->task = name_task >= 0 ? name_task : m->default_task;
+    if (m->info->n_tasks == 0) {
+        o->task = ENG_TASK_NONE;
+        return;
+    }
     char valid[256] = "";
     valid_tasks(m, valid, sizeof(valid));
     if (!is_null(f->task)) {
@@ -294,6 +310,13 @@ static void parse_dimensions(const cJSON *v, const struct api_model *m, struct e
     double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
     if (!isfinite(d) || d != floor(d)) {
         add_field_error(e, "body -> dimensions", "int_type", v, "Input should be a valid integer");
+    } else if (m->info->n_matryoshka == 0 && d >= m->info->n_embd) {
+        return; /* not trained for shorter vectors: any size from the width up is the whole */
+    } else if (m->info->n_matryoshka == 0) {
+        add_field_error(e, "body -> dimensions", "greater_than_equal", v,
+                        "This model has no Matryoshka sizes: dimensions should be at least %d "
+                        "(its full width) or omitted",
+                        m->info->n_embd);
     } else if (d < 1 || d > m->info->n_embd) {
         add_field_error(e, "body -> dimensions", d < 1 ? "greater_than_equal" : "less_than_equal",
                         v, "Input should be between 1 and %d", m->info->n_embd);
@@ -643,6 +666,11 @@ static void parse_direction(const cJSON *v, struct api_error *e) {
 
 int api_parse(int kind, const char *body, size_t len, const struct api_model *m, struct api_req *r,
               struct api_error *e) {
+    return api_parse_n(kind, body, len, m, 1, r, e);
+}
+
+int api_parse_n(int kind, const char *body, size_t len, const struct api_model *models,
+                int n_models, struct api_req *r, struct api_error *e) {
     memset(r, 0, sizeof(*r));
     memset(e, 0, sizeof(*e));
     r->opts = emb_opts_defaults();
@@ -653,9 +681,10 @@ int api_parse(int kind, const char *body, size_t len, const struct api_model *m,
     bool tokenize = kind == API_K_TOKENIZE || kind == API_K_TEI_TOKENIZE;
     bool ollama = api_kind_dialect(kind) == API_D_OLLAMA;
     struct fields f;
-    collect_fields(root, kind, m->strict, &f, e);
+    collect_fields(root, kind, models[0].strict, &f, e);
     int name_task = -2;
-    int rc = check_model(f.model, m, kind, &name_task, r, e);
+    int rc = check_model(f.model, models, n_models, kind, &name_task, r, e);
+    const struct api_model *m = &models[r->model_index];
     if (!rc) {
         parse_task(&f, m, name_task, &r->opts, e);
         /* truncate: the server's default on the embedding routes, Ollama's

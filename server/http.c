@@ -120,16 +120,15 @@ struct http_server {
     int port;
     MHD_socket quiesced_fd;
 
-    /* Set once by http_attach_engine before `ready` turns true (release),
-     * read-only afterwards. */
-    const tok *tok;
-    const struct eng_model *model;
-    struct batcher *batcher;
-    struct api_model am;
-    const char **names; /* storage behind am.names */
-    int max_input_tokens;
+    /* Set once by http_attach_models before `ready` turns true (release),
+     * read-only afterwards. models[i] and am[i] describe served model i;
+     * [0] is the default. */
+    struct http_model models[CFG_MAX_MODELS];
+    struct api_model am[CFG_MAX_MODELS];         /* contiguous, for api_parse_n */
+    char *names[CFG_MAX_MODELS][HTTP_MAX_NAMES]; /* storage behind am[i].names (owned) */
+    int n_models;
 
-    atomic_bool ready;    /* model attached */
+    atomic_bool ready;    /* models attached */
     atomic_bool draining; /* shutting down */
     atomic_int active;    /* reqs alive (created, not yet completed) */
     atomic_uint next_id;
@@ -448,15 +447,17 @@ static void job_times(struct req *r) {
  * whichever path answers it (the handler, or the reaper for a half-closed
  * client). */
 static char *render_embeddings(struct req *r, size_t *len) {
-    int dims = emb_finish(&r->areq.opts, r->s->am.info->n_embd, r->pooled, r->plan.n_outputs);
-    return api_embed_render_as(r->route->kind, &r->s->am, &r->areq, r->pooled, dims,
-                               r->plan.n_tokens, (int64_t)((clock_now() - r->t0) * 1e9), len);
+    const struct api_model *am = &r->s->am[r->areq.model_index];
+    int dims = emb_finish(&r->areq.opts, am->info->n_embd, r->pooled, r->plan.n_outputs);
+    return api_embed_render_as(r->route->kind, am, &r->areq, r->pooled, dims, r->plan.n_tokens,
+                               (int64_t)((clock_now() - r->t0) * 1e9), len);
 }
 
 /* Reaper: renders r's answer (a finished job) into r->out. */
 static void writer_render(struct req *r) {
     job_times(r);
-    metrics_embed(r->s->metrics, r->n_inputs, r->n_tokens, r->queue_ms / 1e3, r->compute_ms / 1e3);
+    metrics_embed(r->s->metrics, r->areq.model_index, r->n_inputs, r->n_tokens, r->queue_ms / 1e3,
+                  r->compute_ms / 1e3);
     size_t len = 0;
     char *b = render_embeddings(r, &len);
     int status = b ? 200 : 500;
@@ -769,7 +770,7 @@ static int64_t work_cost(const struct http_server *s, const struct api_req *a, b
     int64_t chunk = text < (128 << 10) ? text : (128 << 10);
     int64_t c = text + 64 * n + 8 * ids + chunk * TOK_WORK_PER_BYTE;
     if (tokenize) return c + ids * (a->want_pieces ? 48 : 12);
-    return c + n * (int64_t)s->am.info->n_embd * (4 + 20);
+    return c + n * (int64_t)s->am[a->model_index].info->n_embd * (4 + 20);
 }
 
 static char *dup_str(const char *s, size_t *len) {
@@ -790,16 +791,23 @@ static enum MHD_Result not_ready(struct req *r) {
 }
 
 static enum MHD_Result handle_health(struct req *r) {
-    size_t len;
-    char *b = dup_str("{\"status\":\"ok\"}", &len);
+    struct http_server *s = r->s;
+    size_t len = 0;
+    bool attached = atomic_load_explicit(&s->ready, memory_order_acquire);
+    char *b = api_health_render(s->am, attached ? s->n_models : 0, &len);
     return respond_json(r, 200, b, len);
 }
 
 static enum MHD_Result handle_ready(struct req *r) {
     struct http_server *s = r->s;
     if (!is_ready(s)) return not_ready(r);
-    if (batcher_saturated(s->batcher))
-        return respond_code(r, API_EUNAVAIL, NULL, "The request queue is full.");
+    for (int i = 0; i < s->n_models; i++)
+        if (batcher_saturated(s->models[i].batcher)) {
+            char msg[200];
+            snprintf(msg, sizeof(msg), "The request queue of model '%.100s' is full.",
+                     s->am[i].names[0]);
+            return respond_code(r, API_EUNAVAIL, NULL, msg);
+        }
     size_t len;
     char *b = dup_str("{\"status\":\"ready\"}", &len);
     return respond_json(r, 200, b, len);
@@ -812,12 +820,16 @@ static enum MHD_Result handle_metrics(struct req *r) {
     g.ready = is_ready(s);
     g.max_batch_tokens = s->cfg->max_batch_tokens;
     if (atomic_load_explicit(&s->ready, memory_order_acquire)) {
-        const struct eng_info *in = eng_model_info(s->model);
-        g.queue_depth = batcher_depth(s->batcher, &g.queue_waiting);
-        g.ready = g.ready && g.queue_depth < s->cfg->max_queue;
-        g.model = s->am.names[0];
-        g.n_embd = in->n_embd, g.n_layer = in->n_layer, g.n_tasks = in->n_tasks;
-        g.max_input_tokens = s->max_input_tokens;
+        g.n_models = s->n_models < MET_MAX_MODELS ? s->n_models : MET_MAX_MODELS;
+        for (int i = 0; i < g.n_models; i++) {
+            struct met_model_gauges *mg = &g.models[i];
+            const struct eng_info *in = s->am[i].info;
+            mg->queue_depth = batcher_depth(s->models[i].batcher, &mg->queue_waiting);
+            g.ready = g.ready && mg->queue_depth < s->cfg->max_queue;
+            mg->model = s->am[i].names[0];
+            mg->n_embd = in->n_embd, mg->n_layer = in->n_layer, mg->n_tasks = in->n_tasks;
+            mg->max_input_tokens = s->models[i].max_input_tokens;
+        }
     }
     enum met_format f = metrics_format_for(
         MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT));
@@ -838,7 +850,7 @@ static enum MHD_Result handle_models(struct req *r) {
     }
     size_t len = 0;
     int err = 0;
-    char *b = api_models_render(&s->am, *id ? id : NULL, &len, &err);
+    char *b = api_models_render_n(s->am, s->n_models, *id ? id : NULL, &len, &err);
     if (err == API_ENOTFOUND) {
         char msg[200];
         snprintf(msg, sizeof(msg), "Model '%.100s' not found.", id);
@@ -856,13 +868,13 @@ static int parse_admit(struct req *r, enum MHD_Result *ret) {
     bool tokenize = kind == API_K_TOKENIZE || kind == API_K_TEI_TOKENIZE;
     struct api_error e;
     if (!mem_take(r, 2 * (int64_t)r->len + 4096)) return *ret = over_budget(r), -1;
-    int rc = api_parse(r->route->kind, r->body, r->len, &s->am, &r->areq, &e);
+    int rc = api_parse_n(r->route->kind, r->body, r->len, s->am, s->n_models, &r->areq, &e);
     if (rc) return *ret = respond_error(r, &e), -1;
     r->n_inputs = r->areq.n_inputs;
     mem_give(r, 2 * (int64_t)r->len + 4096); /* from here the estimate covers the parse */
     drop_body(r);                            /* the texts are copied out */
     if (!mem_take(r, work_cost(s, &r->areq, tokenize))) return *ret = over_budget(r), -1;
-    rc = batcher_reserve(s->batcher);
+    rc = batcher_reserve(s->models[r->areq.model_index].batcher);
     if (rc == BATCHER_ESHUTDOWN) return *ret = not_ready(r), -1;
     if (rc) {
         api_batcher_error(rc, &e);
@@ -877,22 +889,24 @@ static enum MHD_Result handle_tokenize(struct req *r) {
     enum MHD_Result ret;
     if (parse_admit(r, &ret)) return ret;
     int kind = r->route->kind;
+    const struct http_model *hm = &s->models[r->areq.model_index];
     struct api_error e;
     struct emb_error pe;
-    int rc = emb_plan_build(s->tok, s->model, &r->areq.opts, r->areq.inputs, r->areq.n_inputs,
+    int rc = emb_plan_build(hm->tok, hm->model, &r->areq.opts, r->areq.inputs, r->areq.n_inputs,
                             &r->plan, &pe);
     if (rc) {
-        batcher_unreserve(s->batcher);
+        batcher_unreserve(hm->batcher);
         api_plan_error(rc, &pe, &r->areq, &e);
         return respond_error(r, &e);
     }
     r->n_tokens = r->plan.n_tokens;
     size_t len = 0;
-    char *b = kind == API_K_TEI_TOKENIZE
-                  ? api_tei_tokenize_render(&r->areq, &r->plan, s->tok, &len)
-                  : api_tokenize_render(&s->am, &r->areq, &r->plan, s->tok, &len);
+    char *b =
+        kind == API_K_TEI_TOKENIZE
+            ? api_tei_tokenize_render(&r->areq, &r->plan, hm->tok, &len)
+            : api_tokenize_render(&s->am[r->areq.model_index], &r->areq, &r->plan, hm->tok, &len);
     emb_plan_deinit(&r->plan); /* the ids are in the answer now */
-    batcher_unreserve(s->batcher);
+    batcher_unreserve(hm->batcher);
     return respond_json(r, 200, b, len);
 }
 
@@ -977,21 +991,22 @@ static enum MHD_Result handle_embeddings(struct req *r) {
     if (request_deadline(r, &deadline, &e)) return respond_error(r, &e);
     if (parse_admit(r, &ret)) return ret;
     int kind = r->route->kind;
+    const struct http_model *hm = &s->models[r->areq.model_index];
     if (r->n_inputs == 0) { /* Ollama's empty input: an empty answer, no job */
-        batcher_unreserve(s->batcher);
+        batcher_unreserve(hm->batcher);
         size_t len = 0;
-        char *b = api_embed_render_as(kind, &s->am, &r->areq, NULL, 0, 0,
+        char *b = api_embed_render_as(kind, &s->am[r->areq.model_index], &r->areq, NULL, 0, 0,
                                       (int64_t)((clock_now() - r->t0) * 1e9), &len);
         return respond_json(r, 200, b, len);
     }
     struct emb_error pe;
-    int rc = emb_plan_build(s->tok, s->model, &r->areq.opts, r->areq.inputs, r->areq.n_inputs,
+    int rc = emb_plan_build(hm->tok, hm->model, &r->areq.opts, r->areq.inputs, r->areq.n_inputs,
                             &r->plan, &pe);
-    int n_embd = s->am.info->n_embd;
+    int n_embd = s->am[r->areq.model_index].info->n_embd;
     if (!rc && !(r->pooled = mem_malloc(sizeof(float) * (size_t)r->plan.n_outputs * n_embd)))
         rc = EMB_ENOMEM;
     if (rc) {
-        batcher_unreserve(s->batcher);
+        batcher_unreserve(hm->batcher);
         api_plan_error(rc, &pe, &r->areq, &e);
         return respond_error(r, &e);
     }
@@ -1005,7 +1020,7 @@ static enum MHD_Result handle_embeddings(struct req *r) {
     r->fd = client_fd(r->conn);
     atomic_store(&r->phase, PH_QUEUED);
     MHD_suspend_connection(r->conn);
-    batcher_submit(s->batcher, &r->job);
+    batcher_submit(hm->batcher, &r->job);
     return MHD_YES;
 }
 
@@ -1023,7 +1038,8 @@ static enum MHD_Result embeddings_done(struct req *r) {
         return respond_error(r, &e);
     }
     }
-    metrics_embed(r->s->metrics, r->n_inputs, r->n_tokens, r->queue_ms / 1e3, r->compute_ms / 1e3);
+    metrics_embed(r->s->metrics, r->areq.model_index, r->n_inputs, r->n_tokens, r->queue_ms / 1e3,
+                  r->compute_ms / 1e3);
     size_t len = 0;
     char *b = render_embeddings(r, &len);
     return respond_json(r, 200, b, len);
@@ -1032,14 +1048,14 @@ static enum MHD_Result embeddings_done(struct req *r) {
 static enum MHD_Result handle_info(struct req *r) {
     if (!atomic_load_explicit(&r->s->ready, memory_order_acquire)) return not_ready(r);
     size_t len = 0;
-    char *b = api_tei_info_render(&r->s->am, CFG_VERSION, &len);
+    char *b = api_tei_info_render(&r->s->am[0], CFG_VERSION, &len); /* the default model */
     return respond_json(r, 200, b, len);
 }
 
 static enum MHD_Result handle_tags(struct req *r) {
     if (!atomic_load_explicit(&r->s->ready, memory_order_acquire)) return not_ready(r);
     size_t len = 0;
-    char *b = api_ollama_tags_render(&r->s->am, &len);
+    char *b = api_ollama_tags_render_n(r->s->am, r->s->n_models, &len);
     return respond_json(r, 200, b, len);
 }
 
@@ -1071,7 +1087,7 @@ static const struct route routes[] = {
     {"/api/embeddings", false, "POST", MET_R_EMBEDDINGS, true, handle_embeddings,
      API_K_OLLAMA_LEGACY, "One embedding (Ollama, legacy)"},
     {"/v1/models", false, "GET", MET_R_MODELS, true, handle_models, -1,
-     "The served model and its task-carrying names"},
+     "The served models and their task-carrying names"},
     {"/v1/models/", true, "GET", MET_R_MODELS, true, handle_models, -1,
      "One model card (a name, alias or name:task)"},
     {"/info", false, "GET", MET_R_MODELS, true, handle_info, -1,
@@ -1083,7 +1099,7 @@ static const struct route routes[] = {
     {"/health", false, "GET", MET_R_HEALTH, false, handle_health, -1, "Liveness"},
     {"/live", false, "GET", MET_R_HEALTH, false, handle_health, -1, "Liveness"},
     {"/ready", false, "GET", MET_R_READY, false, handle_ready, -1,
-     "Readiness (model loaded, queue not full)"},
+     "Readiness (every model loaded, no queue full)"},
     {"/metrics", false, "GET", MET_R_METRICS, false, handle_metrics, -1, "Prometheus metrics"},
 };
 #define N_ROUTES ((int)(sizeof(routes) / sizeof(routes[0])))
@@ -1102,7 +1118,7 @@ static enum MHD_Result handle_openapi(struct req *r) {
     struct api_route_doc docs[N_ROUTES];
     int n = http_route_docs(docs, N_ROUTES);
     size_t len = 0;
-    char *b = api_openapi_render(&s->am, docs, n, CFG_VERSION, &len);
+    char *b = api_openapi_render(&s->am[0], docs, n, CFG_VERSION, &len);
     return respond_json(r, 200, b, len);
 }
 
@@ -1630,41 +1646,82 @@ static int64_t default_budget(void) {
     return b > (64LL << 20) ? b : 64LL << 20;
 }
 
-int http_attach_engine(struct http_server *s, const tok *t, const struct eng_model *m,
-                       struct batcher *b, int default_task, int max_input_tokens) {
+/* The names model i answers to into s->names[i] and s->am[i]. The first
+ * model takes --served-model-name and --model-alias ("*": any name); left
+ * at its default ("jina-embeddings-v3"), --served-model-name names only a
+ * model of that family, and the first model also answers to the names its
+ * directory and config.json give (as every other model does); set, it
+ * replaces them. Returns 0 or -1 (oom). */
+static int build_names(struct http_server *s, int i) {
     const struct cfg *cfg = s->cfg;
-    const struct eng_info *in = eng_model_info(m);
-    int n = cfg->served_names.n + cfg->model_aliases.n;
-    s->names = calloc((size_t)n, sizeof(*s->names));
-    if (!s->names) return -1;
-    int k = 0;
-    bool any = false;
-    for (int i = 0; i < cfg->served_names.n; i++)
-        s->names[k++] = cfg->served_names.v[i];
-    for (int i = 0; i < cfg->model_aliases.n; i++) {
-        if (!strcmp(cfg->model_aliases.v[i], "*"))
-            any = true;
-        else
-            s->names[k++] = cfg->model_aliases.v[i];
+    const struct http_model *hm = &s->models[i];
+    const struct eng_info *in = eng_model_info(hm->model);
+    const char *given[HTTP_MAX_NAMES];
+    int n_given = 0;
+    bool any = false, derive = true;
+    if (i == 0) {
+        bool dflt =
+            cfg->served_names.n == 1 && !strcmp(cfg->served_names.v[0], "jina-embeddings-v3");
+        derive = dflt;
+        bool v3 = in->arch && !strcmp(in->arch, "jina-embeddings-v3");
+        for (int k = 0; (!dflt || v3) && k < cfg->served_names.n && n_given < HTTP_MAX_NAMES; k++)
+            given[n_given++] = cfg->served_names.v[k];
+        for (int k = 0; k < cfg->model_aliases.n && n_given < HTTP_MAX_NAMES; k++) {
+            if (!strcmp(cfg->model_aliases.v[k], "*"))
+                any = true;
+            else
+                given[n_given++] = cfg->model_aliases.v[k];
+        }
     }
-    s->am = (struct api_model){.names = s->names,
-                               .n_names = k,
-                               .any_name = any,
-                               .info = in,
-                               .max_input_tokens = max_input_tokens,
-                               .default_task = default_task,
-                               .max_client_batch = cfg->max_client_batch,
-                               .strict = cfg->strict,
-                               .auto_truncate = cfg->auto_truncate,
-                               .max_batch_tokens = cfg->max_batch_tokens,
-                               .max_queue = cfg->max_queue};
-    s->tok = t;
-    s->model = m;
-    s->batcher = b;
-    s->max_input_tokens = max_input_tokens;
-    if (cfg->max_memory == 0) s->mem_limit = default_budget();
+    int n =
+        api_model_names(hm->dir, derive ? in : NULL, given, n_given, s->names[i], HTTP_MAX_NAMES);
+    if (n < 0) return -1;
+    if (n == 0 && !(s->names[i][n++] = strdup("model"))) return -1; /* nothing to go by */
+    s->am[i] = (struct api_model){.names = (const char *const *)s->names[i],
+                                  .n_names = n,
+                                  .any_name = any,
+                                  .info = in,
+                                  .max_input_tokens = hm->max_input_tokens,
+                                  .default_task = hm->default_task,
+                                  .max_client_batch = cfg->max_client_batch,
+                                  .strict = cfg->strict,
+                                  .auto_truncate = cfg->auto_truncate,
+                                  .max_batch_tokens = cfg->max_batch_tokens,
+                                  .max_queue = cfg->max_queue};
+    return 0;
+}
+
+int http_attach_models(struct http_server *s, const struct http_model *models, int n, char *err,
+                       size_t errlen) {
+    if (n < 1 || n > CFG_MAX_MODELS) {
+        snprintf(err, errlen, "between 1 and %d models can be served, not %d", CFG_MAX_MODELS, n);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        s->models[i] = models[i];
+        s->n_models = i + 1; /* http_stop frees the names built so far */
+        if (build_names(s, i)) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    if (api_models_check_names(s->am, n, err, errlen)) return -1;
+    const char *label[CFG_MAX_MODELS];
+    for (int i = 0; i < n; i++)
+        label[i] = s->am[i].names[0];
+    metrics_set_models(s->metrics, label, n);
+    if (s->cfg->max_memory == 0) s->mem_limit = default_budget();
     LOG_INFO("memory budget for requests: %lld MiB%s", (long long)(s->mem_limit >> 20),
-             cfg->max_memory ? "" : " (derived: --max-memory 0)");
+             s->cfg->max_memory ? "" : " (derived: --max-memory 0)");
+    for (int i = 0; i < n; i++) {
+        char names[600];
+        int k = 0;
+        for (int j = 0; j < s->am[i].n_names && k < (int)sizeof(names); j++)
+            k += snprintf(names + k, sizeof(names) - (size_t)k, "%s%s", j ? ", " : "",
+                          s->am[i].names[j]);
+        LOG_INFO("model %d%s: %s answers to %s%s", i + 1, i ? "" : " (default)", models[i].dir,
+                 names, s->am[i].any_name ? " and any other name" : "");
+    }
     atomic_store_explicit(&s->ready, true, memory_order_release);
     return 0;
 }
@@ -1706,6 +1763,8 @@ void http_stop(struct http_server *s) {
     pthread_mutex_destroy(&s->conn_mu);
     if (s->wake[0] >= 0) close(s->wake[0]), close(s->wake[1]);
     free(s->trusted);
-    free(s->names);
+    for (int i = 0; i < s->n_models; i++)
+        for (int j = 0; j < HTTP_MAX_NAMES; j++)
+            free(s->names[i][j]);
     free(s);
 }

@@ -2,8 +2,15 @@
  * offline CLI (cli/cli.c); anything else starts the HTTP server.
  *
  * Startup: settings -> HTTP listening (so /health answers while loading)
- * -> tokenizer -> model -> engine context -> warm-up -> batcher -> ready.
- * Any failure prints one clear line and exits non-zero.
+ * -> per --model, in order: tokenizer -> model -> engine context -> warm-up
+ * -> batcher; then all of them attach at once -> ready. Any failure
+ * (an unreadable model, two models with one name) prints one clear line and
+ * exits non-zero.
+ *
+ * Several models: each has its own tokenizer, weights, engine context and
+ * batcher (its own queue, passes and engine thread); --threads (the total)
+ * is split evenly between them, the first models taking the remainder, at
+ * least one each, so that busy models never contend for a core.
  *
  * Shutdown order. SIGTERM and SIGINT are blocked in every
  * thread and taken synchronously by sigwait() here, so no handler runs
@@ -16,7 +23,7 @@
  *      connection is suspended.
  *   3. http_wait_idle: the resumed connections send their answers.
  *   4. http_stop (MHD_stop_daemon), 5. batcher_free (joins the engine
- *   thread), 6. eng_model_close, tok_close. Exit 0.
+ *   thread), 6. eng_model_close, tok_close (each model). Exit 0.
  * SIGHUP is taken the same way and only logged: the log is stderr, so there
  * is nothing to reopen, and a terminal hang-up or a stray `kill -HUP` must
  * not cut the requests in flight (its default action would). */
@@ -41,14 +48,27 @@
 #include "server/metrics.h"
 #include "tokenizer/tokenizer.h"
 
+/* What the batcher of model `index` reports its passes and drops to. */
+struct observer {
+    struct metrics *metrics;
+    int index;
+};
+
+/* One --model: owned by main(). */
+struct served {
+    tok *tok;
+    struct eng_model *model;
+    struct batcher *batcher;
+    struct observer obs;
+};
+
 /* Everything main() owns, released in reverse order by shutdown(). */
 struct app {
     struct cfg cfg;
     struct metrics *metrics;
     struct http_server *http;
-    tok *tok;
-    struct eng_model *model;
-    struct batcher *batcher;
+    int n_models;
+    struct served models[CFG_MAX_MODELS];
 };
 
 static int fail(const char *what, const char *err) {
@@ -57,24 +77,28 @@ static int fail(const char *what, const char *err) {
     return 1;
 }
 
-/* Resolves --default-task against the model; returns the adapter index,
- * ENG_TASK_NONE, or ENG_ENOTASK (error written to err). */
-static int resolve_default_task(const struct app *a, char *err, size_t errlen) {
+/* Resolves --default-task against a model; returns the adapter index,
+ * ENG_TASK_NONE (also for a model without task adapters: requests' tasks
+ * are ignored there), or ENG_ENOTASK (error written to err). */
+static int resolve_default_task(const struct app *a, const struct eng_model *m, char *err,
+                                size_t errlen) {
     const char *name = a->cfg.default_task;
-    if (!name || !*name) return ENG_TASK_NONE;
+    if (!name || !*name || eng_model_info(m)->n_tasks == 0) return ENG_TASK_NONE;
     char why[400];
-    int t = eng_task_resolve(eng_model_info(a->model), name, why, sizeof(why));
+    int t = eng_task_resolve(eng_model_info(m), name, why, sizeof(why));
     if (t == ENG_ENOTASK) snprintf(err, errlen, "invalid setting --default-task: %s", why);
     return t;
 }
 
 /* The batcher's observers: its passes and dropped jobs go to the metrics. */
 static void count_pass(void *arg, int n_seqs, int n_requests, int n_tokens, double seconds) {
-    metrics_batch(arg, n_seqs, n_requests, n_tokens, seconds);
+    const struct observer *o = arg;
+    metrics_batch(o->metrics, o->index, n_seqs, n_requests, n_tokens, seconds);
 }
 
 static void count_drop(void *arg) {
-    metrics_dropped(arg);
+    const struct observer *o = arg;
+    metrics_dropped(o->metrics, o->index);
 }
 
 /* The CPU kernel the engine chose ("avx2-exact", ...), for
@@ -134,13 +158,40 @@ static int check_prefixes(const tok *t, const struct eng_info *in, int max_in, c
     return 0;
 }
 
-/* Loads tokenizer and model, starts the batcher and attaches them. */
-static int load_engine(struct app *a) {
+/* This process's resident set in bytes (0 if unknown): what each model's
+ * load adds is logged. */
+static long long rss_now(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    long long pages = 0, rss = 0;
+    if (f) {
+        if (fscanf(f, "%lld %lld", &pages, &rss) != 2) rss = 0;
+        fclose(f);
+    }
+    return rss * sysconf(_SC_PAGESIZE);
+}
+
+/* Engine threads of model i of n: --threads (0 = the cores this process
+ * may use) split evenly, the first models taking the remainder, >= 1. */
+static int model_threads(const struct cfg *c, int i, int n) {
+    int total = c->threads > 0 ? c->threads : cfg_cpu_count();
+    int each = total / n + (i < total % n);
+    return each > 0 ? each : 1;
+}
+
+/* Loads model i (tokenizer, weights, context, warm-up) and starts its
+ * batcher; fills *hm for http_attach_models. */
+static int load_model(struct app *a, int i, struct http_model *hm) {
     char err[512];
     const struct cfg *c = &a->cfg;
+    const char *dir = c->models.v[i];
+    struct served *sv = &a->models[i];
+    char what[200];
     double t0 = clock_now();
-    if (!(a->tok = tok_open_dir(c->model_dir, err, sizeof(err))))
-        return fail("cannot load the tokenizer", err);
+    long long rss0 = rss_now();
+    if (!(sv->tok = tok_open_dir(dir, err, sizeof(err)))) {
+        snprintf(what, sizeof(what), "cannot load the tokenizer of %s", dir);
+        return fail(what, err);
+    }
     struct eng_params p = eng_params_defaults();
     /* --cpu-features; the older EMBEDSERVE_NO_AVX512=1 means "avx2" */
     const char *level = c->cpu_features, *no512 = getenv("EMBEDSERVE_NO_AVX512");
@@ -148,15 +199,17 @@ static int load_engine(struct app *a) {
     uint32_t have = cpu_detect();
     if (cpu_parse_level(level, have, &p.cpu_features, err, sizeof(err)) != 0)
         return fail("bad settings", err);
-    p.n_threads = c->threads > 0 ? c->threads : cfg_cpu_count();
+    p.n_threads = model_threads(c, i, c->models.n);
     static const enum eng_dtype dtypes[] = {ENG_DTYPE_AUTO, ENG_DTYPE_F32, ENG_DTYPE_BF16,
                                             ENG_DTYPE_INT8};
     p.dtype = dtypes[c->dtype];
     p.max_batch_tokens =
         c->max_batch_tokens > c->max_input_tokens ? c->max_batch_tokens : c->max_input_tokens;
-    if (!(a->model = eng_model_open(c->model_dir, &p, err, sizeof(err))))
-        return fail("cannot load the model", err);
-    const struct eng_info *in = eng_model_info(a->model);
+    if (!(sv->model = eng_model_open(dir, &p, err, sizeof(err)))) {
+        snprintf(what, sizeof(what), "cannot load the model %s", dir);
+        return fail(what, err);
+    }
+    const struct eng_info *in = eng_model_info(sv->model);
     char names[2][128];
     LOG_INFO("kernels: %s for %s matrices (CPU level %s: features %s; this CPU has %s%s)",
              in->kernel, eng_dtype_name(in->dtype), cpu_level_name(in->cpu_features),
@@ -165,44 +218,68 @@ static int load_engine(struct app *a) {
              level && strcmp(level, "auto") ? "; restricted by --cpu-features" : "");
     int max_in = c->max_input_tokens;
     if (in->max_position > 0 && max_in > in->max_position) {
-        LOG_WARN("--max-input-tokens %d is above the model's limit %d; using %d", max_in,
-                 in->max_position, in->max_position);
+        LOG_WARN("--max-input-tokens %d is above the limit %d of %s; using %d for it", max_in,
+                 in->max_position, dir, in->max_position);
         max_in = in->max_position;
     }
-    if (check_prefixes(a->tok, in, max_in, err, sizeof(err))) return fail("bad model", err);
-    int task = resolve_default_task(a, err, sizeof(err));
+    snprintf(what, sizeof(what), "bad model %s", dir);
+    if (check_prefixes(sv->tok, in, max_in, err, sizeof(err))) return fail(what, err);
+    int task = resolve_default_task(a, sv->model, err, sizeof(err));
     if (task == ENG_ENOTASK) return fail("bad settings", err);
-    struct eng_ctx *ctx = eng_ctx_new(a->model, &p, err, sizeof(err));
+    struct eng_ctx *ctx = eng_ctx_new(sv->model, &p, err, sizeof(err));
     if (!ctx) return fail("cannot create the engine context", err);
     if (c->warmup) {
         double tw = clock_now();
-        int wrc = warm_up(ctx, a->tok, in, task);
+        int wrc = warm_up(ctx, sv->tok, in, task);
         if (wrc) {
             eng_ctx_free(ctx);
             return fail("warm-up forward pass failed", eng_strerror(wrc));
         }
-        LOG_INFO("warm-up: %d forward pass(es) in %.1f ms", in->n_tasks ? 2 : 1,
-                 (clock_now() - tw) * 1e3);
+        LOG_INFO("warm-up: %d forward pass(es) in %.1f ms (%s)", in->n_tasks ? 2 : 1,
+                 (clock_now() - tw) * 1e3, dir);
     }
-    struct met_build mb = {.version = emb_version(),
-                           .commit = emb_commit(),
-                           .dtype = eng_dtype_name(in->dtype),
-                           .kernels = engine_kernels(in)};
-    metrics_set_build(a->metrics, &mb);
+    if (i == 0) {
+        struct met_build mb = {.version = emb_version(),
+                               .commit = emb_commit(),
+                               .dtype = eng_dtype_name(in->dtype),
+                               .kernels = engine_kernels(in)};
+        metrics_set_build(a->metrics, &mb);
+    }
+    sv->obs = (struct observer){a->metrics, i};
     struct batcher_params bp = {.max_batch_tokens = c->max_batch_tokens,
                                 .max_queue = c->max_queue,
                                 .drain_batch_tokens = DRAIN_BATCH_TOKENS,
                                 .on_pass = count_pass,
                                 .on_drop = count_drop,
-                                .observer_arg = a->metrics};
-    if (!(a->batcher = batcher_new(ctx, &bp, err, sizeof(err))))
+                                .observer_arg = &sv->obs};
+    if (!(sv->batcher = batcher_new(ctx, &bp, err, sizeof(err))))
         return fail("cannot start the batcher", err);
-    if (http_attach_engine(a->http, a->tok, a->model, a->batcher, task, max_in))
-        return fail("startup", "out of memory");
-    LOG_INFO("ready: model %s (n_embd %d, %d layers, %d tasks, %s) loaded in %.2f s, %d engine "
-             "threads, context %d tokens",
-             c->model_dir, in->n_embd, in->n_layer, in->n_tasks, eng_dtype_name(in->dtype),
-             clock_now() - t0, p.n_threads, p.max_batch_tokens);
+    *hm = (struct http_model){.dir = dir,
+                              .tok = sv->tok,
+                              .model = sv->model,
+                              .batcher = sv->batcher,
+                              .default_task = task,
+                              .max_input_tokens = max_in};
+    LOG_INFO("model %d of %d: %s (%s, n_embd %d, %d layers, %d tasks, %s) loaded in %.2f s, "
+             "resident memory +%lld MiB, %d engine threads, context %d tokens",
+             i + 1, c->models.n, dir, in->arch ? in->arch : "?", in->n_embd, in->n_layer,
+             in->n_tasks, eng_dtype_name(in->dtype), clock_now() - t0, (rss_now() - rss0) >> 20,
+             p.n_threads, p.max_batch_tokens);
+    return 0;
+}
+
+/* Loads every --model in order, then attaches them all: /ready turns 200
+ * only once each is loaded and warmed up. */
+static int load_models(struct app *a) {
+    struct http_model hm[CFG_MAX_MODELS];
+    double t0 = clock_now();
+    for (int i = 0; i < a->cfg.models.n; i++) {
+        a->n_models = i + 1; /* shutdown_all releases what was loaded */
+        if (load_model(a, i, &hm[i])) return 1;
+    }
+    char err[700];
+    if (http_attach_models(a->http, hm, a->n_models, err, sizeof(err))) return fail("startup", err);
+    LOG_INFO("ready: %d model(s) loaded in %.2f s", a->n_models, clock_now() - t0);
     return 0;
 }
 
@@ -221,13 +298,23 @@ static void raise_fd_limit(void) {
 
 static void shutdown_all(struct app *a) {
     if (a->http) http_quiesce(a->http);
-    if (a->batcher) batcher_drain(a->batcher, a->cfg.shutdown_timeout);
+    /* the models drain one after another under one deadline (each engine
+     * keeps running its queue meanwhile): --shutdown-timeout bounds the whole */
+    double end = clock_now() + a->cfg.shutdown_timeout;
+    for (int i = 0; i < a->n_models; i++)
+        if (a->models[i].batcher) {
+            double left = end - clock_now();
+            batcher_drain(a->models[i].batcher, left > 0 ? left : 0);
+        }
     if (a->http && !http_wait_idle(a->http, 5.0))
         LOG_WARN("some connections were still busy after 5 s; closing them");
     http_stop(a->http);
-    batcher_free(a->batcher);
-    eng_model_close(a->model);
-    tok_close(a->tok);
+    for (int i = 0; i < a->n_models; i++) {
+        struct served *sv = &a->models[i];
+        batcher_free(sv->batcher);
+        eng_model_close(sv->model);
+        tok_close(sv->tok);
+    }
     metrics_free(a->metrics);
     cfg_deinit(&a->cfg);
 }
@@ -280,7 +367,7 @@ int main(int argc, char **argv) {
     /* Process-wide, once: the engine's pool is the one team of threads, and
      * OpenBLAS (f32 attention) runs single-threaded inside its shares. */
     openblas_set_num_threads(1);
-    if (load_engine(&a)) goto out;
+    if (load_models(&a)) goto out;
     int sig = 0;
     while (!sigwait(&sigs, &sig) && sig == SIGHUP)
         LOG_INFO("SIGHUP received: ignored (the log is stderr; nothing to reopen)");

@@ -6,6 +6,7 @@
 #include "server/metrics.h"
 
 #include <dirent.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,13 +47,20 @@ static const int status_codes[] = {200, 400, 401, 404, 405, 413, 422, 429, 500, 
 static const char *const route_names[MET_R_N] = {
     "/v1/embeddings", "/v1/tokenize", "/v1/models", "/health", "/ready", "/metrics", "other"};
 
+/* What is counted per served model. */
+struct met_model {
+    const char *name;
+    struct hist queue_dur, compute_dur, batch_dur, batch_seqs, batch_reqs, batch_toks;
+    uint64_t inputs, tokens, batches, dropped, multi_batches;
+};
+
 struct metrics {
     pthread_mutex_t mu; /* guards everything below */
     uint64_t requests[MET_R_N][N_STATUS];
     uint64_t other_status[MET_R_N];
     struct hist req_dur[MET_R_N];
-    struct hist queue_dur, compute_dur, batch_dur, batch_seqs, batch_reqs, batch_toks;
-    uint64_t inputs, tokens, batches, dropped, multi_batches;
+    int n_models;
+    struct met_model models[MET_MAX_MODELS];
     struct met_build build;
     double start_s; /* metrics_new's wall time: the start time when /proc cannot say */
 };
@@ -76,12 +84,15 @@ struct metrics *metrics_new(void) {
     m->start_s = wall_now();
     for (int r = 0; r < MET_R_N; r++)
         HIST_INIT(m->req_dur[r], sec_le);
-    HIST_INIT(m->queue_dur, sec_le);
-    HIST_INIT(m->compute_dur, sec_le);
-    HIST_INIT(m->batch_dur, sec_le);
-    HIST_INIT(m->batch_seqs, seq_le);
-    HIST_INIT(m->batch_reqs, req_le);
-    HIST_INIT(m->batch_toks, tok_le);
+    for (int i = 0; i < MET_MAX_MODELS; i++) {
+        struct met_model *mm = &m->models[i];
+        HIST_INIT(mm->queue_dur, sec_le);
+        HIST_INIT(mm->compute_dur, sec_le);
+        HIST_INIT(mm->batch_dur, sec_le);
+        HIST_INIT(mm->batch_seqs, seq_le);
+        HIST_INIT(mm->batch_reqs, req_le);
+        HIST_INIT(mm->batch_toks, tok_le);
+    }
     return m;
 }
 
@@ -120,36 +131,54 @@ void metrics_set_build(struct metrics *m, const struct met_build *b) {
     pthread_mutex_unlock(&m->mu);
 }
 
-void metrics_embed(struct metrics *m, int n_inputs, int64_t n_tokens, double queue_s,
+void metrics_set_models(struct metrics *m, const char *const *names, int n) {
+    pthread_mutex_lock(&m->mu);
+    m->n_models = n < MET_MAX_MODELS ? n : MET_MAX_MODELS;
+    for (int i = 0; i < m->n_models; i++)
+        m->models[i].name = names[i];
+    pthread_mutex_unlock(&m->mu);
+}
+
+/* The series of model index i (caller holds mu). */
+static struct met_model *model_of(struct metrics *m, int i) {
+    return &m->models[i < 0 ? 0 : i < MET_MAX_MODELS ? i : MET_MAX_MODELS - 1];
+}
+
+void metrics_embed(struct metrics *m, int model, int n_inputs, int64_t n_tokens, double queue_s,
                    double compute_s) {
     pthread_mutex_lock(&m->mu);
-    m->inputs += (uint64_t)n_inputs;
-    m->tokens += (uint64_t)n_tokens;
-    hist_add(&m->queue_dur, queue_s);
-    hist_add(&m->compute_dur, compute_s);
+    struct met_model *mm = model_of(m, model);
+    mm->inputs += (uint64_t)n_inputs;
+    mm->tokens += (uint64_t)n_tokens;
+    hist_add(&mm->queue_dur, queue_s);
+    hist_add(&mm->compute_dur, compute_s);
     pthread_mutex_unlock(&m->mu);
 }
 
-void metrics_batch(struct metrics *m, int n_seqs, int n_requests, int n_tokens, double seconds) {
+void metrics_batch(struct metrics *m, int model, int n_seqs, int n_requests, int n_tokens,
+                   double seconds) {
     pthread_mutex_lock(&m->mu);
-    m->batches++;
-    m->multi_batches += n_requests > 1;
-    hist_add(&m->batch_dur, seconds);
-    hist_add(&m->batch_seqs, n_seqs);
-    hist_add(&m->batch_reqs, n_requests);
-    hist_add(&m->batch_toks, n_tokens);
+    struct met_model *mm = model_of(m, model);
+    mm->batches++;
+    mm->multi_batches += n_requests > 1;
+    hist_add(&mm->batch_dur, seconds);
+    hist_add(&mm->batch_seqs, n_seqs);
+    hist_add(&mm->batch_reqs, n_requests);
+    hist_add(&mm->batch_toks, n_tokens);
     pthread_mutex_unlock(&m->mu);
 }
 
-void metrics_dropped(struct metrics *m) {
+void metrics_dropped(struct metrics *m, int model) {
     pthread_mutex_lock(&m->mu);
-    m->dropped++;
+    model_of(m, model)->dropped++;
     pthread_mutex_unlock(&m->mu);
 }
 
 uint64_t metrics_multi_request_batches(struct metrics *m) {
     pthread_mutex_lock(&m->mu);
-    uint64_t n = m->multi_batches;
+    uint64_t n = 0;
+    for (int i = 0; i < MET_MAX_MODELS; i++)
+        n += m->models[i].multi_batches;
     pthread_mutex_unlock(&m->mu);
     return n;
 }
@@ -189,7 +218,7 @@ static void put_hist_samples(struct strbuf *s, const char *name, const char *lab
     }
     const char *open = *label ? "{" : "";
     size_t ll = strlen(label);
-    char lab[128];
+    char lab[320];
     snprintf(lab, sizeof(lab), "%.*s", ll ? (int)ll - 1 : 0, label); /* without the comma */
     const char *close = *label ? "}" : "";
     sb_printf(s, "%s_bucket{%sle=\"+Inf\"} %llu\n", name, label, (unsigned long long)h->n);
@@ -197,17 +226,42 @@ static void put_hist_samples(struct strbuf *s, const char *name, const char *lab
               open, lab, close, (unsigned long long)h->n);
 }
 
-static void put_hist(struct strbuf *s, enum met_format f, const char *name, const char *help,
-                     const struct hist *h) {
-    put_family(s, f, name, "histogram", help);
-    put_hist_samples(s, name, "", h);
+/* `model="<name>",` (escaped) into out[n], for a histogram's label prefix. */
+static void model_label(const char *name, char *out, size_t n) {
+    struct strbuf s;
+    sb_init(&s);
+    sb_puts(&s, "model=");
+    put_label(&s, name);
+    sb_putc(&s, ',');
+    size_t len = 0;
+    char *t = sb_detach(&s, &len);
+    snprintf(out, n, "%s", t ? t : "");
+    free(t);
 }
 
-/* name is the counter's family name, without "_total". */
-static void put_counter(struct strbuf *s, enum met_format f, const char *name, const char *help,
-                        uint64_t v) {
+/* A histogram with one series per model; `off` is the offset of the
+ * struct hist inside struct met_model. */
+static void put_model_hist(struct strbuf *s, enum met_format f, const char *name, const char *help,
+                           const struct metrics *m, size_t off) {
+    put_family(s, f, name, "histogram", help);
+    for (int i = 0; i < m->n_models; i++) {
+        char label[300];
+        model_label(m->models[i].name, label, sizeof(label));
+        put_hist_samples(s, name, label, (const struct hist *)((const char *)&m->models[i] + off));
+    }
+}
+
+/* A counter with one series per model; name is the family name, without
+ * "_total"; `off` the offset of the uint64_t inside struct met_model. */
+static void put_model_counter(struct strbuf *s, enum met_format f, const char *name,
+                              const char *help, const struct metrics *m, size_t off) {
     put_family(s, f, name, "counter", help);
-    sb_printf(s, "%s_total %llu\n", name, (unsigned long long)v);
+    for (int i = 0; i < m->n_models; i++) {
+        sb_printf(s, "%s_total{model=", name);
+        put_label(s, m->models[i].name);
+        sb_printf(s, "} %llu\n",
+                  (unsigned long long)*(const uint64_t *)((const char *)&m->models[i] + off));
+    }
 }
 
 static void put_gauge(struct strbuf *s, enum met_format f, const char *name, const char *help,
@@ -242,21 +296,35 @@ static void put_durations(struct strbuf *s, enum met_format f, const struct metr
 }
 
 static void put_gauges(struct strbuf *s, enum met_format f, const struct met_gauges *g) {
-    put_gauge(s, f, "embedserve_queue_depth", "Embedding requests admitted and not finished.",
-              g->queue_depth);
-    put_gauge(s, f, "embedserve_queue_waiting", "Admitted requests the engine has not started.",
-              g->queue_waiting);
+    int n = g->n_models < MET_MAX_MODELS ? g->n_models : MET_MAX_MODELS;
+    put_family(s, f, "embedserve_queue_depth", "gauge",
+               "Embedding requests admitted and not finished, by model.");
+    for (int i = 0; i < n; i++) {
+        sb_puts(s, "embedserve_queue_depth{model=");
+        put_label(s, g->models[i].model);
+        sb_printf(s, "} %d\n", g->models[i].queue_depth);
+    }
+    put_family(s, f, "embedserve_queue_waiting", "gauge",
+               "Admitted requests the engine has not started, by model.");
+    for (int i = 0; i < n; i++) {
+        sb_puts(s, "embedserve_queue_waiting{model=");
+        put_label(s, g->models[i].model);
+        sb_printf(s, "} %d\n", g->models[i].queue_waiting);
+    }
     put_gauge(s, f, "embedserve_requests_active", "HTTP requests being handled.",
               g->requests_active);
-    put_gauge(s, f, "embedserve_ready", "1 when the model is loaded and the queue has room.",
-              g->ready);
-    put_family(s, f, "embedserve_model_info", "gauge", "The served model.");
-    sb_puts(s, "embedserve_model_info{model=");
-    put_label(s, g->model);
-    sb_printf(s,
-              ",n_embd=\"%d\",n_layer=\"%d\",n_tasks=\"%d\",max_input_tokens=\"%d\","
-              "max_batch_tokens=\"%d\"} 1\n",
-              g->n_embd, g->n_layer, g->n_tasks, g->max_input_tokens, g->max_batch_tokens);
+    put_gauge(s, f, "embedserve_ready",
+              "1 when every model is loaded and no model's queue is full.", g->ready);
+    put_family(s, f, "embedserve_model_info", "gauge", "The served models.");
+    for (int i = 0; i < n; i++) {
+        const struct met_model_gauges *mg = &g->models[i];
+        sb_puts(s, "embedserve_model_info{model=");
+        put_label(s, mg->model);
+        sb_printf(s,
+                  ",n_embd=\"%d\",n_layer=\"%d\",n_tasks=\"%d\",max_input_tokens=\"%d\","
+                  "max_batch_tokens=\"%d\"} 1\n",
+                  mg->n_embd, mg->n_layer, mg->n_tasks, mg->max_input_tokens, g->max_batch_tokens);
+    }
 }
 
 static void put_build(struct strbuf *s, enum met_format f, const struct met_build *b) {
@@ -370,24 +438,30 @@ char *metrics_render(struct metrics *m, const struct met_gauges *g, enum met_for
     pthread_mutex_unlock(&m->mu);
     put_requests(&s, f, &c);
     put_durations(&s, f, &c);
-    put_hist(&s, f, "embedserve_queue_duration_seconds",
-             "Embedding requests: admission to first forward pass.", &c.queue_dur);
-    put_hist(&s, f, "embedserve_inference_duration_seconds",
-             "Embedding requests: first forward pass to last.", &c.compute_dur);
-    put_hist(&s, f, "embedserve_batch_duration_seconds", "Forward pass time.", &c.batch_dur);
-    put_hist(&s, f, "embedserve_batch_sequences", "Sequences per forward pass.", &c.batch_seqs);
-    put_hist(&s, f, "embedserve_batch_requests", "Distinct requests per forward pass.",
-             &c.batch_reqs);
+#define MM(field) offsetof(struct met_model, field)
+    put_model_hist(&s, f, "embedserve_queue_duration_seconds",
+                   "Embedding requests: admission to first forward pass.", &c, MM(queue_dur));
+    put_model_hist(&s, f, "embedserve_inference_duration_seconds",
+                   "Embedding requests: first forward pass to last.", &c, MM(compute_dur));
+    put_model_hist(&s, f, "embedserve_batch_duration_seconds", "Forward pass time.", &c,
+                   MM(batch_dur));
+    put_model_hist(&s, f, "embedserve_batch_sequences", "Sequences per forward pass.", &c,
+                   MM(batch_seqs));
+    put_model_hist(&s, f, "embedserve_batch_requests", "Distinct requests per forward pass.", &c,
+                   MM(batch_reqs));
     /* Its _sum is the total of tokens fed to forward passes (there is no
      * separate counter: "embedserve_batch_tokens_total" would clash). */
-    put_hist(&s, f, "embedserve_batch_tokens", "Tokens per forward pass.", &c.batch_toks);
-    put_counter(&s, f, "embedserve_inputs", "Inputs embedded.", c.inputs);
-    put_counter(&s, f, "embedserve_tokens", "Tokens of embedded inputs (usage).", c.tokens);
-    put_counter(&s, f, "embedserve_batches", "Forward passes run.", c.batches);
-    put_counter(&s, f, "embedserve_multi_request_batches",
-                "Forward passes that held more than one request.", c.multi_batches);
-    put_counter(&s, f, "embedserve_dropped_requests",
-                "Requests dropped because the client disconnected.", c.dropped);
+    put_model_hist(&s, f, "embedserve_batch_tokens", "Tokens per forward pass.", &c,
+                   MM(batch_toks));
+    put_model_counter(&s, f, "embedserve_inputs", "Inputs embedded.", &c, MM(inputs));
+    put_model_counter(&s, f, "embedserve_tokens", "Tokens of embedded inputs (usage).", &c,
+                      MM(tokens));
+    put_model_counter(&s, f, "embedserve_batches", "Forward passes run.", &c, MM(batches));
+    put_model_counter(&s, f, "embedserve_multi_request_batches",
+                      "Forward passes that held more than one request.", &c, MM(multi_batches));
+    put_model_counter(&s, f, "embedserve_dropped_requests",
+                      "Requests dropped because the client disconnected.", &c, MM(dropped));
+#undef MM
     put_gauges(&s, f, g);
     put_build(&s, f, &c.build);
     put_process(&s, f, c.start_s);

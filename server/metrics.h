@@ -22,14 +22,24 @@ enum met_route {
     MET_R_N
 };
 
+/* Most models whose series are kept (label cardinality stays bounded). */
+#define MET_MAX_MODELS 8
+
+/* Point-in-time values of one served model, labelled model="<name>". */
+struct met_model_gauges {
+    const char *model; /* served name */
+    int queue_depth;   /* embedding requests admitted and not finished */
+    int queue_waiting; /* of those, not yet started by the engine */
+    int n_embd, n_layer, n_tasks, max_input_tokens;
+};
+
 /* Point-in-time values sampled by the caller when rendering. */
 struct met_gauges {
-    int queue_depth;     /* embedding requests admitted and not finished */
-    int queue_waiting;   /* of those, not yet started by the engine */
     int requests_active; /* HTTP requests being handled (any route) */
     bool ready;
-    const char *model; /* served name */
-    int n_embd, n_layer, n_tasks, max_input_tokens, max_batch_tokens;
+    int max_batch_tokens;
+    int n_models; /* 0 until the models are loaded */
+    struct met_model_gauges models[MET_MAX_MODELS];
 };
 
 struct metrics;
@@ -56,15 +66,23 @@ void metrics_set_build(struct metrics *m, const struct met_build *b);
  * histogram, so cheap probes do not dilute the embedding latency. */
 void metrics_request(struct metrics *m, int route, int status, double seconds);
 
-/* One finished embeddings request: its inputs, tokens and times. */
-void metrics_embed(struct metrics *m, int n_inputs, int64_t n_tokens, double queue_s,
+/* Names the served models: the per-model series (inputs, tokens, passes,
+ * queue and compute times, drops) are labelled model="<names[i]>" for
+ * model index i. The names are borrowed and must outlive the metrics
+ * object; at most MET_MAX_MODELS (more are counted as the last). Call once,
+ * before the models take requests; until then no per-model series exist. */
+void metrics_set_models(struct metrics *m, const char *const *names, int n);
+
+/* One finished embeddings request of model `model`: its inputs, tokens and times. */
+void metrics_embed(struct metrics *m, int model, int n_inputs, int64_t n_tokens, double queue_s,
                    double compute_s);
 
-/* One forward pass: sequences, distinct requests and tokens in it. */
-void metrics_batch(struct metrics *m, int n_seqs, int n_requests, int n_tokens, double seconds);
+/* One forward pass of model `model`: sequences, distinct requests and tokens in it. */
+void metrics_batch(struct metrics *m, int model, int n_seqs, int n_requests, int n_tokens,
+                   double seconds);
 
-/* A request whose client went away before its work ran. */
-void metrics_dropped(struct metrics *m);
+/* A request for model `model` whose client went away before its work ran. */
+void metrics_dropped(struct metrics *m, int model);
 
 /* Exposition formats metrics_render writes. */
 enum met_format {
@@ -82,7 +100,7 @@ enum met_format metrics_format_for(const char *accept);
  * from /proc/self). Returns a malloc'ed body or NULL on oom. */
 char *metrics_render(struct metrics *m, const struct met_gauges *g, enum met_format f, size_t *len);
 
-/* Total batches that held more than one request (for tests and logs). */
+/* Total batches that held more than one request, over every model (for tests and logs). */
 uint64_t metrics_multi_request_batches(struct metrics *m);
 
 #endif

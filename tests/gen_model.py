@@ -102,9 +102,9 @@ def train_spm(corpus, out_dir, vocab_size, seed):
 
 # --------------------------------------------------------------------------- config
 
-def make_config(dims, vocab_size):
+def make_config(dims, vocab_size, name="jinaai/jina-embeddings-v3"):
     cfg = {
-        "_name_or_path": "jinaai/jina-embeddings-v3",
+        "_name_or_path": name,
         "architectures": ["XLMRobertaModel"],
         "attention_probs_dropout_prob": 0.1,
         "auto_map": AUTO_MAP,
@@ -254,9 +254,24 @@ def main():
     ap.add_argument("--corpus", default=os.path.join(here, "data", "corpus.txt"))
     ap.add_argument("--vocab-size", type=int, default=2000,
                     help="spm vocab size (soft limit); must exceed the ~1130 required characters of the corpus")
+    ap.add_argument("--name", default="jinaai/jina-embeddings-v3",
+                    help="config.json's _name_or_path (what a server names the model after)")
+    ap.add_argument("--shape", default=None, metavar="H,HEADS,LAYERS,FFN",
+                    help="another small shape: hidden size, heads, layers, intermediate size "
+                         "(default 80,5,3,208; hidden/heads must be even)")
     args = ap.parse_args()
     if args.seed < 0:
         die("--seed must be >= 0")
+    shape = None
+    if args.shape:
+        try:
+            shape = [int(x) for x in args.shape.split(",")]
+        except ValueError:
+            shape = []
+        if len(shape) != 4 or min(shape) < 1 or shape[0] % shape[1] or (shape[0] // shape[1]) % 2:
+            die("--shape wants H,HEADS,LAYERS,FFN with H split into HEADS heads of an even size")
+        if args.full:
+            die("--shape and --full exclude each other")
 
     try:
         os.makedirs(args.out, exist_ok=True)
@@ -273,8 +288,12 @@ def main():
     else:
         dims = {"hidden": 80, "heads": 5, "layers": 3, "ffn": 208, "vocab": n_pieces + 2,
                 "matryoshka": [8, 16, 32, 64, 80]}
+        if shape:
+            h = shape[0]
+            dims.update(hidden=h, heads=shape[1], layers=shape[2], ffn=shape[3],
+                        matryoshka=[d for d in (8, 16, 32, 64) if d < h] + [h])
 
-    cfg = make_config(dims, dims["vocab"])
+    cfg = make_config(dims, dims["vocab"], args.name)
     try:
         with open(os.path.join(args.out, "config.json"), "w", encoding="utf-8") as f:
             json.dump(cfg, f, indent=2, ensure_ascii=False)

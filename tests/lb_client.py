@@ -218,9 +218,13 @@ def alive(pid):
 def queue_depth(url):
     try:
         with urllib.request.urlopen(url, timeout=5) as r:
-            for line in r.read().decode().splitlines():
-                if line.startswith("embedserve_queue_depth "):
-                    return float(line.split()[1])
+            total, seen = 0.0, False
+            for line in r.read().decode().splitlines():  # one series per model
+                if line.startswith(("embedserve_queue_depth ", "embedserve_queue_depth{")):
+                    total += float(line.rsplit(None, 1)[1])
+                    seen = True
+            if seen:
+                return total
     except (OSError, ValueError):
         pass
     return -1

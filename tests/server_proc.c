@@ -32,7 +32,7 @@ bool test_srv_alive(const struct test_srv *s) {
 
 bool test_srv_start(struct test_srv *s, const struct test_srv_opts *o, const char *const *extra) {
     const char *build = test_env("BUILD", "build"),
-               *model = test_env("TESTMODEL", "build/testmodel");
+               *model = o->model ? o->model : test_env("TESTMODEL", "build/testmodel");
     char bin[512], port[16];
     snprintf(bin, sizeof(bin), "%s/embedserve", build);
     snprintf(s->log, sizeof(s->log), "%s/%s", build, o->log_name);
@@ -75,10 +75,31 @@ int test_srv_stop(struct test_srv *s) {
 
 double test_srv_metric(int port, const char *name) {
     char *r = get(port, "/metrics", 10000);
-    char key[128];
-    snprintf(key, sizeof(key), "\n%s ", name);
-    const char *p = strstr(r, key);
-    double v = p ? atof(p + strlen(key)) : -1;
+    size_t nl = strlen(name);
+    double sum = 0;
+    bool found = false;
+    for (const char *p = r; p && *p;) { /* each line "name value" or "name{...} value" */
+        const char *eol = strchr(p, '\n');
+        if (!strncmp(p, name, nl) && (p[nl] == ' ' || p[nl] == '{')) {
+            const char *v = p[nl] == ' ' ? p + nl + 1 : strstr(p + nl, "} ");
+            if (v && (!eol || v < eol)) {
+                sum += atof(v + (*v == '}' ? 2 : 0));
+                found = true;
+            }
+        }
+        p = eol ? eol + 1 : NULL;
+    }
     free(r);
-    return v;
+    return found ? sum : -1;
+}
+
+double test_srv_metric_of(int port, const char *name, const char *model) {
+    char *r = get(port, "/metrics", 10000);
+    char key[256];
+    snprintf(key, sizeof(key), "\n%s{model=\"%s\"", name, model);
+    const char *p = r ? strstr(r, key) : NULL;
+    const char *v = p ? strstr(p + 1, "} ") : NULL;
+    double val = v ? atof(v + 2) : -1;
+    free(r);
+    return val;
 }

@@ -26,9 +26,10 @@ struct test_srv_opts {
     bool log_append;       /* keep what earlier servers wrote there (else truncate) */
     double ready_s;        /* give up waiting for /ready after this long (sanitizer builds load
                               slowly); also given up at once when the child exits */
+    const char *model;     /* the first --model; NULL = $TESTMODEL */
 };
 
-/* Starts $BUILD/embedserve --model $TESTMODEL --host 127.0.0.1 --port <free>
+/* Starts $BUILD/embedserve --model $TESTMODEL (or o->model) --host 127.0.0.1 --port <free>
  * --log-level <o->log_level> --dtype f32, then extra (NULL-terminated, may
  * be NULL; borrowed), and waits for GET /ready to answer 200. The child
  * gets SIGTERM if the test process dies. Returns true when ready; on false,
@@ -42,8 +43,13 @@ bool test_srv_alive(const struct test_srv *s);
  * signal that killed it, or -1 when it cannot be waited for (or fork failed). */
 int test_srv_stop(struct test_srv *s);
 
-/* The value of the un-labelled metric `name` in GET /metrics on port, or -1
- * when it is absent or /metrics does not answer within 10 s. */
+/* The value of the metric `name` in GET /metrics on port, summed over its
+ * labelled series (the per-model ones: model="..."), or -1 when it has no
+ * sample or /metrics does not answer within 10 s. */
 double test_srv_metric(int port, const char *name);
+
+/* The value of `name`'s series for one model (its first label is
+ * model="<model>"), or -1 when there is none. */
+double test_srv_metric_of(int port, const char *name, const char *model);
 
 #endif

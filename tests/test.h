@@ -62,5 +62,6 @@ void test_hostile(void); /* tests/test_hostile.c: bad-input battery, slow loris,
 void test_conn(void);    /* tests/test_conn.c: connection storms, deadlines, caps, framing */
 void test_memory(void);  /* tests/test_memory.c: what big requests cost, the memory budget */
 void test_batcher(void); /* tests/test_batcher.c: fair passes, deadlines, drain budget */
+void test_multi(void);   /* tests/test_multi.c: one server, several models */
 
 #endif

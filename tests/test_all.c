@@ -71,6 +71,7 @@ static const struct {
     {"conn", test_conn},
     {"memory", test_memory},
     {"batcher", test_batcher},
+    {"multi", test_multi},
 };
 
 int main(int argc, char **argv) {

@@ -627,6 +627,190 @@ static void test_compat_parse(void) {
     free(b);
 }
 
+/* ---- several models; a model without tasks or Matryoshka sizes ---------- */
+
+/* What the engine reports for a model family without task adapters or
+ * Matryoshka training (jina-embeddings-v2: n_tasks 0, lora_rank 0,
+ * n_matryoshka 0). */
+static const struct eng_info taskless_info = {
+    .n_embd = 12,
+    .name = "jinaai/jina-embeddings-v2-base-en",
+    .arch = "jina-embeddings-v2",
+    .dtype = ENG_DTYPE_F32,
+};
+static const char *const taskless_names[] = {"jina-embeddings-v2-base-en", "v2"};
+
+/* models[0]: the v3-like test model; models[1]: the task-less one. */
+static void two_models(struct api_model models[2]) {
+    models[0] = test_model(false);
+    models[1] = (struct api_model){.names = taskless_names,
+                                   .n_names = 2,
+                                   .info = &taskless_info,
+                                   .max_input_tokens = 512,
+                                   .default_task = ENG_TASK_NONE,
+                                   .max_client_batch = 4};
+}
+
+static void test_taskless(void) {
+    struct api_model models[2];
+    two_models(models);
+    struct api_req r;
+    struct api_error e;
+    /* task, input_type and prompt_name: accepted and ignored, whatever they say */
+    static const char *const ignored[] = {
+        "{\"model\":\"v2\",\"input\":\"a\",\"task\":\"retrieval.query\"}",
+        "{\"model\":\"v2\",\"input\":\"a\",\"task\":\"no-such-task\"}",
+        "{\"model\":\"v2\",\"input\":\"a\",\"input_type\":\"search_query\"}",
+        "{\"model\":\"v2\",\"input\":\"a\",\"input_type\":\"query\",\"task\":\"passage\"}",
+        "{\"model\":\"v2\",\"input\":\"a\",\"prompt_name\":\"query\"}",
+        "{\"model\":\"jina-ai/jina-embeddings-v2-base-en\",\"input\":[\"a\",\"b\"],"
+        "\"late_chunking\":true}",
+        "{\"model\":\"v2:latest\",\"input\":\"a\"}",
+    };
+    for (size_t i = 0; i < sizeof(ignored) / sizeof(ignored[0]); i++) {
+        int rc = api_parse_n(API_K_EMBED, ignored[i], strlen(ignored[i]), models, 2, &r, &e);
+        CHECKM(rc == 0 && r.model_index == 1 && r.opts.task == ENG_TASK_NONE &&
+                   r.opts.max_tokens == 512,
+               "%s: rc %d (%s) model %d task %d", ignored[i], rc, e.detail, r.model_index,
+               r.opts.task);
+        api_req_deinit(&r);
+    }
+    /* the same fields still pick the task on the model that has tasks */
+    const char *q = "{\"input\":\"a\",\"input_type\":\"search_query\"}";
+    CHECK(api_parse_n(API_K_EMBED, q, strlen(q), models, 2, &r, &e) == 0 && r.model_index == 0 &&
+          r.opts.task == 0);
+    api_req_deinit(&r);
+    q = "{\"input\":\"a\",\"task\":\"no-such-task\"}";
+    CHECK(api_parse_n(API_K_EMBED, q, strlen(q), models, 2, &r, &e) == API_EVALIDATION);
+    /* dimensions without Matryoshka sizes: the width or more is the whole
+     * vector; below it, 422 */
+    static const struct {
+        const char *dims;
+        int rc, want;
+    } dims[] = {{"12", 0, 0},
+                {"13", 0, 0},
+                {"4096", 0, 0},
+                {"null", 0, 0},
+                {"11", API_EVALIDATION, 0},
+                {"1", API_EVALIDATION, 0},
+                {"0", API_EVALIDATION, 0},
+                {"-5", API_EVALIDATION, 0},
+                {"12.5", API_EVALIDATION, 0},
+                {"\"12\"", API_EVALIDATION, 0}};
+    for (size_t i = 0; i < sizeof(dims) / sizeof(dims[0]); i++) {
+        char body[128];
+        snprintf(body, sizeof(body), "{\"model\":\"v2\",\"input\":\"a\",\"dimensions\":%s}",
+                 dims[i].dims);
+        int rc = api_parse_n(API_K_EMBED, body, strlen(body), models, 2, &r, &e);
+        CHECKM(rc == dims[i].rc && (rc || r.opts.dimensions == dims[i].want),
+               "dimensions %s: rc %d dims %d (%s)", dims[i].dims, rc, rc ? -1 : r.opts.dimensions,
+               e.detail);
+        if (rc == API_EVALIDATION && !strcmp(dims[i].dims, "11"))
+            CHECKM(strstr(e.detail, "at least 12"), "the 422 names the width: %s", e.detail);
+        api_req_deinit(&r);
+    }
+    /* with Matryoshka sizes, above the width stays a 422 */
+    q = "{\"input\":\"a\",\"dimensions\":17}";
+    CHECK(api_parse_n(API_K_EMBED, q, strlen(q), models, 2, &r, &e) == API_EVALIDATION);
+    /* TEI and Ollama bodies reach the task-less model too */
+    q = "{\"model\":\"v2\",\"input\":\"a\",\"truncate\":true}";
+    CHECK(api_parse_n(API_K_OLLAMA_EMBED, q, strlen(q), models, 2, &r, &e) == 0 &&
+          r.model_index == 1);
+    api_req_deinit(&r);
+    q = "{\"model\":\"v2\",\"input\":\"a\",\"task\":\"query\"}";
+    CHECK(api_parse_n(API_K_TOKENIZE, q, strlen(q), models, 2, &r, &e) == 0 && r.model_index == 1 &&
+          r.opts.task == ENG_TASK_NONE);
+    api_req_deinit(&r);
+}
+
+static void test_pick_model(void) {
+    struct api_model models[2];
+    two_models(models);
+    struct api_req r;
+    struct api_error e;
+    int task;
+    CHECK(api_model_pick(models, 2, "jina-embeddings-v3", &task) == 0 && task == -2);
+    CHECK(api_model_pick(models, 2, "alias-one:query", &task) == 0 && task == 0);
+    CHECK(api_model_pick(models, 2, "jina-ai/v2", &task) == 1);
+    CHECK(api_model_pick(models, 2, "v2:query", &task) == -1); /* no task of that name there */
+    CHECK(api_model_pick(models, 2, "nope", &task) == -1);
+    /* "*" on the first model: another model's names still reach that model */
+    models[0].any_name = true;
+    CHECK(api_model_pick(models, 2, "v2", &task) == 1);
+    CHECK(api_model_pick(models, 2, "nope", &task) == 0);
+    models[0].any_name = false;
+    /* unknown: the error lists every model's names */
+    const char *q = "{\"model\":\"nope\",\"input\":\"a\"}";
+    CHECK(api_parse_n(API_K_EMBED, q, strlen(q), models, 2, &r, &e) == API_EMODEL);
+    CHECKM(strstr(e.detail, "Available models: jina-embeddings-v3, alias-one, "
+                            "jina-embeddings-v2-base-en, v2"),
+           "%s", e.detail);
+    /* no model: the first */
+    q = "{\"input\":\"a\"}";
+    CHECK(api_parse_n(API_K_EMBED, q, strlen(q), models, 2, &r, &e) == 0 && r.model_index == 0 &&
+          r.opts.max_tokens == 8192);
+    api_req_deinit(&r);
+    /* /v1/models: each model and its task cards; an id picks its model */
+    size_t len;
+    int err;
+    char *out = api_models_render_n(models, 2, NULL, &len, &err);
+    cJSON *j = cJSON_Parse(out);
+    const cJSON *d = cJSON_GetObjectItem(j, "data");
+    CHECKM(cJSON_GetArraySize(d) == 7, "1 + 5 task cards + 1: %d", cJSON_GetArraySize(d));
+    const cJSON *last = cJSON_GetArrayItem(d, 6);
+    CHECK(!strcmp(cJSON_GetStringValue(cJSON_GetObjectItem(last, "id")),
+                  "jina-embeddings-v2-base-en") &&
+          cJSON_GetArraySize(cJSON_GetObjectItem(last, "tasks")) == 0 &&
+          cJSON_GetArraySize(cJSON_GetObjectItem(last, "matryoshka_dimensions")) == 0 &&
+          cJSON_GetNumberValue(cJSON_GetObjectItem(last, "dimensions")) == 12);
+    cJSON_Delete(j);
+    free(out);
+    out = api_models_render_n(models, 2, "v2", &len, &err);
+    CHECK(out && strstr(out, "\"id\":\"jina-embeddings-v2-base-en\"") &&
+          strstr(out, "\"context_length\":512"));
+    free(out);
+    CHECK(!api_models_render_n(models, 2, "v2:query", &len, &err) && err == API_ENOTFOUND);
+    out = api_ollama_tags_render_n(models, 2, &len);
+    CHECK(out && strstr(out, "jina-embeddings-v3:latest") &&
+          strstr(out, "jina-embeddings-v2-base-en:latest") &&
+          !strstr(out, "jina-embeddings-v2-base-en:retrieval"));
+    free(out);
+}
+
+static void test_model_names(void) {
+    char *names[16];
+    struct eng_info in = {.name = "jinaai/jina-embeddings-v2-base-en"};
+    int n = api_model_names("/models/v2-en/", &in, NULL, 0, names, 16);
+    CHECK(n == 3 && !strcmp(names[0], "jina-embeddings-v2-base-en") &&
+          !strcmp(names[1], "jinaai/jina-embeddings-v2-base-en") && !strcmp(names[2], "v2-en"));
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+    /* given names first, each name once; "." names nothing */
+    const char *given[] = {"mine", "jina-embeddings-v2-base-en", "mine"};
+    n = api_model_names(".", &in, given, 3, names, 16);
+    CHECK(n == 3 && !strcmp(names[0], "mine") && !strcmp(names[1], "jina-embeddings-v2-base-en") &&
+          !strcmp(names[2], "jinaai/jina-embeddings-v2-base-en"));
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+    /* no _name_or_path: the directory; without the info, the given names only */
+    in.name = "";
+    n = api_model_names("models/plain", &in, NULL, 0, names, 16);
+    CHECK(n == 1 && !strcmp(names[0], "plain"));
+    free(names[0]);
+    n = api_model_names("models/plain", NULL, given, 1, names, 16);
+    CHECK(n == 1 && !strcmp(names[0], "mine"));
+    free(names[0]);
+    /* two models sharing a name are refused, naming both */
+    struct api_model models[2];
+    two_models(models);
+    char err[600];
+    CHECK(api_models_check_names(models, 2, err, sizeof(err)) == 0);
+    static const char *const clash[] = {"other", "alias-one"};
+    models[1].names = clash;
+    CHECK(api_models_check_names(models, 2, err, sizeof(err)) == -1 && strstr(err, "'alias-one'") &&
+          strstr(err, "'jina-embeddings-v3'") && strstr(err, "'other'"));
+}
+
 void test_api(void) {
     test_floats();
     test_base64();
@@ -638,4 +822,7 @@ void test_api(void) {
     test_parse_max_tokens();
     test_model_card();
     test_compat_parse();
+    test_taskless();
+    test_pick_model();
+    test_model_names();
 }

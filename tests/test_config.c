@@ -19,6 +19,10 @@ static const char *fake_env(const char *name) {
     return NULL;
 }
 
+static const char *models_env(const char *name) {
+    return !strcmp(name, "EMBEDSERVE_MODEL") ? "/m1, /m2" : NULL;
+}
+
 static const char *bad_env(const char *name) {
     return !strcmp(name, "EMBEDSERVE_MAX_QUEUE") ? "lots" : NULL;
 }
@@ -67,6 +71,28 @@ void test_config(void) {
     CHECK(cfg_parse_env(&c, bad_env, err, sizeof(err)) == CFG_EINVAL &&
           strstr(err, "EMBEDSERVE_MAX_QUEUE"));
     cfg_deinit(&c);
+    /* several models: --model repeats or takes a list; the command line
+     * replaces the environment's list; the first is the default */
+    {
+        char *mv[] = {"embedserve", "--model", "/a", "--model", "/b,/c", NULL};
+        cfg_init(&c);
+        CHECK(cfg_parse_env(&c, fake_env, err, sizeof(err)) == CFG_OK);
+        CHECK(cfg_parse_args(&c, 5, mv, stdout, err, sizeof(err)) == CFG_OK && c.models.n == 3 &&
+              !strcmp(c.models.v[2], "/c") && !strcmp(c.model_dir, "/a"));
+        CHECK(cfg_validate(&c, err, sizeof(err)) == CFG_OK);
+        cfg_deinit(&c);
+        CHECK(c.model_dir == NULL);
+        cfg_init(&c);
+        CHECK(cfg_parse_env(&c, models_env, err, sizeof(err)) == CFG_OK && c.models.n == 2 &&
+              !strcmp(c.model_dir, "/m1") && !strcmp(c.models.v[1], "/m2"));
+        cfg_deinit(&c);
+        char *many[] = {"embedserve", "--model", "1,2,3,4,5,6,7,8,9", NULL};
+        cfg_init(&c);
+        CHECK(cfg_parse_args(&c, 3, many, stdout, err, sizeof(err)) == CFG_OK);
+        CHECK(cfg_validate(&c, err, sizeof(err)) == CFG_EINVAL && strstr(err, "--model") &&
+              strstr(err, "at most 8"));
+        cfg_deinit(&c);
+    }
     /* key file: keys one per line, comments skipped; an empty file is refused */
     char path[] = "/tmp/embedserve_keysXXXXXX";
     int fd = mkstemp(path);

@@ -32,8 +32,8 @@ def post(body):
 
 def passes():
     text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
-    s = float(re.search(r"^embedserve_batch_duration_seconds_sum (\S+)", text, re.M).group(1))
-    n = float(re.search(r"^embedserve_batches_total (\S+)", text, re.M).group(1))
+    s = sum(float(v) for v in re.findall(r"^embedserve_batch_duration_seconds_sum(?:\{[^}]*\})? (\S+)", text, re.M))
+    n = sum(float(v) for v in re.findall(r"^embedserve_batches_total(?:\{[^}]*\})? (\S+)", text, re.M))
     return s, n
 
 

@@ -32,7 +32,7 @@ def post(body):
 
 def batch_seconds():
     text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
-    return float(re.search(r"^embedserve_batch_duration_seconds_sum (\S+)", text, re.M).group(1))
+    return sum(float(v) for v in re.findall(r"^embedserve_batch_duration_seconds_sum(?:\{[^}]*\})? (\S+)", text, re.M))
 
 
 try:
