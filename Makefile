@@ -164,6 +164,23 @@ $(TESTMODEL)/expected.json: $(TESTMODEL)/model.safetensors tests/reference.py te
 	$(PYTHON) tests/reference.py --model $(TESTMODEL) --cases tests/data/engine_cases.json --out $@
 testmodel: $(TESTMODEL)/expected.json
 
+# jina-embeddings-v2 checkpoints of each layout (en: 6 heads, f16; code: 12
+# heads, bf16; mlm: en under the "bert." prefix, 8 heads, f32) and the float64
+# reference's embeddings for token ids it draws (no tokenizer involved).
+TESTMODEL_V2 = build/testmodel-v2
+V2_GEN_en   = --variant en --dtype f16 --heads 6
+V2_GEN_code = --variant code --dtype bf16 --heads 12
+V2_GEN_mlm  = --variant en --dtype f32 --hidden 64 --heads 8 --ffn 96 --mlm-prefix
+TESTMODEL_V2_EXPECTED = $(patsubst %,$(TESTMODEL_V2)/%/expected.json,en code mlm)
+$(TESTMODEL_V2)/%/model.safetensors: tests/gen_model_v2.py tests/gen_model.py
+	@mkdir -p $(dir $@)
+	$(PYTHON) tests/gen_model_v2.py --out $(dir $@) $(V2_GEN_$*)
+$(TESTMODEL_V2)/%/expected.json: $(TESTMODEL_V2)/%/model.safetensors tests/reference_v2.py \
+                                 tests/reference.py tests/data/engine_v2_cases.json
+	$(PYTHON) tests/reference_v2.py --model $(dir $@) --cases tests/data/engine_v2_cases.json --out $@
+.PRECIOUS: $(TESTMODEL_V2)/%/model.safetensors
+testmodel: $(TESTMODEL_V2_EXPECTED)
+
 # Sanitizer settings for every process the tests start (servers included):
 # leak checking on, with tests/lsan.supp for library statics.
 SAN_ENV = ASAN_OPTIONS="detect_leaks=1 $$ASAN_OPTIONS" \
@@ -179,8 +196,10 @@ TEST_SKIP += stage_deploy_lint
 endif
 # stage_docker (the image built and run) is make docker-test, its own CI step.
 TEST_SKIP += stage_docker
-test: $(BUILD)/embedserve $(BUILD)/test_all $(FUZZ_REPLAY) $(TESTMODEL)/expected.json
+test: $(BUILD)/embedserve $(BUILD)/test_all $(FUZZ_REPLAY) $(TESTMODEL)/expected.json \
+      $(TESTMODEL_V2_EXPECTED)
 	$(SAN_ENV) SKIP_STAGES="$(TEST_SKIP) $$SKIP_STAGES" BUILD=$(BUILD) TESTMODEL=$(TESTMODEL) \
+	    TESTMODEL_V2=$(TESTMODEL_V2) \
 	    PYTHON=$(PYTHON) sh tests/run.sh
 
 # make test-tsan: the concurrency suites under ThreadSanitizer: the HTTP
@@ -195,12 +214,13 @@ test: $(BUILD)/embedserve $(BUILD)/test_all $(FUZZ_REPLAY) $(TESTMODEL)/expected
 # and are also searched for in the server logs.
 TSAN_BUILD  = build/san-thread
 TSAN_SUITES ?= tokenizer engine batcher http hostile conn
-test-tsan: $(TESTMODEL)/expected.json
+test-tsan: $(TESTMODEL)/expected.json $(TESTMODEL_V2_EXPECTED)
 	$(MAKE) SANITIZE=thread $(TSAN_BUILD)/embedserve $(TSAN_BUILD)/test_all
 	rm -f $(TSAN_BUILD)/*.log
 	OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS="second_deadlock_stack=1 $$TSAN_OPTIONS" \
 	    EMBEDSERVE_SHUTDOWN_TIMEOUT=$${EMBEDSERVE_SHUTDOWN_TIMEOUT:-600} EMBEDSERVE_THREADS=1 \
-	    BUILD=$(TSAN_BUILD) TESTMODEL=$(TESTMODEL) $(TSAN_BUILD)/test_all $(TSAN_SUITES)
+	    BUILD=$(TSAN_BUILD) TESTMODEL=$(TESTMODEL) TESTMODEL_V2=$(TESTMODEL_V2) \
+	    $(TSAN_BUILD)/test_all $(TSAN_SUITES)
 	@if grep -l "ThreadSanitizer" $(TSAN_BUILD)/*.log; then \
 	    echo "ThreadSanitizer reports in the server logs above"; exit 1; fi; echo "tsan: no reports"
 
