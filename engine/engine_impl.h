@@ -81,7 +81,7 @@ struct eng_linear {
 };
 
 struct eng_layer {
-    struct eng_linear qkv, out, fc1, fc2; /* fc1: [2 n_ff][n_embd] for a GEGLU MLP */
+    struct eng_linear qkv, out, fc1, fc2;       /* fc1: [2 n_ff][n_embd] for a GEGLU MLP */
     const float *ln1_w, *ln1_b, *ln2_w, *ln2_b; /* [n_embd] */
     /* optional roles (NULL where the architecture has none): LayerNorms on Q
      * and K over the whole width, and the second post-attention LayerNorm */

@@ -491,8 +491,7 @@ static long layer_walk(struct eng_model *m, int il, size_t *pos, float *wtmp, ch
     for (int i = 0; i < 3; i++) {
         *opt[i].w = *opt[i].b = NULL;
         if (!m->arch->tensors[opt[i].role].w) continue;
-        if ((n = norm_load(m, opt[i].role, il, pos, opt[i].w, opt[i].b, err, errlen)) < 0)
-            goto out;
+        if ((n = norm_load(m, opt[i].role, il, pos, opt[i].w, opt[i].b, err, errlen)) < 0) goto out;
         total += n;
     }
 out:
@@ -512,7 +511,8 @@ static void *layers_load_thread(void *arg) {
     struct load_job *j = arg;
     const struct eng_info *in = &j->m->info;
     size_t f_up = (size_t)in->n_ff * (j->m->arch->ffn == ENG_FFN_GEGLU ? 2 : 1);
-    size_t wmax = (size_t)in->n_embd * (f_up > 3 * (size_t)in->n_embd ? f_up : 3 * (size_t)in->n_embd);
+    size_t wmax =
+        (size_t)in->n_embd * (f_up > 3 * (size_t)in->n_embd ? f_up : 3 * (size_t)in->n_embd);
     float *wtmp = malloc(sizeof(float) * wmax);
     if (!wtmp) {
         snprintf(j->err, sizeof(j->err), "out of memory preparing the weights");

@@ -86,8 +86,7 @@ const struct eng_arch *eng_arch_variant(const struct eng_arch *a,
     char nm[256];
     for (int i = 0; eng_archs[i]; i++) {
         const struct eng_arch *b = eng_archs[i];
-        if (b->architectures != a->architectures || b->model_types != a->model_types ||
-            !b->marker)
+        if (b->architectures != a->architectures || b->model_types != a->model_types || !b->marker)
             continue;
         if (eng_tensor_name(nm, sizeof(nm), b->marker, 0) == 0 && has(ctx, nm)) return b;
     }
@@ -140,8 +139,7 @@ int eng_arch_check(const struct eng_arch *a, char *err, size_t errlen) {
         return -1;
     }
     if (!t[ENG_ROLE_ATTN_Q_NORM].w != !t[ENG_ROLE_ATTN_K_NORM].w) {
-        snprintf(err, errlen, "%s: a norm on queries needs one on keys (and the reverse)",
-                 a->name);
+        snprintf(err, errlen, "%s: a norm on queries needs one on keys (and the reverse)", a->name);
         return -1;
     }
     for (int r = 0; r < ENG_ROLE_N; r++) {
@@ -150,8 +148,8 @@ int eng_arch_check(const struct eng_arch *a, char *err, size_t errlen) {
         if (optional) {
             if (t[r].w && (!t[r].b || t[r].lora_a || t[r].lora_b)) {
                 snprintf(err, errlen,
-                         "%s: the description's tensor names for role %d are incomplete",
-                         a->name, r);
+                         "%s: the description's tensor names for role %d are incomplete", a->name,
+                         r);
                 return -1;
             }
             continue;

@@ -60,10 +60,10 @@ enum eng_role {
     ENG_ROLE_FFN_DOWN,     /* [n_embd][n_ff] */
     ENG_ROLE_FFN_NORM,     /* LayerNorm after the FFN (post-LN) */
     /* Optional roles (weight name NULL: the architecture has none). */
-    ENG_ROLE_ATTN_Q_NORM,  /* LayerNorm over the whole width of Q, before the heads split */
-    ENG_ROLE_ATTN_K_NORM,  /* the same for K (both or neither) */
-    ENG_ROLE_ATTN_NORM2,   /* a second LayerNorm after ATTN_NORM, over its output plus the
-                              layer's input again: x = LN2(LN(x + attn) + x) */
+    ENG_ROLE_ATTN_Q_NORM, /* LayerNorm over the whole width of Q, before the heads split */
+    ENG_ROLE_ATTN_K_NORM, /* the same for K (both or neither) */
+    ENG_ROLE_ATTN_NORM2,  /* a second LayerNorm after ATTN_NORM, over its output plus the
+                             layer's input again: x = LN2(LN(x + attn) + x) */
     ENG_ROLE_N
 };
 

@@ -14,9 +14,11 @@
 
 #include <stddef.h>
 
-#define T(m)          "encoder.layer.%d." m
-#define WB(m)         {m ".weight", m ".bias", NULL, NULL}
-#define W_ONLY(m)     {m ".weight", NULL, NULL, NULL}
+#define T(m) "encoder.layer.%d." m
+#define WB(m) \
+    { m ".weight", m ".bias", NULL, NULL }
+#define W_ONLY(m) \
+    { m ".weight", NULL, NULL, NULL }
 #define LAYER_WB(m)   WB(T(m))
 #define LAYER_ONLY(m) W_ONLY(T(m))
 
@@ -43,26 +45,24 @@ static const char *const fixed[][2] = {
     {"feed_forward_type", "geglu"},
 };
 
-#define V2_COMMON                                                            \
-    .architectures = architectures, .model_types = NULL,                     \
-    .weights_file = "model.safetensors", .fields = fields,                   \
-    .n_fields = (int)(sizeof(fields) / sizeof(fields[0])),                   \
-    .max_position_default = 8192, .max_position_offset = 0, .n_type_rows = 2, \
-    .hidden_act = "gelu", .pos = ENG_POS_ALIBI, .ffn = ENG_FFN_GEGLU,        \
-    .norm = ENG_NORM_POST, .tasks_key = NULL, .prefixes_key = NULL,          \
-    .task_aliases = NULL, .n_task_aliases = 0, .fixed = fixed,               \
-    .n_fixed = (int)(sizeof(fixed) / sizeof(fixed[0])), .alt_prefix = "bert."
+#define V2_COMMON                                                                             \
+    .architectures = architectures, .model_types = NULL, .weights_file = "model.safetensors", \
+    .fields = fields, .n_fields = (int)(sizeof(fields) / sizeof(fields[0])),                  \
+    .max_position_default = 8192, .max_position_offset = 0, .n_type_rows = 2,                 \
+    .hidden_act = "gelu", .pos = ENG_POS_ALIBI, .ffn = ENG_FFN_GEGLU, .norm = ENG_NORM_POST,  \
+    .tasks_key = NULL, .prefixes_key = NULL, .task_aliases = NULL, .n_task_aliases = 0,       \
+    .fixed = fixed, .n_fixed = (int)(sizeof(fixed) / sizeof(fixed[0])), .alt_prefix = "bert."
 
-#define V2_EMBEDDINGS_AND_ATTENTION                                             \
-    [ENG_ROLE_TOK_EMBD] = W_ONLY("embeddings.word_embeddings"),                 \
-    [ENG_ROLE_TYPE_EMBD] = W_ONLY("embeddings.token_type_embeddings"),          \
-    [ENG_ROLE_POS_EMBD] = {NULL, NULL, NULL, NULL}, /* ALiBi: none */           \
-        [ENG_ROLE_EMB_NORM] = WB("embeddings.LayerNorm"),                       \
-    [ENG_ROLE_ATTN_QKV] = {NULL, NULL, NULL, NULL}, /* separate Q, K, V */      \
-        [ENG_ROLE_ATTN_Q] = LAYER_WB("attention.self.query"),                   \
-    [ENG_ROLE_ATTN_K] = LAYER_WB("attention.self.key"),                         \
-    [ENG_ROLE_ATTN_V] = LAYER_WB("attention.self.value"),                       \
-    [ENG_ROLE_ATTN_OUT] = LAYER_WB("attention.output.dense"),                   \
+/* No position embeddings (ALiBi); separate Q, K, V projections (the fused
+ * QKV role stays unnamed). */
+#define V2_EMBEDDINGS_AND_ATTENTION                                    \
+    [ENG_ROLE_TOK_EMBD] = W_ONLY("embeddings.word_embeddings"),        \
+    [ENG_ROLE_TYPE_EMBD] = W_ONLY("embeddings.token_type_embeddings"), \
+    [ENG_ROLE_EMB_NORM] = WB("embeddings.LayerNorm"),                  \
+    [ENG_ROLE_ATTN_Q] = LAYER_WB("attention.self.query"),              \
+    [ENG_ROLE_ATTN_K] = LAYER_WB("attention.self.key"),                \
+    [ENG_ROLE_ATTN_V] = LAYER_WB("attention.self.value"),              \
+    [ENG_ROLE_ATTN_OUT] = LAYER_WB("attention.output.dense"),          \
     [ENG_ROLE_ATTN_NORM] = LAYER_WB("attention.output.LayerNorm")
 
 const struct eng_arch eng_arch_jina_v2 = {

@@ -850,7 +850,8 @@ static const char *const V2_ARCH[] = {"jina-embeddings-v2", "jina-embeddings-v2-
 static void v2_case(struct eng_ctx *c, const struct tol *tol, const char *label, const cJSON *ex,
                     bool packed, double *worst_abs, double *worst_cos) {
     const struct eng_info *in = eng_model_info(eng_ctx_model(c));
-    const cJSON *seqs = cJSON_GetObjectItem(ex, "sequences"), *spans = cJSON_GetObjectItem(ex, "spans");
+    const cJSON *seqs = cJSON_GetObjectItem(ex, "sequences"),
+                *spans = cJSON_GetObjectItem(ex, "spans");
     const cJSON *embs = cJSON_GetObjectItem(ex, "embeddings");
     const char *name = cJSON_GetObjectItem(ex, "name")->valuestring;
     int ns = cJSON_GetArraySize(seqs), H = in->n_embd, n_out = 0;
@@ -869,15 +870,18 @@ static void v2_case(struct eng_ctx *c, const struct tol *tol, const char *label,
         }
         /* one span over the whole sequence is the engine's default: pass none */
         bool whole = k == 1 && sp[s][0] == 0 && sp[s][1] == n;
-        sq[s] = (struct eng_seq){ids[s], n, ENG_TASK_NONE, whole ? 0 : k, whole ? NULL : sp[s],
+        sq[s] = (struct eng_seq){ids[s],
+                                 n,
+                                 ENG_TASK_NONE,
+                                 whole ? 0 : k,
+                                 whole ? NULL : sp[s],
                                  malloc(sizeof(float) * (size_t)H * (size_t)k)};
         n_out += k;
     }
     CHECKM(n_out == cJSON_GetArraySize(embs), "%s: %d spans, reference %d", name, n_out,
            cJSON_GetArraySize(embs));
     int rc = 0;
-    if (packed)
-        rc = eng_encode(c, sq, ns);
+    if (packed) rc = eng_encode(c, sq, ns);
     for (int s = 0; !packed && s < ns && rc == 0; s++)
         rc = eng_encode(c, &sq[s], 1);
     CHECKM(rc == 0, "%s %s: eng_encode: %s", label, name, eng_strerror(rc));
@@ -1004,8 +1008,8 @@ static void v2_check_configs(const char *en, const char *code) {
         eng_model_close(m);
     }
     /* max_position_embeddings is the token limit itself (no offset) */
-    struct eng_model *m = open_with_config(en, "max_position_embeddings", cJSON_CreateNumber(512),
-                                           err, sizeof(err));
+    struct eng_model *m =
+        open_with_config(en, "max_position_embeddings", cJSON_CreateNumber(512), err, sizeof(err));
     CHECKM(m && eng_model_info(m)->max_position == 512, "max_position 512: %s", err);
     eng_model_close(m);
     /* a description forced onto the other layout */
