@@ -246,14 +246,20 @@ soak: $(BUILD)/embedserve $(BUILD)/loadgen $(TESTMODEL)/model.safetensors
 docker-test: $(BUILD)/embedserve $(TESTMODEL)/model.safetensors
 	BUILD=$(BUILD) TESTMODEL=$(TESTMODEL) PYTHON=$(PYTHON) sh tests/stage_docker.sh
 
-# make bench [BENCH_MODEL=DIR]: a full-size random-weight checkpoint in the
-# real layout is generated once into the cache (or BENCH_MODEL is used).
+# make bench [BENCH_MODEL=DIR] [BENCH_MODEL_V2=DIR]: full-size random-weight
+# checkpoints in the real layouts are generated once into the cache (or the
+# given directories are used): jina-embeddings-v3, and a
+# jina-embeddings-v2-base-en-shaped one (12 layers, 768 wide, 12 heads, 3072 ff).
 BENCH_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/embedserve/full-random
 BENCH_MODEL ?= $(BENCH_CACHE)
+BENCH_CACHE_V2 ?= $(BENCH_CACHE)-v2-base
+BENCH_MODEL_V2 ?= $(BENCH_CACHE_V2)
 bench: $(BUILD)/bench $(BUILD)/embedserve
 	@if [ "$(BENCH_MODEL)" = "$(BENCH_CACHE)" ] && [ ! -f $(BENCH_CACHE)/model.safetensors ]; then \
 	    mkdir -p $(BENCH_CACHE) && $(PYTHON) tests/gen_model.py --full --out $(BENCH_CACHE); fi
-	BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/bench/run.sh $(BENCH_MODEL)
+	@if [ "$(BENCH_MODEL_V2)" = "$(BENCH_CACHE_V2)" ] && [ ! -f $(BENCH_CACHE_V2)/model.safetensors ]; then \
+	    $(PYTHON) tests/gen_model_v2.py --base --variant en --dtype f32 --out $(BENCH_CACHE_V2); fi
+	BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/bench/run.sh $(BENCH_MODEL) $(BENCH_MODEL_V2)
 
 # make cross-aarch64: a build-only check that the tree compiles and links
 # for aarch64 with Debian's cross compiler (crossbuild-essential-arm64). The

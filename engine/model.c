@@ -292,8 +292,8 @@ static int config_load(struct eng_model *m, const char *dir, char *err, size_t e
     in->max_position = max_pos - m->arch->max_position_offset;
     if (in->n_embd % in->n_head ||
         (m->arch->pos == ENG_POS_ROTARY && (in->n_embd / in->n_head) % 2)) {
-        snprintf(err, errlen, "%s: hidden_size %d must split into %d heads of an even size", path,
-                 in->n_embd, in->n_head);
+        snprintf(err, errlen, "%s: hidden_size %d must split into %d heads%s", path, in->n_embd,
+                 in->n_head, m->arch->pos == ENG_POS_ROTARY ? " of an even size" : "");
         goto out;
     }
     if (config_position(root, path, m->arch, err, errlen) ||
