@@ -170,6 +170,23 @@ $(TESTMODEL)/expected.json: $(TESTMODEL)/model.safetensors tests/reference.py te
 	$(PYTHON) tests/reference.py --model $(TESTMODEL) --cases tests/data/engine_cases.json --out $@
 testmodel: $(TESTMODEL)/expected.json
 
+# jina-embeddings-v2 checkpoints of each layout (en: 6 heads, f16; code: 12
+# heads, bf16; mlm: en under the "bert." prefix, 8 heads, f32) and the float64
+# reference's embeddings for token ids it draws (no tokenizer involved).
+TESTMODEL_V2 = build/testmodel-v2
+V2_GEN_en   = --variant en --dtype f16 --heads 6
+V2_GEN_code = --variant code --dtype bf16 --heads 12
+V2_GEN_mlm  = --variant en --dtype f32 --hidden 64 --heads 8 --ffn 96 --mlm-prefix
+TESTMODEL_V2_EXPECTED = $(patsubst %,$(TESTMODEL_V2)/%/expected.json,en code mlm)
+$(TESTMODEL_V2)/%/model.safetensors: tests/gen_model_v2.py tests/gen_model.py
+	@mkdir -p $(dir $@)
+	$(PYTHON) tests/gen_model_v2.py --out $(dir $@) $(V2_GEN_$*)
+$(TESTMODEL_V2)/%/expected.json: $(TESTMODEL_V2)/%/model.safetensors tests/reference_v2.py \
+                                 tests/reference.py tests/data/engine_v2_cases.json
+	$(PYTHON) tests/reference_v2.py --model $(dir $@) --cases tests/data/engine_v2_cases.json --out $@
+.PRECIOUS: $(TESTMODEL_V2)/%/model.safetensors
+testmodel: $(TESTMODEL_V2_EXPECTED)
+
 # Sanitizer settings for every process the tests start (servers included):
 # leak checking on, with tests/lsan.supp for library statics.
 SAN_ENV = ASAN_OPTIONS="detect_leaks=1 $$ASAN_OPTIONS" \
@@ -186,9 +203,9 @@ endif
 # stage_docker (the image built and run) is make docker-test, its own CI step.
 TEST_SKIP += stage_docker
 test: $(BUILD)/embedserve $(BUILD)/test_all $(FUZZ_REPLAY) $(TESTMODEL)/expected.json \
-      $(TESTMODEL2)/model.safetensors
+      $(TESTMODEL2)/model.safetensors $(TESTMODEL_V2_EXPECTED)
 	$(SAN_ENV) SKIP_STAGES="$(TEST_SKIP) $$SKIP_STAGES" BUILD=$(BUILD) TESTMODEL=$(TESTMODEL) \
-	    TESTMODEL2=$(TESTMODEL2) \
+	    TESTMODEL2=$(TESTMODEL2) TESTMODEL_V2=$(TESTMODEL_V2) \
 	    PYTHON=$(PYTHON) sh tests/run.sh
 
 # make test-tsan: the concurrency suites under ThreadSanitizer: the HTTP
@@ -203,12 +220,13 @@ test: $(BUILD)/embedserve $(BUILD)/test_all $(FUZZ_REPLAY) $(TESTMODEL)/expected
 # and are also searched for in the server logs.
 TSAN_BUILD  = build/san-thread
 TSAN_SUITES ?= tokenizer engine batcher http hostile conn
-test-tsan: $(TESTMODEL)/expected.json
+test-tsan: $(TESTMODEL)/expected.json $(TESTMODEL_V2_EXPECTED)
 	$(MAKE) SANITIZE=thread $(TSAN_BUILD)/embedserve $(TSAN_BUILD)/test_all
 	rm -f $(TSAN_BUILD)/*.log
 	OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS="second_deadlock_stack=1 $$TSAN_OPTIONS" \
 	    EMBEDSERVE_SHUTDOWN_TIMEOUT=$${EMBEDSERVE_SHUTDOWN_TIMEOUT:-600} EMBEDSERVE_THREADS=1 \
-	    BUILD=$(TSAN_BUILD) TESTMODEL=$(TESTMODEL) $(TSAN_BUILD)/test_all $(TSAN_SUITES)
+	    BUILD=$(TSAN_BUILD) TESTMODEL=$(TESTMODEL) TESTMODEL_V2=$(TESTMODEL_V2) \
+	    $(TSAN_BUILD)/test_all $(TSAN_SUITES)
 	@if grep -l "ThreadSanitizer" $(TSAN_BUILD)/*.log; then \
 	    echo "ThreadSanitizer reports in the server logs above"; exit 1; fi; echo "tsan: no reports"
 
@@ -234,14 +252,20 @@ soak: $(BUILD)/embedserve $(BUILD)/loadgen $(TESTMODEL)/model.safetensors
 docker-test: $(BUILD)/embedserve $(TESTMODEL)/model.safetensors
 	BUILD=$(BUILD) TESTMODEL=$(TESTMODEL) PYTHON=$(PYTHON) sh tests/stage_docker.sh
 
-# make bench [BENCH_MODEL=DIR]: a full-size random-weight checkpoint in the
-# real layout is generated once into the cache (or BENCH_MODEL is used).
+# make bench [BENCH_MODEL=DIR] [BENCH_MODEL_V2=DIR]: full-size random-weight
+# checkpoints in the real layouts are generated once into the cache (or the
+# given directories are used): jina-embeddings-v3, and a
+# jina-embeddings-v2-base-en-shaped one (12 layers, 768 wide, 12 heads, 3072 ff).
 BENCH_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/embedserve/full-random
 BENCH_MODEL ?= $(BENCH_CACHE)
+BENCH_CACHE_V2 ?= $(BENCH_CACHE)-v2-base
+BENCH_MODEL_V2 ?= $(BENCH_CACHE_V2)
 bench: $(BUILD)/bench $(BUILD)/embedserve
 	@if [ "$(BENCH_MODEL)" = "$(BENCH_CACHE)" ] && [ ! -f $(BENCH_CACHE)/model.safetensors ]; then \
 	    mkdir -p $(BENCH_CACHE) && $(PYTHON) tests/gen_model.py --full --out $(BENCH_CACHE); fi
-	BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/bench/run.sh $(BENCH_MODEL)
+	@if [ "$(BENCH_MODEL_V2)" = "$(BENCH_CACHE_V2)" ] && [ ! -f $(BENCH_CACHE_V2)/model.safetensors ]; then \
+	    $(PYTHON) tests/gen_model_v2.py --base --variant en --dtype f32 --out $(BENCH_CACHE_V2); fi
+	BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/bench/run.sh $(BENCH_MODEL) $(BENCH_MODEL_V2)
 
 # make cross-aarch64: a check that the tree compiles and links for aarch64
 # with Debian's cross compiler (crossbuild-essential-arm64). The arm64
@@ -272,8 +296,9 @@ cross-aarch64:
 # reproducibility batches once, not three times; the rest runs in full.
 XSUITES ?= ops gemm engine
 XRUN = QEMU_LD_PREFIX=$(CURDIR)/$(XSYSROOT) LD_LIBRARY_PATH=/usr/lib/aarch64-linux-gnu/openblas-pthread \
-       OPENBLAS_NUM_THREADS=1 EMBEDSERVE_TEST_EMULATED=1 BUILD=build/aarch64 TESTMODEL=$(TESTMODEL)
-test-aarch64: cross-aarch64 $(TESTMODEL)/expected.json
+       OPENBLAS_NUM_THREADS=1 EMBEDSERVE_TEST_EMULATED=1 BUILD=build/aarch64 TESTMODEL=$(TESTMODEL) \
+       TESTMODEL_V2=$(TESTMODEL_V2)
+test-aarch64: cross-aarch64 $(TESTMODEL)/expected.json $(TESTMODEL_V2_EXPECTED)
 	@rm -f build/aarch64/qemu-*.log; \
 	for run in max:auto max:generic cortex-a72:auto; do \
 	    cpu=$${run%%:*}; level=$${run#*:}; log=build/aarch64/qemu-$$cpu-$$level.log; \

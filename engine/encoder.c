@@ -6,11 +6,16 @@
  * its residual LayerNorm (post-LN):
  *   attention_block:
  *     qkv = x Wqkv_t^T + b          [n_tok][3H]   (Q|K|V, head-major)
+ *     optional qk-norm              Q = LN_q(Q), K = LN_k(K) over the whole width
  *     position mode on Q, K         rotary: NeoX half rotation, positions per sequence
- *     ctx = softmax(Q K^T / sqrt(d)) V, per sequence and head, in query tiles
+ *     ctx = softmax(Q K^T / sqrt(d) + bias) V, per sequence and head, in query tiles
+ *                                   bias: ALiBi -slope_h |i - j| (else none)
  *     tmp = ctx Wo_t^T + bo;        x = LN(x + tmp)
- *   ffn_block (MLP kind gelu):
- *     tmp = fc2(gelu(fc1(x)))       in chunks of FFN_CHUNK tokens; x = LN(x + tmp)
+ *                                   (with a second norm: x = LN2(LN(x + tmp) + x))
+ *   ffn_block, in chunks of FFN_CHUNK tokens:
+ *     MLP kind gelu:  tmp = fc2(gelu(fc1(x)))
+ *     MLP kind geglu: u = fc1(x) [n][2F]; g = gelu(gate half) * other half; tmp = fc2(g)
+ *     x = LN(x + tmp)
  * The position modes, MLP kinds and norm placements implemented here are the
  * enc_*_supported answers below; model.c refuses an architecture asking for
  * others, so the forward pass never meets one.
@@ -44,7 +49,9 @@ struct eng_ctx {
     float *qkv;                 /* [cap][3H] */
     float *att;                 /* [cap][H] attention context */
     float *tmp;                 /* [cap][H] projection output */
-    float *ff;                  /* [min(cap, FFN_CHUNK)][F] */
+    float *ff;                  /* [min(cap, FFN_CHUNK)][F] (GEGLU: [2F]) */
+    float *ffg;                 /* GEGLU: [min(cap, FFN_CHUNK)][F], the gated product */
+    float *alibi;               /* ALiBi: [n_head] slopes */
     float *lora_t;              /* [cap][rank] x A_t^T */
     float *scores;              /* [n_threads][ATT_TILE][cap] */
     float *rope_cos, *rope_sin; /* [cap][d/2] by position */
@@ -71,14 +78,12 @@ struct eng_ctx {
 /* ---------- what this forward pass implements ---------- */
 
 bool enc_pos_supported(enum eng_pos_kind k) {
-    /* ENG_POS_ALIBI would add -slope_h * |i - j| to the scores in
-     * attention_phase (before the softmax); ENG_POS_ABSOLUTE would add a
-     * position row in embed_phase. Neither is implemented yet. */
-    return k == ENG_POS_ROTARY;
+    /* ENG_POS_ABSOLUTE would add a position row in embed_phase: not yet. */
+    return k == ENG_POS_ROTARY || k == ENG_POS_ALIBI;
 }
 
 bool enc_ffn_supported(enum eng_ffn_kind k) {
-    return k == ENG_FFN_GELU; /* ENG_FFN_GEGLU: a gated phase in ffn_block, not yet */
+    return k == ENG_FFN_GELU || k == ENG_FFN_GEGLU;
 }
 
 bool enc_norm_supported(enum eng_norm_place p) {
@@ -87,12 +92,17 @@ bool enc_norm_supported(enum eng_norm_place p) {
 
 /* ---------- context ---------- */
 
-/* Tables of the position mode, for every position the context can hold.
- * Rotary: cos/sin of theta = (float)pos * inv_freq in f32, as the reference. */
+/* Tables of the position mode. Rotary: for every position the context can
+ * hold, cos/sin of theta = (float)pos * inv_freq in f32, as the reference.
+ * ALiBi: the per-head slopes. */
 static void pos_tables_init(struct eng_ctx *c) {
     const struct eng_info *in = &c->m->info;
     size_t cap = (size_t)c->cap, d = (size_t)(in->n_embd / in->n_head);
     float inv_freq[512];
+    if (c->m->arch->pos == ENG_POS_ALIBI) {
+        eng_alibi_slopes(in->n_head, c->alibi);
+        return;
+    }
     ENG_ASSERT(c->m->arch->pos == ENG_POS_ROTARY);
     ENG_ASSERT(d / 2 <= 512);
     ops_rope_inv_freq(in->rope_base, (int)d, inv_freq);
@@ -115,16 +125,19 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_params *
     c->cap = p && p->max_batch_tokens > 0 ? p->max_batch_tokens : 8192;
     size_t cap = (size_t)c->cap, H = (size_t)in->n_embd, d = H / (size_t)in->n_head;
     size_t chunk = cap < FFN_CHUNK ? cap : FFN_CHUNK;
+    bool geglu = m->arch->ffn == ENG_FFN_GEGLU, rotary = m->arch->pos == ENG_POS_ROTARY;
     c->team = team_new(n_threads);
     c->x = malloc(sizeof(float) * cap * H);
     c->qkv = malloc(sizeof(float) * cap * 3 * H);
     c->att = malloc(sizeof(float) * cap * H);
     c->tmp = malloc(sizeof(float) * cap * H);
-    c->ff = malloc(sizeof(float) * chunk * (size_t)in->n_ff);
+    c->ff = malloc(sizeof(float) * chunk * (size_t)in->n_ff * (geglu ? 2 : 1));
+    c->ffg = geglu ? malloc(sizeof(float) * chunk * (size_t)in->n_ff) : NULL;
+    c->alibi = malloc(sizeof(float) * (size_t)in->n_head);
     c->lora_t = malloc(sizeof(float) * cap * (size_t)(in->lora_rank > 0 ? in->lora_rank : 1));
     c->scores = malloc(sizeof(float) * (size_t)n_threads * ATT_TILE * cap);
-    c->rope_cos = malloc(sizeof(float) * cap * d / 2);
-    c->rope_sin = malloc(sizeof(float) * cap * d / 2);
+    c->rope_cos = rotary ? malloc(sizeof(float) * cap * d / 2) : NULL;
+    c->rope_sin = rotary ? malloc(sizeof(float) * cap * d / 2) : NULL;
     c->pos = malloc(sizeof(int32_t) * cap);
     c->task_of = malloc(sizeof(int32_t) * cap);
     c->seq_start = malloc(sizeof(int) * (cap + 1));
@@ -145,8 +158,8 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_params *
     for (int i = 0; sb && c->scratch && i < n_threads; i++)
         if (!(c->scratch[i] = malloc(sb))) goto oom;
     if (!c->acc || !c->scratch || !c->team || !c->x || !c->qkv || !c->att || !c->tmp || !c->ff ||
-        !c->lora_t || !c->task_of || !c->scores || !c->rope_cos || !c->rope_sin || !c->pos ||
-        !c->seq_start)
+        !c->lora_t || !c->task_of || !c->scores || (rotary && (!c->rope_cos || !c->rope_sin)) ||
+        !c->pos || !c->seq_start || (geglu && !c->ffg) || !c->alibi)
         goto oom;
     pos_tables_init(c);
     return c;
@@ -165,6 +178,8 @@ void eng_ctx_free(struct eng_ctx *c) {
     free(c->att);
     free(c->tmp);
     free(c->ff);
+    free(c->ffg);
+    free(c->alibi);
     free(c->lora_t);
     free(c->scores);
     free(c->rope_cos);
@@ -308,6 +323,7 @@ struct rows_job {
     const float *r;
     const float *w, *b;
     int n_rows, n;
+    const struct eng_layer *L; /* qk_norm_phase: the layer's norms */
 };
 
 static void layernorm_phase(void *arg, int ith, int nth) {
@@ -336,6 +352,40 @@ static void rope_phase(void *arg, int ith, int nth) {
         float *row = c->qkv + (size_t)it * 3 * H;
         for (int h = 0; h < 2 * nh; h++)
             ops_rope_head(row + h * d, d, cs, sn); /* Q and K */
+    }
+}
+
+/* Q = LN_q(Q), K = LN_k(K) per token over the whole width (before the
+ * heads split), rows split by thread. */
+static void qk_norm_phase(void *arg, int ith, int nth) {
+    const struct rows_job *j = arg;
+    struct eng_ctx *c = j->c;
+    const struct eng_layer *L = j->L;
+    int H = c->m->info.n_embd, lo, hi;
+    split(j->n_rows, ith, nth, &lo, &hi);
+    for (int it = lo; it < hi; it++) {
+        float *row = c->qkv + (size_t)it * 3 * H;
+        ops_add_layernorm(row, NULL, 1, H, L->qn_w, L->qn_b, c->m->info.ln_eps);
+        ops_add_layernorm(row + H, NULL, 1, H, L->kn_w, L->kn_b, c->m->info.ln_eps);
+    }
+}
+
+/* GEGLU: g[i] = gelu(gate half of u[i]) * other half, u = c->ff [n][2F],
+ * g = c->ffg [n][F]; rows split by thread. */
+static void glu_phase(void *arg, int ith, int nth) {
+    const struct rows_job *j = arg;
+    struct eng_ctx *c = j->c;
+    int F = j->n, lo, hi;
+    bool second = c->m->arch->glu_gate_second;
+    split(j->n_rows, ith, nth, &lo, &hi);
+    for (int i = lo; i < hi; i++) {
+        const float *u = c->ff + (size_t)i * 2 * F;
+        const float *gate = second ? u + F : u, *val = second ? u : u + F;
+        float *g = c->ffg + (size_t)i * F;
+        memcpy(g, gate, sizeof(float) * (size_t)F);
+        ops_gelu(g, F);
+        for (int k = 0; k < F; k++)
+            g[k] *= val[k];
     }
 }
 
@@ -386,12 +436,24 @@ static int att_reserve(struct eng_ctx *c) {
     return 0;
 }
 
+/* ALiBi: S[i][j] -= slope * |q0 + i - j| for a tile of nq query rows over
+ * n keys (the distance is exact in float, the slope a float constant). */
+static void alibi_bias(float *S, int nq, int n, int q0, float slope) {
+    for (int i = 0; i < nq; i++) {
+        float *row = S + (size_t)i * n;
+        int qi = q0 + i;
+        for (int jk = 0; jk < n; jk++)
+            row[jk] -= slope * (float)(qi > jk ? qi - jk : jk - qi);
+    }
+}
+
 /* One work item = (sequence, head, query tile); items are taken dynamically. */
 static void attention_phase(void *arg, int ith, int nth) {
     struct eng_ctx *c = ((struct rows_job *)arg)->c;
     (void)nth;
     int H = c->m->info.n_embd, nh = c->m->info.n_head, d = H / nh, ld = 3 * H;
     float scale = 1.0f / sqrtf((float)d);
+    bool alibi = c->m->arch->pos == ENG_POS_ALIBI;
     float *S = c->scores + (size_t)ith * ATT_TILE * c->cap;
     for (;;) {
         int item = atomic_fetch_add(&c->next_item, 1), is = 0;
@@ -414,6 +476,7 @@ static void attention_phase(void *arg, int ith, int nth) {
             const struct wmat *wk = &c->att_w[2 * ((size_t)is * nh + h)], *wv = wk + 1;
             wmat_gemm(wk, nq, Q, ld, NULL, S, n, 0, n, c->scratch[ith]); /* S = Q K^T */
             ops_scale(S, (int64_t)nq * n, scale);
+            if (alibi) alibi_bias(S, nq, n, q0, c->alibi[h]);
             ops_softmax_rows(S, nq, n, n);
             wmat_gemm(wv, nq, S, n, NULL, O, H, 0, d, c->scratch[ith]); /* O = S V */
             continue;
@@ -421,6 +484,7 @@ static void attention_phase(void *arg, int ith, int nth) {
         /* S[nq][n] = scale * Q[nq][d] . K[n][d]^T */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, n, d, scale, Q, ld, K, ld, 0.0f, S,
                     n);
+        if (alibi) alibi_bias(S, nq, n, q0, c->alibi[h]);
         ops_softmax_rows(S, nq, n, n);
         /* O[nq][d] = S[nq][n] . V[n][d] */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, d, n, 1.0f, S, n, V, ld, 0.0f, O,
@@ -428,11 +492,13 @@ static void attention_phase(void *arg, int ith, int nth) {
     }
 }
 
-/* Applies the position mode to Q and K of every token (rotary today). */
+/* Applies the position mode to Q and K of every token (rotary); ALiBi acts
+ * on the scores instead (attention_phase). */
 static void position_qk(struct eng_ctx *c) {
     struct rows_job rj = {.c = c};
     switch (c->m->arch->pos) {
     case ENG_POS_ROTARY: team_run(c->team, rope_phase, &rj); break;
+    case ENG_POS_ALIBI: break;
     default: ENG_ASSERT(!"position mode refused at load"); /* see enc_pos_supported */
     }
 }
@@ -442,6 +508,10 @@ static void position_qk(struct eng_ctx *c) {
 static void attention_block(struct eng_ctx *c, const struct eng_layer *L, int n_tok) {
     struct rows_job rj = {.c = c};
     linear(c, &L->qkv, c->x, c->qkv, 0, n_tok);
+    if (L->qn_w) {
+        struct rows_job qj = {c, NULL, NULL, NULL, NULL, n_tok, 0, L};
+        team_run(c->team, qk_norm_phase, &qj);
+    }
     position_qk(c);
     if (c->att_bf16) {
         atomic_store(&c->next_item, 0);
@@ -452,30 +522,38 @@ static void attention_block(struct eng_ctx *c, const struct eng_layer *L, int n_
     linear(c, &L->out, c->att, c->tmp, 0, n_tok);
 }
 
-/* c->tmp = the MLP over c->x (gelu kind: fc2(gelu(fc1(x)))), in chunks. */
+/* c->tmp = the MLP over c->x, in chunks: fc2(gelu(fc1(x))) (gelu kind) or
+ * fc2(gelu(gate) * value) (geglu kind, fc1 giving both halves). */
 static void ffn_block(struct eng_ctx *c, const struct eng_layer *L, int n_tok) {
     int H = c->m->info.n_embd, F = c->m->info.n_ff;
-    ENG_ASSERT(c->m->arch->ffn == ENG_FFN_GELU); /* see enc_ffn_supported */
+    enum eng_ffn_kind kind = c->m->arch->ffn;
+    ENG_ASSERT(kind == ENG_FFN_GELU || kind == ENG_FFN_GEGLU); /* see enc_ffn_supported */
     for (int r0 = 0; r0 < n_tok; r0 += FFN_CHUNK) {
         int n = n_tok - r0 < FFN_CHUNK ? n_tok - r0 : FFN_CHUNK;
         linear(c, &L->fc1, c->x + (size_t)r0 * H, c->ff, r0, n);
         struct rows_job rj = {c, c->ff, NULL, NULL, NULL, n, F};
-        team_run(c->team, gelu_phase, &rj);
-        linear(c, &L->fc2, c->ff, c->tmp + (size_t)r0 * H, r0, n);
+        team_run(c->team, kind == ENG_FFN_GEGLU ? glu_phase : gelu_phase, &rj);
+        linear(c, &L->fc2, kind == ENG_FFN_GEGLU ? c->ffg : c->ff, c->tmp + (size_t)r0 * H, r0, n);
     }
 }
 
-/* x = LN(x + tmp) over n_tok rows (the post-LN residual). */
-static void add_norm(struct eng_ctx *c, const float *w, const float *b, int n_tok) {
-    struct rows_job rj = {c, c->x, c->tmp, w, b, n_tok, c->m->info.n_embd};
+/* x = LN(x + r) over n_tok rows (a post-LN residual). */
+static void add_norm(struct eng_ctx *c, float *x, const float *r, const float *w, const float *b,
+                     int n_tok) {
+    struct rows_job rj = {c, x, r, w, b, n_tok, c->m->info.n_embd};
     team_run(c->team, layernorm_phase, &rj);
 }
 
 static void layer_forward(struct eng_ctx *c, const struct eng_layer *L, int n_tok) {
     attention_block(c, L, n_tok);
-    add_norm(c, L->ln1_w, L->ln1_b, n_tok);
+    if (L->ln1b_w) { /* a = LN(attn + x); x = LN2(a + x): the input added twice */
+        add_norm(c, c->tmp, c->x, L->ln1_w, L->ln1_b, n_tok);
+        add_norm(c, c->x, c->tmp, L->ln1b_w, L->ln1b_b, n_tok);
+    } else {
+        add_norm(c, c->x, c->tmp, L->ln1_w, L->ln1_b, n_tok);
+    }
     ffn_block(c, L, n_tok);
-    add_norm(c, L->ln2_w, L->ln2_b, n_tok);
+    add_norm(c, c->x, c->tmp, L->ln2_w, L->ln2_b, n_tok);
 }
 
 /* Checks ids, tasks and spans; builds positions, tasks and sequence starts. */

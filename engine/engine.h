@@ -1,10 +1,12 @@
 /* engine.h -- the embedding-model inference engine.
  *
  * Loads a model directory (config.json + weights) of a known architecture
- * (today jina-embeddings-v3: the XLM-RoBERTa encoder with rotary positions
- * and per-sequence task LoRA adapters), validates every tensor against the
- * config, and runs the encoder over packed batches of token sequences,
- * mean-pooling each requested span. docs/model.md describes the math.
+ * (jina-embeddings-v3: the XLM-RoBERTa encoder with rotary positions and
+ * per-sequence task LoRA adapters; jina-embeddings-v2: JinaBERT with ALiBi
+ * and a gated MLP, no adapters, in its en and code layouts), validates every
+ * tensor against the config, and runs the encoder over packed batches of
+ * token sequences, mean-pooling each requested span. docs/model.md describes
+ * the math.
  *
  * Conventions (whole header):
  * - Status-returning functions return 0 on success or a negative ENG_E* code.
@@ -88,14 +90,15 @@ struct eng_info {
     float rope_base; /* rotary positions only */
     float ln_eps;
     int max_position; /* the model's token limit: max_position_embeddings less the
-                         family's offset (2 for XLM-R: 8194 -> 8192) */
+                         family's offset (2 for XLM-R: 8194 -> 8192; 0 for v2) */
     int n_tasks;      /* task adapters (len(lora_adaptations)); 0 without */
     const char *task_name[ENG_MAX_TASKS];   /* adapter index -> name */
     const char *task_prefix[ENG_MAX_TASKS]; /* adapter index -> instruction ("" if none) */
     int n_matryoshka; /* Matryoshka sizes the model was trained for (config.json's */
     int matryoshka[ENG_MAX_MATRYOSHKA]; /* "matryoshka_dimensions" within 1..n_embd) */
     const char *name; /* _name_or_path, or "" (the model card's Hugging Face id) */
-    const char *arch; /* the architecture family, e.g. "jina-embeddings-v3" */
+    const char *arch; /* the architecture family: "jina-embeddings-v3",
+                         "jina-embeddings-v2" or "jina-embeddings-v2-code" */
     const char *const (*task_alias)[2]; /* [n_task_alias] {alias, task name} of the family */
     int n_task_alias;
     enum eng_dtype dtype;  /* precision the matrix products run in (never AUTO) */

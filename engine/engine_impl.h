@@ -81,12 +81,16 @@ struct eng_linear {
 };
 
 struct eng_layer {
-    struct eng_linear qkv, out, fc1, fc2;
+    struct eng_linear qkv, out, fc1, fc2;       /* fc1: [2 n_ff][n_embd] for a GEGLU MLP */
     const float *ln1_w, *ln1_b, *ln2_w, *ln2_b; /* [n_embd] */
+    /* optional roles (NULL where the architecture has none): LayerNorms on Q
+     * and K over the whole width, and the second post-attention LayerNorm */
+    const float *qn_w, *qn_b, *kn_w, *kn_b, *ln1b_w, *ln1b_b;
 };
 
 struct eng_model {
     const struct eng_arch *arch; /* the description it was loaded by (static) */
+    const char *prefix;          /* "" or the description's alt_prefix, before every name */
     struct eng_info info;
     float lora_scale; /* lora_alpha / lora_rank */
     struct st_file *st;

@@ -292,13 +292,17 @@ static int config_load(struct eng_model *m, const char *dir, char *err, size_t e
     in->max_position = max_pos - m->arch->max_position_offset;
     if (in->n_embd % in->n_head ||
         (m->arch->pos == ENG_POS_ROTARY && (in->n_embd / in->n_head) % 2)) {
-        snprintf(err, errlen, "%s: hidden_size %d must split into %d heads of an even size", path,
-                 in->n_embd, in->n_head);
+        snprintf(err, errlen, "%s: hidden_size %d must split into %d heads%s", path, in->n_embd,
+                 in->n_head, m->arch->pos == ENG_POS_ROTARY ? " of an even size" : "");
         goto out;
     }
     if (config_position(root, path, m->arch, err, errlen) ||
         config_same(root, path, "hidden_act", m->arch->hidden_act, m->arch->name, err, errlen))
         goto out;
+    for (int i = 0; i < m->arch->n_fixed; i++)
+        if (config_same(root, path, m->arch->fixed[i][0], m->arch->fixed[i][1], m->arch->name, err,
+                        errlen))
+            goto out;
     const cJSON *md = cJSON_GetObjectItemCaseSensitive(root, "matryoshka_dimensions"), *d;
     cJSON_ArrayForEach(d, md) { /* informational: sizes in 1..hidden_size are kept */
         if (in->n_matryoshka < ENG_MAX_MATRYOSHKA && cJSON_IsNumber(d) && d->valuedouble >= 1 &&
@@ -316,9 +320,10 @@ out:
 /* ---- tensors ---- */
 
 /* Finds tensor `full`, checks float dtype and shape; NULL + err otherwise. */
-static const struct st_tensor *need(const struct eng_model *m, const char *full, int n_dims,
+static const struct st_tensor *need(const struct eng_model *m, const char *name, int n_dims,
                                     const int64_t *shape, char *err, size_t errlen) {
-    char got[128] = "", exp[128] = "";
+    char got[128] = "", exp[128] = "", full[320];
+    snprintf(full, sizeof(full), "%s%s", m->prefix, name);
     const struct st_tensor *t = st_find(m->st, full);
     if (!t) {
         snprintf(err, errlen, "%s: tensor '%s' is missing", m->st->path, full);
@@ -447,7 +452,7 @@ static long norm_load(struct eng_model *m, enum eng_role role, int il, size_t *p
 /* Checks (wtmp NULL) or loads one encoder layer; arena floats it needs, or -1. */
 static long layer_walk(struct eng_model *m, int il, size_t *pos, float *wtmp, char *err,
                        size_t errlen) {
-    int H = m->info.n_embd, F = m->info.n_ff;
+    int H = m->info.n_embd, F = m->info.n_ff, F_up = m->arch->ffn == ENG_FFN_GEGLU ? 2 * F : F;
     struct eng_layer dummy, *L = wtmp ? &m->layers[il] : &dummy;
     long total = 0, n;
     bool split = !m->arch->tensors[ENG_ROLE_ATTN_QKV].w; /* separate Q, K, V */
@@ -458,7 +463,7 @@ static long layer_walk(struct eng_model *m, int il, size_t *pos, float *wtmp, ch
     } lin[] = {
         {{ENG_ROLE_ATTN_QKV}, 1, 3 * H, H, &L->qkv},
         {{ENG_ROLE_ATTN_OUT}, 1, H, H, &L->out},
-        {{ENG_ROLE_FFN_UP}, 1, F, H, &L->fc1},
+        {{ENG_ROLE_FFN_UP}, 1, F_up, H, &L->fc1},
         {{ENG_ROLE_FFN_DOWN}, 1, H, F, &L->fc2},
     };
     static const enum eng_role qkv_parts[3] = {ENG_ROLE_ATTN_Q, ENG_ROLE_ATTN_K, ENG_ROLE_ATTN_V};
@@ -475,6 +480,20 @@ static long layer_walk(struct eng_model *m, int il, size_t *pos, float *wtmp, ch
     if ((n = norm_load(m, ENG_ROLE_FFN_NORM, il, pos, &L->ln2_w, &L->ln2_b, err, errlen)) < 0)
         goto out;
     total += 2 * n;
+    const struct {
+        enum eng_role role;
+        const float **w, **b;
+    } opt[] = {
+        {ENG_ROLE_ATTN_Q_NORM, &L->qn_w, &L->qn_b},
+        {ENG_ROLE_ATTN_K_NORM, &L->kn_w, &L->kn_b},
+        {ENG_ROLE_ATTN_NORM2, &L->ln1b_w, &L->ln1b_b},
+    };
+    for (int i = 0; i < 3; i++) {
+        *opt[i].w = *opt[i].b = NULL;
+        if (!m->arch->tensors[opt[i].role].w) continue;
+        if ((n = norm_load(m, opt[i].role, il, pos, opt[i].w, opt[i].b, err, errlen)) < 0) goto out;
+        total += n;
+    }
 out:
     return n < 0 ? -1 : total;
 }
@@ -491,7 +510,9 @@ struct load_job {
 static void *layers_load_thread(void *arg) {
     struct load_job *j = arg;
     const struct eng_info *in = &j->m->info;
-    size_t wmax = (size_t)in->n_embd * (in->n_ff > 3 * in->n_embd ? in->n_ff : 3 * in->n_embd);
+    size_t f_up = (size_t)in->n_ff * (j->m->arch->ffn == ENG_FFN_GEGLU ? 2 : 1);
+    size_t wmax =
+        (size_t)in->n_embd * (f_up > 3 * (size_t)in->n_embd ? f_up : 3 * (size_t)in->n_embd);
     float *wtmp = malloc(sizeof(float) * wmax);
     if (!wtmp) {
         snprintf(j->err, sizeof(j->err), "out of memory preparing the weights");
@@ -606,6 +627,36 @@ static long tensors_walk(struct eng_model *m, char *err, size_t errlen) {
     return total;
 }
 
+/* Whether the weights file holds `name` under the model's prefix. */
+static bool weights_have(void *ctx, const char *name) {
+    const struct eng_model *m = ctx;
+    char full[320];
+    snprintf(full, sizeof(full), "%s%s", m->prefix, name);
+    return st_find(m->st, full) != NULL;
+}
+
+/* The name prefix (plain, or the description's alt_prefix when the word
+ * embeddings are only found under it) and, unless the caller chose the
+ * description, the layout variant the weights file holds. Siblings share
+ * config fields and settings, so only the description and its name change. */
+static int weights_layout(struct eng_model *m, bool chosen, char *err, size_t errlen) {
+    const char *tok = m->arch->tensors[ENG_ROLE_TOK_EMBD].w;
+    m->prefix = "";
+    if (m->arch->alt_prefix && !weights_have(m, tok)) {
+        m->prefix = m->arch->alt_prefix;
+        if (!weights_have(m, tok)) m->prefix = "";
+    }
+    if (chosen) return 0;
+    const struct eng_arch *b = eng_arch_variant(m->arch, weights_have, m);
+    if (b == m->arch) return 0;
+    ENG_ASSERT(b->fields == m->arch->fields && b->fixed == m->arch->fixed &&
+               b->alt_prefix == m->arch->alt_prefix);
+    if (eng_arch_check(b, err, errlen) != 0) return -1;
+    m->arch = b;
+    m->info.arch = b->name;
+    return 0;
+}
+
 struct eng_model *eng_model_open(const char *dir, const struct eng_params *p, char *err,
                                  size_t errlen) {
     return eng_model_open_arch(dir, NULL, p, err, errlen);
@@ -627,9 +678,12 @@ struct eng_model *eng_model_open_arch(const char *dir, const struct eng_arch *ar
     m->info.kernel =
         gemm_kernel_name(gemm_kernel_for(wmat_kind_of(m->info.dtype), m->info.cpu_features));
     m->arch = arch; /* NULL: config.json selects it */
+    m->prefix = "";
+    bool chosen = arch != NULL;
     if (config_load(m, dir, err, errlen) != 0) goto fail;
     snprintf(path, sizeof(path), "%s/%s", dir, m->arch->weights_file);
     if (!(m->st = st_open(path, err, errlen))) goto fail;
+    if (weights_layout(m, chosen, err, errlen) != 0) goto fail;
     long need_floats = tensors_walk(m, err, errlen); /* validate everything first */
     if (need_floats < 0) goto fail;
     m->layers = calloc((size_t)m->info.n_layer, sizeof(*m->layers));

@@ -4,10 +4,12 @@
 #include "engine/engine_impl.h"
 
 #include <cJSON.h>
+#include <math.h>
 #include <string.h>
 
 /* The first entry is the default for a config.json that names no architecture. */
-const struct eng_arch *const eng_archs[] = {&eng_arch_jina_v3, NULL};
+const struct eng_arch *const eng_archs[] = {&eng_arch_jina_v3, &eng_arch_jina_v2,
+                                            &eng_arch_jina_v2_code, NULL};
 
 static const char *const pos_names[ENG_POS_N] = {"rotary", "absolute", "alibi"};
 static const char *const ffn_names[ENG_FFN_N] = {"gelu", "geglu"};
@@ -79,6 +81,35 @@ const struct eng_arch *eng_arch_find(const cJSON *root, const char *path, char *
     return NULL;
 }
 
+const struct eng_arch *eng_arch_variant(const struct eng_arch *a,
+                                        bool (*has)(void *ctx, const char *name), void *ctx) {
+    char nm[256];
+    for (int i = 0; eng_archs[i]; i++) {
+        const struct eng_arch *b = eng_archs[i];
+        if (b->architectures != a->architectures || b->model_types != a->model_types || !b->marker)
+            continue;
+        if (eng_tensor_name(nm, sizeof(nm), b->marker, 0) == 0 && has(ctx, nm)) return b;
+    }
+    return a;
+}
+
+/* 2^(-8 (i + 1) / n) for head i of n (n a power of two), computed in double
+ * and rounded to float once (the published code builds the slopes in double
+ * and stores them in a float tensor). */
+static float alibi_pow2_slope(int i, int n) {
+    return (float)exp2(-8.0 * (i + 1) / n);
+}
+
+void eng_alibi_slopes(int n, float *slopes) {
+    int p = 1;
+    while (p * 2 <= n)
+        p *= 2;
+    for (int h = 0; h < p && h < n; h++)
+        slopes[h] = alibi_pow2_slope(h, p);
+    for (int k = 0; p + k < n; k++)
+        slopes[p + k] = alibi_pow2_slope(2 * k, 2 * p);
+}
+
 int eng_arch_check(const struct eng_arch *a, char *err, size_t errlen) {
     const struct eng_role_names *t = a->tensors;
     bool lora = a->tasks_key != NULL;
@@ -107,7 +138,22 @@ int eng_arch_check(const struct eng_arch *a, char *err, size_t errlen) {
                  a->name);
         return -1;
     }
+    if (!t[ENG_ROLE_ATTN_Q_NORM].w != !t[ENG_ROLE_ATTN_K_NORM].w) {
+        snprintf(err, errlen, "%s: a norm on queries needs one on keys (and the reverse)", a->name);
+        return -1;
+    }
     for (int r = 0; r < ENG_ROLE_N; r++) {
+        bool optional =
+            r == ENG_ROLE_ATTN_Q_NORM || r == ENG_ROLE_ATTN_K_NORM || r == ENG_ROLE_ATTN_NORM2;
+        if (optional) {
+            if (t[r].w && (!t[r].b || t[r].lora_a || t[r].lora_b)) {
+                snprintf(err, errlen,
+                         "%s: the description's tensor names for role %d are incomplete", a->name,
+                         r);
+                return -1;
+            }
+            continue;
+        }
         bool qkv_part = r == ENG_ROLE_ATTN_Q || r == ENG_ROLE_ATTN_K || r == ENG_ROLE_ATTN_V;
         bool want = (r != ENG_ROLE_POS_EMBD || a->pos == ENG_POS_ABSOLUTE) &&
                     (r != ENG_ROLE_ATTN_QKV || !split) && (!qkv_part || split);

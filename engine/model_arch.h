@@ -23,14 +23,16 @@
 enum eng_pos_kind {
     ENG_POS_ROTARY = 0, /* RoPE (NeoX half rotation) on Q and K: implemented */
     ENG_POS_ABSOLUTE,   /* learned position embeddings added to the input: not implemented */
-    ENG_POS_ALIBI,      /* symmetric ALiBi bias -slope_h * |i - j| on the scores: not implemented */
+    ENG_POS_ALIBI,      /* symmetric ALiBi bias -slope_h * |i - j| on the scores: implemented */
     ENG_POS_N
 };
 
 /* The feed-forward block. */
 enum eng_ffn_kind {
     ENG_FFN_GELU = 0, /* down(gelu(up(x))): implemented */
-    ENG_FFN_GEGLU,    /* down(gelu(gate) * value), up producing both halves: not implemented */
+    ENG_FFN_GEGLU,    /* down(gelu(gate) * value), up producing both halves (the
+                         description's glu_gate_second says which half is the gate):
+                         implemented */
     ENG_FFN_N
 };
 
@@ -57,6 +59,11 @@ enum eng_role {
     ENG_ROLE_FFN_UP,       /* [n_ff][n_embd] (GEGLU: [2 n_ff][n_embd]) */
     ENG_ROLE_FFN_DOWN,     /* [n_embd][n_ff] */
     ENG_ROLE_FFN_NORM,     /* LayerNorm after the FFN (post-LN) */
+    /* Optional roles (weight name NULL: the architecture has none). */
+    ENG_ROLE_ATTN_Q_NORM, /* LayerNorm over the whole width of Q, before the heads split */
+    ENG_ROLE_ATTN_K_NORM, /* the same for K (both or neither) */
+    ENG_ROLE_ATTN_NORM2,  /* a second LayerNorm after ATTN_NORM, over its output plus the
+                             layer's input again: x = LN2(LN(x + attn) + x) */
     ENG_ROLE_N
 };
 
@@ -97,6 +104,8 @@ struct eng_arch {
     enum eng_pos_kind pos;
     enum eng_ffn_kind ffn;
     enum eng_norm_place norm;
+    bool glu_gate_second; /* GEGLU: the second half of up's output gets the GELU (and
+                             multiplies the first); false: the first half does */
     /* Task adapters: the config key listing them in adapter order, and the
      * one mapping a task to its instruction prefix; NULL without adapters.
      * lora_rank and lora_alpha are then among the fields. */
@@ -104,6 +113,20 @@ struct eng_arch {
     const char *const (*task_aliases)[2]; /* {alias, task}, n_task_aliases of them */
     int n_task_aliases;
     struct eng_role_names tensors[ENG_ROLE_N];
+    /* String settings config.json must carry with exactly this value
+     * ({key, value}, n_fixed of them), e.g. {"feed_forward_type", "geglu"}. */
+    const char *const (*fixed)[2];
+    int n_fixed;
+    /* Layout variants: descriptions sharing one `architectures` list (and
+     * `model_types`) are told apart by their weights. `marker` names a tensor
+     * only this layout has; the first sibling (in eng_archs order) whose
+     * marker is in the weights file is used, else the one config.json
+     * selected. NULL: no marker. */
+    const char *marker;
+    /* A prefix every tensor name may carry in the weights file (a checkpoint
+     * saved from a ...ForMaskedLM wrapper: "bert."), or NULL. The file's word
+     * embeddings decide: under the plain name, else under the prefix. */
+    const char *alt_prefix;
 };
 
 /* The known architectures, NULL-terminated; the first is the default for a
@@ -112,6 +135,8 @@ extern const struct eng_arch *const eng_archs[];
 
 /* Descriptions (one file each: engine/model_<family>.c). */
 extern const struct eng_arch eng_arch_jina_v3;
+extern const struct eng_arch eng_arch_jina_v2;      /* JinaBERT: -small/base-en, de, es, zh */
+extern const struct eng_arch eng_arch_jina_v2_code; /* JinaBERT qk-post-norm: -base-code */
 
 /* Names for messages: "rotary", "absolute", "alibi"; "gelu", "geglu"; "post", "pre". */
 const char *eng_pos_kind_name(enum eng_pos_kind k);
@@ -120,6 +145,18 @@ const char *eng_ffn_kind_name(enum eng_ffn_kind k);
 /* Position scheme named by a config.json "position_embedding_type" value, or
  * -1 if the string names none. */
 int eng_pos_kind_parse(const char *s);
+
+/* The sibling of `a` (see `marker`) whose marker `has(ctx, name)` finds,
+ * else `a`. `has` is asked for complete tensor names. */
+const struct eng_arch *eng_arch_variant(const struct eng_arch *a,
+                                        bool (*has)(void *ctx, const char *name), void *ctx);
+
+/* ALiBi slopes of n heads into slopes[n]: for n a power of two,
+ * slope_h = 2^(-8 (h + 1) / n); otherwise, with p the largest power of two
+ * below n, the p slopes for p heads followed by the first n - p of the
+ * even-indexed slopes (0, 2, 4, ...) for 2p heads. Computed in double,
+ * rounded to float. */
+void eng_alibi_slopes(int n, float *slopes);
 
 /* Checks that the engine implements everything `a` asks for (position mode,
  * MLP kind, norm placement, the tensors those need). 0, or -1 with a message

@@ -1,10 +1,12 @@
 #!/bin/sh
 # stage_scripts.sh -- scripts/download-model: offline failure (fast, clear,
 # nothing left under a final name), a verified download from a loopback fake
-# of Hugging Face, a checksum mismatch, and resuming a partial file.
+# of Hugging Face, a checksum mismatch, and resuming a partial file; the
+# jina-embeddings-v2 repositories by name, and an unknown name refused.
 set -u
 PYTHON=${PYTHON:-/usr/bin/python3}
 TESTMODEL=${TESTMODEL:-build/testmodel}
+TESTMODEL_V2=${TESTMODEL_V2:-build/testmodel-v2}
 pass=0
 fail=0
 check() { # check DESCRIPTION COMMAND...
@@ -53,6 +55,29 @@ mkdir -p "$t/res"
 head -c 1000 "$TESTMODEL/model.safetensors" >"$t/res/model.safetensors.part"
 HF_ENDPOINT=http://127.0.0.1:$port scripts/download-model "$t/res" >"$t/log" 2>&1
 check "resumed download is identical" cmp -s "$t/res/model.safetensors" "$TESTMODEL/model.safetensors"
+
+# 3b. a v2 repository by name: its four files from jinaai/NAME into models/NAME
+v2=jinaai/jina-embeddings-v2-base-code
+mkdir -p "$t/hf/$v2"
+cp "$TESTMODEL_V2/code/config.json" "$TESTMODEL_V2/code/model.safetensors" "$t/hf/$v2/"
+printf '{"version": "1.0", "model": {"type": "BPE"}}\n' >"$t/hf/$v2/tokenizer.json"
+printf '{"tokenizer_class": "RobertaTokenizer"}\n' >"$t/hf/$v2/tokenizer_config.json"
+(root=$(pwd) && cd "$t" && HF_ENDPOINT=http://127.0.0.1:$port "$root/scripts/download-model" \
+    --model jina-embeddings-v2-base-code >"$t/log" 2>&1)
+check "v2 download succeeds" [ $? -eq 0 ]
+for f in config.json model.safetensors tokenizer.json tokenizer_config.json; do
+    check "v2 $f is identical" cmp -s "$t/models/jina-embeddings-v2-base-code/$f" "$t/hf/$v2/$f"
+done
+HF_ENDPOINT=http://127.0.0.1:$port scripts/download-model --model jina-embeddings-v2-small-en \
+    "$t/v2small" >"$t/log" 2>&1
+check "a v2 repository the endpoint lacks fails" [ $? -ne 0 ]
+check "it names the repository and the files" \
+    grep -q "jinaai/jina-embeddings-v2-small-en/resolve/main/tokenizer.json" "$t/log"
+check "it says what to do with only a pytorch_model.bin" grep -q "pytorch_model.bin" "$t/log"
+scripts/download-model --model jina-embeddings-v2-large-en "$t/x" >"$t/log" 2>&1
+check "unknown model refused (rc 2)" [ $? -eq 2 ]
+check "unknown model names the known ones" grep -q "jina-embeddings-v2-base-zh" "$t/log"
+check "unknown model creates nothing" [ ! -e "$t/x" ]
 kill $srv
 wait $srv 2>/dev/null
 

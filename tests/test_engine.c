@@ -553,16 +553,40 @@ static void check_arch_descriptions(void) {
     char err[512], nm[64];
     CHECK(eng_arch_check(&eng_arch_jina_v3, err, sizeof(err)) == 0);
     CHECK(eng_archs[0] == &eng_arch_jina_v3);
+    CHECKM(eng_arch_check(&eng_arch_jina_v2, err, sizeof(err)) == 0, "%s", err);
+    CHECKM(eng_arch_check(&eng_arch_jina_v2_code, err, sizeof(err)) == 0, "%s", err);
+    CHECK(eng_archs[1] == &eng_arch_jina_v2 && eng_archs[2] == &eng_arch_jina_v2_code &&
+          !eng_archs[3]);
+    /* ALiBi and GEGLU are implemented now; absolute positions and pre-LN are not */
     struct eng_arch a = eng_arch_jina_v3;
     a.pos = ENG_POS_ALIBI;
-    CHECK(eng_arch_check(&a, err, sizeof(err)) == -1 &&
-          strstr(err, "\"alibi\" is not implemented"));
-    a.pos = ENG_POS_ABSOLUTE;
-    CHECK(eng_arch_check(&a, err, sizeof(err)) == -1 && strstr(err, "\"absolute\""));
-    a = eng_arch_jina_v3;
+    CHECKM(eng_arch_check(&a, err, sizeof(err)) == 0, "alibi: %s", err);
     a.ffn = ENG_FFN_GEGLU;
+    CHECKM(eng_arch_check(&a, err, sizeof(err)) == 0, "geglu: %s", err);
+    a.pos = ENG_POS_ABSOLUTE;
     CHECK(eng_arch_check(&a, err, sizeof(err)) == -1 &&
-          strstr(err, "\"geglu\" is not implemented"));
+          strstr(err, "position scheme \"absolute\" is not implemented"));
+    a = eng_arch_jina_v3;
+    a.ffn = (enum eng_ffn_kind)ENG_FFN_N; /* a kind the engine does not know */
+    CHECK(eng_arch_check(&a, err, sizeof(err)) == -1 && strstr(err, "MLP kind \"?\""));
+    a = eng_arch_jina_v2_code;
+    a.tensors[ENG_ROLE_ATTN_K_NORM].w = NULL; /* a norm on Q without one on K */
+    CHECK(eng_arch_check(&a, err, sizeof(err)) == -1 && strstr(err, "norm on queries"));
+    a = eng_arch_jina_v2_code;
+    a.tensors[ENG_ROLE_ATTN_NORM2].b = NULL; /* an optional norm without its bias */
+    CHECK(eng_arch_check(&a, err, sizeof(err)) == -1 && strstr(err, "incomplete"));
+    /* ALiBi slopes: powers of two and the interleaved extra heads */
+    float sl[12];
+    eng_alibi_slopes(6, sl);
+    static const float want6[6] = {0.25f, 0.0625f, 0.015625f, 0.00390625f, 0.5f, 0.125f};
+    CHECK(!memcmp(sl, want6, sizeof(want6)));
+    eng_alibi_slopes(4, sl);
+    CHECK(sl[0] == 0.25f && sl[3] == 0.00390625f);
+    eng_alibi_slopes(12, sl);
+    CHECK(sl[0] == 0.5f && sl[7] == 0.00390625f && sl[8] == (float)0.7071067811865476 &&
+          sl[11] == (float)0.08838834764831849);
+    eng_alibi_slopes(1, sl);
+    CHECK(sl[0] == 0.00390625f);
     a = eng_arch_jina_v3;
     a.norm = ENG_NORM_PRE;
     CHECK(eng_arch_check(&a, err, sizeof(err)) == -1 && strstr(err, "pre-LayerNorm"));
@@ -819,6 +843,206 @@ static void check_fallback(const char *dir) {
     eng_model_close(m);
 }
 
+/* ---- jina-embeddings-v2 (JinaBERT) ----
+ * Generated checkpoints of each layout (tests/gen_model_v2.py: en with 6
+ * heads in f16, code with 12 heads in bf16, en with 8 heads in f32 under the
+ * masked-LM "bert." prefix) against tests/reference_v2.py, which drew the
+ * token ids and wrote them beside its embeddings: every case packed in one
+ * batch and each sequence alone, whole-sequence and late-chunking spans, at
+ * every CPU level this machine can run (generic and avx2 here). */
+
+static const char *const V2_MODELS[] = {"en", "code", "mlm"};
+static const char *const V2_ARCH[] = {"jina-embeddings-v2", "jina-embeddings-v2-code",
+                                      "jina-embeddings-v2"};
+
+/* Runs one reference case (all its sequences in one batch when `packed`,
+ * else one eng_encode per sequence) and compares every span's embedding. */
+static void v2_case(struct eng_ctx *c, const struct tol *tol, const char *label, const cJSON *ex,
+                    bool packed, double *worst_abs, double *worst_cos) {
+    const struct eng_info *in = eng_model_info(eng_ctx_model(c));
+    const cJSON *seqs = cJSON_GetObjectItem(ex, "sequences"),
+                *spans = cJSON_GetObjectItem(ex, "spans");
+    const cJSON *embs = cJSON_GetObjectItem(ex, "embeddings");
+    const char *name = cJSON_GetObjectItem(ex, "name")->valuestring;
+    int ns = cJSON_GetArraySize(seqs), H = in->n_embd, n_out = 0;
+    struct eng_seq *sq = calloc((size_t)ns, sizeof(*sq));
+    int32_t **ids = calloc((size_t)ns, sizeof(*ids)), **sp = calloc((size_t)ns, sizeof(*sp));
+    for (int s = 0; s < ns; s++) {
+        const cJSON *si = cJSON_GetArrayItem(seqs, s), *pi = cJSON_GetArrayItem(spans, s);
+        int n = cJSON_GetArraySize(si), k = cJSON_GetArraySize(pi);
+        ids[s] = malloc(sizeof(int32_t) * (size_t)n);
+        sp[s] = malloc(sizeof(int32_t) * 2 * (size_t)k);
+        for (int i = 0; i < n; i++)
+            ids[s][i] = cJSON_GetArrayItem(si, i)->valueint;
+        for (int i = 0; i < k; i++) {
+            sp[s][2 * i] = cJSON_GetArrayItem(cJSON_GetArrayItem(pi, i), 0)->valueint;
+            sp[s][2 * i + 1] = cJSON_GetArrayItem(cJSON_GetArrayItem(pi, i), 1)->valueint;
+        }
+        /* one span over the whole sequence is the engine's default: pass none */
+        bool whole = k == 1 && sp[s][0] == 0 && sp[s][1] == n;
+        sq[s] = (struct eng_seq){ids[s],
+                                 n,
+                                 ENG_TASK_NONE,
+                                 whole ? 0 : k,
+                                 whole ? NULL : sp[s],
+                                 malloc(sizeof(float) * (size_t)H * (size_t)k)};
+        n_out += k;
+    }
+    CHECKM(n_out == cJSON_GetArraySize(embs), "%s: %d spans, reference %d", name, n_out,
+           cJSON_GetArraySize(embs));
+    int rc = 0;
+    if (packed) rc = eng_encode(c, sq, ns);
+    for (int s = 0; !packed && s < ns && rc == 0; s++)
+        rc = eng_encode(c, &sq[s], 1);
+    CHECKM(rc == 0, "%s %s: eng_encode: %s", label, name, eng_strerror(rc));
+    char what[160];
+    snprintf(what, sizeof(what), "%s %s%s", label, name, packed ? " (packed)" : "");
+    for (int s = 0, e = 0; rc == 0 && s < ns; s++) {
+        int k = cJSON_GetArraySize(cJSON_GetArrayItem(spans, s));
+        for (int i = 0; i < k; i++, e++) {
+            float *v = sq[s].out + (size_t)i * H;
+            eng_embd_finish(v, H, 0, true, v);
+            compare_vec(tol, what, e, v, H, cJSON_GetArrayItem(embs, e), worst_abs, worst_cos);
+        }
+    }
+    for (int s = 0; s < ns; s++) {
+        free(ids[s]);
+        free(sp[s]);
+        free(sq[s].out);
+    }
+    free(ids);
+    free(sp);
+    free(sq);
+}
+
+/* The facts a v2 model reports: no adapters, no Matryoshka, the full 8192
+ * positions, the family name; a task is refused by name and by index. */
+static void v2_check_info(struct eng_ctx *c, const char *arch) {
+    const struct eng_info *in = eng_model_info(eng_ctx_model(c));
+    char err[256] = "";
+    CHECKM(in->arch && !strcmp(in->arch, arch), "arch '%s', expected '%s'", in->arch, arch);
+    CHECK(in->n_tasks == 0 && in->lora_rank == 0 && in->n_matryoshka == 0);
+    CHECK(in->max_position == 8192);
+    CHECK(in->ln_eps > 0 && in->ln_eps < 1e-11f);
+    CHECK(!strcmp(in->name, strstr(arch, "code") ? "jinaai/jina-embeddings-v2-base-code"
+                                                 : "jinaai/jina-embeddings-v2-base-en"));
+    CHECK(eng_task_resolve(in, "retrieval.query", err, sizeof(err)) == ENG_ENOTASK &&
+          strstr(err, "has no task adapters") && strstr(err, arch));
+    CHECK(eng_task_resolve(in, NULL, NULL, 0) == ENG_TASK_NONE);
+    int32_t id = 1;
+    float out[1024];
+    struct eng_seq s = {&id, 1, 0, 0, NULL, out};
+    CHECK(in->n_embd <= 1024 && eng_encode(c, &s, 1) == ENG_EINVAL); /* task 0: none exist */
+    id = in->n_vocab;
+    s.task = ENG_TASK_NONE;
+    CHECK(eng_encode(c, &s, 1) == ENG_EINVAL);
+}
+
+static void v2_run_model(const char *dir, const char *arch) {
+    char path[4096], err[512] = "", label[96];
+    snprintf(path, sizeof(path), "%.4000s/expected.json", dir);
+    cJSON *exp = load_json(path);
+    const cJSON *cases = cJSON_GetObjectItem(exp, "cases");
+    CHECKM(cJSON_GetArraySize(cases) >= 6, "%s: reference cases missing", path);
+    uint32_t masks[16];
+    const char *names[16];
+    int nl = cpu_levels(test_cpu_features(), masks, names, 16);
+    for (int li = 0; li < nl; li++) {
+        /* f32 at every level; bf16 / int8 where the level has their kernels */
+        for (int mode = 0; mode < 3; mode++) {
+            static const enum eng_dtype dts[3] = {ENG_DTYPE_F32, ENG_DTYPE_BF16, ENG_DTYPE_INT8};
+            const struct tol *tol = mode == 0 ? &TOL_F32 : mode == 1 ? &TOL_BF16 : &TOL_INT8;
+            if (mode && !gemm_kernel_for(mode == 1 ? WMAT_BF16 : WMAT_INT8, masks[li])) continue;
+            struct eng_params p = eng_params_defaults();
+            p.n_threads = 2;
+            p.max_batch_tokens = 1024;
+            p.dtype = dts[mode];
+            p.cpu_features = masks[li];
+            struct eng_model *m = eng_model_open(dir, &p, err, sizeof(err));
+            CHECKM(m != NULL, "%s at %s: %s", dir, names[li], err);
+            struct eng_ctx *c = m ? eng_ctx_new(m, &p, err, sizeof(err)) : NULL;
+            CHECKM(!m || c, "%s: %s", dir, err);
+            if (c) {
+                double wa = 0, wc = 1;
+                snprintf(label, sizeof(label), "v2 %s %s %s", strrchr(dir, '/') + 1, names[li],
+                         eng_dtype_name(dts[mode]));
+                for (int i = 0; i < cJSON_GetArraySize(cases); i++) {
+                    v2_case(c, tol, label, cJSON_GetArrayItem(cases, i), true, &wa, &wc);
+                    v2_case(c, tol, label, cJSON_GetArrayItem(cases, i), false, &wa, &wc);
+                }
+                fprintf(stderr, "  %s (%s): worst max|diff| %.3g, worst cosine %.9f\n", label,
+                        eng_model_info(m)->kernel, wa, wc);
+                if (li == nl - 1 && mode == 0) v2_check_info(c, arch);
+            }
+            eng_ctx_free(c);
+            eng_model_close(m);
+        }
+    }
+    cJSON_Delete(exp);
+}
+
+/* v2 configs and layouts: settings that name another MLP or position scheme
+ * are refused, the layout follows the weights, a description forced onto the
+ * other layout's weights is refused naming the missing tensor. */
+static void v2_check_configs(const char *en, const char *code) {
+    static const struct {
+        const char *key, *json;
+        const char *want[3];
+    } cases[] = {
+        {"feed_forward_type", "\"glu\"", {"feed_forward_type \"glu\" is not supported", "geglu"}},
+        {"feed_forward_type", NULL, {NULL}},
+        {"position_embedding_type",
+         "\"absolute\"",
+         {"position_embedding_type \"absolute\" is not supported", "jina-embeddings-v2", "alibi"}},
+        {"model_type", "\"roberta\"", {"model_type \"roberta\" is not supported", "bert"}},
+        {"hidden_act", "\"relu\"", {"hidden_act \"relu\" is not supported"}},
+        {"architectures", "[\"JinaBertModel\"]", {NULL}},
+        {"max_position_embeddings", "0", {"\"max_position_embeddings\" must be an integer"}},
+        {"layer_norm_eps", "\"x\"", {"\"layer_norm_eps\" must be a number"}},
+        {"num_attention_heads", "7", {"hidden_size 96 must split into 7 heads"}},
+    };
+    char err[512];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        err[0] = 0;
+        cJSON *val = cases[i].json ? cJSON_Parse(cases[i].json) : NULL;
+        struct eng_model *m = open_with_config(en, cases[i].key, val, err, sizeof(err));
+        if (!cases[i].want[0]) {
+            CHECKM(m && !strcmp(eng_model_info(m)->arch, "jina-embeddings-v2"),
+                   "v2 %s=%s: refused: %s", cases[i].key, cases[i].json, err);
+        } else {
+            CHECKM(m == NULL, "v2 %s=%s: loaded", cases[i].key, cases[i].json);
+            for (int k = 0; k < 3 && cases[i].want[k]; k++)
+                CHECKM(strstr(err, cases[i].want[k]) != NULL, "v2 %s=%s: '%s' not in: %s",
+                       cases[i].key, cases[i].json, cases[i].want[k], err);
+        }
+        eng_model_close(m);
+    }
+    /* max_position_embeddings is the token limit itself (no offset) */
+    struct eng_model *m =
+        open_with_config(en, "max_position_embeddings", cJSON_CreateNumber(512), err, sizeof(err));
+    CHECKM(m && eng_model_info(m)->max_position == 512, "max_position 512: %s", err);
+    eng_model_close(m);
+    /* a description forced onto the other layout */
+    struct eng_params p = eng_params_defaults();
+    p.dtype = ENG_DTYPE_F32;
+    m = eng_model_open_arch(code, &eng_arch_jina_v2, &p, err, sizeof(err));
+    CHECKM(!m && strstr(err, "mlp.gated_layers.weight") && strstr(err, "missing"), "%s", err);
+    eng_model_close(m);
+    m = eng_model_open_arch(en, &eng_arch_jina_v2_code, &p, err, sizeof(err));
+    CHECKM(!m && strstr(err, "missing"), "%s", err);
+    eng_model_close(m);
+}
+
+static void test_engine_v2(void) {
+    const char *base = test_env("TESTMODEL_V2", "build/testmodel-v2");
+    char dirs[3][4096];
+    for (int i = 0; i < 3; i++) {
+        snprintf(dirs[i], sizeof(dirs[i]), "%.4000s/%s", base, V2_MODELS[i]);
+        v2_run_model(dirs[i], V2_ARCH[i]);
+    }
+    v2_check_configs(dirs[0], dirs[1]);
+}
+
 void test_engine(void) {
     const char *dir = test_env("TESTMODEL", "build/testmodel");
     char path[4096];
@@ -844,4 +1068,5 @@ void test_engine(void) {
 out:
     cJSON_Delete(fx.cases);
     cJSON_Delete(fx.expected);
+    test_engine_v2();
 }

@@ -34,10 +34,12 @@ static double quantile(double *v, int n, double q) {
     return v[(int)floor(q * (n - 1) + 0.5)];
 }
 
-/* Model FLOPs per token for the linear layers (2 per multiply-add). */
-static double linear_flops_per_token(const struct eng_info *in) {
-    double H = in->n_embd, F = in->n_ff;
-    return in->n_layer * 2.0 * (3 * H * H + H * H + 2 * H * F);
+/* Model FLOPs per token for the linear layers (2 per multiply-add); a
+ * gated MLP's up projection is twice as wide. */
+static double linear_flops_per_token(const struct eng_model *m) {
+    const struct eng_info *in = eng_model_info(m);
+    double H = in->n_embd, F = in->n_ff, up = m->arch->ffn == ENG_FFN_GEGLU ? 2 : 1;
+    return in->n_layer * 2.0 * (3 * H * H + H * H + (up + 1) * H * F);
 }
 
 /* Attention FLOPs for one sequence of n tokens: QK^T and PV. */
@@ -74,6 +76,7 @@ static double time_shape(struct eng_ctx *c, const struct eng_info *in, const str
         q[0] = 0;
         q[s->n_tokens - 1] = 2;
         int task = s->task == -2 ? i % (in->n_tasks + 1) - 1 : s->task;
+        if (task >= in->n_tasks) task = ENG_TASK_NONE; /* a family without adapters */
         seqs[i] = (struct eng_seq){q, s->n_tokens, task, s->n_spans, s->n_spans ? spans : NULL,
                                    out + (size_t)i * n_out * H};
     }
@@ -155,11 +158,12 @@ static enum eng_dtype dtype_parse(const char *s) {
 int main(int argc, char **argv) {
     const char *dir = NULL;
     int threads = 2, runs = 5, quick = 0, only_batch = 0;
+    const char *label = NULL;
     enum eng_dtype dtype = ENG_DTYPE_F32;
     static const struct option lo[] = {{"model", 1, 0, 'm'}, {"threads", 1, 0, 't'},
                                        {"runs", 1, 0, 'r'},  {"dtype", 1, 0, 'd'},
                                        {"quick", 0, 0, 'q'}, {"batch-only", 0, 0, 'b'},
-                                       {0, 0, 0, 0}};
+                                       {"label", 1, 0, 'l'}, {0, 0, 0, 0}};
     int ch;
     openblas_set_num_threads(1);
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -169,11 +173,12 @@ int main(int argc, char **argv) {
         else if (ch == 'd') dtype = dtype_parse(optarg);
         else if (ch == 'q') quick = 1;
         else if (ch == 'b') only_batch = 1;
+        else if (ch == 'l') label = optarg;
         else return 2;
     }
     if (!dir || threads < 1 || runs < 1) {
         fprintf(stderr, "usage: bench --model DIR [--dtype f32|bf16|int8] [--threads N] "
-                        "[--runs R] [--quick]\n");
+                        "[--runs R] [--quick] [--label NAME]\n");
         return 2;
     }
     char err[512];
@@ -215,7 +220,7 @@ int main(int argc, char **argv) {
     double td2 = time_shape(c, in, &doc2k, quick ? 1 : 3, 0, NULL);
     double td8 = quick ? 0 : time_shape(c, in, &doc8k, 1, 0, NULL);
     double tl = quick ? 0 : time_shape(c, in, &late, 1, 0, NULL);
-    double lf = linear_flops_per_token(in);
+    double lf = linear_flops_per_token(m);
     double eff_b = 32 * 128 * lf / tb / 1e9 / ref;
     double eff_d8 = td8 > 0 ? (8192 * lf + attention_flops(in, 8192)) / td8 / 1e9 / ref : 0;
     struct rusage ru;
@@ -236,12 +241,15 @@ int main(int argc, char **argv) {
         printf("  %-22s %8.2f s, %.1f tok/s\n", late.name, tl, 8192 / tl);
     }
     printf("  peak RSS %.2f GiB\n", rss);
-    printf("{\"dtype\":\"%s\",\"threads\":%d,\"load_s\":%.2f,\"gemm_gflops\":%.1f,"
+    /* a labelled run (another model beside the main one) names its model */
+    if (label) printf("{\"label\":\"%s\",\"arch\":\"%s\",", label, in->arch);
+    printf("%s\"dtype\":\"%s\",\"threads\":%d,\"load_s\":%.2f,\"gemm_gflops\":%.1f,"
            "\"batch_tok_s\":%.1f,\"batch_eff\":%.3f,\"batch_task_tok_s\":%.1f,"
            "\"batch_mixed_tok_s\":%.1f,\"query_p50_ms\":%.2f,\"query_p90_ms\":%.2f,"
            "\"doc2048_tok_s\":%.1f,\"doc8192_s\":%.2f,\"doc8192_eff\":%.3f,\"late64x128_s\":%.2f,"
            "\"peak_rss_gib\":%.3f}\n",
-           eng_dtype_name(in->dtype), threads, load_s, ref, 4096 / tb, eff_b, 4096 / tbt,
+           label ? "" : "{", eng_dtype_name(in->dtype), threads, load_s, ref, 4096 / tb, eff_b,
+           4096 / tbt,
            4096 / tbm, 1e3 * tq, 1e3 * p90, 2048 / td2, td8, eff_d8, tl, rss);
     eng_ctx_free(c);
     eng_model_close(m);

@@ -1,8 +1,10 @@
 #!/bin/sh
-# run.sh MODEL_DIR -- `make bench`: the engine per precision, then HTTP end
-# to end, the first request after /ready with and without warm-up, small-query
-# latency behind a 2048-input request (http_fairness.py), then one table and one
-# JSON line (tests/bench/summary.py).
+# run.sh MODEL_DIR [V2_MODEL_DIR] -- `make bench`: the engine per precision,
+# then HTTP end to end, the first request after /ready with and without
+# warm-up, small-query latency behind a 2048-input request (http_fairness.py),
+# the engine on a jina-embeddings-v2-base-shaped model when V2_MODEL_DIR is
+# given (f32, and bf16 where the CPU has it), then one table and one JSON line
+# (tests/bench/summary.py).
 # BENCH_QUICK=1 skips the 8192-token shapes and the 1-thread run.
 set -eu
 model=$1
@@ -22,4 +24,9 @@ done
 "$PYTHON" tests/bench/first_request.py --model "$model" --binary "$BUILD/embedserve" | tee -a "$out"
 "$PYTHON" tests/bench/http_fairness.py --model "$model" --binary "$BUILD/embedserve" --dtype f32 \
     --big "${BENCH_FAIR_BIG:-2048}" | tee -a "$out"
+if [ -n "${2:-}" ]; then
+    for d in f32 bf16; do
+        "$BUILD/bench" --model "$2" --dtype "$d" --threads 2 --quick --label v2-base | tee -a "$out"
+    done
+fi
 "$PYTHON" tests/bench/summary.py "$out"

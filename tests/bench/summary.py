@@ -3,8 +3,9 @@ table (2-thread figures; peers from issue 4 for comparison) and one JSON line.""
 import json, sys
 
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-eng = {r["dtype"]: r for r in rows if "dtype" in r and r["threads"] == 2}
-one = [r for r in rows if "dtype" in r and r["threads"] == 1]
+eng = {r["dtype"]: r for r in rows if "dtype" in r and r["threads"] == 2 and "label" not in r}
+one = [r for r in rows if "dtype" in r and r["threads"] == 1 and "label" not in r]
+other = [r for r in rows if "label" in r]
 http = {r["http_dtype"]: r for r in rows if "http_dtype" in r}
 fmt = "%-34s" + " %12s" * 3
 print()
@@ -43,6 +44,11 @@ if fr:
              f["ready_warm_s"], f["ready_cold_s"]))
 if one:
     print("f32 1 thread: batch 32x128 %.1f tok/s" % one[0]["batch_tok_s"])
+for r in other:
+    print("%s (%s, random weights) %s, 2 threads: batch 32x128 %.1f tok/s, query 1x16 p50 %.1f ms, "
+          "document 2048 %.1f tok/s, load %.2f s, peak RSS %.2f GiB"
+          % (r["label"], r["arch"], r["dtype"], r["batch_tok_s"], r["query_p50_ms"], r["doc2048_tok_s"],
+             r["load_s"], r["peak_rss_gib"]))
 print("peers (issue 4, same machine kind): llama.cpp BF16 306 tok/s, PyTorch bf16 403, ONNX fp32 233")
-print(json.dumps({"engine": eng, "engine_1thread": one, "http": http,
+print(json.dumps({"engine": eng, "engine_1thread": one, "http": http, "other_models": other,
                   "first_request": fr[0] if fr else None}))
