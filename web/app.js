@@ -94,7 +94,7 @@ function fillPickers() {
   for (const id of ['taskA', 'taskB']) {
     const sel = $(id), old = sel.value;
     sel.replaceChildren();
-    if (pairs && canPair) sel.append(option('retrieval', 'retrieval (query → passage)'));
+    if (pairs && canPair) sel.append(option('retrieval', 'retrieval (pair)'));
     for (const t of tasks) sel.append(option(t, t));
     sel.append(option('', 'none (no adapter)'));
     /* a choice the user made stays; the first fill with the card's tasks
@@ -110,6 +110,7 @@ function fillPickers() {
   for (const id of ['dimsA', 'dimsB']) {
     const sel = $(id), old = sel.value;
     sel.replaceChildren(...dims.map((d) => option(String(d), String(d))));
+    if (!dims.length) sel.append(option('', 'model default'));
     if ([...sel.options].some((o) => o.value === old)) sel.value = old;
   }
 }
@@ -417,7 +418,10 @@ function plot(canvasId, legendId, named, unit) {
   if (cv.height !== Math.round(hgt * dpr)) cv.height = Math.round(hgt * dpr);
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, w, hgt);
-  const now = Date.now(), span = HISTORY * POLL_MS;
+  /* the last 5 minutes, or less while there is less history (at least 1) */
+  const now = Date.now();
+  const first = named.reduce((a, [, s]) => (s.length && s[0][0] < a ? s[0][0] : a), now);
+  const span = Math.min(HISTORY * POLL_MS, Math.max(60000, Math.ceil((now - first) / 60000) * 60000));
   let max = 0;
   for (const [, s] of named) for (const [, v] of s) if (v != null && v > max) max = v;
   max = max > 0 ? max * 1.15 : 1;
@@ -437,26 +441,28 @@ function plot(canvasId, legendId, named, unit) {
   ctx.textBaseline = 'bottom';
   ctx.fillText(fmt(max) + (unit ? ' ' + unit : ''), padL, padT - 1);
   ctx.textBaseline = 'top';
-  ctx.fillText('−5 min', padL, hgt - padB + 2);
+  ctx.fillText('−' + Math.round(span / 60000) + ' min', padL, hgt - padB + 2);
   ctx.textAlign = 'right';
   ctx.fillText('now', w - padR, hgt - padB + 2);
   ctx.textAlign = 'left';
   named.forEach(([, s], k) => {
     ctx.strokeStyle = COLOURS[k % COLOURS.length];
     ctx.lineWidth = 1.5;
+    ctx.fillStyle = ctx.strokeStyle;
     ctx.beginPath();
-    let pen = false;
-    for (const [t, v] of s) {
-      if (v == null || now - t > span) { pen = false; continue; }
-      if (pen) ctx.lineTo(x(t), y(v));
+    const ok = (i) => i >= 0 && i < s.length && s[i][1] != null && now - s[i][0] <= span;
+    for (let i = 0; i < s.length; i++) {
+      if (!ok(i)) continue;
+      const [t, v] = s[i];
+      if (ok(i - 1)) ctx.lineTo(x(t), y(v));
       else ctx.moveTo(x(t), y(v));
-      pen = true;
+      if (!ok(i - 1) && !ok(i + 1)) ctx.fillRect(x(t) - 1.5, y(v) - 1.5, 3, 3); /* a lone point */
     }
     ctx.stroke();
   });
   const lg = $(legendId);
   lg.replaceChildren(...named.map(([name, s], k) => {
-    const last = s.length ? s[s.length - 1][1] : null;
+    const known = s.filter(([, v]) => v != null), last = known.length ? known[known.length - 1][1] : null;
     const sw = h('span', {className: 'dot'});
     sw.style.backgroundColor = COLOURS[k % COLOURS.length];
     return h('span', {className: 'item', dataset: {series: name}}, sw, name + ' ',

@@ -304,6 +304,10 @@ async function testOpen(browser) {
         check(wide <= 390, "390 px: nothing is wider than the screen", wide);
         await sleep(4500);
         await shot(ph.page, "06-pairs-390x844");
+        await ph.page.evaluate(() => window.scrollTo(0, 0));
+        await ph.page.screenshot({ path: `${SHOTS}/06-pairs-390x844-first-screen.png` });
+        await ph.page.$eval(".run", (e) => e.scrollIntoView());
+        await ph.page.screenshot({ path: `${SHOTS}/06-pairs-390x844-heatmap.png` });
         await checkClean("phone", ph.seen, ph.page);
         await ph.page.close();
     } finally {
