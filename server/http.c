@@ -671,7 +671,7 @@ static enum MHD_Result respond_error(struct req *r, const struct api_error *e) {
         hn = "Retry-After", hv = secs;
     }
     if (status == 405)
-        hn = "Allow", hv = !strcmp(r->route->method, "GET") ? "GET, HEAD"
+        hn = "Allow", hv = !strcmp(r->route->method, "GET")                    ? "GET, HEAD"
                            : !strcmp(r->route->path, "/") && !r->s->cfg->no_ui ? "GET, HEAD, POST"
                                                                                : "POST";
     /* 503 (loading, draining, full) and 501 are the client's or the moment's,
@@ -1059,8 +1059,8 @@ static enum MHD_Result handle_openapi(struct req *r);
 
 /* The page may load only its own files and call only this server; nothing
  * inline, no frames, no forms posted elsewhere. */
-#define UI_CSP                                                                                   \
-    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "               \
+#define UI_CSP                                                                      \
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; " \
     "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 /* GET/HEAD of a web asset: 200 with the bytes (static, not copied), or 304
