@@ -253,6 +253,9 @@ async function testOpen(browser) {
         });
         check(sideBySide, "compare: the two runs are side by side at 1280 px");
         await shot(page, "03-compare-1280x800");
+        await page.screenshot({ path: `${SHOTS}/03-compare-1280x800-first-screen.png` });
+        // the README's picture (docs/img/playground.png): the top of this state
+        await page.screenshot({ path: `${SHOTS}/readme.png`, clip: { x: 0, y: 0, width: 1280, height: 620 } });
 
         // one list, late chunking, no task, second-smallest size
         await page.click("#compare");
