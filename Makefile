@@ -75,7 +75,7 @@ FUZZ_TARGETS = api tokenize model
 
 obj = $(patsubst %.cc,$(BUILD)/%.o,$(patsubst %.c,$(BUILD)/%.o,$(1)))
 LIB_OBJS  = $(call obj,$(ENGINE_SRCS) $(CONFIG_SRCS) $(TOK_SRCS) $(UTIL_SRCS) $(PIPE_SRCS) \
-                      $(CLI_SRCS) $(SERVER_SRCS))
+                      $(CLI_SRCS) $(SERVER_SRCS)) $(BUILD)/gen/web_assets.o
 MAIN_OBJ  = $(call obj,server/main.c)
 TEST_OBJS = $(call obj,$(TEST_SRCS))
 
@@ -124,6 +124,19 @@ $(BUILD)/util/version.o: $(BUILD)/gen/build_commit.h
 $(BUILD)/util/version.o: CPPFLAGS += -I$(BUILD)/gen
 .PHONY: FORCE
 FORCE:
+
+# The page at `/` (web/): its files become byte arrays in a generated C file
+# (scripts/embed_assets.c, built for this machine with HOSTCC, so cross
+# builds work), served by server/web.c. Adding a file to web/ adds it here.
+HOSTCC   ?= cc
+WEB_FILES = $(sort $(wildcard web/*.html web/*.js web/*.css web/*.svg))
+$(BUILD)/gen/embed_assets: scripts/embed_assets.c
+	@mkdir -p $(dir $@)
+	$(HOSTCC) -std=c11 -O1 -Wall -Wextra -o $@ $<
+$(BUILD)/gen/web_assets.c: $(BUILD)/gen/embed_assets $(WEB_FILES) Makefile
+	$(BUILD)/gen/embed_assets $@ $(WEB_FILES)
+$(BUILD)/gen/web_assets.o: $(BUILD)/gen/web_assets.c server/web.h
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 # The engine's kernels rely on auto-vectorisation (see engine/ops.c).
 $(BUILD)/engine/%.o: CFLAGS += -O3
@@ -315,7 +328,7 @@ print-deb-%:
 	@echo $(DEB_$*)
 
 FMT_SRCS = $(sort $(ENGINE_SRCS) $(wildcard engine/arch/*/*.c)) $(CONFIG_SRCS) $(TOK_SRCS) $(UTIL_SRCS) $(PIPE_SRCS) $(CLI_SRCS) \
-           $(wildcard server/*.c) $(TEST_SRCS) $(wildcard */*.h)
+           $(wildcard server/*.c) $(TEST_SRCS) $(wildcard */*.h) scripts/embed_assets.c
 format:
 	clang-format -i $(FMT_SRCS)
 format-check:

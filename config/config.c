@@ -71,6 +71,8 @@ static const struct opt opts[] = {
     {"cors-allow-origin", T_STR, F(cors_allow_origin), 0, 0, "", NULL, "ORIGINS",
      "CORS: \"*\" or a comma-separated list of origins allowed to call from a browser; "
      "empty = off"},
+    {"no-ui", T_BOOL, F(no_ui), 0, 0, "false", NULL, "",
+     "do not serve the page at / (playground and live metrics); GET / is then 405, /ui/* 404"},
     {"strict", T_BOOL, F(strict), 0, 0, "false", NULL, "",
      "reject unknown request fields with 422, as Jina's API does"},
     {"threads", T_INT, F(threads), 0, 1024, "0", NULL, "N",

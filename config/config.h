@@ -75,6 +75,7 @@ struct cfg {
     int64_t max_memory;            /* --max-memory: budget for bodies and queued work (0 = auto) */
     int max_batch_tokens;          /* --max-batch-tokens: tokens per forward pass (16384) */
     int max_queue;                 /* --max-queue: requests admitted before 429 (256) */
+    bool no_ui;                    /* --no-ui: no web page at / (false) */
     bool strict;                   /* --strict: unknown request fields are 422 */
     bool auto_truncate;            /* --auto-truncate: default of `truncate` (false) */
     char *cors_allow_origin;       /* --cors-allow-origin: "*" or origins, comma-separated ("") */

@@ -70,6 +70,7 @@
 #include <microhttpd.h>
 
 #include "server/api.h"
+#include "server/web.h"
 #include "util/clock.h"
 #include "util/log.h"
 
@@ -670,7 +671,10 @@ static enum MHD_Result respond_error(struct req *r, const struct api_error *e) {
         snprintf(secs, sizeof(secs), "%d", retry);
         hn = "Retry-After", hv = secs;
     }
-    if (status == 405) hn = "Allow", hv = !strcmp(r->route->method, "GET") ? "GET, HEAD" : "POST";
+    if (status == 405)
+        hn = "Allow", hv = !strcmp(r->route->method, "GET")                    ? "GET, HEAD"
+                           : !strcmp(r->route->path, "/") && !r->s->cfg->no_ui ? "GET, HEAD, POST"
+                                                                               : "POST";
     /* 503 (loading, draining, full) and 501 are the client's or the moment's,
      * not the server's fault: the access log line records them. */
     if (status >= 500 && status != 503 && status != 501)
@@ -1067,6 +1071,49 @@ static enum MHD_Result handle_version(struct req *r) {
 
 static enum MHD_Result handle_openapi(struct req *r);
 
+/* ---- the page at `/` ------------------------------------------------------ */
+
+/* The page may load only its own files and call only this server; nothing
+ * inline, no frames, no forms posted elsewhere. */
+#define UI_CSP                                                                      \
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; " \
+    "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+/* GET/HEAD of a web asset: 200 with the bytes (static, not copied), or 304
+ * when If-None-Match names its ETag. Browsers revalidate every time
+ * (no-cache), so a new binary's page is never stale. */
+static enum MHD_Result respond_asset(struct req *r, const struct web_asset *a) {
+    const char *inm = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "If-None-Match");
+    bool fresh = inm && strstr(inm, a->etag);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        fresh ? 0 : a->len, fresh ? (void *)"" : (void *)a->data, MHD_RESPMEM_PERSISTENT);
+    if (!resp) return MHD_NO;
+    int status = fresh ? 304 : 200;
+    if (!fresh) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, a->ctype);
+    MHD_add_response_header(resp, "ETag", a->etag);
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    MHD_add_response_header(resp, "Content-Security-Policy", UI_CSP);
+    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+    MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+    MHD_add_response_header(resp, "X-Request-Id", r->id);
+    if (atomic_load(&r->s->draining) || r->close)
+        MHD_add_response_header(resp, "Connection", "close");
+    if (r->has_body) conn_mark_linger(r);
+    r->status = status;
+    atomic_store(&r->phase, PH_ANSWERED);
+    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* The asset a GET or HEAD of path asks for, or NULL (also with --no-ui). */
+static const struct web_asset *ui_asset(const struct http_server *s, const char *method,
+                                        const char *path) {
+    if (s->cfg->no_ui || (strcmp(method, "GET") && strcmp(method, "HEAD"))) return NULL;
+    return web_find(path);
+}
+
 /* ---- routing and auth ---------------------------------------------------- */
 
 static const struct route routes[] = {
@@ -1104,6 +1151,9 @@ static const struct route routes[] = {
 };
 #define N_ROUTES ((int)(sizeof(routes) / sizeof(routes[0])))
 static const struct route route_404 = {"", false, "GET", MET_R_OTHER, false, NULL, -1, ""};
+/* The page at `/` and its files (server/web.h): not in the table, so not in
+ * the OpenAPI document, which describes the API. Open like /health. */
+static const struct route route_ui = {"/", false, "GET", MET_R_OTHER, false, NULL, -1, ""};
 
 int http_route_docs(struct api_route_doc *out, int max) {
     for (int i = 0; i < N_ROUTES && i < max; i++)
@@ -1337,6 +1387,11 @@ static enum MHD_Result on_first_call(struct http_server *s, struct MHD_Connectio
     long long want = cl ? strtoll(cl, NULL, 10) : 0;
     r->has_body = want > 0 || f.n_te;
     if ((f.n_te && !is_chunked(&f)) || f.cl_differ || f.bad_name) return check_framing(r, &f);
+    const struct web_asset *ui = r->raw_bad ? NULL : ui_asset(s, method, url);
+    if (ui) {
+        r->route = &route_ui;
+        return respond_asset(r, ui);
+    }
     const struct route *rt = r->raw_bad ? NULL : find_route(url);
     r->route = rt ? rt : &route_404;
     if (!rt) return respond_code(r, API_ENOTFOUND, NULL, "Not found: no such route.");

@@ -99,7 +99,7 @@ static void put_operation(struct strbuf *s, const struct api_model *m,
                   "{\"schema\":{\"$ref\":\"#/components/schemas/%s\"}}}}",
                   kind_names[rt->kind]);
     size_t pl = strlen(rt->path);
-    if (pl && rt->path[pl - 1] == '/')
+    if (pl > 1 && rt->path[pl - 1] == '/')
         sb_puts(s, ",\"parameters\":[{\"name\":\"id\",\"in\":\"path\",\"required\":true,"
                    "\"schema\":{\"type\":\"string\"}}]");
     sb_puts(s, ",\"responses\":{\"200\":{\"description\":\"OK\"}");
@@ -111,7 +111,7 @@ static void put_operation(struct strbuf *s, const struct api_model *m,
  * becomes "/v1/models/{id}". */
 static void path_name(const struct api_route_doc *rt, char *out, size_t n) {
     size_t pl = strlen(rt->path);
-    if (pl && rt->path[pl - 1] == '/')
+    if (pl > 1 && rt->path[pl - 1] == '/')
         snprintf(out, n, "%s{id}", rt->path);
     else
         snprintf(out, n, "%s", rt->path);

@@ -6,6 +6,9 @@ free loopback port, polls /ready from the start, sends probes, embeddings,
 hostile bytes in the path and X-Request-Id, then checks:
   - /metrics passes `promtool check metrics` (text format) and Python
     prometheus_client's strict OpenMetrics parser (OpenMetrics format);
+  - every metric and label docker/grafana/embedserve.json queries is in
+    /metrics, its queries parse (promtool check rules), and the compose
+    profile's Prometheus config passes promtool and scrapes the replicas;
   - request durations are split by route; build_info and process_* exist
     and are plausible; no two families share a sample name;
   - after SIGTERM, every stderr line is one JSON object; access lines carry
@@ -116,6 +119,108 @@ def samples(text):
     return out
 
 
+# Made by Prometheus itself, not by the server.
+PROM_SYNTHETIC = {"up"}
+# Labels Prometheus adds to every scraped series.
+PROM_TARGET_LABELS = {"job", "instance"}
+
+
+def check_dashboard(text):
+    """docker/grafana/embedserve.json against a live /metrics: every metric
+    its queries name is exposed, with every label they filter or group on;
+    every query parses as PromQL (promtool check rules); the Prometheus
+    config of the compose profile is valid and scrapes the replicas."""
+    import yaml
+    dash = json.load(open("docker/grafana/embedserve.json"))
+    exprs = []
+    for p in dash["panels"]:
+        for t in p.get("targets", []):
+            exprs.append(t["expr"])
+    for v in dash.get("templating", {}).get("list", []):
+        q = v.get("query")
+        exprs.append(q["query"] if isinstance(q, dict) else q)
+    check("the dashboard has queries", len(exprs) >= 20, str(len(exprs)))
+    labels = {}  # sample name -> label names seen
+    for line in text.splitlines():
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? ", line)
+        if m:
+            labels.setdefault(m.group(1), set()).update(re.findall(r'(\w+)="', m.group(3) or ""))
+    words = {"sum", "by", "rate", "histogram_quantile", "count", "max", "label_values", "without",
+             "le", "route", "status", "instance", "job", "on", "ignoring", "and", "or", "unless"}
+    missing, badlab, used = [], [], set()
+    for e in exprs:
+        plain = re.sub(r'"(?:[^"\\]|\\.)*"', '""', e)  # no identifiers inside strings
+        for name in set(re.findall(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()", plain)):
+            if name in words or name.startswith("__") or not ("_" in name or name in PROM_SYNTHETIC):
+                continue
+            if name in PROM_SYNTHETIC:
+                continue
+            used.add(name)
+            if name not in labels:
+                missing.append(name)
+        # label matchers and grouping labels must exist on the metrics of the query
+        names = [n for n in re.findall(r"\b([a-z_:][a-z0-9_:]*)\{", e) if n not in PROM_SYNTHETIC]
+        for n in names:
+            m = re.search(re.escape(n) + r"\{([^}]*)\}", e)
+            for lab in re.findall(r"(\w+)\s*[!=]~?", m.group(1)):
+                if lab not in PROM_TARGET_LABELS and lab not in labels.get(n, set()):
+                    badlab.append((n, lab))
+        for grp in re.findall(r"\bby \(([^)]*)\)", e):
+            for lab in [x.strip() for x in grp.split(",")]:
+                if lab in PROM_TARGET_LABELS:
+                    continue
+                if not any(lab in labels.get(n, set()) for n in names):
+                    badlab.append((names, lab))
+    print("dashboard: %d queries name %d metrics" % (len(exprs), len(used)))
+    check("every metric the dashboard queries is in /metrics", used and not missing, str(missing))
+    check("every label the dashboard filters or groups on is on its metric", not badlab,
+          str(badlab[:5]))
+    fams = {"embedserve_requests_total", "embedserve_request_duration_seconds_bucket",
+            "embedserve_queue_depth", "embedserve_batch_sequences_sum",
+            "process_resident_memory_bytes", "embedserve_dropped_requests_total"}
+    check("the dashboard covers throughput, latency by route, queue, batches, memory, drops",
+          fams <= used, str(sorted(fams - used)))
+    t = tempfile.mkdtemp()
+    rules = {"groups": [{"name": "dashboard", "rules": [
+        {"record": "dashboard:q%d" % i,
+         "expr": e.replace("$__rate_interval", "1m").replace("$instance", ".*")}
+        for i, e in enumerate(exprs) if not e.startswith("label_values(")]}]}
+    rpath = os.path.join(t, "rules.yml")
+    with open(rpath, "w") as f:
+        yaml.safe_dump(rules, f)
+    pt = subprocess.run(["promtool", "check", "rules", rpath], capture_output=True)
+    check("every dashboard query parses as PromQL (promtool check rules)", pt.returncode == 0,
+          (pt.stdout + pt.stderr).decode()[-800:])
+    pc = subprocess.run(["promtool", "check", "config", "docker/prometheus/prometheus.yml"],
+                        capture_output=True)
+    check("promtool check config docker/prometheus/prometheus.yml", pc.returncode == 0,
+          (pc.stdout + pc.stderr).decode()[-800:])
+    prom = yaml.safe_load(open("docker/prometheus/prometheus.yml"))
+    compose = yaml.safe_load(open("docker/compose.yaml"))
+    svcs = compose["services"]
+    server = [n for n, v in svcs.items()
+              if str(v.get("image", "")).startswith("embedserve:") and "entrypoint" not in v]
+    port = server and svcs[server[0]].get("environment", {}).get("EMBEDSERVE_PORT")
+    sd = [c for j in prom["scrape_configs"] for c in j.get("dns_sd_configs", [])]
+    check("Prometheus finds every replica by the server service's DNS name and port",
+          server and sd and sd[0]["names"] == [server[0]] and str(sd[0]["port"]) == str(port)
+          and sd[0].get("type") == "A", str((server, sd, port)))
+    mon = {n: v for n, v in svcs.items() if "monitoring" in v.get("profiles", [])}
+    mounts = {(m["source"], m["target"]) for v in mon.values() for m in v.get("volumes", [])
+              if isinstance(m, dict) and m.get("type") == "bind"}
+    check("the monitoring profile runs Prometheus and Grafana with these files",
+          {"prometheus", "grafana"} <= set(mon) and
+          ("./prometheus/prometheus.yml", "/etc/prometheus/prometheus.yml") in mounts and
+          ("./grafana/embedserve.json", "/var/lib/grafana/dashboards/embedserve.json") in mounts
+          and all(os.path.exists(os.path.join("docker", src)) for src, _ in mounts),
+          str(mounts))
+    ds = yaml.safe_load(open("docker/grafana/provisioning/datasources/prometheus.yaml"))
+    uids = {d["uid"] for d in ds["datasources"]}
+    refs = {t["datasource"]["uid"] for p in dash["panels"] for t in p.get("targets", [])}
+    check("every dashboard query uses the provisioned data source", refs and refs <= uids,
+          str((refs, uids)))
+
+
 def main():
     t = tempfile.mkdtemp()
     errpath = os.path.join(t, "err.log")
@@ -148,6 +253,7 @@ def main():
     print("promtool check metrics (text): exit %d %s" % (pt.returncode,
           (pt.stdout + pt.stderr).decode().strip() or "(no findings)"))
     check("promtool check metrics passes", pt.returncode == 0)
+    check_dashboard(text)
     s = samples(text)
     check("every sample line parses", not any(k[0] == "UNPARSED" for k in s))
     emb = s.get(("embedserve_request_duration_seconds_count",

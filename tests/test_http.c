@@ -782,6 +782,12 @@ static void test_auth_strict_limits(void) {
     http_do(s.port, "GET", "/health", NULL, 0, NULL, 0, &r);
     CHECK(r.status == 200); /* health needs no key */
     resp_free(&r);
+    http_do(s.port, "GET", "/", NULL, 0, NULL, 0, &r);
+    CHECK(r.status == 200 && r.len > 0); /* nor does the page */
+    resp_free(&r);
+    http_do(s.port, "GET", "/ui/app.js", NULL, 0, NULL, 0, &r);
+    CHECK(r.status == 200 && r.len > 0);
+    resp_free(&r);
     char *big = words(1200);
     const char *one[] = {big};
     char *b = body_of(one, 1, NULL);
@@ -1115,7 +1121,7 @@ static void test_openapi(int port) {
         char name[128];
         size_t pl = strlen(docs[i].path);
         snprintf(name, sizeof(name), "%s%s", docs[i].path,
-                 docs[i].path[pl - 1] == '/' ? "{id}" : "");
+                 pl > 1 && docs[i].path[pl - 1] == '/' ? "{id}" : "");
         const cJSON *op = cJSON_GetObjectItem(cJSON_GetObjectItem(paths, name),
                                               !strcmp(docs[i].method, "GET") ? "get" : "post");
         CHECKM(op != NULL, "route %s %s is in the document", docs[i].method, name);
@@ -1148,6 +1154,107 @@ static void test_openapi(int port) {
                cJSON_GetArraySize(props), want);
     }
     cJSON_Delete(j);
+}
+
+/* ---- the page at `/` ------------------------------------------------------ */
+
+/* GET path answers 200 with exactly the bytes of file (under web/), the
+ * content type ctype and the page's headers. */
+static void check_asset(int port, const char *path, const char *file, const char *ctype) {
+    struct resp r;
+    http_do(port, "GET", path, NULL, 0, NULL, 0, &r);
+    size_t n = 0;
+    char *want = test_read_file(file, &n);
+    char ct[160];
+    snprintf(ct, sizeof(ct), "Content-Type: %s", ctype);
+    CHECKM(r.status == 200 && want && r.len == n && !memcmp(r.body, want, n),
+           "GET %s: the bytes of %s (%ld, %zu bytes)", path, file, r.status, r.len);
+    CHECKM(strstr(r.hdr, ct) && strstr(r.hdr, "ETag: \"") &&
+               strstr(r.hdr, "Cache-Control: no-cache") &&
+               strstr(r.hdr, "X-Content-Type-Options: nosniff") &&
+               strstr(r.hdr, "Content-Security-Policy: default-src 'none'; script-src 'self'; "
+                             "style-src 'self'; connect-src 'self';") &&
+               !strstr(r.hdr, "unsafe-"),
+           "GET %s: headers %s", path, r.hdr);
+    free(want);
+    resp_free(&r);
+}
+
+/* The page and its files are served as built from web/; conditional GET,
+ * HEAD; the API at the same paths is untouched; not in the OpenAPI
+ * document (it describes the API). */
+static void test_ui(int port) {
+    check_asset(port, "/", "web/index.html", "text/html; charset=utf-8");
+    check_asset(port, "/ui/app.js", "web/app.js", "text/javascript; charset=utf-8");
+    check_asset(port, "/ui/style.css", "web/style.css", "text/css; charset=utf-8");
+    check_asset(port, "/ui/icon.svg", "web/icon.svg", "image/svg+xml");
+    struct resp r;
+    http_do(port, "GET", "/", NULL, 0, NULL, 0, &r);
+    char etag[64] = "", inm[96];
+    const char *e = strstr(r.hdr, "ETag: ");
+    if (e) sscanf(e + 6, "%63[^\r\n]", etag);
+    resp_free(&r);
+    snprintf(inm, sizeof(inm), "If-None-Match: %s", etag);
+    const char *h[] = {inm, NULL};
+    http_do(port, "GET", "/", NULL, 0, h, 0, &r);
+    CHECKM(*etag && r.status == 304 && r.len == 0, "If-None-Match %s -> %ld", etag, r.status);
+    resp_free(&r);
+    const char *stale[] = {"If-None-Match: \"0000000000000000\"", NULL};
+    http_do(port, "GET", "/", NULL, 0, stale, 0, &r);
+    CHECKM(r.status == 200 && r.len > 0, "a stale ETag gets the page: %ld", r.status);
+    resp_free(&r);
+    http_do(port, "HEAD", "/ui/app.js", NULL, 0, NULL, 0, &r);
+    CHECKM(r.status == 200 && r.len == 0 && strstr(r.hdr, "text/javascript"), "HEAD -> %ld",
+           r.status);
+    resp_free(&r);
+    http_do(port, "GET", "/ui/nope.js", NULL, 0, NULL, 0, &r);
+    cJSON *j = cJSON_Parse(r.body ? r.body : "");
+    check_error(j, r.status, 404, NULL, "an unknown file under /ui/");
+    cJSON_Delete(j);
+    resp_free(&r);
+    http_do(port, "PUT", "/", "{}", 2, NULL, 0, &r);
+    CHECKM(r.status == 405 && strstr(r.hdr, "Allow: GET, HEAD, POST"), "PUT / -> %ld %s", r.status,
+           r.hdr);
+    resp_free(&r);
+    long st;
+    j = post(port, "/", "{\"inputs\":\"a\"}", NULL, &st);
+    CHECKM(st == 200 && cJSON_IsArray(j), "POST / is still TEI's embed: %ld", st);
+    cJSON_Delete(j);
+    http_do(port, "GET", "/openapi.json", NULL, 0, NULL, 0, &r);
+    j = cJSON_Parse(r.body ? r.body : "");
+    const cJSON *root = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "paths"), "/");
+    CHECKM(root && cJSON_GetObjectItem(root, "post") && !cJSON_GetObjectItem(root, "get") &&
+               !strstr(r.body, "/ui/"),
+           "the OpenAPI document has POST / only");
+    cJSON_Delete(j);
+    resp_free(&r);
+}
+
+/* --no-ui: GET / is what it was before the page (405: the root takes TEI's
+ * POST), the files are 404, the API is unchanged. */
+static void test_no_ui(void) {
+    struct test_srv s;
+    const char *args[] = {"--no-ui", NULL};
+    CHECK(server_start(&s, args));
+    struct resp r;
+    http_do(s.port, "GET", "/", NULL, 0, NULL, 0, &r);
+    cJSON *j = cJSON_Parse(r.body ? r.body : "");
+    /* the root is TEI's route: its error shape */
+    CHECKM(r.status == 405 && cJSON_IsString(cJSON_GetObjectItem(j, "error")) &&
+               strstr(r.hdr, "Allow: POST\r") && !strstr(r.hdr, "Content-Security-Policy"),
+           "--no-ui: GET / -> %ld %s", r.status, r.hdr);
+    cJSON_Delete(j);
+    resp_free(&r);
+    http_do(s.port, "GET", "/ui/app.js", NULL, 0, NULL, 0, &r);
+    j = cJSON_Parse(r.body ? r.body : "");
+    check_error(j, r.status, 404, NULL, "--no-ui: /ui/app.js");
+    cJSON_Delete(j);
+    resp_free(&r);
+    long st;
+    j = post(s.port, "/", "{\"inputs\":\"a\"}", NULL, &st);
+    CHECK(st == 200 && cJSON_IsArray(j));
+    cJSON_Delete(j);
+    CHECK(test_srv_stop(&s) == 0);
 }
 
 /* --auto-truncate and --cors-allow-origin (a list, then "*"). */
@@ -1370,6 +1477,7 @@ void test_http(void) {
         test_tei(s.port, &R);
         test_ollama(s.port, &R);
         test_openapi(s.port);
+        test_ui(s.port);
         test_request_timeout(s.port);
         test_concurrency(s.port);
         test_disconnect(s.port);
@@ -1377,6 +1485,7 @@ void test_http(void) {
     }
     test_auth_strict_limits();
     test_auto_truncate_cors();
+    test_no_ui();
     test_queue_and_sigterm();
     test_bad_settings();
     ref_close(&R);
