@@ -66,6 +66,10 @@ struct eng_ctx {
     void *att_buf;
     size_t att_w_cap, att_buf_cap;
     atomic_int next_item; /* attention work queue */
+    /* eng_ctx_cancel counts requests in cancel_req; the engine thread has
+     * honoured those up to cancel_done (a pass stops while they differ) */
+    atomic_uint cancel_req;
+    unsigned cancel_done;
 };
 
 /* ---------- what this forward pass implements ---------- */
@@ -386,14 +390,33 @@ static int att_reserve(struct eng_ctx *c) {
     return 0;
 }
 
-/* One work item = (sequence, head, query tile); items are taken dynamically. */
+/* Has eng_ctx_cancel asked this pass to stop? (Any thread of the team.) */
+static bool cancel_pending(struct eng_ctx *c) {
+    return atomic_load_explicit(&c->cancel_req, memory_order_relaxed) != c->cancel_done;
+}
+
+/* The engine thread's check: a pending request is honoured (used up) here;
+ * one made after this load is left for the next check or pass. */
+static bool cancelled(struct eng_ctx *c) {
+    unsigned r = atomic_load_explicit(&c->cancel_req, memory_order_relaxed);
+    if (r == c->cancel_done) return false;
+    c->cancel_done = r;
+    return true;
+}
+
+void eng_ctx_cancel(struct eng_ctx *c) {
+    atomic_fetch_add_explicit(&c->cancel_req, 1, memory_order_relaxed);
+}
+
+/* One work item = (sequence, head, query tile); items are taken dynamically.
+ * A cancelled pass takes no more items (its output is discarded). */
 static void attention_phase(void *arg, int ith, int nth) {
     struct eng_ctx *c = ((struct rows_job *)arg)->c;
     (void)nth;
     int H = c->m->info.n_embd, nh = c->m->info.n_head, d = H / nh, ld = 3 * H;
     float scale = 1.0f / sqrtf((float)d);
     float *S = c->scores + (size_t)ith * ATT_TILE * c->cap;
-    for (;;) {
+    while (!cancel_pending(c)) {
         int item = atomic_fetch_add(&c->next_item, 1), is = 0;
         /* locate the item: sequences in order, each with nh * tiles items */
         int base = 0;
@@ -456,7 +479,7 @@ static void attention_block(struct eng_ctx *c, const struct eng_layer *L, int n_
 static void ffn_block(struct eng_ctx *c, const struct eng_layer *L, int n_tok) {
     int H = c->m->info.n_embd, F = c->m->info.n_ff;
     ENG_ASSERT(c->m->arch->ffn == ENG_FFN_GELU); /* see enc_ffn_supported */
-    for (int r0 = 0; r0 < n_tok; r0 += FFN_CHUNK) {
+    for (int r0 = 0; r0 < n_tok && !cancel_pending(c); r0 += FFN_CHUNK) {
         int n = n_tok - r0 < FFN_CHUNK ? n_tok - r0 : FFN_CHUNK;
         linear(c, &L->fc1, c->x + (size_t)r0 * H, c->ff, r0, n);
         struct rows_job rj = {c, c->ff, NULL, NULL, NULL, n, F};
@@ -471,11 +494,17 @@ static void add_norm(struct eng_ctx *c, const float *w, const float *b, int n_to
     team_run(c->team, layernorm_phase, &rj);
 }
 
-static void layer_forward(struct eng_ctx *c, const struct eng_layer *L, int n_tok) {
+/* One layer; false (the hidden state then is garbage) when the pass was
+ * cancelled. */
+static bool layer_forward(struct eng_ctx *c, const struct eng_layer *L, int n_tok) {
+    if (cancelled(c)) return false;
     attention_block(c, L, n_tok);
+    if (cancelled(c)) return false;
     add_norm(c, L->ln1_w, L->ln1_b, n_tok);
     ffn_block(c, L, n_tok);
+    if (cancelled(c)) return false;
     add_norm(c, L->ln2_w, L->ln2_b, n_tok);
+    return true;
 }
 
 /* Checks ids, tasks and spans; builds positions, tasks and sequence starts. */
@@ -544,7 +573,10 @@ int eng_encode(struct eng_ctx *c, const struct eng_seq *seqs, int32_t n_seqs) {
     struct embed_job ej = {c};
     team_run(c->team, embed_phase, &ej);
     for (int il = 0; il < c->m->info.n_layer; il++)
-        layer_forward(c, &c->m->layers[il], n_tok);
+        if (!layer_forward(c, &c->m->layers[il], n_tok)) {
+            c->seqs = NULL;
+            return ENG_ECANCELED;
+        }
     mean_pool_spans(c);
     c->seqs = NULL;
     return 0;
