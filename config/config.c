@@ -98,7 +98,8 @@ static const struct opt opts[] = {
     {"trusted-proxies", T_LIST, F(trusted_proxies), 0, 0, "", NULL, "ADDR",
      "addresses or CIDR ranges exempt from --max-conns-per-client (a load balancer)"},
     {"shutdown-timeout", T_INT, F(shutdown_timeout), 0, 3600, "30", NULL, "SECONDS",
-     "on SIGTERM, how long to finish admitted requests before failing them with 503"},
+     "on SIGTERM, how long to finish admitted requests before failing them with 503 (a forward "
+     "pass that would run past it is cancelled)"},
     {"request-timeout", T_INT, F(request_timeout), 0, 86400, "600", NULL, "SECONDS",
      "a request not computed within this (or its X-Request-Timeout header, if shorter) gets 504 "
      "and its queued work is dropped; 0 = none"},
