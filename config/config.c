@@ -636,8 +636,15 @@ static int64_t read_limit(const char *path) {
     return v;
 }
 
-int64_t cfg_memory_limit(void) {
-    int64_t v = read_limit("/sys/fs/cgroup/memory.max");                   /* cgroup v2 */
-    if (!v) v = read_limit("/sys/fs/cgroup/memory/memory.limit_in_bytes"); /* v1 */
+int64_t cfg_cgroup_memory_limit(const char *cgroup_root) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/memory.max", cgroup_root); /* cgroup v2 */
+    int64_t v = read_limit(path);
+    snprintf(path, sizeof(path), "%s/memory/memory.limit_in_bytes", cgroup_root); /* v1 */
+    if (!v) v = read_limit(path);
     return v;
+}
+
+int64_t cfg_memory_limit(void) {
+    return cfg_cgroup_memory_limit("/sys/fs/cgroup");
 }
