@@ -104,7 +104,8 @@ static const struct opt opts[] = {
     {"trusted-proxies", T_LIST, F(trusted_proxies), 0, 0, "", NULL, "ADDR",
      "addresses or CIDR ranges exempt from --max-conns-per-client (a load balancer)"},
     {"shutdown-timeout", T_INT, F(shutdown_timeout), 0, 3600, "30", NULL, "SECONDS",
-     "on SIGTERM, how long to finish admitted requests before failing them with 503"},
+     "on SIGTERM, how long to finish admitted requests before failing them with 503 (a forward "
+     "pass that would run past it is cancelled)"},
     {"request-timeout", T_INT, F(request_timeout), 0, 86400, "600", NULL, "SECONDS",
      "a request not computed within this (or its X-Request-Timeout header, if shorter) gets 504 "
      "and its queued work is dropped; 0 = none"},
@@ -648,8 +649,15 @@ static int64_t read_limit(const char *path) {
     return v;
 }
 
-int64_t cfg_memory_limit(void) {
-    int64_t v = read_limit("/sys/fs/cgroup/memory.max");                   /* cgroup v2 */
-    if (!v) v = read_limit("/sys/fs/cgroup/memory/memory.limit_in_bytes"); /* v1 */
+int64_t cfg_cgroup_memory_limit(const char *cgroup_root) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/memory.max", cgroup_root); /* cgroup v2 */
+    int64_t v = read_limit(path);
+    snprintf(path, sizeof(path), "%s/memory/memory.limit_in_bytes", cgroup_root); /* v1 */
+    if (!v) v = read_limit(path);
     return v;
+}
+
+int64_t cfg_memory_limit(void) {
+    return cfg_cgroup_memory_limit("/sys/fs/cgroup");
 }

@@ -157,4 +157,9 @@ int cfg_cgroup_cpu_limit(const char *cgroup_root, const char *proc_cgroup);
  * derives its budget from. Thread-safe. */
 int64_t cfg_memory_limit(void);
 
+/* cfg_memory_limit with the cgroup mount at cgroup_root ("/sys/fs/cgroup"
+ * there): the container's own cgroup as mounted inside it. A parameter so
+ * tests can feed it a fake tree. Thread-safe. */
+int64_t cfg_cgroup_memory_limit(const char *cgroup_root);
+
 #endif

@@ -73,6 +73,10 @@ struct eng_ctx {
     void *att_buf;
     size_t att_w_cap, att_buf_cap;
     atomic_int next_item; /* attention work queue */
+    /* eng_ctx_cancel counts requests in cancel_req; the engine thread has
+     * honoured those up to cancel_done (a pass stops while they differ) */
+    atomic_uint cancel_req;
+    unsigned cancel_done;
 };
 
 /* ---------- what this forward pass implements ---------- */
@@ -447,7 +451,26 @@ static void alibi_bias(float *S, int nq, int n, int q0, float slope) {
     }
 }
 
-/* One work item = (sequence, head, query tile); items are taken dynamically. */
+/* Has eng_ctx_cancel asked this pass to stop? (Any thread of the team.) */
+static bool cancel_pending(struct eng_ctx *c) {
+    return atomic_load_explicit(&c->cancel_req, memory_order_relaxed) != c->cancel_done;
+}
+
+/* The engine thread's check: a pending request is honoured (used up) here;
+ * one made after this load is left for the next check or pass. */
+static bool cancelled(struct eng_ctx *c) {
+    unsigned r = atomic_load_explicit(&c->cancel_req, memory_order_relaxed);
+    if (r == c->cancel_done) return false;
+    c->cancel_done = r;
+    return true;
+}
+
+void eng_ctx_cancel(struct eng_ctx *c) {
+    atomic_fetch_add_explicit(&c->cancel_req, 1, memory_order_relaxed);
+}
+
+/* One work item = (sequence, head, query tile); items are taken dynamically.
+ * A cancelled pass takes no more items (its output is discarded). */
 static void attention_phase(void *arg, int ith, int nth) {
     struct eng_ctx *c = ((struct rows_job *)arg)->c;
     (void)nth;
@@ -455,7 +478,7 @@ static void attention_phase(void *arg, int ith, int nth) {
     float scale = 1.0f / sqrtf((float)d);
     bool alibi = c->m->arch->pos == ENG_POS_ALIBI;
     float *S = c->scores + (size_t)ith * ATT_TILE * c->cap;
-    for (;;) {
+    while (!cancel_pending(c)) {
         int item = atomic_fetch_add(&c->next_item, 1), is = 0;
         /* locate the item: sequences in order, each with nh * tiles items */
         int base = 0;
@@ -528,7 +551,7 @@ static void ffn_block(struct eng_ctx *c, const struct eng_layer *L, int n_tok) {
     int H = c->m->info.n_embd, F = c->m->info.n_ff;
     enum eng_ffn_kind kind = c->m->arch->ffn;
     ENG_ASSERT(kind == ENG_FFN_GELU || kind == ENG_FFN_GEGLU); /* see enc_ffn_supported */
-    for (int r0 = 0; r0 < n_tok; r0 += FFN_CHUNK) {
+    for (int r0 = 0; r0 < n_tok && !cancel_pending(c); r0 += FFN_CHUNK) {
         int n = n_tok - r0 < FFN_CHUNK ? n_tok - r0 : FFN_CHUNK;
         linear(c, &L->fc1, c->x + (size_t)r0 * H, c->ff, r0, n);
         struct rows_job rj = {c, c->ff, NULL, NULL, NULL, n, F};
@@ -544,8 +567,12 @@ static void add_norm(struct eng_ctx *c, float *x, const float *r, const float *w
     team_run(c->team, layernorm_phase, &rj);
 }
 
-static void layer_forward(struct eng_ctx *c, const struct eng_layer *L, int n_tok) {
+/* One layer; false (the hidden state then is garbage) when the pass was
+ * cancelled. */
+static bool layer_forward(struct eng_ctx *c, const struct eng_layer *L, int n_tok) {
+    if (cancelled(c)) return false;
     attention_block(c, L, n_tok);
+    if (cancelled(c)) return false;
     if (L->ln1b_w) { /* a = LN(attn + x); x = LN2(a + x): the input added twice */
         add_norm(c, c->tmp, c->x, L->ln1_w, L->ln1_b, n_tok);
         add_norm(c, c->x, c->tmp, L->ln1b_w, L->ln1b_b, n_tok);
@@ -553,7 +580,9 @@ static void layer_forward(struct eng_ctx *c, const struct eng_layer *L, int n_to
         add_norm(c, c->x, c->tmp, L->ln1_w, L->ln1_b, n_tok);
     }
     ffn_block(c, L, n_tok);
+    if (cancelled(c)) return false;
     add_norm(c, c->x, c->tmp, L->ln2_w, L->ln2_b, n_tok);
+    return true;
 }
 
 /* Checks ids, tasks and spans; builds positions, tasks and sequence starts. */
@@ -622,7 +651,10 @@ int eng_encode(struct eng_ctx *c, const struct eng_seq *seqs, int32_t n_seqs) {
     struct embed_job ej = {c};
     team_run(c->team, embed_phase, &ej);
     for (int il = 0; il < c->m->info.n_layer; il++)
-        layer_forward(c, &c->m->layers[il], n_tok);
+        if (!layer_forward(c, &c->m->layers[il], n_tok)) {
+            c->seqs = NULL;
+            return ENG_ECANCELED;
+        }
     mean_pool_spans(c);
     c->seqs = NULL;
     return 0;

@@ -18,7 +18,8 @@
  * - A struct eng_model is immutable after eng_model_open returns: any number
  *   of threads may read it (eng_model_info, eng_task_resolve) concurrently.
  * - A struct eng_ctx holds activation buffers and worker threads; it must be
- *   used by one thread at a time (the server's engine thread).
+ *   used by one thread at a time (the server's engine thread). The one
+ *   exception is eng_ctx_cancel, which any thread may call at any time.
  */
 #ifndef EMB_ENGINE_H
 #define EMB_ENGINE_H
@@ -43,7 +44,8 @@ extern "C" {
     X(ENG_ETOOLONG, -102, "the batch exceeds the context's token capacity") \
     X(ENG_ENOMEM, -103, "out of memory")                                    \
     X(ENG_EIO, -104, "model files missing, truncated or inconsistent")      \
-    X(ENG_ENOTASK, -105, "no task of that name")
+    X(ENG_ENOTASK, -105, "no task of that name")                            \
+    X(ENG_ECANCELED, -106, "the forward pass was cancelled (eng_ctx_cancel)")
 enum eng_error {
 #define ENG_ERROR_ENUM(name, value, text) name = (value),
     ENG_FOR_EACH_ERROR(ENG_ERROR_ENUM)
@@ -164,9 +166,20 @@ const struct eng_model *eng_ctx_model(const struct eng_ctx *c);
 /* Runs one forward pass over all `n_seqs` sequences packed together (matrix
  * products over all their tokens, attention within each sequence) and writes
  * each sequence's span means into seq->out (not normalised). The sum of n_ids
- * must not exceed eng_ctx_capacity. Returns 0, ENG_ETOOLONG, or ENG_EINVAL
- * (bad id, task or span; nothing is written then). One thread at a time. */
+ * must not exceed eng_ctx_capacity. Returns 0, ENG_ETOOLONG, ENG_EINVAL
+ * (bad id, task or span; nothing is written then), or ENG_ECANCELED (see
+ * eng_ctx_cancel; nothing is written then either). One thread at a time. */
 int eng_encode(struct eng_ctx *c, const struct eng_seq *seqs, int32_t n_seqs);
+
+/* Asks the eng_encode running on c to stop early: it returns ENG_ECANCELED
+ * at its next check -- before each layer's attention and MLP blocks, between
+ * the MLP's token chunks, and between attention tiles -- so within a fraction
+ * of one layer, without writing any output. If no pass is running, the next
+ * eng_encode on c is the one cancelled (at its first check); the request is
+ * used up by the pass that honours it. Thread-safe and lock-free: the one
+ * function that may run while another thread is inside eng_encode on c (a
+ * shutdown timer, a signal-handling thread). */
+void eng_ctx_cancel(struct eng_ctx *c);
 
 /* Final embedding from a pooled vector: keeps the first `dims` values
  * (Matryoshka; dims <= 0 or > n_embd means all), then L2-normalises them if

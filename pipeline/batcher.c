@@ -23,10 +23,14 @@
  * holds no more tokens than fit before the deadline (at the last pass's
  * tokens per second; at least drain_batch_tokens), and a pass that would
  * end past the deadline is not started: its jobs fail with
- * BATCHER_ESHUTDOWN. On timeout drain sets `fail_all`, and the
- * engine thread completes everything not yet run with BATCHER_ESHUTDOWN
- * after its current pass; jobs that pass completes are delivered.
- * batcher_free then sets `stop` and joins. */
+ * BATCHER_ESHUTDOWN. The pass running when the drain starts is cancelled
+ * at once (eng_ctx_cancel) if it would end past the deadline (estimated at
+ * the last pass's speed), and its sequences are planned again for the time
+ * left, so small jobs still run. On timeout drain sets `fail_all` and
+ * cancels the running pass, which stops within a fraction of a layer; the
+ * engine thread then completes everything not yet computed with
+ * BATCHER_ESHUTDOWN. Jobs whose passes all completed before that are
+ * delivered. batcher_free then sets `stop` and joins. */
 #include "pipeline/batcher.h"
 
 #include <pthread.h>
@@ -52,6 +56,8 @@ struct batcher {
     int waiting;  /* submitted, not yet started */
     bool draining, fail_all, stop;
     double drain_deadline; /* monotonic; set with draining */
+    bool running;          /* a pass is in eng_encode */
+    double pass_end;       /* its estimated end (monotonic; 0 = unknown) */
     pthread_cond_t idle;   /* drain: admitted dropped */
 
     /* Engine thread only. */
@@ -305,8 +311,26 @@ static void run_pass(struct batcher *b) {
         return;
     }
     double t0 = clock_now();
-    int rc = eng_encode(b->ctx, b->seqs, n);
+    pthread_mutex_lock(&b->mu);
+    bool late = b->fail_all; /* the drain timed out while this pass was built */
+    b->running = !late;
+    b->pass_end = b->sec_per_token > 0 ? t0 + b->sec_per_token * (double)toks : 0;
+    pthread_mutex_unlock(&b->mu);
+    int rc = late ? ENG_ECANCELED : eng_encode(b->ctx, b->seqs, n);
     double dt = clock_now() - t0;
+    pthread_mutex_lock(&b->mu);
+    b->running = false;
+    pthread_mutex_unlock(&b->mu);
+    if (rc == ENG_ECANCELED) {
+        /* cut short by the drain (batcher_drain): nothing was computed, so
+         * the pass's sequences go back to their jobs; the next pass is
+         * planned for the time left, or everything fails at the deadline */
+        for (int i = 0; i < n; i++)
+            b->owner[i]->next_seq--;
+        LOG_INFO("shutdown: a pass of %d sequences, %ld tokens was cancelled after %.1f ms", n,
+                 toks, dt * 1e3);
+        return;
+    }
     if (rc) LOG_ERROR("eng_encode failed (%d) on a pass of %d sequences, %ld tokens", rc, n, toks);
     for (int i = 0; i < n; i++) {
         b->owner[i]->seqs_done++;
@@ -365,10 +389,19 @@ void batcher_drain(struct batcher *b, double timeout_s) {
     pthread_mutex_lock(&b->mu);
     b->draining = true;
     b->drain_deadline = clock_now() + timeout_s;
+    /* a pass that cannot end before the deadline is cut now, so the time
+     * left goes to passes that can (it is re-planned with the drain budget) */
+    if (b->running && b->pass_end > b->drain_deadline) {
+        LOG_INFO("shutdown: the running pass would end %.1f s after the timeout: cancelling it",
+                 b->pass_end - b->drain_deadline);
+        eng_ctx_cancel(b->ctx);
+    }
     while (b->admitted > 0) {
         if (pthread_cond_timedwait(&b->idle, &b->mu, &dl) && b->admitted > 0 && !b->fail_all) {
             LOG_WARN("shutdown timeout: failing %d unfinished requests with 503", b->admitted);
             b->fail_all = true;
+            /* the pass running now (if any) stops within a fraction of a layer */
+            if (b->running) eng_ctx_cancel(b->ctx);
             pthread_cond_signal(&b->cond);
             dl.tv_sec += 3600; /* now just wait for the current pass */
         }

@@ -105,9 +105,14 @@ bool batcher_saturated(struct batcher *b);
 
 /* Shutdown step: refuses new reservations, lets admitted jobs finish in
  * passes that shrink (to drain_batch_tokens at least) as the deadline nears,
- * does not start a pass that would end after timeout_s, and then fails the jobs still unfinished
- * with BATCHER_ESHUTDOWN (the running pass always completes, and the jobs it completes are
- * delivered). Returns when nothing is admitted. */
+ * does not start a pass that would end after timeout_s, and then fails the
+ * jobs still unfinished with BATCHER_ESHUTDOWN. A pass that would end after
+ * timeout_s is cancelled in the engine (eng_ctx_cancel): the one running when
+ * the drain starts at once, if its estimate already passes the deadline (its
+ * sequences are then planned again for the time left), any other at the
+ * deadline; so this returns within timeout_s plus a fraction of one layer.
+ * Jobs whose sequences were all computed are delivered. Returns when
+ * nothing is admitted. */
 void batcher_drain(struct batcher *b, double timeout_s);
 
 /* Stops and joins the engine thread and frees the context. Call after

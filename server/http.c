@@ -42,6 +42,9 @@
  *   a duplicate of the socket and drains what the client still sends for up
  *   to LINGER_S, so a client that writes its whole body before reading gets
  *   the answer instead of a reset (nginx's lingering_close).
+ * - a malformed Content-Length, which MHD 0.9.75 answers itself with its
+ *   status line and headers written twice: refuse_bad_length answers it
+ *   from MHD's log callback, once, before MHD writes (see there).
  * MHD runs in poll() mode, not epoll: 0.9.75's edge-triggered epoll loses
  * the EOF of a peer whose last bytes and FIN arrive together (recv reads
  * less than asked, MHD assumes the socket drained and never reads the EOF),
@@ -103,6 +106,10 @@ struct conn {
     bool linger; /* answered before the body was read: drain it at close */
     bool killed; /* shut down by the reaper */
     char addr[INET6_ADDRSTRLEN];
+    /* From the request line (on_uri) until on_completed: the request and the
+     * HTTP thread that runs this connection (MHD never moves it). */
+    struct req *req;
+    pthread_t owner;
 };
 
 #define N_CLIENT_BUCKETS 1024
@@ -1303,6 +1310,12 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
         snprintf(r->raw, sizeof(r->raw), "%s", uri);
         r->raw_bad = raw_url_bad(uri);
     }
+    if (k) {
+        pthread_mutex_lock(&s->conn_mu);
+        k->req = r;
+        k->owner = pthread_self();
+        pthread_mutex_unlock(&s->conn_mu);
+    }
     return r;
 }
 
@@ -1537,6 +1550,12 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     }
     if (atomic_load(&r->phase) == PH_DONE && r->job.status == BATCHER_OK) answer_late_fin(r);
     conn_set(s, c, CS_IDLE);
+    struct conn *k = conn_of(c);
+    if (k) {
+        pthread_mutex_lock(&s->conn_mu);
+        if (k->req == r) k->req = NULL;
+        pthread_mutex_unlock(&s->conn_mu);
+    }
     double ms = (clock_now() - r->t0) * 1e3;
     int status = r->status;
     if (!r->started) { /* MHD refused the request itself (431, 400, 505, ...) */
@@ -1580,9 +1599,67 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
     atomic_fetch_sub(&s->active, 1);
 }
 
+/* Is v a Content-Length MHD 0.9.75 accepts (digits only, at least one,
+ * within 64 bits)? *overflow: digits only, but too many. */
+static bool length_ok(const char *v, bool *overflow) {
+    uint64_t n = 0;
+    const char *p = v;
+    *overflow = false;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        uint64_t d = (uint64_t)(*p - '0');
+        if (n > (UINT64_MAX - d) / 10) *overflow = true;
+        n = n * 10 + d;
+    }
+    if (*p || p == v) *overflow = false;
+    return !*p && p != v && !*overflow;
+}
+
+/* MHD 0.9.75 answers a malformed Content-Length itself (400, or 413 for
+ * digits past 64 bits) before any handler call, and writes that answer's
+ * status line and headers twice (parse_connection_headers queues it, then
+ * the state machine overwrites the state and builds the headers again).
+ * MHD logs the refusal on the HTTP thread of that connection, before it
+ * writes anything: the connections this thread runs that are still in
+ * their headers and carry such a value get the JSON error written here,
+ * then their write side is shut down, so MHD's own answer cannot be sent
+ * (its send fails and it closes the connection; the close lingers, so the
+ * client can read ours). */
+static void refuse_bad_length(struct http_server *s) {
+    struct req *rs[16];
+    int n = 0;
+    pthread_t self = pthread_self();
+    pthread_mutex_lock(&s->conn_mu);
+    for (struct conn *k = s->conns; k && n < 16; k = k->next)
+        if (k->req && !k->killed && k->state == CS_HEADERS && pthread_equal(k->owner, self) &&
+            !k->req->started && atomic_load(&k->req->phase) == PH_RECEIVING)
+            rs[n++] = k->req;
+    pthread_mutex_unlock(&s->conn_mu);
+    /* this thread runs these connections: reading their headers is safe */
+    for (int i = 0; i < n; i++) {
+        struct req *r = rs[i];
+        const char *v =
+            MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        bool overflow;
+        if (!v || length_ok(v, &overflow)) continue;
+        set_request_id(r);
+        char msg[160];
+        if (overflow)
+            snprintf(msg, sizeof(msg),
+                     "The request body (Content-Length %.40s) is larger than the limit of %lld "
+                     "bytes.",
+                     v, (long long)s->cfg->max_body_bytes);
+        else
+            snprintf(msg, sizeof(msg),
+                     "Malformed request: Content-Length '%.40s' is not a decimal number.", v);
+        respond_raw(r, overflow ? API_ETOOLARGE : API_EBADREQ, msg);
+        int fd = client_fd(r->conn);
+        if (fd >= 0) shutdown(fd, SHUT_WR);
+    }
+}
+
 static void mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static void mhd_log(void *cls, const char *fmt, va_list ap) {
-    (void)cls;
+    if (strstr(fmt, "Content-Length' header")) refuse_bad_length(cls);
     char msg[512];
     vsnprintf(msg, sizeof(msg), fmt, ap);
     size_t n = strlen(msg);

@@ -18,7 +18,8 @@
  *   1. http_quiesce: stop accepting connections; requests arriving on open
  *      connections get 503 + Connection: close.
  *   2. batcher_drain: admitted requests finish (after --shutdown-timeout
- *      the ones not yet run get 503); the running pass always completes.
+ *      the ones not yet computed get 503); a pass that would run past the
+ *      timeout is cancelled in the engine (eng_ctx_cancel).
  *      Each finished job resumes its connection, so afterwards no
  *      connection is suspended.
  *   3. http_wait_idle: the resumed connections send their answers.

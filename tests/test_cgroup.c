@@ -1,7 +1,8 @@
 /* test_cgroup.c -- cfg_cgroup_cpu_limit() on fake cgroup trees: cgroup v2
  * cpu.max and v1 cpu.cfs_quota_us/cpu.cfs_period_us, nested cgroups (the
  * smallest quota of a cgroup and its ancestors wins), a container's view (its
- * own cgroup mounted as the root), no quota, unreadable and garbled files.
+ * own cgroup mounted as the root), no quota, unreadable and garbled files;
+ * and cfg_cgroup_memory_limit (v2 memory.max, v1 memory.limit_in_bytes).
  * Part of the config suite. */
 #include "tests/test.h"
 
@@ -48,6 +49,29 @@ static int limit(const char *proc) {
 }
 
 #define V1_DOCKER "12:pids:/docker/abc\n4:cpu,cpuacct:/docker/abc\n0::/\n"
+
+/* The memory limit the --max-memory default derives from, on fake mounts:
+ * v2 memory.max (a number, or "max"), else v1 memory.limit_in_bytes (whose
+ * "unlimited" is a number near 2^63), garbled or missing files. */
+static void memory_limits(void) {
+    char sys[128];
+    snprintf(sys, sizeof(sys), "%s/sys", root);
+    reset();
+    CHECK(cfg_cgroup_memory_limit(sys) == 0); /* nothing mounted */
+    put("sys/memory.max", "max\n");
+    CHECK(cfg_cgroup_memory_limit(sys) == 0);
+    put("sys/memory.max", "3221225472\n"); /* a 3 Gi pod limit */
+    CHECK(cfg_cgroup_memory_limit(sys) == 3221225472LL);
+    put("sys/memory.max", "garbage\n");
+    CHECK(cfg_cgroup_memory_limit(sys) == 0);
+    reset();
+    put("sys/memory/memory.limit_in_bytes", "9223372036854771712\n"); /* v1: no limit */
+    CHECK(cfg_cgroup_memory_limit(sys) == 0);
+    put("sys/memory/memory.limit_in_bytes", "1073741824\n");
+    CHECK(cfg_cgroup_memory_limit(sys) == 1073741824LL);
+    put("sys/memory.max", "2147483648\n"); /* v2 wins where both are there */
+    CHECK(cfg_cgroup_memory_limit(sys) == 2147483648LL);
+}
 
 void test_config_cgroup(void) {
     snprintf(root, sizeof(root), "/tmp/embedserve_cgroupXXXXXX");
@@ -117,6 +141,8 @@ void test_config_cgroup(void) {
     /* The real machine: within [1, online CPUs]. */
     int n = cfg_cpu_count();
     CHECKM(n >= 1 && n <= sysconf(_SC_NPROCESSORS_ONLN), "cfg_cpu_count() = %d", n);
+
+    memory_limits();
 
     char cmd[128];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);

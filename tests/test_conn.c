@@ -10,7 +10,8 @@
  *   answer;
  * - framing that could be read two ways (smuggling) is refused; a body
  *   over the limit is answered 413 while the client still sends it;
- * - request bytes cannot forge or colour log lines; SIGHUP does not kill. */
+ * - request bytes cannot forge or colour log lines; SIGHUP does not kill;
+ * - --request-timeout answers a request still queued at its deadline 504. */
 #include "tests/test.h"
 
 #include <dirent.h>
@@ -529,6 +530,64 @@ static void run_drain_log(void) {
     free(b);
 }
 
+/* --request-timeout (the setting; test_http covers the header): a one-input
+ * request queued behind a pass longer than the timeout (one 3072-token
+ * input) gets 504 REQUEST_TIMEOUT and its work is dropped, while the long
+ * request, computed in a pass that started in time, gets its 200. */
+static void run_request_timeout(void) {
+    struct test_srv s;
+    const char *args[] = {
+        "--request-timeout", "1", "--max-input-tokens", "3072", "--max-batch-tokens", "8192", NULL};
+    bool up = conn_srv_start(&s, args, "test_conn_deadline.log");
+    CHECKM(up, "deadline server did not start (see %s)", s.log);
+    if (!up) return;
+    size_t cap = 64 * 1024, k = 0;
+    char *b = malloc(cap);
+    k += (size_t)sprintf(b + k, "{\"truncate\":true,\"input\":\"");
+    for (int i = 0; i < 4 * 3072; i++) /* truncated to 3072 tokens */
+        k += (size_t)sprintf(b + k, "w%d ", i % 97);
+    k += (size_t)sprintf(b + k, "\"}");
+    char q[512];
+    int qn =
+        snprintf(q, sizeof(q),
+                 "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                 k);
+    int lfd = net_connect(s.port, NULL);
+    double t0 = clock_now();
+    net_send_all(lfd, q, (size_t)qn);
+    net_send_all(lfd, b, k);
+    for (int i = 0; i < 100 && test_srv_metric(s.port, "embedserve_queue_depth") < 1; i++)
+        usleep(20000);
+    usleep(500000); /* admitted, then tokenised (~0.2 s): its pass is running */
+    char q2[512];
+    int n2 =
+        snprintf(q2, sizeof(q2),
+                 "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                 strlen(ONE), ONE);
+    char *r = exchange(s.port, NULL, q2, (size_t)n2, 60000);
+    int st_small = net_final_status(r);
+    bool code = strstr(r, "REQUEST_TIMEOUT") != NULL;
+    free(r);
+    r = net_read(lfd, 60000, false, NULL, NULL);
+    double t_long = clock_now() - t0;
+    int st_long = net_final_status(r);
+    free(r);
+    close(lfd);
+    fprintf(stderr,
+            "conn: --request-timeout 1: a query behind a %.2f s pass got %d, the long request %d\n",
+            t_long, st_small, st_long);
+    CHECKM(t_long > 1.2, "the 3072-token pass took only %.2f s: too short to outlast the timeout",
+           t_long);
+    CHECKM(st_small == 504 && code, "a query past --request-timeout: %d (REQUEST_TIMEOUT %d)",
+           st_small, code);
+    CHECKM(st_long == 200, "the long request computed in time: %d", st_long);
+    CHECK(embed_status(s.port, NULL, 10000) == 200);
+    free(b);
+    CHECKM(test_srv_stop(&s) == 0, "deadline server: exit status after SIGTERM");
+}
+
 /* ---- logs, signals --------------------------------------------------------------------- */
 
 static void run_log_injection(const struct test_srv *s) {
@@ -591,4 +650,5 @@ void test_conn(void) {
     }
     run_client_cap();
     run_drain_log();
+    run_request_timeout();
 }

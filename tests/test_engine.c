@@ -22,10 +22,13 @@
 #include "engine/cpu.h"
 #include "engine/engine_impl.h"
 #include "pipeline/embed.h"
+#include "util/clock.h"
 
 #include <cJSON.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 struct tol {
@@ -336,6 +339,69 @@ static void check_reproducible(struct fixture *fx, const char *dir) {
         emb_plan_deinit(&plans[ic]);
     free(plans), free(seqs), free(batch), free(off), free(ref), free(got);
     eng_ctx_free(c1);
+}
+
+struct cancel_arg {
+    struct eng_ctx *c;
+    double after_s;
+};
+
+static void *cancel_later(void *arg) {
+    struct cancel_arg *a = arg;
+    struct timespec ts = {(time_t)a->after_s,
+                          (long)((a->after_s - (double)(time_t)a->after_s) * 1e9)};
+    nanosleep(&ts, NULL);
+    eng_ctx_cancel(a->c);
+    return NULL;
+}
+
+/* eng_ctx_cancel: a cancelled pass returns ENG_ECANCELED and writes
+ * nothing; the request is used up (the next pass runs and matches a pass
+ * never cancelled, bit for bit); a cancel from another thread stops a
+ * running pass of 1536 tokens long before it would have ended. */
+static void check_cancel(struct fixture *fx) {
+    const struct eng_info *in = eng_model_info(fx->m);
+    int H = in->n_embd, n = eng_ctx_capacity(fx->c) < 1536 ? eng_ctx_capacity(fx->c) : 1536;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)n);
+    float *ref = malloc(sizeof(float) * (size_t)H), *got = malloc(sizeof(float) * (size_t)H);
+    unsigned rnd = 7;
+    for (int i = 0; i < n; i++) {
+        rnd = rnd * 1103515245u + 12345u;
+        ids[i] = 3 + (int32_t)((rnd >> 8) % (unsigned)(in->n_vocab - 3));
+    }
+    ids[0] = 0, ids[n - 1] = 2;
+    struct eng_seq q = {ids, n, in->n_tasks > 0 ? 0 : ENG_TASK_NONE, 0, NULL, ref};
+    double t0 = clock_now();
+    CHECK(eng_encode(fx->c, &q, 1) == 0);
+    double t_full = clock_now() - t0;
+    q.out = got;
+    memset(got, 0x7f, sizeof(float) * (size_t)H);
+    eng_ctx_cancel(fx->c); /* no pass running: the next one is cancelled */
+    CHECK(eng_encode(fx->c, &q, 1) == ENG_ECANCELED);
+    bool untouched = true;
+    for (int j = 0; j < H; j++)
+        untouched &= ((unsigned char *)got)[4 * j] == 0x7f;
+    CHECKM(untouched, "%s: a cancelled pass wrote its output", fx->tol->mode);
+    CHECK(eng_encode(fx->c, &q, 1) == 0); /* the request was used up */
+    CHECKM(!memcmp(ref, got, sizeof(float) * (size_t)H),
+           "%s: the pass after a cancelled one differs from a pass never cancelled", fx->tol->mode);
+    /* from another thread, a tenth into the pass */
+    struct cancel_arg a = {fx->c, t_full / 10};
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, cancel_later, &a) == 0);
+    t0 = clock_now();
+    int rc = eng_encode(fx->c, &q, 1);
+    double t_cut = clock_now() - t0;
+    pthread_join(th, NULL);
+    CHECKM(rc == ENG_ECANCELED && t_cut < t_full * 0.6,
+           "%s: cancelled a tenth into a %.0f ms pass: rc %d after %.0f ms", fx->tol->mode,
+           t_full * 1e3, rc, t_cut * 1e3);
+    fprintf(
+        stderr,
+        "  %-4s cancel: a %d-token pass of %.0f ms, cancelled at %.0f ms, returned at %.0f ms\n",
+        fx->tol->mode, n, t_full * 1e3, a.after_s * 1e3, t_cut * 1e3);
+    CHECK(eng_encode(fx->c, &q, 1) == 0 && !memcmp(ref, got, sizeof(float) * (size_t)H));
+    free(ids), free(ref), free(got);
 }
 
 static void check_refusals(struct fixture *fx) {
@@ -818,6 +884,7 @@ static void run_mode(struct fixture *fx, const char *dir, enum eng_dtype dtype,
             check_info(fx->m, dir);
         }
         check_reproducible(fx, dir);
+        check_cancel(fx);
     }
     fixture_close(fx);
 }

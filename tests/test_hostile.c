@@ -47,11 +47,8 @@ struct rr {
     bool closed; /* the server closed the connection */
 };
 
-/* Reads one response (Content-Length framed, or to EOF). */
-static void rr_read(int fd, struct rr *r, int timeout_ms) {
-    size_t len;
-    memset(r, 0, sizeof(*r));
-    char *buf = net_read(fd, timeout_ms, true, &len, &r->closed);
+/* Parses buf[0..len) (the first response in it) into r; frees buf. */
+static void rr_parse(char *buf, size_t len, struct rr *r) {
     if (len >= 12 && !strncmp(buf, "HTTP/1.", 7)) r->status = atoi(buf + 9);
     char *e = strstr(buf, "\r\n\r\n");
     size_t hl = e ? (size_t)(e - buf) + 4 : len;
@@ -61,6 +58,14 @@ static void rr_read(int fd, struct rr *r, int timeout_ms) {
     memcpy(r->body, buf + hl, r->blen);
     r->body[r->blen] = '\0';
     free(buf);
+}
+
+/* Reads one response (Content-Length framed, or to EOF). */
+static void rr_read(int fd, struct rr *r, int timeout_ms) {
+    size_t len;
+    memset(r, 0, sizeof(*r));
+    char *buf = net_read(fd, timeout_ms, true, &len, &r->closed);
+    rr_parse(buf, len, r);
 }
 
 /* Connect, send req[0..n), read the answer, close. */
@@ -427,11 +432,11 @@ static const struct raw_case raw_cases[] = {
     {"Content-Length over the limit by one", POSTB("Content-Length: 65537\r\n" AUTH, GOODB), 413,
      true, "INPUT_PAYLOAD_TOO_LARGE", NULL},
     {"Content-Length 2^64+", POSTB("Content-Length: 99999999999999999999999\r\n" AUTH, GOODB), 413,
-     false, NULL, NULL},
-    {"Content-Length negative", POSTB("Content-Length: -1\r\n" AUTH, GOODB), 400, false, NULL,
-     NULL},
-    {"Content-Length not a number", POSTB("Content-Length: abc\r\n" AUTH, GOODB), 400, false, NULL,
-     NULL},
+     true, "INPUT_PAYLOAD_TOO_LARGE", NULL},
+    {"Content-Length negative", POSTB("Content-Length: -1\r\n" AUTH, GOODB), 400, true,
+     "INPUT_INVALID", NULL},
+    {"Content-Length not a number", POSTB("Content-Length: abc\r\n" AUTH, GOODB), 400, true,
+     "INPUT_INVALID", NULL},
     /* both framings: a front proxy may read it the other way (smuggling) */
     {"Content-Length and chunked",
      POSTB("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n" AUTH,
@@ -452,6 +457,69 @@ static const struct raw_case raw_cases[] = {
      NULL},
     {"request line only", "GET\r\n\r\n", 0, false, NULL, NULL},
 };
+
+/* A malformed Content-Length gets exactly one answer: everything the server
+ * sends until it closes holds one status line (MHD 0.9.75 alone writes its
+ * status line and headers twice). Sent with and without a body, and on a
+ * second connection while the first is still open. */
+static void run_bad_lengths(const struct test_srv *s) {
+    static const struct {
+        const char *value;
+        int status;
+        const char *code;
+    } bad[] = {
+        {"abc", 400, "INPUT_INVALID"}, {"99999999999999999999999", 413, "INPUT_PAYLOAD_TOO_LARGE"},
+        {"-1", 400, "INPUT_INVALID"},  {"1 2", 400, "INPUT_INVALID"},
+        {"+5", 400, "INPUT_INVALID"},  {"", 400, "INPUT_INVALID"},
+        {"13x", 400, "INPUT_INVALID"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        for (int with_body = 0; with_body < 2; with_body++) {
+            char q[512], what[96];
+            snprintf(q, sizeof(q),
+                     "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\n" AUTH
+                     "Content-Length: %s\r\n\r\n%s",
+                     bad[i].value, with_body ? GOODB : "");
+            snprintf(what, sizeof(what), "Content-Length '%s'%s", bad[i].value,
+                     with_body ? " and a body" : "");
+            int idle = net_connect(s->port, NULL); /* another connection of the server */
+            int fd = net_connect(s->port, NULL);
+            net_send_all(fd, q, strlen(q));
+            size_t len;
+            struct rr r;
+            memset(&r, 0, sizeof(r));
+            char *buf = net_read(fd, 8000, false, &len, &r.closed);
+            int lines = 0;
+            for (const char *p = buf; (p = strstr(p, "HTTP/1.")); p++)
+                lines++;
+            CHECKM(lines == 1, "%s: %d status lines in: %.400s", what, lines, buf);
+            CHECKM(r.closed, "%s: the connection is not closed", what);
+            rr_parse(buf, len, &r);
+            check_json_error(what, &r, bad[i].status, bad[i].code);
+            rr_free(&r);
+            close(fd);
+            if (idle >= 0) close(idle);
+            n_bad++;
+        }
+    /* whitespace before the colon: MHD refuses the line itself, once */
+    const char *q =
+        "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\n" AUTH "Content-Length : 13\r\n\r\n" GOODB;
+    int fd = net_connect(s->port, NULL);
+    net_send_all(fd, q, strlen(q));
+    size_t len;
+    bool closed = false;
+    char *buf = net_read(fd, 8000, false, &len, &closed);
+    int lines = 0;
+    for (const char *p = buf; (p = strstr(p, "HTTP/1.")); p++)
+        lines++;
+    CHECKM(lines == 1 && net_final_status(buf) == 400 && closed,
+           "space before the colon: %d status lines, status %d, closed %d", lines,
+           net_final_status(buf), closed);
+    free(buf);
+    close(fd);
+    n_bad++;
+    check_good_after("malformed Content-Length", s);
+}
 
 static void run_raw_cases(const struct test_srv *s) {
     for (size_t i = 0; i < sizeof(raw_cases) / sizeof(raw_cases[0]); i++) {
@@ -723,6 +791,7 @@ void test_hostile(void) {
         run_ok_cases(&s);
         run_nesting(&s);
         run_raw_cases(&s);
+        run_bad_lengths(&s);
         run_auth_ok(&s);
         run_big(&s);
         run_slowloris(&s);
