@@ -254,3 +254,97 @@ out:
     eng_model_close(m);
     tok_close(t);
 }
+
+/* ---- tokenizer.json (Hugging Face) ------------------------------------ */
+
+/* The committed tokenizer.json fixtures (tests/tokref/gen_tokenizer_json.mjs
+ * made them with Hugging Face's tokenizers): the shapes of the v2 models. */
+static const char *const hf_kinds[] = {"wordpiece", "wordpiece-cased", "bpe", "bpe-zh"};
+#define N_HF_KINDS ((int)(sizeof(hf_kinds) / sizeof(hf_kinds[0])))
+
+static tok *hf_open(const char *kind) {
+    char path[256], err[512] = "";
+    snprintf(path, sizeof(path), "tests/data/tokenizers/%s.json", kind);
+    tok *t = tok_open(path, err, sizeof(err));
+    CHECKM(t != NULL, "%s: %s", kind, err);
+    return t;
+}
+
+static int hexval(char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* One corpus line of reference.mjs: hex UTF-8, a tab, ids. Returns the
+ * number of ids (text into *text, malloc'ed) or -1. */
+static int parse_ref_line(char *line, char **text, size_t *tlen, int32_t *ids, int max) {
+    char *tab = strchr(line, '\t');
+    if (!tab) return -1;
+    size_t n = (size_t)(tab - line) / 2;
+    char *s = malloc(n + 1);
+    for (size_t i = 0; i < n; i++)
+        s[i] = (char)(hexval(line[2 * i]) * 16 + hexval(line[2 * i + 1]));
+    s[n] = '\0';
+    *text = s, *tlen = n;
+    int k = 0;
+    for (char *p = tab + 1; *p && k < max;) {
+        char *e;
+        long v = strtol(p, &e, 10);
+        if (e == p) break;
+        ids[k++] = (int32_t)v;
+        p = e;
+    }
+    return k;
+}
+
+/* Every corpus text gives the ids Hugging Face's tokenizers gives (the
+ * sequence tokens included): tests/stage_tokref.sh writes the reference ids
+ * into TOKREF_DIR with the npm package, then runs this suite. */
+void test_tokref(void) {
+    const char *dir = test_env("TOKREF_DIR", "build/tokref");
+    enum { MAXID = 1 << 16 };
+    int32_t *want = malloc(sizeof(int32_t) * MAXID);
+    for (int k = 0; k < N_HF_KINDS; k++) {
+        char path[512];
+        snprintf(path, sizeof(path), "%s/%s.ids", dir, hf_kinds[k]);
+        char *data = test_read_file(path, NULL);
+        CHECKM(data != NULL, "%s: missing (made by tests/stage_tokref.sh)", path);
+        tok *t = hf_open(hf_kinds[k]);
+        if (!data || !t) {
+            free(data);
+            tok_close(t);
+            continue;
+        }
+        int lines = 0, bad = 0;
+        for (char *line = strtok(data, "\n"); line; line = strtok(NULL, "\n")) {
+            char *text;
+            size_t tlen;
+            int nw = parse_ref_line(line, &text, &tlen, want, MAXID);
+            if (nw < 0) continue;
+            int32_t *got = NULL;
+            int32_t n = tok_encode_alloc(t, text, tlen, &got);
+            bool same = n >= 0 && n + 2 == nw && want[0] == tok_bos(t) &&
+                        want[nw - 1] == tok_eos(t) &&
+                        (n == 0 || !memcmp(got, want + 1, sizeof(int32_t) * (size_t)n));
+            if (!same && bad++ < 5) {
+                fprintf(stderr, "  %s: text \"%.80s\"%s\n    want", hf_kinds[k], text,
+                        tlen > 80 ? "..." : "");
+                for (int i = 0; i < nw && i < 40; i++)
+                    fprintf(stderr, " %d", want[i]);
+                fprintf(stderr, "\n    got  %d", tok_bos(t));
+                for (int i = 0; i < n && i < 39; i++)
+                    fprintf(stderr, " %d", got[i]);
+                fprintf(stderr, " %d (%d ids)\n", tok_eos(t), n);
+            }
+            free(got);
+            free(text);
+            lines++;
+        }
+        fprintf(stderr, "  %s: %d of %d corpus texts equal the reference\n", hf_kinds[k],
+                lines - bad, lines);
+        CHECKM(lines >= 1000 && bad == 0, "%s: %d of %d texts differ from tokenizers", hf_kinds[k],
+               bad, lines);
+        free(data);
+        tok_close(t);
+    }
+    free(want);
+}

@@ -1,4 +1,5 @@
-// tokenizer_spm.cc -- the only C++ file: wraps libsentencepiece behind tokenizer.h.
+// tokenizer_spm.cc -- the only C++ file: wraps libsentencepiece behind tokenizer.h
+// (reached through tokenizer.c for a directory with sentencepiece.bpe.model).
 //
 // Id mapping (transformers' XLMRobertaTokenizer, fairseq_offset = 1):
 //   spm 0 (<unk>) -> 3; spm 1 (<s>) -> 0; spm 2 (</s>) -> 2; spm i >= 3 -> i + 1;
@@ -7,6 +8,7 @@
 // many threads after Load (google/sentencepiece#207, #657).
 
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/tok_impl.h"
 
 #include <sentencepiece_processor.h>
 
@@ -23,10 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-// The largest tokenizer file accepted (XLM-R's is 5 MB).
-#define TOK_MODEL_MAX_BYTES (64L << 20)
-
-struct tok {
+struct tok_spm {
     sentencepiece::SentencePieceProcessor sp;
     int32_t n_pieces;
     bool chunkable; // text may be cut before an ASCII space (see tok_encode_prefix)
@@ -41,7 +40,7 @@ static int32_t map_id(int spm_id) {
     }
 }
 
-static int encode_pieces(const tok *t, const char *text, size_t len, std::vector<int> &out);
+static int encode_pieces(const tok_spm *t, const char *text, size_t len, std::vector<int> &out);
 
 // Whether tokens(a + " " + b) == tokens(a) ++ tokens(" " + b) for this model:
 // true when its normaliser removes extra whitespace (so a chunk's trailing
@@ -50,7 +49,7 @@ static int encode_pieces(const tok *t, const char *text, size_t len, std::vector
 // and no piece spans a word marker (pieces only start with it). Probed on a
 // few strings rather than read from the model proto, whose header Debian
 // does not ship.
-static bool probe_chunkable(const tok *t) {
+static bool probe_chunkable(const tok_spm *t) {
     static const char *const cuts[][2] = {
         {"ab", " cd"}, {"ab", "  cd"}, {"ab ", " cd"}, {"the", " quick brown"}, {"x.", " y"}};
     for (const auto &c : cuts) {
@@ -65,8 +64,8 @@ static bool probe_chunkable(const tok *t) {
     return true;
 }
 
-extern "C" tok *tok_open(const char *path, char *err, size_t errlen) {
-    tok *t = new (std::nothrow) tok;
+extern "C" tok_spm *tok_spm_open(const char *path, char *err, size_t errlen) {
+    tok_spm *t = new (std::nothrow) tok_spm;
     if (!t) {
         snprintf(err, errlen, "%s: out of memory", path);
         return nullptr;
@@ -82,7 +81,7 @@ extern "C" tok *tok_open(const char *path, char *err, size_t errlen) {
         return nullptr;
     }
     close(fd);
-    if (!S_ISREG(sb.st_mode) || sb.st_size > TOK_MODEL_MAX_BYTES) {
+    if (!S_ISREG(sb.st_mode) || sb.st_size > TOK_FILE_MAX_BYTES) {
         snprintf(err, errlen, "%s: sentencepiece model %s", path,
                  S_ISREG(sb.st_mode) ? "larger than 64 MiB" : "is not a regular file");
         delete t;
@@ -108,28 +107,15 @@ extern "C" tok *tok_open(const char *path, char *err, size_t errlen) {
     return t;
 }
 
-extern "C" tok *tok_open_dir(const char *dir, char *err, size_t errlen) {
-    std::string path = std::string(dir) + "/" TOK_MODEL_FILE;
-    return tok_open(path.c_str(), err, errlen);
-}
-
-extern "C" int32_t tok_bos(const tok *) {
-    return TOK_BOS;
-}
-
-extern "C" int32_t tok_eos(const tok *) {
-    return TOK_EOS;
-}
-
-extern "C" void tok_close(tok *t) {
+extern "C" void tok_spm_close(tok_spm *t) {
     delete t;
 }
 
-extern "C" int32_t tok_n_vocab(const tok *t) {
+extern "C" int32_t tok_spm_n_vocab(const tok_spm *t) {
     return t->n_pieces + 2;
 }
 
-static int encode_pieces(const tok *t, const char *text, size_t len, std::vector<int> &out) {
+static int encode_pieces(const tok_spm *t, const char *text, size_t len, std::vector<int> &out) {
     try {
         auto st = t->sp.Encode(absl::string_view(text, len), &out);
         return st.ok() ? 0 : -1;
@@ -138,8 +124,8 @@ static int encode_pieces(const tok *t, const char *text, size_t len, std::vector
     }
 }
 
-extern "C" int32_t tok_encode(const tok *t, const char *text, size_t len, int32_t *ids,
-                              int32_t n_max) {
+extern "C" int32_t tok_spm_encode(const tok_spm *t, const char *text, size_t len, int32_t *ids,
+                                  int32_t n_max) {
     std::vector<int> v;
     if (encode_pieces(t, text, len, v) != 0 || v.size() > INT32_MAX) return TOK_EFAIL;
     int32_t n = (int32_t)v.size();
@@ -149,7 +135,8 @@ extern "C" int32_t tok_encode(const tok *t, const char *text, size_t len, int32_
     return n;
 }
 
-extern "C" int32_t tok_encode_alloc(const tok *t, const char *text, size_t len, int32_t **out) {
+extern "C" int32_t tok_spm_encode_alloc(const tok_spm *t, const char *text, size_t len,
+                                        int32_t **out) {
     *out = nullptr;
     std::vector<int> v;
     if (encode_pieces(t, text, len, v) != 0 || v.size() > INT32_MAX) return TOK_EFAIL;
@@ -185,7 +172,7 @@ static size_t utf8_start(const char *s, size_t i, size_t lo) {
     return i;
 }
 
-static int encode_chunk(const tok *t, const std::string &head, const char *s, size_t len,
+static int encode_chunk(const tok_spm *t, const std::string &head, const char *s, size_t len,
                         std::vector<int> &out) {
     if (head.empty()) return encode_pieces(t, s, len, out);
     std::string buf = head;
@@ -195,7 +182,7 @@ static int encode_chunk(const tok *t, const std::string &head, const char *s, si
 
 // A long space-free run text[0..run): the first `need` ids of head + run, or
 // fewer when the run has fewer (then exactly all of them). 0 or -1.
-static int encode_long_run(const tok *t, const std::string &head, const char *s, size_t run,
+static int encode_long_run(const tok_spm *t, const std::string &head, const char *s, size_t run,
                            size_t need, std::vector<int> &out) {
     size_t k = utf8_start(s, CHUNK, 1);
     while (k + DELTA < run) {
@@ -234,8 +221,9 @@ struct id_buf {
     }
 };
 
-extern "C" int32_t tok_encode_prefix(const tok *t, const char *head, size_t hlen, const char *text,
-                                     size_t len, int32_t max_ids, int32_t **out, bool *more) {
+extern "C" int32_t tok_spm_encode_prefix(const tok_spm *t, const char *head, size_t hlen,
+                                         const char *text, size_t len, int32_t max_ids,
+                                         int32_t **out, bool *more) {
     *out = nullptr;
     *more = false;
     if (max_ids < 0) return TOK_EFAIL;
@@ -283,7 +271,7 @@ extern "C" int32_t tok_encode_prefix(const tok *t, const char *head, size_t hlen
     return (int32_t)ids.n;
 }
 
-extern "C" const char *tok_piece(const tok *t, int32_t id) {
+extern "C" const char *tok_spm_piece(const tok_spm *t, int32_t id) {
     static const char *fixed[] = {"<s>", "<pad>", "</s>", "<unk>"};
     if (id >= 0 && id < 4) return fixed[id];
     if (id == t->n_pieces + 1) return "<mask>";
