@@ -9,6 +9,8 @@
 #include "tokenizer/tokenizer.h"
 
 #include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <time.h>
 #include <stdlib.h>
@@ -120,9 +122,9 @@ static bool ids_equal(const int32_t *a, int32_t na, const int32_t *b, int32_t nb
 
 /* tok_encode_prefix gives exactly the first max_ids ids of tokenising the
  * whole string, for many random limits (i.e. cut points) and for the
- * unlimited case, over texts long enough to be cut into chunks; and it
- * does not tokenise what the limit cannot use (time). */
-static void prefix_cases(const tok *t) {
+ * unlimited case, over texts long enough to be cut into chunks (more than
+ * min_ids ids); and it does not tokenise what the limit cannot use (time). */
+static void prefix_cases(const tok *t, int32_t min_ids) {
     size_t len;
     char *text = long_text(600 * 1024, &len, 7);
     static const char head[] = "Represent the query for retrieving evidence documents: ";
@@ -133,7 +135,7 @@ static void prefix_cases(const tok *t) {
     int32_t *all = NULL, *whole = NULL, *got = NULL;
     int32_t n_all = tok_encode_alloc(t, joined, hl + len, &all);
     int32_t n_plain = tok_encode_alloc(t, text, len, &whole);
-    CHECK(n_all > 50000 && n_plain > 50000);
+    CHECKM(n_all > min_ids && n_plain > min_ids, "%d and %d ids", n_all, n_plain);
     bool more = true;
     int32_t n = tok_encode_prefix(t, head, hl, text, len, INT32_MAX, &got, &more);
     CHECKM(!more && ids_equal(got, n, all, n_all), "unlimited: %d ids vs %d whole", n, n_all);
@@ -231,6 +233,129 @@ static void concurrency_case(const tok *t) {
     CHECKM(bad == 0, "8 threads x 200 encodings: %d differ from single-threaded", bad);
 }
 
+/* ---- tokenizer.json (Hugging Face) ------------------------------------ */
+
+/* The committed tokenizer.json fixtures (tests/tokref/gen_tokenizer_json.mjs
+ * made them with Hugging Face's tokenizers): the shapes of the v2 models. */
+static const char *const hf_kinds[] = {"wordpiece", "wordpiece-cased", "bpe", "bpe-zh"};
+#define N_HF_KINDS ((int)(sizeof(hf_kinds) / sizeof(hf_kinds[0])))
+
+static tok *hf_open(const char *kind) {
+    char path[256], err[512] = "";
+    snprintf(path, sizeof(path), "tests/data/tokenizers/%s.json", kind);
+    tok *t = tok_open(path, err, sizeof(err));
+    CHECKM(t != NULL, "%s: %s", kind, err);
+    return t;
+}
+
+/* writes text with the first `from` after `anchor` replaced by `to` into
+ * path, then opens it: NULL is expected, with `want` in the reason */
+static void hf_refused(const char *text, const char *anchor, const char *from, const char *to,
+                       const char *path, const char *want) {
+    const char *a = strstr(text, anchor), *f = a ? strstr(a, from) : NULL;
+    CHECKM(f != NULL, "fixture has no \"%s\" after \"%s\"", from, anchor);
+    if (!f) return;
+    FILE *o = fopen(path, "w");
+    fwrite(text, 1, (size_t)(f - text), o);
+    fputs(to, o);
+    fputs(f + strlen(from), o);
+    fclose(o);
+    char err[512] = "";
+    tok *t = tok_open(path, err, sizeof(err));
+    CHECKM(t == NULL && strstr(err, want), "%s -> %s: refused with \"%s\" (%s)", from, to, want,
+           err);
+    tok_close(t);
+}
+
+static void hf_refusals(void) {
+    char dir[] = "/tmp/tokhf-XXXXXX", path[256], err[512] = "";
+    CHECK(mkdtemp(dir) != NULL);
+    char *wp = test_read_file("tests/data/tokenizers/wordpiece.json", NULL);
+    char *bpe = test_read_file("tests/data/tokenizers/bpe.json", NULL);
+    snprintf(path, sizeof(path), "%s/x.json", dir);
+    if (wp && bpe) {
+        hf_refused(wp, "\"normalizer\"", "\"BertNormalizer\"", "\"NFKC\"", path,
+                   "normalizer \"NFKC\" is not supported");
+        hf_refused(wp, "\"pre_tokenizer\"", "\"BertPreTokenizer\"", "\"Metaspace\"", path,
+                   "pre_tokenizer \"Metaspace\" is not supported");
+        hf_refused(wp, "\"model\"", "\"WordPiece\"", "\"Unigram\"", path,
+                   "model \"Unigram\" is not supported");
+        hf_refused(wp, "\"post_processor\"", "\"TemplateProcessing\"", "\"ByteLevel\"", path,
+                   "post_processor \"ByteLevel\" is not supported");
+        hf_refused(wp, "\"post_processor\"", "\"Sequence\"", "\"Fake\"", path,
+                   "TemplateProcessing is supported only");
+        hf_refused(bpe, "\"model\"", "\"dropout\": null", "\"dropout\": 0.1", path, "dropout");
+        hf_refused(bpe, "\"model\"", "\"byte_fallback\": false", "\"byte_fallback\": true", path,
+                   "byte_fallback");
+        hf_refused(bpe, "\"post_processor\"", "{", "null, \"x\": {", path, "no post_processor");
+        hf_refused(bpe, "\"merges\"", "]", "", path, "not valid JSON");
+    }
+    free(wp);
+    free(bpe);
+    /* a FIFO is refused at once rather than blocking the load */
+    snprintf(path, sizeof(path), "%s/fifo.json", dir);
+    CHECK(mkfifo(path, 0600) == 0);
+    CHECK(tok_open(path, err, sizeof(err)) == NULL && strstr(err, "not a regular file"));
+    unlink(path);
+    /* a directory with only tokenizer.json opens it; an empty one names both */
+    CHECK(tok_open_dir(dir, err, sizeof(err)) == NULL && strstr(err, TOK_MODEL_FILE) &&
+          strstr(err, TOK_HF_FILE));
+    snprintf(path, sizeof(path), "%s/" TOK_HF_FILE, dir);
+    char *src = test_read_file("tests/data/tokenizers/bpe.json", NULL);
+    FILE *o = fopen(path, "w");
+    if (src && o) fputs(src, o);
+    if (o) fclose(o);
+    free(src);
+    tok *t = tok_open_dir(dir, err, sizeof(err));
+    CHECKM(t && tok_bos(t) == 0 && tok_eos(t) == 2, "tok_open_dir with tokenizer.json: %s", err);
+    tok_close(t);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/x.json", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* the sequence tokens, the vocabulary, the buffer contract, invalid UTF-8 */
+static void hf_layout(tok *t, const char *kind) {
+    bool wp = !strncmp(kind, "wordpiece", 9);
+    CHECK(tok_n_vocab(t) == 4000);
+    CHECK(tok_bos(t) == (wp ? 2 : 0) && tok_eos(t) == (wp ? 3 : 2));
+    CHECK(!strcmp(tok_piece(t, tok_bos(t)), wp ? "[CLS]" : "<s>") &&
+          !strcmp(tok_piece(t, tok_eos(t)), wp ? "[SEP]" : "</s>"));
+    CHECK(!strcmp(tok_piece(t, 4000), "") && !strcmp(tok_piece(t, -1), ""));
+    int32_t ids[64], ids2[64];
+    int full = tok_encode(t, samples[0], strlen(samples[0]), ids, 64);
+    CHECK(full > 1 && tok_encode(t, samples[0], strlen(samples[0]), ids, 1) == -full);
+    CHECK(tok_encode(t, "", 0, ids, 64) == 0);
+    /* each invalid UTF-8 sequence reads as U+FFFD */
+    static const char bad[] = "ab\xff cd\xe2\x82 x\xc0\xafy";
+    static const char fixed[] = "ab\xef\xbf\xbd cd\xef\xbf\xbd x\xef\xbf\xbd\xef\xbf\xbdy";
+    int nb = tok_encode(t, bad, sizeof(bad) - 1, ids, 64);
+    int nf = tok_encode(t, fixed, sizeof(fixed) - 1, ids2, 64);
+    CHECKM(nb > 0 && ids_equal(ids, nb, ids2, nf), "%s: invalid UTF-8 as U+FFFD", kind);
+    /* the post-processor's tokens typed in the text are those tokens */
+    const char *special = wp ? "x [SEP] y" : "x </s> y";
+    int ns = tok_encode(t, special, strlen(special), ids, 64), found = 0;
+    for (int i = 0; i < ns; i++)
+        found |= ids[i] == tok_eos(t);
+    CHECKM(found, "%s: \"%s\" contains the sequence end token", kind, special);
+}
+
+static void hf_cases(void) {
+    hf_refusals();
+    for (int k = 0; k < N_HF_KINDS; k++) {
+        tok *t = hf_open(hf_kinds[k]);
+        if (!t) continue;
+        hf_layout(t, hf_kinds[k]);
+        if (k == 0 || k == 2) { /* one WordPiece, one byte-level BPE */
+            /* WordPiece makes one [UNK] of each 70 KB space-free run */
+            prefix_cases(t, 10000);
+            concurrency_case(t);
+        }
+        tok_close(t);
+    }
+}
+
 void test_tokenizer(void) {
     const char *dir = test_env("TESTMODEL", "build/testmodel");
     char path[4096], err[512] = "";
@@ -248,26 +373,12 @@ void test_tokenizer(void) {
     CHECK(tok_n_vocab(t) == eng_model_info(m)->n_vocab);
     layout_cases(t);
     truncation_cases(t, m);
-    prefix_cases(t);
+    prefix_cases(t, 50000);
     concurrency_case(t);
 out:
     eng_model_close(m);
     tok_close(t);
-}
-
-/* ---- tokenizer.json (Hugging Face) ------------------------------------ */
-
-/* The committed tokenizer.json fixtures (tests/tokref/gen_tokenizer_json.mjs
- * made them with Hugging Face's tokenizers): the shapes of the v2 models. */
-static const char *const hf_kinds[] = {"wordpiece", "wordpiece-cased", "bpe", "bpe-zh"};
-#define N_HF_KINDS ((int)(sizeof(hf_kinds) / sizeof(hf_kinds[0])))
-
-static tok *hf_open(const char *kind) {
-    char path[256], err[512] = "";
-    snprintf(path, sizeof(path), "tests/data/tokenizers/%s.json", kind);
-    tok *t = tok_open(path, err, sizeof(err));
-    CHECKM(t != NULL, "%s: %s", kind, err);
-    return t;
+    hf_cases();
 }
 
 static int hexval(char c) {

@@ -71,6 +71,7 @@ def main():
     w(',\n'.join('    ' + ', '.join('0x%X' % r[0] for r in ranges[i:i + 10]) for i in range(0, len(ranges), 10)) + '};')
     w('static const uint16_t uni_flag_val[%d] = {' % len(ranges))
     w(',\n'.join('    ' + ', '.join(str(r[1]) for r in ranges[i:i + 16]) for i in range(0, len(ranges), 16)) + '};')
+    w('static const uint16_t uni_ascii_flags[128] = {%s};' % ', '.join(str(flags(c)) for c in range(128)))
     # simple lowercase (one code point; U+0130 is special-cased in C)
     low = [(cp, ord(chr(cp).lower())) for cp in range(0x110000)
            if len(chr(cp).lower()) == 1 and chr(cp).lower() != chr(cp)]

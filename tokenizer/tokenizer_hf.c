@@ -83,6 +83,7 @@ struct tok_hf {
     struct mergemap merges;
     struct added *added;
     int n_added;
+    bool added_first[256]; /* the first bytes of the added tokens */
     int32_t bos, eos;
     char **piece; /* id -> surface text ("" for holes) */
     int32_t n_vocab;
@@ -92,6 +93,7 @@ struct tok_hf {
 /* ---- Unicode ---------------------------------------------------------- */
 
 static unsigned uflags(uint32_t c) {
+    if (c < 0x80) return uni_ascii_flags[c];
     size_t lo = 0, hi = sizeof(uni_flag_start) / sizeof(uni_flag_start[0]);
     while (hi - lo > 1) {
         size_t mid = (lo + hi) / 2;
@@ -336,6 +338,7 @@ static bool is_cjk(uint32_t c) {
 }
 
 static bool lower_char(uint32_t c, struct cpv *o) {
+    if (c < 0x80) return cpv_push(o, c >= 'A' && c <= 'Z' ? c + 32 : c);
     if (c == 0x130) return cpv_push(o, 'i') && cpv_push(o, 0x307);
     const uint32_t *r = c < 0x41 ? NULL : LOOKUP(uni_lower, c);
     return cpv_push(o, r ? r[1] : c);
@@ -827,7 +830,8 @@ static bool encode_text(const struct tok_hf *t, const char *txt, size_t len, str
     for (size_t i = 0; ok && i <= len; i++) {
         size_t s = 0, e = 0;
         const struct added *a = NULL;
-        if (i < len && t->n_added) a = match_added(t, txt, len, i, seg, &s, &e);
+        if (i < len && t->added_first[(unsigned char)txt[i]])
+            a = match_added(t, txt, len, i, seg, &s, &e);
         if (!a && i < len) continue;
         size_t end = a ? s : len;
         cp.n = 0;
@@ -1175,6 +1179,7 @@ static bool load_added(tok_hf *t, const cJSON *arr, const char *path, char *err,
         d->content = strdup(c);
         if (!d->content) FAIL("%s: out of memory", path);
         d->len = strlen(c);
+        t->added_first[(unsigned char)c[0]] = true;
         d->id = (int32_t)id->valuedouble;
         d->lstrip = jbool(a, "lstrip", false);
         d->rstrip = jbool(a, "rstrip", false);
@@ -1234,7 +1239,8 @@ bad_template:
 
 static bool load(tok_hf *t, const cJSON *root, const char *path, char *err, size_t errlen) {
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
-    if (!cJSON_IsObject(model)) FAIL("%s: not a tokenizer.json (no model object)", path);
+    if (!cJSON_IsObject(model))
+        FAIL("%s: neither a tokenizer.json (no \"model\" object) nor a sentencepiece model", path);
     if (!load_normalizer(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), path, err,
                          errlen) ||
         !load_pre(t, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), path, err, errlen) ||

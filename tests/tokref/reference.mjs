@@ -20,9 +20,10 @@ const texts = corpus();
 for (const f of files) {
     const t = tk.Tokenizer.fromFile(f);
     const lines = [];
-    for (const s of texts) {
-        const e = await t.encode(s);
-        lines.push(Buffer.from(s, 'utf8').toString('hex') + '\t' + e.getIds().join(' '));
+    for (let i = 0; i < texts.length; i += 1000) {
+        const batch = texts.slice(i, i + 1000), enc = await t.encodeBatch(batch);
+        enc.forEach((e, k) => lines.push(Buffer.from(batch[k], 'utf8').toString('hex') + '\t' +
+                                         e.getIds().join(' ')));
     }
     const out = path.join(outdir, path.basename(f, '.json') + '.ids');
     fs.writeFileSync(out, lines.join('\n') + '\n');

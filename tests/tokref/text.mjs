@@ -114,8 +114,23 @@ export function randomUnicode(n, seed) {
     return out;
 }
 
+// Every code point of planes 0-2 and some of the others (surrogates
+// excepted), each as "ab?cd", 16 to a line: the character classes one by one.
+export function codePoints() {
+    const cps = [];
+    const add = (lo, hi) => { for (let c = lo; c <= hi; c++) if (c < 0xd800 || c > 0xdfff) cps.push(c); };
+    add(0, 0x31fff);
+    add(0xe0000, 0xe01ff);
+    add(0xf0000, 0xf00ff);
+    add(0x10ff00, 0x10fffd);
+    const out = [];
+    for (let i = 0; i < cps.length; i += 16)
+        out.push(cps.slice(i, i + 16).map((c) => 'ab' + String.fromCodePoint(c) + 'cd').join(' '));
+    return out;
+}
+
 export function corpus() {
     const seeds = readLines('tokref_seeds.txt');
     return [...edgeCases(), ...seeds, ...readLines('corpus.txt').slice(0, 100), ...multilingual(400, 99),
-            ...randomUnicode(600, 5), seeds.join(' ')];
+            ...randomUnicode(600, 5), seeds.join(' '), ...codePoints()];
 }
