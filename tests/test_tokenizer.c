@@ -7,6 +7,7 @@
 
 #include "pipeline/embed.h"
 #include "tokenizer/tokenizer.h"
+#include "util/alloc.h"
 
 #include <pthread.h>
 #include <sys/stat.h>
@@ -341,12 +342,38 @@ static void hf_layout(tok *t, const char *kind) {
     CHECKM(found, "%s: \"%s\" contains the sequence end token", kind, special);
 }
 
+/* every allocation of an encoding failing in turn: TOK_EFAIL or the right
+ * ids, never a crash (leaks: the sanitizer build) */
+static void hf_oom(const tok *t, const char *kind) {
+    static const char text[] = "Ünïcödé e\xcc\x81 Привет, 这是 x </s> [SEP] code: x[i] = 0; 🚀";
+    int32_t *want = NULL, *got = NULL;
+    int32_t nw = tok_encode_alloc(t, text, sizeof(text) - 1, &want);
+    int fails = 0, bad = 0;
+    long n = 1;
+    for (; n < 100000; n++) {
+        unsigned long f0 = mem_failures();
+        mem_fail_at(n, 0);
+        int32_t ng = tok_encode_alloc(t, text, sizeof(text) - 1, &got);
+        mem_fail_at(0, 0);
+        bool failed = mem_failures() != f0;
+        if (failed) fails++;
+        if (failed ? ng != TOK_EFAIL : !ids_equal(got, ng, want, nw)) bad++;
+        free(got);
+        got = NULL;
+        if (!failed) break;
+    }
+    CHECKM(nw > 0 && fails > 10 && bad == 0, "%s: %d allocation failures, %d wrong results", kind,
+           fails, bad);
+    free(want);
+}
+
 static void hf_cases(void) {
     hf_refusals();
     for (int k = 0; k < N_HF_KINDS; k++) {
         tok *t = hf_open(hf_kinds[k]);
         if (!t) continue;
         hf_layout(t, hf_kinds[k]);
+        hf_oom(t, hf_kinds[k]);
         if (k == 0 || k == 2) { /* one WordPiece, one byte-level BPE */
             /* WordPiece makes one [UNK] of each 70 KB space-free run */
             prefix_cases(t, 10000);

@@ -17,9 +17,12 @@
  * are Unicode 8.0's, as in the library (see gen_unicode.py). Everything the
  * encoder reads is built at load and read-only after, so one tok_hf serves
  * any number of threads; each call keeps its scratch memory on its own.
+ * Memory comes from util/alloc.h (fault injection in tests); a failed
+ * allocation fails the call (TOK_EFAIL), leaving nothing allocated.
  */
 #include "tokenizer/tok_impl.h"
 #include "tokenizer/unicode_tables.h"
+#include "util/alloc.h"
 
 #include <cjson/cJSON.h>
 
@@ -142,7 +145,7 @@ static bool cpv_reserve(struct cpv *v, size_t extra) {
     size_t c = v->cap ? v->cap : 64;
     while (c < v->n + extra)
         c *= 2;
-    uint32_t *q = realloc(v->p, c * sizeof(*q));
+    uint32_t *q = mem_realloc(v->p, c * sizeof(*q));
     if (!q) return false;
     v->p = q, v->cap = c;
     return true;
@@ -162,7 +165,7 @@ struct idv {
 static bool idv_push(struct idv *v, int32_t id) {
     if (v->n == v->cap) {
         size_t c = v->cap ? v->cap * 2 : 256;
-        int32_t *q = realloc(v->p, c * sizeof(*q));
+        int32_t *q = mem_realloc(v->p, c * sizeof(*q));
         if (!q) return false;
         v->p = q, v->cap = c;
     }
@@ -181,10 +184,10 @@ static bool words_add(struct words *w, size_t start, size_t len) {
     if (len == 0) return true;
     if (w->n == w->cap) {
         size_t c = w->cap ? w->cap * 2 : 64;
-        size_t *s = realloc(w->start, c * sizeof(*s));
+        size_t *s = mem_realloc(w->start, c * sizeof(*s));
         if (!s) return false;
         w->start = s;
-        size_t *l = realloc(w->len, c * sizeof(*l));
+        size_t *l = mem_realloc(w->len, c * sizeof(*l));
         if (!l) return false;
         w->len = l, w->cap = c;
     }
@@ -557,9 +560,9 @@ static bool strmap_init(struct strmap *m, size_t n) {
     m->cap = 16;
     while (m->cap < n * 2)
         m->cap *= 2;
-    m->key = calloc(m->cap, sizeof(*m->key));
-    m->klen = calloc(m->cap, sizeof(*m->klen));
-    m->val = calloc(m->cap, sizeof(*m->val));
+    m->key = mem_calloc(m->cap, sizeof(*m->key));
+    m->klen = mem_calloc(m->cap, sizeof(*m->klen));
+    m->val = mem_calloc(m->cap, sizeof(*m->val));
     return m->key && m->klen && m->val;
 }
 
@@ -609,12 +612,12 @@ struct scratch {
 
 static bool word_utf8(struct scratch *s, const uint32_t *p, size_t n) {
     if (s->cap < n * 4 + 1) {
-        char *b = realloc(s->buf, n * 4 + 1);
+        char *b = mem_realloc(s->buf, n * 4 + 1);
         if (!b) return false;
         s->buf = b, s->cap = n * 4 + 1;
     }
     if (s->ocap < n + 1) {
-        size_t *o = realloc(s->off, (n + 1) * sizeof(*o));
+        size_t *o = mem_realloc(s->off, (n + 1) * sizeof(*o));
         if (!o) return false;
         s->off = o, s->ocap = n + 1;
     }
@@ -635,7 +638,7 @@ static bool wordpiece(const struct tok_hf *t, struct scratch *s, const uint32_t 
     size_t pl = t->wp_prefix_len;
     if (!word_utf8(s, p, n)) return false;
     if (s->ccap < s->off[n] + pl) {
-        char *c = realloc(s->cand, s->off[n] + pl);
+        char *c = mem_realloc(s->cand, s->off[n] + pl);
         if (!c) return false;
         s->cand = c, s->ccap = s->off[n] + pl;
     }
@@ -704,8 +707,8 @@ static bool bpe(const struct tok_hf *t, struct scratch *s, const uint32_t *p, si
         int32_t id = strmap_get(&t->vocab, s->buf, s->off[n]);
         if (id >= 0) return idv_push(out, id);
     }
-    int32_t *sym = malloc(n * sizeof(int32_t) * 3);
-    struct heap_item *h = malloc((2 * n + 1) * sizeof(*h));
+    int32_t *sym = mem_malloc(n * sizeof(int32_t) * 3);
+    struct heap_item *h = mem_malloc((2 * n + 1) * sizeof(*h));
     if (!sym || !h) return free(sym), free(h), false;
     int32_t *prev = sym + n, *next = sym + 2 * n;
     size_t m = 0, hn = 0;
@@ -890,7 +893,7 @@ static size_t utf8_start(const char *s, size_t i, size_t lo) {
 static bool encode_chunk(const tok_hf *t, const char *head, size_t hlen, const char *s, size_t n,
                          struct idv *out) {
     if (!hlen) return encode_text(t, s, n, out);
-    char *buf = malloc(hlen + n + 1);
+    char *buf = mem_malloc(hlen + n + 1);
     if (!buf) return false;
     memcpy(buf, head, hlen);
     memcpy(buf + hlen, s, n);
@@ -1070,7 +1073,7 @@ static bool set_piece(tok_hf *t, int32_t id, const char *s, const char *path, ch
     if (id < 0 || id >= t->n_vocab) FAIL("%s: token id %d out of range", path, id);
     if (t->piece[id] && strcmp(t->piece[id], s) != 0)
         FAIL("%s: id %d is both \"%s\" and \"%s\"", path, id, t->piece[id], s);
-    if (!t->piece[id] && !(t->piece[id] = strdup(s))) FAIL("%s: out of memory", path);
+    if (!t->piece[id] && !(t->piece[id] = mem_strdup(s))) FAIL("%s: out of memory", path);
     return true;
 }
 
@@ -1099,9 +1102,9 @@ static bool load_merges(tok_hf *t, const cJSON *merges, const char *path, char *
     mm->cap = 16;
     while (mm->cap < n * 2)
         mm->cap *= 2;
-    mm->key = malloc(mm->cap * sizeof(*mm->key));
-    mm->rank = malloc(mm->cap * sizeof(*mm->rank));
-    mm->id = malloc(mm->cap * sizeof(*mm->id));
+    mm->key = mem_malloc(mm->cap * sizeof(*mm->key));
+    mm->rank = mem_malloc(mm->cap * sizeof(*mm->rank));
+    mm->id = mem_malloc(mm->cap * sizeof(*mm->id));
     if (!mm->key || !mm->rank || !mm->id) FAIL("%s: out of memory", path);
     memset(mm->key, 0xFF, mm->cap * sizeof(*mm->key));
     char buf[1024], cat[1024];
@@ -1140,7 +1143,7 @@ static bool load_model(tok_hf *t, const cJSON *m, const char *path, char *err, s
     if (t->wordpiece) {
         const char *pre = jstr(m, "continuing_subword_prefix");
         const cJSON *mx = cJSON_GetObjectItemCaseSensitive(m, "max_input_chars_per_word");
-        t->wp_prefix = strdup(pre ? pre : "##");
+        t->wp_prefix = mem_strdup(pre ? pre : "##");
         if (!t->wp_prefix) FAIL("%s: out of memory", path);
         t->wp_prefix_len = strlen(t->wp_prefix);
         t->wp_max_chars = cJSON_IsNumber(mx) ? (int32_t)mx->valuedouble : 100;
@@ -1167,7 +1170,7 @@ static bool load_model(tok_hf *t, const cJSON *m, const char *path, char *err, s
 
 static bool load_added(tok_hf *t, const cJSON *arr, const char *path, char *err, size_t errlen) {
     int n = cJSON_GetArraySize(arr);
-    t->added = calloc((size_t)n + 1, sizeof(*t->added));
+    t->added = mem_calloc((size_t)n + 1, sizeof(*t->added));
     if (!t->added) FAIL("%s: out of memory", path);
     const cJSON *a;
     cJSON_ArrayForEach(a, arr) {
@@ -1176,7 +1179,7 @@ static bool load_added(tok_hf *t, const cJSON *arr, const char *path, char *err,
         if (!c || !*c || !cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble >= (1 << 30))
             FAIL("%s: malformed added token", path);
         struct added *d = &t->added[t->n_added++];
-        d->content = strdup(c);
+        d->content = mem_strdup(c);
         if (!d->content) FAIL("%s: out of memory", path);
         d->len = strlen(c);
         t->added_first[(unsigned char)c[0]] = true;
@@ -1248,7 +1251,7 @@ static bool load(tok_hf *t, const cJSON *root, const char *path, char *err, size
         !load_added(t, cJSON_GetObjectItemCaseSensitive(root, "added_tokens"), path, err, errlen))
         return false;
     /* pieces by id, then the string -> id map over them */
-    t->piece = calloc((size_t)t->n_vocab, sizeof(char *));
+    t->piece = mem_calloc((size_t)t->n_vocab, sizeof(char *));
     if (!t->piece) FAIL("%s: out of memory", path);
     const cJSON *x;
     cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(model, "vocab")) {
@@ -1297,7 +1300,7 @@ static char *read_file(const char *path, size_t *len, char *err, size_t errlen) 
         close(fd);
         return NULL;
     }
-    char *buf = malloc((size_t)sb.st_size + 1);
+    char *buf = mem_malloc((size_t)sb.st_size + 1);
     size_t n = 0;
     while (buf && n < (size_t)sb.st_size) {
         ssize_t r = read(fd, buf + n, (size_t)sb.st_size - n);
@@ -1322,7 +1325,7 @@ tok_hf *tok_hf_open(const char *path, char *err, size_t errlen) {
     if (!buf) return NULL;
     cJSON *root = cJSON_ParseWithLength(buf, len);
     free(buf);
-    tok_hf *t = calloc(1, sizeof(*t));
+    tok_hf *t = mem_calloc(1, sizeof(*t));
     if (!root || !t) {
         snprintf(err, errlen, "%s: %s", path, t ? "not valid JSON" : "out of memory");
         cJSON_Delete(root);
