@@ -367,6 +367,47 @@ static void hf_oom(const tok *t, const char *kind) {
     free(want);
 }
 
+/* random bytes (valid UTF-8 or not, specials, spaces): no crash, ids in
+ * range, and any prefix limit gives the first ids of the whole encoding */
+static void hf_random(const tok *t, const char *kind) {
+    static const char *const parts[] = {" ",        "  ", "a",    "Z",        "9",     "é",
+                                        "\xcc\x81", "中", "\xff", "\xe2\x82", "[SEP]", "</s>",
+                                        "<mask>",   "\t", "\n",   "\0",       "🚀",     "\xf0\x9f",
+                                        "'s",       ".",  "ß",    "İ",        "ﬁ",     "가"};
+    unsigned seed = 2024;
+    int bad = 0;
+    char buf[512];
+    for (int iter = 0; iter < 3000; iter++) {
+        size_t n = 0;
+        seed = seed * 1103515245u + 12345u;
+        int k = (int)((seed >> 16) % 40);
+        for (int i = 0; i < k; i++) {
+            seed = seed * 1103515245u + 12345u;
+            const char *p = parts[(seed >> 16) % (sizeof(parts) / sizeof(parts[0]))];
+            size_t pl = p[0] ? strlen(p) : 1;
+            if ((seed >> 8) % 5 == 0) { /* a raw random byte */
+                buf[n++] = (char)(seed >> 3);
+                continue;
+            }
+            memcpy(buf + n, p, pl);
+            n += pl;
+        }
+        int32_t *all = NULL, *pre = NULL;
+        bool more;
+        int32_t na = tok_encode_alloc(t, buf, n, &all);
+        int32_t lim = (int32_t)((seed >> 4) % 12);
+        int32_t np = tok_encode_prefix(t, "", 0, buf, n, lim, &pre, &more);
+        bool ok = na >= 0 && np == (na < lim ? na : lim) && more == (na > lim) &&
+                  (np == 0 || !memcmp(all, pre, sizeof(int32_t) * (size_t)np));
+        for (int32_t i = 0; ok && i < na; i++)
+            ok = all[i] >= 0 && all[i] < tok_n_vocab(t);
+        bad += !ok;
+        free(all);
+        free(pre);
+    }
+    CHECKM(bad == 0, "%s: %d of 3000 random inputs misbehave", kind, bad);
+}
+
 static void hf_cases(void) {
     hf_refusals();
     for (int k = 0; k < N_HF_KINDS; k++) {
@@ -374,6 +415,7 @@ static void hf_cases(void) {
         if (!t) continue;
         hf_layout(t, hf_kinds[k]);
         hf_oom(t, hf_kinds[k]);
+        hf_random(t, hf_kinds[k]);
         if (k == 0 || k == 2) { /* one WordPiece, one byte-level BPE */
             /* WordPiece makes one [UNK] of each 70 KB space-free run */
             prefix_cases(t, 10000);

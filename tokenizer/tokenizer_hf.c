@@ -75,10 +75,11 @@ struct tok_hf {
     int n_norm;
     struct pre pre[MAX_STAGES];
     int n_pre;
-    bool wordpiece;  /* else BPE */
-    bool byte_level; /* a ByteLevel pre-tokenizer maps bytes to characters */
-    int32_t unk;     /* -1: none */
-    char *wp_prefix; /* WordPiece continuing_subword_prefix */
+    bool wordpiece;          /* else BPE */
+    bool byte_level;         /* a ByteLevel pre-tokenizer maps bytes to characters */
+    uint32_t byte_char[256]; /* ... this way */
+    int32_t unk;             /* -1: none */
+    char *wp_prefix;         /* WordPiece continuing_subword_prefix */
     size_t wp_prefix_len;
     int32_t wp_max_chars;
     bool fuse_unk, ignore_merges; /* BPE */
@@ -454,26 +455,20 @@ static size_t gpt2_match(const uint32_t *p, size_t n, size_t i) {
     return j;
 }
 
-static const uint32_t *byte_char_table(void) {
-    /* GPT-2's bytes_to_unicode: printable Latin-1 bytes map to themselves,
-     * the rest to 256, 257, ... in byte order. Constant after the first
-     * call; built at load (tok_hf_open) before any thread can encode. */
-    static uint32_t tab[256];
-    static bool done;
-    if (!done) {
-        uint32_t next = 256;
-        for (int b = 0; b < 256; b++) {
-            bool keep = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
-            tab[b] = keep ? (uint32_t)b : next++;
-        }
-        done = true;
+/* GPT-2's bytes_to_unicode: printable Latin-1 bytes map to themselves, the
+ * rest to 256, 257, ... in byte order */
+static void byte_char_table(uint32_t tab[256]) {
+    uint32_t next = 256;
+    for (int b = 0; b < 256; b++) {
+        bool keep = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
+        tab[b] = keep ? (uint32_t)b : next++;
     }
-    return tab;
 }
 
-static bool pre_one(const struct pre *pt, const struct words *in, struct words *out) {
+static bool pre_one(const struct tok_hf *t, const struct pre *pt, const struct words *in,
+                    struct words *out) {
     out->n = 0, out->cp.n = 0;
-    const uint32_t *bt = byte_char_table();
+    const uint32_t *bt = t->byte_char;
     for (size_t w = 0; w < in->n; w++) {
         const uint32_t *p = in->cp.p + in->start[w];
         size_t n = in->len[w];
@@ -777,7 +772,7 @@ static bool encode_segment(const struct tok_hf *t, const uint32_t *p, size_t n, 
     struct words w = {.cp = a}, w2 = {0};
     ok = ok && words_add(&w, 0, a.n);
     for (int i = 0; ok && i < t->n_pre; i++) {
-        ok = pre_one(&t->pre[i], &w, &w2);
+        ok = pre_one(t, &t->pre[i], &w, &w2);
         struct words x = w;
         w = w2, w2 = x;
     }
@@ -1281,7 +1276,7 @@ static bool load(tok_hf *t, const cJSON *root, const char *path, char *err, size
             (unsigned char)a->content[0] >= 0x80 || (unsigned char)a->content[a->len - 1] >= 0x80)
             t->chunkable = false;
     }
-    byte_char_table();
+    byte_char_table(t->byte_char);
     return true;
 }
 
