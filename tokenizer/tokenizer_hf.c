@@ -605,6 +605,13 @@ struct scratch {
     size_t ocap;
 };
 
+/* Vocabulary keys hold U+0000 as C0 80 (cJSON strings cannot hold a NUL;
+ * see nul_escapes), so words are looked up that way too. */
+static size_t key_put(uint32_t c, char *o) {
+    if (c == 0) return o[0] = (char)0xC0, o[1] = (char)0x80, 2;
+    return utf8_put(c, o);
+}
+
 static bool word_utf8(struct scratch *s, const uint32_t *p, size_t n) {
     if (s->cap < n * 4 + 1) {
         char *b = mem_realloc(s->buf, n * 4 + 1);
@@ -619,7 +626,7 @@ static bool word_utf8(struct scratch *s, const uint32_t *p, size_t n) {
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         s->off[i] = k;
-        k += utf8_put(p[i], s->buf + k);
+        k += key_put(p[i], s->buf + k);
     }
     s->off[n] = k;
     return true;
@@ -970,6 +977,8 @@ int32_t tok_hf_encode_prefix(const tok_hf *t, const char *head, size_t hlen, con
 
 /* ---- loading ---------------------------------------------------------- */
 
+static void fix_nul(char *s);
+
 static const char *jstr(const cJSON *o, const char *k) {
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
     return cJSON_IsString(x) ? x->valuestring : NULL;
@@ -1106,8 +1115,13 @@ static bool load_merges(tok_hf *t, const cJSON *merges, const char *path, char *
     int32_t rank = 0;
     const cJSON *m;
     cJSON_ArrayForEach(m, merges) {
-        const char *a, *b;
-        if (!merge_parts(m, buf, sizeof(buf), &a, &b)) FAIL("%s: malformed merge #%d", path, rank);
+        const char *pa, *pb;
+        char a[512], b[512];
+        if (!merge_parts(m, buf, sizeof(buf), &pa, &pb) || strlen(pa) >= sizeof(a) ||
+            strlen(pb) >= sizeof(b))
+            FAIL("%s: malformed merge #%d", path, rank);
+        strcpy(a, pa), strcpy(b, pb);
+        fix_nul(a), fix_nul(b);
         int32_t ia = strmap_get(&t->vocab, a, strlen(a)), ib = strmap_get(&t->vocab, b, strlen(b));
         size_t la = strlen(a), lb = strlen(b);
         if (la + lb >= sizeof(cat)) FAIL("%s: merge #%d too long", path, rank);
@@ -1250,6 +1264,7 @@ static bool load(tok_hf *t, const cJSON *root, const char *path, char *err, size
     if (!t->piece) FAIL("%s: out of memory", path);
     const cJSON *x;
     cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(model, "vocab")) {
+        fix_nul(x->string);
         if (!set_piece(t, (int32_t)x->valuedouble, x->string, path, err, errlen)) return false;
     }
     cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(model, "vocab")) {
@@ -1281,6 +1296,11 @@ static bool load(tok_hf *t, const cJSON *root, const char *path, char *err, size
 }
 
 /* reads a regular file of at most TOK_FILE_MAX_BYTES into a NUL-ended buffer */
+static char *mem_free_and_null(char *p) {
+    free(p);
+    return NULL;
+}
+
 static char *read_file(const char *path, size_t *len, char *err, size_t errlen) {
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     struct stat sb;
@@ -1314,10 +1334,64 @@ static char *read_file(const char *path, size_t *len, char *err, size_t errlen) 
     return buf;
 }
 
+/* A vocabulary may hold "\u0000" (jina-embeddings-v2-base-zh's does), which
+ * cJSON would cut its string at: each such escape becomes \uDBFF\uDFFF
+ * (U+10FFFF, a noncharacter) before parsing, and fix_nul turns that into
+ * C0 80 in the strings used as keys. Returns the new buffer (the old one is
+ * freed) or NULL. */
+static char *nul_escapes(char *buf, size_t *len) {
+    size_t n = 0;
+    for (size_t i = 0; i + 6 <= *len; i++) {
+        if (memcmp(buf + i, "\\u0000", 6) != 0) continue;
+        size_t k = 0; /* an escape only after an even run of backslashes */
+        while (k < i && buf[i - 1 - k] == '\\')
+            k++;
+        n += k % 2 == 0;
+    }
+    if (!n) return buf;
+    char *o = mem_malloc(*len + 6 * n + 1);
+    if (!o) return mem_free_and_null(buf);
+    size_t w = 0;
+    for (size_t i = 0; i < *len; i++) {
+        if (i + 6 <= *len && !memcmp(buf + i, "\\u0000", 6)) {
+            size_t k = 0;
+            while (k < i && buf[i - 1 - k] == '\\')
+                k++;
+            if (k % 2 == 0) {
+                memcpy(o + w, "\\uDBFF\\uDFFF", 12);
+                w += 12, i += 5;
+                continue;
+            }
+        }
+        o[w++] = buf[i];
+    }
+    o[w] = '\0';
+    *len = w;
+    free(buf);
+    return o;
+}
+
+/* U+10FFFF (F4 8F BF BF) -> C0 80, in place */
+static void fix_nul(char *s) {
+    char *w = s;
+    for (char *r = s; *r;) {
+        if (!memcmp(r, "\xF4\x8F\xBF\xBF", 4)) {
+            *w++ = (char)0xC0, *w++ = (char)0x80, r += 4;
+        } else {
+            *w++ = *r++;
+        }
+    }
+    *w = '\0';
+}
+
 tok_hf *tok_hf_open(const char *path, char *err, size_t errlen) {
     size_t len;
     char *buf = read_file(path, &len, err, errlen);
     if (!buf) return NULL;
+    if (!(buf = nul_escapes(buf, &len))) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return NULL;
+    }
     cJSON *root = cJSON_ParseWithLength(buf, len);
     free(buf);
     tok_hf *t = mem_calloc(1, sizeof(*t));
@@ -1364,5 +1438,6 @@ int32_t tok_hf_eos(const tok_hf *t) {
 }
 
 const char *tok_hf_piece(const tok_hf *t, int32_t id) {
-    return id >= 0 && id < t->n_vocab && t->piece[id] ? t->piece[id] : "";
+    if (id < 0 || id >= t->n_vocab || !t->piece[id] || strstr(t->piece[id], "\xC0\x80")) return "";
+    return t->piece[id];
 }

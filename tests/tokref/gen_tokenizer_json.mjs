@@ -14,10 +14,13 @@
 //                    space), byte-level BPE, RobertaProcessing <s> … </s>;
 //                    <s>=0 <pad>=1 </s>=2 <unk>=3 <mask>=4, then all 256 bytes
 //   bpe-zh           -base-zh style: NFC + Lowercase, Whitespace pre-tokenizer,
-//                    BPE on raw characters with <unk>, <s> … </s>
+//                    BPE on raw characters with <unk>, <s> … </s>; U+0000-U+0002
+//                    in the vocabulary after the specials
 // --vocab-size N keeps the first N ids (specials, alphabet, then merges in
 // training order), so the file fits a model with an N-row embedding table.
-// The output is the same on every run (the training is deterministic).
+// The training is not bit-for-bit repeatable (the library breaks ties in
+// hash order): the committed fixtures in tests/data/tokenizers/ are the
+// reference, this script is how they were made.
 import fs from 'fs';
 import os from 'os';
 import path from 'path';
@@ -93,7 +96,9 @@ function shape(j, kind, vocabSize) {
         };
         j.decoder = { type: 'WordPiece', prefix: '##', cleanup: true };
     } else {
-        const bytes = kind === 'bpe' ? tk.byteLevelAlphabet().sort() : [];
+        // bpe-zh: the first control characters, NUL included, follow the
+        // specials (as in -base-zh's vocabulary)
+        const bytes = kind === 'bpe' ? tk.byteLevelAlphabet().sort() : ['\u0000', '\u0001', '\u0002'];
         j = rebuild(j, kind, ['<s>', '<pad>', '</s>', '<unk>', '<mask>'], bytes, vocabSize);
         j.model.unk_token = kind === 'bpe' ? null : '<unk>';
         j.post_processor = { type: 'RobertaProcessing', sep: ['</s>', 2], cls: ['<s>', 0],
