@@ -402,7 +402,7 @@ static bool normalize_one(const struct norm *nm, const struct cpv *in, struct cp
             ok = lower_char(a.p[i], out);
     else if (ok) {
         ok = cpv_reserve(out, a.n);
-        if (ok) memcpy(out->p, a.p, a.n * sizeof(uint32_t)), out->n = a.n;
+        if (ok && a.n) memcpy(out->p, a.p, a.n * sizeof(uint32_t)), out->n = a.n;
     }
     free(a.p), free(b.p);
     return ok;
