@@ -864,115 +864,33 @@ int32_t tok_hf_encode_alloc(const tok_hf *t, const char *text, size_t len, int32
 
 /* ---- chunked encoding (tok_encode_prefix) ----------------------------- */
 
-/* A cut is made only at an ASCII space between two ASCII letters or digits:
- * every supported pre-tokenizer splits there (the space is removed, or
- * starts the next piece in the GPT-2 pattern, which has no look-behind), the
- * normalizers work per character or per combining sequence (which a space
- * ends), and no added token can reach across (tok_hf_open disables
+/* A cut is allowed only at an ASCII space between two ASCII letters or
+ * digits: every supported pre-tokenizer splits there (the space is removed,
+ * or starts the next piece in the GPT-2 pattern, which has no look-behind),
+ * the normalizers work per character or per combining sequence (which a
+ * space ends), and no added token can reach across (tok_hf_open disables
  * chunking for a file whose added tokens start or end with a letter or
- * digit). So the ids of the whole text are those of the pieces, in order.
- * A run of CHUNK bytes without such a space is extended to the next one; a
- * run longer than LONG_RUN is cut inside, twice, DELTA bytes apart, and a
- * prefix of ids is kept only where both cuts agree, doubling otherwise (as
- * the sentencepiece path does). */
-static const size_t CHUNK = 64 * 1024, LONG_RUN = 256 * 1024, DELTA = 4096;
-
+ * digit). So the ids of the whole text are those of the two sides. */
 static bool is_alnum_ascii(char c) {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
-static bool safe_cut(const char *s, size_t i, size_t len) {
+static bool hf_cut(const char *s, size_t i, size_t len) {
     return i > 0 && i + 1 < len && s[i] == ' ' && is_alnum_ascii(s[i - 1]) &&
            is_alnum_ascii(s[i + 1]);
 }
 
-static size_t utf8_start(const char *s, size_t i, size_t lo) {
-    while (i > lo && ((unsigned char)s[i] & 0xC0) == 0x80)
-        i--;
-    return i;
-}
-
-static bool encode_chunk(const tok_hf *t, const char *head, size_t hlen, const char *s, size_t n,
-                         struct idv *out) {
-    if (!hlen) return encode_text(t, s, n, out);
-    char *buf = mem_malloc(hlen + n + 1);
-    if (!buf) return false;
-    memcpy(buf, head, hlen);
-    memcpy(buf + hlen, s, n);
-    bool ok = encode_text(t, buf, hlen + n, out);
-    free(buf);
+static bool hf_encode(const void *impl, const char *s, size_t n, struct tok_ids *out) {
+    struct idv v = {out->p, out->n, out->cap};
+    bool ok = encode_text(impl, s, n, &v);
+    out->p = v.p, out->n = v.n, out->cap = v.cap;
     return ok;
-}
-
-static bool encode_long_run(const tok_hf *t, const char *head, size_t hlen, const char *s,
-                            size_t run, size_t need, struct idv *out) {
-    size_t k = utf8_start(s, CHUNK, 1);
-    while (k + DELTA < run) {
-        struct idv a = {0}, b = {0};
-        if (!encode_chunk(t, head, hlen, s, k, &a)) return free(a.p), false;
-        if (a.n > need + 64) {
-            size_t k2 = utf8_start(s, k + DELTA, k);
-            if (!encode_chunk(t, head, hlen, s, k2, &b)) return free(a.p), free(b.p), false;
-            if (b.n >= need && !memcmp(a.p, b.p, need * sizeof(int32_t))) {
-                free(b.p);
-                a.n = need;
-                *out = a;
-                return true;
-            }
-        }
-        free(a.p), free(b.p);
-        k = k * 2 < run ? utf8_start(s, k * 2, 1) : run;
-    }
-    return encode_chunk(t, head, hlen, s, run, out);
 }
 
 int32_t tok_hf_encode_prefix(const tok_hf *t, const char *head, size_t hlen, const char *text,
                              size_t len, int32_t max_ids, int32_t **out, bool *more) {
-    *out = NULL;
-    *more = false;
-    if (max_ids < 0) return INT32_MIN;
-    struct idv ids = {0};
-    size_t pos = 0, lim = (size_t)max_ids;
-    for (bool first = true; (first || pos < len) && ids.n <= lim; first = false) {
-        size_t end = len, need = lim + 1 - ids.n;
-        bool long_run = false;
-        if (t->chunkable && len - pos > CHUNK) {
-            size_t c = pos + CHUNK;
-            while (c > pos + CHUNK / 2 && !safe_cut(text, c, len))
-                c--;
-            if (c > pos + CHUNK / 2) {
-                end = c;
-            } else {
-                c = pos + CHUNK;
-                while (c < len && !safe_cut(text, c, len))
-                    c++;
-                end = c;
-                long_run = end - pos > LONG_RUN && need < end - pos;
-            }
-        }
-        struct idv v = {0};
-        bool ok = long_run ? encode_long_run(t, head, hlen, text + pos, end - pos, need, &v)
-                           : encode_chunk(t, head, hlen, text + pos, end - pos, &v);
-        for (size_t i = 0; ok && i < v.n && ids.n <= lim; i++)
-            ok = idv_push(&ids, v.p[i]);
-        free(v.p);
-        if (!ok) {
-            free(ids.p);
-            return INT32_MIN;
-        }
-        hlen = 0;
-        pos = end;
-    }
-    if (ids.n > lim) {
-        *more = true;
-        ids.n = lim;
-    }
-    if (ids.n == 0 || ids.n > INT32_MAX) {
-        free(ids.p);
-        return ids.n ? INT32_MIN : 0;
-    }
-    *out = ids.p;
-    return (int32_t)ids.n;
+    return tok_encode_chunked(t, hf_encode, t->chunkable ? hf_cut : NULL, head, hlen, text, len,
+                              max_ids, out, more);
 }
 
 /* ---- loading ---------------------------------------------------------- */

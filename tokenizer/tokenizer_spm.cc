@@ -150,125 +150,34 @@ extern "C" int32_t tok_spm_encode_alloc(const tok_spm *t, const char *text, size
     return n;
 }
 
-// Chunked tokenisation (tok_encode_prefix). A cut is made only before an
-// ASCII space, where the normaliser makes a word boundary: with the
-// whitespace handling that probe_chunkable checks, the text on each side
-// normalises to the same marker-initial words as inside the whole text, and
-// since no piece contains a non-initial word marker, every segmentation of
-// the whole text breaks there, so the best one is the concatenation of the
-// best ones on each side. A run of CHUNK bytes without a space is extended
-// to the next space; a run longer than LONG_RUN can only be cut inside a word,
-// where the end of the text can change the segmentation before it. There a
-// prefix of the run is tokenised twice, cut at two points DELTA bytes apart,
-// and the ids are kept only if both agree on every id needed (a cut's effect
-// does not reach back DELTA bytes in practice); otherwise the prefix doubles,
-// up to the whole run (tokenised in one go, exactly).
-static const size_t CHUNK = 64 * 1024, LONG_RUN = 256 * 1024, DELTA = 4096;
-
-// Back to a UTF-8 character start (never below lo).
-static size_t utf8_start(const char *s, size_t i, size_t lo) {
-    while (i > lo && ((unsigned char)s[i] & 0xC0) == 0x80)
-        i--;
-    return i;
+// Chunked tokenisation (tok_encode_prefix, through tok_encode_chunked). A
+// cut is made only before an ASCII space, where the normaliser makes a word
+// boundary: with the whitespace handling that probe_chunkable checks, the
+// text on each side normalises to the same marker-initial words as inside
+// the whole text, and since no piece contains a non-initial word marker,
+// every segmentation of the whole text breaks there, so the best one is the
+// concatenation of the best ones on each side.
+static bool spm_cut(const char *s, size_t i, size_t) {
+    return s[i] == ' ';
 }
 
-static int encode_chunk(const tok_spm *t, const std::string &head, const char *s, size_t len,
-                        std::vector<int> &out) {
-    if (head.empty()) return encode_pieces(t, s, len, out);
-    std::string buf = head;
-    buf.append(s, len);
-    return encode_pieces(t, buf.data(), buf.size(), out);
-}
-
-// A long space-free run text[0..run): the first `need` ids of head + run, or
-// fewer when the run has fewer (then exactly all of them). 0 or -1.
-static int encode_long_run(const tok_spm *t, const std::string &head, const char *s, size_t run,
-                           size_t need, std::vector<int> &out) {
-    size_t k = utf8_start(s, CHUNK, 1);
-    while (k + DELTA < run) {
-        std::vector<int> a, b;
-        if (encode_chunk(t, head, s, k, a)) return -1;
-        if (a.size() > need + 64) {
-            size_t k2 = utf8_start(s, k + DELTA, k);
-            if (encode_chunk(t, head, s, k2, b)) return -1;
-            if (b.size() >= need && std::equal(a.begin(), a.begin() + (long)need, b.begin())) {
-                out.assign(a.begin(), a.begin() + (long)need);
-                return 0;
-            }
-        }
-        // the run's end is a character boundary (a space or the end of the
-        // text) and s[run] may lie past the buffer: only a cut inside the
-        // run is moved back to a character start
-        k = k * 2 < run ? utf8_start(s, k * 2, 1) : run;
-    }
-    return encode_chunk(t, head, s, run, out);
-}
-
-// Appends ids to a malloc'ed array grown geometrically with realloc (big
-// arrays are mmap'ed, so growing them moves pages instead of copying).
-struct id_buf {
-    int32_t *p = nullptr;
-    size_t n = 0, cap = 0;
-    bool push(int32_t id) {
-        if (n == cap) {
-            size_t c = cap ? cap * 2 : 1024;
-            int32_t *q = (int32_t *)realloc(p, sizeof(int32_t) * c);
-            if (!q) return false;
-            p = q, cap = c;
-        }
-        p[n++] = id;
+static bool spm_encode(const void *impl, const char *s, size_t n, struct tok_ids *out) {
+    try {
+        std::vector<int> v;
+        if (encode_pieces(static_cast<const tok_spm *>(impl), s, n, v)) return false;
+        for (int id : v)
+            if (!tok_ids_push(out, map_id(id))) return false;
         return true;
+    } catch (...) { // no exception crosses back into C
+        return false;
     }
-};
+}
 
 extern "C" int32_t tok_spm_encode_prefix(const tok_spm *t, const char *head, size_t hlen,
                                          const char *text, size_t len, int32_t max_ids,
                                          int32_t **out, bool *more) {
-    *out = nullptr;
-    *more = false;
-    if (max_ids < 0) return TOK_EFAIL;
-    id_buf ids;
-    try {
-        std::vector<int> v;
-        std::string h(head, hlen);
-        size_t pos = 0, lim = (size_t)max_ids;
-        for (bool first = true; (first || pos < len) && ids.n <= lim; first = false) {
-            size_t end = len, need = lim + 1 - ids.n;
-            bool long_run = false;
-            if (t->chunkable && len - pos > CHUNK) {
-                const char *lo = text + pos + CHUNK / 2;
-                const void *sp = memrchr(lo, ' ', CHUNK / 2);
-                if (sp) {
-                    end = (size_t)((const char *)sp - text);
-                } else {
-                    sp = memchr(text + pos + CHUNK, ' ', len - pos - CHUNK);
-                    end = sp ? (size_t)((const char *)sp - text) : len;
-                    long_run = end - pos > LONG_RUN && need < end - pos;
-                }
-            }
-            v.clear();
-            int rc = long_run ? encode_long_run(t, h, text + pos, end - pos, need, v)
-                              : encode_chunk(t, h, text + pos, end - pos, v);
-            if (rc) throw std::bad_alloc();
-            for (size_t i = 0; i < v.size() && ids.n <= lim; i++)
-                if (!ids.push(map_id(v[i]))) throw std::bad_alloc();
-            h.clear();
-            pos = end;
-        }
-    } catch (...) {
-        free(ids.p);
-        return TOK_EFAIL;
-    }
-    if (ids.n > (size_t)max_ids) {
-        *more = true;
-        ids.n = (size_t)max_ids;
-    }
-    if (ids.n == 0 || ids.n > INT32_MAX) {
-        free(ids.p);
-        return ids.n ? TOK_EFAIL : 0;
-    }
-    *out = ids.p;
-    return (int32_t)ids.n;
+    return tok_encode_chunked(t, spm_encode, t->chunkable ? spm_cut : nullptr, head, hlen, text,
+                              len, max_ids, out, more);
 }
 
 extern "C" const char *tok_spm_piece(const tok_spm *t, int32_t id) {
