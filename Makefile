@@ -65,7 +65,7 @@ ENGINE_ARCH = $(if $(filter x86_64,$(TARGET_ARCH_NAME)),x86,$(if $(filter aarch6
 ENGINE_SRCS = $(wildcard engine/*.c) $(wildcard engine/arch/generic/*.c) \
               $(if $(ENGINE_ARCH),$(wildcard engine/arch/$(ENGINE_ARCH)/*.c))
 CONFIG_SRCS = $(wildcard config/*.c)
-TOK_SRCS    = tokenizer/tokenizer_spm.cc
+TOK_SRCS    = tokenizer/tokenizer.c tokenizer/tok_chunk.c tokenizer/tokenizer_hf.c tokenizer/tokenizer_spm.cc
 UTIL_SRCS   = $(wildcard util/*.c)
 PIPE_SRCS   = $(wildcard pipeline/*.c)
 CLI_SRCS    = $(wildcard cli/*.c)

@@ -51,6 +51,7 @@ int test_free_port(void);
 void test_ops(void);
 void test_safetensors(void);
 void test_tokenizer(void);
+void test_tokref(void);
 void test_engine(void);
 void test_api(void);
 void test_config(void);

@@ -7,8 +7,11 @@
 
 #include "pipeline/embed.h"
 #include "tokenizer/tokenizer.h"
+#include "util/alloc.h"
 
 #include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <time.h>
 #include <stdlib.h>
@@ -120,9 +123,9 @@ static bool ids_equal(const int32_t *a, int32_t na, const int32_t *b, int32_t nb
 
 /* tok_encode_prefix gives exactly the first max_ids ids of tokenising the
  * whole string, for many random limits (i.e. cut points) and for the
- * unlimited case, over texts long enough to be cut into chunks; and it
- * does not tokenise what the limit cannot use (time). */
-static void prefix_cases(const tok *t) {
+ * unlimited case, over texts long enough to be cut into chunks (more than
+ * min_ids ids); and it does not tokenise what the limit cannot use (time). */
+static void prefix_cases(const tok *t, int32_t min_ids) {
     size_t len;
     char *text = long_text(600 * 1024, &len, 7);
     static const char head[] = "Represent the query for retrieving evidence documents: ";
@@ -133,7 +136,7 @@ static void prefix_cases(const tok *t) {
     int32_t *all = NULL, *whole = NULL, *got = NULL;
     int32_t n_all = tok_encode_alloc(t, joined, hl + len, &all);
     int32_t n_plain = tok_encode_alloc(t, text, len, &whole);
-    CHECK(n_all > 50000 && n_plain > 50000);
+    CHECKM(n_all > min_ids && n_plain > min_ids, "%d and %d ids", n_all, n_plain);
     bool more = true;
     int32_t n = tok_encode_prefix(t, head, hl, text, len, INT32_MAX, &got, &more);
     CHECKM(!more && ids_equal(got, n, all, n_all), "unlimited: %d ids vs %d whole", n, n_all);
@@ -231,6 +234,197 @@ static void concurrency_case(const tok *t) {
     CHECKM(bad == 0, "8 threads x 200 encodings: %d differ from single-threaded", bad);
 }
 
+/* ---- tokenizer.json (Hugging Face) ------------------------------------ */
+
+/* The committed tokenizer.json fixtures (tests/tokref/gen_tokenizer_json.mjs
+ * made them with Hugging Face's tokenizers): the shapes of the v2 models. */
+static const char *const hf_kinds[] = {"wordpiece", "wordpiece-cased", "bpe", "bpe-zh"};
+#define N_HF_KINDS ((int)(sizeof(hf_kinds) / sizeof(hf_kinds[0])))
+
+static tok *hf_open(const char *kind) {
+    char path[256], err[512] = "";
+    snprintf(path, sizeof(path), "tests/data/tokenizers/%s.json", kind);
+    tok *t = tok_open(path, err, sizeof(err));
+    CHECKM(t != NULL, "%s: %s", kind, err);
+    return t;
+}
+
+/* writes text with the first `from` after `anchor` replaced by `to` into
+ * path, then opens it: NULL is expected, with `want` in the reason */
+static void hf_refused(const char *text, const char *anchor, const char *from, const char *to,
+                       const char *path, const char *want) {
+    const char *a = strstr(text, anchor), *f = a ? strstr(a, from) : NULL;
+    CHECKM(f != NULL, "fixture has no \"%s\" after \"%s\"", from, anchor);
+    if (!f) return;
+    FILE *o = fopen(path, "w");
+    fwrite(text, 1, (size_t)(f - text), o);
+    fputs(to, o);
+    fputs(f + strlen(from), o);
+    fclose(o);
+    char err[512] = "";
+    tok *t = tok_open(path, err, sizeof(err));
+    CHECKM(t == NULL && strstr(err, want), "%s -> %s: refused with \"%s\" (%s)", from, to, want,
+           err);
+    tok_close(t);
+}
+
+static void hf_refusals(void) {
+    char dir[] = "/tmp/tokhf-XXXXXX", path[256], err[512] = "";
+    CHECK(mkdtemp(dir) != NULL);
+    char *wp = test_read_file("tests/data/tokenizers/wordpiece.json", NULL);
+    char *bpe = test_read_file("tests/data/tokenizers/bpe.json", NULL);
+    snprintf(path, sizeof(path), "%s/x.json", dir);
+    if (wp && bpe) {
+        hf_refused(wp, "\"normalizer\"", "\"BertNormalizer\"", "\"NFKC\"", path,
+                   "normalizer \"NFKC\" is not supported");
+        hf_refused(wp, "\"pre_tokenizer\"", "\"BertPreTokenizer\"", "\"Metaspace\"", path,
+                   "pre_tokenizer \"Metaspace\" is not supported");
+        hf_refused(wp, "\"model\"", "\"WordPiece\"", "\"Unigram\"", path,
+                   "model \"Unigram\" is not supported");
+        hf_refused(wp, "\"post_processor\"", "\"TemplateProcessing\"", "\"ByteLevel\"", path,
+                   "post_processor \"ByteLevel\" is not supported");
+        hf_refused(wp, "\"post_processor\"", "\"Sequence\"", "\"Fake\"", path,
+                   "TemplateProcessing is supported only");
+        hf_refused(bpe, "\"model\"", "\"dropout\": null", "\"dropout\": 0.1", path, "dropout");
+        hf_refused(bpe, "\"model\"", "\"byte_fallback\": false", "\"byte_fallback\": true", path,
+                   "byte_fallback");
+        hf_refused(bpe, "\"post_processor\"", "{", "null, \"x\": {", path, "no post_processor");
+        hf_refused(bpe, "\"merges\"", "]", "", path, "not valid JSON");
+    }
+    free(wp);
+    free(bpe);
+    /* a FIFO is refused at once rather than blocking the load */
+    snprintf(path, sizeof(path), "%s/fifo.json", dir);
+    CHECK(mkfifo(path, 0600) == 0);
+    CHECK(tok_open(path, err, sizeof(err)) == NULL && strstr(err, "not a regular file"));
+    unlink(path);
+    /* a directory with only tokenizer.json opens it; an empty one names both */
+    CHECK(tok_open_dir(dir, err, sizeof(err)) == NULL && strstr(err, TOK_MODEL_FILE) &&
+          strstr(err, TOK_HF_FILE));
+    snprintf(path, sizeof(path), "%s/" TOK_HF_FILE, dir);
+    char *src = test_read_file("tests/data/tokenizers/bpe.json", NULL);
+    FILE *o = fopen(path, "w");
+    if (src && o) fputs(src, o);
+    if (o) fclose(o);
+    free(src);
+    tok *t = tok_open_dir(dir, err, sizeof(err));
+    CHECKM(t && tok_bos(t) == 0 && tok_eos(t) == 2, "tok_open_dir with tokenizer.json: %s", err);
+    tok_close(t);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/x.json", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* the sequence tokens, the vocabulary, the buffer contract, invalid UTF-8 */
+static void hf_layout(tok *t, const char *kind) {
+    bool wp = !strncmp(kind, "wordpiece", 9);
+    CHECK(tok_n_vocab(t) == 4000);
+    CHECK(tok_bos(t) == (wp ? 2 : 0) && tok_eos(t) == (wp ? 3 : 2));
+    CHECK(!strcmp(tok_piece(t, tok_bos(t)), wp ? "[CLS]" : "<s>") &&
+          !strcmp(tok_piece(t, tok_eos(t)), wp ? "[SEP]" : "</s>"));
+    CHECK(!strcmp(tok_piece(t, 4000), "") && !strcmp(tok_piece(t, -1), ""));
+    int32_t ids[64], ids2[64];
+    int full = tok_encode(t, samples[0], strlen(samples[0]), ids, 64);
+    CHECK(full > 1 && tok_encode(t, samples[0], strlen(samples[0]), ids, 1) == -full);
+    CHECK(tok_encode(t, "", 0, ids, 64) == 0);
+    /* each invalid UTF-8 sequence reads as U+FFFD */
+    static const char bad[] = "ab\xff cd\xe2\x82 x\xc0\xafy";
+    static const char fixed[] = "ab\xef\xbf\xbd cd\xef\xbf\xbd x\xef\xbf\xbd\xef\xbf\xbdy";
+    int nb = tok_encode(t, bad, sizeof(bad) - 1, ids, 64);
+    int nf = tok_encode(t, fixed, sizeof(fixed) - 1, ids2, 64);
+    CHECKM(nb > 0 && ids_equal(ids, nb, ids2, nf), "%s: invalid UTF-8 as U+FFFD", kind);
+    /* the post-processor's tokens typed in the text are those tokens */
+    const char *special = wp ? "x [SEP] y" : "x </s> y";
+    int ns = tok_encode(t, special, strlen(special), ids, 64), found = 0;
+    for (int i = 0; i < ns; i++)
+        found |= ids[i] == tok_eos(t);
+    CHECKM(found, "%s: \"%s\" contains the sequence end token", kind, special);
+}
+
+/* every allocation of an encoding failing in turn: TOK_EFAIL or the right
+ * ids, never a crash (leaks: the sanitizer build) */
+static void hf_oom(const tok *t, const char *kind) {
+    static const char text[] = "Ünïcödé e\xcc\x81 Привет, 这是 x </s> [SEP] code: x[i] = 0; 🚀";
+    int32_t *want = NULL, *got = NULL;
+    int32_t nw = tok_encode_alloc(t, text, sizeof(text) - 1, &want);
+    int fails = 0, bad = 0;
+    long n = 1;
+    for (; n < 100000; n++) {
+        unsigned long f0 = mem_failures();
+        mem_fail_at(n, 0);
+        int32_t ng = tok_encode_alloc(t, text, sizeof(text) - 1, &got);
+        mem_fail_at(0, 0);
+        bool failed = mem_failures() != f0;
+        if (failed) fails++;
+        if (failed ? ng != TOK_EFAIL : !ids_equal(got, ng, want, nw)) bad++;
+        free(got);
+        got = NULL;
+        if (!failed) break;
+    }
+    CHECKM(nw > 0 && fails > 10 && bad == 0, "%s: %d allocation failures, %d wrong results", kind,
+           fails, bad);
+    free(want);
+}
+
+/* random bytes (valid UTF-8 or not, specials, spaces): no crash, ids in
+ * range, and any prefix limit gives the first ids of the whole encoding */
+static void hf_random(const tok *t, const char *kind) {
+    static const char *const parts[] = {" ",        "  ", "a",    "Z",        "9",     "é",
+                                        "\xcc\x81", "中", "\xff", "\xe2\x82", "[SEP]", "</s>",
+                                        "<mask>",   "\t", "\n",   "\0",       "🚀",     "\xf0\x9f",
+                                        "'s",       ".",  "ß",    "İ",        "ﬁ",     "가"};
+    unsigned seed = 2024;
+    int bad = 0;
+    char buf[512];
+    for (int iter = 0; iter < 3000; iter++) {
+        size_t n = 0;
+        seed = seed * 1103515245u + 12345u;
+        int k = (int)((seed >> 16) % 40);
+        for (int i = 0; i < k; i++) {
+            seed = seed * 1103515245u + 12345u;
+            const char *p = parts[(seed >> 16) % (sizeof(parts) / sizeof(parts[0]))];
+            size_t pl = p[0] ? strlen(p) : 1;
+            if ((seed >> 8) % 5 == 0) { /* a raw random byte */
+                buf[n++] = (char)(seed >> 3);
+                continue;
+            }
+            memcpy(buf + n, p, pl);
+            n += pl;
+        }
+        int32_t *all = NULL, *pre = NULL;
+        bool more;
+        int32_t na = tok_encode_alloc(t, buf, n, &all);
+        int32_t lim = (int32_t)((seed >> 4) % 12);
+        int32_t np = tok_encode_prefix(t, "", 0, buf, n, lim, &pre, &more);
+        bool ok = na >= 0 && np == (na < lim ? na : lim) && more == (na > lim) &&
+                  (np == 0 || !memcmp(all, pre, sizeof(int32_t) * (size_t)np));
+        for (int32_t i = 0; ok && i < na; i++)
+            ok = all[i] >= 0 && all[i] < tok_n_vocab(t);
+        bad += !ok;
+        free(all);
+        free(pre);
+    }
+    CHECKM(bad == 0, "%s: %d of 3000 random inputs misbehave", kind, bad);
+}
+
+static void hf_cases(void) {
+    hf_refusals();
+    for (int k = 0; k < N_HF_KINDS; k++) {
+        tok *t = hf_open(hf_kinds[k]);
+        if (!t) continue;
+        hf_layout(t, hf_kinds[k]);
+        hf_oom(t, hf_kinds[k]);
+        hf_random(t, hf_kinds[k]);
+        if (k == 0 || k == 2) { /* one WordPiece, one byte-level BPE */
+            /* WordPiece makes one [UNK] of each 70 KB space-free run */
+            prefix_cases(t, 10000);
+            concurrency_case(t);
+        }
+        tok_close(t);
+    }
+}
+
 void test_tokenizer(void) {
     const char *dir = test_env("TESTMODEL", "build/testmodel");
     char path[4096], err[512] = "";
@@ -248,9 +442,89 @@ void test_tokenizer(void) {
     CHECK(tok_n_vocab(t) == eng_model_info(m)->n_vocab);
     layout_cases(t);
     truncation_cases(t, m);
-    prefix_cases(t);
+    prefix_cases(t, 50000);
     concurrency_case(t);
 out:
     eng_model_close(m);
     tok_close(t);
+    hf_cases();
+}
+
+static int hexval(char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* One corpus line of reference.mjs: hex UTF-8, a tab, ids. Returns the
+ * number of ids (text into *text, malloc'ed) or -1. */
+static int parse_ref_line(char *line, char **text, size_t *tlen, int32_t *ids, int max) {
+    char *tab = strchr(line, '\t');
+    if (!tab) return -1;
+    size_t n = (size_t)(tab - line) / 2;
+    char *s = malloc(n + 1);
+    for (size_t i = 0; i < n; i++)
+        s[i] = (char)(hexval(line[2 * i]) * 16 + hexval(line[2 * i + 1]));
+    s[n] = '\0';
+    *text = s, *tlen = n;
+    int k = 0;
+    for (char *p = tab + 1; *p && k < max;) {
+        char *e;
+        long v = strtol(p, &e, 10);
+        if (e == p) break;
+        ids[k++] = (int32_t)v;
+        p = e;
+    }
+    return k;
+}
+
+/* Every corpus text gives the ids Hugging Face's tokenizers gives (the
+ * sequence tokens included): tests/stage_tokref.sh writes the reference ids
+ * into TOKREF_DIR with the npm package, then runs this suite. */
+void test_tokref(void) {
+    const char *dir = test_env("TOKREF_DIR", "build/tokref");
+    enum { MAXID = 1 << 16 };
+    int32_t *want = malloc(sizeof(int32_t) * MAXID);
+    for (int k = 0; k < N_HF_KINDS; k++) {
+        char path[512];
+        snprintf(path, sizeof(path), "%s/%s.ids", dir, hf_kinds[k]);
+        char *data = test_read_file(path, NULL);
+        CHECKM(data != NULL, "%s: missing (made by tests/stage_tokref.sh)", path);
+        tok *t = hf_open(hf_kinds[k]);
+        if (!data || !t) {
+            free(data);
+            tok_close(t);
+            continue;
+        }
+        int lines = 0, bad = 0;
+        for (char *line = strtok(data, "\n"); line; line = strtok(NULL, "\n")) {
+            char *text;
+            size_t tlen;
+            int nw = parse_ref_line(line, &text, &tlen, want, MAXID);
+            if (nw < 0) continue;
+            int32_t *got = NULL;
+            int32_t n = tok_encode_alloc(t, text, tlen, &got);
+            bool same = n >= 0 && n + 2 == nw && want[0] == tok_bos(t) &&
+                        want[nw - 1] == tok_eos(t) &&
+                        (n == 0 || !memcmp(got, want + 1, sizeof(int32_t) * (size_t)n));
+            if (!same && bad++ < 5) {
+                fprintf(stderr, "  %s: text \"%.80s\"%s\n    want", hf_kinds[k], text,
+                        tlen > 80 ? "..." : "");
+                for (int i = 0; i < nw && i < 40; i++)
+                    fprintf(stderr, " %d", want[i]);
+                fprintf(stderr, "\n    got  %d", tok_bos(t));
+                for (int i = 0; i < n && i < 39; i++)
+                    fprintf(stderr, " %d", got[i]);
+                fprintf(stderr, " %d (%d ids)\n", tok_eos(t), n);
+            }
+            free(got);
+            free(text);
+            lines++;
+        }
+        fprintf(stderr, "  %s: %d of %d corpus texts equal the reference\n", hf_kinds[k],
+                lines - bad, lines);
+        CHECKM(lines >= 1000 && bad == 0, "%s: %d of %d texts differ from tokenizers", hf_kinds[k],
+               bad, lines);
+        free(data);
+        tok_close(t);
+    }
+    free(want);
 }

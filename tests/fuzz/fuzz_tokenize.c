@@ -44,7 +44,7 @@ static void check_plan(const struct emb_opts *o, const struct emb_plan *pl, int3
     for (int32_t i = 0; i < pl->n_seqs; i++) {
         const struct emb_seq *s = &pl->seqs[i];
         FUZZ_CHECK(s->n_ids >= 2 && s->n_ids <= o->max_tokens);
-        FUZZ_CHECK(s->ids[0] == TOK_BOS && s->ids[s->n_ids - 1] == TOK_EOS);
+        FUZZ_CHECK(s->ids[0] == tok_bos(g_tok) && s->ids[s->n_ids - 1] == tok_eos(g_tok));
         for (int32_t k = 0; k < s->n_ids; k++)
             FUZZ_CHECK(s->ids[k] >= 0 && s->ids[k] < n_vocab);
         FUZZ_CHECK(s->task == o->task && s->first_out == outs);
