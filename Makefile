@@ -199,6 +199,18 @@ $(TESTMODEL_V2)/%/expected.json: $(TESTMODEL_V2)/%/model.safetensors tests/refer
 	$(PYTHON) tests/reference_v2.py --model $(dir $@) --cases tests/data/engine_v2_cases.json --out $@
 .PRECIOUS: $(TESTMODEL_V2)/%/model.safetensors
 testmodel: $(TESTMODEL_V2_EXPECTED)
+# v2 models to serve, each with a tokenizer.json trained by Hugging Face
+# tokenizers (tests/data/tokenizers/): en with WordPiece, code with
+# byte-level BPE (stage_v2_serve.sh)
+TESTMODEL_V2_SERVE = $(TESTMODEL_V2)/serve-en/model.safetensors \
+                     $(TESTMODEL_V2)/serve-code/model.safetensors
+$(TESTMODEL_V2)/serve-en/model.safetensors: tests/gen_model_v2.py tests/data/tokenizers/wordpiece.json
+	$(PYTHON) tests/gen_model_v2.py --out $(dir $@) --variant en --dtype f16 --heads 6 \
+	    --vocab 4000 --tokenizer-json tests/data/tokenizers/wordpiece.json
+$(TESTMODEL_V2)/serve-code/model.safetensors: tests/gen_model_v2.py tests/data/tokenizers/bpe.json
+	$(PYTHON) tests/gen_model_v2.py --out $(dir $@) --variant code --dtype bf16 --heads 12 \
+	    --vocab 4000 --tokenizer-json tests/data/tokenizers/bpe.json
+testmodel: $(TESTMODEL_V2_SERVE)
 
 # Sanitizer settings for every process the tests start (servers included):
 # leak checking on, with tests/lsan.supp for library statics.
@@ -216,7 +228,7 @@ endif
 # stage_docker (the image built and run) is make docker-test, its own CI step.
 TEST_SKIP += stage_docker
 test: $(BUILD)/embedserve $(BUILD)/test_all $(FUZZ_REPLAY) $(TESTMODEL)/expected.json \
-      $(TESTMODEL2)/model.safetensors $(TESTMODEL_V2_EXPECTED)
+      $(TESTMODEL2)/model.safetensors $(TESTMODEL_V2_EXPECTED) $(TESTMODEL_V2_SERVE)
 	$(SAN_ENV) SKIP_STAGES="$(TEST_SKIP) $$SKIP_STAGES" BUILD=$(BUILD) TESTMODEL=$(TESTMODEL) \
 	    TESTMODEL2=$(TESTMODEL2) TESTMODEL_V2=$(TESTMODEL_V2) \
 	    PYTHON=$(PYTHON) sh tests/run.sh
