@@ -55,7 +55,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: embedserve embed --model DIR [options]\n"
             "  --model DIR            model directory (config.json, model.safetensors,\n"
-            "                         sentencepiece.bpe.model)\n"
+            "                         sentencepiece.bpe.model or tokenizer.json)\n"
             "  --task T               retrieval.query | retrieval.passage | separation |\n"
             "                         classification | text-matching, or an alias: query,\n"
             "                         passage, document, clustering (default: none)\n"
@@ -428,8 +428,9 @@ int cli_embed_main(int argc, char **argv) {
     int status = 1;
     if (!(tk = tok_open_dir(o.model_dir, err, sizeof(err)))) {
         fprintf(stderr,
-                "embed: %s\n  (XLM-RoBERTa's sentencepiece.bpe.model comes from the "
-                "FacebookAI/xlm-roberta-large repository; see README)\n",
+                "embed: %s\n  (jina-embeddings-v3 uses XLM-RoBERTa's sentencepiece.bpe.model, "
+                "from the FacebookAI/xlm-roberta-large repository; v2 models their "
+                "tokenizer.json; see README)\n",
                 err);
         goto out;
     }
@@ -445,6 +446,7 @@ int cli_embed_main(int argc, char **argv) {
     ep.dtype = o.dtype;
     ep.max_batch_tokens = o.max_batch_tokens > o.max_tokens ? o.max_batch_tokens : o.max_tokens;
     if (!(m = eng_model_open(o.model_dir, &ep, err, sizeof(err))) ||
+        emb_check_model(tk, m, o.max_tokens, err, sizeof(err)) ||
         !(c = eng_ctx_new(m, &ep, err, sizeof(err)))) {
         fprintf(stderr, "embed: %s\n", err);
         goto out;

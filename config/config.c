@@ -37,7 +37,8 @@ struct opt {
 #define F(field) offsetof(struct cfg, field)
 static const struct opt opts[] = {
     {"model", T_LIST, F(models), 0, 0, "", NULL, "DIR",
-     "model directory: config.json, model.safetensors, sentencepiece.bpe.model (required); "
+     "model directory: config.json, model.safetensors, and sentencepiece.bpe.model (v3) or "
+     "tokenizer.json (v2) (required); "
      "repeat it (or give a comma-separated list) to serve several models, the first being the "
      "default"},
     {"host", T_STR, F(host), 0, 0, "0.0.0.0", NULL, "ADDR", "address to listen on (IPv4 or IPv6)"},

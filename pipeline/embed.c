@@ -2,8 +2,37 @@
 #include "pipeline/embed.h"
 #include "util/alloc.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+int emb_check_model(const tok *t, const struct eng_model *m, int max_in, char *err, size_t errlen) {
+    const struct eng_info *in = eng_model_info(m);
+    int32_t nv = tok_n_vocab(t), bos = tok_bos(t), eos = tok_eos(t);
+    if (nv > in->n_vocab || bos < 0 || bos >= in->n_vocab || eos < 0 || eos >= in->n_vocab) {
+        snprintf(err, errlen,
+                 "the tokenizer's ids (%d, sequence ends %d and %d) do not fit the model's "
+                 "vocabulary of %d (vocab_size in config.json): the tokenizer belongs to "
+                 "another model",
+                 (int)nv, (int)bos, (int)eos, in->n_vocab);
+        return -1;
+    }
+    for (int k = 0; k < in->n_tasks; k++) {
+        const char *pr = in->task_prefix[k];
+        int32_t *ids = NULL;
+        int32_t n = *pr ? tok_encode_alloc(t, pr, strlen(pr), &ids) : 0;
+        free(ids);
+        if (n < 0 || n + 3 > max_in) {
+            snprintf(err, errlen,
+                     "the instruction of task '%s' takes %d tokens; with the two end tokens it "
+                     "leaves no room for text under the input limit of %d tokens "
+                     "(max_position_embeddings or --max-input-tokens)",
+                     in->task_name[k], (int)n, max_in);
+            return -1;
+        }
+    }
+    return 0;
+}
 
 struct emb_opts emb_opts_defaults(void) {
     struct emb_opts o = {.task = ENG_TASK_NONE,

@@ -81,6 +81,13 @@ struct emb_error {
 /* Defaults: no task, full size, normalised, 8192 tokens. Thread-safe. */
 struct emb_opts emb_opts_defaults(void);
 
+/* Whether tokenizer t suits model m, checked once at startup rather than on
+ * every request: every id it can give (tok_n_vocab, the sequence's end
+ * tokens) is inside the model's vocabulary, and every task's instruction,
+ * with the two end tokens, leaves room for text under max_in tokens.
+ * Returns 0, or -1 with a message in err[errlen]. Thread-safe. */
+int emb_check_model(const tok *t, const struct eng_model *m, int max_in, char *err, size_t errlen);
+
 /* Tokenises `texts` into `plan` (caller storage; release with
  * emb_plan_deinit, also after a failure). On EMB_ETOOLONG / EMB_EEMPTY, *e
  * says which input. Thread-safe. */

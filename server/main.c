@@ -137,28 +137,6 @@ static int warm_up(struct eng_ctx *ctx, const tok *t, const struct eng_info *in,
  * within one such short pass. */
 #define DRAIN_BATCH_TOKENS 512
 
-/* Every task's instruction prefix, with <s> and </s>, must leave room for at
- * least one token of text under the input limit: refused once at startup,
- * not on every request. */
-static int check_prefixes(const tok *t, const struct eng_info *in, int max_in, char *err,
-                          size_t errlen) {
-    for (int k = 0; k < in->n_tasks; k++) {
-        const char *pr = in->task_prefix[k];
-        int32_t *ids = NULL;
-        int32_t n = *pr ? tok_encode_alloc(t, pr, strlen(pr), &ids) : 0;
-        free(ids);
-        if (n < 0 || n + 3 > max_in) {
-            snprintf(err, errlen,
-                     "the instruction of task '%s' takes %d tokens; with <s> and </s> it leaves "
-                     "no room for text under the input limit of %d tokens "
-                     "(max_position_embeddings or --max-input-tokens)",
-                     in->task_name[k], (int)n, max_in);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* This process's resident set in bytes (0 if unknown): what each model's
  * load adds is logged. */
 static long long rss_now(void) {
@@ -224,7 +202,7 @@ static int load_model(struct app *a, int i, struct http_model *hm) {
         max_in = in->max_position;
     }
     snprintf(what, sizeof(what), "bad model %s", dir);
-    if (check_prefixes(sv->tok, in, max_in, err, sizeof(err))) return fail(what, err);
+    if (emb_check_model(sv->tok, sv->model, max_in, err, sizeof(err))) return fail(what, err);
     int task = resolve_default_task(a, sv->model, err, sizeof(err));
     if (task == ENG_ENOTASK) return fail("bad settings", err);
     struct eng_ctx *ctx = eng_ctx_new(sv->model, &p, err, sizeof(err));

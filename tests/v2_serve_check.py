@@ -269,6 +269,19 @@ def main():
         except subprocess.TimeoutExpired:
             p.kill()
     check(p.returncode == 0, "server exits cleanly on SIGTERM (rc %s)" % p.returncode)
+
+    # a tokenizer whose ids pass the model's vocabulary is refused at startup
+    small = os.path.join(BUILD, "v2-vocab-mismatch")
+    subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "gen_model_v2.py"),
+                    "--out", small, "--vocab", "1000", "--tokenizer-json",
+                    os.path.join(V2_MODELS["en"], "tokenizer.json")],
+                   check=True, stdout=subprocess.DEVNULL)
+    r = subprocess.run([os.path.join(BUILD, "embedserve"), "--model", small, "--host",
+                        "127.0.0.1", "--port", str(free_port())],
+                       capture_output=True, text=True, timeout=60)
+    check(r.returncode != 0 and "do not fit the model's vocabulary of 1000" in r.stderr,
+          "a 4000-id tokenizer on a 1000-word model stops the server at startup (rc %d: %s)"
+          % (r.returncode, r.stderr.strip().splitlines()[-1:] if r.stderr else ""))
     print("%d passed, %d failed" % (passed, failed))
     sys.exit(1 if failed else 0)
 
