@@ -38,7 +38,10 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-TIMEOUT = 30  # seconds, per request
+# seconds, per request: under the replicas' --shutdown-timeout (120 s), and
+# long enough for sanitizer builds on a loaded 2-core machine, where a held
+# request (the fair batcher advances all six together) took over 30 s
+TIMEOUT = 100
 WORDS = ("the quick brown fox jumps over the lazy dog while seven wizards quietly judge "
          "boxing matches near a river bank under grey autumn skies").split()
 
