@@ -17,11 +17,13 @@ The llama.cpp side of `make bench` (BENCH_LLAMA=1): llama.cpp's
    the timings would then compare different models.
 4. Speed, the bench's batch shape: 32 inputs of 128 tokens ([CLS] + 126 whole
    words of the vocabulary + [SEP]), N threads, each llama-embedding run
-   timed by llama.cpp's own "prompt eval" counter after its warm-up pass (the
-   forward passes only, not loading, tokenising or printing), medians of
+   timed after llama.cpp's warm-up pass from its log's timestamps, from the
+   first batch_decode line to the perf print after the last decode (the
+   forward passes and pooling, not loading or tokenising; its own "prompt
+   eval" counter leaves the first decode out), medians of
    --runs; peak RSS of the process from GNU time. Two batchings are measured: all 32 sequences in one
    4096-token ubatch (llama.cpp's default for many prompts; its non-causal
-   attention then spans the whole ubatch under a mask) and one sequence per
+   attention then runs across the whole ubatch, masked) and one sequence per
    128-token ubatch; the summary shows both.
 Prints human lines and one JSON line per precision for tests/bench/summary.py.
 Only 127.0.0.1 is contacted once the tarball is fetched."""
@@ -120,7 +122,20 @@ def llama_embed(exe, gguf, texts, threads, ctx, extra=()):
         else:
             sys.exit("llama_v2: no prompt eval timing in llama-embedding's output")
         rss_gib = int(open(tf).read().split()[-1]) / 1048576.0
-    ms, ntok = float(m.group(1)), int(m.group(2))
+    # llama.cpp's "prompt eval" time leaves out the first decode (it counts it
+    # as load time: 0 ms when one decode does the whole batch; its token count
+    # is right), so the forward time is taken from
+    # the log's timestamps: the first "batch_decode" line (just before the
+    # first llama_decode) to the perf print after the last one
+    stamps = {}
+    for line in p.stderr.splitlines():
+        for key in ("batch_decode:", "prompt eval time"):
+            if key in line and key not in stamps:
+                a, b, c, d = (int(x) for x in line.split()[0].split("."))
+                stamps[key] = a * 60 + b + c / 1e3 + d / 1e6
+    if len(stamps) != 2:
+        sys.exit("llama_v2: no log timestamps in llama-embedding's output")
+    ms, ntok = 1e3 * (stamps["prompt eval time"] - stamps["batch_decode:"]), int(m.group(2))
     emb = None
     if "--embd-output-format" in extra:
         emb = [d["embedding"] for d in json.loads(p.stdout)["data"]]
@@ -206,10 +221,12 @@ def main():
     for dt in args.dtypes.split(","):
         g = gguf_for(root, args.model, dt)
         res = {}
-        for mode, ctx in (("one_ubatch", 4096), ("per_sequence", 128)):
+        # per sequence: a 128-token batch holds one input; -np 32 since with
+        # -np 1 this llama.cpp version asserts on a context below the input count
+        for mode, ctx, extra in (("one_ubatch", 4096, ()), ("per_sequence", 128, ("-np", "32"))):
             tps, rss = [], []
             for _ in range(args.runs):
-                _, t, ntok, r = llama_embed(exe, g, batch, args.threads, ctx)
+                _, t, ntok, r = llama_embed(exe, g, batch, args.threads, ctx, extra)
                 if ntok != 4096:
                     sys.exit("llama_v2: the batch tokenised to %d tokens, not 4096" % ntok)
                 tps.append(t)

@@ -3,8 +3,8 @@ table (2-thread figures; peers from issue 4 for comparison) and one JSON line.""
 import json, sys
 
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-eng = {r["dtype"]: r for r in rows if "dtype" in r and r["threads"] == 2 and "label" not in r}
-one = [r for r in rows if "dtype" in r and r["threads"] == 1 and "label" not in r]
+eng = {r["dtype"]: r for r in rows if "dtype" in r and r["threads"] == 2 and "label" not in r and "llama_cpp" not in r}
+one = [r for r in rows if "dtype" in r and r["threads"] == 1 and "label" not in r and "llama_cpp" not in r]
 other = [r for r in rows if "label" in r]
 llama = [r for r in rows if "llama_cpp" in r]
 llama_failed = any("llama_cpp_failed" in r for r in rows)
