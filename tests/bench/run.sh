@@ -3,7 +3,9 @@
 # then HTTP end to end, the first request after /ready with and without
 # warm-up, small-query latency behind a 2048-input request (http_fairness.py),
 # the engine on a jina-embeddings-v2-base-shaped model when V2_MODEL_DIR is
-# given (f32, and bf16 where the CPU has it), then one table and one JSON line
+# given (f32, and bf16 where the CPU has it), with BENCH_LLAMA=1 llama.cpp's
+# jina-bert-v2 on the same weights (tests/bench/llama_v2.py: fetches and builds
+# llama.cpp once into the cache), then one table and one JSON line
 # (tests/bench/summary.py).
 # BENCH_QUICK=1 skips the 8192-token shapes and the 1-thread run.
 set -eu
@@ -28,5 +30,10 @@ if [ -n "${2:-}" ]; then
     for d in f32 bf16; do
         "$BUILD/bench" --model "$2" --dtype "$d" --threads 2 --quick --label v2-base | tee -a "$out"
     done
+    if [ "${BENCH_LLAMA:-0}" = 1 ]; then
+        # a failure is reported in the summary, not allowed to drop the rest of it
+        { "$PYTHON" tests/bench/llama_v2.py --model "$2" --binary "$BUILD/embedserve" --threads 2 --runs 3 \
+            || echo '{"llama_cpp_failed":1}'; } | tee -a "$out"
+    fi
 fi
 "$PYTHON" tests/bench/summary.py "$out"

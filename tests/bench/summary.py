@@ -3,9 +3,11 @@ table (2-thread figures; peers from issue 4 for comparison) and one JSON line.""
 import json, sys
 
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-eng = {r["dtype"]: r for r in rows if "dtype" in r and r["threads"] == 2 and "label" not in r}
-one = [r for r in rows if "dtype" in r and r["threads"] == 1 and "label" not in r]
+eng = {r["dtype"]: r for r in rows if "dtype" in r and r["threads"] == 2 and "label" not in r and "llama_cpp" not in r}
+one = [r for r in rows if "dtype" in r and r["threads"] == 1 and "label" not in r and "llama_cpp" not in r]
 other = [r for r in rows if "label" in r]
+llama = [r for r in rows if "llama_cpp" in r]
+llama_failed = any("llama_cpp_failed" in r for r in rows)
 http = {r["http_dtype"]: r for r in rows if "http_dtype" in r}
 fmt = "%-34s" + " %12s" * 3
 print()
@@ -49,6 +51,14 @@ for r in other:
           "document 2048 %.1f tok/s, load %.2f s, peak RSS %.2f GiB"
           % (r["label"], r["arch"], r["dtype"], r["batch_tok_s"], r["query_p50_ms"], r["doc2048_tok_s"],
              r["load_s"], r["peak_rss_gib"]))
+for r in llama:
+    print("llama.cpp %s (same weights, GGUF %s), %d threads, median of %d: batch 32x128 %.1f tok/s in one "
+          "4096-token ubatch (peak RSS %.2f GiB), %.1f tok/s one sequence per ubatch (peak RSS %.2f GiB); "
+          "cosine vs embedserve f32 >= %.5f"
+          % (r["llama_cpp"], r["dtype"], r["threads"], r["runs"], r["batch_tok_s"], r["peak_rss_gib"],
+             r["seq_batch_tok_s"], r["seq_peak_rss_gib"], r["cosine_min"]))
+if llama_failed:
+    print("llama.cpp side by side (BENCH_LLAMA=1): FAILED, see tests/bench/llama_v2.py's message above")
 print("peers (issue 4, same machine kind): llama.cpp BF16 306 tok/s, PyTorch bf16 403, ONNX fp32 233")
-print(json.dumps({"engine": eng, "engine_1thread": one, "http": http, "other_models": other,
+print(json.dumps({"engine": eng, "engine_1thread": one, "http": http, "other_models": other, "llama_cpp": llama,
                   "first_request": fr[0] if fr else None}))
