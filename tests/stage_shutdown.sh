@@ -84,11 +84,15 @@ check(out.get("small") == (200, 1), "the small request admitted before SIGTERM g
 check(out.get("big", (0,))[0] in (200, 503), "the big request: 200 or 503, nothing else")
 if failed: print(log[-3000:])
 
-# A pass longer than the timeout is running at SIGTERM (one 3072-token input:
-# attention makes it several times a 1024-token pass). It is cancelled in the
-# engine, so the timeout holds to within a fraction of a layer; before, the
-# process waited for the pass to end.
-LONG = 3072
+# A pass longer than the timeout is running at SIGTERM: one input of LONG
+# tokens, attention making it many times a 1024-token pass (3072 tokens: ~8x,
+# 8192: ~60x). Sized to outlast the timeout by far on this machine: 8192 where
+# a 1024-token pass is fast (an unloaded machine: 3072 tokens took 0.9 s there,
+# under the 1.5 s the checks need), else 3072 (a sanitizer build or a loaded
+# machine, where 8192 would take minutes). It is cancelled in the engine, so
+# the timeout holds to within a fraction of a layer; before, the process
+# waited for the pass to end.
+LONG = 8192 if t1 < 0.25 else 3072
 longer_text = " ".join("w%d" % (i % 97) for i in range(4 * LONG))  # truncated to LONG tokens
 bound = 1 + t1 + 1.0
 # (a) no pass of that size has run yet, so its length is unknown: it is
@@ -103,6 +107,7 @@ p.send_signal(signal.SIGTERM)
 log = p.communicate(timeout=300)[0].decode(errors="replace")
 took = time.time() - t0 - 0.5
 long_req.join()
+print("one 1024-token pass took %.2f s: the long input has %d tokens" % (t1, LONG))
 print("(a) a %d-token pass running at SIGTERM, --shutdown-timeout 1: exited %.2f s after "
       "SIGTERM (bound %.2f); long %s" % (LONG, took, bound, out.get("long")))
 check(p.returncode == 0, "(a) exit status 0 (got %s)" % p.returncode)
