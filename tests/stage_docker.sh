@@ -230,7 +230,8 @@ start es-b --cpus 1 -e EMBEDSERVE_HOST=127.0.0.1 "$tag" --port "$pb"
 check "container B (IMAGE --port $pb, EMBEDSERVE_HOST=127.0.0.1): /ready" \
     wait_ready es-b "http://127.0.0.1:$pb"
 check "container B: the HEALTHCHECK command passes" podman healthcheck run es-b
-threads_of() { podman logs "$1" 2>&1 | sed -n 's/.*ready: .*, \([0-9]*\) engine threads.*/\1/p'; }
+# the startup line "model 1 of 1: DIR (...) loaded in ..., N engine threads, ..."
+threads_of() { podman logs "$1" 2>&1 | sed -n 's/.*model 1 of [0-9]*: .*, \([0-9]*\) engine threads.*/\1/p'; }
 ta=$(threads_of es-a) tb=$(threads_of es-b)
 echo "docker: engine threads: $ta without a CPU limit, $tb with --cpus 1 ($(nproc) CPUs here)"
 check "container B: --cpus 1 gives 1 engine thread ($tb; $ta without the quota)" [ "$tb" = 1 ]
