@@ -1758,23 +1758,12 @@ int http_port(const struct http_server *s) {
     return s->port;
 }
 
-/* This process's resident set in bytes (0 if unknown). */
-static int64_t rss_bytes(void) {
-    FILE *f = fopen("/proc/self/statm", "r");
-    long long pages = 0, rss = 0;
-    if (f) {
-        if (fscanf(f, "%lld %lld", &pages, &rss) != 2) rss = 0;
-        fclose(f);
-    }
-    return rss * sysconf(_SC_PAGESIZE);
-}
-
 /* --max-memory 0: 75% of the cgroup's memory limit less what the process
  * holds with the model loaded (at least 64 MiB), or 2 GiB with no limit. */
 static int64_t default_budget(void) {
     int64_t lim = cfg_memory_limit();
     if (!lim) return 2LL << 30;
-    int64_t b = lim / 4 * 3 - rss_bytes();
+    int64_t b = lim / 4 * 3 - mem_rss_bytes();
     return b > (64LL << 20) ? b : 64LL << 20;
 }
 

@@ -137,18 +137,6 @@ static int warm_up(struct eng_ctx *ctx, const tok *t, const struct eng_info *in,
  * within one such short pass. */
 #define DRAIN_BATCH_TOKENS 512
 
-/* This process's resident set in bytes (0 if unknown): what each model's
- * load adds is logged. */
-static long long rss_now(void) {
-    FILE *f = fopen("/proc/self/statm", "r");
-    long long pages = 0, rss = 0;
-    if (f) {
-        if (fscanf(f, "%lld %lld", &pages, &rss) != 2) rss = 0;
-        fclose(f);
-    }
-    return rss * sysconf(_SC_PAGESIZE);
-}
-
 /* Engine threads of model i of n: --threads (0 = the cores this process
  * may use) split evenly, the first models taking the remainder, >= 1. */
 static int model_threads(const struct cfg *c, int i, int n) {
@@ -166,7 +154,7 @@ static int load_model(struct app *a, int i, struct http_model *hm) {
     struct served *sv = &a->models[i];
     char what[200];
     double t0 = clock_now();
-    long long rss0 = rss_now();
+    long long rss0 = mem_rss_bytes();
     if (!(sv->tok = tok_open_dir(dir, err, sizeof(err)))) {
         snprintf(what, sizeof(what), "cannot load the tokenizer of %s", dir);
         return fail(what, err);
@@ -242,8 +230,8 @@ static int load_model(struct app *a, int i, struct http_model *hm) {
     LOG_INFO("model %d of %d: %s (%s, n_embd %d, %d layers, %d tasks, %s) loaded in %.2f s, "
              "resident memory +%lld MiB, %d engine threads, context %d tokens",
              i + 1, c->models.n, dir, in->arch ? in->arch : "?", in->n_embd, in->n_layer,
-             in->n_tasks, eng_dtype_name(in->dtype), clock_now() - t0, (rss_now() - rss0) >> 20,
-             p.n_threads, p.max_batch_tokens);
+             in->n_tasks, eng_dtype_name(in->dtype), clock_now() - t0,
+             (mem_rss_bytes() - rss0) >> 20, p.n_threads, p.max_batch_tokens);
     return 0;
 }
 

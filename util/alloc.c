@@ -1,8 +1,10 @@
 /* alloc.c -- see alloc.h. */
 #include "util/alloc.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cJSON.h>
 
@@ -60,4 +62,14 @@ unsigned long mem_failures(void) {
 void mem_install_cjson(void) {
     cJSON_Hooks h = {mem_malloc, free};
     cJSON_InitHooks(&h);
+}
+
+long long mem_rss_bytes(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    long long pages = 0, rss = 0;
+    if (f) {
+        if (fscanf(f, "%lld %lld", &pages, &rss) != 2) rss = 0;
+        fclose(f);
+    }
+    return rss * sysconf(_SC_PAGESIZE);
 }

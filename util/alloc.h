@@ -41,4 +41,8 @@ unsigned long mem_failures(void);
  * (main, tests) before any other thread uses cJSON. */
 void mem_install_cjson(void);
 
+/* This process's resident set in bytes (/proc/self/statm; 0 if unknown).
+ * Thread-safe. */
+long long mem_rss_bytes(void);
+
 #endif
