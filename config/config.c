@@ -461,8 +461,8 @@ void cfg_usage(FILE *out, const char *prog) {
     fprintf(out,
             "usage: %s --model DIR [options]\n"
             "       %s embed ...   (offline CLI; see `%s embed --help`)\n\n"
-            "Serves jina-embeddings-v3 over HTTP (POST /v1/embeddings, Jina and OpenAI "
-            "compatible).\nEvery option can also be set by the environment variable shown; "
+            "Serves jina-embeddings-v3 (and v2) models over HTTP (POST /v1/embeddings, Jina and "
+            "OpenAI compatible).\nEvery option can also be set by the environment variable shown; "
             "options win.\n\n",
             prog, prog, prog);
     for (int i = 0; i < N_OPTS; i++) {
