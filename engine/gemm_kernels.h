@@ -205,9 +205,11 @@ EXACT_INLINE float gemm_int8_first(int32_t acc, int32_t z, int32_t colsum, float
     return bias ? v + *bias : v;
 }
 
-/* Y after a later k block: y + acc s_x s_w. */
+/* Y after a later k block: y + acc s_x s_w (two statements: a compiler
+ * that contracts by default, FP_CONTRACT on, fuses only within one). */
 EXACT_INLINE float gemm_int8_next(float y, int32_t acc, float sx, float sw) {
-    return (float)acc * (sx * sw) + y;
+    float v = (float)acc * (sx * sw);
+    return v + y;
 }
 
 /* The colsum row of an int8 matrix (after its n_pad / 16 panels). */
