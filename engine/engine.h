@@ -62,7 +62,9 @@ enum eng_dtype {
     ENG_DTYPE_F32,      /* exact mode: f32 activations and accumulation, weights kept in the
                            checkpoint's precision; bitwise independent of the batch */
     ENG_DTYPE_BF16,     /* bf16 weights and activations, f32 accumulation (AVX512_BF16) */
-    ENG_DTYPE_INT8,     /* int8 per-channel weights, int8 activations (AVX512_VNNI) */
+    ENG_DTYPE_INT8,     /* int8 per-channel weights, u8 activations with a zero point per row,
+                           i32 accumulation; on every CPU (AVX512_VNNI, AVX2, portable C: the
+                           same bits at each level); opt-in: AUTO never picks it */
 };
 
 /* "f32", "bf16", "int8" or "auto". */

@@ -24,13 +24,15 @@
 
 static const struct gemm_kernel *const kernels[] = {
 #if defined(__x86_64__)
-    &gemm_x86_avx512_bf16,
-    &gemm_x86_avx512_vnni,
-    &gemm_x86_avx2_exact,
+    &gemm_x86_avx512_bf16, /* bf16 */
+    &gemm_x86_avx512_vnni, /* int8 */
+    &gemm_x86_avx2_int8,   /* int8 */
+    &gemm_x86_avx2_exact,  /* f32 */
 #elif defined(__aarch64__)
     &gemm_arm_neon_exact,
 #endif
-    &gemm_generic_exact,
+    &gemm_generic_int8,  /* int8 */
+    &gemm_generic_exact, /* f32 */
 };
 
 const struct gemm_kernel *gemm_kernel_for(enum wmat_kind kind, uint32_t cpu_mask) {

@@ -12,6 +12,7 @@
 
 #include "engine/gemm.h"
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -42,8 +43,10 @@ int gemm_prep_exact(struct wmat *w, const float *src);
 
 /* The kernels (engine/arch/...). */
 extern const struct gemm_kernel gemm_generic_exact;
+extern const struct gemm_kernel gemm_generic_int8;
 #if defined(__x86_64__)
 extern const struct gemm_kernel gemm_x86_avx2_exact;
+extern const struct gemm_kernel gemm_x86_avx2_int8;
 extern const struct gemm_kernel gemm_x86_avx512_bf16;
 extern const struct gemm_kernel gemm_x86_avx512_vnni;
 #elif defined(__aarch64__)
@@ -148,6 +151,71 @@ EXACT_INLINE void gemm_exact_drive(const struct wmat *w, int m, const float *x, 
             }
         }
     }
+}
+
+/* ---- the int8 kind's contract, shared by every int8 kernel ----
+ * Weights: gemm_prep_int8 (s8 symmetric per output row, scale s_w, colsum).
+ * Activations: u8 asymmetric per row over the row's whole k, computed at
+ * call time: gemm_int8_row_params, then gemm_int8_quant per value (k past
+ * n_in takes the zero point z: its W is zero). Products: exact i32 sums
+ * over k blocks of INT8_KC_WORDS words (1024 k values), in order; each
+ * block is dequantised into Y by gemm_int8_first (the first block, with the
+ * zero-point compensation and the bias) or gemm_int8_next (later blocks).
+ * Integer sums do not depend on their order, so any kernel that keeps this
+ * block split and these float expressions gives the same bits (the vector
+ * kernels spell the same operations: cvt, mul, add; round to nearest even). */
+enum { INT8_KC_WORDS = 256 };
+
+/* Row parameters: [lo, hi] = [min(x, 0), max(x, 0)] maps onto [0, 255]:
+ * s = (hi - lo) / 255 (1 for an all-zero row), z = rint(-lo / s) in
+ * [0, 255] (0 is exact), inv = 1 / s. */
+EXACT_INLINE void gemm_int8_range_params(float lo, float hi, float *s, int32_t *z, float *inv) {
+    float sc = (hi - lo) / 255.0f;
+    if (!(sc > 0)) sc = 1.0f; /* an all-zero row */
+    long zl = lrintf(-lo / sc);
+    *z = (int32_t)(zl < 0 ? 0 : zl > 255 ? 255 : zl);
+    *s = sc;
+    *inv = 1.0f / sc;
+}
+
+/* The same from the row itself (a vector kernel may find lo and hi its own
+ * way: min and max are exact in any order). */
+EXACT_INLINE void gemm_int8_row_params(const float *x, int n_in, float *s, int32_t *z, float *inv) {
+    float lo = 0, hi = 0;
+    for (int k = 0; k < n_in; k++) {
+        lo = x[k] < lo ? x[k] : lo;
+        hi = x[k] > hi ? x[k] : hi;
+    }
+    gemm_int8_range_params(lo, hi, s, z, inv);
+}
+
+/* One activation: clamp(rint(v * inv) + z, 0, 255) (rint: the current
+ * rounding mode, to nearest even by default, as cvtps2dq). */
+EXACT_INLINE uint8_t gemm_int8_quant(float v, float inv, int32_t z) {
+    long q = lrintf(v * inv) + z;
+    return (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
+}
+
+/* Y of the first k block: (acc - z colsum) s_x s_w (+ bias), the
+ * compensation in wrapping i32 (it never wraps for the model's shapes). */
+EXACT_INLINE float gemm_int8_first(int32_t acc, int32_t z, int32_t colsum, float sx, float sw,
+                                   const float *bias) {
+    int32_t q = (int32_t)((uint32_t)acc - (uint32_t)z * (uint32_t)colsum);
+    float v = (float)q * (sx * sw);
+    return bias ? v + *bias : v;
+}
+
+/* Y after a later k block: y + acc s_x s_w (two statements: a compiler
+ * that contracts by default, FP_CONTRACT on, fuses only within one). */
+EXACT_INLINE float gemm_int8_next(float y, int32_t acc, float sx, float sw) {
+    float v = (float)acc * (sx * sw);
+    return v + y;
+}
+
+/* The colsum row of an int8 matrix (after its n_pad / 16 panels). */
+EXACT_INLINE const int32_t *gemm_int8_colsum(const struct wmat *w) {
+    size_t kw = (size_t)(w->n_in + 3) / 4, n_pad = (size_t)(w->n_out + 15) & ~(size_t)15;
+    return (const int32_t *)((const uint32_t *)w->data + n_pad * kw);
 }
 
 #endif

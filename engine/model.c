@@ -40,8 +40,9 @@ const char *eng_dtype_name(enum eng_dtype dt) {
     return (unsigned)dt < 4 ? names[dt] : "?";
 }
 
-/* AUTO -> bf16 where the CPU features allow a kernel for it, else f32;
- * explicit kinds are checked against the kernel table. */
+/* AUTO -> bf16 where the CPU features allow a kernel for it, else f32 (never
+ * int8: opt-in); explicit kinds are checked against the kernel table (int8
+ * has a portable kernel, so only bf16 can be refused). */
 static int dtype_resolve(enum eng_dtype want, uint32_t cpu, enum eng_dtype *out, char *err,
                          size_t errlen) {
     if (want == ENG_DTYPE_AUTO)
@@ -52,7 +53,7 @@ static int dtype_resolve(enum eng_dtype want, uint32_t cpu, enum eng_dtype *out,
         snprintf(err, errlen,
                  "dtype %s needs a CPU with %s (CPU features in use: %s); "
                  "use dtype f32",
-                 eng_dtype_name(want), want == ENG_DTYPE_BF16 ? "AVX512_BF16" : "AVX512_VNNI",
+                 eng_dtype_name(want), want == ENG_DTYPE_BF16 ? "AVX512_BF16" : "int8 kernels",
                  cpu_mask_names(cpu, names, sizeof(names)));
         return -1;
     }

@@ -890,8 +890,10 @@ static void run_mode(struct fixture *fx, const char *dir, enum eng_dtype dtype,
 }
 
 /* --cpu-features avx2 (a mask without AVX-512): auto falls back to f32,
- * explicit bf16/int8 are refused with a message, and f32 still matches the
- * reference (run_mode under EMBEDSERVE_TEST_CPU_FEATURES=avx2 or generic). */
+ * explicit bf16 is refused with a message, int8 runs on the AVX2 int8
+ * kernel (at "generic" on the portable one), and f32 still matches the
+ * reference (run_mode under EMBEDSERVE_TEST_CPU_FEATURES=avx2 or generic).
+ * auto never picks int8 (opt-in), at any level. */
 static void check_fallback(const char *dir) {
     char err[512] = "";
     struct eng_params p = eng_params_defaults();
@@ -906,8 +908,27 @@ static void check_fallback(const char *dir) {
     eng_model_close(m);
     p.dtype = ENG_DTYPE_INT8;
     m = eng_model_open(dir, &p, err, sizeof(err));
-    CHECKM(!m && strstr(err, "AVX512_VNNI"), "int8 refused without the instructions: '%s'", err);
+    const char *want = test_cpu_features() & CPU_X86_AVX2 ? "avx2-int8" : "generic-int8";
+    CHECKM(m && eng_model_info(m)->dtype == ENG_DTYPE_INT8 &&
+               !strcmp(eng_model_info(m)->kernel, want),
+           "int8 at avx2 runs %s: %s", want, m ? eng_model_info(m)->kernel : err);
     eng_model_close(m);
+    CHECK(cpu_parse_level("generic", test_cpu_features(), &p.cpu_features, err, sizeof(err)) == 0);
+    m = eng_model_open(dir, &p, err, sizeof(err));
+    CHECKM(m && !strcmp(eng_model_info(m)->kernel, "generic-int8"), "int8 at generic: %s",
+           m ? eng_model_info(m)->kernel : err);
+    eng_model_close(m);
+    uint32_t masks[16];
+    const char *names[16];
+    int nl = cpu_levels(test_cpu_features(), masks, names, 16);
+    for (int l = 0; l < nl; l++) {
+        struct eng_params q = eng_params_defaults();
+        q.cpu_features = masks[l];
+        m = eng_model_open(dir, &q, err, sizeof(err));
+        CHECKM(m && eng_model_info(m)->dtype != ENG_DTYPE_INT8, "auto at %s: %s", names[l],
+               m ? eng_dtype_name(eng_model_info(m)->dtype) : err);
+        eng_model_close(m);
+    }
 }
 
 /* ---- jina-embeddings-v2 (JinaBERT) ----

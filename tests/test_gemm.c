@@ -110,6 +110,7 @@ struct gcase {
     int ldx_pad, ldy_pad;
     int with_bias;
     enum dist dist;
+    uint32_t mask; /* the CPU mask for wmat_init; 0: test_cpu_features() */
 };
 
 static const char *kind_str[] = {"f32", "bf16", "int8"};
@@ -137,10 +138,11 @@ static void check_case(const struct gcase *t, const int *cuts, int n_cuts) {
     float *bias = make_x(1, n_out, n_out, D_UNIFORM);
     struct wmat w;
     char what[128];
-    snprintf(what, sizeof(what), "%s m=%d %dx%d ld+%d/%d bias=%d dist=%d slices=%d",
-             kind_str[t->kind], m, n_out, n_in, t->ldx_pad, t->ldy_pad, t->with_bias, t->dist,
-             n_cuts - 1);
-    if (wmat_init(&w, t->kind, test_cpu_features(), wsrc, n_out, n_in) != 0) {
+    uint32_t mask = t->mask ? t->mask : test_cpu_features();
+    snprintf(what, sizeof(what), "%s (%s) m=%d %dx%d ld+%d/%d bias=%d dist=%d slices=%d",
+             kind_str[t->kind], gemm_kernel_name(gemm_kernel_for(t->kind, mask)), m, n_out, n_in,
+             t->ldx_pad, t->ldy_pad, t->with_bias, t->dist, n_cuts - 1);
+    if (wmat_init(&w, t->kind, mask, wsrc, n_out, n_in) != 0) {
         CHECKM(0, "%s: wmat_init failed", what);
         goto out;
     }
@@ -313,9 +315,79 @@ static void check_threads(enum wmat_kind kind) {
     wmat_deinit(&w);
 }
 
-/* A mask without AVX-512 (the "avx2" level) hides the low-precision
- * kernels: wmat_init refuses them, f32 still works; the full mask is
- * untouched (nothing process-wide changes). */
+/* The int8 kernels of every level this machine runs (generic-int8,
+ * avx2-int8, avx512vnni where present): each within the rounding bound of
+ * the float64 product, and all of them the same bits, for row counts 1-13
+ * (every row tail), n_out not a multiple of 16, n_in not a multiple of 4 or
+ * past one k block of 1024, column slices inside panels, with and without
+ * bias. */
+static void check_int8_kernels(void) {
+    uint32_t masks[16], kmask[16];
+    const char *names[16];
+    const struct gemm_kernel *ks[16];
+    int nl = cpu_levels(test_cpu_features(), masks, names, 16), nk = 0;
+    for (int l = 0; l < nl; l++) {
+        const struct gemm_kernel *k = gemm_kernel_for(WMAT_INT8, masks[l]);
+        CHECKM(k != NULL, "no int8 kernel at level %s", names[l]);
+        if (k && (nk == 0 || ks[nk - 1] != k)) ks[nk] = k, kmask[nk++] = masks[l];
+    }
+    fprintf(stderr, "  gemm: int8 kernels compared bit for bit:");
+    for (int i = 0; i < nk; i++)
+        fprintf(stderr, " %s", gemm_kernel_name(ks[i]));
+    fprintf(stderr, "\n");
+    CHECK(nk >= 1 && !strcmp(gemm_kernel_name(ks[0]), "generic-int8"));
+    CHECK(!(test_cpu_features() & CPU_X86_AVX2) || nk >= 2);
+    static const struct {
+        int n_out, n_in;
+    } sh[] = {{16, 4}, {40, 7}, {33, 81}, {100, 1023}, {48, 1030}, {24, 2049}, {64, 1024}};
+    int ns = (int)(sizeof(sh) / sizeof(sh[0])), same = 1, runs = 0;
+    for (int m = 1; m <= 13 + 2; m++) {
+        /* m 14 and 15: past a row block of 96 and a long k, in the last two */
+        int rows = m <= 13 ? m : m == 14 ? 101 : 7, s = m <= 13 ? m % ns : m == 14 ? 3 : 5;
+        int n_out = sh[s].n_out, n_in = sh[s].n_in, ldx = n_in + m % 3, ldy = n_out + 2;
+        float *x = make_x(rows, n_in, ldx, m % 2 ? D_GELU : D_GAUSS_OUTLIERS);
+        float *wsrc = make_x(n_out, n_in, n_in, D_UNIFORM),
+              *bias = make_x(1, n_out, n_out, D_UNIFORM);
+        int n16 = (n_out + 15) / 16;
+        int cuts_a[] = {0, n_out}, cuts_b[] = {0, 16 * (n16 / 2), n_out},
+            cuts_c[] = {n_out > 8 ? 3 : 0, n_out > 8 ? n_out - 5 : n_out};
+        const int *cuts = m % 3 == 0 ? cuts_a : m % 3 == 1 ? cuts_b : cuts_c;
+        int n_cuts = m % 3 == 1 ? 3 : 2;
+        float *y0 = NULL;
+        for (int i = 0; i < nk; i++) {
+            struct wmat w;
+            if (wmat_init(&w, WMAT_INT8, kmask[i], wsrc, n_out, n_in) != 0) {
+                CHECKM(0, "%s: wmat_init failed", gemm_kernel_name(ks[i]));
+                continue;
+            }
+            CHECK(w.k == ks[i]);
+            float *y = run_slices(&w, rows, x, ldx, m % 2 ? bias : NULL, ldy, cuts, n_cuts);
+            if (!y0)
+                y0 = y;
+            else {
+                int eq = !memcmp(y, y0, sizeof(float) * (size_t)rows * ldy);
+                CHECKM(eq, "int8 %s differs from %s: m=%d %dx%d bias=%d", gemm_kernel_name(ks[i]),
+                       gemm_kernel_name(ks[0]), rows, n_out, n_in, m % 2);
+                same &= eq;
+                runs++;
+                free(y);
+            }
+            wmat_deinit(&w);
+        }
+        free(y0), free(x), free(wsrc), free(bias);
+        /* and each kernel against the float64 product and the emulated scheme */
+        for (int i = 0; i < nk; i++) {
+            struct gcase t = {WMAT_INT8, rows, n_out, n_in, m % 3, 2, m % 2, D_UNIFORM, kmask[i]};
+            check_case(&t, cuts, n_cuts);
+        }
+    }
+    fprintf(stderr, "  gemm: int8 kernels %s on %d comparisons\n", same ? "agree" : "DIFFER", runs);
+}
+
+/* A mask without AVX-512 (the "avx2" level) hides the bf16 kernels:
+ * wmat_init refuses them, f32 still works, int8 runs on the AVX2 int8
+ * kernel (the portable one at "generic"); the full mask is untouched
+ * (nothing process-wide changes). */
 static void check_fallback(void) {
     uint32_t have = test_cpu_features(), low = 0;
     const struct gemm_kernel *had_bf16 = gemm_kernel_for(WMAT_BF16, have),
@@ -323,14 +395,18 @@ static void check_fallback(void) {
     char err[256];
     CHECK(cpu_parse_level("avx2", have, &low, err, sizeof(err)) == 0);
     CHECK(gemm_kernel_for(WMAT_BF16, low) == NULL);
-    CHECK(gemm_kernel_for(WMAT_INT8, low) == NULL);
+    CHECK(!strcmp(gemm_kernel_name(gemm_kernel_for(WMAT_INT8, low)),
+                  have & CPU_X86_AVX2 ? "avx2-int8" : "generic-int8"));
+    uint32_t generic = 0;
+    CHECK(cpu_parse_level("generic", have, &generic, err, sizeof(err)) == 0);
+    CHECK(!strcmp(gemm_kernel_name(gemm_kernel_for(WMAT_INT8, generic)), "generic-int8"));
     float src[16 * 64];
     for (int i = 0; i < 16 * 64; i++)
         src[i] = (float)(i % 7) - 3;
     struct wmat w;
     CHECK(wmat_init(&w, WMAT_BF16, low, src, 16, 64) == -1);
     wmat_deinit(&w);
-    CHECK(wmat_init(&w, WMAT_INT8, low, src, 16, 64) == -1);
+    CHECK(wmat_init(&w, WMAT_INT8, low, src, 16, 64) == 0);
     wmat_deinit(&w);
     CHECK(wmat_init(&w, WMAT_F32, low, src, 16, 64) == 0);
     wmat_deinit(&w);
@@ -384,6 +460,7 @@ static void check_exact_order(void) {
 void test_wmat(void) {
     check_fallback();
     check_exact_order();
+    check_int8_kernels();
     for (int kind = WMAT_F32; kind <= WMAT_INT8; kind++) {
         const struct gemm_kernel *k = gemm_kernel_for((enum wmat_kind)kind, test_cpu_features());
         fprintf(stderr, "  gemm: %s kernel %s\n", kind_str[kind], gemm_kernel_name(k));

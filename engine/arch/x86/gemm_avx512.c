@@ -47,6 +47,9 @@
  * MC in 48..192 and KC_K 1024 vs 512 differ by less than the noise except
  * bf16, where one k block for n_in = 1024 is ~8% faster than two. */
 enum { MR = 6, NV = 4, MC = 96, KC_K = 1024, PF_WORDS = 16 };
+/* int8: the k blocks of the shared contract (gemm_kernels.h), so that the
+ * outputs are the same bits as the portable and AVX2 int8 kernels'. */
+_Static_assert(KC_K / 4 == INT8_KC_WORDS, "int8 k blocks are the contract's");
 
 static int imin(int a, int b) {
     return a < b ? a : b;
@@ -267,7 +270,8 @@ static TARGET_BF16 void pack_bf16(const float *x, int ldx, int rows, int n_in, i
     }
 }
 
-/* Row parameters for int8 activations over the whole row (see the DESIGN). */
+/* Row parameters for int8 activations over the whole row: the vector form
+ * of gemm_int8_row_params (the same min, max and float expressions). */
 static TARGET_VNNI void quant_params(const float *x, int ldx, int rows, int n_in, float *sx,
                                      int32_t *zx, float *inv) {
     for (int r = 0; r < rows; r++) {
@@ -291,7 +295,9 @@ static TARGET_VNNI void quant_params(const float *x, int ldx, int rows, int n_in
 }
 
 /* xw[r][0..nk) = u8 words of x[r][4 k0 .. 4 (k0 + nk)), quantised with the
- * row's parameters; k past n_in gives the zero point (its W is zero). */
+ * row's parameters; k past n_in gives the zero point (its W is zero). The
+ * vector form of gemm_int8_quant: cvtps2dq rounds as lrintf (to nearest
+ * even), max 0 then the unsigned saturation to 255 are its clamp. */
 static TARGET_VNNI void pack_int8(const float *x, int ldx, int rows, int n_in, int k0, int nk,
                                   const int32_t *zx, const float *inv, uint32_t *xw, int ld) {
     for (int r = 0; r < rows; r++) {
