@@ -38,7 +38,13 @@
 
 #define ATT_TILE  64  /* query rows per attention tile */
 #define FFN_CHUNK 512 /* tokens per fc1 -> gelu -> fc2 chunk */
-#define LORA_ROWS 192 /* rows per product + LoRA-update block (2 x the kernels' 96) */
+#define LORA_ROWS 96  /* rows per product + LoRA-update block (the kernels' row block) */
+#define LORA_COLS 256 /* columns per such block, exact kernels (their column group) */
+#define LORA_DOWN 8   /* rows a producing phase writes before their down-projection */
+/* The two T buffers (lora_t slots): inputs taken from x or att (qkv, out,
+ * fc1), and the FFN's hidden rows (fc2), so that fc2's T of one chunk never
+ * overwrites fc1's T of the chunks still to come. */
+enum { LORA_T_IN = 0, LORA_T_FF = 1 };
 
 struct eng_ctx {
     const struct eng_model *m;
@@ -52,7 +58,7 @@ struct eng_ctx {
     float *ff;                  /* [min(cap, FFN_CHUNK)][F] (GEGLU: [2F]) */
     float *ffg;                 /* GEGLU: [min(cap, FFN_CHUNK)][F], the gated product */
     float *alibi;               /* ALiBi: [n_head] slopes */
-    float *lora_t;              /* [cap][rank] x A_t^T */
+    float *lora_t;              /* [2][cap][rank] X A_t^T by batch row: LORA_T_IN, LORA_T_FF */
     float *scores;              /* [n_threads][ATT_TILE][cap] */
     float *rope_cos, *rope_sin; /* [cap][d/2] by position */
     int32_t *pos;               /* [cap] position in its sequence */
@@ -138,7 +144,7 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_params *
     c->ff = malloc(sizeof(float) * chunk * (size_t)in->n_ff * (geglu ? 2 : 1));
     c->ffg = geglu ? malloc(sizeof(float) * chunk * (size_t)in->n_ff) : NULL;
     c->alibi = malloc(sizeof(float) * (size_t)in->n_head);
-    c->lora_t = malloc(sizeof(float) * cap * (size_t)(in->lora_rank > 0 ? in->lora_rank : 1));
+    c->lora_t = malloc(sizeof(float) * 2 * cap * (size_t)(in->lora_rank > 0 ? in->lora_rank : 1));
     c->scores = malloc(sizeof(float) * (size_t)n_threads * ATT_TILE * cap);
     c->rope_cos = rotary ? malloc(sizeof(float) * cap * d / 2) : NULL;
     c->rope_sin = rotary ? malloc(sizeof(float) * cap * d / 2) : NULL;
@@ -261,6 +267,7 @@ struct linear_job {
     const float *x; /* [n][n_in] */
     float *y;       /* [n][n_out] */
     int row0, n;    /* token rows [row0, row0 + n) of the batch */
+    float *t;       /* this linear's T rows, by batch row ([cap][rank]) */
 };
 
 /* Y[:, cols] = X W[cols]^T + b[cols], then each row's LoRA update on the same
@@ -279,46 +286,71 @@ static void linear_phase(void *arg, int ith, int nth) {
         wmat_gemm(&l->w, j->n, j->x, l->n_in, l->b, j->y, l->n_out, lo, hi, c->scratch[ith]);
         return;
     }
-    /* in row blocks, so the LoRA update finds its block of Y still in cache
-     * (the kernels stream W once per 96-row block anyway) */
+    /* In blocks small enough that the update finds its block of Y in L2
+     * (a whole column slice of LORA_ROWS rows is up to 1.5 MB: the update
+     * then read Y back from L3 and cost more than the rank-4 products).
+     * The exact kernels work in the same 96-row x 256-column blocks inside
+     * one call, so cutting the call there costs them nothing; the
+     * low-precision ones convert X once per call, so they keep the slice. */
+    int bc = l->w.kind == WMAT_F32 ? LORA_COLS : hi - lo;
     for (int i0 = 0; i0 < j->n; i0 += LORA_ROWS) {
         int nb = j->n - i0 < LORA_ROWS ? j->n - i0 : LORA_ROWS;
-        float *y = j->y + (size_t)i0 * l->n_out;
-        wmat_gemm(&l->w, nb, j->x + (size_t)i0 * l->n_in, l->n_in, l->b, y, l->n_out, lo, hi,
-                  c->scratch[ith]);
-        for (int i = i0; i < i0 + nb; i++) {
-            int t = c->task_of[j->row0 + i];
-            if (t >= 0)
-                ops_lora_up(j->y + (size_t)i * l->n_out, lo, hi, c->lora_t + (size_t)i * r, r,
-                            l->lora_bt + (size_t)t * r * l->n_out, l->n_out);
+        const float *x = j->x + (size_t)i0 * l->n_in;
+        for (int c0 = lo; c0 < hi; c0 += bc) {
+            int c1 = hi - c0 < bc ? hi : c0 + bc;
+            wmat_gemm(&l->w, nb, x, l->n_in, l->b, j->y + (size_t)i0 * l->n_out, l->n_out, c0, c1,
+                      c->scratch[ith]);
+            for (int i = i0; i < i0 + nb; i++) {
+                int t = c->task_of[j->row0 + i];
+                if (t >= 0)
+                    ops_lora_up(j->y + (size_t)i * l->n_out, c0, c1,
+                                j->t + (size_t)(j->row0 + i) * r, r,
+                                l->lora_bt + (size_t)t * r * l->n_out, l->n_out);
+            }
         }
     }
 }
 
-/* T[i] = X[i] A_t^T for rows with a task, rows split by thread. */
-static void lora_down_phase(void *arg, int ith, int nth) {
-    const struct linear_job *j = arg;
-    const struct eng_ctx *c = j->c;
-    const struct eng_linear *l = j->l;
-    int r = c->m->info.lora_rank, lo, hi;
-    split(j->n, ith, nth, &lo, &hi);
+/* T[row0 + i] = X[i] A_t^T for rows lo <= i < hi with a task (x: the
+ * linear's input, row i at x + i * n_in), runs of one task at a time. */
+static void lora_down_rows(const struct eng_ctx *c, const struct eng_linear *l, const float *x,
+                           float *t_out, int row0, int lo, int hi) {
+    int r = c->m->info.lora_rank;
     for (int i = lo; i < hi;) {
-        int t = c->task_of[j->row0 + i], n = 1;
-        while (i + n < hi && c->task_of[j->row0 + i + n] == t)
+        int t = c->task_of[row0 + i], n = 1;
+        while (i + n < hi && c->task_of[row0 + i + n] == t)
             n++;
         if (t >= 0)
-            ops_lora_down(j->x + (size_t)i * l->n_in, l->n_in, n, l->n_in,
-                          l->lora_a + (size_t)t * r * l->n_in, r, c->lora_t + (size_t)i * r);
+            ops_lora_down(x + (size_t)i * l->n_in, l->n_in, n, l->n_in,
+                          l->lora_a + (size_t)t * r * l->n_in, r, t_out + (size_t)(row0 + i) * r);
         i += n;
     }
 }
 
-/* y[rows] = x[rows] W_t^T + b for batch rows [row0, row0 + n). */
+/* The down-projection as a phase of its own, rows split by thread: for
+ * inputs no earlier phase produced row by row (the embedding's output,
+ * attention's context). It streams X from memory once more. */
+static void lora_down_phase(void *arg, int ith, int nth) {
+    const struct linear_job *j = arg;
+    int lo, hi;
+    split(j->n, ith, nth, &lo, &hi);
+    lora_down_rows(j->c, j->l, j->x, j->t, j->row0, lo, hi);
+}
+
+/* y[rows] = x[rows] W_t^T + b for batch rows [row0, row0 + n), with the
+ * LoRA update of rows that have a task; t: where T of these rows is (slot
+ * LORA_T_IN or LORA_T_FF), t_done: the phase that produced x already wrote
+ * it (lora_down_rows), else a phase of its own computes it first. */
 static void linear(struct eng_ctx *c, const struct eng_linear *l, const float *x, float *y,
-                   int row0, int n) {
-    struct linear_job j = {c, l, x, y, row0, n};
-    if (c->any_task) team_run(c->team, lora_down_phase, &j);
+                   int row0, int n, float *t, bool t_done) {
+    struct linear_job j = {c, l, x, y, row0, n, t};
+    if (c->any_task && !t_done) team_run(c->team, lora_down_phase, &j);
     team_run(c->team, linear_phase, &j);
+}
+
+/* The T slots of lora_t. */
+static float *lora_slot(struct eng_ctx *c, int slot) {
+    return c->lora_t + (size_t)slot * (size_t)c->cap * (size_t)c->m->info.lora_rank;
 }
 
 struct rows_job {
@@ -328,21 +360,50 @@ struct rows_job {
     const float *w, *b;
     int n_rows, n;
     const struct eng_layer *L; /* qk_norm_phase: the layer's norms */
+    /* with a task in the batch: the linear that takes the rows this phase
+     * writes (NULL: none), its T slot, and the batch row of row 0 */
+    const struct eng_linear *down;
+    float *t;
+    int row0;
 };
+
+/* Runs a row phase's work `fn` over its rows [lo, hi) in blocks of
+ * LORA_DOWN, each block's down-projection for j->down right after it, while
+ * the block's rows are still in L1/L2. */
+static void rows_then_down(const struct rows_job *j, const float *out, int lo, int hi,
+                           void (*fn)(const struct rows_job *, int, int)) {
+    if (!j->down) {
+        fn(j, lo, hi);
+        return;
+    }
+    for (int b0 = lo; b0 < hi; b0 += LORA_DOWN) {
+        int b1 = hi - b0 < LORA_DOWN ? hi : b0 + LORA_DOWN;
+        fn(j, b0, b1);
+        lora_down_rows(j->c, j->down, out, j->t, j->row0, b0, b1);
+    }
+}
+
+static void layernorm_rows(const struct rows_job *j, int lo, int hi) {
+    ops_add_layernorm(j->x + (size_t)lo * j->n, j->r + (size_t)lo * j->n, hi - lo, j->n, j->w, j->b,
+                      j->c->m->info.ln_eps);
+}
 
 static void layernorm_phase(void *arg, int ith, int nth) {
     const struct rows_job *j = arg;
     int lo, hi;
     split(j->n_rows, ith, nth, &lo, &hi);
-    ops_add_layernorm(j->x + (size_t)lo * j->n, j->r + (size_t)lo * j->n, hi - lo, j->n, j->w, j->b,
-                      j->c->m->info.ln_eps);
+    rows_then_down(j, j->x, lo, hi, layernorm_rows);
+}
+
+static void gelu_rows(const struct rows_job *j, int lo, int hi) {
+    ops_gelu(j->x + (size_t)lo * j->n, (int64_t)(hi - lo) * j->n);
 }
 
 static void gelu_phase(void *arg, int ith, int nth) {
     const struct rows_job *j = arg;
     int lo, hi;
     split(j->n_rows, ith, nth, &lo, &hi);
-    ops_gelu(j->x + (size_t)lo * j->n, (int64_t)(hi - lo) * j->n);
+    rows_then_down(j, j->x, lo, hi, gelu_rows);
 }
 
 static void rope_phase(void *arg, int ith, int nth) {
@@ -376,12 +437,10 @@ static void qk_norm_phase(void *arg, int ith, int nth) {
 
 /* GEGLU: g[i] = gelu(gate half of u[i]) * other half, u = c->ff [n][2F],
  * g = c->ffg [n][F]; rows split by thread. */
-static void glu_phase(void *arg, int ith, int nth) {
-    const struct rows_job *j = arg;
+static void glu_rows(const struct rows_job *j, int lo, int hi) {
     struct eng_ctx *c = j->c;
-    int F = j->n, lo, hi;
+    int F = j->n;
     bool second = c->m->arch->glu_gate_second;
-    split(j->n_rows, ith, nth, &lo, &hi);
     for (int i = lo; i < hi; i++) {
         const float *u = c->ff + (size_t)i * 2 * F;
         const float *gate = second ? u + F : u, *val = second ? u : u + F;
@@ -391,6 +450,13 @@ static void glu_phase(void *arg, int ith, int nth) {
         for (int k = 0; k < F; k++)
             g[k] *= val[k];
     }
+}
+
+static void glu_phase(void *arg, int ith, int nth) {
+    const struct rows_job *j = arg;
+    int lo, hi;
+    split(j->n_rows, ith, nth, &lo, &hi);
+    rows_then_down(j, j->c->ffg, lo, hi, glu_rows);
 }
 
 /* bf16 attention: packs K (n x d) and V^T (d x n) of each (sequence, head)
@@ -527,10 +593,12 @@ static void position_qk(struct eng_ctx *c) {
 }
 
 /* c->tmp = attention over c->x (projections, position mode, per-sequence
- * softmax attention, output projection). */
-static void attention_block(struct eng_ctx *c, const struct eng_layer *L, int n_tok) {
+ * softmax attention, output projection); qkv_t: the previous phase wrote
+ * the qkv projection's T. */
+static void attention_block(struct eng_ctx *c, const struct eng_layer *L, int n_tok, bool qkv_t) {
     struct rows_job rj = {.c = c};
-    linear(c, &L->qkv, c->x, c->qkv, 0, n_tok);
+    float *t_in = lora_slot(c, LORA_T_IN);
+    linear(c, &L->qkv, c->x, c->qkv, 0, n_tok, t_in, qkv_t);
     if (L->qn_w) {
         struct rows_job qj = {c, NULL, NULL, NULL, NULL, n_tok, 0, L};
         team_run(c->team, qk_norm_phase, &qj);
@@ -542,46 +610,65 @@ static void attention_block(struct eng_ctx *c, const struct eng_layer *L, int n_
     }
     atomic_store(&c->next_item, 0);
     team_run(c->team, attention_phase, &rj);
-    linear(c, &L->out, c->att, c->tmp, 0, n_tok);
+    linear(c, &L->out, c->att, c->tmp, 0, n_tok, t_in, false);
 }
 
 /* c->tmp = the MLP over c->x, in chunks: fc2(gelu(fc1(x))) (gelu kind) or
- * fc2(gelu(gate) * value) (geglu kind, fc1 giving both halves). */
+ * fc2(gelu(gate) * value) (geglu kind, fc1 giving both halves). With a task
+ * in the batch, the norm before wrote fc1's T, the activation phase writes
+ * fc2's. */
 static void ffn_block(struct eng_ctx *c, const struct eng_layer *L, int n_tok) {
     int H = c->m->info.n_embd, F = c->m->info.n_ff;
     enum eng_ffn_kind kind = c->m->arch->ffn;
     ENG_ASSERT(kind == ENG_FFN_GELU || kind == ENG_FFN_GEGLU); /* see enc_ffn_supported */
     for (int r0 = 0; r0 < n_tok && !cancel_pending(c); r0 += FFN_CHUNK) {
         int n = n_tok - r0 < FFN_CHUNK ? n_tok - r0 : FFN_CHUNK;
-        linear(c, &L->fc1, c->x + (size_t)r0 * H, c->ff, r0, n);
-        struct rows_job rj = {c, c->ff, NULL, NULL, NULL, n, F};
+        float *t_ff = lora_slot(c, LORA_T_FF);
+        linear(c, &L->fc1, c->x + (size_t)r0 * H, c->ff, r0, n, lora_slot(c, LORA_T_IN), true);
+        struct rows_job rj = {
+            c, c->ff, NULL, NULL, NULL, n, F, NULL, c->any_task ? &L->fc2 : NULL, t_ff, r0};
         team_run(c->team, kind == ENG_FFN_GEGLU ? glu_phase : gelu_phase, &rj);
-        linear(c, &L->fc2, kind == ENG_FFN_GEGLU ? c->ffg : c->ff, c->tmp + (size_t)r0 * H, r0, n);
+        linear(c, &L->fc2, kind == ENG_FFN_GEGLU ? c->ffg : c->ff, c->tmp + (size_t)r0 * H, r0, n,
+               t_ff, true);
     }
 }
 
-/* x = LN(x + r) over n_tok rows (a post-LN residual). */
+/* x = LN(x + r) over n_tok rows (a post-LN residual); with a task in the
+ * batch and `next` not NULL, also next's T of the rows (slot LORA_T_IN). */
 static void add_norm(struct eng_ctx *c, float *x, const float *r, const float *w, const float *b,
-                     int n_tok) {
-    struct rows_job rj = {c, x, r, w, b, n_tok, c->m->info.n_embd};
+                     int n_tok, const struct eng_linear *next) {
+    struct rows_job rj = {c,
+                          x,
+                          r,
+                          w,
+                          b,
+                          n_tok,
+                          c->m->info.n_embd,
+                          NULL,
+                          c->any_task ? next : NULL,
+                          lora_slot(c, LORA_T_IN),
+                          0};
     team_run(c->team, layernorm_phase, &rj);
 }
 
 /* One layer; false (the hidden state then is garbage) when the pass was
- * cancelled. */
-static bool layer_forward(struct eng_ctx *c, const struct eng_layer *L, int n_tok) {
+ * cancelled. next: the following layer (NULL after the last), whose qkv T
+ * the last norm writes; qkv_t: this layer's qkv T is written (not layer 0:
+ * the embedding phase leaves it to a phase of its own). */
+static bool layer_forward(struct eng_ctx *c, const struct eng_layer *L,
+                          const struct eng_layer *next, int n_tok, bool qkv_t) {
     if (cancelled(c)) return false;
-    attention_block(c, L, n_tok);
+    attention_block(c, L, n_tok, qkv_t);
     if (cancelled(c)) return false;
     if (L->ln1b_w) { /* a = LN(attn + x); x = LN2(a + x): the input added twice */
-        add_norm(c, c->tmp, c->x, L->ln1_w, L->ln1_b, n_tok);
-        add_norm(c, c->x, c->tmp, L->ln1b_w, L->ln1b_b, n_tok);
+        add_norm(c, c->tmp, c->x, L->ln1_w, L->ln1_b, n_tok, NULL);
+        add_norm(c, c->x, c->tmp, L->ln1b_w, L->ln1b_b, n_tok, &L->fc1);
     } else {
-        add_norm(c, c->x, c->tmp, L->ln1_w, L->ln1_b, n_tok);
+        add_norm(c, c->x, c->tmp, L->ln1_w, L->ln1_b, n_tok, &L->fc1);
     }
     ffn_block(c, L, n_tok);
     if (cancelled(c)) return false;
-    add_norm(c, c->x, c->tmp, L->ln2_w, L->ln2_b, n_tok);
+    add_norm(c, c->x, c->tmp, L->ln2_w, L->ln2_b, n_tok, next ? &next->qkv : NULL);
     return true;
 }
 
@@ -650,8 +737,9 @@ int eng_encode(struct eng_ctx *c, const struct eng_seq *seqs, int32_t n_seqs) {
     if (c->att_bf16 && (rc = att_reserve(c)) != 0) return rc;
     struct embed_job ej = {c};
     team_run(c->team, embed_phase, &ej);
-    for (int il = 0; il < c->m->info.n_layer; il++)
-        if (!layer_forward(c, &c->m->layers[il], n_tok)) {
+    for (int il = 0, nl = c->m->info.n_layer; il < nl; il++)
+        if (!layer_forward(c, &c->m->layers[il], il + 1 < nl ? &c->m->layers[il + 1] : NULL, n_tok,
+                           il > 0)) {
             c->seqs = NULL;
             return ENG_ECANCELED;
         }

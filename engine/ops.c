@@ -122,22 +122,52 @@ OPS_CLONES void ops_softmax_rows(float *x, int n_rows, int n, int ld) {
     }
 }
 
+/* x . a over n_in values: 16 lanes summed in k order, the tail, then the
+ * lanes in order (the same sum whichever caller, row or batch). */
+static inline float lora_dot_end(const float *acc, const float *restrict x, const float *restrict a,
+                                 int j, int n_in) {
+    float s = 0;
+    for (; j < n_in; j++)
+        s += x[j] * a[j];
+    for (int l = 0; l < 16; l++)
+        s += acc[l];
+    return s;
+}
+
 OPS_CLONES void ops_lora_down(const float *restrict x, int ldx, int n, int n_in,
                               const float *restrict a, int r, float *restrict t) {
     for (int i = 0; i < n; i++) {
-        const float *xi = x + (size_t)i * ldx;
-        for (int k = 0; k < r; k++) {
-            const float *ak = a + (size_t)k * n_in;
-            float acc[16] = {0}, s = 0;
+        const float *restrict xi = x + (size_t)i * ldx;
+        int k = 0;
+        /* four ranks (the model's rank 4) per pass over the row: each x
+         * vector loaded once for four products, eight independent chains */
+        for (; k + 4 <= r; k += 4) {
+            const float *restrict a0 = a + (size_t)k * n_in, *restrict a1 = a0 + n_in,
+                                  *restrict a2 = a1 + n_in, *restrict a3 = a2 + n_in;
+            float c0[16] = {0}, c1[16] = {0}, c2[16] = {0}, c3[16] = {0};
+            int j = 0;
+            for (; j + 16 <= n_in; j += 16)
+                for (int l = 0; l < 16; l++) {
+                    float v = xi[j + l];
+                    c0[l] += v * a0[j + l];
+                    c1[l] += v * a1[j + l];
+                    c2[l] += v * a2[j + l];
+                    c3[l] += v * a3[j + l];
+                }
+            float *ti = t + (size_t)i * r + k;
+            ti[0] = lora_dot_end(c0, xi, a0, j, n_in);
+            ti[1] = lora_dot_end(c1, xi, a1, j, n_in);
+            ti[2] = lora_dot_end(c2, xi, a2, j, n_in);
+            ti[3] = lora_dot_end(c3, xi, a3, j, n_in);
+        }
+        for (; k < r; k++) {
+            const float *restrict ak = a + (size_t)k * n_in;
+            float acc[16] = {0};
             int j = 0;
             for (; j + 16 <= n_in; j += 16)
                 for (int l = 0; l < 16; l++)
                     acc[l] += xi[j + l] * ak[j + l];
-            for (; j < n_in; j++)
-                s += xi[j] * ak[j];
-            for (int l = 0; l < 16; l++)
-                s += acc[l];
-            t[(size_t)i * r + k] = s;
+            t[(size_t)i * r + k] = lora_dot_end(acc, xi, ak, j, n_in);
         }
     }
 }
