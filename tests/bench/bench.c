@@ -16,7 +16,8 @@
  * "LEVEL DTYPE KERNEL" per precision the engine has a kernel for there: the
  * list run.sh loops over. --reduced is the cheaper set for the lower levels
  * (implies --quick): no mixed-task batch, the warm-up pass is one short
- * query instead of a full batch, the query timed 10 times.
+ * query instead of a full batch, the query timed 10 times, and each shape
+ * timed R times or until its runs have taken 30 s, at least once.
  */
 #include "engine/engine_impl.h"
 #include "engine/cpu.h"
@@ -64,7 +65,11 @@ struct shape {
     int n_spans; /* > 0: late chunking, spans of n_tokens / n_spans */
 };
 
-/* Median (and p90) seconds of `runs` passes over random sequences. */
+/* Median (and p90) seconds of `runs` passes over random sequences; with
+ * --reduced, fewer once the passes so far have taken REDUCED_SHAPE_S (a
+ * generic-level batch pass takes minutes). */
+static double shape_budget_s; /* 0: every run */
+enum { REDUCED_SHAPE_S = 30 };
 static double time_shape(struct eng_ctx *c, const struct eng_info *in, const struct shape *s,
                          int runs, int warm, double *p90) {
     int H = in->n_embd, n_out = s->n_spans > 0 ? s->n_spans : 1;
@@ -92,10 +97,13 @@ static double time_shape(struct eng_ctx *c, const struct eng_info *in, const str
     }
     double *t = malloc(sizeof(double) * (size_t)runs);
     if (warm) eng_encode(c, seqs, s->n_seqs); /* page in weights, fault buffers */
+    double spent = 0;
     for (int r = 0; r < runs; r++) {
         double t0 = now_s();
         ENG_ASSERT(eng_encode(c, seqs, s->n_seqs) == 0);
         t[r] = now_s() - t0;
+        spent += t[r];
+        if (shape_budget_s > 0 && spent >= shape_budget_s) runs = r + 1;
     }
     double med = quantile(t, runs, 0.5);
     if (p90) *p90 = quantile(t, runs, 0.9);
@@ -247,7 +255,10 @@ int main(int argc, char **argv) {
     const struct shape doc8k = {"document 8192", 1, 8192, 1, 0};
     const struct shape late = {"late chunking 64x128", 1, 8192, 1, 64};
     double p90;
-    if (reduced) time_shape(c, in, &query, 1, 0, NULL); /* page in the weights */
+    if (reduced) { /* a short pass pages in the weights; then up to REDUCED_SHAPE_S a shape */
+        time_shape(c, in, &query, 1, 0, NULL);
+        shape_budget_s = REDUCED_SHAPE_S;
+    }
     double tb = time_shape(c, in, &batch, runs, !reduced, NULL);
     if (only_batch) { /* the 32x128 batch alone (1-thread scaling figure) */
         printf("dtype %s, level %s (%s), threads %d: batch 32x128 %.1f tok/s\n",

@@ -10,9 +10,10 @@
 # llama.cpp once into the cache), then one table per level and one JSON line
 # (tests/bench/summary.py).
 #
-# The machine's own (top) level gets the full set; each lower level the
-# reduced one (build/bench --reduced --runs $BENCH_LOWER_RUNS: no 8192-token
-# shapes, no mixed-task batch, medians of 3) unless BENCH_FULL=1.
+# The machine's own (top) level gets the full set (medians of $BENCH_RUNS,
+# default 5); each lower level the reduced one unless BENCH_FULL=1
+# (build/bench --reduced --runs $BENCH_LOWER_RUNS, default 3: no 8192-token
+# shapes, no mixed-task batch, a shape's runs stop once they have taken 30 s).
 # BENCH_QUICK=1 skips the 8192-token shapes and the 1-thread run at the top
 # level too. BENCH_LEVELS="avx2 generic" limits the levels run.
 #
@@ -47,7 +48,7 @@ echo "$levels" | sed 's/^/  /'
 for lv in $(echo "$levels" | cut -d' ' -f1 | uniq | tac); do
     case " ${BENCH_LEVELS:-$lv} " in *" $lv "*) ;; *) continue ;; esac
     if [ "$lv" = "$top" ] || [ "${BENCH_FULL:-0}" = 1 ]; then
-        set -- --threads 2 $q
+        set -- --threads 2 --runs "${BENCH_RUNS:-5}" $q
         [ "$lv" = "$top" ] && [ -z "$q" ] &&
             produce "bench $lv f32 1 thread" "$BUILD/bench" --model "$model" --dtype f32 \
                 --cpu-features "$lv" --threads 1 --runs 3 --batch-only
