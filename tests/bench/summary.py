@@ -120,6 +120,9 @@ def report_other_models():
 
 def report_llama():
     for r in by["llama_cpp"]:
+        if "seq_batch_tok_s" not in r:  # not llama_v2.py's row: shown as it came
+            print("llama.cpp: %s" % json.dumps(r))
+            continue
         print("llama.cpp %s (same weights, GGUF %s), %d threads, median of %d: batch 32x128 %.1f tok/s in one "
               "4096-token ubatch (peak RSS %.2f GiB), %.1f tok/s one sequence per ubatch (peak RSS %.2f GiB); "
               "cosine vs embedserve f32 >= %.5f"
