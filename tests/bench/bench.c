@@ -65,11 +65,13 @@ struct shape {
     int n_spans; /* > 0: late chunking, spans of n_tokens / n_spans */
 };
 
-/* Median (and p90) seconds of `runs` passes over random sequences; with
- * --reduced, fewer once the passes so far have taken REDUCED_SHAPE_S (a
- * generic-level batch pass takes minutes). */
-static double shape_budget_s; /* 0: every run */
+/* --reduced: a shape's runs stop once they have taken this long (a
+ * generic-level batch pass takes minutes); 0: every run. */
+static double shape_budget_s;
 enum { REDUCED_SHAPE_S = 30 };
+
+/* Median (and p90) seconds of `runs` passes over random sequences (fewer
+ * once shape_budget_s is spent, at least one). */
 static double time_shape(struct eng_ctx *c, const struct eng_info *in, const struct shape *s,
                          int runs, int warm, double *p90) {
     int H = in->n_embd, n_out = s->n_spans > 0 ? s->n_spans : 1;
@@ -115,8 +117,9 @@ static double time_shape(struct eng_ctx *c, const struct eng_info *in, const str
     return med;
 }
 
-/* The machine's rate for a 4096x1024x4096 product in one precision, computed
- * the engine's way (columns split over the pool's threads): GFLOP/s. */
+/* The machine's rate for a 4096x1024x4096 product in one precision, by the
+ * kernel the engine picks under cpu_mask, computed the engine's way (columns
+ * split over the pool's threads): GFLOP/s. */
 struct gemm_job {
     const struct wmat *w;
     const float *x;
