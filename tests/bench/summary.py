@@ -65,12 +65,12 @@ def level_table(name, lv):
         cells = []
         for d in ds:
             v = value(eng[d])
-            cells.append(f % v if v else "-")
+            cells.append(f % v if v is not None else "-")
         if any(c != "-" for c in cells):
             print(fmt % tuple([label] + cells))
 
-    def key(k):
-        return lambda e: e.get(k)
+    def key(k):  # bench writes 0 for a shape it did not time
+        return lambda e: e.get(k) or None
 
     line("gemm 4096x1024x4096 GFLOP/s", key("gemm_gflops"))
     line("batch 32x128 tok/s", key("batch_tok_s"))
