@@ -36,4 +36,10 @@ if [ -n "${2:-}" ]; then
             || echo '{"llama_cpp_failed":1}'; } | tee -a "$out"
     fi
 fi
+if [ "${BENCH_LLAMA:-0}" = 1 ]; then
+    # llama.cpp's jina-bert-v3 beside embedserve on MODEL_DIR, with and
+    # without a task adapter (tests/bench/llama_v3.py, same llama.cpp build)
+    { "$PYTHON" tests/bench/llama_v3.py --model "$model" --binary "$BUILD/embedserve" --threads 2 --runs 3 \
+        || echo '{"llama_v3_failed":1}'; } | tee -a "$out"
+fi
 "$PYTHON" tests/bench/summary.py "$out"

@@ -2,6 +2,8 @@
 table (2-thread figures; peers from issue 4 for comparison) and one JSON line."""
 import json, sys
 
+import llama_v3
+
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 eng = {r["dtype"]: r for r in rows if "dtype" in r and r["threads"] == 2 and "label" not in r and "llama_cpp" not in r}
 one = [r for r in rows if "dtype" in r and r["threads"] == 1 and "label" not in r and "llama_cpp" not in r]
@@ -59,6 +61,7 @@ for r in llama:
              r["seq_batch_tok_s"], r["seq_peak_rss_gib"], r["cosine_min"]))
 if llama_failed:
     print("llama.cpp side by side (BENCH_LLAMA=1): FAILED, see tests/bench/llama_v2.py's message above")
+llama_v3.table(rows)  # llama.cpp v3 beside embedserve (BENCH_LLAMA=1)
 print("peers (issue 4, same machine kind): llama.cpp BF16 306 tok/s, PyTorch bf16 403, ONNX fp32 233")
 print(json.dumps({"engine": eng, "engine_1thread": one, "http": http, "other_models": other, "llama_cpp": llama,
                   "first_request": fr[0] if fr else None}))
