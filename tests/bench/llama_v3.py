@@ -34,7 +34,7 @@ checkpoint, without a task and with a task's LoRA adapter, in one run.
    - one 2048-token document (no task) on both sides.
 Prints human lines, then one JSON line per engine row for tests/bench/summary.py
 (key "llama_v3"; see table() for the fields). Only 127.0.0.1 is contacted."""
-import argparse, json, os, re, statistics, subprocess, sys, time, urllib.request
+import argparse, json, os, re, statistics, sys, time, urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -216,11 +216,12 @@ def main():
     batch_t = [fit_text(sp, words, i * 126, prefix, 126) for i in range(32)]
     doc = fit_text(sp, words, 7, "", 2046)
     med = statistics.median
-    out = []
-    for d in args.dtypes.split(","):
+
+    def ours(d):
+        """embedserve's row at precision d, or None when the engine refuses it here."""
         srv = Server.start(args.binary, args.model, d, args.threads)
         if srv is None:
-            continue
+            return None
         try:
             srv.embed(batch[:4])  # warm-up: pages the weights in
             res = {}
@@ -228,7 +229,7 @@ def main():
                 ts = []
                 for _ in range(args.runs):
                     _, n, dt = srv.embed(inp, task)
-                    if n != 128 * len(inp) and key != "doc2048" or key == "doc2048" and n != 2048:
+                    if n != (2048 if key == "doc2048" else 128 * len(inp)):
                         sys.exit("llama_v3: embedserve counted %d tokens for %s" % (n, key))
                     ts.append(n / dt)
                 res[key] = med(ts)
@@ -237,22 +238,24 @@ def main():
             rss = srv.peak_rss_gib()
         finally:
             srv.stop()
-        out.append({"llama_v3": "embedserve", "format": d, "n_threads": args.threads, "runs": args.runs,
-                    "batch_tok_s": res["batch"], "batch_task_tok_s": res["batch_task"],
-                    "doc2048_tok_s": res["doc2048"], "peak_rss_gib": rss})
-    modes = {"seq": (128, ("-np", "32")), "ubatch": (4096, ())}
-    for fmt in formats:
+        return {"llama_v3": "embedserve", "format": d, "n_threads": args.threads, "runs": args.runs,
+                "batch_tok_s": res["batch"], "batch_task_tok_s": res["batch_task"],
+                "doc2048_tok_s": res["doc2048"], "peak_rss_gib": rss}
+
+    def theirs(fmt):
+        """llama.cpp's row for GGUF format fmt."""
+        modes = {"seq": (128, ("-np", "32")), "ubatch": (4096, ()), "doc": (2048, ())}
         row = {"llama_v3": "llama.cpp", "format": FORMATS[fmt], "n_threads": args.threads, "runs": args.runs,
                "llama_version": llama_v2.NLC_VERSION, "cosine_min": fid[fmt][0], "cosine_task_min": fid[fmt][1]}
         rss_all = []
         jobs = [(m, "", batch, ()) for m in args.modes.split(",")] + \
                [(m, "_task", batch_t, ("--lora", lora)) for m in args.modes.split(",")] + [("doc", "", [doc], ())]
         for mode, sfx, inp, extra in jobs:
-            ctx, mx = (2048, ()) if mode == "doc" else modes[mode]
+            ctx, mx = modes[mode]
             ts = []
             for _ in range(args.runs):
                 _, t, n, r = llama_v2.llama_embed(exe, ggufs[fmt], inp, args.threads, ctx, mx + extra)
-                if n != 128 * len(inp) and mode != "doc" or mode == "doc" and n != 2048:
+                if n != (2048 if mode == "doc" else 128 * len(inp)):
                     sys.exit("llama_v3: llama.cpp counted %d tokens (%s%s)" % (n, mode, sfx))
                 ts.append(t)
                 rss_all.append(r)
@@ -262,9 +265,18 @@ def main():
                   % (FORMATS[fmt], args.threads, key[:-6], " --lora" if extra else "", row[key],
                      " ".join("%.1f" % t for t in ts)), flush=True)
         row["peak_rss_gib"] = max(rss_all)
-        out.append(row)
-    for r in out:
-        print(json.dumps(r))
+        return row
+
+    # the two sides alternate, so that a change in the machine's load falls
+    # on both; each row's JSON line is printed as soon as it is done
+    dtypes, out = args.dtypes.split(","), []
+    for k in range(max(len(dtypes), len(formats))):
+        for fn, lst in ((ours, dtypes), (theirs, formats)):
+            if k < len(lst):
+                row = fn(lst[k])
+                if row:
+                    print(json.dumps(row), flush=True)
+                    out.append(row)
     table(out)
 
 

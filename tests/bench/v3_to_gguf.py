@@ -268,7 +268,7 @@ def main():
             w.add_tensor(new_name, data.astype(np.float16))
         else:
             qt = Q.BF16 if args.outtype == "bf16" else Q.Q8_0
-            w.add_tensor(new_name, gguf.quants.quantize(data, qt), raw_shape=data.shape, raw_dtype=qt)
+            w.add_tensor(new_name, gguf.quants.quantize(data, qt), raw_dtype=qt)
         n_written += 1
 
     w.write_header_to_file()
