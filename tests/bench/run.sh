@@ -7,8 +7,9 @@
 # the engine on a jina-embeddings-v2-base-shaped model when V2_MODEL_DIR is
 # given (f32, and bf16 where the CPU has it), with BENCH_LLAMA=1 llama.cpp's
 # jina-bert-v2 on the same weights (tests/bench/llama_v2.py: fetches and builds
-# llama.cpp once into the cache), then one table per level and one JSON line
-# (tests/bench/summary.py).
+# llama.cpp once into the cache) and its jina-bert-v3 beside embedserve on
+# MODEL_DIR, with and without a task LoRA (tests/bench/llama_v3.py), then one
+# table per level and one JSON line (tests/bench/summary.py).
 #
 # The machine's own (top) level gets the full set (medians of $BENCH_RUNS,
 # default 5); each lower level the reduced one unless BENCH_FULL=1
@@ -76,5 +77,11 @@ if [ -n "$v2" ]; then
         produce llama_v2 "$PYTHON" tests/bench/llama_v2.py --model "$v2" --binary "$BUILD/embedserve" \
             --threads 2 --runs 3
     fi
+fi
+if [ "${BENCH_LLAMA:-0}" = 1 ]; then
+    # llama.cpp's jina-bert-v3 beside embedserve on MODEL_DIR, with and
+    # without a task adapter (tests/bench/llama_v3.py, same llama.cpp build)
+    produce llama_v3 "$PYTHON" tests/bench/llama_v3.py --model "$model" --binary "$BUILD/embedserve" \
+        --threads 2 --runs 3
 fi
 "$PYTHON" tests/bench/summary.py "$out"

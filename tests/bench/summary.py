@@ -11,6 +11,8 @@ and, if it has figures to print, one function to REPORTS. Peers (llama.cpp)
 appear only when measured in the same run."""
 import json, sys
 
+import llama_v3
+
 DTYPES = ("f32", "bf16", "int8")
 
 
@@ -24,6 +26,7 @@ KINDS = [
     ("engine_rows", lambda r: is_engine(r)),
     ("other_models", lambda r: "label" in r),
     ("llama_cpp", lambda r: "llama_cpp" in r),
+    ("llama_v3", lambda r: "llama_v3" in r or "llama_v3_failed" in r),
     ("http", lambda r: "http_dtype" in r),
     ("first_request", lambda r: "first_req_warm_s" in r),
     ("fairness", lambda r: r.get("bench") == "fairness"),
@@ -159,8 +162,12 @@ def report_named():
                 print("%s: %s" % (k, json.dumps(r)))
 
 
+def report_llama_v3():
+    llama_v3.table(by["llama_v3"])  # llama.cpp v3 beside embedserve (BENCH_LLAMA=1)
+
+
 REPORTS = [report_http, report_first_request, report_fairness, report_other_models, report_llama,
-           report_named, report_steps, report_failed]
+           report_llama_v3, report_named, report_steps, report_failed]
 
 for name, lv in levels.items():
     level_table(name, lv)
