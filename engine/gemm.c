@@ -28,6 +28,8 @@ static const struct gemm_kernel *const kernels[] = {
     &gemm_x86_avx512_vnni,
     &gemm_x86_avx2_exact,
 #elif defined(__aarch64__)
+    &gemm_arm_dotprod_int8,
+    &gemm_arm_neon_int8,
     &gemm_arm_neon_exact,
 #endif
     &gemm_generic_exact,
