@@ -457,10 +457,96 @@ static void check_exact_order(void) {
     wmat_deinit(&wf);
 }
 
+/* The int8 contract to the bit, in scalar C: per k block of 1024 values,
+ * acc = sum q_x q_w (i32); first block y = s_x s_w (acc - z colsum) (+ b),
+ * later blocks y += s_x s_w acc, each as float(q) * (s_x * s_w) then one
+ * add. y is m x ldy, columns outside [c_lo, c_hi) left at SENTINEL. */
+static float *int8_contract(int m, const float *x, int ldx, const float *wsrc, int n_out, int n_in,
+                            const float *bias, int ldy, int c_lo, int c_hi) {
+    int32_t *qw, *qx = malloc(sizeof(int32_t) * n_in), z;
+    float *sw, sx, *y = malloc(sizeof(float) * (size_t)m * ldy);
+    quant_w(wsrc, n_out, n_in, &qw, &sw);
+    for (int i = 0; i < m; i++) {
+        quant_x(x + (size_t)i * ldx, n_in, qx, &sx, &z);
+        for (int j = 0; j < ldy; j++) {
+            float *yj = &y[(size_t)i * ldy + j];
+            *yj = SENTINEL;
+            if (j < c_lo || j >= c_hi) continue;
+            const int32_t *wj = qw + (size_t)j * n_in;
+            int32_t colsum = 0;
+            for (int k = 0; k < n_in; k++)
+                colsum += wj[k];
+            for (int k0 = 0; k0 < n_in; k0 += 1024) {
+                int32_t acc = 0;
+                for (int k = k0; k < n_in && k < k0 + 1024; k++)
+                    acc += qx[k] * wj[k];
+                if (k0 == 0) acc -= z * colsum;
+                float sxw = sx * sw[j], v = (float)acc * sxw;
+                *yj = k0 ? *yj + v : bias ? v + bias[j] : v;
+            }
+        }
+    }
+    free(qw), free(qx), free(sw);
+    return y;
+}
+
+/* Every int8 kernel this CPU can run (one per level that has its own: NEON
+ * and SDOT on aarch64) gives the contract's bits (int8_contract): the
+ * integer sums are exact and the float epilogue is one expression in one
+ * order, so the kernels of every instruction set agree to the bit. Shapes
+ * with k tails, one and several k blocks (an odd number of words in the
+ * last), row tails, and column slices cut inside panels. */
+static void check_int8_levels(void) {
+    static const int sh[][3] = {{7, 40, 81}, {13, 48, 1028}, {37, 72, 4164}, {1, 64, 2052}};
+    uint32_t masks[16];
+    const char *names[16];
+    int nl = cpu_levels(test_cpu_features(), masks, names, 16), n_seen = 0, n_cmp = 0;
+    const struct gemm_kernel *seen[16];
+    uint32_t seen_mask[16];
+    char list[256] = "";
+    for (int li = 0; li < nl; li++) {
+        const struct gemm_kernel *k = gemm_kernel_for(WMAT_INT8, masks[li]);
+        int dup = !k;
+        for (int i = 0; i < n_seen; i++)
+            dup |= seen[i] == k;
+        if (dup) continue;
+        seen_mask[n_seen] = masks[li];
+        seen[n_seen++] = k;
+        snprintf(list + strlen(list), sizeof(list) - strlen(list), " %s (%s)", gemm_kernel_name(k),
+                 names[li]);
+    }
+    for (size_t s = 0; n_seen && s < sizeof(sh) / sizeof(sh[0]); s++) {
+        int m = sh[s][0], n_out = sh[s][1], n_in = sh[s][2], ldx = n_in + 3, ldy = n_out + 5;
+        float *x = make_x(m, n_in, ldx, s % 2 ? D_GELU : D_GAUSS_OUTLIERS);
+        float *wsrc = make_x(n_out, n_in, n_in, D_UNIFORM);
+        float *bias = s % 2 ? NULL : make_x(1, n_out, n_out, D_UNIFORM);
+        int cuts[] = {3, 16, n_out - 5, n_out};
+        float *want = int8_contract(m, x, ldx, wsrc, n_out, n_in, bias, ldy, cuts[0], n_out);
+        for (int i = 0; i < n_seen; i++) {
+            struct wmat w;
+            if (wmat_init(&w, WMAT_INT8, seen_mask[i], wsrc, n_out, n_in) != 0) {
+                CHECKM(0, "int8 %s: wmat_init failed", gemm_kernel_name(seen[i]));
+                continue;
+            }
+            float *y = run_slices(&w, m, x, ldx, bias, ldy, cuts, 4);
+            wmat_deinit(&w);
+            CHECKM(!memcmp(want, y, sizeof(float) * (size_t)m * ldy),
+                   "int8 m=%d %dx%d: %s differs from the contract's bits", m, n_out, n_in,
+                   gemm_kernel_name(seen[i]));
+            n_cmp++;
+            free(y);
+        }
+        free(want), free(x), free(wsrc), free(bias);
+    }
+    fprintf(stderr, "  gemm: int8 kernels at the levels here:%s; %d bitwise comparisons\n",
+            n_seen ? list : " none", n_cmp);
+}
+
 void test_wmat(void) {
     check_fallback();
     check_exact_order();
     check_int8_kernels();
+    check_int8_levels();
     for (int kind = WMAT_F32; kind <= WMAT_INT8; kind++) {
         const struct gemm_kernel *k = gemm_kernel_for((enum wmat_kind)kind, test_cpu_features());
         fprintf(stderr, "  gemm: %s kernel %s\n", kind_str[kind], gemm_kernel_name(k));
