@@ -23,15 +23,17 @@
  * with its own task (the reference merges W + s B A; the same math), fused
  * into each thread's column slice right after its product.
  *
- * Memory: activations are sized once for the context's capacity; attention
- * scores need only ATT_TILE x n_tokens per thread, never n^2.
+ * Memory: activations are sized once for the context's capacity. Exact
+ * attention is fused (attn_kernels.h: key blocks, online softmax): a fixed
+ * scratch of ~100 KB per thread whatever the context; the bf16 attention
+ * keeps ATT_TILE x n_tokens scores per thread, never n^2.
  * Threads: a team of n_threads; each phase splits its work statically by
- * thread index. OpenBLAS (the f32 attention) must run single-threaded inside
- * each share: the program sets that once (openblas_set_num_threads(1)).
+ * thread index (attention takes its tiles dynamically: each tile's result
+ * does not depend on its thread).
  */
+#include "engine/attn_kernels.h"
 #include "engine/engine_impl.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -53,7 +55,8 @@ struct eng_ctx {
     float *ffg;                 /* GEGLU: [min(cap, FFN_CHUNK)][F], the gated product */
     float *alibi;               /* ALiBi: [n_head] slopes */
     float *lora_t;              /* [cap][rank] x A_t^T */
-    float *scores;              /* [n_threads][ATT_TILE][cap] */
+    float *scores;              /* per thread: bf16 [ATT_TILE][cap]; exact: attn kernel scratch */
+    size_t scores_per_thread;   /* floats */
     float *rope_cos, *rope_sin; /* [cap][d/2] by position */
     int32_t *pos;               /* [cap] position in its sequence */
     int32_t *task_of;           /* [cap] task of each token (ENG_TASK_NONE: base weights) */
@@ -67,9 +70,10 @@ struct eng_ctx {
     /* bf16 attention (low-precision modes): K and V^T of every (sequence,
      * head) packed once per layer; grow-only, sized per batch in eng_encode */
     bool att_bf16;
-    const struct gemm_kernel *att_kern; /* the WMAT_BF16 kernel */
-    struct wmat *att_w;                 /* [n_seqs * n_head][2]: K, V^T */
-    size_t *att_off;                    /* [n_seqs * n_head] byte offset into att_buf */
+    const struct attn_kernel *att_exact; /* the exact modes' fused attention */
+    const struct gemm_kernel *att_kern;  /* the WMAT_BF16 kernel */
+    struct wmat *att_w;                  /* [n_seqs * n_head][2]: K, V^T */
+    size_t *att_off;                     /* [n_seqs * n_head] byte offset into att_buf */
     void *att_buf;
     size_t att_w_cap, att_buf_cap;
     atomic_int next_item; /* attention work queue */
@@ -139,7 +143,6 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_params *
     c->ffg = geglu ? malloc(sizeof(float) * chunk * (size_t)in->n_ff) : NULL;
     c->alibi = malloc(sizeof(float) * (size_t)in->n_head);
     c->lora_t = malloc(sizeof(float) * cap * (size_t)(in->lora_rank > 0 ? in->lora_rank : 1));
-    c->scores = malloc(sizeof(float) * (size_t)n_threads * ATT_TILE * cap);
     c->rope_cos = rotary ? malloc(sizeof(float) * cap * d / 2) : NULL;
     c->rope_sin = rotary ? malloc(sizeof(float) * cap * d / 2) : NULL;
     c->pos = malloc(sizeof(int32_t) * cap);
@@ -151,6 +154,10 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_params *
     const struct eng_layer *L0 = &m->layers[0];
     c->att_kern = gemm_kernel_for(WMAT_BF16, in->cpu_features);
     c->att_bf16 = in->dtype != ENG_DTYPE_F32 && c->att_kern;
+    c->att_exact = attn_kernel_for(in->cpu_features, (int)d);
+    /* exact: a fixed scratch per thread (the kernel's blocks), whatever cap */
+    c->scores_per_thread = c->att_bf16 ? ATT_TILE * cap : attn_scratch_floats((int)d);
+    c->scores = aligned_alloc(64, sizeof(float) * (size_t)n_threads * c->scores_per_thread);
     /* the attention operands as wmat shapes: K (n_in = d), V^T (n_in = tokens) */
     struct wmat wk = {.kind = WMAT_BF16, .n_out = 16, .n_in = (int)d, .k = c->att_kern};
     struct wmat wv = {.kind = WMAT_BF16, .n_out = (int)d, .n_in = c->cap, .k = c->att_kern};
@@ -477,7 +484,7 @@ static void attention_phase(void *arg, int ith, int nth) {
     int H = c->m->info.n_embd, nh = c->m->info.n_head, d = H / nh, ld = 3 * H;
     float scale = 1.0f / sqrtf((float)d);
     bool alibi = c->m->arch->pos == ENG_POS_ALIBI;
-    float *S = c->scores + (size_t)ith * ATT_TILE * c->cap;
+    float *S = c->scores + (size_t)ith * c->scores_per_thread;
     while (!cancel_pending(c)) {
         int item = atomic_fetch_add(&c->next_item, 1), is = 0;
         /* locate the item: sequences in order, each with nh * tiles items */
@@ -504,14 +511,23 @@ static void attention_phase(void *arg, int ith, int nth) {
             wmat_gemm(wv, nq, S, n, NULL, O, H, 0, d, c->scratch[ith]); /* O = S V */
             continue;
         }
-        /* S[nq][n] = scale * Q[nq][d] . K[n][d]^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, n, d, scale, Q, ld, K, ld, 0.0f, S,
-                    n);
-        if (alibi) alibi_bias(S, nq, n, q0, c->alibi[h]);
-        ops_softmax_rows(S, nq, n, n);
-        /* O[nq][d] = S[nq][n] . V[n][d] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, d, n, 1.0f, S, n, V, ld, 0.0f, O,
-                    H);
+        /* fused: key blocks, ALiBi and an online softmax inside the kernel */
+        struct attn_tile at = {.nq = nq,
+                               .n = n,
+                               .d = d,
+                               .q0 = q0,
+                               .q = Q,
+                               .k = K,
+                               .v = V,
+                               .ldq = (size_t)ld,
+                               .ldk = (size_t)ld,
+                               .ldv = (size_t)ld,
+                               .o = O,
+                               .ldo = (size_t)H,
+                               .scale = scale,
+                               .slope = alibi ? c->alibi[h] : 0.0f,
+                               .scratch = S};
+        c->att_exact->tile(&at);
     }
 }
 
