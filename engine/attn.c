@@ -7,6 +7,8 @@
 static const struct attn_kernel *const kernels[] = {
 #if defined(__x86_64__)
     &attn_x86_avx2_exact,
+#elif defined(__aarch64__)
+    &attn_arm_neon_exact,
 #endif
     &attn_generic_exact,
 };

@@ -3,8 +3,8 @@
  * engine/arch/).
  *
  * One call computes one query tile of one head, fused and tiled: the keys
- * pass in blocks of ATTN_KB (packed into the caller's scratch, which stays
- * in L1/L2), each block's scores get the ALiBi bias, an online softmax
+ * pass in blocks of ATTN_KB (the block's scores in the caller's scratch,
+ * which stays in L1/L2), each block's scores get the ALiBi bias, an online softmax
  * (running max and sum per query row) turns them into weights, and the
  * weighted values are added into the tile's output, rescaled when the max
  * grows. No [rows][n] score matrix exists.
@@ -27,10 +27,11 @@
 
 enum {
     ATTN_TQ = 64, /* most query rows of one call */
-    ATTN_KB = 72, /* keys per block */
+    ATTN_KB = 96, /* keys per block */
 };
 
-/* One query tile of one head. Row i of Q, K, V, O is at q + i * ld, ...;
+/* One query tile of one head. Row i of Q, K, V, O is at q + i * ld, ...
+ * (K and V compact, ld = d, for speed: the tiles of a head all read them);
  * Q has nq rows (positions q0 ..), K and V have n (positions 0 ..).
  * O[i] = sum_j softmax_j(scale * Q[i] . K[j] - slope * |q0 + i - j|) V[j]
  * (slope 0: no bias). */
@@ -62,8 +63,8 @@ size_t attn_scratch_floats(int d);
  * of 16, so 64-byte aligned when the scratch is):
  *   q [ATTN_TQ + 8][dp]   the query tile, scaled, packed as the kernel likes
  *                         (dp: d rounded up to 16)
- *   k [ATTN_KB][dp]       a key block, packed
- *   v [ATTN_KB][dp]       a value block, packed
+ *   k [ATTN_KB][dp]       a key block, packed (generic kernel)
+ *   v [ATTN_KB][dp]       (spare)
  *   s  [ATTN_TQ * ATTN_KB] the block's scores, then its weights
  *   o  [ATTN_TQ][dp]      the running output
  *   m, l, a [ATTN_TQ]     running max, running sum, this block's rescale */
@@ -88,6 +89,8 @@ static inline struct attn_scratch attn_scratch_split(float *base, int d) {
 extern const struct attn_kernel attn_generic_exact;
 #if defined(__x86_64__)
 extern const struct attn_kernel attn_x86_avx2_exact;
+#elif defined(__aarch64__)
+extern const struct attn_kernel attn_arm_neon_exact;
 #endif
 
 #endif

@@ -47,16 +47,23 @@ struct eng_ctx {
     struct eng_team *team;
     int cap; /* tokens */
     int n_threads;
-    float *x;                   /* [cap][H] hidden state */
-    float *qkv;                 /* [cap][3H] */
-    float *att;                 /* [cap][H] attention context */
-    float *tmp;                 /* [cap][H] projection output */
-    float *ff;                  /* [min(cap, FFN_CHUNK)][F] (GEGLU: [2F]) */
-    float *ffg;                 /* GEGLU: [min(cap, FFN_CHUNK)][F], the gated product */
-    float *alibi;               /* ALiBi: [n_head] slopes */
-    float *lora_t;              /* [cap][rank] x A_t^T */
-    float *scores;              /* per thread: bf16 [ATT_TILE][cap]; exact: attn kernel scratch */
-    size_t scores_per_thread;   /* floats */
+    float *x;                 /* [cap][H] hidden state */
+    float *qkv;               /* [cap][3H] */
+    float *att;               /* [cap][H] attention context */
+    float *tmp;               /* [cap][H] projection output */
+    float *ff;                /* [min(cap, FFN_CHUNK)][F] (GEGLU: [2F]) */
+    float *ffg;               /* GEGLU: [min(cap, FFN_CHUNK)][F], the gated product */
+    float *alibi;             /* ALiBi: [n_head] slopes */
+    float *lora_t;            /* [cap][rank] x A_t^T */
+    float *scores;            /* per thread: bf16 [ATT_TILE][cap]; exact: attn kernel scratch */
+    size_t scores_per_thread; /* floats */
+    /* exact attention: each thread's compact copy of one (sequence, head)'s
+     * K and V ([cap][d] each, after its scratch in scores), and which one */
+    struct att_kv_key {
+        unsigned pass;
+        int is, h;
+    } * att_kv;
+    unsigned att_pass;          /* attention phases run by this context */
     float *rope_cos, *rope_sin; /* [cap][d/2] by position */
     int32_t *pos;               /* [cap] position in its sequence */
     int32_t *task_of;           /* [cap] task of each token (ENG_TASK_NONE: base weights) */
@@ -155,8 +162,9 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_params *
     c->att_kern = gemm_kernel_for(WMAT_BF16, in->cpu_features);
     c->att_bf16 = in->dtype != ENG_DTYPE_F32 && c->att_kern;
     c->att_exact = attn_kernel_for(in->cpu_features, (int)d);
-    /* exact: a fixed scratch per thread (the kernel's blocks), whatever cap */
-    c->scores_per_thread = c->att_bf16 ? ATT_TILE * cap : attn_scratch_floats((int)d);
+    /* exact: the kernel's scratch and a compact K and V per thread */
+    c->scores_per_thread = c->att_bf16 ? ATT_TILE * cap : attn_scratch_floats((int)d) + 2 * cap * d;
+    c->att_kv = calloc((size_t)n_threads, sizeof(*c->att_kv));
     c->scores = aligned_alloc(64, sizeof(float) * (size_t)n_threads * c->scores_per_thread);
     /* the attention operands as wmat shapes: K (n_in = d), V^T (n_in = tokens) */
     struct wmat wk = {.kind = WMAT_BF16, .n_out = 16, .n_in = (int)d, .k = c->att_kern};
@@ -169,8 +177,9 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_params *
     for (int i = 0; sb && c->scratch && i < n_threads; i++)
         if (!(c->scratch[i] = malloc(sb))) goto oom;
     if (!c->acc || !c->scratch || !c->team || !c->x || !c->qkv || !c->att || !c->tmp || !c->ff ||
-        !c->lora_t || !c->task_of || !c->scores || (rotary && (!c->rope_cos || !c->rope_sin)) ||
-        !c->pos || !c->seq_start || (geglu && !c->ffg) || !c->alibi)
+        !c->lora_t || !c->task_of || !c->scores || !c->att_kv ||
+        (rotary && (!c->rope_cos || !c->rope_sin)) || !c->pos || !c->seq_start ||
+        (geglu && !c->ffg) || !c->alibi)
         goto oom;
     pos_tables_init(c);
     return c;
@@ -193,6 +202,7 @@ void eng_ctx_free(struct eng_ctx *c) {
     free(c->alibi);
     free(c->lora_t);
     free(c->scores);
+    free(c->att_kv);
     free(c->rope_cos);
     free(c->rope_sin);
     free(c->pos);
@@ -511,17 +521,28 @@ static void attention_phase(void *arg, int ith, int nth) {
             wmat_gemm(wv, nq, S, n, NULL, O, H, 0, d, c->scratch[ith]); /* O = S V */
             continue;
         }
-        /* fused: key blocks, ALiBi and an online softmax inside the kernel */
+        /* fused: key blocks, ALiBi and an online softmax inside the kernel,
+         * over this thread's compact copy of the head's K and V (rows 3H
+         * apart would share L1 sets and TLB entries on every tile) */
+        float *kc = S + attn_scratch_floats(d), *vc = kc + (size_t)c->cap * d;
+        struct att_kv_key *kv = &c->att_kv[ith];
+        if (kv->pass != c->att_pass || kv->is != is || kv->h != h) {
+            for (int j = 0; j < n; j++) {
+                memcpy(kc + (size_t)j * d, K + (size_t)j * ld, sizeof(float) * (size_t)d);
+                memcpy(vc + (size_t)j * d, V + (size_t)j * ld, sizeof(float) * (size_t)d);
+            }
+            *kv = (struct att_kv_key){c->att_pass, is, h};
+        }
         struct attn_tile at = {.nq = nq,
                                .n = n,
                                .d = d,
                                .q0 = q0,
                                .q = Q,
-                               .k = K,
-                               .v = V,
+                               .k = kc,
+                               .v = vc,
                                .ldq = (size_t)ld,
-                               .ldk = (size_t)ld,
-                               .ldv = (size_t)ld,
+                               .ldk = (size_t)d,
+                               .ldv = (size_t)d,
                                .o = O,
                                .ldo = (size_t)H,
                                .scale = scale,
@@ -557,6 +578,7 @@ static void attention_block(struct eng_ctx *c, const struct eng_layer *L, int n_
         team_run(c->team, att_pack_phase, &rj);
     }
     atomic_store(&c->next_item, 0);
+    c->att_pass++; /* new K and V: the threads' compact copies are stale */
     team_run(c->team, attention_phase, &rj);
     linear(c, &L->out, c->att, c->tmp, 0, n_tok);
 }

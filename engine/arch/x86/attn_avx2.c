@@ -2,16 +2,16 @@
  * multiple of 16): attn_kernels.h's fused tile with the query rows in the
  * vector lanes.
  *
- * Once per tile, Q^T: qt[k][r] = scale * Q[r][k] (rows past nq zero). Per
- * key block of ATTN_KB keys (K and V rows copied to contiguous buffers: in
- * the batch they lie 3H floats apart, which maps them onto one L1 set):
+ * Once per tile, Q^T: qt[k][r] = scale * Q[r][k] (rows past nq zero). K and
+ * V are read in place (the caller passes them compact: rows 3H floats apart
+ * would map onto one L1 set and one page each). Per key block of ATTN_KB:
  *   scores   st[j][r] = sum over k in order of K[j][k] qt[k][r], by a 6 x 16
  *            microkernel (6 keys broadcast, 16 queries in two vectors);
  *   softmax  per query lane, over the block's keys in order: ALiBi, the max,
  *            a = e^(m_old - m_new), p = e^(s - m_new), l = l a + sum p;
  *   values   o[r][c] = o[r][c] a_r + sum over the block's keys in order of
  *            p[j][r] V[j][c], by a 6 x 16 microkernel (6 queries broadcast,
- *            16 columns of V, packed in panels of 16).
+ *            16 columns of V).
  * At the end O = o / l. Reductions run in key (or k) order with fused
  * multiply-adds, each per lane: the same code for every tile and thread, so
  * the bits depend only on the sequence and the position.
@@ -20,7 +20,6 @@
 #include "engine/cpu.h"
 
 #include <immintrin.h>
-#include <string.h>
 
 #define TARGET_AVX2 __attribute__((target("avx2,fma")))
 #define INLINE      static inline __attribute__((always_inline))
@@ -47,9 +46,9 @@ INLINE TARGET_AVX2 __m256 exp8(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
-/* st[i][0..16) for keys i < mr (kp: rows of d), queries qt[k][0..16). */
-INLINE TARGET_AVX2 void score_body(const int mr, const float *kp, int d, const float *qt,
-                                   float *st) {
+/* st[i][0..16) for keys i < mr (rows of kp, ldk apart), queries qt[k][0..16). */
+INLINE TARGET_AVX2 void score_body(const int mr, const float *kp, size_t ldk, int d,
+                                   const float *qt, float *st) {
     __m256 acc[MR][2];
 #pragma GCC unroll 8
     for (int i = 0; i < mr; i++)
@@ -59,7 +58,7 @@ INLINE TARGET_AVX2 void score_body(const int mr, const float *kp, int d, const f
         __m256 q0 = _mm256_load_ps(qt), q1 = _mm256_load_ps(qt + 8);
 #pragma GCC unroll 8
         for (int i = 0; i < mr; i++) {
-            __m256 kb = _mm256_broadcast_ss(kp + (size_t)i * d + k);
+            __m256 kb = _mm256_broadcast_ss(kp + i * ldk + k);
             acc[i][0] = _mm256_fmadd_ps(kb, q0, acc[i][0]);
             acc[i][1] = _mm256_fmadd_ps(kb, q1, acc[i][1]);
         }
@@ -72,9 +71,9 @@ INLINE TARGET_AVX2 void score_body(const int mr, const float *kp, int d, const f
 }
 
 /* o[r][0..16) for queries r < mr: first ? 0 : o a_r, then + sum over j < kb
- * of st[j][r] vp[j][0..16). */
-INLINE TARGET_AVX2 void value_body(const int mr, const float *st, const float *vp, int kb, float *o,
-                                   size_t ldo, const float *a, int first) {
+ * of st[j][r] vp[j * ldv + 0..16). */
+INLINE TARGET_AVX2 void value_body(const int mr, const float *st, const float *vp, size_t ldv,
+                                   int kb, float *o, size_t ldo, const float *a, int first) {
     __m256 acc[MR][2];
 #pragma GCC unroll 8
     for (int r = 0; r < mr; r++) {
@@ -87,8 +86,8 @@ INLINE TARGET_AVX2 void value_body(const int mr, const float *st, const float *v
         }
     }
 #pragma GCC unroll 4
-    for (int j = 0; j < kb; j++, vp += 16, st += TQ) {
-        __m256 v0 = _mm256_load_ps(vp), v1 = _mm256_load_ps(vp + 8);
+    for (int j = 0; j < kb; j++, vp += ldv, st += TQ) {
+        __m256 v0 = _mm256_loadu_ps(vp), v1 = _mm256_loadu_ps(vp + 8);
 #pragma GCC unroll 8
         for (int r = 0; r < mr; r++) {
             __m256 p = _mm256_broadcast_ss(st + r);
@@ -104,12 +103,13 @@ INLINE TARGET_AVX2 void value_body(const int mr, const float *st, const float *v
 }
 
 #define MICROS(mr)                                                                           \
-    static TARGET_AVX2 void score_##mr(const float *kp, int d, const float *qt, float *st) { \
-        score_body(mr, kp, d, qt, st);                                                       \
+    static TARGET_AVX2 void score_##mr(const float *kp, size_t ldk, int d, const float *qt,  \
+                                       float *st) {                                          \
+        score_body(mr, kp, ldk, d, qt, st);                                                  \
     }                                                                                        \
-    static TARGET_AVX2 void value_##mr(const float *st, const float *vp, int kb, float *o,   \
-                                       size_t ldo, const float *a, int first) {              \
-        value_body(mr, st, vp, kb, o, ldo, a, first);                                        \
+    static TARGET_AVX2 void value_##mr(const float *st, const float *vp, size_t ldv, int kb, \
+                                       float *o, size_t ldo, const float *a, int first) {    \
+        value_body(mr, st, vp, ldv, kb, o, ldo, a, first);                                   \
     }
 MICROS(1)
 MICROS(2)
@@ -118,9 +118,9 @@ MICROS(4)
 MICROS(5)
 MICROS(6)
 
-static void (*const score_mr[MR + 1])(const float *, int, const float *, float *) = {
+static void (*const score_mr[MR + 1])(const float *, size_t, int, const float *, float *) = {
     NULL, score_1, score_2, score_3, score_4, score_5, score_6};
-static void (*const value_mr[MR + 1])(const float *, const float *, int, float *, size_t,
+static void (*const value_mr[MR + 1])(const float *, const float *, size_t, int, float *, size_t,
                                       const float *, int) = {NULL,    value_1, value_2, value_3,
                                                              value_4, value_5, value_6};
 
@@ -171,28 +171,19 @@ static TARGET_AVX2 void tile(const struct attn_tile *t) {
             w.q[(size_t)k * TQ + r] = r < nq ? t->scale * t->q[r * t->ldq + k] : 0.0f;
     for (int j0 = 0; j0 < n; j0 += KB) {
         int kb = n - j0 < KB ? n - j0 : KB, first = j0 == 0;
-        for (int j = 0; j < kb; j++) {
-            const float *kr = t->k + (size_t)(j0 + j) * t->ldk;
-            const float *vr = t->v + (size_t)(j0 + j) * t->ldv;
-            memcpy(w.k + (size_t)j * d, kr, sizeof(float) * (size_t)d);
-            for (int c = 0; c < d; c += 16) {
-                float *dst = w.v + (size_t)c * KB + (size_t)j * 16;
-                _mm256_store_ps(dst, _mm256_loadu_ps(vr + c));
-                _mm256_store_ps(dst + 8, _mm256_loadu_ps(vr + c + 8));
-            }
-        }
         for (int j = 0; j < kb; j += MR) {
             int mr = kb - j < MR ? kb - j : MR;
             for (int r = 0; r < nq16; r += 16)
-                score_mr[mr](w.k + (size_t)j * d, d, w.q + r, w.s + (size_t)j * TQ + r);
+                score_mr[mr](t->k + (size_t)(j0 + j) * t->ldk, t->ldk, d, w.q + r,
+                             w.s + (size_t)j * TQ + r);
         }
         for (int r = 0; r < nq; r += 8)
             softmax8(w.s + r, kb, j0, t->q0 + r, t->slope, w.m + r, w.l + r, w.a + r, first);
         for (int c = 0; c < d; c += 16)
             for (int r = 0; r < nq; r += MR) {
                 int mr = nq - r < MR ? nq - r : MR;
-                value_mr[mr](w.s + r, w.v + (size_t)c * KB, kb, w.o + (size_t)r * d + c, (size_t)d,
-                             w.a + r, first);
+                value_mr[mr](w.s + r, t->v + (size_t)j0 * t->ldv + c, t->ldv, kb,
+                             w.o + (size_t)r * d + c, (size_t)d, w.a + r, first);
             }
     }
     for (int r = 0; r < nq; r++) {
