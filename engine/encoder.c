@@ -23,15 +23,17 @@
  * with its own task (the reference merges W + s B A; the same math), fused
  * into each thread's column slice right after its product.
  *
- * Memory: activations are sized once for the context's capacity; attention
- * scores need only ATT_TILE x n_tokens per thread, never n^2.
+ * Memory: activations are sized once for the context's capacity. Exact
+ * attention is fused (attn_kernels.h: key blocks, online softmax): a fixed
+ * scratch of ~100 KB per thread whatever the context; the bf16 attention
+ * keeps ATT_TILE x n_tokens scores per thread, never n^2.
  * Threads: a team of n_threads; each phase splits its work statically by
- * thread index. OpenBLAS (the f32 attention) must run single-threaded inside
- * each share: the program sets that once (openblas_set_num_threads(1)).
+ * thread index (attention takes its tiles dynamically: each tile's result
+ * does not depend on its thread).
  */
+#include "engine/attn_kernels.h"
 #include "engine/engine_impl.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -51,15 +53,23 @@ struct eng_ctx {
     struct eng_team *team;
     int cap; /* tokens */
     int n_threads;
-    float *x;                   /* [cap][H] hidden state */
-    float *qkv;                 /* [cap][3H] */
-    float *att;                 /* [cap][H] attention context */
-    float *tmp;                 /* [cap][H] projection output */
-    float *ff;                  /* [min(cap, FFN_CHUNK)][F] (GEGLU: [2F]) */
-    float *ffg;                 /* GEGLU: [min(cap, FFN_CHUNK)][F], the gated product */
-    float *alibi;               /* ALiBi: [n_head] slopes */
-    float *lora_t;              /* [2][cap][rank] X A_t^T by batch row: LORA_T_IN, LORA_T_FF */
-    float *scores;              /* [n_threads][ATT_TILE][cap] */
+    float *x;                 /* [cap][H] hidden state */
+    float *qkv;               /* [cap][3H] */
+    float *att;               /* [cap][H] attention context */
+    float *tmp;               /* [cap][H] projection output */
+    float *ff;                /* [min(cap, FFN_CHUNK)][F] (GEGLU: [2F]) */
+    float *ffg;               /* GEGLU: [min(cap, FFN_CHUNK)][F], the gated product */
+    float *alibi;             /* ALiBi: [n_head] slopes */
+    float *lora_t;            /* [2][cap][rank] X A_t^T by batch row: LORA_T_IN, LORA_T_FF */
+    float *scores;            /* per thread: bf16 [ATT_TILE][cap]; exact: attn kernel scratch */
+    size_t scores_per_thread; /* floats */
+    /* exact attention: each thread's compact copy of one (sequence, head)'s
+     * K and V ([cap][d] each, after its scratch in scores), and which one */
+    struct att_kv_key {
+        unsigned pass;
+        int is, h;
+    } * att_kv;
+    unsigned att_pass;          /* attention phases run by this context */
     float *rope_cos, *rope_sin; /* [cap][d/2] by position */
     int32_t *pos;               /* [cap] position in its sequence */
     int32_t *task_of;           /* [cap] task of each token (ENG_TASK_NONE: base weights) */
@@ -73,9 +83,10 @@ struct eng_ctx {
     /* bf16 attention (low-precision modes): K and V^T of every (sequence,
      * head) packed once per layer; grow-only, sized per batch in eng_encode */
     bool att_bf16;
-    const struct gemm_kernel *att_kern; /* the WMAT_BF16 kernel */
-    struct wmat *att_w;                 /* [n_seqs * n_head][2]: K, V^T */
-    size_t *att_off;                    /* [n_seqs * n_head] byte offset into att_buf */
+    const struct attn_kernel *att_exact; /* the exact modes' fused attention */
+    const struct gemm_kernel *att_kern;  /* the WMAT_BF16 kernel */
+    struct wmat *att_w;                  /* [n_seqs * n_head][2]: K, V^T */
+    size_t *att_off;                     /* [n_seqs * n_head] byte offset into att_buf */
     void *att_buf;
     size_t att_w_cap, att_buf_cap;
     atomic_int next_item; /* attention work queue */
@@ -145,7 +156,6 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_params *
     c->ffg = geglu ? malloc(sizeof(float) * chunk * (size_t)in->n_ff) : NULL;
     c->alibi = malloc(sizeof(float) * (size_t)in->n_head);
     c->lora_t = malloc(sizeof(float) * 2 * cap * (size_t)(in->lora_rank > 0 ? in->lora_rank : 1));
-    c->scores = malloc(sizeof(float) * (size_t)n_threads * ATT_TILE * cap);
     c->rope_cos = rotary ? malloc(sizeof(float) * cap * d / 2) : NULL;
     c->rope_sin = rotary ? malloc(sizeof(float) * cap * d / 2) : NULL;
     c->pos = malloc(sizeof(int32_t) * cap);
@@ -157,6 +167,11 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_params *
     const struct eng_layer *L0 = &m->layers[0];
     c->att_kern = gemm_kernel_for(WMAT_BF16, in->cpu_features);
     c->att_bf16 = in->dtype != ENG_DTYPE_F32 && c->att_kern;
+    c->att_exact = attn_kernel_for(in->cpu_features, (int)d);
+    /* exact: the kernel's scratch and a compact K and V per thread */
+    c->scores_per_thread = c->att_bf16 ? ATT_TILE * cap : attn_scratch_floats((int)d) + 2 * cap * d;
+    c->att_kv = calloc((size_t)n_threads, sizeof(*c->att_kv));
+    c->scores = aligned_alloc(64, sizeof(float) * (size_t)n_threads * c->scores_per_thread);
     /* the attention operands as wmat shapes: K (n_in = d), V^T (n_in = tokens) */
     struct wmat wk = {.kind = WMAT_BF16, .n_out = 16, .n_in = (int)d, .k = c->att_kern};
     struct wmat wv = {.kind = WMAT_BF16, .n_out = (int)d, .n_in = c->cap, .k = c->att_kern};
@@ -168,8 +183,9 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_params *
     for (int i = 0; sb && c->scratch && i < n_threads; i++)
         if (!(c->scratch[i] = malloc(sb))) goto oom;
     if (!c->acc || !c->scratch || !c->team || !c->x || !c->qkv || !c->att || !c->tmp || !c->ff ||
-        !c->lora_t || !c->task_of || !c->scores || (rotary && (!c->rope_cos || !c->rope_sin)) ||
-        !c->pos || !c->seq_start || (geglu && !c->ffg) || !c->alibi)
+        !c->lora_t || !c->task_of || !c->scores || !c->att_kv ||
+        (rotary && (!c->rope_cos || !c->rope_sin)) || !c->pos || !c->seq_start ||
+        (geglu && !c->ffg) || !c->alibi)
         goto oom;
     pos_tables_init(c);
     return c;
@@ -192,6 +208,7 @@ void eng_ctx_free(struct eng_ctx *c) {
     free(c->alibi);
     free(c->lora_t);
     free(c->scores);
+    free(c->att_kv);
     free(c->rope_cos);
     free(c->rope_sin);
     free(c->pos);
@@ -543,7 +560,7 @@ static void attention_phase(void *arg, int ith, int nth) {
     int H = c->m->info.n_embd, nh = c->m->info.n_head, d = H / nh, ld = 3 * H;
     float scale = 1.0f / sqrtf((float)d);
     bool alibi = c->m->arch->pos == ENG_POS_ALIBI;
-    float *S = c->scores + (size_t)ith * ATT_TILE * c->cap;
+    float *S = c->scores + (size_t)ith * c->scores_per_thread;
     while (!cancel_pending(c)) {
         int item = atomic_fetch_add(&c->next_item, 1), is = 0;
         /* locate the item: sequences in order, each with nh * tiles items */
@@ -570,14 +587,34 @@ static void attention_phase(void *arg, int ith, int nth) {
             wmat_gemm(wv, nq, S, n, NULL, O, H, 0, d, c->scratch[ith]); /* O = S V */
             continue;
         }
-        /* S[nq][n] = scale * Q[nq][d] . K[n][d]^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, n, d, scale, Q, ld, K, ld, 0.0f, S,
-                    n);
-        if (alibi) alibi_bias(S, nq, n, q0, c->alibi[h]);
-        ops_softmax_rows(S, nq, n, n);
-        /* O[nq][d] = S[nq][n] . V[n][d] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, d, n, 1.0f, S, n, V, ld, 0.0f, O,
-                    H);
+        /* fused: key blocks, ALiBi and an online softmax inside the kernel,
+         * over this thread's compact copy of the head's K and V (rows 3H
+         * apart would share L1 sets and TLB entries on every tile) */
+        float *kc = S + attn_scratch_floats(d), *vc = kc + (size_t)c->cap * d;
+        struct att_kv_key *kv = &c->att_kv[ith];
+        if (kv->pass != c->att_pass || kv->is != is || kv->h != h) {
+            for (int j = 0; j < n; j++) {
+                memcpy(kc + (size_t)j * d, K + (size_t)j * ld, sizeof(float) * (size_t)d);
+                memcpy(vc + (size_t)j * d, V + (size_t)j * ld, sizeof(float) * (size_t)d);
+            }
+            *kv = (struct att_kv_key){c->att_pass, is, h};
+        }
+        struct attn_tile at = {.nq = nq,
+                               .n = n,
+                               .d = d,
+                               .q0 = q0,
+                               .q = Q,
+                               .k = kc,
+                               .v = vc,
+                               .ldq = (size_t)ld,
+                               .ldk = (size_t)d,
+                               .ldv = (size_t)d,
+                               .o = O,
+                               .ldo = (size_t)H,
+                               .scale = scale,
+                               .slope = alibi ? c->alibi[h] : 0.0f,
+                               .scratch = S};
+        c->att_exact->tile(&at);
     }
 }
 
@@ -609,6 +646,7 @@ static void attention_block(struct eng_ctx *c, const struct eng_layer *L, int n_
         team_run(c->team, att_pack_phase, &rj);
     }
     atomic_store(&c->next_item, 0);
+    c->att_pass++; /* new K and V: the threads' compact copies are stale */
     team_run(c->team, attention_phase, &rj);
     linear(c, &L->out, c->att, c->tmp, 0, n_tok, t_in, false);
 }

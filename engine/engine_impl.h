@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Always-on assert for broken invariants (ggml's GGML_ASSERT). */
 #define ENG_ASSERT(x)                                                                  \
@@ -139,6 +140,27 @@ void ops_lora_up(float *restrict y, int lo, int hi, const float *restrict t, int
                  const float *restrict bt, int n_out);
 /* inv_freq[i] = 1 / base^(2i/d) in f32, as the reference's rotary embedding. */
 void ops_rope_inv_freq(float base, int d, float *inv_freq);
+
+/* e^x for x in [-87, 88] (clamped outside): 2^n * P(r), r = x - n ln2 in [-ln2/2, ln2/2],
+ * P the degree-7 Taylor polynomial (relative error < 1e-8 before rounding). Inline:
+ * softmax and the attention kernels share it. */
+static inline float ops_exp_poly(float x) {
+    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
+    float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f; /* round to nearest */
+    float r = x - n * 0.693359375f - n * -2.12194440e-4f;    /* ln2 split hi + lo */
+    float p = 1.0f / 5040;
+    p = p * r + 1.0f / 720;
+    p = p * r + 1.0f / 120;
+    p = p * r + 1.0f / 24;
+    p = p * r + 1.0f / 6;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, 4);
+    return p * scale;
+}
 
 /* Naive references (tests only). */
 void ref_add_layernorm(float *x, const float *r, int n_rows, int n, const float *w, const float *b,

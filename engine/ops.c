@@ -43,26 +43,6 @@ void ops_add_layernorm(float *x, const float *r, int n_rows, int n, const float 
 #define OPS_CLONES /* other ISAs: the baseline build (NEON on aarch64) */
 #endif
 
-/* e^x for x in [-87, 88]: 2^n * P(r), r = x - n ln2 in [-ln2/2, ln2/2],
- * P the degree-7 Taylor polynomial (relative error < 1e-8 before rounding). */
-static inline float exp_poly(float x) {
-    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
-    float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f; /* round to nearest */
-    float r = x - n * 0.693359375f - n * -2.12194440e-4f;    /* ln2 split hi + lo */
-    float p = 1.0f / 5040;
-    p = p * r + 1.0f / 720;
-    p = p * r + 1.0f / 120;
-    p = p * r + 1.0f / 24;
-    p = p * r + 1.0f / 6;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, 4);
-    return p * scale;
-}
-
 /* erf(x) as an odd/even rational function on [-4, 4] (erf = +-1 in f32
  * outside); max abs error 4.2e-7 (checked in tests/test_ops.c). */
 static inline float erf_rational(float x) {
@@ -115,7 +95,7 @@ OPS_CLONES void ops_softmax_rows(float *x, int n_rows, int n, int ld) {
         for (int j = 1; j < n; j++)
             mx = xi[j] > mx ? xi[j] : mx;
         for (int j = 0; j < n; j++)
-            xi[j] = exp_poly(xi[j] - mx);
+            xi[j] = ops_exp_poly(xi[j] - mx);
         float inv = 1.0f / sum16(xi, n);
         for (int j = 0; j < n; j++)
             xi[j] *= inv;
