@@ -107,6 +107,16 @@ bool enc_ffn_supported(enum eng_ffn_kind k) {
     return k == ENG_FFN_GELU || k == ENG_FFN_GEGLU;
 }
 
+const struct gemm_kernel *enc_attn_bf16_kernel(const struct eng_info *in) {
+    return in->dtype != ENG_DTYPE_F32 ? gemm_kernel_for(WMAT_BF16, in->cpu_features) : NULL;
+}
+
+const char *enc_attn_kernel_name(const struct eng_info *in) {
+    const struct gemm_kernel *k = enc_attn_bf16_kernel(in);
+    return k ? gemm_kernel_name(k)
+             : attn_kernel_for(in->cpu_features, in->n_embd / in->n_head)->name;
+}
+
 bool enc_norm_supported(enum eng_norm_place p) {
     return p == ENG_NORM_POST;
 }
@@ -165,8 +175,8 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_params *
     c->scratch = calloc((size_t)n_threads, sizeof(void *));
     size_t sb = 0;
     const struct eng_layer *L0 = &m->layers[0];
-    c->att_kern = gemm_kernel_for(WMAT_BF16, in->cpu_features);
-    c->att_bf16 = in->dtype != ENG_DTYPE_F32 && c->att_kern;
+    c->att_kern = enc_attn_bf16_kernel(in);
+    c->att_bf16 = c->att_kern != NULL;
     c->att_exact = attn_kernel_for(in->cpu_features, (int)d);
     /* exact: the kernel's scratch and a compact K and V per thread */
     c->scores_per_thread = c->att_bf16 ? ATT_TILE * cap : attn_scratch_floats((int)d) + 2 * cap * d;

@@ -105,9 +105,11 @@ struct eng_info {
                          "jina-embeddings-v2" or "jina-embeddings-v2-code" */
     const char *const (*task_alias)[2]; /* [n_task_alias] {alias, task name} of the family */
     int n_task_alias;
-    enum eng_dtype dtype;  /* precision the matrix products run in (never AUTO) */
-    uint32_t cpu_features; /* the CPU_* bits in use (requested and present) */
-    const char *kernel;    /* the matrix-product kernel ("avx2-exact", "avx512bf16", ...) */
+    enum eng_dtype dtype;    /* precision the matrix products run in (never AUTO) */
+    uint32_t cpu_features;   /* the CPU_* bits in use (requested and present) */
+    const char *kernel;      /* the matrix-product kernel ("avx2-exact", "avx512bf16", ...) */
+    const char *attn_kernel; /* the attention kernel ("avx2-attn", "generic-attn", or the
+                                bf16 product kernel in the low-precision modes) */
 };
 
 /* One sequence of an eng_encode batch. All pointers are borrowed for the call. */

@@ -117,6 +117,11 @@ struct eng_model {
 bool enc_pos_supported(enum eng_pos_kind k);
 bool enc_ffn_supported(enum eng_ffn_kind k);
 bool enc_norm_supported(enum eng_norm_place p);
+/* The attention kernel a context of this model runs: a bf16 product kernel
+ * in the low-precision modes where the CPU has one, else the exact
+ * attention kernel for the head width (attn_kernels.h). Thread-safe. */
+const struct gemm_kernel *enc_attn_bf16_kernel(const struct eng_info *in);
+const char *enc_attn_kernel_name(const struct eng_info *in);
 
 /* ---- ops.c: kernels, each with a naive reference for the tests ---- */
 

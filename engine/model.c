@@ -682,6 +682,7 @@ struct eng_model *eng_model_open_arch(const char *dir, const struct eng_arch *ar
     m->prefix = "";
     bool chosen = arch != NULL;
     if (config_load(m, dir, err, errlen) != 0) goto fail;
+    m->info.attn_kernel = enc_attn_kernel_name(&m->info);
     snprintf(path, sizeof(path), "%s/%s", dir, m->arch->weights_file);
     if (!(m->st = st_open(path, err, errlen))) goto fail;
     if (weights_layout(m, chosen, err, errlen) != 0) goto fail;

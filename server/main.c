@@ -102,10 +102,12 @@ static void count_drop(void *arg) {
     metrics_dropped(o->metrics, o->index);
 }
 
-/* The CPU kernel the engine chose ("avx2-exact", ...), for
- * embedserve_build_info. */
-static const char *engine_kernels(const struct eng_info *in) {
-    return in->kernel ? in->kernel : eng_dtype_name(in->dtype);
+/* The CPU kernels the engine chose, products then attention
+ * ("avx2-exact+avx2-attn", ...), for embedserve_build_info; buf holds it. */
+static const char *engine_kernels(const struct eng_info *in, char *buf, size_t n) {
+    snprintf(buf, n, "%s+%s", in->kernel ? in->kernel : eng_dtype_name(in->dtype),
+             in->attn_kernel ? in->attn_kernel : "none");
+    return buf;
 }
 
 /* Warm-up: one short forward pass per adapter path requests will take
@@ -178,8 +180,10 @@ static int load_model(struct app *a, int i, struct http_model *hm) {
     }
     const struct eng_info *in = eng_model_info(sv->model);
     char names[2][128];
-    LOG_INFO("kernels: %s for %s matrices (CPU level %s: features %s; this CPU has %s%s)",
-             in->kernel, eng_dtype_name(in->dtype), cpu_level_name(in->cpu_features),
+    LOG_INFO("kernels: %s for %s matrices, %s for attention (CPU level %s: features %s; this "
+             "CPU has %s%s)",
+             in->kernel, eng_dtype_name(in->dtype), in->attn_kernel,
+             cpu_level_name(in->cpu_features),
              cpu_mask_names(in->cpu_features, names[0], sizeof(names[0])),
              cpu_mask_names(have, names[1], sizeof(names[1])),
              level && strcmp(level, "auto") ? "; restricted by --cpu-features" : "");
@@ -206,10 +210,11 @@ static int load_model(struct app *a, int i, struct http_model *hm) {
                  (clock_now() - tw) * 1e3, dir);
     }
     if (i == 0) {
+        static char kernels[128]; /* borrowed by the metrics for the process's life */
         struct met_build mb = {.version = emb_version(),
                                .commit = emb_commit(),
                                .dtype = eng_dtype_name(in->dtype),
-                               .kernels = engine_kernels(in)};
+                               .kernels = engine_kernels(in, kernels, sizeof(kernels))};
         metrics_set_build(a->metrics, &mb);
     }
     sv->obs = (struct observer){a->metrics, i};

@@ -917,7 +917,18 @@ static void check_fallback(const char *dir) {
     m = eng_model_open(dir, &p, err, sizeof(err));
     CHECKM(m && !strcmp(eng_model_info(m)->kernel, "generic-int8"), "int8 at generic: %s",
            m ? eng_model_info(m)->kernel : err);
+    /* attention: the exact kernel of the level (int8 has no bf16 attention here) */
+    CHECKM(m && !strcmp(eng_model_info(m)->attn_kernel, "generic-attn"), "attention at generic: %s",
+           m ? eng_model_info(m)->attn_kernel : err);
     eng_model_close(m);
+    if (test_cpu_features() & CPU_X86_AVX2) {
+        CHECK(cpu_parse_level("avx2", test_cpu_features(), &p.cpu_features, err, sizeof(err)) == 0);
+        p.dtype = ENG_DTYPE_F32;
+        m = eng_model_open(dir, &p, err, sizeof(err));
+        CHECKM(m && !strcmp(eng_model_info(m)->attn_kernel, "avx2-attn"), "attention at avx2: %s",
+               m ? eng_model_info(m)->attn_kernel : err);
+        eng_model_close(m);
+    }
     uint32_t masks[16];
     const char *names[16];
     int nl = cpu_levels(test_cpu_features(), masks, names, 16);
