@@ -85,6 +85,56 @@ static inline struct attn_scratch attn_scratch_split(float *base, int d) {
     return s;
 }
 
+/* The SIMD kernels' microkernels (for mr <= their MR rows): score: s[j][r]
+ * for j < mr keys and the 16 query lanes at q (k-major, ATTN_TQ apart);
+ * value: o[r][c] = o[r][c] a_r + sum over kb keys of p[j][r] V[j][c] for
+ * r < mr queries and 16 columns; softmax: the block's online softmax for
+ * `width` query lanes from s (see the kernels). */
+typedef void (*attn_score_fn)(const float *k, size_t ldk, int d, const float *q, float *s);
+typedef void (*attn_value_fn)(const float *p, const float *v, size_t ldv, int kb, float *o,
+                              size_t ldo, const float *a, int first);
+typedef void (*attn_softmax_fn)(float *s, int kb, int j0, int qpos0, float slope, float *m,
+                                float *l, float *a, int first);
+
+/* The SIMD kernels' shared tile: Q^T scaled into scratch, then per key
+ * block of ATTN_KB the scores (score_mr[mr], mr <= mr_max keys at a time,
+ * 16 queries per call), the online softmax (`width` lanes per call) and the
+ * values (value_mr[mr], 16 columns per call); at the end O = o / l. Inlined
+ * into each kernel (under its target attribute), so the calls are direct
+ * where the compiler sees the tables. */
+static inline __attribute__((always_inline)) void
+attn_tile_drive(const struct attn_tile *t, const attn_score_fn *score_mr,
+                const attn_value_fn *value_mr, int mr_max, attn_softmax_fn softmax, int width) {
+    int nq = t->nq, n = t->n, d = t->d, nq16 = (nq + 15) & ~15;
+    struct attn_scratch w = attn_scratch_split(t->scratch, d);
+    /* Q^T, scaled; lanes past nq zero (their scores are computed, unused) */
+    for (int k = 0; k < d; k++)
+        for (int r = 0; r < nq16; r++)
+            w.q[(size_t)k * ATTN_TQ + r] = r < nq ? t->scale * t->q[r * t->ldq + k] : 0.0f;
+    for (int j0 = 0; j0 < n; j0 += ATTN_KB) {
+        int kb = n - j0 < ATTN_KB ? n - j0 : ATTN_KB, first = j0 == 0;
+        for (int j = 0; j < kb; j += mr_max) {
+            int mr = kb - j < mr_max ? kb - j : mr_max;
+            for (int r = 0; r < nq16; r += 16)
+                score_mr[mr](t->k + (size_t)(j0 + j) * t->ldk, t->ldk, d, w.q + r,
+                             w.s + (size_t)j * ATTN_TQ + r);
+        }
+        for (int r = 0; r < nq; r += width)
+            softmax(w.s + r, kb, j0, t->q0 + r, t->slope, w.m + r, w.l + r, w.a + r, first);
+        for (int c = 0; c < d; c += 16)
+            for (int r = 0; r < nq; r += mr_max) {
+                int mr = nq - r < mr_max ? nq - r : mr_max;
+                value_mr[mr](w.s + r, t->v + (size_t)j0 * t->ldv + c, t->ldv, kb,
+                             w.o + (size_t)r * d + c, (size_t)d, w.a + r, first);
+            }
+    }
+    for (int r = 0; r < nq; r++) { /* one rounded multiply per value, as a vector one */
+        float inv = 1.0f / w.l[r];
+        for (int c = 0; c < d; c++)
+            t->o[r * t->ldo + c] = w.o[(size_t)r * d + c] * inv;
+    }
+}
+
 /* The kernels (engine/arch/...). */
 extern const struct attn_kernel attn_generic_exact;
 #if defined(__x86_64__)

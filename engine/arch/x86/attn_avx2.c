@@ -118,11 +118,10 @@ MICROS(4)
 MICROS(5)
 MICROS(6)
 
-static void (*const score_mr[MR + 1])(const float *, size_t, int, const float *, float *) = {
-    NULL, score_1, score_2, score_3, score_4, score_5, score_6};
-static void (*const value_mr[MR + 1])(const float *, const float *, size_t, int, float *, size_t,
-                                      const float *, int) = {NULL,    value_1, value_2, value_3,
-                                                             value_4, value_5, value_6};
+static const attn_score_fn score_mr[MR + 1] = {NULL,    score_1, score_2, score_3,
+                                               score_4, score_5, score_6};
+static const attn_value_fn value_mr[MR + 1] = {NULL,    value_1, value_2, value_3,
+                                               value_4, value_5, value_6};
 
 /* The block's online softmax for query lanes [r0, r0 + 8): st[j][r] gets
  * the bias, then becomes p; m, l, a of those lanes are updated. */
@@ -163,35 +162,7 @@ INLINE TARGET_AVX2 void softmax8(float *st, int kb, int j0, int qpos0, float slo
 }
 
 static TARGET_AVX2 void tile(const struct attn_tile *t) {
-    int nq = t->nq, n = t->n, d = t->d, nq16 = (nq + 15) & ~15;
-    struct attn_scratch w = attn_scratch_split(t->scratch, d);
-    /* Q^T, scaled; lanes past nq zero (their scores are computed, unused) */
-    for (int k = 0; k < d; k++)
-        for (int r = 0; r < nq16; r++)
-            w.q[(size_t)k * TQ + r] = r < nq ? t->scale * t->q[r * t->ldq + k] : 0.0f;
-    for (int j0 = 0; j0 < n; j0 += KB) {
-        int kb = n - j0 < KB ? n - j0 : KB, first = j0 == 0;
-        for (int j = 0; j < kb; j += MR) {
-            int mr = kb - j < MR ? kb - j : MR;
-            for (int r = 0; r < nq16; r += 16)
-                score_mr[mr](t->k + (size_t)(j0 + j) * t->ldk, t->ldk, d, w.q + r,
-                             w.s + (size_t)j * TQ + r);
-        }
-        for (int r = 0; r < nq; r += 8)
-            softmax8(w.s + r, kb, j0, t->q0 + r, t->slope, w.m + r, w.l + r, w.a + r, first);
-        for (int c = 0; c < d; c += 16)
-            for (int r = 0; r < nq; r += MR) {
-                int mr = nq - r < MR ? nq - r : MR;
-                value_mr[mr](w.s + r, t->v + (size_t)j0 * t->ldv + c, t->ldv, kb,
-                             w.o + (size_t)r * d + c, (size_t)d, w.a + r, first);
-            }
-    }
-    for (int r = 0; r < nq; r++) {
-        __m256 inv = _mm256_set1_ps(1.0f / w.l[r]);
-        for (int c = 0; c < d; c += 8)
-            _mm256_storeu_ps(t->o + r * t->ldo + c,
-                             _mm256_mul_ps(_mm256_load_ps(w.o + (size_t)r * d + c), inv));
-    }
+    attn_tile_drive(t, score_mr, value_mr, MR, softmax8, 8);
 }
 
 const struct attn_kernel attn_x86_avx2_exact = {
