@@ -37,9 +37,9 @@ def post(port, texts, out, key, timeout=300):
     except Exception as e:
         out[key] = (0, repr(e))
 
-def start(port, timeout_s, max_in=1024):
+def start(port, timeout_s, max_in=1024, batch_tokens=8192):
     p = subprocess.Popen([exe, "--model", model, "--host", "127.0.0.1", "--port", str(port),
-                          "--dtype", "f32", "--max-batch-tokens", "8192", "--max-input-tokens",
+                          "--dtype", "f32", "--max-batch-tokens", str(batch_tokens), "--max-input-tokens",
                           str(max_in), "--shutdown-timeout", str(timeout_s), "--log-level", "info"],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     until = time.time() + 60
@@ -84,32 +84,41 @@ check(out.get("small") == (200, 1), "the small request admitted before SIGTERM g
 check(out.get("big", (0,))[0] in (200, 503), "the big request: 200 or 503, nothing else")
 if failed: print(log[-3000:])
 
-# A pass longer than the timeout is running at SIGTERM: one input of LONG
-# tokens, attention making it many times a 1024-token pass (3072 tokens: ~8x,
-# 8192: ~60x). Sized to outlast the timeout by far on this machine: 8192 where
-# a 1024-token pass is fast (an unloaded machine: 3072 tokens took 0.9 s there,
-# under the 1.5 s the checks need), else 3072 (a sanitizer build or a loaded
-# machine, where 8192 would take minutes). It is cancelled in the engine, so
-# the timeout holds to within a fraction of a layer; before, the process
-# waited for the pass to end.
+# A pass longer than the timeout is running at SIGTERM: COPIES inputs of LONG
+# tokens in one pass (--max-batch-tokens raised to hold them). Its length is
+# measured here, on a server of its own, and sized to outlast the timeout by
+# far: a pass of one sequence alone is not enough on a fast machine (the fused
+# attention runs 8192 tokens of the test model in ~2 s unloaded, 3072 in 0.4 s)
+# and 8192 tokens would take minutes under a sanitizer, so LONG is 8192 where a
+# 1024-token pass is fast, else 3072, and the copies make the pass >= 3.5 s.
+# It is cancelled in the engine, so the timeout holds to within a fraction of
+# a layer; before, the process waited for the pass to end.
 LONG = 8192 if t1 < 0.25 else 3072
 longer_text = " ".join("w%d" % (i % 97) for i in range(4 * LONG))  # truncated to LONG tokens
+port = free_port()
+p = start(port, 1, LONG)
+t0 = time.time(); post(port, [longer_text], out, "measure"); t_one = time.time() - t0
+p.send_signal(signal.SIGTERM); p.communicate(timeout=300)
+COPIES = max(1, int(3.5 / max(t_one, 0.05)) + 1)
+BATCH = max(8192, COPIES * LONG)
+check(out.get("measure") == (200, 1), "one %d-token sequence: 200 (%.2f s)" % (LONG, t_one))
 bound = 1 + t1 + 1.0
 # (a) no pass of that size has run yet, so its length is unknown: it is
 # cancelled at the deadline, and the request gets 503
 port = free_port()
-p = start(port, 1, LONG)
+p = start(port, 1, LONG, BATCH)
 t0 = time.time()
-long_req = threading.Thread(target=post, args=(port, [longer_text], out, "long"))
+long_req = threading.Thread(target=post, args=(port, [longer_text] * COPIES, out, "long"))
 long_req.start()
 time.sleep(0.5)  # its pass is running
 p.send_signal(signal.SIGTERM)
 log = p.communicate(timeout=300)[0].decode(errors="replace")
 took = time.time() - t0 - 0.5
 long_req.join()
-print("one 1024-token pass took %.2f s: the long input has %d tokens" % (t1, LONG))
-print("(a) a %d-token pass running at SIGTERM, --shutdown-timeout 1: exited %.2f s after "
-      "SIGTERM (bound %.2f); long %s" % (LONG, took, bound, out.get("long")))
+print("one 1024-token pass took %.2f s: the long input has %d tokens, %d copies in one pass"
+      % (t1, LONG, COPIES))
+print("(a) a pass of %d x %d tokens running at SIGTERM, --shutdown-timeout 1: exited %.2f s after "
+      "SIGTERM (bound %.2f); long %s" % (COPIES, LONG, took, bound, out.get("long")))
 check(p.returncode == 0, "(a) exit status 0 (got %s)" % p.returncode)
 check(took <= bound, "(a) a pass longer than the timeout does not delay the exit past it")
 check(out.get("long", (0,))[0] == 503, "(a) the cancelled request gets 503")
@@ -119,9 +128,9 @@ if failed: print(log[-3000:])
 # the small request that arrived behind it is computed in the time left and
 # delivered (200), the long one gets 503
 port = free_port()
-p = start(port, 1, LONG)
-t0 = time.time(); post(port, [longer_text], out, "warm"); t_long = time.time() - t0
-long_req = threading.Thread(target=post, args=(port, [longer_text], out, "long"))
+p = start(port, 1, LONG, BATCH)
+t0 = time.time(); post(port, [longer_text] * COPIES, out, "warm"); t_long = time.time() - t0
+long_req = threading.Thread(target=post, args=(port, [longer_text] * COPIES, out, "long"))
 long_req.start()
 time.sleep(0.5)
 small = threading.Thread(target=post, args=(port, ["a small query"], out, "small"))
@@ -132,10 +141,10 @@ p.send_signal(signal.SIGTERM)
 log = p.communicate(timeout=300)[0].decode(errors="replace")
 took = time.time() - t0
 long_req.join(); small.join()
-print("(b) one %d-token pass: %.2f s; SIGTERM during the next, --shutdown-timeout 1: exited "
-      "%.2f s after SIGTERM (bound %.2f); long %s, small %s" %
-      (LONG, t_long, took, bound, out.get("long"), out.get("small")))
-check(out.get("warm") == (200, 1), "(b) the first long request: 200")
+print("(b) one pass of %d x %d tokens: %.2f s; SIGTERM during the next, --shutdown-timeout 1: "
+      "exited %.2f s after SIGTERM (bound %.2f); long %s, small %s" %
+      (COPIES, LONG, t_long, took, bound, out.get("long"), out.get("small")))
+check(out.get("warm") == (200, COPIES), "(b) the first long request: 200")
 check(p.returncode == 0, "(b) exit status 0 (got %s)" % p.returncode)
 check(took <= bound, "(b) exit within the timeout plus one short pass")
 check(out.get("small") == (200, 1), "(b) the small request computed after the cut gets its 200")
