@@ -139,7 +139,7 @@ $(BUILD)/gen/web_assets.o: $(BUILD)/gen/web_assets.c server/web.h
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 # The engine's kernels rely on auto-vectorisation (see engine/ops.c).
-$(BUILD)/engine/%.o: CFLAGS += -O3
+$(BUILD)/engine/%.o: CFLAGS += -O3 -fno-trapping-math
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -10,30 +10,6 @@
 #include <math.h>
 #include <string.h>
 
-void ops_add_layernorm(float *x, const float *r, int n_rows, int n, const float *w, const float *b,
-                       float eps) {
-    for (int i = 0; i < n_rows; i++) {
-        float *xi = x + (size_t)i * n;
-        const float *ri = r ? r + (size_t)i * n : NULL;
-        if (ri)
-            for (int j = 0; j < n; j++)
-                xi[j] += ri[j];
-        /* two-pass mean / biased variance in f32 with a double accumulator */
-        double sum = 0;
-        for (int j = 0; j < n; j++)
-            sum += xi[j];
-        float mean = (float)(sum / n);
-        double var = 0;
-        for (int j = 0; j < n; j++) {
-            float d = xi[j] - mean;
-            var += (double)d * d;
-        }
-        float inv = (float)(1.0 / sqrt(var / n + eps));
-        for (int j = 0; j < n; j++)
-            xi[j] = (xi[j] - mean) * inv * w[j] + b[j];
-    }
-}
-
 /* The elementwise kernels are written branch-free so the compiler
  * vectorises them; target_clones builds AVX-512, AVX2 and baseline copies and
  * picks one at load time from the CPU's features. */
@@ -43,10 +19,50 @@ void ops_add_layernorm(float *x, const float *r, int n_rows, int n, const float 
 #define OPS_CLONES /* other ISAs: the baseline build (NEON on aarch64) */
 #endif
 
+/* Sum of n floats, or of their squared deviations from `mean`, in double:
+ * 8 lanes each summing every 8th value in order, the tail, then the lanes in
+ * order. A fixed order (bits depend on n only) that the compiler vectorises
+ * (one sequential chain of double adds was latency-bound). */
+static inline double sum8_f64(const float *x, int n, float mean, int dev) {
+    double acc[8] = {0};
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++) {
+            double v = dev ? (double)(x[j + l] - mean) : (double)x[j + l];
+            acc[l] += dev ? v * v : v;
+        }
+    double s = 0;
+    for (; j < n; j++) {
+        double v = dev ? (double)(x[j] - mean) : (double)x[j];
+        s += dev ? v * v : v;
+    }
+    for (int l = 0; l < 8; l++)
+        s += acc[l];
+    return s;
+}
+
+OPS_CLONES void ops_add_layernorm(float *x, const float *r, int n_rows, int n, const float *w,
+                                  const float *b, float eps) {
+    for (int i = 0; i < n_rows; i++) {
+        float *xi = x + (size_t)i * n;
+        const float *ri = r ? r + (size_t)i * n : NULL;
+        if (ri)
+            for (int j = 0; j < n; j++)
+                xi[j] += ri[j];
+        /* two-pass mean / biased variance of f32 values, summed in double */
+        float mean = (float)(sum8_f64(xi, n, 0, 0) / n);
+        double var = sum8_f64(xi, n, mean, 1);
+        float inv = (float)(1.0 / sqrt(var / n + eps));
+        for (int j = 0; j < n; j++)
+            xi[j] = (xi[j] - mean) * inv * w[j] + b[j];
+    }
+}
+
 /* erf(x) as an odd/even rational function on [-4, 4] (erf = +-1 in f32
  * outside); max abs error 4.2e-7 (checked in tests/test_ops.c). */
 static inline float erf_rational(float x) {
-    x = x < -4.0f ? -4.0f : x > 4.0f ? 4.0f : x;
+    x = x < -4.0f ? -4.0f : x;
+    x = x > 4.0f ? 4.0f : x;
     float x2 = x * x;
     float p = -2.72614225801306e-10f;
     p = p * x2 + 2.77068142495902e-08f;
