@@ -24,10 +24,18 @@ struct waiter {
 
 static atomic_int n_passes;
 
+/* The engine thread's pause after each pass (ns; test_fairness sets it):
+ * passes of the tiny test model take well under a millisecond with the
+ * vector kernels, so without a pace the big job could end while this
+ * thread is between two small jobs, which says nothing about fairness. */
+static atomic_long pass_pause_ns;
+
 static void on_pass(void *arg, int n_seqs, int n_requests, int n_tokens, double seconds) {
     (void)arg, (void)n_seqs, (void)n_requests, (void)seconds;
     (void)n_tokens;
     atomic_fetch_add(&n_passes, 1);
+    long ns = atomic_load(&pass_pause_ns);
+    if (ns) nanosleep(&(struct timespec){ns / 1000000000, ns % 1000000000}, NULL);
 }
 
 static void on_done(struct batcher_job *j) {
@@ -104,6 +112,7 @@ static void test_fairness(struct fixture *f) {
     waiter_init(&wb, &f->big, big_out);
     waiter_init(&ws, &f->small, small_out);
     atomic_store(&n_passes, 0);
+    atomic_store(&pass_pause_ns, 20000000); /* 24 passes >= 0.48 s; 5 small jobs ~0.2 s */
     CHECK(batcher_reserve(b) == BATCHER_OK);
     batcher_submit(b, &wb.job);
     double until = clock_now() + 30;
@@ -124,6 +133,7 @@ static void test_fairness(struct fixture *f) {
         last_done = ws.pass_at_done;
     }
     CHECK(waiter_wait(&wb));
+    atomic_store(&pass_pause_ns, 0);
     int waited = worst_wait;
     CHECKM(small_status == BATCHER_OK && waited <= 2,
            "fairness: a 1-input job behind a %d-sequence job took %d passes (status %d); want <= 2",

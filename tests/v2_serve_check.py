@@ -63,8 +63,11 @@ def free_port():
 
 def start(models, log):
     port = free_port()
+    # f32: the checks below hold the embeddings to the float64 reference at
+    # f32's tolerance; auto would pick bf16 on a CPU with AVX512_BF16 (the
+    # engine suite holds bf16 and int8 to their own tolerances)
     args = [os.path.join(BUILD, "embedserve"), "--host", "127.0.0.1", "--port", str(port),
-            "--threads", "2", "--log-level", "warn"]
+            "--threads", "2", "--log-level", "warn", "--dtype", "f32"]
     for m in models:
         args += ["--model", m]
     p = subprocess.Popen(args, stdout=log, stderr=log)
