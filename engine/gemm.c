@@ -24,10 +24,11 @@
 
 static const struct gemm_kernel *const kernels[] = {
 #if defined(__x86_64__)
-    &gemm_x86_avx512_bf16, /* bf16 */
-    &gemm_x86_avx512_vnni, /* int8 */
-    &gemm_x86_avx2_int8,   /* int8 */
-    &gemm_x86_avx2_exact,  /* f32 */
+    &gemm_x86_avx512_bf16,  /* bf16 */
+    &gemm_x86_avx512_vnni,  /* int8 */
+    &gemm_x86_avx2_int8,    /* int8 */
+    &gemm_x86_avx512_exact, /* f32 */
+    &gemm_x86_avx2_exact,   /* f32 */
 #elif defined(__aarch64__)
     &gemm_arm_i8mm_int8,    /* int8: USMMLA (FEAT_I8MM) */
     &gemm_arm_dotprod_int8, /* int8: SDOT (FEAT_DotProd) */

@@ -46,6 +46,7 @@ extern const struct gemm_kernel gemm_generic_exact;
 extern const struct gemm_kernel gemm_generic_int8;
 #if defined(__x86_64__)
 extern const struct gemm_kernel gemm_x86_avx2_exact;
+extern const struct gemm_kernel gemm_x86_avx512_exact;
 extern const struct gemm_kernel gemm_x86_avx2_int8;
 extern const struct gemm_kernel gemm_x86_avx512_bf16;
 extern const struct gemm_kernel gemm_x86_avx512_vnni;

@@ -457,6 +457,100 @@ static void check_exact_order(void) {
     wmat_deinit(&wf);
 }
 
+/* The exact kind's contract to the bit, in scalar C: per k block of 256
+ * values (EXACT_KC), s = the chain over the block's k in order, each step
+ * s + x * w rounded once (fused: fmaf; the portable kernel: the product
+ * rounded, then the sum); first block y = s (+ b), later blocks y += s.
+ * y is m x ldy, columns outside [c_lo, c_hi) left at SENTINEL. */
+static float *exact_contract(int fused, int m, const float *x, int ldx, const float *wsrc,
+                             int n_out, int n_in, const float *bias, int ldy, int c_lo, int c_hi) {
+    float *y = malloc(sizeof(float) * (size_t)m * ldy);
+    (void)n_out;
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < ldy; j++) {
+            float *yj = &y[(size_t)i * ldy + j];
+            *yj = SENTINEL;
+            if (j < c_lo || j >= c_hi) continue;
+            const float *xi = x + (size_t)i * ldx, *wj = wsrc + (size_t)j * n_in;
+            for (int k0 = 0; k0 < n_in; k0 += 256) {
+                float s = 0;
+                for (int k = k0; k < n_in && k < k0 + 256; k++) {
+                    if (fused) {
+                        s = fmaf(xi[k], wj[k], s);
+                    } else {
+                        volatile float prod = xi[k] * wj[k];
+                        s = s + prod;
+                    }
+                }
+                *yj = k0 ? *yj + s : bias ? s + bias[j] : s;
+            }
+        }
+    return y;
+}
+
+/* Every exact kernel this CPU can run gives the contract's bits
+ * (exact_contract): the vector kernels (AVX2, AVX-512F, NEON) the fused
+ * chain, the portable one the unfused chain. So the exact kernels of every
+ * instruction set with FMA agree to the bit, and a model's f32 embeddings
+ * do not depend on which of them runs. Shapes: k tails, several k blocks,
+ * an odd n_in (f32 panels), bf16-valued and other weights, rows past a row
+ * block (96) and past each kernel's row tile, slices cut inside panels. */
+static void check_exact_levels(void) {
+    static const int sh[][4] = {/* m, n_out, n_in, bf16 weights */
+                                {7, 40, 81, 0},    {13, 48, 1028, 1}, {37, 72, 770, 0},
+                                {1, 64, 2052, 1},  {100, 50, 300, 1}, {9, 33, 512, 1},
+                                {97, 200, 1024, 0}};
+    uint32_t masks[16];
+    const char *names[16];
+    int nl = cpu_levels(test_cpu_features(), masks, names, 16), n_seen = 0, n_cmp = 0;
+    const struct gemm_kernel *seen[16];
+    uint32_t seen_mask[16];
+    char list[256] = "";
+    for (int li = 0; li < nl; li++) {
+        const struct gemm_kernel *k = gemm_kernel_for(WMAT_F32, masks[li]);
+        int dup = !k;
+        for (int i = 0; i < n_seen; i++)
+            dup |= seen[i] == k;
+        if (dup) continue;
+        seen_mask[n_seen] = masks[li];
+        seen[n_seen++] = k;
+        snprintf(list + strlen(list), sizeof(list) - strlen(list), " %s (%s)", gemm_kernel_name(k),
+                 names[li]);
+    }
+    for (size_t s = 0; s < sizeof(sh) / sizeof(sh[0]); s++) {
+        int m = sh[s][0], n_out = sh[s][1], n_in = sh[s][2], ldx = n_in + 3, ldy = n_out + 5;
+        float *x = make_x(m, n_in, ldx, s % 2 ? D_GELU : D_GAUSS_OUTLIERS);
+        float *wsrc = make_x(n_out, n_in, n_in, D_UNIFORM);
+        if (sh[s][3])
+            for (size_t i = 0; i < (size_t)n_out * n_in; i++)
+                wsrc[i] = bf16_round(wsrc[i]);
+        float *bias = s % 2 ? NULL : make_x(1, n_out, n_out, D_UNIFORM);
+        int cuts[] = {3, 16, n_out - 5, n_out};
+        float *want[2];
+        for (int f = 0; f < 2; f++)
+            want[f] = exact_contract(f, m, x, ldx, wsrc, n_out, n_in, bias, ldy, cuts[0], n_out);
+        for (int i = 0; i < n_seen; i++) {
+            struct wmat w;
+            if (wmat_init(&w, WMAT_F32, seen_mask[i], wsrc, n_out, n_in) != 0) {
+                CHECKM(0, "exact %s: wmat_init failed", gemm_kernel_name(seen[i]));
+                continue;
+            }
+            CHECK(w.layout == (sh[s][3] ? WMAT_LAYOUT_BF16 : WMAT_LAYOUT_F32));
+            float *y = run_slices(&w, m, x, ldx, bias, ldy, cuts, 4);
+            wmat_deinit(&w);
+            int fused = strcmp(gemm_kernel_name(seen[i]), "generic-exact") != 0;
+            CHECKM(!memcmp(want[fused], y, sizeof(float) * (size_t)m * ldy),
+                   "exact m=%d %dx%d: %s differs from the %s chain's bits", m, n_out, n_in,
+                   gemm_kernel_name(seen[i]), fused ? "fused" : "unfused");
+            n_cmp++;
+            free(y);
+        }
+        free(want[0]), free(want[1]), free(x), free(wsrc), free(bias);
+    }
+    fprintf(stderr, "  gemm: exact kernels at the levels here:%s; %d bitwise comparisons\n", list,
+            n_cmp);
+}
+
 /* The int8 contract to the bit, in scalar C: per k block of 1024 values,
  * acc = sum q_x q_w (i32); first block y = s_x s_w (acc - z colsum) (+ b),
  * later blocks y += s_x s_w acc, each as float(q) * (s_x * s_w) then one
@@ -545,6 +639,7 @@ static void check_int8_levels(void) {
 void test_wmat(void) {
     check_fallback();
     check_exact_order();
+    check_exact_levels();
     check_int8_kernels();
     check_int8_levels();
     for (int kind = WMAT_F32; kind <= WMAT_INT8; kind++) {

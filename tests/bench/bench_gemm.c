@@ -1,6 +1,6 @@
 /* bench_gemm.c -- rates of wmat_gemm for the model's shapes in each kind:
  * `build/bench_gemm [--threads N] [--runs R] [--kind K[,K...]] [--m M]...
- *                    [--shape S] [--copies N] [--cpu]`.
+ *                    [--shape S] [--copies N] [--cpu] [--level L]`.
  *
  * For m in {16, 128, 512, 4096} (--m, repeatable, picks some), the four
  * linear shapes (n_out x n_in; --shape 0-3 picks one) and 1 and 2 threads
@@ -14,6 +14,9 @@
  * call reads its W from memory, not from L3, as in the real 24-layer forward
  * pass: m = 16 then measures the memory-bound short query honestly.
  * --copies N caps them (quicker runs where W's reads do not matter: large m).
+ *
+ * --level L: the kernels of a forced CPU level ("avx2", "generic", ...; see
+ * cpu.h), so one machine compares its levels' kernels in one run.
  *
  * --cpu: time by the process's CPU time divided by the thread count instead
  * of the wall clock. On a shared, busy machine this estimates the rate the
@@ -60,8 +63,9 @@ static void gemm_phase(void *arg, int ith, int nth) {
     hi = hi < j->w->n_out ? hi : j->w->n_out;
     if (lo >= hi) return;
     if (j->sgemm)
-        ops_gemm_nt(j->m, hi - lo, j->w->n_in, j->x, j->w->n_in, j->sgemm[j->copy] +
-                    (size_t)lo * j->w->n_in, j->w->n_in, j->bias + lo, j->y + lo, j->w->n_out);
+        ops_gemm_nt(j->m, hi - lo, j->w->n_in, j->x, j->w->n_in,
+                    j->sgemm[j->copy] + (size_t)lo * j->w->n_in, j->w->n_in, j->bias + lo,
+                    j->y + lo, j->w->n_out);
     else
         wmat_gemm(j->w, j->m, j->x, j->w->n_in, j->bias, j->y, j->w->n_out, lo, hi,
                   j->scratch[ith]);
@@ -100,13 +104,24 @@ static double rate(struct eng_team *p, struct wmat *w, float **sgemm, int n_copi
 int main(int argc, char **argv) {
     int runs = 7, max_copies = 0, only_shape = -1, only_threads = 0, n_only_m = 0, only_m[8];
     unsigned kinds = 0; /* bit per kind; 0: all */
-    static const struct option opts[] = {
-        {"threads", required_argument, 0, 't'}, {"runs", required_argument, 0, 'r'},
-        {"kind", required_argument, 0, 'k'},    {"m", required_argument, 0, 'm'},
-        {"cpu", no_argument, 0, 'c'},           {"copies", required_argument, 0, 'C'},
-        {"shape", required_argument, 0, 's'},   {0, 0, 0, 0}};
-    for (int c; (c = getopt_long(argc, argv, "t:r:k:m:cC:s:", opts, NULL)) != -1;) {
-        if (c == 't')
+    uint32_t mask = cpu_detect();
+    static const struct option opts[] = {{"threads", required_argument, 0, 't'},
+                                         {"runs", required_argument, 0, 'r'},
+                                         {"kind", required_argument, 0, 'k'},
+                                         {"m", required_argument, 0, 'm'},
+                                         {"cpu", no_argument, 0, 'c'},
+                                         {"copies", required_argument, 0, 'C'},
+                                         {"shape", required_argument, 0, 's'},
+                                         {"level", required_argument, 0, 'l'},
+                                         {0, 0, 0, 0}};
+    char err[256];
+    for (int c; (c = getopt_long(argc, argv, "t:r:k:m:cC:s:l:", opts, NULL)) != -1;) {
+        if (c == 'l') {
+            if (cpu_parse_level(optarg, cpu_detect(), &mask, err, sizeof(err)) != 0) {
+                fprintf(stderr, "%s\n", err);
+                return 2;
+            }
+        } else if (c == 't')
             only_threads = atoi(optarg);
         else if (c == 'r')
             runs = atoi(optarg) < 5 ? 5 : atoi(optarg);
@@ -125,7 +140,7 @@ int main(int argc, char **argv) {
         } else {
             fprintf(stderr,
                     "usage: %s [--threads N] [--runs R] [--kind f32|f32w|bf16|int8|sgemm[,...]] "
-                    "[--m M]... [--shape 0-3] [--copies N] [--cpu]\n",
+                    "[--m M]... [--shape 0-3] [--copies N] [--cpu] [--level L]\n",
                     argv[0]);
             return 2;
         }
@@ -144,9 +159,9 @@ int main(int argc, char **argv) {
     }
     for (int i = 0; i < max_out; i++)
         bias[i] = 0.01f * (float)(i % 13);
-    printf("%-5s %-10s %5s | %9s %9s | GFLOP/s (int8: GOP/s), median of %d, %s\n", "kind",
+    printf("%-5s %-10s %5s | %9s %9s | GFLOP/s (int8: GOP/s), median of %d, %s, level %s\n", "kind",
            "n_out x n_in", "m", "1 thread", "2 threads", runs,
-           use_cpu_time ? "CPU time / threads" : "wall clock");
+           use_cpu_time ? "CPU time / threads" : "wall clock", cpu_level_name(mask));
     /* shape-major, so the kinds of one shape run back to back: on a shared
      * machine their ratio is the figure to read */
     for (int is = 0; is < 4; is++) {
@@ -174,8 +189,9 @@ int main(int argc, char **argv) {
             float **sg = kind == K_SGEMM ? calloc((size_t)n_copies, sizeof(*sg)) : NULL;
             int ok = 1;
             for (int c = 0; c < n_copies && ok; c++) {
-                ok = wmat_init(&w[c], kind_wmat[kind], cpu_detect(), src, n_out, n_in) == 0;
-                if (sg && (sg[c] = malloc(sizeof(float) * n))) memcpy(sg[c], src, sizeof(float) * n);
+                ok = wmat_init(&w[c], kind_wmat[kind], mask, src, n_out, n_in) == 0;
+                if (sg && (sg[c] = malloc(sizeof(float) * n)))
+                    memcpy(sg[c], src, sizeof(float) * n);
             }
             free(src);
             if (!ok) {
