@@ -6,6 +6,7 @@
 /* per CPU kind, fastest first; the generic row takes every mask and width */
 static const struct attn_kernel *const kernels[] = {
 #if defined(__x86_64__)
+    &attn_x86_avx512_exact,
     &attn_x86_avx2_exact,
 #elif defined(__aarch64__)
     &attn_arm_neon_exact,

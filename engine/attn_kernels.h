@@ -138,6 +138,7 @@ attn_tile_drive(const struct attn_tile *t, const attn_score_fn *score_mr,
 /* The kernels (engine/arch/...). */
 extern const struct attn_kernel attn_generic_exact;
 #if defined(__x86_64__)
+extern const struct attn_kernel attn_x86_avx512_exact;
 extern const struct attn_kernel attn_x86_avx2_exact;
 #elif defined(__aarch64__)
 extern const struct attn_kernel attn_arm_neon_exact;

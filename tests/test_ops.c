@@ -2,7 +2,11 @@
  * random inputs with odd sizes, by ggml's NMSE (sum (a-b)^2 / sum a^2). */
 #include "tests/test.h"
 
+#include "engine/attn_kernels.h"
+#include "engine/cpu.h"
 #include "engine/engine_impl.h"
+
+#include <math.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -161,6 +165,100 @@ static void test_team(void) {
     }
 }
 
+/* One head's attention in double: O[i] = softmax_j(scale Q[i].K[j] -
+ * slope |q0 + i - j|) V[j]; worst |O - ref| / max |ref| into *worst. */
+static void attn_ref_check(const struct attn_tile *t, double *worst) {
+    double *p = malloc(sizeof(double) * (size_t)t->n), big = 1e-30, err = 0;
+    for (int i = 0; i < t->nq; i++)
+        for (int c = 0; c < t->d; c++) {
+            double mx = -INFINITY, sum = 0, o = 0;
+            for (int j = 0; j < t->n; j++) {
+                double dot = 0;
+                for (int k = 0; k < t->d; k++)
+                    dot += (double)t->q[i * t->ldq + k] * t->k[j * t->ldk + k];
+                p[j] = t->scale * dot - t->slope * fabs((double)(t->q0 + i - j));
+                mx = fmax(mx, p[j]);
+            }
+            for (int j = 0; j < t->n; j++)
+                sum += p[j] = exp(p[j] - mx);
+            for (int j = 0; j < t->n; j++)
+                o += p[j] / sum * t->v[j * t->ldv + c];
+            big = fmax(big, fabs(o));
+            err = fmax(err, fabs(o - t->o[i * t->ldo + c]));
+        }
+    *worst = fmax(*worst, err / big);
+    free(p);
+}
+
+/* The attention kernels of every level this machine runs (generic, AVX2,
+ * AVX-512 on x86; NEON on aarch64): each against the float64 reference, and
+ * the SIMD ones bit for bit against each other (the same fused chains per
+ * query lane, whatever the vector width). Shapes: one key, key counts across
+ * the key blocks (96), query tiles with tails, offsets, ALiBi on and off. */
+static void test_attn_levels(void) {
+    static const int sh[][4] = {/* nq, n, d, q0 */
+                                {1, 1, 16, 0},      {5, 37, 64, 3},   {64, 200, 64, 0},
+                                {20, 300, 48, 250}, {33, 97, 32, 50}, {64, 96, 64, 17}};
+    uint32_t masks[16];
+    const char *names[16];
+    int nl = cpu_levels(test_cpu_features(), masks, names, 16), n_cmp = 0;
+    double worst = 0;
+    char list[256] = "";
+    for (size_t s = 0; s < sizeof(sh) / sizeof(sh[0]); s++)
+        for (int alibi = 0; alibi < 2; alibi++) {
+            int nq = sh[s][0], n = sh[s][1], d = sh[s][2], q0 = sh[s][3];
+            float *q = rand_vec((size_t)nq * d, 2), *k = rand_vec((size_t)n * d, 2),
+                  *v = rand_vec((size_t)n * d, 1), *first_simd = NULL;
+            float *scratch = aligned_alloc(64, sizeof(float) * attn_scratch_floats(d));
+            const struct attn_kernel *seen[16];
+            int n_seen = 0;
+            for (int l = 0; l < nl; l++) {
+                const struct attn_kernel *ak = attn_kernel_for(masks[l], d);
+                int dup = 0;
+                for (int i = 0; i < n_seen; i++)
+                    dup |= seen[i] == ak;
+                if (dup) continue;
+                seen[n_seen++] = ak;
+                if (s == 0 && alibi == 0)
+                    snprintf(list + strlen(list), sizeof(list) - strlen(list), " %s (%s)", ak->name,
+                             names[l]);
+                float *o = malloc(sizeof(float) * (size_t)nq * d);
+                struct attn_tile t = {.nq = nq,
+                                      .n = n,
+                                      .d = d,
+                                      .q0 = q0,
+                                      .q = q,
+                                      .k = k,
+                                      .v = v,
+                                      .ldq = (size_t)d,
+                                      .ldk = (size_t)d,
+                                      .ldv = (size_t)d,
+                                      .o = o,
+                                      .ldo = (size_t)d,
+                                      .scale = 1.0f / sqrtf((float)d),
+                                      .slope = alibi ? 0.0625f : 0.0f,
+                                      .scratch = scratch};
+                ak->tile(&t);
+                attn_ref_check(&t, &worst);
+                if (strcmp(ak->name, "generic-attn") == 0) {
+                    free(o);
+                } else if (!first_simd) {
+                    first_simd = o;
+                } else {
+                    CHECKM(!memcmp(first_simd, o, sizeof(float) * (size_t)nq * d),
+                           "attention nq=%d n=%d d=%d alibi=%d: %s differs from %s", nq, n, d,
+                           alibi, ak->name, seen[1]->name);
+                    n_cmp++;
+                    free(o);
+                }
+            }
+            free(first_simd), free(q), free(k), free(v), free(scratch);
+        }
+    CHECKM(worst <= 1e-5, "attention: worst error %.3g of the largest output", worst);
+    fprintf(stderr, "  ops: attention kernels here:%s; worst %.2g vs float64; %d bitwise\n", list,
+            worst, n_cmp);
+}
+
 void test_ops(void) {
     const int sizes[][3] = {{1, 1, 1},    {1, 17, 33}, {7, 5, 3},    {13, 31, 64},
                             {64, 96, 80}, {100, 1, 7}, {3, 250, 129}};
@@ -186,4 +284,5 @@ void test_ops(void) {
     test_lora(5, 1024, 100, 4, 16, 80);
     test_lora(2, 80, 240, 3, 5, 239);
     test_team();
+    test_attn_levels();
 }
