@@ -30,6 +30,7 @@ static const struct gemm_kernel *const kernels[] = {
     &gemm_x86_avx512_exact, /* f32 */
     &gemm_x86_avx2_exact,   /* f32 */
 #elif defined(__aarch64__)
+    &gemm_arm_bf16,         /* bf16: BFMMLA (FEAT_BF16) */
     &gemm_arm_i8mm_int8,    /* int8: USMMLA (FEAT_I8MM) */
     &gemm_arm_dotprod_int8, /* int8: SDOT (FEAT_DotProd) */
     &gemm_arm_neon_int8,    /* int8: SMULL/SADALP (Armv8.0) */

@@ -52,6 +52,7 @@ extern const struct gemm_kernel gemm_x86_avx512_bf16;
 extern const struct gemm_kernel gemm_x86_avx512_vnni;
 #elif defined(__aarch64__)
 extern const struct gemm_kernel gemm_arm_neon_exact;
+extern const struct gemm_kernel gemm_arm_bf16;
 extern const struct gemm_kernel gemm_arm_i8mm_int8;
 extern const struct gemm_kernel gemm_arm_dotprod_int8;
 extern const struct gemm_kernel gemm_arm_neon_int8;

@@ -53,7 +53,9 @@ static int dtype_resolve(enum eng_dtype want, uint32_t cpu, enum eng_dtype *out,
         snprintf(err, errlen,
                  "dtype %s needs a CPU with %s (CPU features in use: %s); "
                  "use dtype f32",
-                 eng_dtype_name(want), want == ENG_DTYPE_BF16 ? "AVX512_BF16" : "int8 kernels",
+                 eng_dtype_name(want),
+                 want == ENG_DTYPE_BF16 ? "AVX512_BF16 (x86-64) or FEAT_BF16 (aarch64)"
+                                        : "int8 kernels",
                  cpu_mask_names(cpu, names, sizeof(names)));
         return -1;
     }
