@@ -39,6 +39,24 @@ check "missing model: exit 1 with the path" sh -c "grep -q /nonexistent '$t/err'
 # Parity with the server: --dtype, EMBEDSERVE_MODEL / EMBEDSERVE_DTYPE, --version.
 "$bin" embed --model "$TESTMODEL" --input "$t/in.txt" --dtype f32 >"$t/f32.jsonl"
 check "--dtype f32 runs" [ $? -eq 0 ]
+# The exact mode's vector kernels (AVX2+FMA, AVX-512F; NEON on aarch64) run
+# the same fused chains: every SIMD level this CPU runs gives the plain
+# run's bytes, with and without a task (on an AVX2-only CPU: one level).
+for lv in $("$BUILD/test_all" --cpu-levels); do
+    [ "$lv" = generic ] && continue
+    for task in "" retrieval.query; do
+        "$bin" embed --model "$TESTMODEL" --input "$t/in.txt" --dtype f32 --cpu-features "$lv" \
+            ${task:+--task "$task"} >"$t/lv.jsonl" 2>/dev/null
+        if [ -z "$task" ]; then
+            check "f32 at level $lv: the same bytes as the machine's own level" \
+                cmp -s "$t/lv.jsonl" "$t/f32.jsonl"
+        else
+            [ -f "$t/task_ref.jsonl" ] || cp "$t/lv.jsonl" "$t/task_ref.jsonl"
+            check "f32 with a task at level $lv: the same bytes as at the first SIMD level" \
+                cmp -s "$t/lv.jsonl" "$t/task_ref.jsonl"
+        fi
+    done
+done
 EMBEDSERVE_DTYPE=f32 EMBEDSERVE_MODEL="$TESTMODEL" "$bin" embed --input "$t/in.txt" >"$t/env.jsonl"
 check "EMBEDSERVE_MODEL and EMBEDSERVE_DTYPE stand in for the flags" cmp -s "$t/env.jsonl" "$t/f32.jsonl"
 EMBEDSERVE_MODEL=/nonexistent-env "$bin" embed --model "$TESTMODEL" --input "$t/in.txt" >"$t/flag.jsonl" 2>/dev/null
