@@ -457,6 +457,29 @@ static void check_exact_order(void) {
     wmat_deinit(&wf);
 }
 
+/* The distinct kernels of `kind` over the levels this CPU runs, lowest
+ * level first: kernel i with the lowest level's mask that picks it, and
+ * " name (level)" for each into list. Returns how many (at most 16). */
+static int kernels_by_level(enum wmat_kind kind, const struct gemm_kernel *seen[16],
+                            uint32_t seen_mask[16], char *list, size_t list_len) {
+    uint32_t masks[16];
+    const char *names[16];
+    int nl = cpu_levels(test_cpu_features(), masks, names, 16), n_seen = 0;
+    list[0] = '\0';
+    for (int li = 0; li < nl; li++) {
+        const struct gemm_kernel *k = gemm_kernel_for(kind, masks[li]);
+        int dup = !k;
+        for (int i = 0; i < n_seen; i++)
+            dup |= seen[i] == k;
+        if (dup) continue;
+        seen_mask[n_seen] = masks[li];
+        seen[n_seen++] = k;
+        snprintf(list + strlen(list), list_len - strlen(list), " %s (%s)", gemm_kernel_name(k),
+                 names[li]);
+    }
+    return n_seen;
+}
+
 /* The exact kind's contract to the bit, in scalar C: per k block of 256
  * values (EXACT_KC), s = the chain over the block's k in order, each step
  * s + x * w rounded once (fused: fmaf; the portable kernel: the product
@@ -500,23 +523,10 @@ static void check_exact_levels(void) {
                                 {7, 40, 81, 0},    {13, 48, 1028, 1}, {37, 72, 770, 0},
                                 {1, 64, 2052, 1},  {100, 50, 300, 1}, {9, 33, 512, 1},
                                 {97, 200, 1024, 0}};
-    uint32_t masks[16];
-    const char *names[16];
-    int nl = cpu_levels(test_cpu_features(), masks, names, 16), n_seen = 0, n_cmp = 0;
     const struct gemm_kernel *seen[16];
     uint32_t seen_mask[16];
-    char list[256] = "";
-    for (int li = 0; li < nl; li++) {
-        const struct gemm_kernel *k = gemm_kernel_for(WMAT_F32, masks[li]);
-        int dup = !k;
-        for (int i = 0; i < n_seen; i++)
-            dup |= seen[i] == k;
-        if (dup) continue;
-        seen_mask[n_seen] = masks[li];
-        seen[n_seen++] = k;
-        snprintf(list + strlen(list), sizeof(list) - strlen(list), " %s (%s)", gemm_kernel_name(k),
-                 names[li]);
-    }
+    char list[256];
+    int n_seen = kernels_by_level(WMAT_F32, seen, seen_mask, list, sizeof(list)), n_cmp = 0;
     for (size_t s = 0; s < sizeof(sh) / sizeof(sh[0]); s++) {
         int m = sh[s][0], n_out = sh[s][1], n_in = sh[s][2], ldx = n_in + 3, ldy = n_out + 5;
         float *x = make_x(m, n_in, ldx, s % 2 ? D_GELU : D_GAUSS_OUTLIERS);
@@ -592,23 +602,10 @@ static float *int8_contract(int m, const float *x, int ldx, const float *wsrc, i
  * last), row tails, and column slices cut inside panels. */
 static void check_int8_levels(void) {
     static const int sh[][3] = {{7, 40, 81}, {13, 48, 1028}, {37, 72, 4164}, {1, 64, 2052}};
-    uint32_t masks[16];
-    const char *names[16];
-    int nl = cpu_levels(test_cpu_features(), masks, names, 16), n_seen = 0, n_cmp = 0;
     const struct gemm_kernel *seen[16];
     uint32_t seen_mask[16];
-    char list[256] = "";
-    for (int li = 0; li < nl; li++) {
-        const struct gemm_kernel *k = gemm_kernel_for(WMAT_INT8, masks[li]);
-        int dup = !k;
-        for (int i = 0; i < n_seen; i++)
-            dup |= seen[i] == k;
-        if (dup) continue;
-        seen_mask[n_seen] = masks[li];
-        seen[n_seen++] = k;
-        snprintf(list + strlen(list), sizeof(list) - strlen(list), " %s (%s)", gemm_kernel_name(k),
-                 names[li]);
-    }
+    char list[256];
+    int n_seen = kernels_by_level(WMAT_INT8, seen, seen_mask, list, sizeof(list)), n_cmp = 0;
     for (size_t s = 0; n_seen && s < sizeof(sh) / sizeof(sh[0]); s++) {
         int m = sh[s][0], n_out = sh[s][1], n_in = sh[s][2], ldx = n_in + 3, ldy = n_out + 5;
         float *x = make_x(m, n_in, ldx, s % 2 ? D_GELU : D_GAUSS_OUTLIERS);

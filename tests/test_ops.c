@@ -210,7 +210,7 @@ static void test_attn_levels(void) {
             float *q = rand_vec((size_t)nq * d, 2), *k = rand_vec((size_t)n * d, 2),
                   *v = rand_vec((size_t)n * d, 1), *first_simd = NULL;
             float *scratch = aligned_alloc(64, sizeof(float) * attn_scratch_floats(d));
-            const struct attn_kernel *seen[16];
+            const struct attn_kernel *seen[16], *first_kern = NULL;
             int n_seen = 0;
             for (int l = 0; l < nl; l++) {
                 const struct attn_kernel *ak = attn_kernel_for(masks[l], d);
@@ -244,10 +244,11 @@ static void test_attn_levels(void) {
                     free(o);
                 } else if (!first_simd) {
                     first_simd = o;
+                    first_kern = ak;
                 } else {
                     CHECKM(!memcmp(first_simd, o, sizeof(float) * (size_t)nq * d),
                            "attention nq=%d n=%d d=%d alibi=%d: %s differs from %s", nq, n, d,
-                           alibi, ak->name, seen[1]->name);
+                           alibi, ak->name, first_kern->name);
                     n_cmp++;
                     free(o);
                 }
