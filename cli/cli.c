@@ -34,7 +34,7 @@ struct cli_opts {
     const char *model_dir, *task, *input, *output, *cpu_features;
     int dimensions, threads, max_batch_tokens, max_tokens;
     enum eng_dtype dtype;
-    bool late, normalized, truncate;
+    bool late, normalized, truncate, embd_in_memory;
 };
 
 struct texts {
@@ -73,6 +73,8 @@ static void usage(FILE *f) {
             "                         EMBEDSERVE_CPU_FEATURES), generic, avx2, avx512, ...\n"
             "  --dtype TYPE           auto | f32 | bf16 | int8, as the server's --dtype\n"
             "                         (env EMBEDSERVE_DTYPE; default auto)\n"
+            "  --embeddings-in-memory copy the word-embedding table into memory instead of\n"
+            "                         reading rows from the weights file (same results)\n"
             "  --version              print the version and exit\n"
             "JSONL input lines may carry an \"id\" (any JSON value); it is copied verbatim\n"
             "into that line's output. EMBEDSERVE_MODEL is used when --model is absent.\n");
@@ -333,6 +335,7 @@ static int parse_opts(int argc, char **argv, struct cli_opts *o) {
                                        {"help", 0, 0, 'h'},
                                        {"cpu-features", 1, 0, 'c'},
                                        {"dtype", 1, 0, 'D'},
+                                       {"embeddings-in-memory", 0, 0, 'E'},
                                        {"version", 0, 0, 'V'},
                                        {0, 0, 0, 0}};
     *o = (struct cli_opts){.threads = cfg_cpu_count(),
@@ -361,6 +364,7 @@ static int parse_opts(int argc, char **argv, struct cli_opts *o) {
         case 'b': o->max_batch_tokens = (int)v; break;
         case 'c': o->cpu_features = optarg; break;
         case 'D': dtype = optarg; break;
+        case 'E': o->embd_in_memory = true; break;
         case 'V': printf("embedserve %s (commit %s)\n", emb_version(), emb_commit()); exit(0);
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return -1;
@@ -444,6 +448,7 @@ int cli_embed_main(int argc, char **argv) {
     openblas_set_num_threads(1);
     ep.n_threads = o.threads;
     ep.dtype = o.dtype;
+    ep.embeddings_in_memory = o.embd_in_memory;
     ep.max_batch_tokens = o.max_batch_tokens > o.max_tokens ? o.max_batch_tokens : o.max_tokens;
     if (!(m = eng_model_open(o.model_dir, &ep, err, sizeof(err))) ||
         emb_check_model(tk, m, o.max_tokens, err, sizeof(err)) ||

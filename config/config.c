@@ -83,6 +83,9 @@ static const struct opt opts[] = {
      "HTTP threads (parse, tokenise, render)"},
     {"dtype", T_ENUM, F(dtype), 0, 0, "auto", "auto|f32|bf16|int8", "TYPE",
      "matrix-product precision (auto: bf16 if the CPU has AVX512_BF16, else f32)"},
+    {"embeddings-in-memory", T_BOOL, F(embeddings_in_memory), 0, 0, "false", NULL, "",
+     "copy the word-embedding table into memory at load (512 MB for jina-embeddings-v3) "
+     "instead of reading each token's row from the weights file; the same results either way"},
     {"cpu-features", T_STR, F(cpu_features), 0, 0, "auto", NULL, "LEVEL",
      "restrict the kernels to a CPU level: auto|generic|avx2|avx512|avx512vnni|avx512bf16 "
      "(x86-64), neon|dotprod|i8mm|bf16 (aarch64)"},

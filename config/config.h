@@ -83,6 +83,7 @@ struct cfg {
     int http_threads;              /* --http-threads: HTTP/tokeniser threads (4) */
     int dtype;                     /* --dtype: enum cfg_dtype */
     char *cpu_features;            /* --cpu-features: a level name (engine/cpu.h), "auto" */
+    bool embeddings_in_memory;     /* --embeddings-in-memory: copy the word table (false) */
     int log_level;                 /* --log-level: enum cfg_log_level */
     int log_format;                /* --log-format: enum cfg_log_format */
     bool warmup;                   /* --warmup: forward passes before /ready (true) */

@@ -94,6 +94,7 @@ struct eng_ctx {
      * honoured those up to cancel_done (a pass stops while they differ) */
     atomic_uint cancel_req;
     unsigned cancel_done;
+    atomic_bool embd_failed; /* a word-embedding row could not be read this pass */
 };
 
 /* ---------- what this forward pass implements ---------- */
@@ -266,10 +267,10 @@ static void embed_phase(void *arg, int ith, int nth) {
         for (int it = lo; it < hi; it++) {
             int32_t id = s->ids[it];
             float *xi = c->x + (size_t)(c->seq_start[is] + it) * H;
-            st_to_f32(m->tok_embd_dt,
-                      (const char *)m->tok_embd +
-                          (size_t)id * H * (m->tok_embd_dt == ST_F32 ? 4 : 2),
-                      xi, H);
+            if (st_rows_get_f32(&m->tok_embd, id, xi) != 0) {
+                atomic_store_explicit(&c->embd_failed, true, memory_order_relaxed);
+                return;
+            }
             const float *type = m->type_embd + (size_t)(s->task + 1) * H;
             if (s->task >= 0) {
                 float a[256];
@@ -784,7 +785,13 @@ int eng_encode(struct eng_ctx *c, const struct eng_seq *seqs, int32_t n_seqs) {
     int n_tok = c->seq_start[n_seqs];
     if (c->att_bf16 && (rc = att_reserve(c)) != 0) return rc;
     struct embed_job ej = {c};
-    team_run(c->team, embed_phase, &ej);
+    atomic_store_explicit(&c->embd_failed, false, memory_order_relaxed);
+    if (st_rows_check(&c->m->tok_embd) == 0) team_run(c->team, embed_phase, &ej);
+    if (st_rows_check(&c->m->tok_embd) != 0 ||
+        atomic_load_explicit(&c->embd_failed, memory_order_relaxed)) {
+        c->seqs = NULL;
+        return ENG_EIO;
+    }
     for (int il = 0, nl = c->m->info.n_layer; il < nl; il++)
         if (!layer_forward(c, &c->m->layers[il], il + 1 < nl ? &c->m->layers[il + 1] : NULL, n_tok,
                            il > 0)) {

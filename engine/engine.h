@@ -77,6 +77,11 @@ struct eng_params {
     /* CPU features the kernels may use: CPU_* bits of engine/cpu.h (e.g. from
      * cpu_parse_level); 0 = all this CPU has. Never more than the CPU has. */
     uint32_t cpu_features;
+    /* Copy the word-embedding table (250002 rows: 512 MB in bf16) into memory
+     * at load. By default (false) each token's row is read from the weights
+     * file when a batch needs it: the process's resident memory is that much
+     * smaller and the results are the same bits. */
+    bool embeddings_in_memory;
 };
 
 /* Model facts read from config.json (through the architecture's
@@ -105,11 +110,14 @@ struct eng_info {
                          "jina-embeddings-v2" or "jina-embeddings-v2-code" */
     const char *const (*task_alias)[2]; /* [n_task_alias] {alias, task name} of the family */
     int n_task_alias;
-    enum eng_dtype dtype;    /* precision the matrix products run in (never AUTO) */
-    uint32_t cpu_features;   /* the CPU_* bits in use (requested and present) */
-    const char *kernel;      /* the matrix-product kernel ("avx2-exact", "avx512bf16", ...) */
-    const char *attn_kernel; /* the attention kernel ("avx2-attn", "generic-attn", or the
-                                bf16 product kernel in the low-precision modes) */
+    enum eng_dtype dtype;      /* precision the matrix products run in (never AUTO) */
+    uint32_t cpu_features;     /* the CPU_* bits in use (requested and present) */
+    const char *kernel;        /* the matrix-product kernel ("avx2-exact", "avx512bf16", ...) */
+    const char *attn_kernel;   /* the attention kernel ("avx2-attn", "generic-attn", or the
+                                  bf16 product kernel in the low-precision modes) */
+    bool embeddings_in_memory; /* the word table was copied (eng_params), or is read from
+                                  the weights file per token */
+    size_t embeddings_bytes;   /* the word table's size in the file */
 };
 
 /* One sequence of an eng_encode batch. All pointers are borrowed for the call. */
@@ -172,7 +180,9 @@ const struct eng_model *eng_ctx_model(const struct eng_ctx *c);
  * each sequence's span means into seq->out (not normalised). The sum of n_ids
  * must not exceed eng_ctx_capacity. Returns 0, ENG_ETOOLONG, ENG_EINVAL
  * (bad id, task or span; nothing is written then), or ENG_ECANCELED (see
- * eng_ctx_cancel; nothing is written then either). One thread at a time. */
+ * eng_ctx_cancel; nothing is written then either), or ENG_EIO (the word
+ * embeddings are read from the weights file, and it was rewritten or cut
+ * short in place since eng_model_open; nothing is written). One thread at a time. */
 int eng_encode(struct eng_ctx *c, const struct eng_seq *seqs, int32_t n_seqs);
 
 /* Asks the eng_encode running on c to stop early: it returns ENG_ECANCELED

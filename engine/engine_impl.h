@@ -32,13 +32,15 @@ struct st_tensor {
     int n_dims;
     int64_t shape[8];
     int64_t n_elem;
-    const void *data; /* inside the mapping */
+    const void *data;  /* inside the mapping */
+    uint64_t file_off; /* where data starts in the file */
     size_t nbytes;
 };
 
 struct st_file {
     char *path;
     void *map; /* read-only private mapping of the whole file */
+    int fd;    /* the file, open read-only until st_close */
     size_t size;
     struct st_tensor *tensors;
     int n_tensors;
@@ -59,6 +61,35 @@ void st_release(const struct st_tensor *t);
 float st_get_f32(enum st_dtype dt, const void *data, int64_t i);
 /* Converts n elements of `src` (dtype dt) to f32 into dst. */
 void st_to_f32(enum st_dtype dt, const void *src, float *dst, int64_t n);
+
+/* A table read one row at a time (the word embeddings: 250002 rows of which
+ * a batch needs a few hundred): a heap copy, or rows read from the file with
+ * pread on demand, so the table costs no resident memory (the kernel's page
+ * cache holds what is read often) and a file cut short after loading is an
+ * error, not a SIGBUS. */
+struct st_rows {
+    const void *mem;             /* [n_rows][row_len] in the file's dtype (owned), or NULL */
+    int fd;                      /* without mem: its own descriptor of the file, else -1 */
+    uint64_t off;                /* without mem: file offset of row 0 */
+    int64_t file_size, ctime_ns; /* without mem: the file as opened (st_rows_check) */
+    int64_t n_rows, row_len;
+    size_t row_bytes;
+    enum st_dtype dt;
+};
+/* Sets up r over tensor t of f (rows = its first dimension): copied into
+ * memory if in_memory, else read from f's file (which r keeps open after
+ * st_close). 0, or -1 with err. Free with st_rows_close. */
+int st_rows_open(struct st_rows *r, const struct st_file *f, const struct st_tensor *t,
+                 bool in_memory, char *err, size_t errlen);
+void st_rows_close(struct st_rows *r); /* accepts a zeroed or closed r */
+/* 0 while the file behind r is as opened (same size and inode change time,
+ * which every write sets and no one can set back; always 0 for a copy), -1
+ * once it was written, cut or had its attributes changed. One fstat: a
+ * caller checks once per batch. Thread-safe. */
+int st_rows_check(const struct st_rows *r);
+/* Row i widened to f32 into out[row_len]. 0, or -1 when i is out of range or
+ * the file no longer holds the row. Thread-safe (pread at an offset). */
+int st_rows_get_f32(const struct st_rows *r, int64_t i, float *out);
 
 /* ---- team.c: a fixed team of worker threads for data-parallel phases ---- */
 
@@ -96,12 +127,12 @@ struct eng_model {
     float lora_scale; /* lora_alpha / lora_rank */
     struct st_file *st;
     char *strings; /* owned storage behind info's strings */
-    /* word embeddings stay in the file's dtype (never widened: 250002 x 1024) */
-    const void *tok_embd; /* [n_vocab][n_embd]; in `owned`, like tok_lora_a */
-    enum st_dtype tok_embd_dt;
-    const void *tok_lora_a; /* [n_tasks][n_vocab][rank] (embedding A/B roles swapped) */
+    /* word embeddings stay in the file's dtype (never widened: 250002 x 1024),
+       read from the file per token unless info.embeddings_in_memory */
+    struct st_rows tok_embd; /* [n_vocab][n_embd] */
+    const void *tok_lora_a;  /* [n_tasks][n_vocab][rank] (embedding A/B roles swapped) */
     enum st_dtype tok_lora_a_dt;
-    void *owned[2];          /* heap copies of the word table and its LoRA A, in the file's dtype */
+    void *owned;             /* the heap copy behind tok_lora_a, in the file's dtype */
     const float *tok_lora_b; /* [n_tasks][rank][n_embd] */
     const float *type_embd;  /* [1 + n_tasks][n_embd]: row 0 no task, row 1+t task t, merged */
     const float *emb_ln_w, *emb_ln_b;

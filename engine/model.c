@@ -584,12 +584,13 @@ static long embeddings_walk(struct eng_model *m, size_t *pos, char *err, size_t 
         (T && !(ta = NEED(typ->lora_a, T, n_type, r))) || (T && !(tb = NEED(typ->lora_b, T, r, H))))
         return -1;
     if (m->arena) {
-        if (!(m->tok_embd = m->owned[0] = own_copy(we)) ||
-            (wa && !(m->tok_lora_a = m->owned[1] = own_copy(wa)))) {
-            snprintf(err, errlen, "out of memory for the embedding table");
+        if (st_rows_open(&m->tok_embd, m->st, we, m->info.embeddings_in_memory, err, errlen))
+            return -1;
+        m->info.embeddings_bytes = we->nbytes;
+        if (wa && !(m->tok_lora_a = m->owned = own_copy(wa))) {
+            snprintf(err, errlen, "out of memory for the embedding adapters");
             return -1;
         }
-        m->tok_embd_dt = we->dtype;
         m->tok_lora_a_dt = wa ? wa->dtype : ST_F32;
         m->tok_lora_b = wb ? widen(m, pos, wb) : NULL;
         /* type_embd[0] = T[0]; type_embd[1+t] = T[0] + s * sum_k A[t][0][k] * B[t][k][:] */
@@ -673,6 +674,7 @@ struct eng_model *eng_model_open_arch(const char *dir, const struct eng_arch *ar
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    m->tok_embd.fd = -1;
     uint32_t have = cpu_detect(), want = p && p->cpu_features ? p->cpu_features : have;
     m->info.cpu_features = (want & have) | CPU_BASE;
     if (dtype_resolve(p ? p->dtype : ENG_DTYPE_AUTO, m->info.cpu_features, &m->info.dtype, err,
@@ -697,10 +699,11 @@ struct eng_model *eng_model_open_arch(const char *dir, const struct eng_arch *ar
         goto fail;
     }
     m->arena_floats = (size_t)need_floats;
+    m->info.embeddings_in_memory = p && p->embeddings_in_memory;
     m->load_threads = p && p->n_threads > 0 ? p->n_threads : 1;
     if (tensors_walk(m, err, errlen) < 0) goto fail;
-    /* Everything the forward pass reads is in memory we own: never touch the
-     * file again. */
+    /* Everything else the forward pass reads is in memory we own; the word
+     * table, unless copied, keeps a descriptor of its own (st_rows). */
     st_close(m->st);
     m->st = NULL;
     return m;
@@ -718,8 +721,8 @@ void eng_model_close(struct eng_model *m) {
         wmat_deinit(&m->layers[il].fc2.w);
     }
     st_close(m->st);
-    free(m->owned[0]);
-    free(m->owned[1]);
+    st_rows_close(&m->tok_embd);
+    free(m->owned);
     free(m->arena);
     free(m->layers);
     free(m->strings);

@@ -101,7 +101,8 @@ static int entry_parse(const struct st_file *f, const cJSON *e, size_t data_size
         return -1;
     }
     t->nbytes = end - begin;
-    t->data = (const char *)f->map + 8 + (f->size - 8 - data_size) + begin;
+    t->file_off = (uint64_t)(8 + (f->size - 8 - data_size) + begin);
+    t->data = (const char *)f->map + t->file_off;
     t->name = strdup(name);
     return t->name ? 0 : -1;
 }
@@ -138,6 +139,7 @@ static int header_parse(struct st_file *f, const char *json, size_t len, char *e
 struct st_file *st_open(const char *path, char *err, size_t errlen) {
     struct st_file *f = calloc(1, sizeof(*f));
     int fd = -1;
+    if (f) f->fd = -1;
     if (!f || !(f->path = strdup(path))) goto oom;
     fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* a FIFO must not block */
     struct stat sb;
@@ -161,7 +163,7 @@ struct st_file *st_open(const char *path, char *err, size_t errlen) {
         snprintf(err, errlen, "%s: mmap failed (%s)", path, strerror(errno));
         goto fail;
     }
-    close(fd);
+    f->fd = fd; /* kept: st_rows_open reads tables from it after the mapping is gone */
     fd = -1;
     uint64_t hlen = 0;
     const unsigned char *p = f->map;
@@ -188,6 +190,7 @@ void st_close(struct st_file *f) {
         free(f->tensors[i].name);
     free(f->tensors);
     if (f->map) munmap(f->map, f->size);
+    if (f->fd >= 0) close(f->fd);
     free(f->path);
     free(f);
 }
@@ -264,4 +267,73 @@ void st_to_f32(enum st_dtype dt, const void *src, float *dst, int64_t n) {
         for (int64_t i = 0; i < n; i++)
             dst[i] = st_get_f32(dt, src, i);
     }
+}
+
+int st_rows_open(struct st_rows *r, const struct st_file *f, const struct st_tensor *t,
+                 bool in_memory, char *err, size_t errlen) {
+    *r = (struct st_rows){.fd = -1, .dt = t->dtype, .off = t->file_off};
+    r->n_rows = t->n_dims ? t->shape[0] : 1;
+    r->row_len = r->n_rows ? t->n_elem / r->n_rows : 0;
+    r->row_bytes = r->n_rows ? t->nbytes / (size_t)r->n_rows : 0;
+    if (in_memory) {
+        void *p = malloc(t->nbytes ? t->nbytes : 1);
+        if (!p) {
+            snprintf(err, errlen, "out of memory for the %zu bytes of '%s'", t->nbytes, t->name);
+            return -1;
+        }
+        memcpy(p, t->data, t->nbytes);
+        st_release(t);
+        r->mem = p;
+        return 0;
+    }
+    struct stat sb;
+    r->fd = fcntl(f->fd, F_DUPFD_CLOEXEC, 0);
+    if (r->fd < 0 || fstat(r->fd, &sb) != 0) {
+        snprintf(err, errlen, "%s: cannot keep the file open for '%s' (%s)", f->path, t->name,
+                 strerror(errno));
+        return -1;
+    }
+    r->file_size = (int64_t)sb.st_size;
+    r->ctime_ns = (int64_t)sb.st_ctim.tv_sec * 1000000000 + sb.st_ctim.tv_nsec;
+    return 0;
+}
+
+int st_rows_check(const struct st_rows *r) {
+    struct stat sb;
+    if (r->mem) return 0;
+    if (fstat(r->fd, &sb) != 0) return -1;
+    int64_t ctime_ns = (int64_t)sb.st_ctim.tv_sec * 1000000000 + sb.st_ctim.tv_nsec;
+    return (int64_t)sb.st_size == r->file_size && ctime_ns == r->ctime_ns ? 0 : -1;
+}
+
+void st_rows_close(struct st_rows *r) {
+    free((void *)r->mem);
+    if (r->fd >= 0) close(r->fd);
+    *r = (struct st_rows){.fd = -1};
+}
+
+int st_rows_get_f32(const struct st_rows *r, int64_t i, float *out) {
+    if (i < 0 || i >= r->n_rows) return -1;
+    if (r->mem) {
+        st_to_f32(r->dt, (const char *)r->mem + (size_t)i * r->row_bytes, out, r->row_len);
+        return 0;
+    }
+    /* In chunks through a buffer of whole elements; pread's short reads and
+     * EINTR retried, end of file (the file cut since it was opened) is -1. */
+    _Alignas(16) unsigned char buf[8192];
+    size_t esize = r->row_bytes / (size_t)r->row_len, done = 0;
+    uint64_t pos = r->off + (uint64_t)i * r->row_bytes;
+    while (done < r->row_bytes) {
+        size_t want = r->row_bytes - done < sizeof(buf) ? r->row_bytes - done : sizeof(buf),
+               got = 0;
+        while (got < want) {
+            ssize_t k = pread(r->fd, buf + got, want - got, (off_t)(pos + done + got));
+            if (k < 0 && errno == EINTR) continue;
+            if (k <= 0) return -1;
+            got += (size_t)k;
+        }
+        st_to_f32(r->dt, buf, out + done / esize, (int64_t)(want / esize));
+        done += want;
+    }
+    return 0;
 }

@@ -331,7 +331,11 @@ static void run_pass(struct batcher *b) {
                  toks, dt * 1e3);
         return;
     }
-    if (rc) LOG_ERROR("eng_encode failed (%d) on a pass of %d sequences, %ld tokens", rc, n, toks);
+    if (rc)
+        LOG_ERROR("a pass of %d sequences, %ld tokens failed: %s%s", n, toks, eng_strerror(rc),
+                  rc == ENG_EIO ? " (the weights file changed since it was loaded: restart the "
+                                  "server, or run it with --embeddings-in-memory)"
+                                : "");
     for (int i = 0; i < n; i++) {
         b->owner[i]->seqs_done++;
         if (rc) b->owner[i]->status = rc == ENG_ENOMEM ? BATCHER_ENOMEM : BATCHER_EENGINE;

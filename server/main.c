@@ -172,6 +172,7 @@ static int load_model(struct app *a, int i, struct http_model *hm) {
     static const enum eng_dtype dtypes[] = {ENG_DTYPE_AUTO, ENG_DTYPE_F32, ENG_DTYPE_BF16,
                                             ENG_DTYPE_INT8};
     p.dtype = dtypes[c->dtype];
+    p.embeddings_in_memory = c->embeddings_in_memory;
     p.max_batch_tokens =
         c->max_batch_tokens > c->max_input_tokens ? c->max_batch_tokens : c->max_input_tokens;
     if (!(sv->model = eng_model_open(dir, &p, err, sizeof(err)))) {
@@ -187,6 +188,10 @@ static int load_model(struct app *a, int i, struct http_model *hm) {
              cpu_mask_names(in->cpu_features, names[0], sizeof(names[0])),
              cpu_mask_names(have, names[1], sizeof(names[1])),
              level && strcmp(level, "auto") ? "; restricted by --cpu-features" : "");
+    LOG_INFO("word embeddings: %s (%.0f MiB)",
+             in->embeddings_in_memory ? "copied into memory (--embeddings-in-memory)"
+                                      : "read from the weights file per token, not resident",
+             (double)in->embeddings_bytes / (1 << 20));
     int max_in = c->max_input_tokens;
     if (in->max_position > 0 && max_in > in->max_position) {
         LOG_WARN("--max-input-tokens %d is above the limit %d of %s; using %d for it", max_in,

@@ -57,6 +57,16 @@ for lv in $("$BUILD/test_all" --cpu-levels); do
         fi
     done
 done
+# The word table read from the weights file per token (the default) or
+# copied into memory: the same bytes, in each precision this CPU runs.
+for dt in f32 bf16 int8; do
+    "$bin" embed --model "$TESTMODEL" --input "$t/in.txt" --dtype $dt --task passage \
+        >"$t/file.jsonl" 2>/dev/null || continue
+    "$bin" embed --model "$TESTMODEL" --input "$t/in.txt" --dtype $dt --task passage \
+        --embeddings-in-memory >"$t/mem.jsonl"
+    check "$dt: --embeddings-in-memory gives the bytes of the table read from the file" \
+        cmp -s "$t/file.jsonl" "$t/mem.jsonl"
+done
 EMBEDSERVE_DTYPE=f32 EMBEDSERVE_MODEL="$TESTMODEL" "$bin" embed --input "$t/in.txt" >"$t/env.jsonl"
 check "EMBEDSERVE_MODEL and EMBEDSERVE_DTYPE stand in for the flags" cmp -s "$t/env.jsonl" "$t/f32.jsonl"
 EMBEDSERVE_MODEL=/nonexistent-env "$bin" embed --model "$TESTMODEL" --input "$t/in.txt" >"$t/flag.jsonl" 2>/dev/null

@@ -25,9 +25,11 @@
 #include "util/clock.h"
 
 #include <cJSON.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -844,6 +846,152 @@ static void check_renamed_arch(const char *dir) {
     rmdir(tmp);
 }
 
+/* A batch of three sequences over random ids (0 and n_vocab - 1 included),
+ * one per task (base weights where the model has none), into out[3][H]. */
+static void embd_batch(const struct eng_info *in, int32_t *ids, struct eng_seq *seqs, float *out) {
+    unsigned rnd = 99;
+    static const int len[3] = {300, 1, 57};
+    for (int i = 0; i < 358; i++) {
+        rnd = rnd * 1103515245u + 12345u;
+        ids[i] = (int32_t)((rnd >> 8) % (unsigned)in->n_vocab);
+    }
+    ids[1] = in->n_vocab - 1, ids[2] = 0;
+    for (int k = 0, at = 0; k < 3; at += len[k], k++)
+        seqs[k] = (struct eng_seq){ids + at, len[k], in->n_tasks > k ? k - 1 : ENG_TASK_NONE,
+                                   0,        NULL,   out + (size_t)k * in->n_embd};
+}
+
+/* The word table read from the file per token (the default) and copied into
+ * memory (--embeddings-in-memory) give the same bits, in this mode. */
+static void check_embeddings_source(struct fixture *fx, const char *dir) {
+    const struct eng_info *in = eng_model_info(fx->m);
+    int H = in->n_embd;
+    char err[512] = "";
+    struct eng_params p = eng_params_defaults();
+    p.n_threads = 2;
+    p.max_batch_tokens = 512;
+    p.dtype = in->dtype;
+    p.cpu_features = test_cpu_features();
+    p.embeddings_in_memory = true;
+    struct eng_model *mm = eng_model_open(dir, &p, err, sizeof(err));
+    struct eng_ctx *cm = mm ? eng_ctx_new(mm, &p, err, sizeof(err)) : NULL;
+    CHECKM(cm != NULL, "%s", err);
+    CHECK(!in->embeddings_in_memory && mm && eng_model_info(mm)->embeddings_in_memory);
+    CHECK(in->embeddings_bytes == (size_t)in->n_vocab * H * 2 ||
+          in->embeddings_bytes == (size_t)in->n_vocab * H * 4);
+    int32_t ids[358];
+    struct eng_seq sf[3], sm[3];
+    float *of = calloc(3 * (size_t)H, sizeof(float)), *om = calloc(3 * (size_t)H, sizeof(float));
+    embd_batch(in, ids, sf, of);
+    embd_batch(in, ids, sm, om);
+    CHECK(cm && eng_encode(fx->c, sf, 3) == 0 && eng_encode(cm, sm, 3) == 0);
+    CHECKM(!memcmp(of, om, 3 * (size_t)H * sizeof(float)),
+           "%s: the word table read from the file and copied into memory give different bits",
+           fx->tol->mode);
+    free(of), free(om);
+    eng_ctx_free(cm);
+    eng_model_close(mm);
+}
+
+static int copy_file(const char *src, const char *dst) {
+    char *buf = NULL;
+    FILE *in = fopen(src, "rb"), *out = fopen(dst, "wb");
+    size_t n = 0;
+    int ok = in && out && (buf = malloc(1 << 16));
+    while (ok && (n = fread(buf, 1, 1 << 16, in)) > 0)
+        ok = fwrite(buf, 1, n, out) == n;
+    if (in) fclose(in);
+    if (out) ok = fclose(out) == 0 && ok;
+    free(buf);
+    return ok ? 0 : -1;
+}
+
+/* A weights file changed under a running model whose word table is read
+ * from it: a rewrite in place (new modification time) or a cut is ENG_EIO on
+ * the next pass, writing nothing, never a crash; a model holding its own
+ * copy is unaffected. And the row reader itself: rows past a cut are -1,
+ * rows before it still read. */
+static void check_weights_changed(const char *dir) {
+    char tmp[4096], src[4200], dst[4200], err[512] = "";
+    const char *td = getenv("TMPDIR");
+    snprintf(tmp, sizeof(tmp), "%s/engine_rows.XXXXXX", td && *td ? td : "/tmp");
+    if (!mkdtemp(tmp)) return;
+    int ok = 1;
+    for (int i = 0; i < 2 && ok; i++) {
+        const char *name = i ? "model.safetensors" : "config.json";
+        snprintf(src, sizeof(src), "%s/%s", dir, name);
+        snprintf(dst, sizeof(dst), "%s/%s", tmp, name);
+        ok = copy_file(src, dst) == 0;
+    }
+    CHECKM(ok, "cannot copy the test model to %s", tmp);
+    struct eng_params p = eng_params_defaults();
+    p.dtype = ENG_DTYPE_F32;
+    p.n_threads = 2;
+    p.max_batch_tokens = 512;
+    p.cpu_features = test_cpu_features();
+    struct eng_model *mf = ok ? eng_model_open(tmp, &p, err, sizeof(err)) : NULL;
+    p.embeddings_in_memory = true;
+    struct eng_model *mm = ok ? eng_model_open(tmp, &p, err, sizeof(err)) : NULL;
+    struct eng_ctx *cf = mf ? eng_ctx_new(mf, &p, err, sizeof(err)) : NULL;
+    struct eng_ctx *cm = mm ? eng_ctx_new(mm, &p, err, sizeof(err)) : NULL;
+    CHECKM(cf && cm, "%s", err);
+    if (cf && cm) {
+        const struct eng_info *in = eng_model_info(mf);
+        size_t bytes = 3 * (size_t)in->n_embd * sizeof(float);
+        int32_t ids[358];
+        struct eng_seq s[3];
+        float *ref = calloc(1, bytes), *got = calloc(1, bytes);
+        embd_batch(in, ids, s, ref);
+        CHECK(eng_encode(cf, s, 3) == 0);
+        embd_batch(in, ids, s, got);
+        /* the same bytes, a new modification time (so a new inode change time) */
+        struct timespec later[2] = {{0, UTIME_OMIT}, {time(NULL) + 5, 0}}, tick = {0, 20000000};
+        nanosleep(&tick, NULL); /* past the file system's timestamp granularity */
+        CHECK(utimensat(AT_FDCWD, dst, later, 0) == 0);
+        memset(got, 0x7f, bytes);
+        CHECKM(eng_encode(cf, s, 3) == ENG_EIO, "a pass after the weights file was rewritten "
+                                                "in place did not fail with ENG_EIO");
+        CHECKM(((unsigned char *)got)[0] == 0x7f && ((unsigned char *)got)[bytes - 1] == 0x7f,
+               "a pass that failed with ENG_EIO wrote its output");
+        CHECK(eng_encode(cm, s, 3) == 0 && !memcmp(ref, got, bytes));
+        /* the reader over a file cut in the middle of the table's row 1 */
+        struct st_file *st = st_open(dst, err, sizeof(err));
+        const struct st_tensor *we = NULL;
+        for (int i = 0; st && i < st->n_tensors; i++)
+            if (st->tensors[i].n_dims == 2 && st->tensors[i].shape[0] == in->n_vocab &&
+                st->tensors[i].shape[1] == in->n_embd)
+                we = &st->tensors[i]; /* the one [n_vocab][n_embd] tensor */
+        struct st_rows r = {.fd = -1};
+        CHECKM(we && st_rows_open(&r, st, we, false, err, sizeof(err)) == 0, "%s", err);
+        st_close(st);
+        if (we && r.fd >= 0) {
+            float *row = calloc((size_t)r.row_len, sizeof(float));
+            CHECK(r.n_rows == in->n_vocab && r.row_len == in->n_embd);
+            CHECK(st_rows_check(&r) == 0 && st_rows_get_f32(&r, 1, row) == 0);
+            CHECK(st_rows_get_f32(&r, -1, row) == -1 && st_rows_get_f32(&r, r.n_rows, row) == -1);
+            CHECK(truncate(dst, (off_t)(r.off + r.row_bytes + r.row_bytes / 2)) == 0);
+            CHECK(st_rows_get_f32(&r, 0, row) == 0);
+            CHECKM(st_rows_get_f32(&r, 1, row) == -1 && st_rows_get_f32(&r, 5, row) == -1,
+                   "rows past the end of a cut file were read");
+            CHECK(st_rows_check(&r) == -1);
+            free(row);
+        }
+        st_rows_close(&r);
+        CHECKM(eng_encode(cf, s, 3) == ENG_EIO, "a pass after the weights file was cut did not "
+                                                "fail with ENG_EIO");
+        CHECK(eng_encode(cm, s, 3) == 0 && !memcmp(ref, got, bytes));
+        free(ref), free(got);
+    }
+    eng_ctx_free(cf);
+    eng_ctx_free(cm);
+    eng_model_close(mf);
+    eng_model_close(mm);
+    unlink(dst);
+    snprintf(dst, sizeof(dst), "%s/config.json", tmp);
+    unlink(dst);
+    rmdir(tmp);
+}
+
 /* Opens tokenizer and model in `dtype`; 0 on success. */
 static int fixture_open(struct fixture *fx, const char *dir, enum eng_dtype dtype) {
     char err[512] = "";
@@ -884,6 +1032,7 @@ static void run_mode(struct fixture *fx, const char *dir, enum eng_dtype dtype,
             check_info(fx->m, dir);
         }
         check_reproducible(fx, dir);
+        check_embeddings_source(fx, dir);
         check_cancel(fx);
     }
     fixture_close(fx);
@@ -1164,6 +1313,7 @@ void test_engine(void) {
     check_arch_configs(dir);
     check_arch_descriptions();
     check_renamed_arch(dir);
+    check_weights_changed(dir);
 out:
     cJSON_Delete(fx.cases);
     cJSON_Delete(fx.expected);
