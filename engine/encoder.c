@@ -26,7 +26,8 @@
  * Memory: activations are sized once for the context's capacity. Exact
  * attention is fused (attn_kernels.h: key blocks, online softmax): a fixed
  * scratch of ~100 KB per thread whatever the context; the bf16 attention
- * keeps ATT_TILE x n_tokens scores per thread, never n^2.
+ * runs over key blocks too (ATT_TILE x ATT_KEYS scores per thread, an online
+ * softmax between blocks), never n^2.
  * Threads: a team of n_threads; each phase splits its work statically by
  * thread index (attention takes its tiles dynamically: each tile's result
  * does not depend on its thread).
@@ -39,6 +40,7 @@
 #include <string.h>
 
 #define ATT_TILE  64  /* query rows per attention tile */
+#define ATT_KEYS  512 /* bf16 attention: keys per block (a tile's scores: 128 KB, in L2) */
 #define FFN_CHUNK 512 /* tokens per fc1 -> gelu -> fc2 chunk */
 #define LORA_ROWS 96  /* rows per product + LoRA-update block (the kernels' row block) */
 #define LORA_COLS 256 /* columns per such block, exact kernels (their column group) */
@@ -53,15 +55,16 @@ struct eng_ctx {
     struct eng_team *team;
     int cap; /* tokens */
     int n_threads;
-    float *x;                 /* [cap][H] hidden state */
-    float *qkv;               /* [cap][3H] */
-    float *att;               /* [cap][H] attention context */
-    float *tmp;               /* [cap][H] projection output */
-    float *ff;                /* [min(cap, FFN_CHUNK)][F] (GEGLU: [2F]) */
-    float *ffg;               /* GEGLU: [min(cap, FFN_CHUNK)][F], the gated product */
-    float *alibi;             /* ALiBi: [n_head] slopes */
-    float *lora_t;            /* [2][cap][rank] X A_t^T by batch row: LORA_T_IN, LORA_T_FF */
-    float *scores;            /* per thread: bf16 [ATT_TILE][cap]; exact: attn kernel scratch */
+    float *x;      /* [cap][H] hidden state */
+    float *qkv;    /* [cap][3H] */
+    float *att;    /* [cap][H] attention context */
+    float *tmp;    /* [cap][H] projection output */
+    float *ff;     /* [min(cap, FFN_CHUNK)][F] (GEGLU: [2F]) */
+    float *ffg;    /* GEGLU: [min(cap, FFN_CHUNK)][F], the gated product */
+    float *alibi;  /* ALiBi: [n_head] slopes */
+    float *lora_t; /* [2][cap][rank] X A_t^T by batch row: LORA_T_IN, LORA_T_FF */
+    float *scores; /* per thread: bf16 [ATT_TILE][ATT_KEYS] + P V [ATT_TILE][d] + 3 [ATT_TILE]
+                      (running max, sum, rescale); exact: attn kernel scratch */
     size_t scores_per_thread; /* floats */
     /* exact attention: each thread's compact copy of one (sequence, head)'s
      * K and V ([cap][d] each, after its scratch in scores), and which one */
@@ -81,14 +84,17 @@ struct eng_ctx {
     double *acc;    /* [H] pooling accumulator */
     void **scratch; /* [n_threads] per-thread activation packing for wmat_gemm */
     /* bf16 attention (low-precision modes): K and V^T of every (sequence,
-     * head) packed once per layer; grow-only, sized per batch in eng_encode */
+     * head), key block by key block, packed once per layer; grow-only, sized
+     * per batch in eng_encode */
     bool att_bf16;
     const struct attn_kernel *att_exact; /* the exact modes' fused attention */
     const struct gemm_kernel *att_kern;  /* the WMAT_BF16 kernel */
-    struct wmat *att_w;                  /* [n_seqs * n_head][2]: K, V^T */
-    size_t *att_off;                     /* [n_seqs * n_head] byte offset into att_buf */
+    struct wmat *att_w; /* per (sequence, head), per key block: K block, V^T block */
+    struct att_item {
+        size_t off, w0; /* byte offset into att_buf; index of its first block's K in att_w */
+    } * att_items;      /* [n_seqs * n_head] */
     void *att_buf;
-    size_t att_w_cap, att_buf_cap;
+    size_t att_w_cap, att_items_cap, att_buf_cap;
     atomic_int next_item; /* attention work queue */
     /* eng_ctx_cancel counts requests in cancel_req; the engine thread has
      * honoured those up to cancel_done (a pass stops while they differ) */
@@ -180,12 +186,13 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_params *
     c->att_bf16 = c->att_kern != NULL;
     c->att_exact = attn_kernel_for(in->cpu_features, (int)d);
     /* exact: the kernel's scratch and a compact K and V per thread */
-    c->scores_per_thread = c->att_bf16 ? ATT_TILE * cap : attn_scratch_floats((int)d) + 2 * cap * d;
+    c->scores_per_thread =
+        c->att_bf16 ? ATT_TILE * (ATT_KEYS + d + 3) : attn_scratch_floats((int)d) + 2 * cap * d;
     c->att_kv = calloc((size_t)n_threads, sizeof(*c->att_kv));
     c->scores = aligned_alloc(64, sizeof(float) * (size_t)n_threads * c->scores_per_thread);
-    /* the attention operands as wmat shapes: K (n_in = d), V^T (n_in = tokens) */
+    /* the attention operands as wmat shapes: K (n_in = d), V^T (n_in = a key block) */
     struct wmat wk = {.kind = WMAT_BF16, .n_out = 16, .n_in = (int)d, .k = c->att_kern};
-    struct wmat wv = {.kind = WMAT_BF16, .n_out = (int)d, .n_in = c->cap, .k = c->att_kern};
+    struct wmat wv = {.kind = WMAT_BF16, .n_out = (int)d, .n_in = ATT_KEYS, .k = c->att_kern};
     const struct wmat *wl[6] = {&L0->qkv.w, &L0->out.w, &L0->fc1.w, &L0->fc2.w, &wk, &wv};
     for (int i = 0; i < (c->att_bf16 ? 6 : 4); i++) {
         size_t b = wmat_scratch_bytes(wl[i], c->cap);
@@ -230,7 +237,7 @@ void eng_ctx_free(struct eng_ctx *c) {
         free(c->scratch[i]);
     free(c->scratch);
     free(c->att_w);
-    free(c->att_off);
+    free(c->att_items);
     free(c->att_buf);
     free(c);
 }
@@ -487,7 +494,8 @@ static void glu_phase(void *arg, int ith, int nth) {
     rows_then_down(j, j->c->ffg, lo, hi, glu_rows);
 }
 
-/* bf16 attention: packs K (n x d) and V^T (d x n) of each (sequence, head)
+/* bf16 attention: packs each (sequence, head)'s keys in blocks of
+ * ATT_KEYS: K block (keys x d) and V^T block (d x keys), one after the other
  * into att_buf; items (sequence, head) are taken dynamically. */
 static void att_pack_phase(void *arg, int ith, int nth) {
     struct eng_ctx *c = ((struct rows_job *)arg)->c;
@@ -499,10 +507,15 @@ static void att_pack_phase(void *arg, int ith, int nth) {
         int is = item / nh, h = item % nh, n = c->seqs[is].n_ids;
         const float *K = c->qkv + (size_t)c->seq_start[is] * ld + H + h * d;
         const float *V = K + H;
-        char *buf = (char *)c->att_buf + c->att_off[item];
-        wmat_bf16_pack(&c->att_w[2 * item], c->att_kern, K, ld, 1, n, d, buf);
-        wmat_bf16_pack(&c->att_w[2 * item + 1], c->att_kern, V, 1, ld, d, n,
-                       buf + wmat_bf16_bytes(n, d));
+        char *buf = (char *)c->att_buf + c->att_items[item].off;
+        struct wmat *w = &c->att_w[c->att_items[item].w0];
+        for (int j0 = 0; j0 < n; j0 += ATT_KEYS, w += 2) {
+            int nk = n - j0 < ATT_KEYS ? n - j0 : ATT_KEYS;
+            wmat_bf16_pack(&w[0], c->att_kern, K + (size_t)j0 * ld, ld, 1, nk, d, buf);
+            buf += wmat_bf16_bytes(nk, d);
+            wmat_bf16_pack(&w[1], c->att_kern, V + (size_t)j0 * ld, 1, ld, d, nk, buf);
+            buf += wmat_bf16_bytes(d, nk);
+        }
     }
 }
 
@@ -510,20 +523,29 @@ static void att_pack_phase(void *arg, int ith, int nth) {
  * not per layer). */
 static int att_reserve(struct eng_ctx *c) {
     int nh = c->m->info.n_head, d = c->m->info.n_embd / nh;
-    size_t items = (size_t)c->n_seqs * nh, bytes = 0;
-    if (items > c->att_w_cap) {
-        struct wmat *w = realloc(c->att_w, sizeof(*w) * 2 * items);
+    size_t items = (size_t)c->n_seqs * nh, bytes = 0, n_w = 0;
+    for (int is = 0; is < c->n_seqs; is++)
+        n_w += 2 * (size_t)nh * ((c->seqs[is].n_ids + ATT_KEYS - 1) / ATT_KEYS);
+    if (items > c->att_items_cap) {
+        struct att_item *a = realloc(c->att_items, sizeof(*a) * items);
+        if (!a) return ENG_ENOMEM;
+        c->att_items = a;
+        c->att_items_cap = items;
+    }
+    if (n_w > c->att_w_cap) {
+        struct wmat *w = realloc(c->att_w, sizeof(*w) * n_w);
         if (!w) return ENG_ENOMEM;
         c->att_w = w;
-        size_t *o = realloc(c->att_off, sizeof(*o) * items);
-        if (!o) return ENG_ENOMEM;
-        c->att_off = o;
-        c->att_w_cap = items;
+        c->att_w_cap = n_w;
     }
+    n_w = 0;
     for (size_t it = 0; it < items; it++) {
         int n = c->seqs[it / nh].n_ids;
-        c->att_off[it] = bytes;
-        bytes += wmat_bf16_bytes(n, d) + wmat_bf16_bytes(d, n);
+        c->att_items[it] = (struct att_item){bytes, n_w};
+        for (int j0 = 0; j0 < n; j0 += ATT_KEYS, n_w += 2) {
+            int nk = n - j0 < ATT_KEYS ? n - j0 : ATT_KEYS;
+            bytes += wmat_bf16_bytes(nk, d) + wmat_bf16_bytes(d, nk);
+        }
     }
     if (bytes > c->att_buf_cap) {
         free(c->att_buf);
@@ -534,15 +556,58 @@ static int att_reserve(struct eng_ctx *c) {
     return 0;
 }
 
-/* ALiBi: S[i][j] -= slope * |q0 + i - j| for a tile of nq query rows over
- * n keys (the distance is exact in float, the slope a float constant). */
-static void alibi_bias(float *S, int nq, int n, int q0, float slope) {
+/* ALiBi: S[i][jk] -= slope * |q0 + i - (j0 + jk)| for a tile of nq query
+ * rows over the nk keys from j0 (row stride ld; the distance is exact in
+ * float, the slope a float constant). */
+static void alibi_bias(float *S, int nq, int nk, int ld, int q0, int j0, float slope) {
     for (int i = 0; i < nq; i++) {
-        float *row = S + (size_t)i * n;
+        float *row = S + (size_t)i * ld;
         int qi = q0 + i;
-        for (int jk = 0; jk < n; jk++)
-            row[jk] -= slope * (float)(qi > jk ? qi - jk : jk - qi);
+        for (int jk = 0; jk < nk; jk++) {
+            int j = j0 + jk;
+            row[jk] -= slope * (float)(qi > j ? qi - j : j - qi);
+        }
     }
+}
+
+/* bf16 attention of one tile (nq query rows from q0 of sequence is, head
+ * h): per key block, S = Q K_b^T (bf16 products, f32 sums), an online
+ * softmax step, O = O alpha + S V_b; then O /= the softmax sums. */
+static void att_tile_bf16(struct eng_ctx *c, int ith, int is, int h, int q0, int nq, const float *Q,
+                          float *O) {
+    int H = c->m->info.n_embd, nh = c->m->info.n_head, d = H / nh, ld = 3 * H;
+    int n = c->seqs[is].n_ids;
+    float scale = 1.0f / sqrtf((float)d);
+    bool alibi = c->m->arch->pos == ENG_POS_ALIBI;
+    float *S = c->scores + (size_t)ith * c->scores_per_thread, *PV = S + ATT_TILE * ATT_KEYS;
+    float *mx = PV + (size_t)ATT_TILE * d, *sum = mx + ATT_TILE, *alpha = sum + ATT_TILE;
+    const struct wmat *w = &c->att_w[c->att_items[(size_t)is * nh + h].w0];
+    void *scratch = c->scratch[ith];
+    for (int i = 0; i < nq; i++)
+        mx[i] = -INFINITY, sum[i] = 0;
+    for (int j0 = 0; j0 < n; j0 += ATT_KEYS, w += 2) {
+        int nk = w[0].n_out;
+        wmat_gemm(&w[0], nq, Q, ld, NULL, S, ATT_KEYS, 0, nk, scratch); /* S = Q K_b^T */
+        float s = scale;
+        if (alibi) {
+            for (int i = 0; i < nq; i++)
+                ops_scale(S + (size_t)i * ATT_KEYS, nk, scale);
+            alibi_bias(S, nq, nk, ATT_KEYS, q0, j0, c->alibi[h]);
+            s = 1.0f;
+        }
+        ops_softmax_block(S, nq, nk, ATT_KEYS, s, mx, sum, alpha);
+        float *dst = j0 ? PV : O; /* the first block writes O itself */
+        int ldd = j0 ? d : H;
+        wmat_gemm(&w[1], nq, S, ATT_KEYS, NULL, dst, ldd, 0, d, scratch); /* S V_b */
+        for (int i = 0; j0 && i < nq; i++) {
+            float *o = O + (size_t)i * H, a = alpha[i];
+            const float *pv = PV + (size_t)i * d;
+            for (int k = 0; k < d; k++)
+                o[k] = o[k] * a + pv[k];
+        }
+    }
+    for (int i = 0; i < nq; i++)
+        ops_scale(O + (size_t)i * H, d, 1.0f / sum[i]);
 }
 
 /* Has eng_ctx_cancel asked this pass to stop? (Any thread of the team.) */
@@ -590,12 +655,7 @@ static void attention_phase(void *arg, int ith, int nth) {
         const float *V = c->qkv + (size_t)c->seq_start[is] * ld + 2 * H + h * d;
         float *O = c->att + (size_t)(c->seq_start[is] + q0) * H + h * d;
         if (c->att_bf16) {
-            const struct wmat *wk = &c->att_w[2 * ((size_t)is * nh + h)], *wv = wk + 1;
-            wmat_gemm(wk, nq, Q, ld, NULL, S, n, 0, n, c->scratch[ith]); /* S = Q K^T */
-            ops_scale(S, (int64_t)nq * n, scale);
-            if (alibi) alibi_bias(S, nq, n, q0, c->alibi[h]);
-            ops_softmax_rows(S, nq, n, n);
-            wmat_gemm(wv, nq, S, n, NULL, O, H, 0, d, c->scratch[ith]); /* O = S V */
+            att_tile_bf16(c, ith, is, h, q0, nq, Q, O);
             continue;
         }
         /* fused: key blocks, ALiBi and an online softmax inside the kernel,

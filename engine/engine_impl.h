@@ -162,6 +162,15 @@ void ops_add_layernorm(float *x, const float *r, int n_rows, int n, const float 
 void ops_gelu(float *x, int64_t n);           /* exact erf GELU, in place */
 void ops_scale(float *x, int64_t n, float s); /* x *= s */
 void ops_softmax_rows(float *x, int n_rows, int n, int ld);
+/* One key block of an online softmax over n_rows rows of raw scores x
+ * (n values each, row stride ld), scaled by s > 0. Per row i, with m[i] the
+ * running maximum of the scaled scores (-INFINITY before the first block)
+ * and l[i] the running sum: m[i] takes this block's maximum into account,
+ * x[i][j] = e^(s x[i][j] - m[i]), alpha[i] = e^(m_old - m[i]) (0 on the first
+ * block), l[i] = l[i] alpha[i] + sum_j x[i][j]. A caller rescales what it
+ * accumulated by alpha, adds this block's x V, and divides by l at the end. */
+void ops_softmax_block(float *x, int n_rows, int n, int ld, float s, float *m, float *l,
+                       float *alpha);
 /* NeoX rotary on one head vector of d values at position pos (cos/sin: [d/2]). */
 void ops_rope_head(float *v, int d, const float *cos_t, const float *sin_t);
 /* Y[m][n] = X[m][k] . W[n][k]^T (+ bias[n] if not NULL); ld* are row strides. */

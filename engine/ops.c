@@ -118,6 +118,23 @@ OPS_CLONES void ops_softmax_rows(float *x, int n_rows, int n, int ld) {
     }
 }
 
+OPS_CLONES void ops_softmax_block(float *x, int n_rows, int n, int ld, float s, float *m, float *l,
+                                  float *alpha) {
+    for (int i = 0; i < n_rows; i++) {
+        float *xi = x + (size_t)i * ld;
+        float mx = xi[0];
+        for (int j = 1; j < n; j++)
+            mx = xi[j] > mx ? xi[j] : mx;
+        mx *= s;
+        float m_new = mx > m[i] ? mx : m[i];
+        alpha[i] = m[i] == -INFINITY ? 0.0f : ops_exp_poly(m[i] - m_new);
+        for (int j = 0; j < n; j++)
+            xi[j] = ops_exp_poly(xi[j] * s - m_new);
+        l[i] = l[i] * alpha[i] + sum16(xi, n);
+        m[i] = m_new;
+    }
+}
+
 /* x . a over n_in values: 16 lanes summed in k order, the tail, then the
  * lanes in order (the same sum whichever caller, row or batch). */
 static inline float lora_dot_end(const float *acc, const float *restrict x, const float *restrict a,

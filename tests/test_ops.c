@@ -88,6 +88,48 @@ static void test_softmax(int rows, int n) {
     free(x), free(x2);
 }
 
+/* The online softmax over key blocks of the given sizes (raw scores x,
+ * scaled by s inside): each block's e^(s x - m) times the rescales of the
+ * blocks after it, over the final sum, is the softmax of the whole scaled
+ * row (float64 reference), and m ends at the row's maximum. */
+static void test_softmax_blocks(int rows, const int *blk, int n_blk, float s) {
+    int n = 0;
+    for (int b = 0; b < n_blk; b++)
+        n += blk[b];
+    int ld = n + 5;
+    float *x = rand_vec((size_t)rows * ld, 21), *ref = malloc(sizeof(float) * rows * ld);
+    float *al = malloc(sizeof(float) * (size_t)rows * n_blk), m[8], l[8], want_m[8];
+    for (int i = 0; i < rows; i++) {
+        want_m[i] = -INFINITY;
+        for (int j = 0; j < n; j++)
+            want_m[i] = fmaxf(want_m[i], x[(size_t)i * ld + j] * s);
+    }
+    for (size_t i = 0; i < (size_t)rows * ld; i++)
+        ref[i] = x[i] * s;
+    ref_softmax_rows(ref, rows, n, ld);
+    for (int i = 0; i < rows; i++)
+        m[i] = -INFINITY, l[i] = 0;
+    for (int b = 0, j0 = 0; b < n_blk; j0 += blk[b++])
+        ops_softmax_block(x + j0, rows, blk[b], ld, s, m, l, al + (size_t)b * rows);
+    double worst = 0;
+    for (int i = 0; i < rows; i++) {
+        for (int b = 0, j0 = 0; b < n_blk; j0 += blk[b++]) {
+            double later = 1; /* rescales applied after block b */
+            for (int b2 = b + 1; b2 < n_blk; b2++)
+                later *= al[(size_t)b2 * rows + i];
+            for (int j = j0; j < j0 + blk[b]; j++) {
+                double p = x[(size_t)i * ld + j] * later / l[i], r = ref[(size_t)i * ld + j];
+                worst = fmax(worst, fabs(p - r) / fmax(r, 1e-30));
+            }
+        }
+        CHECK(al[i] == 0.0f);     /* the first block has nothing to rescale */
+        CHECK(m[i] == want_m[i]); /* the running maximum ends at the row's */
+    }
+    CHECKM(worst < 1e-5, "online softmax over %d blocks, %d keys: worst relative error %.3g", n_blk,
+           n, worst);
+    free(x), free(ref), free(al);
+}
+
 /* RoPE: rotating by position p then by q equals rotating by p+q only in
  * exact math, so compare against the definition with double angles instead. */
 static void test_rope(int d, int pos) {
@@ -277,6 +319,9 @@ void test_ops(void) {
     test_softmax(4, 9);
     test_softmax(3, 1000);
     test_softmax(2, 8192);
+    test_softmax_blocks(1, (const int[]){1}, 1, 0.125f);
+    test_softmax_blocks(3, (const int[]){512, 512, 100}, 3, 0.125f);
+    test_softmax_blocks(4, (const int[]){7, 300, 1, 512, 33}, 5, 1.0f);
     test_rope(2, 0);
     test_rope(16, 7);
     test_rope(64, 8191);

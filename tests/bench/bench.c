@@ -244,7 +244,7 @@ static int list_levels(void) {
 
 int main(int argc, char **argv) {
     const char *dir = NULL;
-    int threads = 2, runs = 5, quick = 0, only_batch = 0, reduced = 0;
+    int threads = 2, runs = 5, quick = 0, only_batch = 0, reduced = 0, only_doc = 0;
     const char *label = NULL, *level = getenv("EMBEDSERVE_CPU_FEATURES");
     enum eng_dtype dtype = ENG_DTYPE_F32;
     static const struct option lo[] = {{"model", 1, 0, 'm'},   {"threads", 1, 0, 't'},
@@ -252,6 +252,7 @@ int main(int argc, char **argv) {
                                        {"quick", 0, 0, 'q'},   {"batch-only", 0, 0, 'b'},
                                        {"label", 1, 0, 'l'},   {"cpu-features", 1, 0, 'c'},
                                        {"reduced", 0, 0, 'R'}, {"levels", 0, 0, 'L'},
+                                       {"doc-only", 1, 0, 'D'},
                                        {0, 0, 0, 0}};
     int ch;
     openblas_set_num_threads(1);
@@ -262,15 +263,17 @@ int main(int argc, char **argv) {
         else if (ch == 'd') dtype = dtype_parse(optarg);
         else if (ch == 'q') quick = 1;
         else if (ch == 'b') only_batch = 1;
+        else if (ch == 'D') only_doc = atoi(optarg);
         else if (ch == 'l') label = optarg;
         else if (ch == 'c') level = optarg;
         else if (ch == 'R') reduced = quick = 1;
         else if (ch == 'L') return list_levels();
         else return 2;
     }
-    if (!dir || threads < 1 || runs < 1) {
+    if (!dir || threads < 1 || runs < 1 || only_doc < 0 || only_doc > 8192) {
         fprintf(stderr, "usage: bench --model DIR [--dtype f32|bf16|int8] [--threads N] "
                         "[--runs R] [--quick] [--reduced] [--label NAME] [--cpu-features LEVEL]\n"
+                        "             [--batch-only | --doc-only N]\n"
                         "       bench --levels\n");
         return 2;
     }
@@ -305,6 +308,17 @@ int main(int argc, char **argv) {
     const struct shape doc8k = {"document 8192", 1, 8192, 1, 0};
     const struct shape late = {"late chunking 64x128", 1, 8192, 1, 64};
     double p90;
+    if (only_doc) { /* one document of N tokens with a task: time and efficiency alone */
+        const struct shape doc = {"document", 1, only_doc, 1, 0};
+        double td = time_shape(c, in, &doc, runs, 0, NULL);
+        double eff = (only_doc * linear_flops_per_token(m) + attention_flops(in, only_doc)) / td /
+                     1e9 / ref;
+        printf("dtype %s, level %s (%s, attention %s), threads %d: document %d tokens %.2f s, "
+               "%.1f tok/s, efficiency %.0f%% of %.0f GFLOP/s (attention FLOPs counted)\n",
+               eng_dtype_name(in->dtype), lv, in->kernel, in->attn_kernel, threads, only_doc, td,
+               only_doc / td, 100 * eff, ref);
+        return 0;
+    }
     if (reduced) { /* a short pass pages in the weights; then up to REDUCED_SHAPE_S a shape */
         time_shape(c, in, &query, 1, 0, NULL);
         shape_budget_s = REDUCED_SHAPE_S;
