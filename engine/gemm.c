@@ -103,14 +103,42 @@ void wmat_bf16_pack(struct wmat *w, const struct gemm_kernel *kern, const float 
     uint16_t *d = buf;
     ENG_ASSERT(kern && kern->kind == WMAT_BF16);
     *w = (struct wmat){.kind = WMAT_BF16, .n_out = n_out, .n_in = n_in, .data = buf, .k = kern};
-    /* same layout as prep_bf16: panel of 16 columns, words of 2 k values */
-    for (int j = 0; j < n_pad; j++) {
-        uint16_t *col = d + ((size_t)(j / 16) * kw * 16 + j % 16) * 2;
-        for (int k = 0; k < 2 * kw; k++) {
-            float v = j < n_out && k < n_in ? src[j * sj + k * sk] : 0.0f;
-            col[(size_t)(k / 2) * 32 + k % 2] = bf16_from_f32(v);
+    /* same layout as prep_bf16: panels of 16 columns, words of 2 k values
+     * (word kk of column j at d[((j / 16) * kw + kk) * 32 + (j % 16) * 2]) */
+    if (sk == 1) { /* rows of W contiguous (K): read each row once, in order */
+        for (int j = 0; j < n_pad; j++) {
+            uint16_t *col = d + (size_t)(j / 16) * kw * 32 + (size_t)(j % 16) * 2;
+            const float *row = src + j * sj;
+            int k = 0;
+            for (; j < n_out && k + 1 < n_in; k += 2) {
+                col[(size_t)k * 16] = bf16_from_f32(row[k]);
+                col[(size_t)k * 16 + 1] = bf16_from_f32(row[k + 1]);
+            }
+            for (; k < 2 * kw; k++)
+                col[(size_t)(k / 2) * 32 + k % 2] =
+                    bf16_from_f32(j < n_out && k < n_in ? row[k] : 0.0f);
         }
+        return;
     }
+    /* columns of W contiguous (V^T: sj = 1): 16 lanes of a word side by side */
+    for (int p = 0; p < n_pad / 16; p++)
+        for (int kk = 0; kk < kw; kk++) {
+            uint16_t *out = d + ((size_t)p * kw + kk) * 32;
+            int j0 = p * 16, k = 2 * kk;
+            if (j0 + 16 <= n_out && k + 1 < n_in) {
+                const float *a = src + j0 * sj + k * sk, *b = a + sk;
+                for (int jj = 0; jj < 16; jj++) {
+                    out[2 * jj] = bf16_from_f32(a[jj * sj]);
+                    out[2 * jj + 1] = bf16_from_f32(b[jj * sj]);
+                }
+                continue;
+            }
+            for (int jj = 0; jj < 16; jj++)
+                for (int h = 0; h < 2; h++)
+                    out[2 * jj + h] = bf16_from_f32(j0 + jj < n_out && k + h < n_in
+                                                        ? src[(j0 + jj) * sj + (k + h) * sk]
+                                                        : 0.0f);
+        }
 }
 
 /* int8: panels [n_pad / 16][kw][16] words of four s8, then colsum[n_pad]

@@ -23,6 +23,7 @@
 #include "engine/engine_impl.h"
 #include "engine/cpu.h"
 #include "engine/gemm.h"
+#include "engine/gemm_kernels.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -633,7 +634,43 @@ static void check_int8_levels(void) {
             n_seen ? list : " none", n_cmp);
 }
 
+/* wmat_bf16_pack (attention's K and V^T) against the layout restated:
+ * word kk of column j at ((j / 16) * kw + kk) * 32 + (j % 16) * 2, its two
+ * halves k = 2 kk, 2 kk + 1 rounded to nearest even, zeros past n_out and
+ * n_in; from rows (sk = 1) and from columns (sj = 1), with strides beyond
+ * the shape (the padding holds NaN, which must never be read). */
+static void check_bf16_pack(void) {
+    static const int shapes[][2] = {{1, 1},    {17, 3},   {16, 64},  {64, 37},
+                                    {513, 64}, {64, 512}, {31, 130}, {64, 1}};
+    const struct gemm_kernel kern = {.name = "test", .kind = WMAT_BF16};
+    int bad = 0;
+    for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++)
+        for (int by_col = 0; by_col < 2; by_col++) {
+            int n_out = shapes[si][0], n_in = shapes[si][1], kw = (n_in + 1) / 2;
+            int ld = (by_col ? n_out : n_in) + 7;
+            float *src = make_x(by_col ? n_in : n_out, by_col ? n_out : n_in, ld, D_UNIFORM);
+            ptrdiff_t sj = by_col ? 1 : ld, sk = by_col ? ld : 1;
+            size_t nb = wmat_bf16_bytes(n_out, n_in);
+            uint16_t *buf = aligned_alloc(64, nb);
+            struct wmat w;
+            wmat_bf16_pack(&w, &kern, src, sj, sk, n_out, n_in, buf);
+            for (int j = 0; j < ((n_out + 15) & ~15); j++)
+                for (int k = 0; k < 2 * kw; k++) {
+                    float v = j < n_out && k < n_in ? bf16_round(src[j * sj + k * sk]) : 0.0f;
+                    uint32_t u;
+                    memcpy(&u, &v, 4);
+                    size_t at = ((size_t)(j / 16) * kw + k / 2) * 32 + (size_t)(j % 16) * 2 + k % 2;
+                    bad += buf[at] != (uint16_t)(u >> 16);
+                }
+            CHECK(w.n_out == n_out && w.n_in == n_in && w.data == buf);
+            free(buf);
+            free(src);
+        }
+    CHECKM(bad == 0, "wmat_bf16_pack: %d words differ from the layout", bad);
+}
+
 void test_wmat(void) {
+    check_bf16_pack();
     check_fallback();
     check_exact_order();
     check_exact_levels();
