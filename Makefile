@@ -79,7 +79,7 @@ LIB_OBJS  = $(call obj,$(ENGINE_SRCS) $(CONFIG_SRCS) $(TOK_SRCS) $(UTIL_SRCS) $(
 MAIN_OBJ  = $(call obj,server/main.c)
 TEST_OBJS = $(call obj,$(TEST_SRCS))
 
-.PHONY: all test clean deps cross-aarch64 test-aarch64 format format-check check-headers testmodel bench fuzz \
+.PHONY: all test clean deps cross-aarch64 cross-aarch64-server test-aarch64 format format-check check-headers testmodel bench fuzz \
         soak test-tsan docker-test
 all: $(BUILD)/embedserve
 
@@ -316,9 +316,13 @@ XMAKE    = $(MAKE) BUILD=build/aarch64 CC=aarch64-linux-gnu-gcc CXX=aarch64-linu
                 -I$(XSYSROOT)/usr/include/aarch64-linux-gnu/openblas-pthread" \
     PKG_LIBS="-L$(XLIBDIR) -L$(XLIBDIR)/openblas-pthread -lmicrohttpd -lcjson -lopenblas \
               -Wl,-rpath-link,$(XLIBDIR) -Wl,--allow-shlib-undefined"
-cross-aarch64:
+# make cross-aarch64-server: only the server binary (the Dockerfile's arm64
+# build stage runs it on the build machine's platform).
+cross-aarch64-server:
 	scripts/aarch64-sysroot build/aarch64-sysroot >/dev/null
-	$(XMAKE) build/aarch64/embedserve build/aarch64/test_all
+	$(XMAKE) build/aarch64/embedserve
+cross-aarch64: cross-aarch64-server
+	$(XMAKE) build/aarch64/test_all
 	@file build/aarch64/embedserve | grep -q "ARM aarch64" && echo "cross-aarch64: build/aarch64/embedserve is an aarch64 executable"
 
 # make test-aarch64: the kernel and engine suites of the aarch64 build, run
