@@ -7,6 +7,7 @@
 #   make fuzz                 libFuzzer targets, FUZZ_SECONDS each (clang)
 #   make soak                 SOAK_SECONDS of saturating load (tests/soak.sh)
 #   make docker-test          build docker/Dockerfile with podman and run the image (root)
+#   make docker-test-multiarch   the same for amd64 and arm64 (qemu), and a manifest list
 #   make CI=true test         warnings are errors
 #   make deps                 install the Debian packages (needs root)
 #   make format-check / check-headers
@@ -80,7 +81,7 @@ MAIN_OBJ  = $(call obj,server/main.c)
 TEST_OBJS = $(call obj,$(TEST_SRCS))
 
 .PHONY: all test clean deps cross-aarch64 cross-aarch64-server test-aarch64 format format-check check-headers testmodel bench fuzz \
-        soak test-tsan docker-test
+        soak test-tsan docker-test docker-test-multiarch
 all: $(BUILD)/embedserve
 
 $(BUILD)/embedserve: $(MAIN_OBJ) $(LIB_OBJS)
@@ -274,8 +275,12 @@ soak: $(BUILD)/embedserve $(BUILD)/loadgen $(TESTMODEL)/model.safetensors
 # mirror and cached in $(BUILD)/docker/) and the image run on the test model:
 # /ready, an embedding against the host binary, the HEALTHCHECK, a clean stop;
 # then every container and image is removed. Needs root (tests/stage_docker.sh).
-docker-test: $(BUILD)/embedserve $(TESTMODEL)/model.safetensors
-	BUILD=$(BUILD) TESTMODEL=$(TESTMODEL) PYTHON=$(PYTHON) sh tests/stage_docker.sh
+# make docker-test-multiarch: the same, then the arm64 image too (the build
+# stage cross-compiles, the runtime stage's apt-get runs under qemu, its arm64
+# base made the same way), run under qemu, and a manifest list of the two.
+docker-test docker-test-multiarch: $(BUILD)/embedserve $(TESTMODEL)/model.safetensors
+	DOCKER_ARM64=$(if $(filter docker-test-multiarch,$@),1,0) BUILD=$(BUILD) TESTMODEL=$(TESTMODEL) \
+	    PYTHON=$(PYTHON) sh tests/stage_docker.sh
 
 # make bench [BENCH_MODEL=DIR] [BENCH_MODEL_V2=DIR] [BENCH_LLAMA=1]: full-size
 # random-weight checkpoints in the real layouts are generated once into the
