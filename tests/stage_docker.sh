@@ -121,6 +121,9 @@ teardown() {
     podman rmi -af >/dev/null 2>&1
     grep -q " $work/" /proc/mounts && grep " $work/" /proc/mounts | cut -d' ' -f2 | xargs -r umount -l
     rm -rf "$work"
+    # binfmt_misc as it was: the registration goes if this stage made it.
+    [ -z "${registered:-}" ] || echo -1 >/proc/sys/fs/binfmt_misc/qemu-aarch64
+    registered=""
 }
 trap 'teardown' EXIT
 trap 'exit 1' INT TERM
@@ -128,11 +131,15 @@ trap 'exit 1' INT TERM
 # ---- 1. the base images ----------------------------------------------------
 # binfmt_arm64: the kernel runs arm64 programs with qemu-aarch64-static,
 # Debian's registration, whose flag F opens the interpreter now, so that it
-# also works in chroots and containers that do not have it.
+# also works in chroots and containers that do not have it. Teardown removes
+# the registration if this made it (binfmt_misc stays mounted).
 binfmt_arm64() {
     b=/proc/sys/fs/binfmt_misc
     [ -e $b/register ] || mount -t binfmt_misc binfmt_misc $b || return 1
-    [ -e $b/qemu-aarch64 ] || cat /usr/lib/binfmt.d/qemu-aarch64.conf >$b/register || return 1
+    if [ ! -e $b/qemu-aarch64 ]; then
+        cat /usr/lib/binfmt.d/qemu-aarch64.conf >$b/register || return 1
+        registered=1
+    fi
     grep -qx enabled $b/qemu-aarch64 && grep -q '^flags:.*F' $b/qemu-aarch64
 }
 # make_base ARCH TARBALL: debian:bookworm-slim for ARCH into TARBALL.
@@ -400,8 +407,11 @@ check "no container is left" [ -z "$(podman ps -aq)" ]
 podman rmi -af >/dev/null 2>&1
 check "no image is left, build stages included (the bases stay in $BUILD/docker)" \
     [ -z "$(podman images -aq)" ]
+made_binfmt=${registered:-}
 teardown
 trap - EXIT
 check "the image store is gone, nothing mounted" \
     sh -c "[ ! -e '$work' ] && ! grep -q ' $work/' /proc/mounts"
+[ -z "$made_binfmt" ] || check "the qemu-aarch64 binfmt_misc registration this stage made is gone" \
+    [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]
 finish
