@@ -4,7 +4,7 @@
 # and a private image store in a temporary directory.
 #
 #   make docker-test        (BUILD=build TESTMODEL=build/testmodel sh tests/stage_docker.sh)
-#   make docker-test-multiarch   (the same with DOCKER_ARM64=1, so step 5 too)
+#   make docker-test-multiarch   (the same with DOCKER_ARM64=1, so step 4 too)
 #
 # 1. The base: debian:bookworm-slim made with debootstrap (minbase) from the
 #    apt mirror this machine uses, trimmed as the official slim image is, and
