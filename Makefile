@@ -7,6 +7,7 @@
 #   make fuzz                 libFuzzer targets, FUZZ_SECONDS each (clang)
 #   make soak                 SOAK_SECONDS of saturating load (tests/soak.sh)
 #   make docker-test          build docker/Dockerfile with podman and run the image (root)
+#   make docker-test-multiarch   the same for amd64 and arm64 (qemu), and a manifest list
 #   make CI=true test         warnings are errors
 #   make deps                 install the Debian packages (needs root)
 #   make format-check / check-headers
@@ -79,8 +80,8 @@ LIB_OBJS  = $(call obj,$(ENGINE_SRCS) $(CONFIG_SRCS) $(TOK_SRCS) $(UTIL_SRCS) $(
 MAIN_OBJ  = $(call obj,server/main.c)
 TEST_OBJS = $(call obj,$(TEST_SRCS))
 
-.PHONY: all test clean deps cross-aarch64 test-aarch64 format format-check check-headers testmodel bench fuzz \
-        soak test-tsan docker-test
+.PHONY: all test clean deps cross-aarch64 cross-aarch64-server test-aarch64 format format-check check-headers testmodel bench fuzz \
+        soak test-tsan docker-test docker-test-multiarch
 all: $(BUILD)/embedserve
 
 $(BUILD)/embedserve: $(MAIN_OBJ) $(LIB_OBJS)
@@ -274,8 +275,12 @@ soak: $(BUILD)/embedserve $(BUILD)/loadgen $(TESTMODEL)/model.safetensors
 # mirror and cached in $(BUILD)/docker/) and the image run on the test model:
 # /ready, an embedding against the host binary, the HEALTHCHECK, a clean stop;
 # then every container and image is removed. Needs root (tests/stage_docker.sh).
-docker-test: $(BUILD)/embedserve $(TESTMODEL)/model.safetensors
-	BUILD=$(BUILD) TESTMODEL=$(TESTMODEL) PYTHON=$(PYTHON) sh tests/stage_docker.sh
+# make docker-test-multiarch: the same, then the arm64 image too (the build
+# stage cross-compiles, the runtime stage's apt-get runs under qemu, its arm64
+# base made the same way), run under qemu, and a manifest list of the two.
+docker-test docker-test-multiarch: $(BUILD)/embedserve $(TESTMODEL)/model.safetensors
+	DOCKER_ARM64=$(if $(filter docker-test-multiarch,$@),1,0) BUILD=$(BUILD) TESTMODEL=$(TESTMODEL) \
+	    PYTHON=$(PYTHON) sh tests/stage_docker.sh
 
 # make bench [BENCH_MODEL=DIR] [BENCH_MODEL_V2=DIR] [BENCH_LLAMA=1]: full-size
 # random-weight checkpoints in the real layouts are generated once into the
@@ -316,9 +321,13 @@ XMAKE    = $(MAKE) BUILD=build/aarch64 CC=aarch64-linux-gnu-gcc CXX=aarch64-linu
                 -I$(XSYSROOT)/usr/include/aarch64-linux-gnu/openblas-pthread" \
     PKG_LIBS="-L$(XLIBDIR) -L$(XLIBDIR)/openblas-pthread -lmicrohttpd -lcjson -lopenblas \
               -Wl,-rpath-link,$(XLIBDIR) -Wl,--allow-shlib-undefined"
-cross-aarch64:
+# make cross-aarch64-server: only the server binary (the Dockerfile's arm64
+# build stage runs it on the build machine's platform).
+cross-aarch64-server:
 	scripts/aarch64-sysroot build/aarch64-sysroot >/dev/null
-	$(XMAKE) build/aarch64/embedserve build/aarch64/test_all
+	$(XMAKE) build/aarch64/embedserve
+cross-aarch64: cross-aarch64-server
+	$(XMAKE) build/aarch64/test_all
 	@file build/aarch64/embedserve | grep -q "ARM aarch64" && echo "cross-aarch64: build/aarch64/embedserve is an aarch64 executable"
 
 # make test-aarch64: the kernel and engine suites of the aarch64 build, run

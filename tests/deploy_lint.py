@@ -136,10 +136,18 @@ def lint_dockerfile(root, cfg):
     check("Dockerfile has no '# syntax=' directive (BuildKit would fetch its frontend "
           "from Docker Hub: offline builds fail)",
           not re.search(r"^\s*#\s*syntax\s*=", src, re.M | re.I))
-    froms = [re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), ""), a).split()[0]
+    # FROM [--platform=...] IMAGE [AS NAME]: the image, flags left out.
+    froms = [[w for w in re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), ""), a).split()
+              if not w.startswith("--")][0]
              for st, i, a in ins if i == "FROM"]
     check("Dockerfile: multi-stage, every stage on Debian bookworm",
           len(froms) >= 2 and all(f.startswith("debian:bookworm") for f in froms), froms)
+    plats = [re.search(r"--platform=(\S+)", a) for st, i, a in ins if i == "FROM"]
+    plats = [m.group(1) if m else "" for m in plats]
+    check("Dockerfile: the build stage runs on $BUILDPLATFORM (another target is cross-compiled, "
+          "not compiled under emulation), the runtime stage on $TARGETPLATFORM",
+          len(plats) >= 2 and set(plats[:-1]) == {"$BUILDPLATFORM"}
+          and plats[-1] == "$TARGETPLATFORM", plats)
     last = max(st for st, _, _ in ins)
     runs = [(st, a) for st, i, a in ins if i == "RUN"]
     build_runs = " ".join(a for st, a in runs if st < last)

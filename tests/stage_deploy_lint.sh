@@ -87,6 +87,8 @@ drift "k8s manifest not in kustomization" docker/k8s/kustomization.yaml '/pdb.ya
 drift "YAML syntax error" docker/k8s/service.yaml 's/^spec:/spec: [/' "service.yaml parses"
 drift "BuildKit syntax directive" docker/Dockerfile '1i # syntax=docker/dockerfile:1' \
     "no '# syntax=' directive"
+drift "arm64 build compiled under emulation" docker/Dockerfile \
+    's|^FROM --platform=\$BUILDPLATFORM |FROM |' "the build stage runs on \$BUILDPLATFORM"
 drift "HEALTHCHECK back on a fixed address and EMBEDSERVE_PORT" docker/Dockerfile \
     's|CMD \["/usr/local/bin/embedserve-healthcheck"\]|CMD curl -fsS "http://127.0.0.1:${EMBEDSERVE_PORT:-8080}/health"|' \
     "HEALTHCHECK runs docker/healthcheck"
