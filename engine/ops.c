@@ -89,13 +89,26 @@ OPS_CLONES void ops_scale(float *x, int64_t n, float s) {
         x[i] *= s;
 }
 
-/* Sum of n floats with 16 independent partial sums (vectorisable). */
+/* 16 floats as one GCC/Clang generic vector: one zmm with AVX-512, two ymm
+ * with AVX2, four q registers on NEON. Written out because the compilers
+ * turn the same loops over a float[16] into 16 scalar chains. */
+typedef float ops_v16 __attribute__((vector_size(64)));
+typedef int32_t ops_i16 __attribute__((vector_size(64)));
+
+/* v = p[0..16) (unaligned; a macro: a function returning a vector by value
+ * would have an ABI that differs between the target_clones) */
+#define V16_LOAD(v, p) memcpy(&(v), (p), sizeof(ops_v16))
+
+/* Sum of n floats with 16 independent partial sums: lane l sums x[l],
+ * x[16 + l], ... in order, then the tail, then the lanes in order (the same
+ * bits as that loop written with scalars). */
 static inline float sum16(const float *x, int n) {
-    float acc[16] = {0};
+    ops_v16 acc = {0}, v;
     int j = 0;
-    for (; j + 16 <= n; j += 16)
-        for (int l = 0; l < 16; l++)
-            acc[l] += x[j + l];
+    for (; j + 16 <= n; j += 16) {
+        V16_LOAD(v, x + j);
+        acc += v;
+    }
     float s = 0;
     for (; j < n; j++)
         s += x[j];
@@ -104,12 +117,32 @@ static inline float sum16(const float *x, int n) {
     return s;
 }
 
+/* Maximum of n >= 1 floats, 16 lanes at a time: one running maximum is a
+ * scalar dependency chain (it made the attention softmax's maximum cost more
+ * than its exponentials). */
+static inline float max16(const float *x, int n) {
+    float mx = x[0];
+    int j = 0;
+    if (n >= 16) {
+        ops_v16 acc, v;
+        V16_LOAD(acc, x);
+        for (j = 16; j + 16 <= n; j += 16) {
+            V16_LOAD(v, x + j);
+            ops_i16 gt = v > acc;
+            acc = (ops_v16)(((ops_i16)v & gt) | ((ops_i16)acc & ~gt));
+        }
+        for (int l = 0; l < 16; l++)
+            mx = acc[l] > mx ? acc[l] : mx;
+    }
+    for (; j < n; j++)
+        mx = x[j] > mx ? x[j] : mx;
+    return mx;
+}
+
 OPS_CLONES void ops_softmax_rows(float *x, int n_rows, int n, int ld) {
     for (int i = 0; i < n_rows; i++) {
         float *xi = x + (size_t)i * ld;
-        float mx = xi[0];
-        for (int j = 1; j < n; j++)
-            mx = xi[j] > mx ? xi[j] : mx;
+        float mx = max16(xi, n);
         for (int j = 0; j < n; j++)
             xi[j] = ops_exp_poly(xi[j] - mx);
         float inv = 1.0f / sum16(xi, n);
@@ -122,10 +155,7 @@ OPS_CLONES void ops_softmax_block(float *x, int n_rows, int n, int ld, float s, 
                                   float *alpha) {
     for (int i = 0; i < n_rows; i++) {
         float *xi = x + (size_t)i * ld;
-        float mx = xi[0];
-        for (int j = 1; j < n; j++)
-            mx = xi[j] > mx ? xi[j] : mx;
-        mx *= s;
+        float mx = max16(xi, n) * s;
         float m_new = mx > m[i] ? mx : m[i];
         alpha[i] = m[i] == -INFINITY ? 0.0f : ops_exp_poly(m[i] - m_new);
         for (int j = 0; j < n; j++)
