@@ -250,6 +250,16 @@ static void check_batch_invariance(struct fixture *fx) {
     free(mixed);
 }
 
+/* Engine parameters of the tests: this CPU level (EMBEDSERVE_TEST_CPU_FEATURES). */
+static struct eng_params test_params(enum eng_dtype dtype, int n_threads, int max_batch_tokens) {
+    struct eng_params p = eng_params_defaults();
+    p.n_threads = n_threads;
+    p.max_batch_tokens = max_batch_tokens;
+    p.dtype = dtype;
+    p.cpu_features = test_cpu_features();
+    return p;
+}
+
 /* Bitwise reproducibility: every sequence of the cases (all tasks, spans,
  * lengths) embedded alone on a 1-thread context, then in shuffled batches of
  * varying sizes, mixed with the others, on the 2-thread context: memcmp.
@@ -259,11 +269,7 @@ static void check_reproducible(struct fixture *fx, const char *dir) {
     const struct eng_info *in = eng_model_info(fx->m);
     int H = in->n_embd, n_cases = cJSON_GetArraySize(fx->cases);
     char err[512] = "";
-    struct eng_params p = eng_params_defaults();
-    p.n_threads = 1;
-    p.max_batch_tokens = 8192;
-    p.dtype = in->dtype;
-    p.cpu_features = test_cpu_features();
+    struct eng_params p = test_params(in->dtype, 1, 8192);
     struct eng_ctx *c1 = eng_ctx_new(fx->m, &p, err, sizeof(err));
     CHECKM(c1 != NULL, "%s", err);
     (void)dir;
@@ -867,11 +873,7 @@ static void check_embeddings_source(struct fixture *fx, const char *dir) {
     const struct eng_info *in = eng_model_info(fx->m);
     int H = in->n_embd;
     char err[512] = "";
-    struct eng_params p = eng_params_defaults();
-    p.n_threads = 2;
-    p.max_batch_tokens = 512;
-    p.dtype = in->dtype;
-    p.cpu_features = test_cpu_features();
+    struct eng_params p = test_params(in->dtype, 2, 512);
     p.embeddings_in_memory = true;
     struct eng_model *mm = eng_model_open(dir, &p, err, sizeof(err));
     struct eng_ctx *cm = mm ? eng_ctx_new(mm, &p, err, sizeof(err)) : NULL;
@@ -924,11 +926,7 @@ static void check_weights_changed(const char *dir) {
         ok = copy_file(src, dst) == 0;
     }
     CHECKM(ok, "cannot copy the test model to %s", tmp);
-    struct eng_params p = eng_params_defaults();
-    p.dtype = ENG_DTYPE_F32;
-    p.n_threads = 2;
-    p.max_batch_tokens = 512;
-    p.cpu_features = test_cpu_features();
+    struct eng_params p = test_params(ENG_DTYPE_F32, 2, 512);
     struct eng_model *mf = ok ? eng_model_open(tmp, &p, err, sizeof(err)) : NULL;
     p.embeddings_in_memory = true;
     struct eng_model *mm = ok ? eng_model_open(tmp, &p, err, sizeof(err)) : NULL;
@@ -997,11 +995,7 @@ static int fixture_open(struct fixture *fx, const char *dir, enum eng_dtype dtyp
     char err[512] = "";
     fx->tk = tok_open_dir(dir, err, sizeof(err));
     CHECKM(fx->tk != NULL, "%s", err);
-    struct eng_params p = eng_params_defaults();
-    p.n_threads = 2;
-    p.max_batch_tokens = 8192;
-    p.dtype = dtype;
-    p.cpu_features = test_cpu_features();
+    struct eng_params p = test_params(dtype, 2, 8192);
     fx->m = eng_model_open(dir, &p, err, sizeof(err));
     CHECKM(fx->m != NULL, "%s", err);
     if (fx->m) fx->c = eng_ctx_new(fx->m, &p, err, sizeof(err));
