@@ -352,6 +352,7 @@ static void check_reproducible(struct fixture *fx, const char *dir) {
 struct cancel_arg {
     struct eng_ctx *c;
     double after_s;
+    double issued; /* clock_now() right after eng_ctx_cancel returned */
 };
 
 static void *cancel_later(void *arg) {
@@ -360,6 +361,7 @@ static void *cancel_later(void *arg) {
                           (long)((a->after_s - (double)(time_t)a->after_s) * 1e9)};
     nanosleep(&ts, NULL);
     eng_ctx_cancel(a->c);
+    a->issued = clock_now();
     return NULL;
 }
 
@@ -393,21 +395,31 @@ static void check_cancel(struct fixture *fx) {
     CHECK(eng_encode(fx->c, &q, 1) == 0); /* the request was used up */
     CHECKM(!memcmp(ref, got, sizeof(float) * (size_t)H),
            "%s: the pass after a cancelled one differs from a pass never cancelled", fx->tol->mode);
-    /* from another thread, a tenth into the pass */
-    struct cancel_arg a = {fx->c, t_full / 10};
-    pthread_t th;
-    CHECK(pthread_create(&th, NULL, cancel_later, &a) == 0);
-    t0 = clock_now();
-    int rc = eng_encode(fx->c, &q, 1);
-    double t_cut = clock_now() - t0;
-    pthread_join(th, NULL);
-    CHECKM(rc == ENG_ECANCELED && t_cut < t_full * 0.6,
-           "%s: cancelled a tenth into a %.0f ms pass: rc %d after %.0f ms", fx->tol->mode,
-           t_full * 1e3, rc, t_cut * 1e3);
-    fprintf(
-        stderr,
-        "  %-4s cancel: a %d-token pass of %.0f ms, cancelled at %.0f ms, returned at %.0f ms\n",
-        fx->tol->mode, n, t_full * 1e3, a.after_s * 1e3, t_cut * 1e3);
+    /* From another thread, a tenth into the pass: the pass must return
+     * within half a pass of the moment the cancel was made (measured from
+     * then, not from the planned time: on a loaded machine the cancelling
+     * thread itself may run late). If it ran so late that the pass had
+     * already ended, the next pass used the request up: try again, 3 times. */
+    struct cancel_arg a = {fx->c, t_full / 10, 0};
+    int rc = 0, tries = 0;
+    double t_cut = 0, t_end = 0;
+    while (rc != ENG_ECANCELED && tries++ < 3) {
+        pthread_t th;
+        CHECK(pthread_create(&th, NULL, cancel_later, &a) == 0);
+        t0 = clock_now();
+        rc = eng_encode(fx->c, &q, 1);
+        t_end = clock_now();
+        t_cut = t_end - t0;
+        pthread_join(th, NULL);
+        if (rc == 0) CHECK(eng_encode(fx->c, &q, 1) == ENG_ECANCELED); /* used up */
+    }
+    CHECKM(rc == ENG_ECANCELED && t_end - a.issued < t_full * 0.5,
+           "%s: cancelled a tenth into a %.0f ms pass (made at %.0f ms): rc %d after %.0f ms",
+           fx->tol->mode, t_full * 1e3, (a.issued - t0) * 1e3, rc, t_cut * 1e3);
+    fprintf(stderr,
+            "  %-4s cancel: a %d-token pass of %.0f ms, cancel made at %.0f ms, returned at %.0f "
+            "ms (try %d)\n",
+            fx->tol->mode, n, t_full * 1e3, (a.issued - t0) * 1e3, t_cut * 1e3, tries);
     CHECK(eng_encode(fx->c, &q, 1) == 0 && !memcmp(ref, got, sizeof(float) * (size_t)H));
     free(ids), free(ref), free(got);
 }
