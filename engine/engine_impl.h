@@ -71,7 +71,7 @@ struct st_rows {
     const void *mem;             /* [n_rows][row_len] in the file's dtype (owned), or NULL */
     int fd;                      /* without mem: its own descriptor of the file, else -1 */
     uint64_t off;                /* without mem: file offset of row 0 */
-    int64_t file_size, ctime_ns; /* without mem: the file as opened (st_rows_check) */
+    int64_t file_size, mtime_ns; /* without mem: the file as opened (st_rows_check) */
     int64_t n_rows, row_len;
     size_t row_bytes;
     enum st_dtype dt;
@@ -82,10 +82,11 @@ struct st_rows {
 int st_rows_open(struct st_rows *r, const struct st_file *f, const struct st_tensor *t,
                  bool in_memory, char *err, size_t errlen);
 void st_rows_close(struct st_rows *r); /* accepts a zeroed or closed r */
-/* 0 while the file behind r is as opened (same size and inode change time,
- * which every write sets and no one can set back; always 0 for a copy), -1
- * once it was written, cut or had its attributes changed. One fstat: a
- * caller checks once per batch. Thread-safe. */
+/* 0 while the file behind r is as opened (same size and modification
+ * time, which every write sets; always 0 for a copy), -1 once it was
+ * written or cut in place. Renaming or deleting its name changes neither:
+ * r reads the file it opened. One fstat: a caller checks once per batch.
+ * Thread-safe. */
 int st_rows_check(const struct st_rows *r);
 /* Row i widened to f32 into out[row_len]. 0, or -1 when i is out of range or
  * the file no longer holds the row. Thread-safe (pread at an offset). */

@@ -294,7 +294,7 @@ int st_rows_open(struct st_rows *r, const struct st_file *f, const struct st_ten
         return -1;
     }
     r->file_size = (int64_t)sb.st_size;
-    r->ctime_ns = (int64_t)sb.st_ctim.tv_sec * 1000000000 + sb.st_ctim.tv_nsec;
+    r->mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
     return 0;
 }
 
@@ -302,8 +302,8 @@ int st_rows_check(const struct st_rows *r) {
     struct stat sb;
     if (r->mem) return 0;
     if (fstat(r->fd, &sb) != 0) return -1;
-    int64_t ctime_ns = (int64_t)sb.st_ctim.tv_sec * 1000000000 + sb.st_ctim.tv_nsec;
-    return (int64_t)sb.st_size == r->file_size && ctime_ns == r->ctime_ns ? 0 : -1;
+    int64_t mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+    return (int64_t)sb.st_size == r->file_size && mtime_ns == r->mtime_ns ? 0 : -1;
 }
 
 void st_rows_close(struct st_rows *r) {

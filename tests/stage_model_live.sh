@@ -2,12 +2,14 @@
 # stage_model_live.sh -- model.safetensors changed under a running server.
 #
 # By default the server reads each token's word-embedding row from the file
-# (pread) per pass: after the file is cut or overwritten in place, a request
-# gets a JSON error (5xx), never embeddings computed from the new bytes and
-# never a crash (a mapping read per token would die of SIGBUS), the log says
-# what happened, and the server goes on answering.
+# (pread) per pass. Another file renamed over the name changes nothing (the
+# server reads the file it opened, here still reachable through a hard link).
+# After that file is overwritten or cut in place, a request gets a JSON error
+# (5xx), never embeddings computed from the new bytes and never a crash (a
+# mapping read per token would die of SIGBUS), the log says what happened,
+# and the server goes on answering.
 # With --embeddings-in-memory it never reads the file after /ready: the
-# embeddings stay the same through both changes.
+# embeddings stay the same through all three changes.
 set -u
 BUILD=${BUILD:-build}
 TESTMODEL=${TESTMODEL:-build/testmodel}
@@ -22,14 +24,17 @@ run() { # run MODE [server options]: MODE is "file" or "memory"
     cp "$TESTMODEL/config.json" "$TESTMODEL/model.safetensors" \
         "$TESTMODEL/sentencepiece.bpe.model" "$work/"
     size=$(wc -c <"$work/model.safetensors")
+    rm -f "$work/model.link"
+    ln "$work/model.safetensors" "$work/model.link" # the inode the server opens
     port=$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     "$BUILD/embedserve" --model "$work" --host 127.0.0.1 --port "$port" --dtype f32 \
         --log-level warn "$@" >"$work/server.log" 2>&1 &
     pid=$!
-    "$PYTHON" - "$port" "$work/model.safetensors" "$size" "$pid" "$mode" "$work/server.log" <<'PY'
+    "$PYTHON" - "$port" "$work/model.safetensors" "$size" "$pid" "$mode" "$work/server.log" \
+        "$work/model.link" <<'PY'
 import json, os, sys, time, urllib.error, urllib.request
-port, path, size, pid, mode, log = (int(sys.argv[1]), sys.argv[2], int(sys.argv[3]),
-                                    int(sys.argv[4]), sys.argv[5], sys.argv[6])
+port, name, size, pid, mode, log, path = (int(sys.argv[1]), sys.argv[2], int(sys.argv[3]),
+                                          int(sys.argv[4]), sys.argv[5], sys.argv[6], sys.argv[7])
 base = "http://127.0.0.1:%d" % port
 passed = failed = 0
 
@@ -88,6 +93,10 @@ before = embed()
 check(isinstance(before, list) and len(before) == 9, "embeddings before the file is touched")
 again = embed()
 check(again == before, "the same embeddings from a second request")
+with open(name + ".new", "wb") as f:  # other bytes, renamed over the name
+    f.write(os.urandom(size))
+os.rename(name + ".new", name)
+check(embed() == before, "embeddings unchanged after another file is renamed over the name")
 with open(path, "r+b") as f:  # other bytes, same size, in place
     f.write(os.urandom(size))
 changed("overwritten in place", embed())
