@@ -57,6 +57,9 @@ const struct st_tensor *st_find(const struct st_file *f, const char *name);
  * been copied elsewhere), so they stop counting towards RSS; reading t again
  * faults them back in from the file. */
 void st_release(const struct st_tensor *t);
+/* A heap copy of t's data in its own dtype (NULL when out of memory; the
+ * caller frees it); the mapping's pages are given back as it goes. */
+void *st_copy(const struct st_tensor *t);
 /* Element i of a F32/F16/BF16 tensor's data as float. */
 float st_get_f32(enum st_dtype dt, const void *data, int64_t i);
 /* Converts n elements of `src` (dtype dt) to f32 into dst. */

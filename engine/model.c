@@ -558,15 +558,6 @@ static long layers_load(struct eng_model *m, size_t pos0, long total, char *err,
     return total + (long)(m->layer_floats * (size_t)m->info.n_layer);
 }
 
-/* A heap copy of tensor t in its own dtype (NULL when out of memory); the
- * mapping's pages are given back as it goes. */
-static void *own_copy(const struct st_tensor *t) {
-    void *p = malloc(t->nbytes ? t->nbytes : 1);
-    if (p) memcpy(p, t->data, t->nbytes);
-    st_release(t);
-    return p;
-}
-
 /* The embeddings: word table and token-type row (with their adapters when
  * the architecture has them) and the LayerNorm after them. Returns the
  * arena floats they need, or -1 with err. */
@@ -587,7 +578,7 @@ static long embeddings_walk(struct eng_model *m, size_t *pos, char *err, size_t 
         if (st_rows_open(&m->tok_embd, m->st, we, m->info.embeddings_in_memory, err, errlen))
             return -1;
         m->info.embeddings_bytes = we->nbytes;
-        if (wa && !(m->tok_lora_a = m->owned = own_copy(wa))) {
+        if (wa && !(m->tok_lora_a = m->owned = st_copy(wa))) {
             snprintf(err, errlen, "out of memory for the embedding adapters");
             return -1;
         }

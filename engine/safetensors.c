@@ -269,6 +269,13 @@ void st_to_f32(enum st_dtype dt, const void *src, float *dst, int64_t n) {
     }
 }
 
+void *st_copy(const struct st_tensor *t) {
+    void *p = malloc(t->nbytes ? t->nbytes : 1);
+    if (p) memcpy(p, t->data, t->nbytes);
+    st_release(t);
+    return p;
+}
+
 int st_rows_open(struct st_rows *r, const struct st_file *f, const struct st_tensor *t,
                  bool in_memory, char *err, size_t errlen) {
     *r = (struct st_rows){.fd = -1, .dt = t->dtype, .off = t->file_off};
@@ -276,14 +283,10 @@ int st_rows_open(struct st_rows *r, const struct st_file *f, const struct st_ten
     r->row_len = r->n_rows ? t->n_elem / r->n_rows : 0;
     r->row_bytes = r->n_rows ? t->nbytes / (size_t)r->n_rows : 0;
     if (in_memory) {
-        void *p = malloc(t->nbytes ? t->nbytes : 1);
-        if (!p) {
+        if (!(r->mem = st_copy(t))) {
             snprintf(err, errlen, "out of memory for the %zu bytes of '%s'", t->nbytes, t->name);
             return -1;
         }
-        memcpy(p, t->data, t->nbytes);
-        st_release(t);
-        r->mem = p;
         return 0;
     }
     struct stat sb;
