@@ -188,7 +188,7 @@ static int load_model(struct app *a, int i, struct http_model *hm) {
              cpu_mask_names(in->cpu_features, names[0], sizeof(names[0])),
              cpu_mask_names(have, names[1], sizeof(names[1])),
              level && strcmp(level, "auto") ? "; restricted by --cpu-features" : "");
-    LOG_INFO("word embeddings: %s (%.0f MiB)",
+    LOG_INFO("word embeddings: %s (%.1f MiB)",
              in->embeddings_in_memory ? "copied into memory (--embeddings-in-memory)"
                                       : "read from the weights file per token, not resident",
              (double)in->embeddings_bytes / (1 << 20));
