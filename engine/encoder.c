@@ -42,8 +42,6 @@
 #define ATT_TILE  64  /* query rows per attention tile */
 #define ATT_KEYS  512 /* bf16 attention: keys per block (a tile's scores: 128 KB, in L2) */
 #define FFN_CHUNK 512 /* tokens per fc1 -> gelu -> fc2 chunk */
-#define LORA_ROWS 96  /* rows per product + LoRA-update block (the kernels' row block) */
-#define LORA_COLS 256 /* columns per such block, exact kernels (their column group) */
 #define LORA_DOWN 8   /* rows a producing phase writes before their down-projection */
 /* The two T buffers (lora_t slots): inputs taken from x or att (qkv, out,
  * fc1), and the FFN's hidden rows (fc2), so that fc2's T of one chunk never
@@ -317,33 +315,9 @@ static void linear_phase(void *arg, int ith, int nth) {
     lo *= 16;
     hi = hi * 16 < l->n_out ? hi * 16 : l->n_out;
     if (lo >= hi) return;
-    if (!c->any_task) {
-        wmat_gemm(&l->w, j->n, j->x, l->n_in, l->b, j->y, l->n_out, lo, hi, c->scratch[ith]);
-        return;
-    }
-    /* In blocks small enough that the update finds its block of Y in L2
-     * (a whole column slice of LORA_ROWS rows is up to 1.5 MB: the update
-     * then read Y back from L3 and cost more than the rank-4 products).
-     * The exact kernels work in the same 96-row x 256-column blocks inside
-     * one call, so cutting the call there costs them nothing; the
-     * low-precision ones convert X once per call, so they keep the slice. */
-    int bc = l->w.kind == WMAT_F32 ? LORA_COLS : hi - lo;
-    for (int i0 = 0; i0 < j->n; i0 += LORA_ROWS) {
-        int nb = j->n - i0 < LORA_ROWS ? j->n - i0 : LORA_ROWS;
-        const float *x = j->x + (size_t)i0 * l->n_in;
-        for (int c0 = lo; c0 < hi; c0 += bc) {
-            int c1 = hi - c0 < bc ? hi : c0 + bc;
-            wmat_gemm(&l->w, nb, x, l->n_in, l->b, j->y + (size_t)i0 * l->n_out, l->n_out, c0, c1,
-                      c->scratch[ith]);
-            for (int i = i0; i < i0 + nb; i++) {
-                int t = c->task_of[j->row0 + i];
-                if (t >= 0)
-                    ops_lora_up(j->y + (size_t)i * l->n_out, c0, c1,
-                                j->t + (size_t)(j->row0 + i) * r, r,
-                                l->lora_bt + (size_t)t * r * l->n_out, l->n_out);
-            }
-        }
-    }
+    struct wmat_lora lora = {r, j->t + (size_t)j->row0 * r, c->task_of + j->row0, l->lora_bt};
+    wmat_gemm_lora(&l->w, j->n, j->x, l->n_in, l->b, c->any_task ? &lora : NULL, j->y, l->n_out, lo,
+                   hi, c->scratch[ith]);
 }
 
 /* T[row0 + i] = X[i] A_t^T for rows lo <= i < hi with a task (x: the

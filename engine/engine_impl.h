@@ -182,7 +182,7 @@ void ops_gemm_nt(int m, int n, int k, const float *x, int ldx, const float *w, i
                  const float *bias, float *y, int ldy);
 /* LoRA side path. Down, for rows i < n: t[i][k] = x[i] . a[k] (a: [r][n_in]).
  * Up, for one row: y[lo..hi) += sum_k t[k] * bt[k][lo..hi) (bt: [r][n_out],
- * the LoRA scale already folded in). */
+ * the LoRA scale already folded in), as y = fmaf(t[k], bt[k][j], y), k in order. */
 void ops_lora_down(const float *restrict x, int ldx, int n, int n_in, const float *restrict a,
                    int r, float *restrict t);
 void ops_lora_up(float *restrict y, int lo, int hi, const float *restrict t, int r,

@@ -236,3 +236,40 @@ void wmat_gemm(const struct wmat *w, int m, const float *x, int ldx, const float
     ENG_ASSERT(col_lo >= 0 && col_hi <= w->n_out && ldx >= w->n_in && ldy >= col_hi && w->k);
     w->k->gemm(w, m, x, ldx, bias, y, ldy, col_lo, col_hi, scratch);
 }
+
+/* Blocks of the update when the kernel has no epilogue for it: small enough
+ * that the update finds its block of Y in L2 (a whole column slice of a
+ * 96-row block is up to 1.5 MB: the update then read Y back from L3 and
+ * cost more than its rank-4 products). The exact kernels work in the same
+ * 96-row x 256-column blocks inside one call, so cutting the call there
+ * costs them nothing; the low-precision ones convert X once per call, so
+ * they keep the slice. */
+enum { LORA_ROWS = 96, LORA_COLS = 256 };
+
+void wmat_gemm_lora(const struct wmat *w, int m, const float *x, int ldx, const float *bias,
+                    const struct wmat_lora *lora, float *y, int ldy, int col_lo, int col_hi,
+                    void *scratch) {
+    if (!lora) {
+        wmat_gemm(w, m, x, ldx, bias, y, ldy, col_lo, col_hi, scratch);
+        return;
+    }
+    if (m <= 0 || col_lo >= col_hi) return;
+    ENG_ASSERT(col_lo >= 0 && col_hi <= w->n_out && ldx >= w->n_in && ldy >= col_hi && w->k);
+    if (w->k->gemm_lora) {
+        w->k->gemm_lora(w, m, x, ldx, bias, lora, y, ldy, col_lo, col_hi, scratch);
+        return;
+    }
+    int r = lora->rank, bc = w->kind == WMAT_F32 ? LORA_COLS : col_hi - col_lo;
+    for (int i0 = 0; i0 < m; i0 += LORA_ROWS) {
+        int nb = m - i0 < LORA_ROWS ? m - i0 : LORA_ROWS;
+        for (int c0 = col_lo; c0 < col_hi; c0 += bc) {
+            int c1 = col_hi - c0 < bc ? col_hi : c0 + bc;
+            w->k->gemm(w, nb, x + (size_t)i0 * ldx, ldx, bias, y + (size_t)i0 * ldy, ldy, c0, c1,
+                       scratch);
+            for (int i = i0; i < i0 + nb; i++)
+                if (lora->task[i] >= 0)
+                    ops_lora_up(y + (size_t)i * ldy, c0, c1, lora->t + (size_t)i * r, r,
+                                lora->bt + (size_t)lora->task[i] * r * w->n_out, w->n_out);
+        }
+    }
+}

@@ -61,6 +61,26 @@ void wmat_gemm(const struct wmat *w, int m, const float *x, int ldx, const float
                int ldy, int col_lo, int col_hi, void *scratch);
 size_t wmat_scratch_bytes(const struct wmat *w, int m);
 
+/* A low-rank update of some rows of Y (a task's LoRA), each row with its own
+ * adapter: row i with task[i] >= 0 gets, on the columns computed,
+ *     Y[i][j] += sum_k t[i * rank + k] * bt[(task[i] * rank + k) * n_out + j]
+ * as one fused multiply-add per k, in order: Y = fmaf(t_k, b_k, Y) from the
+ * product's value. The arrays are borrowed for the call. */
+struct wmat_lora {
+    int rank;
+    const float *t;      /* [m][rank] */
+    const int32_t *task; /* [m]; < 0: the row has no update */
+    const float *bt;     /* [n_tasks][rank][n_out] */
+};
+
+/* wmat_gemm then, if lora is not NULL, its update. Kernels that do it in
+ * their epilogue (while the output tile is in registers) give the same bits
+ * as the others, which run the update on blocks of Y still in cache. Same
+ * scratch and thread-safety as wmat_gemm. */
+void wmat_gemm_lora(const struct wmat *w, int m, const float *x, int ldx, const float *bias,
+                    const struct wmat_lora *lora, float *y, int ldy, int col_lo, int col_hi,
+                    void *scratch);
+
 /* Transient bf16 matrices for attention (K and V^T of one head), packed into
  * caller memory with no allocation. wmat_bf16_bytes: the bytes `buf` needs
  * (a multiple of 64). wmat_bf16_pack: w views buf (64-byte aligned), element

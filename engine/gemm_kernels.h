@@ -26,6 +26,11 @@ struct gemm_kernel {
     void (*gemm)(const struct wmat *w, int m, const float *x, int ldx, const float *bias, float *y,
                  int ldy, int col_lo, int col_hi, void *scratch);
     size_t (*scratch_bytes)(const struct wmat *w, int m); /* NULL: none */
+    /* the product with a LoRA update in its epilogue (wmat_gemm_lora's
+     * contract); NULL: wmat_gemm_lora runs gemm, then the update, by blocks */
+    void (*gemm_lora)(const struct wmat *w, int m, const float *x, int ldx, const float *bias,
+                      const struct wmat_lora *lora, float *y, int ldy, int col_lo, int col_hi,
+                      void *scratch);
 };
 
 /* Shared weight layouts (gemm.c), each in panels of 16 output columns,

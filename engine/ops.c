@@ -11,10 +11,12 @@
 #include <string.h>
 
 /* The elementwise kernels are written branch-free so the compiler
- * vectorises them; target_clones builds AVX-512, AVX2 and baseline copies and
- * picks one at load time from the CPU's features. */
+ * vectorises them; target_clones builds AVX-512, AVX2 + FMA (x86-64-v3) and
+ * baseline copies and picks one at load time from the CPU's features. (Each
+ * string is one clone: "avx2,fma" would be two, and an AVX2 machine ran the
+ * one without FMA, where fmaf is a library call.) */
 #if defined(__x86_64__) && !defined(EMB_NO_TARGET_CLONES)
-#define OPS_CLONES __attribute__((target_clones("avx512f", "avx2,fma", "default")))
+#define OPS_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
 #else
 #define OPS_CLONES /* other ISAs: the baseline build (NEON on aarch64) */
 #endif
@@ -215,7 +217,9 @@ OPS_CLONES void ops_lora_down(const float *restrict x, int ldx, int n, int n_in,
     }
 }
 
-/* restrict matters: without it GCC cannot vectorise the in-place update. */
+/* restrict matters: without it GCC cannot vectorise the in-place update.
+ * One fused multiply-add per rank, in rank order (wmat_gemm_lora's order,
+ * which the kernels that update in their epilogue follow too). */
 OPS_CLONES void ops_lora_up(float *restrict y, int lo, int hi, const float *restrict t, int r,
                             const float *restrict bt, int n_out) {
     int k = 0;
@@ -224,12 +228,12 @@ OPS_CLONES void ops_lora_up(float *restrict y, int lo, int hi, const float *rest
         const float *restrict b0 = bt + (size_t)k * n_out, *restrict b1 = b0 + n_out,
                               *restrict b2 = b1 + n_out, *restrict b3 = b2 + n_out;
         for (int j = lo; j < hi; j++)
-            y[j] += t0 * b0[j] + t1 * b1[j] + t2 * b2[j] + t3 * b3[j];
+            y[j] = fmaf(t3, b3[j], fmaf(t2, b2[j], fmaf(t1, b1[j], fmaf(t0, b0[j], y[j]))));
     }
     for (; k < r; k++) {
         const float tk = t[k], *restrict bk = bt + (size_t)k * n_out;
         for (int j = lo; j < hi; j++)
-            y[j] += tk * bk[j];
+            y[j] = fmaf(tk, bk[j], y[j]);
     }
 }
 

@@ -116,17 +116,24 @@ struct gcase {
 
 static const char *kind_str[] = {"f32", "bf16", "int8"};
 
-/* y = the kernel over the slices [cuts[i], cuts[i+1]); returns y (m x ldy). */
-static float *run_slices(const struct wmat *w, int m, const float *x, int ldx, const float *bias,
-                         int ldy, const int *cuts, int n_cuts) {
+/* y = the kernel (with the LoRA update if lora is not NULL) over the
+ * slices [cuts[i], cuts[i+1]); returns y (m x ldy). */
+static float *run_slices_lora(const struct wmat *w, int m, const float *x, int ldx,
+                              const float *bias, const struct wmat_lora *lora, int ldy,
+                              const int *cuts, int n_cuts) {
     float *y = malloc(sizeof(float) * (size_t)m * ldy);
     for (size_t i = 0; i < (size_t)m * ldy; i++)
         y[i] = SENTINEL;
     void *scratch = malloc(wmat_scratch_bytes(w, m) + 1);
     for (int c = 0; c + 1 < n_cuts; c++)
-        wmat_gemm(w, m, x, ldx, bias, y, ldy, cuts[c], cuts[c + 1], scratch);
+        wmat_gemm_lora(w, m, x, ldx, bias, lora, y, ldy, cuts[c], cuts[c + 1], scratch);
     free(scratch);
     return y;
+}
+
+static float *run_slices(const struct wmat *w, int m, const float *x, int ldx, const float *bias,
+                         int ldy, const int *cuts, int n_cuts) {
+    return run_slices_lora(w, m, x, ldx, bias, NULL, ldy, cuts, n_cuts);
 }
 
 static void check_case(const struct gcase *t, const int *cuts, int n_cuts) {
@@ -634,6 +641,76 @@ static void check_int8_levels(void) {
             n_seen ? list : " none", n_cmp);
 }
 
+/* wmat_gemm_lora against its contract to the bit: the same kernel's plain
+ * product (wmat_gemm), then per row with a task y = fmaf(t_k, b_k, y), k in
+ * order, in scalar C here. For every kernel of every kind at the levels
+ * here: those that update in their epilogue (AVX-512 bf16 and int8) and
+ * those wmat_gemm_lora updates by blocks. Rows in runs of one task, of no
+ * task, and single rows of another task (tiles whose rows do not share an
+ * adapter); rank 4 (the model's, the epilogue's shared path) and 3 and 6;
+ * rows past a row block (96) and a tile, one and several k blocks, column
+ * slices cut inside panels and a last panel past n_out. */
+static void check_lora_levels(void) {
+    static const int sh[][4] = {/* m, n_out, n_in, rank */
+                                {7, 40, 64, 4},
+                                {101, 72, 1028, 4},
+                                {13, 48, 2052, 6},
+                                {37, 100, 300, 3},
+                                {200, 64, 128, 4}};
+    enum { N_TASK = 3 };
+    int n_cmp = 0;
+    char lists[3][256];
+    for (int kind = WMAT_F32; kind <= WMAT_INT8; kind++) {
+        const struct gemm_kernel *seen[16];
+        uint32_t seen_mask[16];
+        int n_seen = kernels_by_level((enum wmat_kind)kind, seen, seen_mask, lists[kind], 256);
+        for (size_t s = 0; s < sizeof(sh) / sizeof(sh[0]); s++) {
+            int m = sh[s][0], n_out = sh[s][1], n_in = sh[s][2], r = sh[s][3];
+            int ldx = n_in + 3, ldy = n_out + 5;
+            float *x = make_x(m, n_in, ldx, D_GAUSS_OUTLIERS);
+            float *wsrc = make_x(n_out, n_in, n_in, D_UNIFORM);
+            float *bias = s % 2 ? NULL : make_x(1, n_out, n_out, D_UNIFORM);
+            float *t = make_x(m, r, r, D_GAUSS_OUTLIERS);
+            float *bt = make_x(N_TASK * r, n_out, n_out, D_UNIFORM);
+            int32_t *task = malloc(sizeof(int32_t) * (size_t)m);
+            for (int i = 0; i < m;) { /* runs of 1..20 rows: a task, or none */
+                int run = 1 + (int)(urand() * 20), tk = (int)(urand() * (N_TASK + 1)) - 1;
+                for (int e = i + run; i < e && i < m; i++)
+                    task[i] = tk;
+            }
+            struct wmat_lora lora = {r, t, task, bt};
+            int cuts[] = {3, 16, n_out - 5, n_out};
+            for (int i = 0; i < n_seen; i++) {
+                struct wmat w;
+                if (wmat_init(&w, (enum wmat_kind)kind, seen_mask[i], wsrc, n_out, n_in) != 0) {
+                    CHECKM(0, "%s %s: wmat_init failed", kind_str[kind], gemm_kernel_name(seen[i]));
+                    continue;
+                }
+                float *want = run_slices(&w, m, x, ldx, bias, ldy, cuts, 4);
+                for (int row = 0; row < m; row++)
+                    for (int j = cuts[0]; task[row] >= 0 && j < n_out; j++) {
+                        float *yj = &want[(size_t)row * ldy + j];
+                        for (int q = 0; q < r; q++)
+                            *yj = fmaf(t[row * r + q], bt[((size_t)task[row] * r + q) * n_out + j],
+                                       *yj);
+                    }
+                float *got = run_slices_lora(&w, m, x, ldx, bias, &lora, ldy, cuts, 4);
+                int bad = 0;
+                for (size_t e = 0; e < (size_t)m * ldy; e++)
+                    bad += memcmp(&want[e], &got[e], sizeof(float)) != 0;
+                CHECKM(!bad, "%s m=%d %dx%d rank %d: %s: %d values differ from the contract's bits",
+                       kind_str[kind], m, n_out, n_in, r, gemm_kernel_name(seen[i]), bad);
+                n_cmp++;
+                wmat_deinit(&w);
+                free(want), free(got);
+            }
+            free(x), free(wsrc), free(bias), free(t), free(bt), free(task);
+        }
+    }
+    fprintf(stderr, "  gemm: LoRA update, kernels:%s /%s /%s; %d bitwise comparisons\n", lists[0],
+            lists[1], lists[2], n_cmp);
+}
+
 /* wmat_bf16_pack (attention's K and V^T) against the layout restated:
  * word kk of column j at ((j / 16) * kw + kk) * 32 + (j % 16) * 2, its two
  * halves k = 2 kk, 2 kk + 1 rounded to nearest even, zeros past n_out and
@@ -676,6 +753,7 @@ void test_wmat(void) {
     check_exact_levels();
     check_int8_kernels();
     check_int8_levels();
+    check_lora_levels();
     for (int kind = WMAT_F32; kind <= WMAT_INT8; kind++) {
         const struct gemm_kernel *k = gemm_kernel_for((enum wmat_kind)kind, test_cpu_features());
         fprintf(stderr, "  gemm: %s kernel %s\n", kind_str[kind], gemm_kernel_name(k));

@@ -113,19 +113,85 @@ struct kern {
     const int32_t *zx;   /* int8: [MR] row zero points */
     const float *sw;     /* int8: column scales at y's column */
     const int32_t *csum; /* int8: column sums of q_w at y's column */
+    /* the LoRA update (the *_lora kernels, last k block): T of row 0 (row
+     * r at lt + r * rank), each row's B^T at y's column (NULL: no task) */
+    const float *lt;
+    const float *lb[MR];
+    size_t ldb; /* floats between B^T's rank rows (n_out) */
+    int rank;
 };
 
-/* Y (+)= s for one zmm of 16 columns, masked to the slice: the first k block
- * stores s (+ bias), later blocks accumulate. */
-INLINE TARGET_AVX512 void store_y(float *yv, const float *bv, int first, __mmask16 k, __m512 s) {
+/* The tile's outputs with the LoRA update, stored: s[r][v] holds what Y
+ * takes without it; then, k in order, s = fma(t_k, B^T[k], s) (wmat_gemm_lora's
+ * order). Rows of one task (the usual tile) share B^T's four vectors per
+ * panel, loaded once; T's values are broadcast from memory. */
+INLINE TARGET_AVX512 void store_lora(const struct kern *a, __m512 s[MR][NV], const int mr,
+                                     const int nv) {
+    float *y = a->y;
+    size_t ldy = a->ldy, ldb = a->ldb;
+    int rank = a->rank;
+    const float *lt = a->lt, *lb[MR];
+    __mmask16 mask[NV];
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++)
+        lb[r] = a->lb[r];
+#pragma GCC unroll 8
+    for (int v = 0; v < nv; v++)
+        mask[v] = a->mask[v];
+    const float *b0 = lb[0];
+    int shared = rank == 4 && b0;
+#pragma GCC unroll 8
+    for (int r = 1; r < mr; r++)
+        shared &= lb[r] == b0;
+    if (shared) {
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; v++) {
+            const float *bv = b0 + 16 * v;
+            __m512 w0 = _mm512_maskz_loadu_ps(mask[v], bv);
+            __m512 w1 = _mm512_maskz_loadu_ps(mask[v], bv + ldb);
+            __m512 w2 = _mm512_maskz_loadu_ps(mask[v], bv + 2 * ldb);
+            __m512 w3 = _mm512_maskz_loadu_ps(mask[v], bv + 3 * ldb);
+#pragma GCC unroll 8
+            for (int r = 0; r < mr; r++) {
+                const float *t = lt + 4 * r;
+                __m512 u = _mm512_fmadd_ps(_mm512_set1_ps(t[0]), w0, s[r][v]);
+                u = _mm512_fmadd_ps(_mm512_set1_ps(t[1]), w1, u);
+                u = _mm512_fmadd_ps(_mm512_set1_ps(t[2]), w2, u);
+                u = _mm512_fmadd_ps(_mm512_set1_ps(t[3]), w3, u);
+                _mm512_mask_storeu_ps(y + r * ldy + 16 * v, mask[v], u);
+            }
+        }
+        return;
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++) {
+        const float *t = lt + (size_t)r * rank;
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; v++) {
+            __m512 u = s[r][v];
+            for (int q = 0; lb[r] && q < rank; q++)
+                u = _mm512_fmadd_ps(_mm512_set1_ps(t[q]),
+                                    _mm512_maskz_loadu_ps(mask[v], lb[r] + q * ldb + 16 * v), u);
+            _mm512_mask_storeu_ps(y + r * ldy + 16 * v, mask[v], u);
+        }
+    }
+}
+
+/* What Y takes for one zmm of 16 columns, masked to the slice: the first k
+ * block s (+ bias), later blocks Y + s. */
+INLINE TARGET_AVX512 __m512 y_value(const float *yv, const float *bv, int first, __mmask16 k,
+                                    __m512 s) {
     if (!first)
         s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(k, yv));
     else if (bv)
         s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(k, bv));
-    _mm512_mask_storeu_ps(yv, k, s);
+    return s;
 }
 
-INLINE TARGET_BF16 void kern_bf16(const struct kern *a, const int mr, const int nv) {
+/* lora (a constant): the variant for the last k block of a call with a
+ * LoRA update, which stores through store_lora. */
+INLINE TARGET_BF16 void kern_bf16(const struct kern *a, const int mr, const int nv,
+                                  const int lora) {
     __m512 acc[MR][NV];
 #pragma GCC unroll 8
     for (int r = 0; r < mr; r++)
@@ -158,14 +224,20 @@ INLINE TARGET_BF16 void kern_bf16(const struct kern *a, const int mr, const int 
 #pragma GCC unroll 8
     for (int v = 0; v < nv; v++)
         mask[v] = a->mask[v];
+    __m512 s[MR][NV];
 #pragma GCC unroll 8
     for (int r = 0; r < mr; r++)
 #pragma GCC unroll 8
-        for (int v = 0; v < nv; v++)
-            store_y(y + r * ldy + 16 * v, bias ? bias + 16 * v : NULL, first, mask[v], acc[r][v]);
+        for (int v = 0; v < nv; v++) {
+            float *yv = y + r * ldy + 16 * v;
+            s[r][v] = y_value(yv, bias ? bias + 16 * v : NULL, first, mask[v], acc[r][v]);
+            if (!lora) _mm512_mask_storeu_ps(yv, mask[v], s[r][v]);
+        }
+    if (lora) store_lora(a, s, mr, nv);
 }
 
-INLINE TARGET_VNNI void kern_int8(const struct kern *a, const int mr, const int nv) {
+INLINE TARGET_VNNI void kern_int8(const struct kern *a, const int mr, const int nv,
+                                  const int lora) {
     __m512i acc[MR][NV];
 #pragma GCC unroll 8
     for (int r = 0; r < mr; r++)
@@ -203,6 +275,7 @@ INLINE TARGET_VNNI void kern_int8(const struct kern *a, const int mr, const int 
         sw[v] = _mm512_loadu_ps(a->sw + 16 * v);
         csum[v] = _mm512_loadu_si512(a->csum + 16 * v);
     }
+    __m512 s[MR][NV];
 #pragma GCC unroll 8
     for (int r = 0; r < mr; r++) {
         __m512 sx = _mm512_set1_ps(a->sx[r]);
@@ -211,15 +284,19 @@ INLINE TARGET_VNNI void kern_int8(const struct kern *a, const int mr, const int 
         for (int v = 0; v < nv; v++) {
             __m512i q = acc[r][v];
             if (first) q = _mm512_sub_epi32(q, _mm512_mullo_epi32(zx, csum[v]));
-            __m512 s = _mm512_mul_ps(_mm512_cvtepi32_ps(q), _mm512_mul_ps(sx, sw[v]));
-            store_y(y + r * ldy + 16 * v, bias ? bias + 16 * v : NULL, first, mask[v], s);
+            float *yv = y + r * ldy + 16 * v;
+            s[r][v] = y_value(yv, bias ? bias + 16 * v : NULL, first, mask[v],
+                              _mm512_mul_ps(_mm512_cvtepi32_ps(q), _mm512_mul_ps(sx, sw[v])));
+            if (!lora) _mm512_mask_storeu_ps(yv, mask[v], s[r][v]);
         }
     }
+    if (lora) store_lora(a, s, mr, nv);
 }
 
 typedef void (*kern_fn)(const struct kern *);
 
-/* One specialisation per (mr, nv): full blocks and the row/panel tails. */
+/* One specialisation per (mr, nv): full blocks and the row/panel tails;
+ * body is a kernel with its lora argument bound. */
 #define KERN_DEF(name, attr, body, mr, nv)                      \
     static attr void name##_##mr##_##nv(const struct kern *a) { \
         body(a, mr, nv);                                        \
@@ -242,10 +319,17 @@ typedef void (*kern_fn)(const struct kern *);
     }
 
 _Static_assert(MR == 6 && NV == 4, "the KERN_* tables spell out MR = 6, NV = 4");
-KERN_ALL(kbf16, TARGET_BF16, kern_bf16)
-KERN_ALL(kint8, TARGET_VNNI, kern_int8)
-static const kern_fn kern_bf16_tab[MR][NV] = KERN_TAB(kbf16);
-static const kern_fn kern_int8_tab[MR][NV] = KERN_TAB(kint8);
+#define KBF16(a, mr, nv)  kern_bf16(a, mr, nv, 0)
+#define KBF16L(a, mr, nv) kern_bf16(a, mr, nv, 1)
+#define KINT8(a, mr, nv)  kern_int8(a, mr, nv, 0)
+#define KINT8L(a, mr, nv) kern_int8(a, mr, nv, 1)
+KERN_ALL(kbf16, TARGET_BF16, KBF16)
+KERN_ALL(kbf16_lora, TARGET_BF16, KBF16L)
+KERN_ALL(kint8, TARGET_VNNI, KINT8)
+KERN_ALL(kint8_lora, TARGET_VNNI, KINT8L)
+/* [lora][mr - 1][nv - 1] */
+static const kern_fn kern_bf16_tab[2][MR][NV] = {KERN_TAB(kbf16), KERN_TAB(kbf16_lora)};
+static const kern_fn kern_int8_tab[2][MR][NV] = {KERN_TAB(kint8), KERN_TAB(kint8_lora)};
 
 /* ---- activation conversion into scratch ---- */
 
@@ -328,9 +412,10 @@ static __mmask16 panel_mask(int p, int col_lo, int col_hi) {
 }
 
 /* Runs the NV-panel x MR-row loops of one (row block, k block). */
-static void run_block(const struct wmat *w, const kern_fn tab[MR][NV], struct kern *a,
-                      const struct scratch *s, int mc, const float *bias, float *y, int ldy,
-                      int col_lo, int col_hi, int k0) {
+static void run_block(const struct wmat *w, const kern_fn tab[2][MR][NV], struct kern *a,
+                      const struct scratch *s, int mc, const float *bias,
+                      const struct wmat_lora *lora, float *y, int ldy, int col_lo, int col_hi,
+                      int k0) {
     int p_lo = col_lo / 16, p_hi = (col_hi + 15) / 16;
     const uint32_t *wd = w->data;
     for (int p = p_lo; p < p_hi; p += NV) {
@@ -350,13 +435,21 @@ static void run_block(const struct wmat *w, const kern_fn tab[MR][NV], struct ke
             a->y = y + (size_t)r0 * ldy + 16 * p;
             a->sx = s->sx + r0;
             a->zx = s->zx + r0;
-            tab[mr - 1][nv - 1](a);
+            if (lora) {
+                a->lt = lora->t + (size_t)r0 * lora->rank;
+                for (int r = 0; r < mr; r++) {
+                    int32_t t = lora->task[r0 + r];
+                    a->lb[r] = t < 0 ? NULL : lora->bt + (size_t)t * lora->rank * w->n_out + 16 * p;
+                }
+            }
+            tab[lora != NULL][mr - 1][nv - 1](a);
         }
     }
 }
 
 static void gemm_lowp(const struct wmat *w, int m, const float *x, int ldx, const float *bias,
-                      float *y, int ldy, int col_lo, int col_hi, void *scratch) {
+                      const struct wmat_lora *lora, float *y, int ldy, int col_lo, int col_hi,
+                      void *scratch) {
     int int8 = w->kind == WMAT_INT8;
     int kw = words_per_k(w->kind, w->n_in), kc = block_words(w->kind);
     struct scratch s = scratch_carve(w, scratch);
@@ -364,10 +457,18 @@ static void gemm_lowp(const struct wmat *w, int m, const float *x, int ldx, cons
     a.ldx = s.ld;
     a.wstride = (size_t)kw * 16;
     a.ldy = (size_t)ldy;
+    a.ldb = (size_t)w->n_out;
+    a.rank = lora ? lora->rank : 0;
     for (int i0 = 0; i0 < m; i0 += MC) {
         int mc = imin(MC, m - i0);
         const float *xb = x + (size_t)i0 * ldx;
         float *yb = y + (size_t)i0 * ldy;
+        struct wmat_lora lb; /* this row block's rows of the update */
+        if (lora) {
+            lb = *lora;
+            lb.t += (size_t)i0 * lora->rank;
+            lb.task += i0;
+        }
         if (int8) quant_params(xb, ldx, mc, w->n_in, s.sx, s.zx, s.inv);
         for (int k0 = 0; k0 < kw; k0 += kc) {
             a.nk = imin(kc, kw - k0);
@@ -376,8 +477,8 @@ static void gemm_lowp(const struct wmat *w, int m, const float *x, int ldx, cons
                 pack_int8(xb, ldx, mc, w->n_in, k0, a.nk, s.zx, s.inv, s.xw, s.ld);
             else
                 pack_bf16(xb, ldx, mc, w->n_in, k0, a.nk, s.xw, s.ld);
-            run_block(w, int8 ? kern_int8_tab : kern_bf16_tab, &a, &s, mc, bias, yb, ldy, col_lo,
-                      col_hi, k0);
+            run_block(w, int8 ? kern_int8_tab : kern_bf16_tab, &a, &s, mc, bias,
+                      lora && k0 + kc >= kw ? &lb : NULL, yb, ldy, col_lo, col_hi, k0);
         }
     }
 }
@@ -385,7 +486,14 @@ static void gemm_lowp(const struct wmat *w, int m, const float *x, int ldx, cons
 static void gemm_avx512(const struct wmat *w, int m, const float *x, int ldx, const float *bias,
                         float *y, int ldy, int col_lo, int col_hi, void *scratch) {
     ENG_ASSERT(scratch != NULL);
-    gemm_lowp(w, m, x, ldx, bias, y, ldy, col_lo, col_hi, scratch);
+    gemm_lowp(w, m, x, ldx, bias, NULL, y, ldy, col_lo, col_hi, scratch);
+}
+
+static void gemm_avx512_lora(const struct wmat *w, int m, const float *x, int ldx,
+                             const float *bias, const struct wmat_lora *lora, float *y, int ldy,
+                             int col_lo, int col_hi, void *scratch) {
+    ENG_ASSERT(scratch != NULL);
+    gemm_lowp(w, m, x, ldx, bias, lora, y, ldy, col_lo, col_hi, scratch);
 }
 
 const struct gemm_kernel gemm_x86_avx512_bf16 = {
@@ -395,6 +503,7 @@ const struct gemm_kernel gemm_x86_avx512_bf16 = {
     .prepare = gemm_prep_bf16,
     .gemm = gemm_avx512,
     .scratch_bytes = wmat_scratch_lowp,
+    .gemm_lora = gemm_avx512_lora,
 };
 
 const struct gemm_kernel gemm_x86_avx512_vnni = {
@@ -404,4 +513,5 @@ const struct gemm_kernel gemm_x86_avx512_vnni = {
     .prepare = gemm_prep_int8,
     .gemm = gemm_avx512,
     .scratch_bytes = wmat_scratch_lowp,
+    .gemm_lora = gemm_avx512_lora,
 };
