@@ -97,47 +97,72 @@ size_t wmat_bf16_bytes(int n_out, int n_in) {
     return (n_pad * kw * 4 + 63) & ~(size_t)63;
 }
 
-void wmat_bf16_pack(struct wmat *w, const struct gemm_kernel *kern, const float *src, ptrdiff_t sj,
-                    ptrdiff_t sk, int n_out, int n_in, void *buf) {
+/* One word of two bf16 (lo in the low half), each rounded as bf16_from_f32,
+ * branch-free so that the loops below vectorise. */
+static inline uint32_t bf16_word(float lo, float hi) {
+    uint32_t a, b;
+    memcpy(&a, &lo, sizeof(a));
+    memcpy(&b, &hi, sizeof(b));
+    uint32_t ra = (a + 0x7fffu + ((a >> 16) & 1)) >> 16, rb = (b + 0x7fffu + ((b >> 16) & 1)) >> 16;
+    ra = (a & 0x7fffffffu) > 0x7f800000u ? (a >> 16) | 0x40 : ra;
+    rb = (b & 0x7fffffffu) > 0x7f800000u ? (b >> 16) | 0x40 : rb;
+    return ra | rb << 16;
+}
+
+/* Attention packs K and V^T of every (sequence, head) per layer: with the
+ * short sequences of a batch that is as many values as the products touch,
+ * so it is vectorised for the CPU it runs on. */
+#if defined(__x86_64__) && !defined(EMB_NO_TARGET_CLONES)
+#define PACK_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
+#else
+#define PACK_CLONES
+#endif
+
+PACK_CLONES void wmat_bf16_pack(struct wmat *w, const struct gemm_kernel *kern, const float *src,
+                                ptrdiff_t sj, ptrdiff_t sk, int n_out, int n_in, void *buf) {
     int kw = (n_in + 1) / 2, n_pad = (n_out + 15) & ~15;
-    uint16_t *d = buf;
+    uint32_t *d = buf;
     ENG_ASSERT(kern && kern->kind == WMAT_BF16);
     *w = (struct wmat){.kind = WMAT_BF16, .n_out = n_out, .n_in = n_in, .data = buf, .k = kern};
     /* same layout as prep_bf16: panels of 16 columns, words of 2 k values
-     * (word kk of column j at d[((j / 16) * kw + kk) * 32 + (j % 16) * 2]) */
-    if (sk == 1) { /* rows of W contiguous (K): read each row once, in order */
+     * (word kk of column j at d[((j / 16) * kw + kk) * 16 + j % 16]) */
+    if (sk == 1) { /* rows of W contiguous (K): each row's words, then into the panel */
+        uint32_t row_w[256];
         for (int j = 0; j < n_pad; j++) {
-            uint16_t *col = d + (size_t)(j / 16) * kw * 32 + (size_t)(j % 16) * 2;
+            uint32_t *col = d + (size_t)(j / 16) * kw * 16 + j % 16;
             const float *row = src + j * sj;
-            int k = 0;
-            for (; j < n_out && k + 1 < n_in; k += 2) {
-                col[(size_t)k * 16] = bf16_from_f32(row[k]);
-                col[(size_t)k * 16 + 1] = bf16_from_f32(row[k + 1]);
+            for (int k0 = 0; k0 < kw; k0 += 256) {
+                int nw = kw - k0 < 256 ? kw - k0 : 256, full = 0;
+                if (j < n_out) {
+                    full = n_in % 2 == 0 || k0 + nw < kw ? nw : nw - 1;
+                    for (int kk = 0; kk < full; kk++)
+                        row_w[kk] = bf16_word(row[2 * (k0 + kk)], row[2 * (k0 + kk) + 1]);
+                }
+                for (int kk = full; kk < nw; kk++) /* the odd last k, or a padding row */
+                    row_w[kk] = j < n_out ? bf16_word(row[2 * (k0 + kk)], 0.0f) : 0;
+                for (int kk = 0; kk < nw; kk++)
+                    col[(size_t)(k0 + kk) * 16] = row_w[kk];
             }
-            for (; k < 2 * kw; k++)
-                col[(size_t)(k / 2) * 32 + k % 2] =
-                    bf16_from_f32(j < n_out && k < n_in ? row[k] : 0.0f);
         }
         return;
     }
-    /* columns of W contiguous (V^T: sj = 1): 16 lanes of a word side by side */
+    /* columns of W contiguous (V^T: sj = 1): a word's 16 lanes side by side */
     for (int p = 0; p < n_pad / 16; p++)
         for (int kk = 0; kk < kw; kk++) {
-            uint16_t *out = d + ((size_t)p * kw + kk) * 32;
+            uint32_t *out = d + ((size_t)p * kw + kk) * 16;
             int j0 = p * 16, k = 2 * kk;
-            if (j0 + 16 <= n_out && k + 1 < n_in) {
-                const float *a = src + j0 * sj + k * sk, *b = a + sk;
-                for (int jj = 0; jj < 16; jj++) {
-                    out[2 * jj] = bf16_from_f32(a[jj * sj]);
-                    out[2 * jj + 1] = bf16_from_f32(b[jj * sj]);
-                }
+            if (j0 + 16 <= n_out && k + 1 < n_in && sj == 1) {
+                const float *a = src + j0 + k * sk, *b = a + sk;
+                for (int jj = 0; jj < 16; jj++)
+                    out[jj] = bf16_word(a[jj], b[jj]);
                 continue;
             }
-            for (int jj = 0; jj < 16; jj++)
-                for (int h = 0; h < 2; h++)
-                    out[2 * jj + h] = bf16_from_f32(j0 + jj < n_out && k + h < n_in
-                                                        ? src[(j0 + jj) * sj + (k + h) * sk]
-                                                        : 0.0f);
+            for (int jj = 0; jj < 16; jj++) {
+                int in_j = j0 + jj < n_out;
+                float lo = in_j ? src[(j0 + jj) * sj + k * sk] : 0.0f;
+                float hi = in_j && k + 1 < n_in ? src[(j0 + jj) * sj + (k + 1) * sk] : 0.0f;
+                out[jj] = bf16_word(lo, hi);
+            }
         }
 }
 

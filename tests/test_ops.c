@@ -179,6 +179,14 @@ static void test_lora(int n, int n_in, int n_out, int r, int lo, int hi) {
     }
     CHECKM(mx < 1e-5, "lora n=%d in=%d out=%d r=%d [%d,%d): max rel %.3g", n, n_in, n_out, r, lo,
            hi, mx);
+    /* each row's T alone is the same bits as in the batch (rows go in pairs) */
+    int same = 1;
+    for (int i = 0; i < n; i++) {
+        float t1[16];
+        ops_lora_down(x + (size_t)i * n_in, n_in, 1, n_in, a, r, t1);
+        same &= !memcmp(t1, t + (size_t)i * r, sizeof(float) * (size_t)r);
+    }
+    CHECKM(same, "lora n=%d in=%d r=%d: a row's T depends on its batch", n, n_in, r);
     free(x), free(a), free(bt), free(y), free(y0), free(t);
 }
 
@@ -329,6 +337,7 @@ void test_ops(void) {
     test_lora(3, 17, 33, 4, 0, 33);
     test_lora(5, 1024, 100, 4, 16, 80);
     test_lora(2, 80, 240, 3, 5, 239);
+    test_lora(4, 100, 50, 8, 0, 50);
     test_team();
     test_attn_levels();
 }
