@@ -170,7 +170,8 @@ void ops_softmax_rows(float *x, int n_rows, int n, int ld);
  * (n values each, row stride ld), scaled by s > 0. Per row i, with m[i] the
  * running maximum of the scaled scores (-INFINITY before the first block)
  * and l[i] the running sum: m[i] takes this block's maximum into account,
- * x[i][j] = e^(s x[i][j] - m[i]), alpha[i] = e^(m_old - m[i]) (0 on the first
+ * x[i][j] = e^(s x[i][j] - m[i]) (to 3e-6 relative: for bf16 products),
+ * alpha[i] = e^(m_old - m[i]) (0 on the first
  * block), l[i] = l[i] alpha[i] + sum_j x[i][j]. A caller rescales what it
  * accumulated by alpha, adds this block's x V, and divides by l at the end. */
 void ops_softmax_block(float *x, int n_rows, int n, int ld, float s, float *m, float *l,

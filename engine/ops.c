@@ -101,12 +101,27 @@ typedef int32_t ops_i16 __attribute__((vector_size(64)));
  * would have an ABI that differs between the target_clones) */
 #define V16_LOAD(v, p) memcpy(&(v), (p), sizeof(ops_v16))
 
-/* Sum of n floats with 16 independent partial sums: lane l sums x[l],
- * x[16 + l], ... in order, then the tail, then the lanes in order (the same
- * bits as that loop written with scalars). */
-static inline float sum16(const float *x, int n) {
-    ops_v16 acc = {0}, v;
+/* The lane-wise maximum of two vectors (x86 has it in one instruction). */
+#define V16_MAX(a, b) ((ops_v16)(((ops_i16)(b) & ((b) > (a))) | ((ops_i16)(a) & ~((b) > (a)))))
+
+/* Sum of n floats in four vectors of 16 partial sums: vector q, lane l sums
+ * x[64 i + 16 q + l] in order; then the vectors (0 + 1) + (2 + 3), the
+ * 16-value blocks left into that, the tail, and the lanes in order. Four
+ * chains: one vector add per block was a latency chain (3-4 cycles each). */
+static inline __attribute__((always_inline)) float sum16(const float *x, int n) {
+    ops_v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, v;
     int j = 0;
+    for (; j + 64 <= n; j += 64) {
+        V16_LOAD(v, x + j);
+        a0 += v;
+        V16_LOAD(v, x + j + 16);
+        a1 += v;
+        V16_LOAD(v, x + j + 32);
+        a2 += v;
+        V16_LOAD(v, x + j + 48);
+        a3 += v;
+    }
+    ops_v16 acc = (a0 + a1) + (a2 + a3);
     for (; j + 16 <= n; j += 16) {
         V16_LOAD(v, x + j);
         acc += v;
@@ -119,19 +134,39 @@ static inline float sum16(const float *x, int n) {
     return s;
 }
 
-/* Maximum of n >= 1 floats, 16 lanes at a time: one running maximum is a
- * scalar dependency chain (it made the attention softmax's maximum cost more
- * than its exponentials). */
-static inline float max16(const float *x, int n) {
+/* Maximum of n >= 1 floats, four vectors of 16 lanes at a time (a maximum
+ * is exact in any order): one running maximum is a dependency chain of
+ * compare and blend (it made the attention softmax's maximum cost more than
+ * its exponentials, first as a scalar chain, then as one vector chain). */
+static inline __attribute__((always_inline)) float max16(const float *x, int n) {
     float mx = x[0];
     int j = 0;
     if (n >= 16) {
         ops_v16 acc, v;
         V16_LOAD(acc, x);
-        for (j = 16; j + 16 <= n; j += 16) {
+        j = 16;
+        if (n >= 64) {
+            ops_v16 a1, a2, a3;
+            V16_LOAD(a1, x + 16);
+            V16_LOAD(a2, x + 32);
+            V16_LOAD(a3, x + 48);
+            for (j = 64; j + 64 <= n; j += 64) {
+                V16_LOAD(v, x + j);
+                acc = V16_MAX(acc, v);
+                V16_LOAD(v, x + j + 16);
+                a1 = V16_MAX(a1, v);
+                V16_LOAD(v, x + j + 32);
+                a2 = V16_MAX(a2, v);
+                V16_LOAD(v, x + j + 48);
+                a3 = V16_MAX(a3, v);
+            }
+            acc = V16_MAX(acc, a1);
+            a2 = V16_MAX(a2, a3);
+            acc = V16_MAX(acc, a2);
+        }
+        for (; j + 16 <= n; j += 16) {
             V16_LOAD(v, x + j);
-            ops_i16 gt = v > acc;
-            acc = (ops_v16)(((ops_i16)v & gt) | ((ops_i16)acc & ~gt));
+            acc = V16_MAX(acc, v);
         }
         for (int l = 0; l < 16; l++)
             mx = acc[l] > mx ? acc[l] : mx;
@@ -153,6 +188,30 @@ OPS_CLONES void ops_softmax_rows(float *x, int n_rows, int n, int ld) {
     }
 }
 
+/* e^x for the softmax's arguments, x <= ~0 (s x - m, m the row's maximum;
+ * fused, it may exceed 0 by half an ulp of s x): the range reduction of
+ * ops_exp_poly with fused steps and its Taylor polynomial to degree 5
+ * (truncation < 2.4e-6 relative: the values are rounded to bf16 for P V, an
+ * error of 2^-9). Half the operations of ops_exp_poly, whose degree 7 is for
+ * f32 outputs; the exponentials were most of the low-precision softmax. The
+ * clones that run it have FMA (the x86 default clone never does: its CPUs
+ * have no bf16 attention). */
+static inline __attribute__((always_inline)) float exp_lowp(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    float n = fmaf(x, 1.44269504f, 12582912.0f) - 12582912.0f; /* round to nearest */
+    float r = fmaf(n, -0.693359375f, x);
+    r = fmaf(n, 2.12194440e-4f, r);
+    float p = fmaf(1.0f / 120, r, 1.0f / 24);
+    p = fmaf(p, r, 1.0f / 6);
+    p = fmaf(p, r, 0.5f);
+    p = fmaf(p, r, 1.0f);
+    p = fmaf(p, r, 1.0f);
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, 4);
+    return p * scale;
+}
+
 OPS_CLONES void ops_softmax_block(float *x, int n_rows, int n, int ld, float s, float *m, float *l,
                                   float *alpha) {
     for (int i = 0; i < n_rows; i++) {
@@ -161,7 +220,7 @@ OPS_CLONES void ops_softmax_block(float *x, int n_rows, int n, int ld, float s, 
         float m_new = mx > m[i] ? mx : m[i];
         alpha[i] = m[i] == -INFINITY ? 0.0f : ops_exp_poly(m[i] - m_new);
         for (int j = 0; j < n; j++)
-            xi[j] = ops_exp_poly(xi[j] * s - m_new);
+            xi[j] = exp_lowp(fmaf(xi[j], s, -m_new));
         l[i] = l[i] * alpha[i] + sum16(xi, n);
         m[i] = m_new;
     }
