@@ -165,7 +165,6 @@ void ops_add_layernorm(float *x, const float *r, int n_rows, int n, const float 
                        float eps);
 void ops_gelu(float *x, int64_t n);           /* exact erf GELU, in place */
 void ops_scale(float *x, int64_t n, float s); /* x *= s */
-void ops_softmax_rows(float *x, int n_rows, int n, int ld);
 /* One key block of an online softmax over n_rows rows of raw scores x
  * (n values each, row stride ld), scaled by s > 0. Per row i, with m[i] the
  * running maximum of the scaled scores (-INFINITY before the first block)

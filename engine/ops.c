@@ -176,18 +176,6 @@ static inline __attribute__((always_inline)) float max16(const float *x, int n) 
     return mx;
 }
 
-OPS_CLONES void ops_softmax_rows(float *x, int n_rows, int n, int ld) {
-    for (int i = 0; i < n_rows; i++) {
-        float *xi = x + (size_t)i * ld;
-        float mx = max16(xi, n);
-        for (int j = 0; j < n; j++)
-            xi[j] = ops_exp_poly(xi[j] - mx);
-        float inv = 1.0f / sum16(xi, n);
-        for (int j = 0; j < n; j++)
-            xi[j] *= inv;
-    }
-}
-
 /* e^x for the softmax's arguments, x <= ~0 (s x - m, m the row's maximum;
  * fused, it may exceed 0 by half an ulp of s x): the range reduction of
  * ops_exp_poly with fused steps and its Taylor polynomial to degree 5
