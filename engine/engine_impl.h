@@ -187,6 +187,10 @@ void ops_lora_down(const float *restrict x, int ldx, int n, int n_in, const floa
                    int r, float *restrict t);
 void ops_lora_up(float *restrict y, int lo, int hi, const float *restrict t, int r,
                  const float *restrict bt, int n_out);
+/* bf16 words (two values each, the first in the low half, rounded to
+ * nearest even): w[i] = (x[2i], x[2i + 1]) for i < n; zip: w[i] = (a[i], b[i]). */
+void ops_bf16_pairs(uint32_t *restrict w, const float *restrict x, int n);
+void ops_bf16_zip(uint32_t *restrict w, const float *restrict a, const float *restrict b, int n);
 /* inv_freq[i] = 1 / base^(2i/d) in f32, as the reference's rotary embedding. */
 void ops_rope_inv_freq(float base, int d, float *inv_freq);
 

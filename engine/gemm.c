@@ -97,29 +97,17 @@ size_t wmat_bf16_bytes(int n_out, int n_in) {
     return (n_pad * kw * 4 + 63) & ~(size_t)63;
 }
 
-/* One word of two bf16 (lo in the low half), each rounded as bf16_from_f32,
- * branch-free so that the loops below vectorise. */
-static inline uint32_t bf16_word(float lo, float hi) {
-    uint32_t a, b;
-    memcpy(&a, &lo, sizeof(a));
-    memcpy(&b, &hi, sizeof(b));
-    uint32_t ra = (a + 0x7fffu + ((a >> 16) & 1)) >> 16, rb = (b + 0x7fffu + ((b >> 16) & 1)) >> 16;
-    ra = (a & 0x7fffffffu) > 0x7f800000u ? (a >> 16) | 0x40 : ra;
-    rb = (b & 0x7fffffffu) > 0x7f800000u ? (b >> 16) | 0x40 : rb;
-    return ra | rb << 16;
+/* One word of two bf16, lo in the low half. */
+static uint32_t bf16_word(float lo, float hi) {
+    return (uint32_t)bf16_from_f32(lo) | (uint32_t)bf16_from_f32(hi) << 16;
 }
 
 /* Attention packs K and V^T of every (sequence, head) per layer: with the
  * short sequences of a batch that is as many values as the products touch,
- * so it is vectorised for the CPU it runs on. */
-#if defined(__x86_64__) && !defined(EMB_NO_TARGET_CLONES)
-#define PACK_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default")))
-#else
-#define PACK_CLONES
-#endif
-
-PACK_CLONES void wmat_bf16_pack(struct wmat *w, const struct gemm_kernel *kern, const float *src,
-                                ptrdiff_t sj, ptrdiff_t sk, int n_out, int n_in, void *buf) {
+ * so the rows are converted by the vectorised ops_bf16_pairs/ops_bf16_zip
+ * (the same rounding as bf16_from_f32). */
+void wmat_bf16_pack(struct wmat *w, const struct gemm_kernel *kern, const float *src, ptrdiff_t sj,
+                    ptrdiff_t sk, int n_out, int n_in, void *buf) {
     int kw = (n_in + 1) / 2, n_pad = (n_out + 15) & ~15;
     uint32_t *d = buf;
     ENG_ASSERT(kern && kern->kind == WMAT_BF16);
@@ -135,8 +123,7 @@ PACK_CLONES void wmat_bf16_pack(struct wmat *w, const struct gemm_kernel *kern, 
                 int nw = kw - k0 < 256 ? kw - k0 : 256, full = 0;
                 if (j < n_out) {
                     full = n_in % 2 == 0 || k0 + nw < kw ? nw : nw - 1;
-                    for (int kk = 0; kk < full; kk++)
-                        row_w[kk] = bf16_word(row[2 * (k0 + kk)], row[2 * (k0 + kk) + 1]);
+                    ops_bf16_pairs(row_w, row + 2 * k0, full);
                 }
                 for (int kk = full; kk < nw; kk++) /* the odd last k, or a padding row */
                     row_w[kk] = j < n_out ? bf16_word(row[2 * (k0 + kk)], 0.0f) : 0;
@@ -152,9 +139,7 @@ PACK_CLONES void wmat_bf16_pack(struct wmat *w, const struct gemm_kernel *kern, 
             uint32_t *out = d + ((size_t)p * kw + kk) * 16;
             int j0 = p * 16, k = 2 * kk;
             if (j0 + 16 <= n_out && k + 1 < n_in && sj == 1) {
-                const float *a = src + j0 + k * sk, *b = a + sk;
-                for (int jj = 0; jj < 16; jj++)
-                    out[jj] = bf16_word(a[jj], b[jj]);
+                ops_bf16_zip(out, src + j0 + k * sk, src + j0 + (k + 1) * sk, 16);
                 continue;
             }
             for (int jj = 0; jj < 16; jj++) {

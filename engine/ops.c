@@ -176,6 +176,30 @@ static inline __attribute__((always_inline)) float max16(const float *x, int n) 
     return mx;
 }
 
+/* One word of two bf16 (lo in the low half), each rounded to nearest even
+ * as gemm.c's bf16_from_f32 (NaN stays NaN), branch-free so the loops
+ * vectorise. */
+static inline __attribute__((always_inline)) uint32_t bf16_word(float lo, float hi) {
+    uint32_t a, b;
+    memcpy(&a, &lo, sizeof(a));
+    memcpy(&b, &hi, sizeof(b));
+    uint32_t ra = (a + 0x7fffu + ((a >> 16) & 1)) >> 16, rb = (b + 0x7fffu + ((b >> 16) & 1)) >> 16;
+    ra = (a & 0x7fffffffu) > 0x7f800000u ? (a >> 16) | 0x40 : ra;
+    rb = (b & 0x7fffffffu) > 0x7f800000u ? (b >> 16) | 0x40 : rb;
+    return ra | rb << 16;
+}
+
+OPS_CLONES void ops_bf16_pairs(uint32_t *restrict w, const float *restrict x, int n) {
+    for (int i = 0; i < n; i++)
+        w[i] = bf16_word(x[2 * i], x[2 * i + 1]);
+}
+
+OPS_CLONES void ops_bf16_zip(uint32_t *restrict w, const float *restrict a, const float *restrict b,
+                             int n) {
+    for (int i = 0; i < n; i++)
+        w[i] = bf16_word(a[i], b[i]);
+}
+
 /* e^x for the softmax's arguments, x <= ~0 (s x - m, m the row's maximum;
  * fused, it may exceed 0 by half an ulp of s x): the range reduction of
  * ops_exp_poly with fused steps and its Taylor polynomial to degree 5
