@@ -242,9 +242,7 @@ size_t wmat_scratch_bytes(const struct wmat *w, int m) {
 
 void wmat_gemm(const struct wmat *w, int m, const float *x, int ldx, const float *bias, float *y,
                int ldy, int col_lo, int col_hi, void *scratch) {
-    if (m <= 0 || col_lo >= col_hi) return;
-    ENG_ASSERT(col_lo >= 0 && col_hi <= w->n_out && ldx >= w->n_in && ldy >= col_hi && w->k);
-    w->k->gemm(w, m, x, ldx, bias, y, ldy, col_lo, col_hi, scratch);
+    wmat_gemm_lora(w, m, x, ldx, bias, NULL, y, ldy, col_lo, col_hi, scratch);
 }
 
 /* Blocks of the update when the kernel has no epilogue for it: small enough
@@ -259,12 +257,12 @@ enum { LORA_ROWS = 96, LORA_COLS = 256 };
 void wmat_gemm_lora(const struct wmat *w, int m, const float *x, int ldx, const float *bias,
                     const struct wmat_lora *lora, float *y, int ldy, int col_lo, int col_hi,
                     void *scratch) {
-    if (!lora) {
-        wmat_gemm(w, m, x, ldx, bias, y, ldy, col_lo, col_hi, scratch);
-        return;
-    }
     if (m <= 0 || col_lo >= col_hi) return;
     ENG_ASSERT(col_lo >= 0 && col_hi <= w->n_out && ldx >= w->n_in && ldy >= col_hi && w->k);
+    if (!lora) {
+        w->k->gemm(w, m, x, ldx, bias, y, ldy, col_lo, col_hi, scratch);
+        return;
+    }
     if (w->k->gemm_lora) {
         w->k->gemm_lora(w, m, x, ldx, bias, lora, y, ldy, col_lo, col_hi, scratch);
         return;
