@@ -86,7 +86,8 @@ struct eng_ctx {
      * per batch in eng_encode */
     bool att_bf16;
     const struct attn_kernel *att_exact; /* the exact modes' fused attention */
-    const struct gemm_kernel *att_kern;  /* the WMAT_BF16 kernel */
+    const struct gemm_kernel *att_kern;  /* the WMAT_BF16 kernel (P V; Q K^T too unless att_k8) */
+    const struct gemm_kernel *att_k8;    /* int8 mode: the WMAT_INT8 kernel of Q K^T, or NULL */
     struct wmat *att_w; /* per (sequence, head), per key block: K block, V^T block */
     struct att_item {
         size_t off, w0; /* byte offset into att_buf; index of its first block's K in att_w */
@@ -116,10 +117,22 @@ const struct gemm_kernel *enc_attn_bf16_kernel(const struct eng_info *in) {
     return in->dtype != ENG_DTYPE_F32 ? gemm_kernel_for(WMAT_BF16, in->cpu_features) : NULL;
 }
 
-const char *enc_attn_kernel_name(const struct eng_info *in) {
-    const struct gemm_kernel *k = enc_attn_bf16_kernel(in);
-    return k ? gemm_kernel_name(k)
-             : attn_kernel_for(in->cpu_features, in->n_embd / in->n_head)->name;
+/* int8 mode with the bf16 attention: Q K^T in int8 (keys less their mean:
+ * see att_pack_phase), P V in bf16. */
+static const struct gemm_kernel *attn_int8_kernel(const struct eng_info *in) {
+    return in->dtype == ENG_DTYPE_INT8 && enc_attn_bf16_kernel(in)
+               ? gemm_kernel_for(WMAT_INT8, in->cpu_features)
+               : NULL;
+}
+
+void enc_attn_kernel_name(const struct eng_info *in, char *buf, size_t n) {
+    const struct gemm_kernel *k = enc_attn_bf16_kernel(in), *k8 = attn_int8_kernel(in);
+    if (k8)
+        snprintf(buf, n, "%s/%s", gemm_kernel_name(k8), gemm_kernel_name(k));
+    else
+        snprintf(buf, n, "%s",
+                 k ? gemm_kernel_name(k)
+                   : attn_kernel_for(in->cpu_features, in->n_embd / in->n_head)->name);
 }
 
 bool enc_norm_supported(enum eng_norm_place p) {
@@ -182,6 +195,7 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_params *
     const struct eng_layer *L0 = &m->layers[0];
     c->att_kern = enc_attn_bf16_kernel(in);
     c->att_bf16 = c->att_kern != NULL;
+    c->att_k8 = attn_int8_kernel(in);
     c->att_exact = attn_kernel_for(in->cpu_features, (int)d);
     /* exact: the kernel's scratch and a compact K and V per thread */
     c->scores_per_thread =
@@ -189,7 +203,10 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_params *
     c->att_kv = calloc((size_t)n_threads, sizeof(*c->att_kv));
     c->scores = aligned_alloc(64, sizeof(float) * (size_t)n_threads * c->scores_per_thread);
     /* the attention operands as wmat shapes: K (n_in = d), V^T (n_in = a key block) */
-    struct wmat wk = {.kind = WMAT_BF16, .n_out = 16, .n_in = (int)d, .k = c->att_kern};
+    struct wmat wk = {.kind = c->att_k8 ? WMAT_INT8 : WMAT_BF16,
+                      .n_out = 16,
+                      .n_in = (int)d,
+                      .k = c->att_k8 ? c->att_k8 : c->att_kern};
     struct wmat wv = {.kind = WMAT_BF16, .n_out = (int)d, .n_in = ATT_KEYS, .k = c->att_kern};
     const struct wmat *wl[6] = {&L0->qkv.w, &L0->out.w, &L0->fc1.w, &L0->fc2.w, &wk, &wv};
     for (int i = 0; i < (c->att_bf16 ? 6 : 4); i++) {
@@ -468,13 +485,25 @@ static void glu_phase(void *arg, int ith, int nth) {
     rows_then_down(j, j->c->ffg, lo, hi, glu_rows);
 }
 
+/* Bytes of one packed K block of nk keys (int8 or bf16). */
+static size_t att_k_bytes(const struct eng_ctx *c, int nk, int d) {
+    return c->att_k8 ? wmat_int8_bytes(nk, d) : wmat_bf16_bytes(nk, d);
+}
+
 /* bf16 attention: packs each (sequence, head)'s keys in blocks of
  * ATT_KEYS: K block (keys x d) and V^T block (d x keys), one after the other
- * into att_buf; items (sequence, head) are taken dynamically. */
+ * into att_buf; items (sequence, head) are taken dynamically.
+ * int8 K: each key less the mean key of its (sequence, head), then
+ * quantised per key. Subtracting one vector from every key adds q . mean to
+ * a query's scores, the same for all its keys: the softmax is unchanged,
+ * while what is left is what differs between keys (keys share a large
+ * common part, which would otherwise take most of each key's 8 bits). */
 static void att_pack_phase(void *arg, int ith, int nth) {
     struct eng_ctx *c = ((struct rows_job *)arg)->c;
     (void)ith, (void)nth;
     int H = c->m->info.n_embd, nh = c->m->info.n_head, d = H / nh, ld = 3 * H;
+    float center[1024];
+    ENG_ASSERT(d <= 1024);
     for (;;) {
         int item = atomic_fetch_add(&c->next_item, 1);
         if (item >= c->n_seqs * nh) return;
@@ -483,10 +512,22 @@ static void att_pack_phase(void *arg, int ith, int nth) {
         const float *V = K + H;
         char *buf = (char *)c->att_buf + c->att_items[item].off;
         struct wmat *w = &c->att_w[c->att_items[item].w0];
+        if (c->att_k8) { /* the mean key: sums in key order, whatever the batch */
+            for (int k = 0; k < d; k++)
+                center[k] = 0;
+            for (int j = 0; j < n; j++)
+                for (int k = 0; k < d; k++)
+                    center[k] += K[(size_t)j * ld + k];
+            for (int k = 0; k < d; k++)
+                center[k] /= (float)n;
+        }
         for (int j0 = 0; j0 < n; j0 += ATT_KEYS, w += 2) {
             int nk = n - j0 < ATT_KEYS ? n - j0 : ATT_KEYS;
-            wmat_bf16_pack(&w[0], c->att_kern, K + (size_t)j0 * ld, ld, 1, nk, d, buf);
-            buf += wmat_bf16_bytes(nk, d);
+            if (c->att_k8)
+                wmat_int8_pack(&w[0], c->att_k8, K + (size_t)j0 * ld, ld, center, nk, d, buf);
+            else
+                wmat_bf16_pack(&w[0], c->att_kern, K + (size_t)j0 * ld, ld, 1, nk, d, buf);
+            buf += att_k_bytes(c, nk, d);
             wmat_bf16_pack(&w[1], c->att_kern, V + (size_t)j0 * ld, 1, ld, d, nk, buf);
             buf += wmat_bf16_bytes(d, nk);
         }
@@ -518,7 +559,7 @@ static int att_reserve(struct eng_ctx *c) {
         c->att_items[it] = (struct att_item){bytes, n_w};
         for (int j0 = 0; j0 < n; j0 += ATT_KEYS, n_w += 2) {
             int nk = n - j0 < ATT_KEYS ? n - j0 : ATT_KEYS;
-            bytes += wmat_bf16_bytes(nk, d) + wmat_bf16_bytes(d, nk);
+            bytes += att_k_bytes(c, nk, d) + wmat_bf16_bytes(d, nk);
         }
     }
     if (bytes > c->att_buf_cap) {

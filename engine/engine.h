@@ -114,7 +114,8 @@ struct eng_info {
     uint32_t cpu_features;     /* the CPU_* bits in use (requested and present) */
     const char *kernel;        /* the matrix-product kernel ("avx2-exact", "avx512bf16", ...) */
     const char *attn_kernel;   /* the attention kernel ("avx2-attn", "generic-attn", or the
-                                  bf16 product kernel in the low-precision modes) */
+                                  bf16 product kernel in the low-precision modes; int8:
+                                  "<Q K^T's int8 kernel>/<P V's bf16 kernel>") */
     bool embeddings_in_memory; /* the word table was copied (eng_params), or is read from
                                   the weights file per token */
     size_t embeddings_bytes;   /* the word table's size in the file */

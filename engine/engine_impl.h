@@ -143,8 +143,9 @@ struct eng_model {
     struct eng_layer *layers;
     float *arena; /* biases, norms, LoRA factors and embedding LoRA B, widened */
     size_t arena_floats;
-    size_t layer_floats; /* arena floats of one layer (all layers alike) */
-    int load_threads;    /* threads that prepare the layers at load */
+    size_t layer_floats;  /* arena floats of one layer (all layers alike) */
+    int load_threads;     /* threads that prepare the layers at load */
+    char attn_kernel[64]; /* storage behind info.attn_kernel */
 };
 
 /* ---- encoder.c: what the forward pass implements (checked at load) ---- */
@@ -156,7 +157,9 @@ bool enc_norm_supported(enum eng_norm_place p);
  * in the low-precision modes where the CPU has one, else the exact
  * attention kernel for the head width (attn_kernels.h). Thread-safe. */
 const struct gemm_kernel *enc_attn_bf16_kernel(const struct eng_info *in);
-const char *enc_attn_kernel_name(const struct eng_info *in);
+/* The attention kernels' names for logs into buf ("avx2-attn", "avx512bf16",
+ * int8 mode: "avx512vnni/avx512bf16" for Q K^T / P V). */
+void enc_attn_kernel_name(const struct eng_info *in, char *buf, size_t n);
 
 /* ---- ops.c: kernels, each with a naive reference for the tests ---- */
 
@@ -191,6 +194,13 @@ void ops_lora_up(float *restrict y, int lo, int hi, const float *restrict t, int
  * nearest even): w[i] = (x[2i], x[2i + 1]) for i < n; zip: w[i] = (a[i], b[i]). */
 void ops_bf16_pairs(uint32_t *restrict w, const float *restrict x, int n);
 void ops_bf16_zip(uint32_t *restrict w, const float *restrict a, const float *restrict b, int n);
+/* Symmetric int8 quantisation of one row, less c (c NULL: nothing):
+ * absmax = max |x[k] - c[k]| (0 if none; NaN skipped); quant: q[k] =
+ * clamp(rint((x[k] - c[k]) * inv), -127, 127), to nearest even, returning
+ * the sum of the q[k]. */
+float ops_absmax(const float *restrict x, const float *restrict c, int n);
+int32_t ops_quant_s8(int8_t *restrict q, const float *restrict x, const float *restrict c,
+                     float inv, int n);
 /* inv_freq[i] = 1 / base^(2i/d) in f32, as the reference's rotary embedding. */
 void ops_rope_inv_freq(float base, int d, float *inv_freq);
 

@@ -151,8 +151,34 @@ void wmat_bf16_pack(struct wmat *w, const struct gemm_kernel *kern, const float 
         }
 }
 
-/* int8: panels [n_pad / 16][kw][16] words of four s8, then colsum[n_pad]
- * (int32); scale[n_pad] (zero past n_out). */
+/* The int8 layout: panels [n_pad / 16][kw][16] words of four s8 in d, then
+ * colsum[n_pad] (int32); scale[n_pad]. Row j of W is src + j * ld, less
+ * center[k] when center is not NULL, quantised symmetrically by ops.c's
+ * vectorised row loops; rows past n_out and k past n_in are zeros. */
+static void int8_layout(const float *src, ptrdiff_t ld, const float *center, int n_out, int n_in,
+                        int8_t *d, float *scale) {
+    int kw = (n_in + 3) / 4, n_pad = (n_out + 15) & ~15;
+    int32_t *colsum = (int32_t *)(d + (size_t)n_pad * kw * 4);
+    int8_t q[1024];
+    for (int j = 0; j < n_pad; j++) {
+        const float *row = j < n_out ? src + j * ld : src;
+        uint32_t *col = (uint32_t *)d + (size_t)(j / 16) * kw * 16 + j % 16;
+        float amax = j < n_out ? ops_absmax(row, center, n_in) : 0.0f;
+        float inv = amax > 0 ? 127.0f / amax : 0.0f;
+        int32_t sum = 0;
+        for (int k0 = 0; k0 < 4 * kw; k0 += 1024) { /* q: 256 words at a time */
+            int nk = 4 * kw - k0 < 1024 ? 4 * kw - k0 : 1024, nv = n_in - k0 < nk ? n_in - k0 : nk;
+            nv = j < n_out ? nv : 0;
+            sum += ops_quant_s8(q, row + k0, center ? center + k0 : NULL, inv, nv);
+            memset(q + nv, 0, (size_t)(nk - nv));
+            for (int kk = 0; kk < nk / 4; kk++)
+                memcpy(&col[(size_t)(k0 / 4 + kk) * 16], &q[4 * kk], 4);
+        }
+        colsum[j] = sum;
+        scale[j] = amax / 127.0f;
+    }
+}
+
 int gemm_prep_int8(struct wmat *w, const float *src) {
     int kw = (w->n_in + 3) / 4, n_pad = (w->n_out + 15) & ~15;
     size_t n_words = (size_t)n_pad * kw;
@@ -163,29 +189,32 @@ int gemm_prep_int8(struct wmat *w, const float *src) {
         free(scale);
         return -1;
     }
-    int32_t *colsum = (int32_t *)(d + n_words * 4);
-    for (int j = 0; j < n_pad; j++) {
-        const float *row = j < w->n_out ? src + (size_t)j * w->n_in : NULL;
-        float amax = 0;
-        for (int k = 0; row && k < w->n_in; k++)
-            amax = fmaxf(amax, fabsf(row[k]));
-        float inv = amax > 0 ? 127.0f / amax : 0.0f;
-        int8_t *col = d + ((size_t)(j / 16) * kw * 16 + j % 16) * 4;
-        int32_t sum = 0;
-        for (int k = 0; k < 4 * kw; k++) {
-            long q = row && k < w->n_in ? lrintf(row[k] * inv) : 0;
-            q = q > 127 ? 127 : q < -127 ? -127 : q;
-            col[(size_t)(k / 4) * 64 + k % 4] = (int8_t)q;
-            sum += (int32_t)q;
-        }
-        colsum[j] = sum;
-        scale[j] = amax / 127.0f;
-    }
+    int8_layout(src, w->n_in, NULL, w->n_out, w->n_in, d, scale);
     w->data = d;
     w->scale = scale;
     w->nbytes = n_words * 4 + (size_t)n_pad * 8;
     w->layout = WMAT_LAYOUT_INT8;
     return 0;
+}
+
+size_t wmat_int8_bytes(int n_out, int n_in) {
+    size_t kw = (size_t)(n_in + 3) / 4, n_pad = (size_t)(n_out + 15) & ~(size_t)15;
+    return (n_pad * kw * 4 + n_pad * 8 + 63) & ~(size_t)63;
+}
+
+void wmat_int8_pack(struct wmat *w, const struct gemm_kernel *kern, const float *src, ptrdiff_t ld,
+                    const float *center, int n_out, int n_in, void *buf) {
+    size_t kw = (size_t)(n_in + 3) / 4, n_pad = (size_t)(n_out + 15) & ~(size_t)15;
+    float *scale = (float *)((char *)buf + n_pad * kw * 4 + n_pad * 4);
+    ENG_ASSERT(kern && kern->kind == WMAT_INT8);
+    *w = (struct wmat){.kind = WMAT_INT8,
+                       .n_out = n_out,
+                       .n_in = n_in,
+                       .data = buf,
+                       .scale = scale,
+                       .layout = WMAT_LAYOUT_INT8,
+                       .k = kern};
+    int8_layout(src, ld, center, n_out, n_in, buf, scale);
 }
 
 /* f32 panels [n_pad / 16][n_in][16]. */

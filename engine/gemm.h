@@ -90,4 +90,12 @@ size_t wmat_bf16_bytes(int n_out, int n_in);
 void wmat_bf16_pack(struct wmat *w, const struct gemm_kernel *k, const float *src, ptrdiff_t sj,
                     ptrdiff_t sk, int n_out, int n_in, void *buf);
 
+/* The same for int8 (attention's K): W quantised as wmat_init's int8 kind
+ * does (symmetric per output row), row j at src + j * ld less center[k]
+ * (center: [n_in], or NULL for none); w->data and w->scale both point into
+ * buf (wmat_int8_bytes of it, 64-byte aligned). k: a WMAT_INT8 kernel. */
+size_t wmat_int8_bytes(int n_out, int n_in);
+void wmat_int8_pack(struct wmat *w, const struct gemm_kernel *k, const float *src, ptrdiff_t ld,
+                    const float *center, int n_out, int n_in, void *buf);
+
 #endif

@@ -200,6 +200,54 @@ OPS_CLONES void ops_bf16_zip(uint32_t *restrict w, const float *restrict a, cons
         w[i] = bf16_word(a[i], b[i]);
 }
 
+/* The int8 weight quantisation (gemm.c's layout, per row; attention's K
+ * per layer). Written to vectorise: the maximum as compare-and-select (finite
+ * values: the same as fmaxf, NaN skipped as there), the rounding to nearest
+ * even by adding and subtracting 1.5 * 2^23, which is lrintf's for the
+ * |t| <= 2^22 that a scaled value (at most 127) can be. */
+OPS_CLONES float ops_absmax(const float *restrict x, const float *restrict c, int n) {
+    float m[16] = {0}; /* lane maxima (a max reduction only vectorises with -ffast-math) */
+    int k = 0;
+    for (; k + 16 <= n; k += 16)
+        for (int l = 0; l < 16; l++) {
+            float a = fabsf(c ? x[k + l] - c[k + l] : x[k + l]);
+            m[l] = a > m[l] ? a : m[l];
+        }
+    for (; k < n; k++) {
+        float a = fabsf(c ? x[k] - c[k] : x[k]);
+        m[0] = a > m[0] ? a : m[0];
+    }
+    for (int l = 1; l < 16; l++)
+        m[0] = m[l] > m[0] ? m[l] : m[0];
+    return m[0];
+}
+
+static inline __attribute__((always_inline)) int32_t quant_s8(float v, float inv) {
+    float t = v * inv;
+    float r = t + 12582912.0f; /* two statements: never one fused step */
+    r = r - 12582912.0f;
+    r = r > 127.0f ? 127.0f : r < -127.0f ? -127.0f : r;
+    return (int32_t)r;
+}
+
+OPS_CLONES int32_t ops_quant_s8(int8_t *restrict q, const float *restrict x,
+                                const float *restrict c, float inv, int n) {
+    int32_t sum = 0;
+    if (c)
+        for (int k = 0; k < n; k++) {
+            int32_t v = quant_s8(x[k] - c[k], inv);
+            q[k] = (int8_t)v;
+            sum += v;
+        }
+    else
+        for (int k = 0; k < n; k++) {
+            int32_t v = quant_s8(x[k], inv);
+            q[k] = (int8_t)v;
+            sum += v;
+        }
+    return sum;
+}
+
 /* e^x for the softmax's arguments, x <= ~0 (s x - m, m the row's maximum;
  * fused, it may exceed 0 by half an ulp of s x): the range reduction of
  * ops_exp_poly with fused steps and its Taylor polynomial to degree 5

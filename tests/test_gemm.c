@@ -746,8 +746,47 @@ static void check_bf16_pack(void) {
     CHECKM(bad == 0, "wmat_bf16_pack: %d words differ from the layout", bad);
 }
 
+/* wmat_int8_pack (attention's K) against wmat_init on the same rows less
+ * the center, written out densely: the same panels, column sums and scales
+ * byte for byte, with a center and without, rows ld apart (the gap holds
+ * NaN, which must never be read). */
+static void check_int8_pack(void) {
+    static const int shapes[][2] = {{1, 1}, {17, 3}, {16, 64}, {64, 37}, {513, 64}, {31, 1030}};
+    const struct gemm_kernel *k8 = gemm_kernel_for(WMAT_INT8, test_cpu_features());
+    int bad = 0, n_cmp = 0;
+    for (size_t si = 0; si < sizeof(shapes) / sizeof(shapes[0]); si++)
+        for (int centered = 0; centered < 2; centered++) {
+            int n_out = shapes[si][0], n_in = shapes[si][1], ld = n_in + 7;
+            float *src = make_x(n_out, n_in, ld, D_UNIFORM);
+            float *center = make_x(1, n_in, n_in, D_UNIFORM),
+                  *dense = malloc(sizeof(float) * (size_t)n_out * n_in);
+            for (int j = 0; j < n_out; j++) {
+                for (int k = n_in; k < ld; k++)
+                    src[(size_t)j * ld + k] = NAN;
+                for (int k = 0; k < n_in; k++)
+                    dense[(size_t)j * n_in + k] =
+                        centered ? src[(size_t)j * ld + k] - center[k] : src[(size_t)j * ld + k];
+            }
+            struct wmat ref, w;
+            CHECK(wmat_init(&ref, WMAT_INT8, test_cpu_features(), dense, n_out, n_in) == 0);
+            size_t nb = wmat_int8_bytes(n_out, n_in), n_pad = (size_t)(n_out + 15) & ~(size_t)15;
+            size_t data_bytes = n_pad * (size_t)((n_in + 3) / 4) * 4 + n_pad * 4;
+            void *buf = aligned_alloc(64, nb);
+            wmat_int8_pack(&w, k8, src, ld, centered ? center : NULL, n_out, n_in, buf);
+            CHECK(w.kind == WMAT_INT8 && w.n_out == n_out && w.n_in == n_in && w.data == buf &&
+                  w.k == k8 && (char *)w.scale + n_pad * 4 <= (char *)buf + nb);
+            bad += memcmp(w.data, ref.data, data_bytes) != 0;
+            bad += memcmp(w.scale, ref.scale, n_pad * 4) != 0;
+            n_cmp += 2;
+            wmat_deinit(&ref);
+            free(buf), free(src), free(center), free(dense);
+        }
+    CHECKM(bad == 0, "wmat_int8_pack: %d of %d layouts differ from wmat_init's", bad, n_cmp);
+}
+
 void test_wmat(void) {
     check_bf16_pack();
+    check_int8_pack();
     check_fallback();
     check_exact_order();
     check_exact_levels();
