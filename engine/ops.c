@@ -226,7 +226,7 @@ static inline __attribute__((always_inline)) int32_t quant_s8(float v, float inv
     float t = v * inv;
     float r = t + 12582912.0f; /* two statements: never one fused step */
     r = r - 12582912.0f;
-    r = r > 127.0f ? 127.0f : r < -127.0f ? -127.0f : r;
+    r = r >= -127.0f ? (r <= 127.0f ? r : 127.0f) : -127.0f; /* NaN: -127, as lrintf's clamp */
     return (int32_t)r;
 }
 
