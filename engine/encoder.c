@@ -56,16 +56,16 @@ struct eng_ctx {
     struct eng_team *team;
     int cap; /* tokens */
     int n_threads;
-    float *x;      /* [cap][H] hidden state */
-    float *qkv;    /* [cap][3H] */
-    float *att;    /* [cap][H] attention context */
-    float *tmp;    /* [cap][H] projection output */
-    float *ff;     /* [min(cap, FFN_CHUNK)][F] (GEGLU: [2F]) */
-    float *ffg;    /* GEGLU: [min(cap, FFN_CHUNK)][F], the gated product */
-    float *alibi;  /* ALiBi: [n_head] slopes */
-    float *lora_t; /* [2][cap][rank] X A_t^T by batch row: LORA_T_IN, LORA_T_FF */
-    float *scores; /* per thread: bf16 [ATT_TILE][ATT_KEYS] + P V [ATT_TILE][d] + 3 [ATT_TILE]
-                      (running max, sum, rescale); exact: attn kernel scratch */
+    float *x;                 /* [cap][H] hidden state */
+    float *qkv;               /* [cap][3H] */
+    float *att;               /* [cap][H] attention context */
+    float *tmp;               /* [cap][H] projection output */
+    float *ff;                /* [min(cap, FFN_CHUNK)][F] (GEGLU: [2F]) */
+    float *ffg;               /* GEGLU: [min(cap, FFN_CHUNK)][F], the gated product */
+    float *alibi;             /* ALiBi: [n_head] slopes */
+    float *lora_t;            /* [2][cap][rank] X A_t^T by batch row: LORA_T_IN, LORA_T_FF */
+    float *scores;            /* per thread, bf16/int8 attention: struct att_scratch's arrays;
+                                 exact: attn kernel scratch */
     size_t scores_per_thread; /* floats */
     /* exact attention: each thread's compact copy of one (sequence, head)'s
      * K and V ([cap][d] each, after its scratch in scores), and which one */
@@ -118,6 +118,38 @@ bool enc_ffn_supported(enum eng_ffn_kind k) {
 
 const struct gemm_kernel *enc_attn_bf16_kernel(const struct eng_info *in) {
     return in->dtype != ENG_DTYPE_F32 ? gemm_kernel_for(WMAT_BF16, in->cpu_features) : NULL;
+}
+
+/* A thread's bf16/int8 attention scratch, carved from its part of scores:
+ * S, one block's raw scores; P, the softmax's bf16 words of S; PV, a later
+ * block's product; per row the running max, sum and rescale; the query
+ * tile's words (converted once per tile, used by every key block) and, int8,
+ * their row parameters. */
+struct att_scratch {
+    float *S;                      /* [ATT_TILE][ATT_KEYS] */
+    uint32_t *P;                   /* [ATT_TILE][ATT_KEYS / 2] */
+    float *PV;                     /* [ATT_TILE][d] */
+    float *mx, *sum, *alpha, *qsx; /* [ATT_TILE] each */
+    int32_t *qzx;                  /* [ATT_TILE] */
+    uint32_t *Qw;                  /* [ATT_TILE][d / 2] (int8 uses d / 4) */
+};
+
+static size_t att_scratch_floats(int d) {
+    return (size_t)ATT_TILE * (ATT_KEYS + ATT_KEYS / 2 + d + 5 + (d + 1) / 2);
+}
+
+static struct att_scratch att_scratch_at(float *base, int d) {
+    struct att_scratch a;
+    a.S = base;
+    a.P = (uint32_t *)(a.S + ATT_TILE * ATT_KEYS);
+    a.PV = (float *)(a.P + ATT_TILE * ATT_KEYS / 2);
+    a.mx = a.PV + (size_t)ATT_TILE * d;
+    a.sum = a.mx + ATT_TILE;
+    a.alpha = a.sum + ATT_TILE;
+    a.qsx = a.alpha + ATT_TILE;
+    a.qzx = (int32_t *)(a.qsx + ATT_TILE);
+    a.Qw = (uint32_t *)(a.qzx + ATT_TILE);
+    return a;
 }
 
 /* int8 mode with the bf16 attention: Q K^T in int8 (keys less their mean:
@@ -202,7 +234,7 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_params *
     c->att_exact = attn_kernel_for(in->cpu_features, (int)d);
     /* exact: the kernel's scratch and a compact K and V per thread */
     c->scores_per_thread =
-        c->att_bf16 ? ATT_TILE * (ATT_KEYS + d + 3) : attn_scratch_floats((int)d) + 2 * cap * d;
+        c->att_bf16 ? att_scratch_floats((int)d) : attn_scratch_floats((int)d) + 2 * cap * d;
     c->att_kv = calloc((size_t)n_threads, sizeof(*c->att_kv));
     c->scores = aligned_alloc(64, sizeof(float) * (size_t)n_threads * c->scores_per_thread);
     /* the attention operands as wmat shapes: K (n_in = d), V^T (n_in = a key block) */
@@ -213,7 +245,8 @@ struct eng_ctx *eng_ctx_new(const struct eng_model *m, const struct eng_params *
     struct wmat wv = {.kind = WMAT_BF16, .n_out = (int)d, .n_in = ATT_KEYS, .k = c->att_kern};
     const struct wmat *wl[6] = {&L0->qkv.w, &L0->out.w, &L0->fc1.w, &L0->fc2.w, &wk, &wv};
     for (int i = 0; i < (c->att_bf16 ? 6 : 4); i++) {
-        size_t b = wmat_scratch_bytes(wl[i], c->cap);
+        size_t b =
+            i < 4 ? wmat_scratch_bytes(wl[i], c->cap) : wmat_words_scratch_bytes(wl[i], ATT_TILE);
         sb = b > sb ? b : sb;
     }
     for (int i = 0; sb && c->scratch && i < n_threads; i++)
@@ -589,23 +622,27 @@ static void alibi_bias(float *S, int nq, int nk, int ld, int q0, int j0, float s
 }
 
 /* bf16 attention of one tile (nq query rows from q0 of sequence is, head
- * h): per key block, S = Q K_b^T (bf16 products, f32 sums), an online
- * softmax step, O = O alpha + S V_b; then O /= the softmax sums. */
+ * h): the queries converted once into the K kernel's words; per key block,
+ * S = Q K_b^T (bf16 or int8 products), an online softmax step that writes P
+ * as bf16 words, O = O alpha + P V_b; then O /= the softmax sums. */
 static void att_tile_bf16(struct eng_ctx *c, int ith, int is, int h, int q0, int nq, const float *Q,
                           float *O) {
     int H = c->m->info.n_embd, nh = c->m->info.n_head, d = H / nh, ld = 3 * H;
     int n = c->seqs[is].n_ids;
     float scale = 1.0f / sqrtf((float)d);
     bool alibi = c->m->arch->pos == ENG_POS_ALIBI;
-    float *S = c->scores + (size_t)ith * c->scores_per_thread, *PV = S + ATT_TILE * ATT_KEYS;
-    float *mx = PV + (size_t)ATT_TILE * d, *sum = mx + ATT_TILE, *alpha = sum + ATT_TILE;
+    struct att_scratch a = att_scratch_at(c->scores + (size_t)ith * c->scores_per_thread, d);
+    float *S = a.S;
     const struct wmat *w = &c->att_w[c->att_items[(size_t)is * nh + h].w0];
     void *scratch = c->scratch[ith];
+    int ldq = (d + 1) / 2;
+    wmat_words_from(&w[0], nq, Q, ld, a.Qw, ldq, a.qsx, a.qzx);
+    struct wmat_words qx = {a.Qw, ldq, a.qsx, a.qzx}, px = {a.P, ATT_KEYS / 2, NULL, NULL};
     for (int i = 0; i < nq; i++)
-        mx[i] = -INFINITY, sum[i] = 0;
+        a.mx[i] = -INFINITY, a.sum[i] = 0;
     for (int j0 = 0; j0 < n; j0 += ATT_KEYS, w += 2) {
         int nk = w[0].n_out;
-        wmat_gemm(&w[0], nq, Q, ld, NULL, S, ATT_KEYS, 0, nk, scratch); /* S = Q K_b^T */
+        wmat_gemm_words(&w[0], nq, &qx, S, ATT_KEYS, 0, nk, scratch); /* S = Q K_b^T */
         float s = scale;
         if (alibi) {
             for (int i = 0; i < nq; i++)
@@ -613,19 +650,19 @@ static void att_tile_bf16(struct eng_ctx *c, int ith, int is, int h, int q0, int
             alibi_bias(S, nq, nk, ATT_KEYS, q0, j0, c->alibi[h]);
             s = 1.0f;
         }
-        ops_softmax_block(S, nq, nk, ATT_KEYS, s, mx, sum, alpha);
-        float *dst = j0 ? PV : O; /* the first block writes O itself */
+        ops_softmax_words(S, nq, nk, ATT_KEYS, s, a.mx, a.sum, a.alpha, a.P, ATT_KEYS / 2);
+        float *dst = j0 ? a.PV : O; /* the first block writes O itself */
         int ldd = j0 ? d : H;
-        wmat_gemm(&w[1], nq, S, ATT_KEYS, NULL, dst, ldd, 0, d, scratch); /* S V_b */
+        wmat_gemm_words(&w[1], nq, &px, dst, ldd, 0, d, scratch); /* P V_b */
         for (int i = 0; j0 && i < nq; i++) {
-            float *o = O + (size_t)i * H, a = alpha[i];
-            const float *pv = PV + (size_t)i * d;
+            float *o = O + (size_t)i * H, al = a.alpha[i];
+            const float *pv = a.PV + (size_t)i * d;
             for (int k = 0; k < d; k++)
-                o[k] = o[k] * a + pv[k];
+                o[k] = o[k] * al + pv[k];
         }
     }
     for (int i = 0; i < nq; i++)
-        ops_scale(O + (size_t)i * H, d, 1.0f / sum[i]);
+        ops_scale(O + (size_t)i * H, d, 1.0f / a.sum[i]);
 }
 
 /* Has eng_ctx_cancel asked this pass to stop? (Any thread of the team.) */

@@ -169,15 +169,18 @@ void ops_add_layernorm(float *x, const float *r, int n_rows, int n, const float 
 void ops_gelu(float *x, int64_t n);           /* exact erf GELU, in place */
 void ops_scale(float *x, int64_t n, float s); /* x *= s */
 /* One key block of an online softmax over n_rows rows of raw scores x
- * (n values each, row stride ld), scaled by s > 0. Per row i, with m[i] the
- * running maximum of the scaled scores (-INFINITY before the first block)
- * and l[i] the running sum: m[i] takes this block's maximum into account,
- * x[i][j] = e^(s x[i][j] - m[i]) (to 3e-6 relative: for bf16 products),
- * alpha[i] = e^(m_old - m[i]) (0 on the first
- * block), l[i] = l[i] alpha[i] + sum_j x[i][j]. A caller rescales what it
- * accumulated by alpha, adds this block's x V, and divides by l at the end. */
-void ops_softmax_block(float *x, int n_rows, int n, int ld, float s, float *m, float *l,
-                       float *alpha);
+ * (n values each, row stride ld; only read), scaled by s > 0, with P
+ * written as bf16 words. Per row i, with m[i] the running maximum of the
+ * scaled scores (-INFINITY before the first block) and l[i] the running
+ * sum: m[i] takes this block's maximum into account; P's row i holds
+ * e^(s x[i][j] - m[i]) (to 3e-6 relative) rounded to bf16 (to nearest
+ * even), two per word (j even low) at p + i * ldp, (n + 1) / 2 words (an odd
+ * n's last high half 0); alpha[i] = e^(m_old - m[i]) (0 on the first block);
+ * l[i] = l[i] alpha[i] + the sum of the rounded values (what P V
+ * multiplies). A caller rescales what it accumulated by alpha, adds this
+ * block's P V, and divides by l at the end. */
+void ops_softmax_words(const float *x, int n_rows, int n, int ld, float s, float *m, float *l,
+                       float *alpha, uint32_t *p, int ldp);
 /* NeoX rotary on one head vector of d values at position pos (cos/sin: [d/2]). */
 void ops_rope_head(float *v, int d, const float *cos_t, const float *sin_t);
 /* Y[m][n] = X[m][k] . W[n][k]^T (+ bias[n] if not NULL); ld* are row strides. */
@@ -201,6 +204,10 @@ void ops_bf16_zip(uint32_t *restrict w, const float *restrict a, const float *re
 float ops_absmax(const float *restrict x, const float *restrict c, int n);
 int32_t ops_quant_s8(int8_t *restrict q, const float *restrict x, const float *restrict c,
                      float inv, int n);
+/* The int8 kind's activation quantisation (gemm_kernels.h's
+ * gemm_int8_quant, vectorised): q[k] = clamp(rint(x[k] * inv) + z, 0, 255)
+ * for |x[k] * inv| <= 2^22 (a row scaled by its own range: at most 255). */
+void ops_quant_u8(uint8_t *restrict q, const float *restrict x, float inv, int32_t z, int n);
 /* inv_freq[i] = 1 / base^(2i/d) in f32, as the reference's rotary embedding. */
 void ops_rope_inv_freq(float base, int d, float *inv_freq);
 

@@ -310,3 +310,59 @@ void wmat_gemm_lora(const struct wmat *w, int m, const float *x, int ldx, const 
         }
     }
 }
+
+/* ---- activations converted once: words ---- */
+
+void wmat_words_from(const struct wmat *w, int m, const float *x, int ldx, uint32_t *words, int ld,
+                     float *sx, int32_t *zx) {
+    int n_in = w->n_in;
+    for (int i = 0; i < m; i++) {
+        const float *xr = x + (size_t)i * ldx;
+        uint32_t *wr = words + (size_t)i * ld;
+        if (w->kind == WMAT_BF16) {
+            ops_bf16_pairs(wr, xr, n_in / 2);
+            if (n_in % 2) wr[n_in / 2] = bf16_word(xr[n_in - 1], 0.0f);
+            continue;
+        }
+        ENG_ASSERT(w->kind == WMAT_INT8);
+        float inv;
+        gemm_int8_row_params(xr, n_in, &sx[i], &zx[i], &inv);
+        uint8_t *q = (uint8_t *)wr;
+        ops_quant_u8(q, xr, inv, zx[i], n_in);
+        for (int k = n_in; k < (n_in + 3) / 4 * 4; k++)
+            q[k] = (uint8_t)zx[i];
+    }
+}
+
+size_t wmat_words_scratch_bytes(const struct wmat *w, int m) {
+    if (w->k && w->k->gemm_words) return 0;
+    return ((size_t)m * w->n_in * sizeof(float) + 63) / 64 * 64 + wmat_scratch_bytes(w, m);
+}
+
+void wmat_gemm_words(const struct wmat *w, int m, const struct wmat_words *x, float *y, int ldy,
+                     int col_lo, int col_hi, void *scratch) {
+    if (m <= 0 || col_lo >= col_hi) return;
+    ENG_ASSERT(col_lo >= 0 && col_hi <= w->n_out && ldy >= col_hi && w->k);
+    ENG_ASSERT(w->kind == WMAT_BF16 || w->kind == WMAT_INT8);
+    if (w->k->gemm_words) {
+        w->k->gemm_words(w, m, x, y, ldy, col_lo, col_hi);
+        return;
+    }
+    /* widened back: bf16 exactly (a bf16 is the top half of its f32) */
+    int n_in = w->n_in;
+    float *xf = scratch;
+    for (int i = 0; i < m; i++) {
+        const uint32_t *wr = x->w + (size_t)i * x->ld;
+        float *fr = xf + (size_t)i * n_in;
+        for (int k = 0; k < n_in; k++) {
+            if (w->kind == WMAT_BF16) {
+                uint32_t u = k % 2 ? wr[k / 2] & 0xffff0000u : wr[k / 2] << 16;
+                memcpy(&fr[k], &u, sizeof(u));
+            } else {
+                fr[k] = x->sx[i] * (float)(((const uint8_t *)wr)[k] - x->zx[i]);
+            }
+        }
+    }
+    void *ks = (char *)scratch + ((size_t)m * n_in * sizeof(float) + 63) / 64 * 64;
+    w->k->gemm(w, m, xf, n_in, NULL, y, ldy, col_lo, col_hi, ks);
+}

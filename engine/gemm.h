@@ -81,6 +81,34 @@ void wmat_gemm_lora(const struct wmat *w, int m, const float *x, int ldx, const 
                     const struct wmat_lora *lora, float *y, int ldy, int col_lo, int col_hi,
                     void *scratch);
 
+/* Activations converted once and multiplied many times (attention: a query
+ * tile against each key block; P, written as words by the softmax). Words
+ * in the kernel kind's activation form, row i at w + i * ld, ld at least
+ * the words of n_in: WMAT_BF16, two bf16 per word (even k low, rounded to
+ * nearest even); WMAT_INT8, four u8 per word, value sx[i] (q - zx[i]), the
+ * contract's per-row parameters (gemm_kernels.h). k past n_in: 0 (bf16) or
+ * zx[i] (int8), as the kernels' own conversion pads. */
+struct wmat_words {
+    const uint32_t *w;
+    int ld;
+    const float *sx;   /* int8: [m]; bf16: NULL */
+    const int32_t *zx; /* int8: [m]; bf16: NULL */
+};
+
+/* Converts x ([m][ldx] f32, n_in = w->n_in values per row) into words (and,
+ * int8, sx and zx) as w's kernel converts its activations: wmat_gemm_words
+ * on them gives the bits wmat_gemm gives on x. Thread-safe (caller memory). */
+void wmat_words_from(const struct wmat *w, int m, const float *x, int ldx, uint32_t *words, int ld,
+                     float *sx, int32_t *zx);
+
+/* wmat_gemm on words. Kernels with an entry for words read them directly;
+ * the others get them widened back into scratch (bf16: exact, the same
+ * bits; int8: dequantised, then quantised again by the kernel). scratch:
+ * wmat_words_scratch_bytes(w, m) bytes owned by the calling thread. */
+void wmat_gemm_words(const struct wmat *w, int m, const struct wmat_words *x, float *y, int ldy,
+                     int col_lo, int col_hi, void *scratch);
+size_t wmat_words_scratch_bytes(const struct wmat *w, int m);
+
 /* Transient bf16 matrices for attention (K and V^T of one head), packed into
  * caller memory with no allocation. wmat_bf16_bytes: the bytes `buf` needs
  * (a multiple of 64). wmat_bf16_pack: w views buf (64-byte aligned), element

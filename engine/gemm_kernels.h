@@ -31,6 +31,10 @@ struct gemm_kernel {
     void (*gemm_lora)(const struct wmat *w, int m, const float *x, int ldx, const float *bias,
                       const struct wmat_lora *lora, float *y, int ldy, int col_lo, int col_hi,
                       void *scratch);
+    /* wmat_gemm_words' product on words as they are (no scratch); NULL:
+     * gemm.c widens them and calls gemm */
+    void (*gemm_words)(const struct wmat *w, int m, const struct wmat_words *x, float *y, int ldy,
+                       int col_lo, int col_hi);
 };
 
 /* Shared weight layouts (gemm.c), each in panels of 16 output columns,

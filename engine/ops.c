@@ -96,6 +96,7 @@ OPS_CLONES void ops_scale(float *x, int64_t n, float s) {
  * turn the same loops over a float[16] into 16 scalar chains. */
 typedef float ops_v16 __attribute__((vector_size(64)));
 typedef int32_t ops_i16 __attribute__((vector_size(64)));
+typedef uint32_t ops_u16 __attribute__((vector_size(64)));
 
 /* v = p[0..16) (unaligned; a macro: a function returning a vector by value
  * would have an ABI that differs between the target_clones) */
@@ -103,36 +104,6 @@ typedef int32_t ops_i16 __attribute__((vector_size(64)));
 
 /* The lane-wise maximum of two vectors (x86 has it in one instruction). */
 #define V16_MAX(a, b) ((ops_v16)(((ops_i16)(b) & ((b) > (a))) | ((ops_i16)(a) & ~((b) > (a)))))
-
-/* Sum of n floats in four vectors of 16 partial sums: vector q, lane l sums
- * x[64 i + 16 q + l] in order; then the vectors (0 + 1) + (2 + 3), the
- * 16-value blocks left into that, the tail, and the lanes in order. Four
- * chains: one vector add per block was a latency chain (3-4 cycles each). */
-static inline __attribute__((always_inline)) float sum16(const float *x, int n) {
-    ops_v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, v;
-    int j = 0;
-    for (; j + 64 <= n; j += 64) {
-        V16_LOAD(v, x + j);
-        a0 += v;
-        V16_LOAD(v, x + j + 16);
-        a1 += v;
-        V16_LOAD(v, x + j + 32);
-        a2 += v;
-        V16_LOAD(v, x + j + 48);
-        a3 += v;
-    }
-    ops_v16 acc = (a0 + a1) + (a2 + a3);
-    for (; j + 16 <= n; j += 16) {
-        V16_LOAD(v, x + j);
-        acc += v;
-    }
-    float s = 0;
-    for (; j < n; j++)
-        s += x[j];
-    for (int l = 0; l < 16; l++)
-        s += acc[l];
-    return s;
-}
 
 /* Maximum of n >= 1 floats, four vectors of 16 lanes at a time (a maximum
  * is exact in any order): one running maximum is a dependency chain of
@@ -248,43 +219,100 @@ OPS_CLONES int32_t ops_quant_s8(int8_t *restrict q, const float *restrict x,
     return sum;
 }
 
-/* e^x for the softmax's arguments, x <= ~0 (s x - m, m the row's maximum;
- * fused, it may exceed 0 by half an ulp of s x): the range reduction of
- * ops_exp_poly with fused steps and its Taylor polynomial to degree 5
- * (truncation < 2.4e-6 relative: the values are rounded to bf16 for P V, an
- * error of 2^-9). Half the operations of ops_exp_poly, whose degree 7 is for
- * f32 outputs; the exponentials were most of the low-precision softmax. The
- * clones that run it have FMA (the x86 default clone never does: its CPUs
- * have no bf16 attention). */
-static inline __attribute__((always_inline)) float exp_lowp(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    float n = fmaf(x, 1.44269504f, 12582912.0f) - 12582912.0f; /* round to nearest */
-    float r = fmaf(n, -0.693359375f, x);
-    r = fmaf(n, 2.12194440e-4f, r);
-    float p = fmaf(1.0f / 120, r, 1.0f / 24);
-    p = fmaf(p, r, 1.0f / 6);
-    p = fmaf(p, r, 0.5f);
-    p = fmaf(p, r, 1.0f);
-    p = fmaf(p, r, 1.0f);
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, 4);
-    return p * scale;
+OPS_CLONES void ops_quant_u8(uint8_t *restrict q, const float *restrict x, float inv, int32_t z,
+                             int n) {
+    for (int k = 0; k < n; k++) {
+        float r = x[k] * inv + 12582912.0f; /* two statements: never one fused step */
+        r = r - 12582912.0f;
+        int32_t v = (int32_t)r + z;
+        q[k] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+    }
 }
 
-OPS_CLONES void ops_softmax_block(float *x, int n_rows, int n, int ld, float s, float *m, float *l,
-                                  float *alpha) {
+/* ops_softmax_words, 16 values at a time in generic vectors (GCC's -O2
+ * vectorises the scalar form poorly). e^t for t = s x - m <= ~0 (fused, it
+ * may exceed 0 by half an ulp of s x): ops_exp_poly's range reduction as
+ * fused steps and its Taylor polynomial to degree 5 (truncation < 2.4e-6
+ * relative, against bf16's rounding of up to 2^-8: half ops_exp_poly's
+ * operations, whose degree 7 is for f32 outputs), its power of two added to
+ * the exponent bits (n << 23: the low bits of the rounding constant's sum),
+ * t clamped at -80 so that no result is subnormal (e^-80 = 2e-35, nothing
+ * beside the block's maximum of 1); then rounded to bf16 (to nearest even:
+ * the values are finite and positive). The function contracts a * b + c
+ * into one fused step (its optimize attribute: ISO C mode does not), as the
+ * kernels' fmaf would. */
+#define SOFTMAX_V16(e, xp)                                                      \
+    do {                                                                        \
+        ops_v16 t_, k_, n_, r_, p_;                                             \
+        V16_LOAD(t_, xp);                                                       \
+        t_ = t_ * sv - mv;                                                      \
+        t_ = (ops_v16)(((ops_i16)t_ & (t_ > lo)) | ((ops_i16)lo & ~(t_ > lo))); \
+        k_ = t_ * 1.44269504f + 12582912.0f;                                    \
+        n_ = k_ - 12582912.0f;                                                  \
+        r_ = n_ * -0.693359375f + t_;                                           \
+        r_ = n_ * 2.12194440e-4f + r_;                                          \
+        p_ = r_ * (1.0f / 120) + (1.0f / 24);                                   \
+        p_ = p_ * r_ + (1.0f / 6);                                              \
+        p_ = p_ * r_ + 0.5f;                                                    \
+        p_ = p_ * r_ + 1.0f;                                                    \
+        p_ = p_ * r_ + 1.0f;                                                    \
+        e = (ops_u16)p_ + ((ops_u16)k_ << 23);                                  \
+        e = (e + 0x7fffu + ((e >> 16) & 1u)) & 0xffff0000u;                     \
+    } while (0)
+
+/* Two vectors of rounded values (e0: j .. j + 15, e1: the next 16) as 16
+ * words: even j in the low half. */
+#define SOFTMAX_PAIRS(e0, e1) \
+    (__builtin_shuffle(e0, e1, even) >> 16 | __builtin_shuffle(e0, e1, even + 1u))
+
+__attribute__((optimize("fp-contract=fast"))) OPS_CLONES void
+ops_softmax_words(const float *x, int n_rows, int n, int ld, float s, float *m, float *l,
+                  float *alpha, uint32_t *p, int ldp) {
+    const ops_u16 even = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
     for (int i = 0; i < n_rows; i++) {
-        float *xi = x + (size_t)i * ld;
+        const float *xi = x + (size_t)i * ld;
+        uint32_t *pi = p + (size_t)i * ldp;
         float mx = max16(xi, n) * s;
         float m_new = mx > m[i] ? mx : m[i];
         alpha[i] = m[i] == -INFINITY ? 0.0f : ops_exp_poly(m[i] - m_new);
-        for (int j = 0; j < n; j++)
-            xi[j] = exp_lowp(fmaf(xi[j], s, -m_new));
-        l[i] = l[i] * alpha[i] + sum16(xi, n);
+        ops_v16 sv = {0}, mv = {0}, lo = {0}, a0 = {0}, a1 = {0};
+        sv += s, mv += m_new, lo += -80.0f;
+        ops_u16 e0, e1, w;
+        int j = 0;
+        for (; j + 32 <= n; j += 32) {
+            SOFTMAX_V16(e0, xi + j);
+            SOFTMAX_V16(e1, xi + j + 16);
+            a0 += (ops_v16)e0;
+            a1 += (ops_v16)e1;
+            w = SOFTMAX_PAIRS(e0, e1);
+            memcpy(pi + j / 2, &w, sizeof(w));
+        }
+        if (j < n) { /* the tail through a zero-padded copy */
+            float buf[32] = {0};
+            memcpy(buf, xi + j, sizeof(float) * (size_t)(n - j));
+            SOFTMAX_V16(e0, buf);
+            SOFTMAX_V16(e1, buf + 16);
+            for (int t = n - j; t < 32; t++) { /* past n: 0 (adds nothing), not e^(0 - m) */
+                if (t < 16)
+                    e0[t] = 0;
+                else
+                    e1[t - 16] = 0;
+            }
+            a0 += (ops_v16)e0;
+            a1 += (ops_v16)e1;
+            w = SOFTMAX_PAIRS(e0, e1);
+            memcpy(pi + j / 2, &w, sizeof(uint32_t) * (size_t)((n - j + 1) / 2));
+        }
+        ops_v16 acc = a0 + a1; /* the lanes in order: the same sum whatever the batch */
+        float sum = 0;
+        for (int t = 0; t < 16; t++)
+            sum += acc[t];
+        l[i] = l[i] * alpha[i] + sum;
         m[i] = m_new;
     }
 }
+#undef SOFTMAX_V16
+#undef SOFTMAX_PAIRS
 
 /* x . a over n_in values: 16 lanes summed in k order, the tail, then the
  * lanes in order (the same sum whichever caller, row or batch). */

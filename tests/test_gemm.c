@@ -784,9 +784,92 @@ static void check_int8_pack(void) {
     CHECKM(bad == 0, "wmat_int8_pack: %d of %d layouts differ from wmat_init's", bad, n_cmp);
 }
 
+/* Activations converted once (wmat_words_from) then multiplied
+ * (wmat_gemm_words), the attention's path, for every bf16 and int8 kernel at
+ * the levels here: the bits of wmat_gemm on the same floats where the kernel
+ * reads words (and for bf16 everywhere: widening a bf16 is exact); kernels
+ * without that entry get the int8 words dequantised, within 1e-3 of the
+ * squared norm. Shapes: a query tile against a key block and P against V^T,
+ * k tails, a second k block, a second row block; a column slice, whose
+ * outside stays untouched. Then ops_quant_u8 against the contract's
+ * gemm_int8_quant, ties included. */
+static void check_words(void) {
+    static const int sh[][3] = {/* m, n_out, n_in */
+                                {1, 16, 64}, {64, 1024, 64},  {64, 64, 1024},
+                                {7, 40, 37}, {100, 33, 1030}, {6, 64, 2049}};
+    int n_bits = 0, bad_bits = 0, n_near = 0, bad_near = 0;
+    for (int kind = WMAT_BF16; kind <= WMAT_INT8; kind++) {
+        const struct gemm_kernel *ks[16];
+        uint32_t km[16];
+        char list[512];
+        int nk = kernels_by_level((enum wmat_kind)kind, ks, km, list, sizeof(list));
+        for (int ki = 0; ki < nk; ki++)
+            for (size_t si = 0; si < sizeof(sh) / sizeof(sh[0]); si++) {
+                int m = sh[si][0], n_out = sh[si][1], n_in = sh[si][2], ldx = n_in + 5;
+                int ldw = (n_in + 1) / 2 + 3, c_lo = n_out > 32 ? 16 : 0, c_hi = n_out - 1;
+                float *W = make_x(n_out, n_in, n_in, D_UNIFORM),
+                      *x = make_x(m, n_in, ldx, D_GAUSS_OUTLIERS);
+                struct wmat w;
+                CHECK(wmat_init(&w, (enum wmat_kind)kind, km[ki], W, n_out, n_in) == 0);
+                size_t sb = wmat_scratch_bytes(&w, m), wb = wmat_words_scratch_bytes(&w, m);
+                void *scr = malloc(sb + 64), *wscr = malloc(wb + 64);
+                uint32_t *words = malloc(sizeof(uint32_t) * (size_t)m * ldw);
+                float *sx = malloc(sizeof(float) * m), *y1 = malloc(sizeof(float) * m * n_out),
+                      *y2 = malloc(sizeof(float) * m * n_out);
+                int32_t *zx = malloc(sizeof(int32_t) * m);
+                for (int i = 0; i < m * n_out; i++)
+                    y1[i] = y2[i] = SENTINEL;
+                wmat_gemm(&w, m, x, ldx, NULL, y1, n_out, c_lo, c_hi, scr);
+                wmat_words_from(&w, m, x, ldx, words, ldw, sx, zx);
+                struct wmat_words xw = {words, ldw, kind == WMAT_INT8 ? sx : NULL,
+                                        kind == WMAT_INT8 ? zx : NULL};
+                wmat_gemm_words(&w, m, &xw, y2, n_out, c_lo, c_hi, wscr);
+                if (ks[ki]->gemm_words || kind == WMAT_BF16) {
+                    n_bits++;
+                    bad_bits += memcmp(y1, y2, sizeof(float) * m * n_out) != 0;
+                } else {
+                    double num = 0, den = 0;
+                    int outside = 0;
+                    for (int i = 0; i < m; i++)
+                        for (int j = 0; j < n_out; j++) {
+                            float a = y1[i * n_out + j], b = y2[i * n_out + j];
+                            if (j < c_lo || j >= c_hi) {
+                                outside += b != SENTINEL;
+                                continue;
+                            }
+                            num += (double)(a - b) * (a - b), den += (double)a * a;
+                        }
+                    n_near++;
+                    bad_near += outside || !(num <= 1e-3 * den);
+                }
+                wmat_deinit(&w);
+                free(W), free(x), free(scr), free(wscr), free(words), free(sx), free(zx);
+                free(y1), free(y2);
+            }
+        fprintf(stderr, "  gemm: words (%s):%s\n", kind_str[kind], list);
+    }
+    CHECKM(bad_bits == 0, "wmat_gemm_words: %d of %d products differ in bits from wmat_gemm",
+           bad_bits, n_bits);
+    CHECKM(bad_near == 0, "wmat_gemm_words (widened int8): %d of %d products off", bad_near,
+           n_near);
+    /* ops_quant_u8: random values, exact ties of rint, both clamps */
+    float v[4096];
+    uint8_t q[4096];
+    float inv = 1.0f / 0.37f;
+    int32_t z = 117;
+    int bad_q = 0;
+    for (int k = 0; k < 4096; k++)
+        v[k] = k % 3 == 0 ? ((float)(k % 600) - 300.0f + 0.5f) / inv : (float)(nrand() * 60.0);
+    ops_quant_u8(q, v, inv, z, 4096);
+    for (int k = 0; k < 4096; k++)
+        bad_q += q[k] != gemm_int8_quant(v[k], inv, z);
+    CHECKM(bad_q == 0, "ops_quant_u8: %d of 4096 values differ from gemm_int8_quant", bad_q);
+}
+
 void test_wmat(void) {
     check_bf16_pack();
     check_int8_pack();
+    check_words();
     check_fallback();
     check_exact_order();
     check_exact_levels();

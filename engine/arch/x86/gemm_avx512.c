@@ -411,9 +411,11 @@ static __mmask16 panel_mask(int p, int col_lo, int col_hi) {
     return (__mmask16)m;
 }
 
-/* Runs the NV-panel x MR-row loops of one (row block, k block). */
+/* Runs the NV-panel x MR-row loops of one (row block, k block): s holds
+ * the block's activation words (row r at s->w + r * s->ld, its first word
+ * the block's) and, int8, the rows' parameters. */
 static void run_block(const struct wmat *w, const kern_fn tab[2][MR][NV], struct kern *a,
-                      const struct scratch *s, int mc, const float *bias,
+                      const struct wmat_words *s, int mc, const float *bias,
                       const struct wmat_lora *lora, float *y, int ldy, int col_lo, int col_hi,
                       int k0) {
     int p_lo = col_lo / 16, p_hi = (col_hi + 15) / 16;
@@ -431,10 +433,10 @@ static void run_block(const struct wmat *w, const kern_fn tab[2][MR][NV], struct
         }
         for (int r0 = 0; r0 < mc; r0 += MR) {
             int mr = imin(MR, mc - r0);
-            a->x = s->xw + (size_t)r0 * s->ld;
+            a->x = s->w + (size_t)r0 * s->ld;
             a->y = y + (size_t)r0 * ldy + 16 * p;
-            a->sx = s->sx + r0;
-            a->zx = s->zx + r0;
+            a->sx = s->sx ? s->sx + r0 : NULL; /* bf16: none */
+            a->zx = s->zx ? s->zx + r0 : NULL;
             if (lora) {
                 a->lt = lora->t + (size_t)r0 * lora->rank;
                 for (int r = 0; r < mr; r++) {
@@ -477,8 +479,31 @@ static void gemm_lowp(const struct wmat *w, int m, const float *x, int ldx, cons
                 pack_int8(xb, ldx, mc, w->n_in, k0, a.nk, s.zx, s.inv, s.xw, s.ld);
             else
                 pack_bf16(xb, ldx, mc, w->n_in, k0, a.nk, s.xw, s.ld);
-            run_block(w, int8 ? kern_int8_tab : kern_bf16_tab, &a, &s, mc, bias,
+            struct wmat_words xs = {s.xw, s.ld, s.sx, s.zx};
+            run_block(w, int8 ? kern_int8_tab : kern_bf16_tab, &a, &xs, mc, bias,
                       lora && k0 + kc >= kw ? &lb : NULL, yb, ldy, col_lo, col_hi, k0);
+        }
+    }
+}
+
+/* wmat_gemm_words: the same blocks on the caller's words, nothing converted. */
+static void gemm_words(const struct wmat *w, int m, const struct wmat_words *x, float *y, int ldy,
+                       int col_lo, int col_hi) {
+    int int8 = w->kind == WMAT_INT8;
+    int kw = words_per_k(w->kind, w->n_in), kc = block_words(w->kind);
+    struct kern a = {0};
+    a.ldx = x->ld;
+    a.wstride = (size_t)kw * 16;
+    a.ldy = (size_t)ldy;
+    for (int i0 = 0; i0 < m; i0 += MC) {
+        int mc = imin(MC, m - i0);
+        for (int k0 = 0; k0 < kw; k0 += kc) {
+            a.nk = imin(kc, kw - k0);
+            a.first = k0 == 0;
+            struct wmat_words xs = {x->w + (size_t)i0 * x->ld + k0, x->ld, int8 ? x->sx + i0 : NULL,
+                                    int8 ? x->zx + i0 : NULL};
+            run_block(w, int8 ? kern_int8_tab : kern_bf16_tab, &a, &xs, mc, NULL, NULL,
+                      y + (size_t)i0 * ldy, ldy, col_lo, col_hi, k0);
         }
     }
 }
@@ -504,6 +529,7 @@ const struct gemm_kernel gemm_x86_avx512_bf16 = {
     .gemm = gemm_avx512,
     .scratch_bytes = wmat_scratch_lowp,
     .gemm_lora = gemm_avx512_lora,
+    .gemm_words = gemm_words,
 };
 
 const struct gemm_kernel gemm_x86_avx512_vnni = {
@@ -514,4 +540,5 @@ const struct gemm_kernel gemm_x86_avx512_vnni = {
     .gemm = gemm_avx512,
     .scratch_bytes = wmat_scratch_lowp,
     .gemm_lora = gemm_avx512_lora,
+    .gemm_words = gemm_words,
 };
