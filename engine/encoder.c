@@ -131,7 +131,7 @@ struct att_scratch {
     float *PV;                     /* [ATT_TILE][d] */
     float *mx, *sum, *alpha, *qsx; /* [ATT_TILE] each */
     int32_t *qzx;                  /* [ATT_TILE] */
-    uint32_t *Qw;                  /* [ATT_TILE][d / 2] (int8 uses d / 4) */
+    uint32_t *Qw;                  /* [ATT_TILE][(d + 1) / 2] (int8 fills (d + 3) / 4 a row) */
 };
 
 static size_t att_scratch_floats(int d) {

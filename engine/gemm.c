@@ -334,9 +334,14 @@ void wmat_words_from(const struct wmat *w, int m, const float *x, int ldx, uint3
     }
 }
 
+/* The widened rows' bytes at the start of the fallback's scratch. */
+static size_t words_widened_bytes(const struct wmat *w, int m) {
+    return ((size_t)m * w->n_in * sizeof(float) + 63) / 64 * 64;
+}
+
 size_t wmat_words_scratch_bytes(const struct wmat *w, int m) {
     if (w->k && w->k->gemm_words) return 0;
-    return ((size_t)m * w->n_in * sizeof(float) + 63) / 64 * 64 + wmat_scratch_bytes(w, m);
+    return words_widened_bytes(w, m) + wmat_scratch_bytes(w, m);
 }
 
 void wmat_gemm_words(const struct wmat *w, int m, const struct wmat_words *x, float *y, int ldy,
@@ -354,15 +359,16 @@ void wmat_gemm_words(const struct wmat *w, int m, const struct wmat_words *x, fl
     for (int i = 0; i < m; i++) {
         const uint32_t *wr = x->w + (size_t)i * x->ld;
         float *fr = xf + (size_t)i * n_in;
-        for (int k = 0; k < n_in; k++) {
-            if (w->kind == WMAT_BF16) {
+        if (w->kind == WMAT_BF16) {
+            for (int k = 0; k < n_in; k++) {
                 uint32_t u = k % 2 ? wr[k / 2] & 0xffff0000u : wr[k / 2] << 16;
                 memcpy(&fr[k], &u, sizeof(u));
-            } else {
-                fr[k] = x->sx[i] * (float)(((const uint8_t *)wr)[k] - x->zx[i]);
             }
+            continue;
         }
+        for (int k = 0; k < n_in; k++)
+            fr[k] = x->sx[i] * (float)(((const uint8_t *)wr)[k] - x->zx[i]);
     }
-    void *ks = (char *)scratch + ((size_t)m * n_in * sizeof(float) + 63) / 64 * 64;
+    void *ks = (char *)scratch + words_widened_bytes(w, m);
     w->k->gemm(w, m, xf, n_in, NULL, y, ldy, col_lo, col_hi, ks);
 }
