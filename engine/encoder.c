@@ -650,7 +650,7 @@ static void att_tile_bf16(struct eng_ctx *c, int ith, int is, int h, int q0, int
             alibi_bias(S, nq, nk, ATT_KEYS, q0, j0, c->alibi[h]);
             s = 1.0f;
         }
-        ops_softmax_words(S, nq, nk, ATT_KEYS, s, a.mx, a.sum, a.alpha, a.P, ATT_KEYS / 2);
+        wmat_softmax_words(&w[1], S, nq, nk, ATT_KEYS, s, a.mx, a.sum, a.alpha, a.P, ATT_KEYS / 2);
         float *dst = j0 ? a.PV : O; /* the first block writes O itself */
         int ldd = j0 ? d : H;
         wmat_gemm_words(&w[1], nq, &px, dst, ldd, 0, d, scratch); /* P V_b */

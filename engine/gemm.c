@@ -344,6 +344,15 @@ size_t wmat_words_scratch_bytes(const struct wmat *w, int m) {
     return words_widened_bytes(w, m) + wmat_scratch_bytes(w, m);
 }
 
+void wmat_softmax_words(const struct wmat *w, const float *x, int n_rows, int n, int ld, float s,
+                        float *m, float *l, float *alpha, uint32_t *p, int ldp) {
+    ENG_ASSERT(w->kind == WMAT_BF16 && w->k);
+    if (w->k->softmax_words)
+        w->k->softmax_words(x, n_rows, n, ld, s, m, l, alpha, p, ldp);
+    else
+        ops_softmax_words(x, n_rows, n, ld, s, m, l, alpha, p, ldp);
+}
+
 void wmat_gemm_words(const struct wmat *w, int m, const struct wmat_words *x, float *y, int ldy,
                      int col_lo, int col_hi, void *scratch) {
     if (m <= 0 || col_lo >= col_hi) return;

@@ -109,6 +109,13 @@ void wmat_gemm_words(const struct wmat *w, int m, const struct wmat_words *x, fl
                      int col_lo, int col_hi, void *scratch);
 size_t wmat_words_scratch_bytes(const struct wmat *w, int m);
 
+/* One key block of the attention's online softmax with P written as w's
+ * words (w: WMAT_BF16, the matrix that multiplies P): the contract and the
+ * bits of ops_softmax_words (engine_impl.h), which kernels with their own
+ * bf16 conversion run faster. Thread-safe (caller memory). */
+void wmat_softmax_words(const struct wmat *w, const float *x, int n_rows, int n, int ld, float s,
+                        float *m, float *l, float *alpha, uint32_t *p, int ldp);
+
 /* Transient bf16 matrices for attention (K and V^T of one head), packed into
  * caller memory with no allocation. wmat_bf16_bytes: the bytes `buf` needs
  * (a multiple of 64). wmat_bf16_pack: w views buf (64-byte aligned), element

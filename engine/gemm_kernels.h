@@ -35,6 +35,10 @@ struct gemm_kernel {
      * gemm.c widens them and calls gemm */
     void (*gemm_words)(const struct wmat *w, int m, const struct wmat_words *x, float *y, int ldy,
                        int col_lo, int col_hi);
+    /* bf16 kinds: ops_softmax_words (engine_impl.h) bit for bit, with this
+     * kernel's own conversion; NULL: wmat_softmax_words calls that one */
+    void (*softmax_words)(const float *x, int n_rows, int n, int ld, float s, float *m, float *l,
+                          float *alpha, uint32_t *p, int ldp);
 };
 
 /* Shared weight layouts (gemm.c), each in panels of 16 output columns,

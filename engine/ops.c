@@ -231,39 +231,48 @@ OPS_CLONES void ops_quant_u8(uint8_t *restrict q, const float *restrict x, float
 
 /* ops_softmax_words, 16 values at a time in generic vectors (GCC's -O2
  * vectorises the scalar form poorly). e^t for t = s x - m <= ~0 (fused, it
- * may exceed 0 by half an ulp of s x): ops_exp_poly's range reduction as
- * fused steps and its Taylor polynomial to degree 5 (truncation < 2.4e-6
- * relative, against bf16's rounding of up to 2^-8: half ops_exp_poly's
- * operations, whose degree 7 is for f32 outputs), its power of two added to
- * the exponent bits (n << 23: the low bits of the rounding constant's sum),
- * t clamped at -80 so that no result is subnormal (e^-80 = 2e-35, nothing
- * beside the block's maximum of 1); then rounded to bf16 (to nearest even:
- * the values are finite and positive). The function contracts a * b + c
- * into one fused step (its optimize attribute: ISO C mode does not), as the
- * kernels' fmaf would. */
+ * may exceed 0 by half an ulp of s x), t clamped at -80 so that no result
+ * is subnormal (e^-80 = 2e-35, nothing beside the block's maximum of 1):
+ * n = t log2(e) rounded to nearest (one fused step with the rounding
+ * constant: the same n as a rounding instruction on the exact product),
+ * r = t - n ln2 (one fused step; ln2's f32 error times |n| <= 116 is
+ * 2.2e-7), P(r) = 1 + r + c2 r^2 + c3 r^3 + c4 r^4, a minimax fit of e^r
+ * on [-ln2/2, ln2/2] (5.3e-6 relative: bf16 rounds to 2^-8), and 2^n added
+ * to the exponent bits (n << 23: the low bits of the rounding constant's
+ * sum); then rounded to bf16 (to nearest even: the values are finite,
+ * positive and normal). The function contracts a * b + c into one fused
+ * step (its optimize attribute: ISO C mode does not), as the kernels' fmaf
+ * would. The steps and their order are the contract that a kernel's own
+ * softmax (gemm_kernels.h) reproduces bit for bit. */
 #define SOFTMAX_V16(e, xp)                                                      \
     do {                                                                        \
         ops_v16 t_, k_, n_, r_, p_;                                             \
         V16_LOAD(t_, xp);                                                       \
         t_ = t_ * sv - mv;                                                      \
         t_ = (ops_v16)(((ops_i16)t_ & (t_ > lo)) | ((ops_i16)lo & ~(t_ > lo))); \
-        k_ = t_ * 1.44269504f + 12582912.0f;                                    \
+        k_ = t_ * OPS_SOFTMAX_LOG2E + 12582912.0f;                              \
         n_ = k_ - 12582912.0f;                                                  \
-        r_ = n_ * -0.693359375f + t_;                                           \
-        r_ = n_ * 2.12194440e-4f + r_;                                          \
-        p_ = r_ * (1.0f / 120) + (1.0f / 24);                                   \
-        p_ = p_ * r_ + (1.0f / 6);                                              \
-        p_ = p_ * r_ + 0.5f;                                                    \
+        r_ = n_ * -OPS_SOFTMAX_LN2 + t_;                                        \
+        p_ = r_ * OPS_SOFTMAX_C4 + OPS_SOFTMAX_C3;                              \
+        p_ = p_ * r_ + OPS_SOFTMAX_C2;                                          \
         p_ = p_ * r_ + 1.0f;                                                    \
         p_ = p_ * r_ + 1.0f;                                                    \
         e = (ops_u16)p_ + ((ops_u16)k_ << 23);                                  \
         e = (e + 0x7fffu + ((e >> 16) & 1u)) & 0xffff0000u;                     \
     } while (0)
 
-/* Two vectors of rounded values (e0: j .. j + 15, e1: the next 16) as 16
- * words: even j in the low half. */
-#define SOFTMAX_PAIRS(e0, e1) \
-    (__builtin_shuffle(e0, e1, even) >> 16 | __builtin_shuffle(e0, e1, even + 1u))
+/* The rounded values e0 (j .. j + 15) and e1 (the next 16) as 16 words
+ * (even j low) at dst, nw of them; the even and the odd values, as floats,
+ * added to a0 and a1. */
+#define SOFTMAX_STORE(dst, nw)                              \
+    do {                                                    \
+        ops_u16 ev_ = __builtin_shuffle(e0, e1, even);      \
+        ops_u16 od_ = __builtin_shuffle(e0, e1, even + 1u); \
+        a0 += (ops_v16)ev_;                                 \
+        a1 += (ops_v16)od_;                                 \
+        ops_u16 w_ = ev_ >> 16 | od_;                       \
+        memcpy(dst, &w_, sizeof(uint32_t) * (size_t)(nw));  \
+    } while (0)
 
 __attribute__((optimize("fp-contract=fast"))) OPS_CLONES void
 ops_softmax_words(const float *x, int n_rows, int n, int ld, float s, float *m, float *l,
@@ -276,16 +285,13 @@ ops_softmax_words(const float *x, int n_rows, int n, int ld, float s, float *m, 
         float m_new = mx > m[i] ? mx : m[i];
         alpha[i] = m[i] == -INFINITY ? 0.0f : ops_exp_poly(m[i] - m_new);
         ops_v16 sv = {0}, mv = {0}, lo = {0}, a0 = {0}, a1 = {0};
-        sv += s, mv += m_new, lo += -80.0f;
-        ops_u16 e0, e1, w;
+        sv += s, mv += m_new, lo += OPS_SOFTMAX_LO;
+        ops_u16 e0, e1;
         int j = 0;
         for (; j + 32 <= n; j += 32) {
             SOFTMAX_V16(e0, xi + j);
             SOFTMAX_V16(e1, xi + j + 16);
-            a0 += (ops_v16)e0;
-            a1 += (ops_v16)e1;
-            w = SOFTMAX_PAIRS(e0, e1);
-            memcpy(pi + j / 2, &w, sizeof(w));
+            SOFTMAX_STORE(pi + j / 2, 16);
         }
         if (j < n) { /* the tail through a zero-padded copy */
             float buf[32] = {0};
@@ -298,21 +304,17 @@ ops_softmax_words(const float *x, int n_rows, int n, int ld, float s, float *m, 
                 else
                     e1[t - 16] = 0;
             }
-            a0 += (ops_v16)e0;
-            a1 += (ops_v16)e1;
-            w = SOFTMAX_PAIRS(e0, e1);
-            memcpy(pi + j / 2, &w, sizeof(uint32_t) * (size_t)((n - j + 1) / 2));
+            SOFTMAX_STORE(pi + j / 2, (n - j + 1) / 2);
         }
-        ops_v16 acc = a0 + a1; /* the lanes in order: the same sum whatever the batch */
-        float sum = 0;
-        for (int t = 0; t < 16; t++)
-            sum += acc[t];
-        l[i] = l[i] * alpha[i] + sum;
+        float s0[16], s1[16];
+        memcpy(s0, &a0, sizeof(s0));
+        memcpy(s1, &a1, sizeof(s1));
+        l[i] = l[i] * alpha[i] + ops_softmax_lanes(s0, s1);
         m[i] = m_new;
     }
 }
 #undef SOFTMAX_V16
-#undef SOFTMAX_PAIRS
+#undef SOFTMAX_STORE
 
 /* x . a over n_in values: 16 lanes summed in k order, the tail, then the
  * lanes in order (the same sum whichever caller, row or batch). */

@@ -514,6 +514,77 @@ static void gemm_avx512(const struct wmat *w, int m, const float *x, int ldx, co
     gemm_lowp(w, m, x, ldx, bias, NULL, y, ldy, col_lo, col_hi, scratch);
 }
 
+/* ---- the attention's softmax, P written as this kernel's words ---- */
+
+/* e^(s x - m) for 16 scores (mask k: the others 0), ops_softmax_words'
+ * steps in the same order with the same constants and fused steps; 2^n by
+ * vscalefps, which equals adding n to the exponent bits for these normal
+ * results. */
+static inline TARGET_BF16 __attribute__((always_inline)) __m512
+softmax_exp16(const float *x, __mmask16 k, __m512 sv, __m512 mv) {
+    __m512 t = _mm512_fmsub_ps(_mm512_maskz_loadu_ps(k, x), sv, mv);
+    t = _mm512_max_ps(t, _mm512_set1_ps(OPS_SOFTMAX_LO));
+    __m512 big = _mm512_set1_ps(12582912.0f);
+    __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(t, _mm512_set1_ps(OPS_SOFTMAX_LOG2E), big), big);
+    __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-OPS_SOFTMAX_LN2), t);
+    __m512 p = _mm512_fmadd_ps(r, _mm512_set1_ps(OPS_SOFTMAX_C4), _mm512_set1_ps(OPS_SOFTMAX_C3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(OPS_SOFTMAX_C2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_maskz_scalef_ps(k, p, n);
+}
+
+/* ops_softmax_words (engine_impl.h) bit for bit: vcvtne2ps2bf16 rounds 32
+ * values into 16 words (even j low, to nearest even; it flushes subnormal
+ * inputs, and there are none), and the sums add the words' halves back
+ * as floats, even and odd, as the portable form does. Its optimize
+ * attribute is the portable form's too: the row's scalar steps (alpha by
+ * ops_exp_poly, l's update) then contract into fused steps alike. */
+__attribute__((optimize("fp-contract=fast"))) static TARGET_BF16 void
+softmax_words_bf16(const float *x, int n_rows, int n, int ld, float s, float *m, float *l,
+                   float *alpha, uint32_t *p, int ldp) {
+    const __m512i hi_half = _mm512_set1_epi32((int)0xffff0000u);
+    for (int i = 0; i < n_rows; i++) {
+        const float *xi = x + (size_t)i * ld;
+        uint32_t *pi = p + (size_t)i * ldp;
+        __m512 v0 = _mm512_set1_ps(-INFINITY), v1 = v0;
+        int j = 0;
+        for (; j + 32 <= n; j += 32) {
+            v0 = _mm512_max_ps(v0, _mm512_loadu_ps(xi + j));
+            v1 = _mm512_max_ps(v1, _mm512_loadu_ps(xi + j + 16));
+        }
+        for (; j < n; j += 16) { /* lanes past n keep -inf */
+            __mmask16 k = n - j >= 16 ? 0xffff : (__mmask16)((1u << (n - j)) - 1);
+            v0 = _mm512_max_ps(v0, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), k, xi + j));
+        }
+        float mx = _mm512_reduce_max_ps(_mm512_max_ps(v0, v1)) * s;
+        float m_new = mx > m[i] ? mx : m[i];
+        alpha[i] = m[i] == -INFINITY ? 0.0f : ops_exp_poly(m[i] - m_new);
+        __m512 sv = _mm512_set1_ps(s), mv = _mm512_set1_ps(m_new);
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+        for (j = 0; j < n; j += 32) {
+            int left = n - j;
+            __mmask16 k0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+            __mmask16 k1 = left >= 32  ? 0xffff
+                           : left > 16 ? (__mmask16)((1u << (left - 16)) - 1)
+                                       : 0;
+            __m512 e0 = softmax_exp16(xi + j, k0, sv, mv),
+                   e1 = softmax_exp16(xi + j + 16, k1, sv, mv);
+            __m512i w = (__m512i)_mm512_cvtne2ps_pbh(e1, e0);
+            a0 = _mm512_add_ps(a0, _mm512_castsi512_ps(_mm512_slli_epi32(w, 16)));
+            a1 = _mm512_add_ps(a1, _mm512_castsi512_ps(_mm512_and_si512(w, hi_half)));
+            int nw = left >= 32 ? 16 : (left + 1) / 2;
+            _mm512_mask_storeu_epi32(pi + j / 2, nw >= 16 ? 0xffff : (__mmask16)((1u << nw) - 1),
+                                     w);
+        }
+        float s0[16], s1[16];
+        _mm512_storeu_ps(s0, a0);
+        _mm512_storeu_ps(s1, a1);
+        l[i] = l[i] * alpha[i] + ops_softmax_lanes(s0, s1);
+        m[i] = m_new;
+    }
+}
+
 static void gemm_avx512_lora(const struct wmat *w, int m, const float *x, int ldx,
                              const float *bias, const struct wmat_lora *lora, float *y, int ldy,
                              int col_lo, int col_hi, void *scratch) {
@@ -530,6 +601,7 @@ const struct gemm_kernel gemm_x86_avx512_bf16 = {
     .scratch_bytes = wmat_scratch_lowp,
     .gemm_lora = gemm_avx512_lora,
     .gemm_words = gemm_words,
+    .softmax_words = softmax_words_bf16,
 };
 
 const struct gemm_kernel gemm_x86_avx512_vnni = {
