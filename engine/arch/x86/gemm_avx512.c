@@ -534,6 +534,24 @@ softmax_exp16(const float *x, __mmask16 k, __m512 sv, __m512 mv) {
     return _mm512_maskz_scalef_ps(k, p, n);
 }
 
+/* The first n lanes of 16 (none for n <= 0). */
+static inline __mmask16 lanes16(int n) {
+    return n >= 16 ? 0xffff : n > 0 ? (__mmask16)((1u << n) - 1) : 0;
+}
+
+/* 32 scores (lanes k0, k1 of each half; the others 0) into 16 words at p
+ * (lanes kw), their even and odd values added to *a0 and *a1. */
+static inline TARGET_BF16 __attribute__((always_inline)) void
+softmax_step32(const float *x, __mmask16 k0, __mmask16 k1, __m512 sv, __m512 mv, uint32_t *p,
+               __mmask16 kw, __m512 *a0, __m512 *a1) {
+    __m512 e0 = softmax_exp16(x, k0, sv, mv), e1 = softmax_exp16(x + 16, k1, sv, mv);
+    __m512i w = (__m512i)_mm512_cvtne2ps_pbh(e1, e0);
+    *a0 = _mm512_add_ps(*a0, _mm512_castsi512_ps(_mm512_slli_epi32(w, 16)));
+    *a1 = _mm512_add_ps(
+        *a1, _mm512_castsi512_ps(_mm512_and_si512(w, _mm512_set1_epi32((int)0xffff0000u))));
+    _mm512_mask_storeu_epi32(p, kw, w);
+}
+
 /* ops_softmax_words (engine_impl.h) bit for bit: vcvtne2ps2bf16 rounds 32
  * values into 16 words (even j low, to nearest even; it flushes subnormal
  * inputs, and there are none), and the sums add the words' halves back
@@ -543,7 +561,6 @@ softmax_exp16(const float *x, __mmask16 k, __m512 sv, __m512 mv) {
 __attribute__((optimize("fp-contract=fast"))) static TARGET_BF16 void
 softmax_words_bf16(const float *x, int n_rows, int n, int ld, float s, float *m, float *l,
                    float *alpha, uint32_t *p, int ldp) {
-    const __m512i hi_half = _mm512_set1_epi32((int)0xffff0000u);
     for (int i = 0; i < n_rows; i++) {
         const float *xi = x + (size_t)i * ld;
         uint32_t *pi = p + (size_t)i * ldp;
@@ -553,29 +570,22 @@ softmax_words_bf16(const float *x, int n_rows, int n, int ld, float s, float *m,
             v0 = _mm512_max_ps(v0, _mm512_loadu_ps(xi + j));
             v1 = _mm512_max_ps(v1, _mm512_loadu_ps(xi + j + 16));
         }
-        for (; j < n; j += 16) { /* lanes past n keep -inf */
-            __mmask16 k = n - j >= 16 ? 0xffff : (__mmask16)((1u << (n - j)) - 1);
-            v0 = _mm512_max_ps(v0, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), k, xi + j));
-        }
+        for (; j < n; j += 16) /* lanes past n keep -inf */
+            v0 = _mm512_max_ps(
+                v0, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), lanes16(n - j), xi + j));
         float mx = _mm512_reduce_max_ps(_mm512_max_ps(v0, v1)) * s;
         float m_new = mx > m[i] ? mx : m[i];
         alpha[i] = m[i] == -INFINITY ? 0.0f : ops_exp_poly(m[i] - m_new);
         __m512 sv = _mm512_set1_ps(s), mv = _mm512_set1_ps(m_new);
         __m512 a0 = _mm512_setzero_ps(), a1 = a0;
-        for (j = 0; j < n; j += 32) {
-            int left = n - j;
-            __mmask16 k0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
-            __mmask16 k1 = left >= 32  ? 0xffff
-                           : left > 16 ? (__mmask16)((1u << (left - 16)) - 1)
-                                       : 0;
-            __m512 e0 = softmax_exp16(xi + j, k0, sv, mv),
-                   e1 = softmax_exp16(xi + j + 16, k1, sv, mv);
-            __m512i w = (__m512i)_mm512_cvtne2ps_pbh(e1, e0);
-            a0 = _mm512_add_ps(a0, _mm512_castsi512_ps(_mm512_slli_epi32(w, 16)));
-            a1 = _mm512_add_ps(a1, _mm512_castsi512_ps(_mm512_and_si512(w, hi_half)));
-            int nw = left >= 32 ? 16 : (left + 1) / 2;
-            _mm512_mask_storeu_epi32(pi + j / 2, nw >= 16 ? 0xffff : (__mmask16)((1u << nw) - 1),
-                                     w);
+        for (j = 0; j + 64 <= n; j += 64) { /* two steps per pass: more in flight */
+            softmax_step32(xi + j, 0xffff, 0xffff, sv, mv, pi + j / 2, 0xffff, &a0, &a1);
+            softmax_step32(xi + j + 32, 0xffff, 0xffff, sv, mv, pi + j / 2 + 16, 0xffff, &a0, &a1);
+        }
+        for (; j < n; j += 32) {
+            int left = n - j, nw = left >= 32 ? 16 : (left + 1) / 2;
+            softmax_step32(xi + j, lanes16(left), lanes16(left - 16), sv, mv, pi + j / 2,
+                           lanes16(nw), &a0, &a1);
         }
         float s0[16], s1[16];
         _mm512_storeu_ps(s0, a0);
