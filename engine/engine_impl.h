@@ -7,6 +7,7 @@
 #include "engine/gemm.h"
 #include "engine/model_arch.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -230,25 +231,34 @@ void ops_quant_u8(uint8_t *restrict q, const float *restrict x, float inv, int32
 void ops_rope_inv_freq(float base, int d, float *inv_freq);
 
 /* e^x for x in [-87, 88] (clamped outside): 2^n * P(r), r = x - n ln2 in [-ln2/2, ln2/2],
- * P the degree-7 Taylor polynomial (relative error < 1e-8 before rounding). Inline:
- * softmax and the attention kernels share it. */
-static inline float ops_exp_poly(float x) {
-    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
-    float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f; /* round to nearest */
-    float r = x - n * 0.693359375f - n * -2.12194440e-4f;    /* ln2 split hi + lo */
-    float p = 1.0f / 5040;
-    p = p * r + 1.0f / 720;
-    p = p * r + 1.0f / 120;
-    p = p * r + 1.0f / 24;
-    p = p * r + 1.0f / 6;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, 4);
-    return p * scale;
-}
+ * P the degree-7 Taylor polynomial (relative error < 1e-8 before rounding). MAD(a, b, c)
+ * is each a * b + c step: ops_exp_poly rounds the product and the sum apart (what ISO C
+ * mode compiles), ops_exp_poly_fused takes each as one fused step (fmaf), the same bits
+ * whichever compiler and flags build the caller. Inline: softmax and the attention
+ * kernels share them. */
+#define OPS_EXP_POLY(name, MAD)                                                     \
+    static inline float name(float x) {                                             \
+        x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;                            \
+        float n = MAD(x, 1.44269504f, 12582912.0f) - 12582912.0f;     /* nearest */ \
+        float r = MAD(-n, -2.12194440e-4f, MAD(-n, 0.693359375f, x)); /* hi, lo */  \
+        float p = 1.0f / 5040;                                                      \
+        p = MAD(p, r, 1.0f / 720);                                                  \
+        p = MAD(p, r, 1.0f / 120);                                                  \
+        p = MAD(p, r, 1.0f / 24);                                                   \
+        p = MAD(p, r, 1.0f / 6);                                                    \
+        p = MAD(p, r, 0.5f);                                                        \
+        p = MAD(p, r, 1.0f);                                                        \
+        p = MAD(p, r, 1.0f);                                                        \
+        int32_t bits = ((int32_t)n + 127) << 23;                                    \
+        float scale;                                                                \
+        memcpy(&scale, &bits, 4);                                                   \
+        return p * scale;                                                           \
+    }
+#define OPS_MAD_ROUNDED(a, b, c) ((a) * (b) + (c))
+OPS_EXP_POLY(ops_exp_poly, OPS_MAD_ROUNDED)
+OPS_EXP_POLY(ops_exp_poly_fused, fmaf)
+#undef OPS_MAD_ROUNDED
+#undef OPS_EXP_POLY
 
 /* Naive references (tests only). */
 void ref_add_layernorm(float *x, const float *r, int n_rows, int n, const float *w, const float *b,

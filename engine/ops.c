@@ -240,10 +240,12 @@ OPS_CLONES void ops_quant_u8(uint8_t *restrict q, const float *restrict x, float
  * on [-ln2/2, ln2/2] (5.3e-6 relative: bf16 rounds to 2^-8), and 2^n added
  * to the exponent bits (n << 23: the low bits of the rounding constant's
  * sum); then rounded to bf16 (to nearest even: the values are finite,
- * positive and normal). The function contracts a * b + c into one fused
- * step (its optimize attribute: ISO C mode does not), as the kernels' fmaf
- * would. The steps and their order are the contract that a kernel's own
- * softmax (gemm_kernels.h) reproduces bit for bit. */
+ * positive and normal). The function contracts the vector steps' a * b + c
+ * into one fused step (its optimize attribute: ISO C mode does not), as a
+ * kernel's fma instructions do; the row's scalar steps (alpha by
+ * ops_exp_poly_fused, l's update by fmaf) are fused explicitly, so no
+ * compiler's choice enters them. The steps and their order are the contract
+ * that a kernel's own softmax (gemm_kernels.h) reproduces bit for bit. */
 #define SOFTMAX_V16(e, xp)                                                      \
     do {                                                                        \
         ops_v16 t_, k_, n_, r_, p_;                                             \
@@ -283,7 +285,7 @@ ops_softmax_words(const float *x, int n_rows, int n, int ld, float s, float *m, 
         uint32_t *pi = p + (size_t)i * ldp;
         float mx = max16(xi, n) * s;
         float m_new = mx > m[i] ? mx : m[i];
-        alpha[i] = m[i] == -INFINITY ? 0.0f : ops_exp_poly(m[i] - m_new);
+        alpha[i] = m[i] == -INFINITY ? 0.0f : ops_exp_poly_fused(m[i] - m_new);
         ops_v16 sv = {0}, mv = {0}, lo = {0}, a0 = {0}, a1 = {0};
         sv += s, mv += m_new, lo += OPS_SOFTMAX_LO;
         ops_u16 e0, e1;
@@ -309,7 +311,7 @@ ops_softmax_words(const float *x, int n_rows, int n, int ld, float s, float *m, 
         float s0[16], s1[16];
         memcpy(s0, &a0, sizeof(s0));
         memcpy(s1, &a1, sizeof(s1));
-        l[i] = l[i] * alpha[i] + ops_softmax_lanes(s0, s1);
+        l[i] = fmaf(l[i], alpha[i], ops_softmax_lanes(s0, s1));
         m[i] = m_new;
     }
 }

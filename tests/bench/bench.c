@@ -141,9 +141,9 @@ static double time_shape(struct eng_ctx *c, const struct eng_info *in, const str
 }
 
 /* The cost of b relative to a (b / a - 1), from `runs` pairs of passes
- * taken alternately (a, b, a, b, ...): each pair sees the same machine
+ * taken alternately (a b, b a, a b, ...): each pair sees the same machine
  * load, so the median of the pairs' ratios is not the drift between two
- * timing blocks. *ta, *tb: the medians of each shape's passes. */
+ * timing blocks, and neither shape always runs second. *ta, *tb: the medians of each shape's passes. */
 static double time_pairs(struct eng_ctx *c, const struct eng_info *in, const struct shape *a,
                          const struct shape *b, int runs, double *ta, double *tb) {
     struct shape_data da, db;
@@ -151,8 +151,13 @@ static double time_pairs(struct eng_ctx *c, const struct eng_info *in, const str
     shape_build(&db, in, b);
     double *t = malloc(sizeof(double) * 3 * (size_t)runs), *t1 = t + runs, *ratio = t + 2 * runs;
     for (int r = 0; r < runs; r++) {
-        t[r] = shape_pass(c, &da);
-        t1[r] = shape_pass(c, &db);
+        if (r % 2 == 0) {
+            t[r] = shape_pass(c, &da);
+            t1[r] = shape_pass(c, &db);
+        } else { /* b first: a drift within a pair (clocks, caches) favours neither */
+            t1[r] = shape_pass(c, &db);
+            t[r] = shape_pass(c, &da);
+        }
         ratio[r] = t1[r] / t[r];
     }
     *ta = quantile(t, runs, 0.5);

@@ -555,12 +555,10 @@ softmax_step32(const float *x, __mmask16 k0, __mmask16 k1, __m512 sv, __m512 mv,
 /* ops_softmax_words (engine_impl.h) bit for bit: vcvtne2ps2bf16 rounds 32
  * values into 16 words (even j low, to nearest even; it flushes subnormal
  * inputs, and there are none), and the sums add the words' halves back
- * as floats, even and odd, as the portable form does. Its optimize
- * attribute is the portable form's too: the row's scalar steps (alpha by
- * ops_exp_poly, l's update) then contract into fused steps alike. */
-__attribute__((optimize("fp-contract=fast"))) static TARGET_BF16 void
-softmax_words_bf16(const float *x, int n_rows, int n, int ld, float s, float *m, float *l,
-                   float *alpha, uint32_t *p, int ldp) {
+ * as floats, even and odd, as the portable form does; the row's scalar
+ * steps (alpha, l's update) are the same explicit fused steps. */
+static TARGET_BF16 void softmax_words_bf16(const float *x, int n_rows, int n, int ld, float s,
+                                           float *m, float *l, float *alpha, uint32_t *p, int ldp) {
     for (int i = 0; i < n_rows; i++) {
         const float *xi = x + (size_t)i * ld;
         uint32_t *pi = p + (size_t)i * ldp;
@@ -575,7 +573,7 @@ softmax_words_bf16(const float *x, int n_rows, int n, int ld, float s, float *m,
                 v0, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), lanes16(n - j), xi + j));
         float mx = _mm512_reduce_max_ps(_mm512_max_ps(v0, v1)) * s;
         float m_new = mx > m[i] ? mx : m[i];
-        alpha[i] = m[i] == -INFINITY ? 0.0f : ops_exp_poly(m[i] - m_new);
+        alpha[i] = m[i] == -INFINITY ? 0.0f : ops_exp_poly_fused(m[i] - m_new);
         __m512 sv = _mm512_set1_ps(s), mv = _mm512_set1_ps(m_new);
         __m512 a0 = _mm512_setzero_ps(), a1 = a0;
         for (j = 0; j + 64 <= n; j += 64) { /* two steps per pass: more in flight */
@@ -590,7 +588,7 @@ softmax_words_bf16(const float *x, int n_rows, int n, int ld, float s, float *m,
         float s0[16], s1[16];
         _mm512_storeu_ps(s0, a0);
         _mm512_storeu_ps(s1, a1);
-        l[i] = l[i] * alpha[i] + ops_softmax_lanes(s0, s1);
+        l[i] = fmaf(l[i], alpha[i], ops_softmax_lanes(s0, s1));
         m[i] = m_new;
     }
 }
