@@ -87,7 +87,7 @@ static const struct opt opts[] = {
      "copy the word-embedding table into memory at load (512 MB for jina-embeddings-v3) "
      "instead of reading each token's row from the weights file; the same results either way"},
     {"cpu-features", T_STR, F(cpu_features), 0, 0, "auto", NULL, "LEVEL",
-     "restrict the kernels to a CPU level: auto|generic|avx2|avx512|avx512vnni|avx512bf16 "
+     "restrict the kernels to a CPU level: auto|generic|avx2|avx512|avx512vnni|avx512bf16|amx "
      "(x86-64), neon|dotprod|i8mm|bf16 (aarch64)"},
     {"log-level", T_ENUM, F(log_level), 0, 0, "info", "error|warn|info|debug", "LEVEL",
      "log verbosity"},

@@ -7,6 +7,10 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #elif defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>
 #endif
@@ -20,6 +24,7 @@ static const struct {
     {"avx512", CPU_X86_AVX512},
     {"avx512bf16", CPU_X86_AVX512_BF16},
     {"avx512vnni", CPU_X86_AVX512_VNNI},
+    {"amx", CPU_X86_AMX},
     {"neon", CPU_ARM_NEON},
     {"dotprod", CPU_ARM_DOTPROD},
     {"i8mm", CPU_ARM_I8MM},
@@ -38,12 +43,32 @@ static const struct {
     {"avx512vnni", CPU_BASE | CPU_X86_AVX2 | CPU_X86_AVX512 | CPU_X86_AVX512_VNNI},
     {"avx512bf16",
      CPU_BASE | CPU_X86_AVX2 | CPU_X86_AVX512 | CPU_X86_AVX512_VNNI | CPU_X86_AVX512_BF16},
+    {"amx", CPU_BASE | CPU_X86_AVX2 | CPU_X86_AVX512 | CPU_X86_AVX512_VNNI | CPU_X86_AVX512_BF16 |
+                CPU_X86_AMX},
     {"neon", CPU_BASE | CPU_ARM_NEON},
     {"dotprod", CPU_BASE | CPU_ARM_NEON | CPU_ARM_DOTPROD},
     {"i8mm", CPU_BASE | CPU_ARM_NEON | CPU_ARM_DOTPROD | CPU_ARM_I8MM},
     {"bf16", CPU_BASE | CPU_ARM_NEON | CPU_ARM_DOTPROD | CPU_ARM_I8MM | CPU_ARM_BF16},
 };
 #define N_LEVELS ((int)(sizeof(levels) / sizeof(levels[0])))
+
+#if defined(__x86_64__) || defined(__i386__)
+/* AMX-TILE and AMX-INT8 (cpuid 7.0 edx bits 24, 25), the OS saving tile
+ * config and data (XCR0 bits 17, 18), and, on Linux, the process allowed
+ * to use tile data: the kernel enables it per process on request
+ * (ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA), and a thread that touches
+ * tiles without it dies by SIGILL. Granted once, it holds for every thread. */
+static int amx_granted(unsigned d7, unsigned xcr0_lo) {
+    if (!(d7 & (1u << 24)) || !(d7 & (1u << 25))) return 0;
+    if ((xcr0_lo & 0x60000u) != 0x60000u) return 0;
+#if defined(__linux__) && defined(SYS_arch_prctl)
+    enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+#else
+    return 0;
+#endif
+}
+#endif
 
 static uint32_t detect(void) {
     uint32_t f = CPU_BASE;
@@ -65,8 +90,10 @@ static uint32_t detect(void) {
         return f;
     f |= CPU_X86_AVX512;
     if (c7 & bit_AVX512VNNI) f |= CPU_X86_AVX512_VNNI;
+    unsigned d7 = d;
     if (max_sub >= 1 && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & bit_AVX512BF16))
         f |= CPU_X86_AVX512_BF16;
+    if (amx_granted(d7, xlo) && (f & CPU_X86_AVX512_VNNI)) f |= CPU_X86_AMX;
 #elif defined(__aarch64__) && defined(__linux__)
     /* Linux's HWCAP bits (asm/hwcap.h), spelled out for older headers */
     unsigned long h1 = getauxval(AT_HWCAP), h2 = getauxval(AT_HWCAP2);

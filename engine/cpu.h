@@ -1,7 +1,9 @@
 /* cpu.h -- CPU features the engine's kernels may use, as a bit mask.
  *
  * cpu_detect() reads what this CPU and OS support (cpuid + xgetbv on x86-64,
- * getauxval(AT_HWCAP/AT_HWCAP2) on aarch64, nothing elsewhere). A level
+ * getauxval(AT_HWCAP/AT_HWCAP2) on aarch64, nothing elsewhere). On Linux
+ * x86-64 with AMX it also asks the kernel for the process's permission to
+ * use tile data (arch_prctl), once: AMX counts only when that is granted. A level
  * string ("generic", "avx2", "avx512", ...) restricts a mask to the features
  * of that level, so one capable machine can test and benchmark every level
  * below its own. The engine never reads the environment: the mask reaches it
@@ -24,6 +26,7 @@ enum {
     CPU_X86_AVX512 = 1u << 2,      /* AVX512F + BW + VL (and the OS saves zmm) */
     CPU_X86_AVX512_BF16 = 1u << 3, /* + AVX512_BF16 */
     CPU_X86_AVX512_VNNI = 1u << 4, /* + AVX512_VNNI */
+    CPU_X86_AMX = 1u << 5,         /* + AMX-TILE, AMX-INT8 (and the OS grants tile data) */
     /* aarch64 */
     CPU_ARM_NEON = 1u << 8,
     CPU_ARM_DOTPROD = 1u << 9,
@@ -35,7 +38,7 @@ enum {
 uint32_t cpu_detect(void);
 
 /* Parses a level ("auto", "generic", "avx2", "avx512", "avx512bf16",
- * "avx512vnni", "neon", "dotprod", "i8mm", "bf16") and writes
+ * "avx512vnni", "amx", "neon", "dotprod", "i8mm", "bf16") and writes
  * `have` restricted to that level into *mask ("auto": `have` itself).
  * Returns 0, or -1 with a message naming the valid levels in err; asking
  * for a level the CPU lacks is not an error: the mask is what both allow. */

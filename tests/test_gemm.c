@@ -324,7 +324,7 @@ static void check_threads(enum wmat_kind kind) {
 }
 
 /* The int8 kernels of every level this machine runs (generic-int8,
- * avx2-int8, avx512vnni where present): each within the rounding bound of
+ * avx2-int8, avx512vnni and amx-int8 where present): each within the rounding bound of
  * the float64 product, and all of them the same bits, for row counts 1-13
  * (every row tail), n_out not a multiple of 16, n_in not a multiple of 4 or
  * past one k block of 1024, column slices inside panels, with and without
@@ -408,6 +408,15 @@ static void check_fallback(void) {
     uint32_t generic = 0;
     CHECK(cpu_parse_level("generic", have, &generic, err, sizeof(err)) == 0);
     CHECK(!strcmp(gemm_kernel_name(gemm_kernel_for(WMAT_INT8, generic)), "generic-int8"));
+    /* AMX only at its own level: "avx512bf16" keeps int8 on vpdpbusd */
+    uint32_t below_amx = 0, amx = 0;
+    CHECK(cpu_parse_level("avx512bf16", have, &below_amx, err, sizeof(err)) == 0);
+    CHECK(cpu_parse_level("amx", have, &amx, err, sizeof(err)) == 0);
+    CHECK(!(below_amx & CPU_X86_AMX) && (amx & CPU_X86_AMX) == (have & CPU_X86_AMX));
+    if (have & CPU_X86_AMX) {
+        CHECK(!strcmp(gemm_kernel_name(gemm_kernel_for(WMAT_INT8, amx)), "amx-int8"));
+        CHECK(!strcmp(gemm_kernel_name(gemm_kernel_for(WMAT_INT8, below_amx)), "avx512vnni"));
+    }
     float src[16 * 64];
     for (int i = 0; i < 16 * 64; i++)
         src[i] = (float)(i % 7) - 3;
@@ -607,9 +616,11 @@ static float *int8_contract(int m, const float *x, int ldx, const float *wsrc, i
  * integer sums are exact and the float epilogue is one expression in one
  * order, so the kernels of every instruction set agree to the bit. Shapes
  * with k tails, one and several k blocks (an odd number of words in the
- * last), row tails, and column slices cut inside panels. */
+ * last), row tails (AMX: a second 16-row tile of 2 rows), and column
+ * slices cut inside panels. */
 static void check_int8_levels(void) {
-    static const int sh[][3] = {{7, 40, 81}, {13, 48, 1028}, {37, 72, 4164}, {1, 64, 2052}};
+    static const int sh[][3] = {
+        {7, 40, 81}, {13, 48, 1028}, {37, 72, 4164}, {1, 64, 2052}, {50, 40, 300}};
     const struct gemm_kernel *seen[16];
     uint32_t seen_mask[16];
     char list[256];

@@ -143,7 +143,8 @@ static double time_shape(struct eng_ctx *c, const struct eng_info *in, const str
 /* The cost of b relative to a (b / a - 1), from `runs` pairs of passes
  * taken alternately (a b, b a, a b, ...): each pair sees the same machine
  * load, so the median of the pairs' ratios is not the drift between two
- * timing blocks, and neither shape always runs second. *ta, *tb: the medians of each shape's passes. */
+ * timing blocks, and neither shape always runs second. *ta, *tb: the
+ * medians of each shape's passes. */
 static double time_pairs(struct eng_ctx *c, const struct eng_info *in, const struct shape *a,
                          const struct shape *b, int runs, double *ta, double *tb) {
     struct shape_data da, db;

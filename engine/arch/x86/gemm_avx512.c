@@ -36,6 +36,7 @@
 #define TARGET_BF16   __attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl")))
 #define TARGET_VNNI   __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
 #define TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
+#define TARGET_AMX    __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,amx-tile,amx-int8")))
 #define INLINE        static inline __attribute__((always_inline))
 
 /* Microkernel: MR rows x NV panels of 16 columns (MR * NV zmm accumulators).
@@ -47,6 +48,12 @@
  * MC in 48..192 and KC_K 1024 vs 512 differ by less than the noise except
  * bf16, where one k block for n_in = 1024 is ~8% faster than two. */
 enum { MR = 6, NV = 4, MC = 96, KC_K = 1024, PF_WORDS = 16 };
+/* AMX (int8 on tiles): rows in pairs of 16-row tiles (the block's rows
+ * rounded up to AMX_MR: the rows past m are zeroed words), a row block of
+ * AMX_MC: the tiles take W's k block faster than the vector kernels, so
+ * more rows share each pass over W. AMX_LDC: the stored sums' row. */
+enum { AMX_MR = 32, AMX_MC = 384, AMX_LDC = 32, ROWS_MAX = AMX_MC > MC ? AMX_MC : MC };
+_Static_assert(AMX_MC % AMX_MR == 0 && MC % 16 == 0, "AMX row pairs divide the row block");
 /* int8: the k blocks of the shared contract (gemm_kernels.h), so that the
  * outputs are the same bits as the portable and AVX2 int8 kernels'. */
 _Static_assert(KC_K / 4 == INT8_KC_WORDS, "int8 k blocks are the contract's");
@@ -58,10 +65,10 @@ static int imin(int a, int b) {
 /* ---- scratch: per row block, int8 row parameters then activation words ---- */
 
 struct scratch {
-    float *sx;    /* [MC] int8 row scale */
-    int32_t *zx;  /* [MC] int8 row zero point */
-    float *inv;   /* [MC] 1 / sx */
-    uint32_t *xw; /* [MC][ld] activation words of one k block */
+    float *sx;    /* [ROWS_MAX] int8 row scale */
+    int32_t *zx;  /* [ROWS_MAX] int8 row zero point */
+    float *inv;   /* [ROWS_MAX] 1 / sx */
+    uint32_t *xw; /* [MC or AMX_MC][ld] activation words of one k block */
     int ld;       /* words per row: a block's, or fewer for a small k; multiple of 16 */
 };
 
@@ -81,16 +88,22 @@ static int scratch_ld(const struct wmat *w) {
 static size_t wmat_scratch_lowp(const struct wmat *w, int m) {
     if (m <= 0) return 0;
     size_t rows = (size_t)imin(m, MC);
-    return 64 + 3 * MC * 4 + 64 + rows * (size_t)scratch_ld(w) * 4;
+    return 64 + 3 * ROWS_MAX * 4 + 64 + rows * (size_t)scratch_ld(w) * 4;
+}
+
+static size_t scratch_amx(const struct wmat *w, int m) {
+    if (m <= 0) return 0;
+    size_t rows = (size_t)(imin(m, AMX_MC) + AMX_MR - 1) / AMX_MR * AMX_MR;
+    return 64 + 3 * ROWS_MAX * 4 + 64 + rows * (size_t)scratch_ld(w) * 4;
 }
 
 static struct scratch scratch_carve(const struct wmat *w, void *mem) {
     uintptr_t p = ((uintptr_t)mem + 63) & ~(uintptr_t)63;
     struct scratch s;
     s.sx = (float *)p;
-    s.zx = (int32_t *)(p + MC * 4);
-    s.inv = (float *)(p + 2 * MC * 4);
-    s.xw = (uint32_t *)((p + 3 * MC * 4 + 63) & ~(uintptr_t)63);
+    s.zx = (int32_t *)(p + ROWS_MAX * 4);
+    s.inv = (float *)(p + 2 * ROWS_MAX * 4);
+    s.xw = (uint32_t *)((p + 3 * ROWS_MAX * 4 + 63) & ~(uintptr_t)63);
     s.ld = scratch_ld(w);
     return s;
 }
@@ -119,6 +132,7 @@ struct kern {
     const float *lb[MR];
     size_t ldb; /* floats between B^T's rank rows (n_out) */
     int rank;
+    const int32_t *c; /* AMX: the tile's exact sums, row r at c + r * AMX_LDC */
 };
 
 /* The tile's outputs with the LoRA update, stored: s[r][v] holds what Y
@@ -236,32 +250,12 @@ INLINE TARGET_BF16 void kern_bf16(const struct kern *a, const int mr, const int 
     if (lora) store_lora(a, s, mr, nv);
 }
 
-INLINE TARGET_VNNI void kern_int8(const struct kern *a, const int mr, const int nv,
-                                  const int lora) {
-    __m512i acc[MR][NV];
-#pragma GCC unroll 8
-    for (int r = 0; r < mr; r++)
-#pragma GCC unroll 8
-        for (int v = 0; v < nv; v++)
-            acc[r][v] = _mm512_setzero_si512();
-    const uint32_t *x = a->x, *w = a->w;
-    size_t ws = a->wstride, ldx = (size_t)a->ldx;
-    for (int k = 0; k < a->nk; k++, w += 16) {
-        __m512i wv[NV];
-#pragma GCC unroll 8
-        for (int v = 0; v < nv; v++) {
-            wv[v] = _mm512_load_si512(w + v * ws);
-            _mm_prefetch((const char *)(w + v * ws + 16 * PF_WORDS), _MM_HINT_T0);
-        }
-#pragma GCC unroll 8
-        for (int r = 0; r < mr; r++) {
-            __m512i xb = _mm512_set1_epi32((int)x[r * ldx + k]); /* u8 x 4 */
-#pragma GCC unroll 8
-            for (int v = 0; v < nv; v++)
-                acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], xb, wv[v]);
-        }
-    }
-    /* dequantise: s_x s_w (acc - z colsum) (+ bias) on the first block, s_x s_w acc later */
+/* The int8 tile's outputs from its exact sums acc: dequantised, s_x s_w
+ * (acc - z colsum) (+ bias) on the first k block, Y + s_x s_w acc on later
+ * ones, stored (through store_lora when lora). Every int8 kernel of this
+ * file ends here, so their bits are one expression's. */
+INLINE TARGET_VNNI void int8_out(const struct kern *a, __m512i acc[MR][NV], const int mr,
+                                 const int nv, const int lora) {
     float *y = a->y;
     const float *bias = a->bias;
     size_t ldy = a->ldy;
@@ -291,6 +285,34 @@ INLINE TARGET_VNNI void kern_int8(const struct kern *a, const int mr, const int 
         }
     }
     if (lora) store_lora(a, s, mr, nv);
+}
+
+INLINE TARGET_VNNI void kern_int8(const struct kern *a, const int mr, const int nv,
+                                  const int lora) {
+    __m512i acc[MR][NV];
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; v++)
+            acc[r][v] = _mm512_setzero_si512();
+    const uint32_t *x = a->x, *w = a->w;
+    size_t ws = a->wstride, ldx = (size_t)a->ldx;
+    for (int k = 0; k < a->nk; k++, w += 16) {
+        __m512i wv[NV];
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; v++) {
+            wv[v] = _mm512_load_si512(w + v * ws);
+            _mm_prefetch((const char *)(w + v * ws + 16 * PF_WORDS), _MM_HINT_T0);
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < mr; r++) {
+            __m512i xb = _mm512_set1_epi32((int)x[r * ldx + k]); /* u8 x 4 */
+#pragma GCC unroll 8
+            for (int v = 0; v < nv; v++)
+                acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], xb, wv[v]);
+        }
+    }
+    int8_out(a, acc, mr, nv, lora);
 }
 
 typedef void (*kern_fn)(const struct kern *);
@@ -327,9 +349,25 @@ KERN_ALL(kbf16, TARGET_BF16, KBF16)
 KERN_ALL(kbf16_lora, TARGET_BF16, KBF16L)
 KERN_ALL(kint8, TARGET_VNNI, KINT8)
 KERN_ALL(kint8_lora, TARGET_VNNI, KINT8L)
+/* AMX: the exact sums of rows [0, mr) x panels [0, nv) read from a->c. */
+INLINE TARGET_VNNI void kern_amx_out(const struct kern *a, const int mr, const int nv,
+                                     const int lora) {
+    __m512i acc[MR][NV];
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; v++)
+            acc[r][v] = _mm512_load_si512(a->c + r * AMX_LDC + 16 * v);
+    int8_out(a, acc, mr, nv, lora);
+}
+#define KAMX(a, mr, nv)  kern_amx_out(a, mr, nv, 0)
+#define KAMXL(a, mr, nv) kern_amx_out(a, mr, nv, 1)
+KERN_ALL(kamx, TARGET_VNNI, KAMX)
+KERN_ALL(kamx_lora, TARGET_VNNI, KAMXL)
 /* [lora][mr - 1][nv - 1] */
 static const kern_fn kern_bf16_tab[2][MR][NV] = {KERN_TAB(kbf16), KERN_TAB(kbf16_lora)};
 static const kern_fn kern_int8_tab[2][MR][NV] = {KERN_TAB(kint8), KERN_TAB(kint8_lora)};
+static const kern_fn kern_amx_tab[2][MR][NV] = {KERN_TAB(kamx), KERN_TAB(kamx_lora)};
 
 /* ---- activation conversion into scratch ---- */
 
@@ -411,6 +449,40 @@ static __mmask16 panel_mask(int p, int col_lo, int col_hi) {
     return (__mmask16)m;
 }
 
+/* Points a at panels [p, p + nv) of one k block (k0 its first word): the
+ * panels' masks inside [col_lo, col_hi), W, bias and, int8, the column
+ * scales and sums. */
+static void kern_panels(const struct wmat *w, struct kern *a, int p, int nv, const float *bias,
+                        int col_lo, int col_hi, int k0) {
+    const uint32_t *wd = w->data;
+    for (int v = 0; v < nv; v++)
+        a->mask[v] = panel_mask(p + v, col_lo, col_hi);
+    a->w = wd + (size_t)p * a->wstride + (size_t)k0 * 16;
+    a->bias = bias ? bias + 16 * p : NULL;
+    if (w->kind == WMAT_INT8) {
+        a->sw = w->scale + 16 * p;
+        /* colsum follows the panels: n_pad / 16 panels of wstride words */
+        a->csum = (const int32_t *)(wd + (size_t)((w->n_out + 15) / 16) * a->wstride) + 16 * p;
+    }
+}
+
+/* Points a at the block's rows [r0, r0 + mr) (at most MR) for panel p:
+ * their words, Y, int8 row parameters and the LoRA update's rows. */
+static void kern_rows(const struct wmat *w, struct kern *a, const struct wmat_words *s, int r0,
+                      int mr, int p, const struct wmat_lora *lora, float *y, int ldy) {
+    a->x = s->w + (size_t)r0 * s->ld;
+    a->y = y + (size_t)r0 * ldy + 16 * p;
+    a->sx = s->sx ? s->sx + r0 : NULL; /* bf16: none */
+    a->zx = s->zx ? s->zx + r0 : NULL;
+    if (lora) {
+        a->lt = lora->t + (size_t)r0 * lora->rank;
+        for (int r = 0; r < mr; r++) {
+            int32_t t = lora->task[r0 + r];
+            a->lb[r] = t < 0 ? NULL : lora->bt + (size_t)t * lora->rank * w->n_out + 16 * p;
+        }
+    }
+}
+
 /* Runs the NV-panel x MR-row loops of one (row block, k block): s holds
  * the block's activation words (row r at s->w + r * s->ld, its first word
  * the block's) and, int8, the rows' parameters. */
@@ -419,39 +491,145 @@ static void run_block(const struct wmat *w, const kern_fn tab[2][MR][NV], struct
                       const struct wmat_lora *lora, float *y, int ldy, int col_lo, int col_hi,
                       int k0) {
     int p_lo = col_lo / 16, p_hi = (col_hi + 15) / 16;
-    const uint32_t *wd = w->data;
     for (int p = p_lo; p < p_hi; p += NV) {
         int nv = imin(NV, p_hi - p);
-        for (int v = 0; v < nv; v++)
-            a->mask[v] = panel_mask(p + v, col_lo, col_hi);
-        a->w = wd + (size_t)p * a->wstride + (size_t)k0 * 16;
-        a->bias = bias ? bias + 16 * p : NULL;
-        if (w->kind == WMAT_INT8) {
-            a->sw = w->scale + 16 * p;
-            /* colsum follows the panels: n_pad / 16 panels of wstride words */
-            a->csum = (const int32_t *)(wd + (size_t)((w->n_out + 15) / 16) * a->wstride) + 16 * p;
-        }
+        kern_panels(w, a, p, nv, bias, col_lo, col_hi, k0);
         for (int r0 = 0; r0 < mc; r0 += MR) {
             int mr = imin(MR, mc - r0);
-            a->x = s->w + (size_t)r0 * s->ld;
-            a->y = y + (size_t)r0 * ldy + 16 * p;
-            a->sx = s->sx ? s->sx + r0 : NULL; /* bf16: none */
-            a->zx = s->zx ? s->zx + r0 : NULL;
-            if (lora) {
-                a->lt = lora->t + (size_t)r0 * lora->rank;
-                for (int r = 0; r < mr; r++) {
-                    int32_t t = lora->task[r0 + r];
-                    a->lb[r] = t < 0 ? NULL : lora->bt + (size_t)t * lora->rank * w->n_out + 16 * p;
-                }
-            }
+            kern_rows(w, a, s, r0, mr, p, lora, y, ldy);
             tab[lora != NULL][mr - 1][nv - 1](a);
         }
     }
 }
 
+/* ---- int8 on AMX tiles ----
+ *
+ * The same blocks, quantisation, packing and epilogue as the VNNI kernel;
+ * only the k block's exact sums come from tdpbusd: tiles 0-3 hold the
+ * int32 sums of 32 rows x 2 panels (16 x 16 each), tiles 4-5 two 16-row
+ * tiles of activation words (row-major in scratch, 16 words a step), 6-7
+ * two panels' 16 words (a panel's words are exactly a B tile's rows: 16
+ * columns of four s8). The words past the last multiple of 16 of a k block
+ * go through vpdpbusd onto the stored sums. The sums are exact integers
+ * whatever adds them in whatever order, so the outputs are the VNNI
+ * kernel's bits, and the contract's. */
+
+struct amx_cfg { /* palette 1's 64-byte tile configuration */
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+};
+
+/* Every tile 16 rows x 64 bytes. Tile state is per thread: each call
+ * configures at its start and releases at its end. The configuration is
+ * a static object: gcc does not see ldtilecfg read its operand, and drops
+ * the stores into a local one. */
+static TARGET_AMX void amx_begin(void) {
+    static const struct amx_cfg cfg = {
+        .palette = 1,
+        .colsb = {64, 64, 64, 64, 64, 64, 64, 64},
+        .rows = {16, 16, 16, 16, 16, 16, 16, 16},
+    };
+    _tile_loadconfig(&cfg);
+}
+
+static TARGET_AMX void amx_end(void) {
+    _tile_release();
+}
+
+/* c[32][AMX_LDC] = the sums over words [0, nk16) (a multiple of 16) of
+ * rows x0 (16 rows, ldxb bytes apart) and x0 + 16 rows (two_rows) with
+ * panels w0 and w1 (two_panels); the halves not asked for are zero. */
+static TARGET_AMX void amx_sums(int32_t *c, const uint32_t *x0, size_t ldxb, const uint32_t *w0,
+                                const uint32_t *w1, int nk16, int two_rows, int two_panels) {
+    const uint32_t *x1 = (const uint32_t *)((const char *)x0 + 16 * ldxb);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    if (two_rows && two_panels)
+        for (int k = 0; k < nk16; k += 16) {
+            _tile_loadd(4, x0 + k, ldxb);
+            _tile_loadd(6, w0 + 16 * k, 64);
+            _tile_dpbusd(0, 4, 6);
+            _tile_loadd(7, w1 + 16 * k, 64);
+            _tile_dpbusd(1, 4, 7);
+            _tile_loadd(5, x1 + k, ldxb);
+            _tile_dpbusd(2, 5, 6);
+            _tile_dpbusd(3, 5, 7);
+        }
+    else if (two_rows)
+        for (int k = 0; k < nk16; k += 16) {
+            _tile_loadd(4, x0 + k, ldxb);
+            _tile_loadd(6, w0 + 16 * k, 64);
+            _tile_loadd(5, x1 + k, ldxb);
+            _tile_dpbusd(0, 4, 6);
+            _tile_dpbusd(2, 5, 6);
+        }
+    else if (two_panels)
+        for (int k = 0; k < nk16; k += 16) {
+            _tile_loadd(4, x0 + k, ldxb);
+            _tile_loadd(6, w0 + 16 * k, 64);
+            _tile_loadd(7, w1 + 16 * k, 64);
+            _tile_dpbusd(0, 4, 6);
+            _tile_dpbusd(1, 4, 7);
+        }
+    else
+        for (int k = 0; k < nk16; k += 16) {
+            _tile_loadd(4, x0 + k, ldxb);
+            _tile_loadd(6, w0 + 16 * k, 64);
+            _tile_dpbusd(0, 4, 6);
+        }
+    _tile_stored(0, c, AMX_LDC * 4);
+    _tile_stored(1, c + 16, AMX_LDC * 4);
+    _tile_stored(2, c + 16 * AMX_LDC, AMX_LDC * 4);
+    _tile_stored(3, c + 16 * AMX_LDC + 16, AMX_LDC * 4);
+}
+
+/* Adds words [k_lo, k_hi) of rows [0, rows) (x, ld words apart) times
+ * panels [0, nv) (w, ws words apart) to the sums c. */
+static TARGET_VNNI void amx_tail(int32_t *c, const uint32_t *x, int ld, const uint32_t *w,
+                                 size_t ws, int k_lo, int k_hi, int rows, int nv) {
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < nv; v++) {
+            int32_t *cv = c + r * AMX_LDC + 16 * v;
+            __m512i acc = _mm512_load_si512(cv);
+            for (int k = k_lo; k < k_hi; k++)
+                acc = _mm512_dpbusd_epi32(acc, _mm512_set1_epi32((int)x[(size_t)r * ld + k]),
+                                          _mm512_load_si512(w + v * ws + 16 * (size_t)k));
+            _mm512_store_si512(cv, acc);
+        }
+}
+
+/* run_block on AMX: panels in pairs, rows in pairs of tiles; each pair's
+ * sums, then the epilogue by tiles of MR rows. */
+static void run_block_amx(const struct wmat *w, struct kern *a, const struct wmat_words *s, int mc,
+                          const float *bias, const struct wmat_lora *lora, float *y, int ldy,
+                          int col_lo, int col_hi, int k0) {
+    _Alignas(64) int32_t c[AMX_MR * AMX_LDC];
+    int p_lo = col_lo / 16, p_hi = (col_hi + 15) / 16, nk16 = a->nk & ~15;
+    for (int p = p_lo; p < p_hi; p += 2) {
+        int nv = imin(2, p_hi - p);
+        kern_panels(w, a, p, nv, bias, col_lo, col_hi, k0);
+        for (int r0 = 0; r0 < mc; r0 += AMX_MR) {
+            int rows = imin(AMX_MR, mc - r0);
+            const uint32_t *x0 = s->w + (size_t)r0 * s->ld;
+            amx_sums(c, x0, (size_t)s->ld * 4, a->w, a->w + a->wstride, nk16, rows > 16, nv == 2);
+            if (nk16 < a->nk) amx_tail(c, x0, s->ld, a->w, a->wstride, nk16, a->nk, rows, nv);
+            for (int g = 0; g < rows; g += MR) {
+                int mr = imin(MR, rows - g);
+                kern_rows(w, a, s, r0 + g, mr, p, lora, y, ldy);
+                a->c = c + g * AMX_LDC;
+                kern_amx_tab[lora != NULL][mr - 1][nv - 1](a);
+            }
+        }
+    }
+}
+
+/* amx: the int8 sums on AMX tiles (run_block_amx; scratch by scratch_amx). */
 static void gemm_lowp(const struct wmat *w, int m, const float *x, int ldx, const float *bias,
                       const struct wmat_lora *lora, float *y, int ldy, int col_lo, int col_hi,
-                      void *scratch) {
+                      void *scratch, int amx) {
     int int8 = w->kind == WMAT_INT8;
     int kw = words_per_k(w->kind, w->n_in), kc = block_words(w->kind);
     struct scratch s = scratch_carve(w, scratch);
@@ -461,8 +639,9 @@ static void gemm_lowp(const struct wmat *w, int m, const float *x, int ldx, cons
     a.ldy = (size_t)ldy;
     a.ldb = (size_t)w->n_out;
     a.rank = lora ? lora->rank : 0;
-    for (int i0 = 0; i0 < m; i0 += MC) {
-        int mc = imin(MC, m - i0);
+    int mcb = amx ? AMX_MC : MC;
+    for (int i0 = 0; i0 < m; i0 += mcb) {
+        int mc = imin(mcb, m - i0);
         const float *xb = x + (size_t)i0 * ldx;
         float *yb = y + (size_t)i0 * ldy;
         struct wmat_lora lb; /* this row block's rows of the update */
@@ -472,6 +651,9 @@ static void gemm_lowp(const struct wmat *w, int m, const float *x, int ldx, cons
             lb.task += i0;
         }
         if (int8) quant_params(xb, ldx, mc, w->n_in, s.sx, s.zx, s.inv);
+        if (amx) /* the last tile's rows past mc: zero words, read and left unused */
+            memset(s.xw + (size_t)mc * s.ld, 0,
+                   sizeof(uint32_t) * (size_t)s.ld * (size_t)(-mc & (AMX_MR - 1)));
         for (int k0 = 0; k0 < kw; k0 += kc) {
             a.nk = imin(kc, kw - k0);
             a.first = k0 == 0;
@@ -480,8 +662,12 @@ static void gemm_lowp(const struct wmat *w, int m, const float *x, int ldx, cons
             else
                 pack_bf16(xb, ldx, mc, w->n_in, k0, a.nk, s.xw, s.ld);
             struct wmat_words xs = {s.xw, s.ld, s.sx, s.zx};
-            run_block(w, int8 ? kern_int8_tab : kern_bf16_tab, &a, &xs, mc, bias,
-                      lora && k0 + kc >= kw ? &lb : NULL, yb, ldy, col_lo, col_hi, k0);
+            const struct wmat_lora *lk = lora && k0 + kc >= kw ? &lb : NULL;
+            if (amx)
+                run_block_amx(w, &a, &xs, mc, bias, lk, yb, ldy, col_lo, col_hi, k0);
+            else
+                run_block(w, int8 ? kern_int8_tab : kern_bf16_tab, &a, &xs, mc, bias, lk, yb, ldy,
+                          col_lo, col_hi, k0);
         }
     }
 }
@@ -511,7 +697,7 @@ static void gemm_words(const struct wmat *w, int m, const struct wmat_words *x, 
 static void gemm_avx512(const struct wmat *w, int m, const float *x, int ldx, const float *bias,
                         float *y, int ldy, int col_lo, int col_hi, void *scratch) {
     ENG_ASSERT(scratch != NULL);
-    gemm_lowp(w, m, x, ldx, bias, NULL, y, ldy, col_lo, col_hi, scratch);
+    gemm_lowp(w, m, x, ldx, bias, NULL, y, ldy, col_lo, col_hi, scratch, 0);
 }
 
 /* ---- the attention's softmax, P written as this kernel's words ---- */
@@ -597,7 +783,7 @@ static void gemm_avx512_lora(const struct wmat *w, int m, const float *x, int ld
                              const float *bias, const struct wmat_lora *lora, float *y, int ldy,
                              int col_lo, int col_hi, void *scratch) {
     ENG_ASSERT(scratch != NULL);
-    gemm_lowp(w, m, x, ldx, bias, lora, y, ldy, col_lo, col_hi, scratch);
+    gemm_lowp(w, m, x, ldx, bias, lora, y, ldy, col_lo, col_hi, scratch, 0);
 }
 
 const struct gemm_kernel gemm_x86_avx512_bf16 = {
@@ -620,5 +806,35 @@ const struct gemm_kernel gemm_x86_avx512_vnni = {
     .gemm = gemm_avx512,
     .scratch_bytes = wmat_scratch_lowp,
     .gemm_lora = gemm_avx512_lora,
+    .gemm_words = gemm_words,
+};
+
+static void gemm_amx(const struct wmat *w, int m, const float *x, int ldx, const float *bias,
+                     float *y, int ldy, int col_lo, int col_hi, void *scratch) {
+    ENG_ASSERT(scratch != NULL);
+    amx_begin();
+    gemm_lowp(w, m, x, ldx, bias, NULL, y, ldy, col_lo, col_hi, scratch, 1);
+    amx_end();
+}
+
+static void gemm_amx_lora(const struct wmat *w, int m, const float *x, int ldx, const float *bias,
+                          const struct wmat_lora *lora, float *y, int ldy, int col_lo, int col_hi,
+                          void *scratch) {
+    ENG_ASSERT(scratch != NULL);
+    amx_begin();
+    gemm_lowp(w, m, x, ldx, bias, lora, y, ldy, col_lo, col_hi, scratch, 1);
+    amx_end();
+}
+
+/* The VNNI kernel's layout and bits; the attention's products on words
+ * (short k: Q K^T over a head) stay on its vpdpbusd blocks. */
+const struct gemm_kernel gemm_x86_amx_int8 = {
+    .name = "amx-int8",
+    .kind = WMAT_INT8,
+    .needs = CPU_X86_AVX512 | CPU_X86_AVX512_VNNI | CPU_X86_AMX,
+    .prepare = gemm_prep_int8,
+    .gemm = gemm_amx,
+    .scratch_bytes = scratch_amx,
+    .gemm_lora = gemm_amx_lora,
     .gemm_words = gemm_words,
 };
