@@ -53,13 +53,14 @@ static const struct {
 #define N_LEVELS ((int)(sizeof(levels) / sizeof(levels[0])))
 
 #if defined(__x86_64__) || defined(__i386__)
-/* AMX-TILE and AMX-INT8 (cpuid 7.0 edx bits 24, 25), the OS saving tile
+/* AMX-TILE, AMX-INT8 and AMX-BF16 (cpuid 7.0 edx bits 24, 25, 22), the OS saving tile
  * config and data (XCR0 bits 17, 18), and, on Linux, the process allowed
  * to use tile data: the kernel enables it per process on request
  * (ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA), and a thread that touches
  * tiles without it dies by SIGILL. Granted once, it holds for every thread. */
 static int amx_granted(unsigned d7, unsigned xcr0_lo) {
-    if (!(d7 & (1u << 24)) || !(d7 & (1u << 25))) return 0;
+    unsigned need = 1u << 24 | 1u << 25 | 1u << 22;
+    if ((d7 & need) != need) return 0;
     if ((xcr0_lo & 0x60000u) != 0x60000u) return 0;
 #if defined(__linux__) && defined(SYS_arch_prctl)
     enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
@@ -93,7 +94,8 @@ static uint32_t detect(void) {
     unsigned d7 = d;
     if (max_sub >= 1 && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & bit_AVX512BF16))
         f |= CPU_X86_AVX512_BF16;
-    if (amx_granted(d7, xlo) && (f & CPU_X86_AVX512_VNNI)) f |= CPU_X86_AMX;
+    if (amx_granted(d7, xlo) && (f & CPU_X86_AVX512_VNNI) && (f & CPU_X86_AVX512_BF16))
+        f |= CPU_X86_AMX;
 #elif defined(__aarch64__) && defined(__linux__)
     /* Linux's HWCAP bits (asm/hwcap.h), spelled out for older headers */
     unsigned long h1 = getauxval(AT_HWCAP), h2 = getauxval(AT_HWCAP2);

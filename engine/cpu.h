@@ -26,7 +26,7 @@ enum {
     CPU_X86_AVX512 = 1u << 2,      /* AVX512F + BW + VL (and the OS saves zmm) */
     CPU_X86_AVX512_BF16 = 1u << 3, /* + AVX512_BF16 */
     CPU_X86_AVX512_VNNI = 1u << 4, /* + AVX512_VNNI */
-    CPU_X86_AMX = 1u << 5,         /* + AMX-TILE, AMX-INT8 (and the OS grants tile data) */
+    CPU_X86_AMX = 1u << 5,         /* + AMX-TILE, -INT8, -BF16 (and the OS grants tile data) */
     /* aarch64 */
     CPU_ARM_NEON = 1u << 8,
     CPU_ARM_DOTPROD = 1u << 9,

@@ -24,6 +24,7 @@
 
 static const struct gemm_kernel *const kernels[] = {
 #if defined(__x86_64__)
+    &gemm_x86_amx_bf16,     /* bf16 */
     &gemm_x86_avx512_bf16,  /* bf16 */
     &gemm_x86_amx_int8,     /* int8 */
     &gemm_x86_avx512_vnni,  /* int8 */

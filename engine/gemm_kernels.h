@@ -63,6 +63,7 @@ extern const struct gemm_kernel gemm_x86_avx512_exact;
 extern const struct gemm_kernel gemm_x86_avx2_int8;
 extern const struct gemm_kernel gemm_x86_avx512_bf16;
 extern const struct gemm_kernel gemm_x86_avx512_vnni;
+extern const struct gemm_kernel gemm_x86_amx_bf16;
 extern const struct gemm_kernel gemm_x86_amx_int8;
 #elif defined(__aarch64__)
 extern const struct gemm_kernel gemm_arm_neon_exact;

@@ -1,8 +1,11 @@
 /* gemm_avx512.c -- the AVX-512 kernels: bf16 (AVX512_BF16, vdpbf16ps) and
  * int8 (AVX512_VNNI, vpdpbusd), on the bf16 and int8 word layouts of
- * engine/gemm.c. Every function that uses the instructions carries a target
- * attribute, so the file builds for baseline x86-64; the kernel table only
- * picks these rows when the CPU mask has the bits.
+ * engine/gemm.c, and the same two kinds on AMX tiles (tdpbf16ps, tdpbusd;
+ * Intel Xeon from Sapphire Rapids on), which share their blocks, packing
+ * and epilogues (section "AMX tiles" below). Every function that uses the
+ * instructions carries a target attribute, so the file builds for baseline
+ * x86-64; the kernel table only picks these rows when the CPU mask has the
+ * bits.
  *
  * Blocking, per call, on the caller's column slice [col_lo, col_hi):
  *   for each block of MC rows        (int8: a scale/zero point per row, whole k)
@@ -36,8 +39,10 @@
 #define TARGET_BF16   __attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl")))
 #define TARGET_VNNI   __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
 #define TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
-#define TARGET_AMX    __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,amx-tile,amx-int8")))
-#define INLINE        static inline __attribute__((always_inline))
+#define TARGET_AMX                                                                             \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16,amx-tile,amx-int8," \
+                          "amx-bf16")))
+#define INLINE static inline __attribute__((always_inline))
 
 /* Microkernel: MR rows x NV panels of 16 columns (MR * NV zmm accumulators).
  * Blocks: MC rows x KC_K k values, i.e. KC_K / G words: the activations of a
@@ -132,7 +137,7 @@ struct kern {
     const float *lb[MR];
     size_t ldb; /* floats between B^T's rank rows (n_out) */
     int rank;
-    const int32_t *c; /* AMX: the tile's exact sums, row r at c + r * AMX_LDC */
+    const int32_t *c; /* AMX: the tile's sums (int32; bf16: float bits), row r at c + r * AMX_LDC */
 };
 
 /* The tile's outputs with the LoRA update, stored: s[r][v] holds what Y
@@ -202,6 +207,9 @@ INLINE TARGET_AVX512 __m512 y_value(const float *yv, const float *bv, int first,
     return s;
 }
 
+INLINE TARGET_AVX512 void bf16_out(const struct kern *a, __m512 acc[MR][NV], const int mr,
+                                   const int nv, const int lora);
+
 /* lora (a constant): the variant for the last k block of a call with a
  * LoRA update, which stores through store_lora. */
 INLINE TARGET_BF16 void kern_bf16(const struct kern *a, const int mr, const int nv,
@@ -229,6 +237,13 @@ INLINE TARGET_BF16 void kern_bf16(const struct kern *a, const int mr, const int 
                 acc[r][v] = _mm512_dpbf16_ps(acc[r][v], xb, wv[v]);
         }
     }
+    bf16_out(a, acc, mr, nv, lora);
+}
+
+/* The bf16 tile's outputs from its sums acc: the first k block's (+ bias),
+ * or Y + acc on later ones, stored (through store_lora when lora). */
+INLINE TARGET_AVX512 void bf16_out(const struct kern *a, __m512 acc[MR][NV], const int mr,
+                                   const int nv, const int lora) {
     /* locals: the masked stores below may alias *a as far as the compiler knows */
     float *y = a->y;
     const float *bias = a->bias;
@@ -349,7 +364,8 @@ KERN_ALL(kbf16, TARGET_BF16, KBF16)
 KERN_ALL(kbf16_lora, TARGET_BF16, KBF16L)
 KERN_ALL(kint8, TARGET_VNNI, KINT8)
 KERN_ALL(kint8_lora, TARGET_VNNI, KINT8L)
-/* AMX: the exact sums of rows [0, mr) x panels [0, nv) read from a->c. */
+/* AMX: the sums of rows [0, mr) x panels [0, nv) read from a->c (int32
+ * for int8, float for bf16), then the kind's epilogue. */
 INLINE TARGET_VNNI void kern_amx_out(const struct kern *a, const int mr, const int nv,
                                      const int lora) {
     __m512i acc[MR][NV];
@@ -360,14 +376,29 @@ INLINE TARGET_VNNI void kern_amx_out(const struct kern *a, const int mr, const i
             acc[r][v] = _mm512_load_si512(a->c + r * AMX_LDC + 16 * v);
     int8_out(a, acc, mr, nv, lora);
 }
-#define KAMX(a, mr, nv)  kern_amx_out(a, mr, nv, 0)
-#define KAMXL(a, mr, nv) kern_amx_out(a, mr, nv, 1)
+INLINE TARGET_AVX512 void kern_amxbf_out(const struct kern *a, const int mr, const int nv,
+                                         const int lora) {
+    __m512 acc[MR][NV];
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; v++)
+            acc[r][v] = _mm512_castsi512_ps(_mm512_load_si512(a->c + r * AMX_LDC + 16 * v));
+    bf16_out(a, acc, mr, nv, lora);
+}
+#define KAMX(a, mr, nv)    kern_amx_out(a, mr, nv, 0)
+#define KAMXL(a, mr, nv)   kern_amx_out(a, mr, nv, 1)
+#define KAMXBF(a, mr, nv)  kern_amxbf_out(a, mr, nv, 0)
+#define KAMXBFL(a, mr, nv) kern_amxbf_out(a, mr, nv, 1)
 KERN_ALL(kamx, TARGET_VNNI, KAMX)
 KERN_ALL(kamx_lora, TARGET_VNNI, KAMXL)
+KERN_ALL(kamxbf, TARGET_AVX512, KAMXBF)
+KERN_ALL(kamxbf_lora, TARGET_AVX512, KAMXBFL)
 /* [lora][mr - 1][nv - 1] */
 static const kern_fn kern_bf16_tab[2][MR][NV] = {KERN_TAB(kbf16), KERN_TAB(kbf16_lora)};
 static const kern_fn kern_int8_tab[2][MR][NV] = {KERN_TAB(kint8), KERN_TAB(kint8_lora)};
 static const kern_fn kern_amx_tab[2][MR][NV] = {KERN_TAB(kamx), KERN_TAB(kamx_lora)};
+static const kern_fn kern_amxbf_tab[2][MR][NV] = {KERN_TAB(kamxbf), KERN_TAB(kamxbf_lora)};
 
 /* ---- activation conversion into scratch ---- */
 
@@ -502,17 +533,21 @@ static void run_block(const struct wmat *w, const kern_fn tab[2][MR][NV], struct
     }
 }
 
-/* ---- int8 on AMX tiles ----
+/* ---- AMX tiles: int8 (tdpbusd) and bf16 (tdpbf16ps) ----
  *
- * The same blocks, quantisation, packing and epilogue as the VNNI kernel;
- * only the k block's exact sums come from tdpbusd: tiles 0-3 hold the
- * int32 sums of 32 rows x 2 panels (16 x 16 each), tiles 4-5 two 16-row
- * tiles of activation words (row-major in scratch, 16 words a step), 6-7
- * two panels' 16 words (a panel's words are exactly a B tile's rows: 16
- * columns of four s8). The words past the last multiple of 16 of a k block
- * go through vpdpbusd onto the stored sums. The sums are exact integers
- * whatever adds them in whatever order, so the outputs are the VNNI
- * kernel's bits, and the contract's. */
+ * The same blocks, packing and epilogues as the vector kernels; only a k
+ * block's sums come from the tiles: tiles 0-3 hold the sums of 32 rows x 2
+ * panels (16 x 16 each, int32 or f32), tiles 4-5 two 16-row tiles of
+ * activation words (row-major, 16 words a step), 6-7 two panels' 16 words
+ * (a panel's words are exactly a B tile's rows: 16 columns of four s8 or
+ * two bf16). The words past the last multiple of 16 of a k block go
+ * through vpdpbusd / vdpbf16ps onto the stored sums, in k order.
+ * int8: the sums are exact integers whatever adds them, so the outputs are
+ * the VNNI kernel's bits, and the contract's. bf16: tdpbf16ps adds each
+ * word's two products in its own order and rounding (not vdpbf16ps's), so
+ * the bits are this kernel's own; every row of every call takes the same
+ * steps (tiles of 16 rows whatever m, the tail words after), so they do
+ * not depend on the batch. */
 
 struct amx_cfg { /* palette 1's 64-byte tile configuration */
     uint8_t palette, start_row, reserved[14];
@@ -537,76 +572,97 @@ static TARGET_AMX void amx_end(void) {
     _tile_release();
 }
 
+/* The k loop of amx_sums for one instruction (DP: _tile_dpbusd or
+ * _tile_dpbf16ps), with as many row tiles and panels as asked. */
+#define AMX_STEPS(DP)                            \
+    do {                                         \
+        if (two_rows && two_panels)              \
+            for (int k = 0; k < nk16; k += 16) { \
+                _tile_loadd(4, x0 + k, ldxb);    \
+                _tile_loadd(6, w0 + 16 * k, 64); \
+                DP(0, 4, 6);                     \
+                _tile_loadd(7, w1 + 16 * k, 64); \
+                DP(1, 4, 7);                     \
+                _tile_loadd(5, x1 + k, ldxb);    \
+                DP(2, 5, 6);                     \
+                DP(3, 5, 7);                     \
+            }                                    \
+        else if (two_rows)                       \
+            for (int k = 0; k < nk16; k += 16) { \
+                _tile_loadd(4, x0 + k, ldxb);    \
+                _tile_loadd(6, w0 + 16 * k, 64); \
+                _tile_loadd(5, x1 + k, ldxb);    \
+                DP(0, 4, 6);                     \
+                DP(2, 5, 6);                     \
+            }                                    \
+        else if (two_panels)                     \
+            for (int k = 0; k < nk16; k += 16) { \
+                _tile_loadd(4, x0 + k, ldxb);    \
+                _tile_loadd(6, w0 + 16 * k, 64); \
+                _tile_loadd(7, w1 + 16 * k, 64); \
+                DP(0, 4, 6);                     \
+                DP(1, 4, 7);                     \
+            }                                    \
+        else                                     \
+            for (int k = 0; k < nk16; k += 16) { \
+                _tile_loadd(4, x0 + k, ldxb);    \
+                _tile_loadd(6, w0 + 16 * k, 64); \
+                DP(0, 4, 6);                     \
+            }                                    \
+    } while (0)
+
 /* c[32][AMX_LDC] = the sums over words [0, nk16) (a multiple of 16) of
  * rows x0 (16 rows, ldxb bytes apart) and x0 + 16 rows (two_rows) with
  * panels w0 and w1 (two_panels); the halves not asked for are zero. */
-static TARGET_AMX void amx_sums(int32_t *c, const uint32_t *x0, size_t ldxb, const uint32_t *w0,
-                                const uint32_t *w1, int nk16, int two_rows, int two_panels) {
+static TARGET_AMX void amx_sums(int32_t *c, int bf16, const uint32_t *x0, size_t ldxb,
+                                const uint32_t *w0, const uint32_t *w1, int nk16, int two_rows,
+                                int two_panels) {
     const uint32_t *x1 = (const uint32_t *)((const char *)x0 + 16 * ldxb);
     _tile_zero(0);
     _tile_zero(1);
     _tile_zero(2);
     _tile_zero(3);
-    if (two_rows && two_panels)
-        for (int k = 0; k < nk16; k += 16) {
-            _tile_loadd(4, x0 + k, ldxb);
-            _tile_loadd(6, w0 + 16 * k, 64);
-            _tile_dpbusd(0, 4, 6);
-            _tile_loadd(7, w1 + 16 * k, 64);
-            _tile_dpbusd(1, 4, 7);
-            _tile_loadd(5, x1 + k, ldxb);
-            _tile_dpbusd(2, 5, 6);
-            _tile_dpbusd(3, 5, 7);
-        }
-    else if (two_rows)
-        for (int k = 0; k < nk16; k += 16) {
-            _tile_loadd(4, x0 + k, ldxb);
-            _tile_loadd(6, w0 + 16 * k, 64);
-            _tile_loadd(5, x1 + k, ldxb);
-            _tile_dpbusd(0, 4, 6);
-            _tile_dpbusd(2, 5, 6);
-        }
-    else if (two_panels)
-        for (int k = 0; k < nk16; k += 16) {
-            _tile_loadd(4, x0 + k, ldxb);
-            _tile_loadd(6, w0 + 16 * k, 64);
-            _tile_loadd(7, w1 + 16 * k, 64);
-            _tile_dpbusd(0, 4, 6);
-            _tile_dpbusd(1, 4, 7);
-        }
+    if (bf16)
+        AMX_STEPS(_tile_dpbf16ps);
     else
-        for (int k = 0; k < nk16; k += 16) {
-            _tile_loadd(4, x0 + k, ldxb);
-            _tile_loadd(6, w0 + 16 * k, 64);
-            _tile_dpbusd(0, 4, 6);
-        }
+        AMX_STEPS(_tile_dpbusd);
     _tile_stored(0, c, AMX_LDC * 4);
     _tile_stored(1, c + 16, AMX_LDC * 4);
     _tile_stored(2, c + 16 * AMX_LDC, AMX_LDC * 4);
     _tile_stored(3, c + 16 * AMX_LDC + 16, AMX_LDC * 4);
 }
+#undef AMX_STEPS
 
 /* Adds words [k_lo, k_hi) of rows [0, rows) (x, ld words apart) times
- * panels [0, nv) (w, ws words apart) to the sums c. */
-static TARGET_VNNI void amx_tail(int32_t *c, const uint32_t *x, int ld, const uint32_t *w,
-                                 size_t ws, int k_lo, int k_hi, int rows, int nv) {
+ * panels [0, nv) (w, ws words apart) to the sums c, k in order. */
+static TARGET_AMX void amx_tail(int32_t *c, int bf16, const uint32_t *x, int ld, const uint32_t *w,
+                                size_t ws, int k_lo, int k_hi, int rows, int nv) {
     for (int r = 0; r < rows; r++)
         for (int v = 0; v < nv; v++) {
             int32_t *cv = c + r * AMX_LDC + 16 * v;
             __m512i acc = _mm512_load_si512(cv);
-            for (int k = k_lo; k < k_hi; k++)
-                acc = _mm512_dpbusd_epi32(acc, _mm512_set1_epi32((int)x[(size_t)r * ld + k]),
-                                          _mm512_load_si512(w + v * ws + 16 * (size_t)k));
+            for (int k = k_lo; k < k_hi; k++) {
+                __m512i xb = _mm512_set1_epi32((int)x[(size_t)r * ld + k]);
+                __m512i wv = _mm512_load_si512(w + v * ws + 16 * (size_t)k);
+                if (bf16)
+                    acc = _mm512_castps_si512(
+                        _mm512_dpbf16_ps(_mm512_castsi512_ps(acc), (__m512bh)xb, (__m512bh)wv));
+                else
+                    acc = _mm512_dpbusd_epi32(acc, xb, wv);
+            }
             _mm512_store_si512(cv, acc);
         }
 }
 
-/* run_block on AMX: panels in pairs, rows in pairs of tiles; each pair's
- * sums, then the epilogue by tiles of MR rows. */
+/* run_block on AMX: panels in pairs, rows in pairs of tiles (s holds
+ * whole tiles: rows up to mc rounded up to 16); each pair's sums, then the
+ * epilogue by tiles of MR rows. */
 static void run_block_amx(const struct wmat *w, struct kern *a, const struct wmat_words *s, int mc,
                           const float *bias, const struct wmat_lora *lora, float *y, int ldy,
                           int col_lo, int col_hi, int k0) {
     _Alignas(64) int32_t c[AMX_MR * AMX_LDC];
+    int bf16 = w->kind == WMAT_BF16;
+    const kern_fn(*tab)[MR][NV] = bf16 ? kern_amxbf_tab : kern_amx_tab;
     int p_lo = col_lo / 16, p_hi = (col_hi + 15) / 16, nk16 = a->nk & ~15;
     for (int p = p_lo; p < p_hi; p += 2) {
         int nv = imin(2, p_hi - p);
@@ -614,19 +670,20 @@ static void run_block_amx(const struct wmat *w, struct kern *a, const struct wma
         for (int r0 = 0; r0 < mc; r0 += AMX_MR) {
             int rows = imin(AMX_MR, mc - r0);
             const uint32_t *x0 = s->w + (size_t)r0 * s->ld;
-            amx_sums(c, x0, (size_t)s->ld * 4, a->w, a->w + a->wstride, nk16, rows > 16, nv == 2);
-            if (nk16 < a->nk) amx_tail(c, x0, s->ld, a->w, a->wstride, nk16, a->nk, rows, nv);
+            amx_sums(c, bf16, x0, (size_t)s->ld * 4, a->w, a->w + a->wstride, nk16, rows > 16,
+                     nv == 2);
+            if (nk16 < a->nk) amx_tail(c, bf16, x0, s->ld, a->w, a->wstride, nk16, a->nk, rows, nv);
             for (int g = 0; g < rows; g += MR) {
                 int mr = imin(MR, rows - g);
                 kern_rows(w, a, s, r0 + g, mr, p, lora, y, ldy);
                 a->c = c + g * AMX_LDC;
-                kern_amx_tab[lora != NULL][mr - 1][nv - 1](a);
+                tab[lora != NULL][mr - 1][nv - 1](a);
             }
         }
     }
 }
 
-/* amx: the int8 sums on AMX tiles (run_block_amx; scratch by scratch_amx). */
+/* amx: the sums on AMX tiles (run_block_amx; scratch by scratch_amx). */
 static void gemm_lowp(const struct wmat *w, int m, const float *x, int ldx, const float *bias,
                       const struct wmat_lora *lora, float *y, int ldy, int col_lo, int col_hi,
                       void *scratch, int amx) {
@@ -826,8 +883,58 @@ static void gemm_amx_lora(const struct wmat *w, int m, const float *x, int ldx, 
     amx_end();
 }
 
-/* The VNNI kernel's layout and bits; the attention's products on words
- * (short k: Q K^T over a head) stay on its vpdpbusd blocks. */
+/* gemm_words on AMX: the caller's words as they are for rows in whole
+ * pairs of tiles; the last rows (fewer than AMX_MR) through a zero-padded
+ * copy, since a tile reads 16 rows. */
+static void gemm_words_amx(const struct wmat *w, int m, const struct wmat_words *x, float *y,
+                           int ldy, int col_lo, int col_hi) {
+    _Alignas(64) uint32_t pad[AMX_MR * (KC_K / 2)]; /* a k block of either kind's words */
+    int int8 = w->kind == WMAT_INT8;
+    int kw = words_per_k(w->kind, w->n_in), kc = block_words(w->kind), whole = m & ~(AMX_MR - 1);
+    struct kern a = {0};
+    a.wstride = (size_t)kw * 16;
+    a.ldy = (size_t)ldy;
+    amx_begin();
+    for (int i0 = 0; i0 < m; i0 += AMX_MC) {
+        int mc = imin(AMX_MC, m - i0), padded = i0 + mc > whole;
+        for (int k0 = 0; k0 < kw; k0 += kc) {
+            a.nk = imin(kc, kw - k0);
+            a.first = k0 == 0;
+            struct wmat_words xs = {x->w + (size_t)i0 * x->ld + k0, x->ld, int8 ? x->sx + i0 : NULL,
+                                    int8 ? x->zx + i0 : NULL};
+            int mw = padded ? whole - i0 : mc; /* rows read in place */
+            if (mw > 0)
+                run_block_amx(w, &a, &xs, mw, NULL, NULL, y + (size_t)i0 * ldy, ldy, col_lo, col_hi,
+                              k0);
+            if (!padded) continue;
+            int rows = m - whole;
+            memset(pad, 0, sizeof(uint32_t) * (size_t)kc * AMX_MR);
+            for (int r = 0; r < rows; r++)
+                memcpy(pad + (size_t)r * kc, x->w + (size_t)(whole + r) * x->ld + k0,
+                       sizeof(uint32_t) * (size_t)a.nk);
+            struct wmat_words xt = {pad, kc, int8 ? x->sx + whole : NULL,
+                                    int8 ? x->zx + whole : NULL};
+            run_block_amx(w, &a, &xt, rows, NULL, NULL, y + (size_t)whole * ldy, ldy, col_lo,
+                          col_hi, k0);
+        }
+    }
+    amx_end();
+}
+
+/* The bf16 layout as it is; the bits are this kernel's own (see above). */
+const struct gemm_kernel gemm_x86_amx_bf16 = {
+    .name = "amx-bf16",
+    .kind = WMAT_BF16,
+    .needs = CPU_X86_AVX512 | CPU_X86_AVX512_BF16 | CPU_X86_AMX,
+    .prepare = gemm_prep_bf16,
+    .gemm = gemm_amx,
+    .scratch_bytes = scratch_amx,
+    .gemm_lora = gemm_amx_lora,
+    .gemm_words = gemm_words_amx,
+    .softmax_words = softmax_words_bf16,
+};
+
+/* The VNNI kernel's layout and bits. */
 const struct gemm_kernel gemm_x86_amx_int8 = {
     .name = "amx-int8",
     .kind = WMAT_INT8,
@@ -836,5 +943,5 @@ const struct gemm_kernel gemm_x86_amx_int8 = {
     .gemm = gemm_amx,
     .scratch_bytes = scratch_amx,
     .gemm_lora = gemm_amx_lora,
-    .gemm_words = gemm_words,
+    .gemm_words = gemm_words_amx,
 };
