@@ -354,6 +354,21 @@ typedef void (*kern_fn)(const struct kern *);
         KERN_TAB_ROW(name, 1), KERN_TAB_ROW(name, 2), KERN_TAB_ROW(name, 3),    \
             KERN_TAB_ROW(name, 4), KERN_TAB_ROW(name, 5), KERN_TAB_ROW(name, 6) \
     }
+/* The AMX epilogues: two panels at most (the tiles' pair). */
+#define KERN_ROW2(name, attr, body, mr) \
+    KERN_DEF(name, attr, body, mr, 1) KERN_DEF(name, attr, body, mr, 2)
+#define KERN_ALL2(name, attr, body) \
+    KERN_ROW2(name, attr, body, 1)  \
+    KERN_ROW2(name, attr, body, 2)  \
+    KERN_ROW2(name, attr, body, 3)  \
+    KERN_ROW2(name, attr, body, 4) KERN_ROW2(name, attr, body, 5) KERN_ROW2(name, attr, body, 6)
+#define KERN_TAB_ROW2(name, mr) \
+    { name##_##mr##_1, name##_##mr##_2 }
+#define KERN_TAB2(name)                                                            \
+    {                                                                              \
+        KERN_TAB_ROW2(name, 1), KERN_TAB_ROW2(name, 2), KERN_TAB_ROW2(name, 3),    \
+            KERN_TAB_ROW2(name, 4), KERN_TAB_ROW2(name, 5), KERN_TAB_ROW2(name, 6) \
+    }
 
 _Static_assert(MR == 6 && NV == 4, "the KERN_* tables spell out MR = 6, NV = 4");
 #define KBF16(a, mr, nv)  kern_bf16(a, mr, nv, 0)
@@ -390,15 +405,15 @@ INLINE TARGET_AVX512 void kern_amxbf_out(const struct kern *a, const int mr, con
 #define KAMXL(a, mr, nv)   kern_amx_out(a, mr, nv, 1)
 #define KAMXBF(a, mr, nv)  kern_amxbf_out(a, mr, nv, 0)
 #define KAMXBFL(a, mr, nv) kern_amxbf_out(a, mr, nv, 1)
-KERN_ALL(kamx, TARGET_VNNI, KAMX)
-KERN_ALL(kamx_lora, TARGET_VNNI, KAMXL)
-KERN_ALL(kamxbf, TARGET_AVX512, KAMXBF)
-KERN_ALL(kamxbf_lora, TARGET_AVX512, KAMXBFL)
+KERN_ALL2(kamx, TARGET_VNNI, KAMX)
+KERN_ALL2(kamx_lora, TARGET_VNNI, KAMXL)
+KERN_ALL2(kamxbf, TARGET_AVX512, KAMXBF)
+KERN_ALL2(kamxbf_lora, TARGET_AVX512, KAMXBFL)
 /* [lora][mr - 1][nv - 1] */
 static const kern_fn kern_bf16_tab[2][MR][NV] = {KERN_TAB(kbf16), KERN_TAB(kbf16_lora)};
 static const kern_fn kern_int8_tab[2][MR][NV] = {KERN_TAB(kint8), KERN_TAB(kint8_lora)};
-static const kern_fn kern_amx_tab[2][MR][NV] = {KERN_TAB(kamx), KERN_TAB(kamx_lora)};
-static const kern_fn kern_amxbf_tab[2][MR][NV] = {KERN_TAB(kamxbf), KERN_TAB(kamxbf_lora)};
+static const kern_fn kern_amx_tab[2][MR][2] = {KERN_TAB2(kamx), KERN_TAB2(kamx_lora)};
+static const kern_fn kern_amxbf_tab[2][MR][2] = {KERN_TAB2(kamxbf), KERN_TAB2(kamxbf_lora)};
 
 /* ---- activation conversion into scratch ---- */
 
@@ -662,7 +677,7 @@ static void run_block_amx(const struct wmat *w, struct kern *a, const struct wma
                           int col_lo, int col_hi, int k0) {
     _Alignas(64) int32_t c[AMX_MR * AMX_LDC];
     int bf16 = w->kind == WMAT_BF16;
-    const kern_fn(*tab)[MR][NV] = bf16 ? kern_amxbf_tab : kern_amx_tab;
+    const kern_fn(*tab)[MR][2] = bf16 ? kern_amxbf_tab : kern_amx_tab;
     int p_lo = col_lo / 16, p_hi = (col_hi + 15) / 16, nk16 = a->nk & ~15;
     for (int p = p_lo; p < p_hi; p += 2) {
         int nv = imin(2, p_hi - p);
