@@ -324,11 +324,11 @@ static void check_threads(enum wmat_kind kind) {
 }
 
 /* The int8 kernels of every level this machine runs (generic-int8,
- * avx2-int8, avx512vnni and amx-int8 where present): each within the rounding bound of
- * the float64 product, and all of them the same bits, for row counts 1-13
- * (every row tail), n_out not a multiple of 16, n_in not a multiple of 4 or
- * past one k block of 1024, column slices inside panels, with and without
- * bias. */
+ * avx2-int8, avx512vnni and amx-int8 where present): each within the
+ * rounding bound of the float64 product, and all of them the same bits, for
+ * row counts 1-13 (every row tail), n_out not a multiple of 16, n_in not a
+ * multiple of 4 or past one k block of 1024, column slices inside panels,
+ * with and without bias. */
 static void check_int8_kernels(void) {
     uint32_t masks[16], kmask[16];
     const char *names[16];

@@ -53,12 +53,17 @@
  * MC in 48..192 and KC_K 1024 vs 512 differ by less than the noise except
  * bf16, where one k block for n_in = 1024 is ~8% faster than two. */
 enum { MR = 6, NV = 4, MC = 96, KC_K = 1024, PF_WORDS = 16 };
-/* AMX (int8 on tiles): rows in pairs of 16-row tiles (the block's rows
- * rounded up to AMX_MR: the rows past m are zeroed words), a row block of
- * AMX_MC: the tiles take W's k block faster than the vector kernels, so
- * more rows share each pass over W. AMX_LDC: the stored sums' row. */
-enum { AMX_MR = 32, AMX_MC = 384, AMX_LDC = 32, ROWS_MAX = AMX_MC > MC ? AMX_MC : MC };
-_Static_assert(AMX_MC % AMX_MR == 0 && MC % 16 == 0, "AMX row pairs divide the row block");
+/* AMX: rows in pairs of 16-row tiles (AMX_MR), the same row blocks of MC
+ * (384 measured no faster); a block's rows are read in whole tiles, so
+ * scratch holds them rounded up to 16, the rows past m zeroed. AMX_LDC:
+ * the stored sums' row. */
+enum { AMX_TILE_ROWS = 16, AMX_MR = 32, AMX_LDC = 32 };
+_Static_assert(MC % AMX_MR == 0, "AMX row pairs divide the row block");
+
+/* n rounded up to whole tiles of rows. */
+static int amx_rows(int n) {
+    return (n + AMX_TILE_ROWS - 1) & ~(AMX_TILE_ROWS - 1);
+}
 /* int8: the k blocks of the shared contract (gemm_kernels.h), so that the
  * outputs are the same bits as the portable and AVX2 int8 kernels'. */
 _Static_assert(KC_K / 4 == INT8_KC_WORDS, "int8 k blocks are the contract's");
@@ -70,10 +75,10 @@ static int imin(int a, int b) {
 /* ---- scratch: per row block, int8 row parameters then activation words ---- */
 
 struct scratch {
-    float *sx;    /* [ROWS_MAX] int8 row scale */
-    int32_t *zx;  /* [ROWS_MAX] int8 row zero point */
-    float *inv;   /* [ROWS_MAX] 1 / sx */
-    uint32_t *xw; /* [MC or AMX_MC][ld] activation words of one k block */
+    float *sx;    /* [MC] int8 row scale */
+    int32_t *zx;  /* [MC] int8 row zero point */
+    float *inv;   /* [MC] 1 / sx */
+    uint32_t *xw; /* [MC][ld] activation words of one k block (AMX: whole tiles of rows) */
     int ld;       /* words per row: a block's, or fewer for a small k; multiple of 16 */
 };
 
@@ -93,22 +98,20 @@ static int scratch_ld(const struct wmat *w) {
 static size_t wmat_scratch_lowp(const struct wmat *w, int m) {
     if (m <= 0) return 0;
     size_t rows = (size_t)imin(m, MC);
-    return 64 + 3 * ROWS_MAX * 4 + 64 + rows * (size_t)scratch_ld(w) * 4;
+    return 64 + 3 * MC * 4 + 64 + rows * (size_t)scratch_ld(w) * 4;
 }
 
 static size_t scratch_amx(const struct wmat *w, int m) {
-    if (m <= 0) return 0;
-    size_t rows = (size_t)(imin(m, AMX_MC) + AMX_MR - 1) / AMX_MR * AMX_MR;
-    return 64 + 3 * ROWS_MAX * 4 + 64 + rows * (size_t)scratch_ld(w) * 4;
+    return m <= 0 ? 0 : wmat_scratch_lowp(w, amx_rows(imin(m, MC)));
 }
 
 static struct scratch scratch_carve(const struct wmat *w, void *mem) {
     uintptr_t p = ((uintptr_t)mem + 63) & ~(uintptr_t)63;
     struct scratch s;
     s.sx = (float *)p;
-    s.zx = (int32_t *)(p + ROWS_MAX * 4);
-    s.inv = (float *)(p + 2 * ROWS_MAX * 4);
-    s.xw = (uint32_t *)((p + 3 * ROWS_MAX * 4 + 63) & ~(uintptr_t)63);
+    s.zx = (int32_t *)(p + MC * 4);
+    s.inv = (float *)(p + 2 * MC * 4);
+    s.xw = (uint32_t *)((p + 3 * MC * 4 + 63) & ~(uintptr_t)63);
     s.ld = scratch_ld(w);
     return s;
 }
@@ -711,9 +714,8 @@ static void gemm_lowp(const struct wmat *w, int m, const float *x, int ldx, cons
     a.ldy = (size_t)ldy;
     a.ldb = (size_t)w->n_out;
     a.rank = lora ? lora->rank : 0;
-    int mcb = amx ? AMX_MC : MC;
-    for (int i0 = 0; i0 < m; i0 += mcb) {
-        int mc = imin(mcb, m - i0);
+    for (int i0 = 0; i0 < m; i0 += MC) {
+        int mc = imin(MC, m - i0);
         const float *xb = x + (size_t)i0 * ldx;
         float *yb = y + (size_t)i0 * ldy;
         struct wmat_lora lb; /* this row block's rows of the update */
@@ -725,7 +727,7 @@ static void gemm_lowp(const struct wmat *w, int m, const float *x, int ldx, cons
         if (int8) quant_params(xb, ldx, mc, w->n_in, s.sx, s.zx, s.inv);
         if (amx) /* the last tile's rows past mc: zero words, read and left unused */
             memset(s.xw + (size_t)mc * s.ld, 0,
-                   sizeof(uint32_t) * (size_t)s.ld * (size_t)(-mc & (AMX_MR - 1)));
+                   sizeof(uint32_t) * (size_t)s.ld * (amx_rows(mc) - mc));
         for (int k0 = 0; k0 < kw; k0 += kc) {
             a.nk = imin(kc, kw - k0);
             a.first = k0 == 0;
@@ -881,14 +883,6 @@ const struct gemm_kernel gemm_x86_avx512_vnni = {
     .gemm_words = gemm_words,
 };
 
-static void gemm_amx(const struct wmat *w, int m, const float *x, int ldx, const float *bias,
-                     float *y, int ldy, int col_lo, int col_hi, void *scratch) {
-    ENG_ASSERT(scratch != NULL);
-    amx_begin();
-    gemm_lowp(w, m, x, ldx, bias, NULL, y, ldy, col_lo, col_hi, scratch, 1);
-    amx_end();
-}
-
 static void gemm_amx_lora(const struct wmat *w, int m, const float *x, int ldx, const float *bias,
                           const struct wmat_lora *lora, float *y, int ldy, int col_lo, int col_hi,
                           void *scratch) {
@@ -896,6 +890,11 @@ static void gemm_amx_lora(const struct wmat *w, int m, const float *x, int ldx, 
     amx_begin();
     gemm_lowp(w, m, x, ldx, bias, lora, y, ldy, col_lo, col_hi, scratch, 1);
     amx_end();
+}
+
+static void gemm_amx(const struct wmat *w, int m, const float *x, int ldx, const float *bias,
+                     float *y, int ldy, int col_lo, int col_hi, void *scratch) {
+    gemm_amx_lora(w, m, x, ldx, bias, NULL, y, ldy, col_lo, col_hi, scratch);
 }
 
 /* gemm_words on AMX: the caller's words as they are for rows in whole
@@ -910,8 +909,8 @@ static void gemm_words_amx(const struct wmat *w, int m, const struct wmat_words 
     a.wstride = (size_t)kw * 16;
     a.ldy = (size_t)ldy;
     amx_begin();
-    for (int i0 = 0; i0 < m; i0 += AMX_MC) {
-        int mc = imin(AMX_MC, m - i0), padded = i0 + mc > whole;
+    for (int i0 = 0; i0 < m; i0 += MC) {
+        int mc = imin(MC, m - i0), padded = i0 + mc > whole;
         for (int k0 = 0; k0 < kw; k0 += kc) {
             a.nk = imin(kc, kw - k0);
             a.first = k0 == 0;
@@ -922,8 +921,9 @@ static void gemm_words_amx(const struct wmat *w, int m, const struct wmat_words 
                 run_block_amx(w, &a, &xs, mw, NULL, NULL, y + (size_t)i0 * ldy, ldy, col_lo, col_hi,
                               k0);
             if (!padded) continue;
-            int rows = m - whole;
-            memset(pad, 0, sizeof(uint32_t) * (size_t)kc * AMX_MR);
+            int rows = m - whole; /* the rows' words past nk are never read */
+            memset(pad + (size_t)rows * kc, 0,
+                   sizeof(uint32_t) * (size_t)kc * (amx_rows(rows) - rows));
             for (int r = 0; r < rows; r++)
                 memcpy(pad + (size_t)r * kc, x->w + (size_t)(whole + r) * x->ld + k0,
                        sizeof(uint32_t) * (size_t)a.nk);
