@@ -1,6 +1,7 @@
 /* bench.c -- engine throughput and latency on a (usually full-size random)
  * model: `build/bench --model DIR [--dtype f32|bf16|int8] [--threads N]
- * [--runs R] [--quick] [--reduced] [--cpu-features LEVEL]`, or
+ * [--runs R] [--quick] [--reduced] [--cpu-features LEVEL]
+ * [--batch-only [--task T] | --doc-only N]`, or
  * `build/bench --levels`. tests/bench/run.sh runs it per kernel level and
  * precision and over HTTP, and prints the summary tables (`make bench`).
  *
@@ -100,8 +101,12 @@ static void shape_build(struct shape_data *d, const struct eng_info *in, const s
         q[s->n_tokens - 1] = 2;
         int task = s->task == -2 ? i % (in->n_tasks + 1) - 1 : s->task;
         if (task >= in->n_tasks) task = ENG_TASK_NONE; /* a family without adapters */
-        d->seqs[i] = (struct eng_seq){q, s->n_tokens, task, s->n_spans,
-                                      s->n_spans ? d->spans : NULL, d->out + (size_t)i * n_out * H};
+        d->seqs[i] = (struct eng_seq){q,
+                                      s->n_tokens,
+                                      task,
+                                      s->n_spans,
+                                      s->n_spans ? d->spans : NULL,
+                                      d->out + (size_t)i * n_out * H};
     }
 }
 
@@ -182,7 +187,8 @@ struct gemm_job {
 };
 static void gemm_phase(void *arg, int ith, int nth) {
     const struct gemm_job *j = arg;
-    int n = j->w->n_out, lo = (n / 16) * ith / nth * 16, hi = ith == nth - 1 ? n : (n / 16) * (ith + 1) / nth * 16;
+    int n = j->w->n_out, lo = (n / 16) * ith / nth * 16,
+        hi = ith == nth - 1 ? n : (n / 16) * (ith + 1) / nth * 16;
     wmat_gemm(j->w, j->m, j->x, j->w->n_in, NULL, j->y, n, lo, hi, j->scratch[ith]);
 }
 static double gemm_rate(enum wmat_kind kind, uint32_t cpu_mask, int n_threads, int runs) {
@@ -194,7 +200,8 @@ static double gemm_rate(enum wmat_kind kind, uint32_t cpu_mask, int n_threads, i
         rs = rs * 1103515245u + 12345u;
         w32[i] = ((float)((rs >> 8) & 0xFFFF) / 32768.0f - 1.0f) * 0.05f;
     }
-    for (size_t i = 0; i < (size_t)m * k; i++) x[i] = (float)((int)(i % 13) - 6) * 0.1f;
+    for (size_t i = 0; i < (size_t)m * k; i++)
+        x[i] = (float)((int)(i % 13) - 6) * 0.1f;
     struct wmat w;
     double rate = 0;
     if (wmat_init(&w, kind, cpu_mask, w32, n, k) == 0) {
@@ -213,7 +220,8 @@ static double gemm_rate(enum wmat_kind kind, uint32_t cpu_mask, int n_threads, i
         rate = 2.0 * m * n * k / quantile(t, runs, 0.5) / 1e9;
         team_free(p);
         free(t);
-        for (int i = 0; i < n_threads && i < 64; i++) free(scratch[i]);
+        for (int i = 0; i < n_threads && i < 64; i++)
+            free(scratch[i]);
         wmat_deinit(&w);
     }
     free(w32);
@@ -251,35 +259,50 @@ static int list_levels(void) {
 int main(int argc, char **argv) {
     const char *dir = NULL;
     int threads = 2, runs = 5, quick = 0, only_batch = 0, reduced = 0, only_doc = 0;
+    int batch_task = ENG_TASK_NONE; /* --task: the --batch-only batch's adapter */
     const char *label = NULL, *level = getenv("EMBEDSERVE_CPU_FEATURES");
     enum eng_dtype dtype = ENG_DTYPE_F32;
-    static const struct option lo[] = {{"model", 1, 0, 'm'},   {"threads", 1, 0, 't'},
-                                       {"runs", 1, 0, 'r'},    {"dtype", 1, 0, 'd'},
-                                       {"quick", 0, 0, 'q'},   {"batch-only", 0, 0, 'b'},
-                                       {"label", 1, 0, 'l'},   {"cpu-features", 1, 0, 'c'},
-                                       {"reduced", 0, 0, 'R'}, {"levels", 0, 0, 'L'},
-                                       {"doc-only", 1, 0, 'D'},
-                                       {0, 0, 0, 0}};
+    static const struct option lo[] = {
+        {"model", 1, 0, 'm'},  {"threads", 1, 0, 't'},      {"runs", 1, 0, 'r'},
+        {"dtype", 1, 0, 'd'},  {"quick", 0, 0, 'q'},        {"batch-only", 0, 0, 'b'},
+        {"label", 1, 0, 'l'},  {"cpu-features", 1, 0, 'c'}, {"reduced", 0, 0, 'R'},
+        {"levels", 0, 0, 'L'}, {"doc-only", 1, 0, 'D'},     {"task", 1, 0, 'T'},
+        {0, 0, 0, 0}};
     int ch;
     openblas_set_num_threads(1);
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-        if (ch == 'm') dir = optarg;
-        else if (ch == 't') threads = atoi(optarg);
-        else if (ch == 'r') runs = atoi(optarg);
-        else if (ch == 'd') dtype = dtype_parse(optarg);
-        else if (ch == 'q') quick = 1;
-        else if (ch == 'b') only_batch = 1;
-        else if (ch == 'D') only_doc = atoi(optarg);
-        else if (ch == 'l') label = optarg;
-        else if (ch == 'c') level = optarg;
-        else if (ch == 'R') reduced = quick = 1;
-        else if (ch == 'L') return list_levels();
-        else return 2;
+        if (ch == 'm')
+            dir = optarg;
+        else if (ch == 't')
+            threads = atoi(optarg);
+        else if (ch == 'r')
+            runs = atoi(optarg);
+        else if (ch == 'd')
+            dtype = dtype_parse(optarg);
+        else if (ch == 'q')
+            quick = 1;
+        else if (ch == 'b')
+            only_batch = 1;
+        else if (ch == 'D')
+            only_doc = atoi(optarg);
+        else if (ch == 'T')
+            batch_task = atoi(optarg);
+        else if (ch == 'l')
+            label = optarg;
+        else if (ch == 'c')
+            level = optarg;
+        else if (ch == 'R')
+            reduced = quick = 1;
+        else if (ch == 'L')
+            return list_levels();
+        else
+            return 2;
     }
-    if (!dir || threads < 1 || runs < 1 || only_doc < 0 || only_doc > 8192) {
+    if (!dir || threads < 1 || runs < 1 || only_doc < 0 || only_doc > 8192 ||
+        batch_task < ENG_TASK_NONE) {
         fprintf(stderr, "usage: bench --model DIR [--dtype f32|bf16|int8] [--threads N] "
                         "[--runs R] [--quick] [--reduced] [--label NAME] [--cpu-features LEVEL]\n"
-                        "             [--batch-only | --doc-only N]\n"
+                        "             [--batch-only [--task T] | --doc-only N]\n"
                         "       bench --levels\n");
         return 2;
     }
@@ -306,7 +329,8 @@ int main(int argc, char **argv) {
                                                         : WMAT_F32;
     double ref = gemm_rate(kind, in->cpu_features, threads, runs);
     const char *lv = cpu_level_name(in->cpu_features);
-    const struct shape batch = {"batch 32x128", 32, 128, ENG_TASK_NONE, 0};
+    const struct shape batch = {"batch 32x128", 32, 128, only_batch ? batch_task : ENG_TASK_NONE,
+                                0};
     const struct shape batch_t = {"batch 32x128 task", 32, 128, 1, 0};
     const struct shape batch_mix = {"batch 32x128 mixed", 32, 128, -2, 0};
     const struct shape query = {"query 1x16", 1, 16, 0, 0};
@@ -317,8 +341,8 @@ int main(int argc, char **argv) {
     if (only_doc) { /* one document of N tokens with a task: time and efficiency alone */
         const struct shape doc = {"document", 1, only_doc, 1, 0};
         double td = time_shape(c, in, &doc, runs, 0, NULL);
-        double eff = (only_doc * linear_flops_per_token(m) + attention_flops(in, only_doc)) / td /
-                     1e9 / ref;
+        double eff =
+            (only_doc * linear_flops_per_token(m) + attention_flops(in, only_doc)) / td / 1e9 / ref;
         printf("dtype %s, level %s (%s, attention %s), threads %d: document %d tokens %.2f s, "
                "%.1f tok/s, efficiency %.0f%% of %.0f GFLOP/s (attention FLOPs counted)\n",
                eng_dtype_name(in->dtype), lv, in->kernel, in->attn_kernel, threads, only_doc, td,
@@ -331,11 +355,11 @@ int main(int argc, char **argv) {
     }
     double tb = time_shape(c, in, &batch, runs, !reduced, NULL);
     if (only_batch) { /* the 32x128 batch alone (1-thread scaling figure) */
-        printf("dtype %s, level %s (%s), threads %d: batch 32x128 %.1f tok/s\n",
-               eng_dtype_name(in->dtype), lv, in->kernel, threads, 4096 / tb);
+        printf("dtype %s, level %s (%s), threads %d, task %d: batch 32x128 %.1f tok/s\n",
+               eng_dtype_name(in->dtype), lv, in->kernel, threads, batch_task, 4096 / tb);
         printf("{\"dtype\":\"%s\",\"level\":\"%s\",\"kernel\":\"%s\",\"threads\":%d,"
-               "\"batch_tok_s\":%.1f}\n",
-               eng_dtype_name(in->dtype), lv, in->kernel, threads, 4096 / tb);
+               "\"task\":%d,\"batch_tok_s\":%.1f}\n",
+               eng_dtype_name(in->dtype), lv, in->kernel, threads, batch_task, 4096 / tb);
         return 0;
     }
     /* the adapter's cost from alternating no-task and task passes (the
@@ -376,11 +400,13 @@ int main(int argc, char **argv) {
     printf("%s\"dtype\":\"%s\",\"level\":\"%s\",\"kernel\":\"%s\",\"reduced\":%d,"
            "\"threads\":%d,\"load_s\":%.2f,\"gemm_gflops\":%.1f,"
            "\"batch_tok_s\":%.1f,\"batch_eff\":%.3f,\"batch_task_tok_s\":%.1f,"
-           "\"batch_task_cost\":%.4f,\"batch_mixed_tok_s\":%.1f,\"query_p50_ms\":%.2f,\"query_p90_ms\":%.2f,"
+           "\"batch_task_cost\":%.4f,\"batch_mixed_tok_s\":%.1f,\"query_p50_ms\":%.2f,\"query_p90_"
+           "ms\":%.2f,"
            "\"doc2048_tok_s\":%.1f,\"doc8192_s\":%.2f,\"doc8192_eff\":%.3f,\"late64x128_s\":%.2f,"
            "\"peak_rss_gib\":%.3f}\n",
-           label ? "" : "{", eng_dtype_name(in->dtype), lv, in->kernel, reduced, threads, load_s, ref,
-           4096 / tb, eff_b, 4096 / tbt, task_cost, tbm > 0 ? 4096 / tbm : 0, 1e3 * tq, 1e3 * p90, 2048 / td2, td8, eff_d8, tl, rss);
+           label ? "" : "{", eng_dtype_name(in->dtype), lv, in->kernel, reduced, threads, load_s,
+           ref, 4096 / tb, eff_b, 4096 / tbt, task_cost, tbm > 0 ? 4096 / tbm : 0, 1e3 * tq,
+           1e3 * p90, 2048 / td2, td8, eff_d8, tl, rss);
     eng_ctx_free(c);
     eng_model_close(m);
     return 0;

@@ -1,6 +1,6 @@
 /* bench_gemm.c -- rates of wmat_gemm for the model's shapes in each kind:
  * `build/bench_gemm [--threads N] [--runs R] [--kind K[,K...]] [--m M]...
- *                    [--shape S] [--copies N] [--cpu] [--level L]`.
+ *                    [--shape S] [--copies N] [--cpu] [--level L] [--lora]`.
  *
  * For m in {16, 128, 512, 4096} (--m, repeatable, picks some), the four
  * linear shapes (n_out x n_in; --shape 0-3 picks one) and 1 and 2 threads
@@ -17,6 +17,11 @@
  *
  * --level L: the kernels of a forced CPU level ("avx2", "generic", ...; see
  * cpu.h), so one machine compares its levels' kernels in one run.
+ *
+ * --lora: every row with a rank-4 task update (wmat_gemm_lora, the path a
+ * request with a task takes; T given, as the engine's down-projection
+ * leaves it), so the epilogue's cost is the difference to a run without.
+ * sgemm has no such path and is left out.
  *
  * --cpu: time by the process's CPU time divided by the thread count instead
  * of the wall clock. On a shared, busy machine this estimates the rate the
@@ -50,8 +55,9 @@ struct job {
     int m;
     const float *x, *bias;
     float *y;
-    void *scratch[64]; /* per thread */
-    float **sgemm;     /* K_SGEMM: the copies' f32 weights */
+    void *scratch[64];            /* per thread */
+    float **sgemm;                /* K_SGEMM: the copies' f32 weights */
+    const struct wmat_lora *lora; /* --lora: the update, else NULL */
     int copy;
 };
 
@@ -67,8 +73,8 @@ static void gemm_phase(void *arg, int ith, int nth) {
                     j->sgemm[j->copy] + (size_t)lo * j->w->n_in, j->w->n_in, j->bias + lo,
                     j->y + lo, j->w->n_out);
     else
-        wmat_gemm(j->w, j->m, j->x, j->w->n_in, j->bias, j->y, j->w->n_out, lo, hi,
-                  j->scratch[ith]);
+        wmat_gemm_lora(j->w, j->m, j->x, j->w->n_in, j->bias, j->lora, j->y, j->w->n_out, lo, hi,
+                       j->scratch[ith]);
 }
 
 enum { K_F32, K_F32W, K_BF16, K_INT8, K_SGEMM, N_KINDS };
@@ -77,9 +83,10 @@ static const enum wmat_kind kind_wmat[] = {WMAT_F32, WMAT_F32, WMAT_BF16, WMAT_I
 
 /* Median GFLOP/s of `runs` runs; each run is a pass over the n_copies copies. */
 static double rate(struct eng_team *p, struct wmat *w, float **sgemm, int n_copies, int m,
-                   const float *x, const float *bias, float *y, int runs) {
+                   const float *x, const float *bias, const struct wmat_lora *lora, float *y,
+                   int runs) {
     int nth = team_n_threads(p);
-    struct job j = {.m = m, .x = x, .bias = bias, .y = y, .sgemm = sgemm};
+    struct job j = {.m = m, .x = x, .bias = bias, .y = y, .sgemm = sgemm, .lora = lora};
     size_t sb = wmat_scratch_bytes(&w[0], m);
     for (int t = 0; t < nth; t++)
         j.scratch[t] = sb ? malloc(sb) : NULL;
@@ -103,19 +110,17 @@ static double rate(struct eng_team *p, struct wmat *w, float **sgemm, int n_copi
 
 int main(int argc, char **argv) {
     int runs = 7, max_copies = 0, only_shape = -1, only_threads = 0, n_only_m = 0, only_m[8];
+    int with_lora = 0;
     unsigned kinds = 0; /* bit per kind; 0: all */
     uint32_t mask = cpu_detect();
-    static const struct option opts[] = {{"threads", required_argument, 0, 't'},
-                                         {"runs", required_argument, 0, 'r'},
-                                         {"kind", required_argument, 0, 'k'},
-                                         {"m", required_argument, 0, 'm'},
-                                         {"cpu", no_argument, 0, 'c'},
-                                         {"copies", required_argument, 0, 'C'},
-                                         {"shape", required_argument, 0, 's'},
-                                         {"level", required_argument, 0, 'l'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"threads", required_argument, 0, 't'}, {"runs", required_argument, 0, 'r'},
+        {"kind", required_argument, 0, 'k'},    {"m", required_argument, 0, 'm'},
+        {"cpu", no_argument, 0, 'c'},           {"copies", required_argument, 0, 'C'},
+        {"shape", required_argument, 0, 's'},   {"level", required_argument, 0, 'l'},
+        {"lora", no_argument, 0, 'L'},          {0, 0, 0, 0}};
     char err[256];
-    for (int c; (c = getopt_long(argc, argv, "t:r:k:m:cC:s:l:", opts, NULL)) != -1;) {
+    for (int c; (c = getopt_long(argc, argv, "t:r:k:m:cC:s:l:L", opts, NULL)) != -1;) {
         if (c == 'l') {
             if (cpu_parse_level(optarg, cpu_detect(), &mask, err, sizeof(err)) != 0) {
                 fprintf(stderr, "%s\n", err);
@@ -129,6 +134,8 @@ int main(int argc, char **argv) {
             only_m[n_only_m++] = atoi(optarg);
         else if (c == 'c')
             use_cpu_time = 1;
+        else if (c == 'L')
+            with_lora = 1;
         else if (c == 'C')
             max_copies = atoi(optarg);
         else if (c == 's')
@@ -140,7 +147,7 @@ int main(int argc, char **argv) {
         } else {
             fprintf(stderr,
                     "usage: %s [--threads N] [--runs R] [--kind f32|f32w|bf16|int8|sgemm[,...]] "
-                    "[--m M]... [--shape 0-3] [--copies N] [--cpu] [--level L]\n",
+                    "[--m M]... [--shape 0-3] [--copies N] [--cpu] [--level L] [--lora]\n",
                     argv[0]);
             return 2;
         }
@@ -159,15 +166,26 @@ int main(int argc, char **argv) {
     }
     for (int i = 0; i < max_out; i++)
         bias[i] = 0.01f * (float)(i % 13);
-    printf("%-5s %-10s %5s | %9s %9s | GFLOP/s (int8: GOP/s), median of %d, %s, level %s\n", "kind",
-           "n_out x n_in", "m", "1 thread", "2 threads", runs,
-           use_cpu_time ? "CPU time / threads" : "wall clock", cpu_level_name(mask));
+    enum { RANK = 4 };
+    float *lt = malloc(sizeof(float) * (size_t)max_m * RANK);
+    float *lbt = malloc(sizeof(float) * (size_t)RANK * max_out);
+    int32_t *ltask = calloc((size_t)max_m, sizeof(int32_t)); /* every row task 0 */
+    for (size_t i = 0; i < (size_t)max_m * RANK; i++)
+        lt[i] = 0.001f * (float)((int)(i % 17) - 8);
+    for (size_t i = 0; i < (size_t)RANK * max_out; i++)
+        lbt[i] = 0.01f * (float)((int)(i % 11) - 5);
+    struct wmat_lora lora = {RANK, lt, ltask, lbt};
+    printf("%-5s %-10s %5s | %9s %9s | GFLOP/s (int8: GOP/s), median of %d, %s, level %s%s\n",
+           "kind", "n_out x n_in", "m", "1 thread", "2 threads", runs,
+           use_cpu_time ? "CPU time / threads" : "wall clock", cpu_level_name(mask),
+           with_lora ? ", rank-4 task update on every row" : "");
     /* shape-major, so the kinds of one shape run back to back: on a shared
      * machine their ratio is the figure to read */
     for (int is = 0; is < 4; is++) {
         if (only_shape >= 0 && is != only_shape) continue;
         for (int kind = 0; kind < N_KINDS; kind++) {
             if (kinds && !(kinds & 1u << kind)) continue;
+            if (with_lora && kind == K_SGEMM) continue;
             int n_out = shapes[is][0], n_in = shapes[is][1];
             size_t n = (size_t)n_out * n_in;
             int n_copies = (int)((96u << 20) / (n * sizeof(float)));
@@ -207,7 +225,8 @@ int main(int argc, char **argv) {
                 for (int t = 1; t <= 2; t++) {
                     if (only_threads && t != only_threads) continue;
                     struct eng_team *p = team_new(t);
-                    r[t - 1] = rate(p, w, sg, n_copies, m, x, bias, y, runs);
+                    r[t - 1] =
+                        rate(p, w, sg, n_copies, m, x, bias, with_lora ? &lora : NULL, y, runs);
                     team_free(p);
                 }
                 printf("%-5s %4dx%-5d %5d | %9.1f %9.1f |\n", kind_name[kind], n_out, n_in, m, r[0],
@@ -225,5 +244,8 @@ int main(int argc, char **argv) {
     free(x);
     free(y);
     free(bias);
+    free(lt);
+    free(lbt);
+    free(ltask);
     return 0;
 }
