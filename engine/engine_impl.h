@@ -205,7 +205,9 @@ void ops_rope_head(float *v, int d, const float *cos_t, const float *sin_t);
 /* Y[m][n] = X[m][k] . W[n][k]^T (+ bias[n] if not NULL); ld* are row strides. */
 void ops_gemm_nt(int m, int n, int k, const float *x, int ldx, const float *w, int ldw,
                  const float *bias, float *y, int ldy);
-/* LoRA side path. Down, for rows i < n: t[i][k] = x[i] . a[k] (a: [r][n_in]).
+/* LoRA side path. Down, for rows i < n: t[i][k] = x[i] . a[k] (a: [r][n_in]),
+ * 16 lanes of fmaf in k order then the lanes in order: the same bits for a
+ * row whatever its batch, on every CPU.
  * Up, for one row: y[lo..hi) += sum_k t[k] * bt[k][lo..hi) (bt: [r][n_out],
  * the LoRA scale already folded in), as y = fmaf(t[k], bt[k][j], y), k in order. */
 void ops_lora_down(const float *restrict x, int ldx, int n, int n_in, const float *restrict a,

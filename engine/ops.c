@@ -318,51 +318,76 @@ ops_softmax_words(const float *x, int n_rows, int n, int ld, float s, float *m, 
 #undef SOFTMAX_V16
 #undef SOFTMAX_STORE
 
-/* x . a over n_in values: 16 lanes summed in k order, the tail, then the
- * lanes in order (the same sum whichever caller, row or batch). */
+/* x . a over n_in values: 16 lanes, each a chain of fused multiply-adds in
+ * k order, the tail fused onto 0, then the lanes added in order (the same
+ * sum whichever caller, row or batch, and whichever clone: fmaf is exact). */
 static inline float lora_dot_end(const float *acc, const float *restrict x, const float *restrict a,
                                  int j, int n_in) {
     float s = 0;
     for (; j < n_in; j++)
-        s += x[j] * a[j];
+        s = fmaf(x[j], a[j], s);
     for (int l = 0; l < 16; l++)
         s += acc[l];
     return s;
 }
 
+/* Ranks [k, k + 4) of rows [0, nr) (nr 1 or 2, a constant once inlined):
+ * each x vector loaded once for four products, each A vector once for the
+ * rows, 4 * nr independent chains of 16 lanes. Two rows keep AVX-512's two
+ * FMA ports busy past the chains' latency (4 zmm chains do not) and halve
+ * the reads of A, which for fc2 (64 KiB) come from L2; with 8-lane or
+ * 4-lane vectors their 32 or 64 accumulator registers would not fit, so
+ * those builds take rows one at a time (the same bits either way). */
+static inline __attribute__((always_inline)) void lora_down4(const float *restrict x, int ldx,
+                                                             const int nr, int n_in,
+                                                             const float *restrict a, int r, int k,
+                                                             float *restrict t) {
+    const float *restrict a0 = a + (size_t)k * n_in, *restrict a1 = a0 + n_in,
+                          *restrict a2 = a1 + n_in, *restrict a3 = a2 + n_in;
+    float c[2][4][16] = {{{0}}};
+    int j = 0;
+    for (; j + 16 <= n_in; j += 16)
+        for (int q = 0; q < nr; q++)
+            for (int l = 0; l < 16; l++) {
+                float v = x[(size_t)q * ldx + j + l];
+                c[q][0][l] = fmaf(v, a0[j + l], c[q][0][l]);
+                c[q][1][l] = fmaf(v, a1[j + l], c[q][1][l]);
+                c[q][2][l] = fmaf(v, a2[j + l], c[q][2][l]);
+                c[q][3][l] = fmaf(v, a3[j + l], c[q][3][l]);
+            }
+    for (int q = 0; q < nr; q++) {
+        const float *xq = x + (size_t)q * ldx;
+        float *tq = t + (size_t)q * r + k;
+        tq[0] = lora_dot_end(c[q][0], xq, a0, j, n_in);
+        tq[1] = lora_dot_end(c[q][1], xq, a1, j, n_in);
+        tq[2] = lora_dot_end(c[q][2], xq, a2, j, n_in);
+        tq[3] = lora_dot_end(c[q][3], xq, a3, j, n_in);
+    }
+}
+
 OPS_CLONES void ops_lora_down(const float *restrict x, int ldx, int n, int n_in,
                               const float *restrict a, int r, float *restrict t) {
-    for (int i = 0; i < n; i++) {
+    int r4 = r & ~3;
+#if defined(__x86_64__) && !defined(EMB_NO_TARGET_CLONES)
+    int pairs = __builtin_cpu_supports("avx512f"); /* the clone running is the AVX-512 one */
+#else
+    int pairs = 0;
+#endif
+    for (int k = 0; k < r4; k += 4) { /* four ranks (the model's rank 4) per pass */
+        int i = 0;
+        for (; pairs && i + 2 <= n; i += 2)
+            lora_down4(x + (size_t)i * ldx, ldx, 2, n_in, a, r, k, t + (size_t)i * r);
+        if (i < n) lora_down4(x + (size_t)i * ldx, ldx, 1, n_in, a, r, k, t + (size_t)i * r);
+    }
+    for (int i = 0; i < n; i++) { /* the ranks past a multiple of four, one at a time */
         const float *restrict xi = x + (size_t)i * ldx;
-        int k = 0;
-        /* four ranks (the model's rank 4) per pass over the row: each x
-         * vector loaded once for four products, eight independent chains */
-        for (; k + 4 <= r; k += 4) {
-            const float *restrict a0 = a + (size_t)k * n_in, *restrict a1 = a0 + n_in,
-                                  *restrict a2 = a1 + n_in, *restrict a3 = a2 + n_in;
-            float c0[16] = {0}, c1[16] = {0}, c2[16] = {0}, c3[16] = {0};
-            int j = 0;
-            for (; j + 16 <= n_in; j += 16)
-                for (int l = 0; l < 16; l++) {
-                    float v = xi[j + l];
-                    c0[l] += v * a0[j + l];
-                    c1[l] += v * a1[j + l];
-                    c2[l] += v * a2[j + l];
-                    c3[l] += v * a3[j + l];
-                }
-            float *ti = t + (size_t)i * r + k;
-            ti[0] = lora_dot_end(c0, xi, a0, j, n_in);
-            ti[1] = lora_dot_end(c1, xi, a1, j, n_in);
-            ti[2] = lora_dot_end(c2, xi, a2, j, n_in);
-            ti[3] = lora_dot_end(c3, xi, a3, j, n_in);
-        }
-        for (; k < r; k++) {
+        for (int k = r4; k < r; k++) {
             const float *restrict ak = a + (size_t)k * n_in;
             float acc[16] = {0};
             int j = 0;
             for (; j + 16 <= n_in; j += 16)
                 for (int l = 0; l < 16; l++)
-                    acc[l] += xi[j + l] * ak[j + l];
+                    acc[l] = fmaf(xi[j + l], ak[j + l], acc[l]);
             t[(size_t)i * r + k] = lora_dot_end(acc, xi, ak, j, n_in);
         }
     }
