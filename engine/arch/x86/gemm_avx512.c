@@ -143,60 +143,43 @@ struct kern {
     const int32_t *c; /* AMX: the tile's sums (int32; bf16: float bits), row r at c + r * AMX_LDC */
 };
 
-/* The tile's outputs with the LoRA update, stored: s[r][v] holds what Y
- * takes without it; then, k in order, s = fma(t_k, B^T[k], s) (wmat_gemm_lora's
- * order). Rows of one task (the usual tile) share B^T's four vectors per
- * panel, loaded once; T's values are broadcast from memory. */
-INLINE TARGET_AVX512 void store_lora(const struct kern *a, __m512 s[MR][NV], const int mr,
-                                     const int nv) {
-    float *y = a->y;
-    size_t ldy = a->ldy, ldb = a->ldb;
-    int rank = a->rank;
-    const float *lt = a->lt, *lb[MR];
-    __mmask16 mask[NV];
-#pragma GCC unroll 8
-    for (int r = 0; r < mr; r++)
-        lb[r] = a->lb[r];
-#pragma GCC unroll 8
-    for (int v = 0; v < nv; v++)
-        mask[v] = a->mask[v];
-    const float *b0 = lb[0];
-    int shared = rank == 4 && b0;
+/* The LoRA update of the tile's outputs (the *_lora kernels): each output
+ * s takes, k in order, s = fma(t_k, B^T[k], s) (wmat_gemm_lora's order)
+ * before it is stored. The epilogues go panel by panel so that a panel's
+ * four B^T vectors, loaded once, serve every row of a tile of one task (the
+ * usual tile: lora_shared); rows of mixed tasks load their own. */
+INLINE int lora_shared(const struct kern *a, const int mr) {
+    const float *b0 = a->lb[0];
+    int shared = a->rank == 4 && b0;
 #pragma GCC unroll 8
     for (int r = 1; r < mr; r++)
-        shared &= lb[r] == b0;
+        shared &= a->lb[r] == b0;
+    return shared;
+}
+
+/* Panel v's B^T vectors of a shared tile. */
+INLINE TARGET_AVX512 void lora_panel(const struct kern *a, int v, __mmask16 k, __m512 b[4]) {
+    const float *bv = a->lb[0] + 16 * v;
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; q++)
+        b[q] = _mm512_maskz_loadu_ps(k, bv + q * a->ldb);
+}
+
+/* s with row r's update for panel v: from b (shared) or its own B^T. */
+INLINE TARGET_AVX512 __m512 lora_add(const struct kern *a, int r, int v, __mmask16 k, int shared,
+                                     const __m512 b[4], __m512 s) {
+    const float *t = a->lt + (size_t)r * a->rank;
     if (shared) {
-#pragma GCC unroll 8
-        for (int v = 0; v < nv; v++) {
-            const float *bv = b0 + 16 * v;
-            __m512 w0 = _mm512_maskz_loadu_ps(mask[v], bv);
-            __m512 w1 = _mm512_maskz_loadu_ps(mask[v], bv + ldb);
-            __m512 w2 = _mm512_maskz_loadu_ps(mask[v], bv + 2 * ldb);
-            __m512 w3 = _mm512_maskz_loadu_ps(mask[v], bv + 3 * ldb);
-#pragma GCC unroll 8
-            for (int r = 0; r < mr; r++) {
-                const float *t = lt + 4 * r;
-                __m512 u = _mm512_fmadd_ps(_mm512_set1_ps(t[0]), w0, s[r][v]);
-                u = _mm512_fmadd_ps(_mm512_set1_ps(t[1]), w1, u);
-                u = _mm512_fmadd_ps(_mm512_set1_ps(t[2]), w2, u);
-                u = _mm512_fmadd_ps(_mm512_set1_ps(t[3]), w3, u);
-                _mm512_mask_storeu_ps(y + r * ldy + 16 * v, mask[v], u);
-            }
-        }
-        return;
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; q++)
+            s = _mm512_fmadd_ps(_mm512_set1_ps(t[q]), b[q], s);
+        return s;
     }
-#pragma GCC unroll 8
-    for (int r = 0; r < mr; r++) {
-        const float *t = lt + (size_t)r * rank;
-#pragma GCC unroll 8
-        for (int v = 0; v < nv; v++) {
-            __m512 u = s[r][v];
-            for (int q = 0; lb[r] && q < rank; q++)
-                u = _mm512_fmadd_ps(_mm512_set1_ps(t[q]),
-                                    _mm512_maskz_loadu_ps(mask[v], lb[r] + q * ldb + 16 * v), u);
-            _mm512_mask_storeu_ps(y + r * ldy + 16 * v, mask[v], u);
-        }
-    }
+    const float *lb = a->lb[r];
+    for (int q = 0; lb && q < a->rank; q++)
+        s = _mm512_fmadd_ps(_mm512_set1_ps(t[q]),
+                            _mm512_maskz_loadu_ps(k, lb + q * a->ldb + 16 * v), s);
+    return s;
 }
 
 /* What Y takes for one zmm of 16 columns, masked to the slice: the first k
@@ -214,7 +197,7 @@ INLINE TARGET_AVX512 void bf16_out(const struct kern *a, __m512 acc[MR][NV], con
                                    const int nv, const int lora);
 
 /* lora (a constant): the variant for the last k block of a call with a
- * LoRA update, which stores through store_lora. */
+ * LoRA update (lora_add). */
 INLINE TARGET_BF16 void kern_bf16(const struct kern *a, const int mr, const int nv,
                                   const int lora) {
     __m512 acc[MR][NV];
@@ -244,65 +227,67 @@ INLINE TARGET_BF16 void kern_bf16(const struct kern *a, const int mr, const int 
 }
 
 /* The bf16 tile's outputs from its sums acc: the first k block's (+ bias),
- * or Y + acc on later ones, stored (through store_lora when lora). */
+ * or Y + acc on later ones, with the LoRA update when lora, stored. */
 INLINE TARGET_AVX512 void bf16_out(const struct kern *a, __m512 acc[MR][NV], const int mr,
                                    const int nv, const int lora) {
     /* locals: the masked stores below may alias *a as far as the compiler knows */
     float *y = a->y;
     const float *bias = a->bias;
     size_t ldy = a->ldy;
-    int first = a->first;
+    int first = a->first, shared = lora && lora_shared(a, mr);
     __mmask16 mask[NV];
 #pragma GCC unroll 8
     for (int v = 0; v < nv; v++)
         mask[v] = a->mask[v];
-    __m512 s[MR][NV];
 #pragma GCC unroll 8
-    for (int r = 0; r < mr; r++)
+    for (int v = 0; v < nv; v++) {
+        __mmask16 k = mask[v];
+        __m512 b[4];
+        if (shared) lora_panel(a, v, k, b);
 #pragma GCC unroll 8
-        for (int v = 0; v < nv; v++) {
+        for (int r = 0; r < mr; r++) {
             float *yv = y + r * ldy + 16 * v;
-            s[r][v] = y_value(yv, bias ? bias + 16 * v : NULL, first, mask[v], acc[r][v]);
-            if (!lora) _mm512_mask_storeu_ps(yv, mask[v], s[r][v]);
+            __m512 s = y_value(yv, bias ? bias + 16 * v : NULL, first, k, acc[r][v]);
+            if (lora) s = lora_add(a, r, v, k, shared, b, s);
+            _mm512_mask_storeu_ps(yv, k, s);
         }
-    if (lora) store_lora(a, s, mr, nv);
+    }
 }
 
 /* The int8 tile's outputs from its exact sums acc: dequantised, s_x s_w
  * (acc - z colsum) (+ bias) on the first k block, Y + s_x s_w acc on later
- * ones, stored (through store_lora when lora). Every int8 kernel of this
+ * ones, with the LoRA update when lora, stored. Every int8 kernel of this
  * file ends here, so their bits are one expression's. */
 INLINE TARGET_VNNI void int8_out(const struct kern *a, __m512i acc[MR][NV], const int mr,
                                  const int nv, const int lora) {
     float *y = a->y;
     const float *bias = a->bias;
     size_t ldy = a->ldy;
-    int first = a->first;
+    int first = a->first, shared = lora && lora_shared(a, mr);
     __mmask16 mask[NV];
-    __m512 sw[NV];
-    __m512i csum[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < nv; v++)
+        mask[v] = a->mask[v];
 #pragma GCC unroll 8
     for (int v = 0; v < nv; v++) {
-        mask[v] = a->mask[v];
-        sw[v] = _mm512_loadu_ps(a->sw + 16 * v);
-        csum[v] = _mm512_loadu_si512(a->csum + 16 * v);
-    }
-    __m512 s[MR][NV];
+        __mmask16 k = mask[v];
+        __m512 sw = _mm512_loadu_ps(a->sw + 16 * v);
+        __m512i csum = _mm512_loadu_si512(a->csum + 16 * v);
+        __m512 b[4];
+        if (shared) lora_panel(a, v, k, b);
 #pragma GCC unroll 8
-    for (int r = 0; r < mr; r++) {
-        __m512 sx = _mm512_set1_ps(a->sx[r]);
-        __m512i zx = _mm512_set1_epi32(a->zx[r]);
-#pragma GCC unroll 8
-        for (int v = 0; v < nv; v++) {
+        for (int r = 0; r < mr; r++) {
             __m512i q = acc[r][v];
-            if (first) q = _mm512_sub_epi32(q, _mm512_mullo_epi32(zx, csum[v]));
+            if (first)
+                q = _mm512_sub_epi32(q, _mm512_mullo_epi32(_mm512_set1_epi32(a->zx[r]), csum));
             float *yv = y + r * ldy + 16 * v;
-            s[r][v] = y_value(yv, bias ? bias + 16 * v : NULL, first, mask[v],
-                              _mm512_mul_ps(_mm512_cvtepi32_ps(q), _mm512_mul_ps(sx, sw[v])));
-            if (!lora) _mm512_mask_storeu_ps(yv, mask[v], s[r][v]);
+            __m512 s = y_value(
+                yv, bias ? bias + 16 * v : NULL, first, k,
+                _mm512_mul_ps(_mm512_cvtepi32_ps(q), _mm512_mul_ps(_mm512_set1_ps(a->sx[r]), sw)));
+            if (lora) s = lora_add(a, r, v, k, shared, b, s);
+            _mm512_mask_storeu_ps(yv, k, s);
         }
     }
-    if (lora) store_lora(a, s, mr, nv);
 }
 
 INLINE TARGET_VNNI void kern_int8(const struct kern *a, const int mr, const int nv,
@@ -590,7 +575,7 @@ static TARGET_AMX void amx_end(void) {
     _tile_release();
 }
 
-/* The k loop of amx_sums for one instruction (DP: _tile_dpbusd or
+/* The k loop of amx_dots for one instruction (DP: _tile_dpbusd or
  * _tile_dpbf16ps), with as many row tiles and panels as asked. */
 #define AMX_STEPS(DP)                            \
     do {                                         \
@@ -629,12 +614,12 @@ static TARGET_AMX void amx_end(void) {
             }                                    \
     } while (0)
 
-/* c[32][AMX_LDC] = the sums over words [0, nk16) (a multiple of 16) of
- * rows x0 (16 rows, ldxb bytes apart) and x0 + 16 rows (two_rows) with
- * panels w0 and w1 (two_panels); the halves not asked for are zero. */
-static TARGET_AMX void amx_sums(int32_t *c, int bf16, const uint32_t *x0, size_t ldxb,
-                                const uint32_t *w0, const uint32_t *w1, int nk16, int two_rows,
-                                int two_panels) {
+/* Tiles 0-3 = the sums over words [0, nk16) (a multiple of 16) of rows x0
+ * (16 rows, ldxb bytes apart) and x0 + 16 rows (two_rows) with panels w0
+ * and w1 (two_panels); the halves not asked for are zero. Returns once the
+ * tile instructions are issued: they run on while the caller goes on. */
+static TARGET_AMX void amx_dots(int bf16, const uint32_t *x0, size_t ldxb, const uint32_t *w0,
+                                const uint32_t *w1, int nk16, int two_rows, int two_panels) {
     const uint32_t *x1 = (const uint32_t *)((const char *)x0 + 16 * ldxb);
     _tile_zero(0);
     _tile_zero(1);
@@ -644,6 +629,10 @@ static TARGET_AMX void amx_sums(int32_t *c, int bf16, const uint32_t *x0, size_t
         AMX_STEPS(_tile_dpbf16ps);
     else
         AMX_STEPS(_tile_dpbusd);
+}
+
+/* c[32][AMX_LDC] = tiles 0-3 (waits for amx_dots' sums). */
+static TARGET_AMX void amx_store(int32_t *c) {
     _tile_stored(0, c, AMX_LDC * 4);
     _tile_stored(1, c + 16, AMX_LDC * 4);
     _tile_stored(2, c + 16 * AMX_LDC, AMX_LDC * 4);
@@ -672,33 +661,67 @@ static TARGET_AMX void amx_tail(int32_t *c, int bf16, const uint32_t *x, int ld,
         }
 }
 
+/* One tile pair's place in run_block_amx: panels [p, p + nv), rows
+ * [r0, r0 + rows) of the block, its sums in c. */
+struct amx_pair {
+    int p, nv, r0, rows;
+    const int32_t *c;
+};
+
+/* The epilogue of pair q, by tiles of MR rows. */
+static void amx_out(const struct wmat *w, struct kern *a, const struct wmat_words *s,
+                    const struct amx_pair *q, const float *bias, const struct wmat_lora *lora,
+                    float *y, int ldy, int col_lo, int col_hi, int k0) {
+    const kern_fn(*tab)[MR][2] = w->kind == WMAT_BF16 ? kern_amxbf_tab : kern_amx_tab;
+    kern_panels(w, a, q->p, q->nv, bias, col_lo, col_hi, k0);
+    for (int g = 0; g < q->rows; g += MR) {
+        int mr = imin(MR, q->rows - g);
+        kern_rows(w, a, s, q->r0 + g, mr, q->p, lora, y, ldy);
+        a->c = q->c + g * AMX_LDC;
+        tab[lora != NULL][mr - 1][q->nv - 1](a);
+    }
+}
+
 /* run_block on AMX: panels in pairs, rows in pairs of tiles (s holds
- * whole tiles: rows up to mc rounded up to 16); each pair's sums, then the
- * epilogue by tiles of MR rows. */
+ * whole tiles: rows up to mc rounded up to 16). Software-pipelined: a
+ * pair's tile instructions are issued, then the previous pair's epilogue
+ * runs on the vector units while the tiles compute, then the pair's sums
+ * are stored (two buffers of sums alternate). */
 static void run_block_amx(const struct wmat *w, struct kern *a, const struct wmat_words *s, int mc,
                           const float *bias, const struct wmat_lora *lora, float *y, int ldy,
                           int col_lo, int col_hi, int k0) {
-    _Alignas(64) int32_t c[AMX_MR * AMX_LDC];
-    int bf16 = w->kind == WMAT_BF16;
-    const kern_fn(*tab)[MR][2] = bf16 ? kern_amxbf_tab : kern_amx_tab;
+    _Alignas(64) int32_t c[2][AMX_MR * AMX_LDC];
+    int bf16 = w->kind == WMAT_BF16, cur = 0, pending = 0;
     int p_lo = col_lo / 16, p_hi = (col_hi + 15) / 16, nk16 = a->nk & ~15;
+    struct amx_pair prev = {0};
     for (int p = p_lo; p < p_hi; p += 2) {
         int nv = imin(2, p_hi - p);
-        kern_panels(w, a, p, nv, bias, col_lo, col_hi, k0);
+        const uint32_t *w0 = (const uint32_t *)w->data + (size_t)p * a->wstride + (size_t)k0 * 16;
         for (int r0 = 0; r0 < mc; r0 += AMX_MR) {
             int rows = imin(AMX_MR, mc - r0);
             const uint32_t *x0 = s->w + (size_t)r0 * s->ld;
-            amx_sums(c, bf16, x0, (size_t)s->ld * 4, a->w, a->w + a->wstride, nk16, rows > 16,
-                     nv == 2);
-            if (nk16 < a->nk) amx_tail(c, bf16, x0, s->ld, a->w, a->wstride, nk16, a->nk, rows, nv);
-            for (int g = 0; g < rows; g += MR) {
-                int mr = imin(MR, rows - g);
-                kern_rows(w, a, s, r0 + g, mr, p, lora, y, ldy);
-                a->c = c + g * AMX_LDC;
-                tab[lora != NULL][mr - 1][nv - 1](a);
-            }
+            /* the next panel pair's Y lines of these rows, for writing: Y's
+             * rows are n_out floats apart and each visit writes 128 bytes of
+             * one, a pattern the hardware prefetchers do not follow, so the
+             * epilogue's stores missed to memory (with it: 1-thread batch
+             * +13%, measured on an Intel Xeon) */
+            if (p + 2 < p_hi)
+                for (int r = 0; r < rows; r++) {
+                    float *yn = y + (size_t)(r0 + r) * ldy + 16 * (p + 2);
+                    _m_prefetchw(yn);
+                    _m_prefetchw(yn + 16);
+                }
+            amx_dots(bf16, x0, (size_t)s->ld * 4, w0, w0 + a->wstride, nk16, rows > 16, nv == 2);
+            if (pending) amx_out(w, a, s, &prev, bias, lora, y, ldy, col_lo, col_hi, k0);
+            amx_store(c[cur]);
+            if (nk16 < a->nk)
+                amx_tail(c[cur], bf16, x0, s->ld, w0, a->wstride, nk16, a->nk, rows, nv);
+            prev = (struct amx_pair){p, nv, r0, rows, c[cur]};
+            pending = 1;
+            cur ^= 1;
         }
     }
+    if (pending) amx_out(w, a, s, &prev, bias, lora, y, ldy, col_lo, col_hi, k0);
 }
 
 /* amx: the sums on AMX tiles (run_block_amx; scratch by scratch_amx). */
