@@ -377,7 +377,8 @@ OPS_CLONES void ops_lora_down(const float *restrict x, int ldx, int n, int n_in,
         int i = 0;
         for (; pairs && i + 2 <= n; i += 2)
             lora_down4(x + (size_t)i * ldx, ldx, 2, n_in, a, r, k, t + (size_t)i * r);
-        if (i < n) lora_down4(x + (size_t)i * ldx, ldx, 1, n_in, a, r, k, t + (size_t)i * r);
+        for (; i < n; i++)
+            lora_down4(x + (size_t)i * ldx, ldx, 1, n_in, a, r, k, t + (size_t)i * r);
     }
     for (int i = 0; i < n; i++) { /* the ranks past a multiple of four, one at a time */
         const float *restrict xi = x + (size_t)i * ldx;
