@@ -265,27 +265,31 @@ INLINE TARGET_VNNI void int8_out(const struct kern *a, __m512i acc[MR][NV], cons
     size_t ldy = a->ldy;
     int first = a->first, shared = lora && lora_shared(a, mr);
     __mmask16 mask[NV];
-#pragma GCC unroll 8
-    for (int v = 0; v < nv; v++)
-        mask[v] = a->mask[v];
+    __m512 sw[NV];
+    __m512i csum[NV];
 #pragma GCC unroll 8
     for (int v = 0; v < nv; v++) {
-        __mmask16 k = mask[v];
-        __m512 sw = _mm512_loadu_ps(a->sw + 16 * v);
-        __m512i csum = _mm512_loadu_si512(a->csum + 16 * v);
-        __m512 b[4];
-        if (shared) lora_panel(a, v, k, b);
+        mask[v] = a->mask[v];
+        sw[v] = _mm512_loadu_ps(a->sw + 16 * v);
+        csum[v] = _mm512_loadu_si512(a->csum + 16 * v);
+    }
+    /* without an update rows go outer, with one panels (see lora_shared) */
 #pragma GCC unroll 8
-        for (int r = 0; r < mr; r++) {
+    for (int o = 0; o < (lora ? nv : mr); o++) {
+        __m512 b[4];
+        if (shared) lora_panel(a, o, mask[o], b);
+#pragma GCC unroll 8
+        for (int i = 0; i < (lora ? mr : nv); i++) {
+            int r = lora ? i : o, v = lora ? o : i;
             __m512i q = acc[r][v];
             if (first)
-                q = _mm512_sub_epi32(q, _mm512_mullo_epi32(_mm512_set1_epi32(a->zx[r]), csum));
+                q = _mm512_sub_epi32(q, _mm512_mullo_epi32(_mm512_set1_epi32(a->zx[r]), csum[v]));
             float *yv = y + r * ldy + 16 * v;
-            __m512 s = y_value(
-                yv, bias ? bias + 16 * v : NULL, first, k,
-                _mm512_mul_ps(_mm512_cvtepi32_ps(q), _mm512_mul_ps(_mm512_set1_ps(a->sx[r]), sw)));
-            if (lora) s = lora_add(a, r, v, k, shared, b, s);
-            _mm512_mask_storeu_ps(yv, k, s);
+            __m512 s = y_value(yv, bias ? bias + 16 * v : NULL, first, mask[v],
+                               _mm512_mul_ps(_mm512_cvtepi32_ps(q),
+                                             _mm512_mul_ps(_mm512_set1_ps(a->sx[r]), sw[v])));
+            if (lora) s = lora_add(a, r, v, mask[v], shared, b, s);
+            _mm512_mask_storeu_ps(yv, mask[v], s);
         }
     }
 }
