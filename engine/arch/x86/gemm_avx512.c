@@ -254,6 +254,16 @@ INLINE TARGET_AVX512 void bf16_out(const struct kern *a, __m512 acc[MR][NV], con
     }
 }
 
+/* Row r's value for panel v: s_x s_w (acc - z colsum) (+ bias) on the
+ * first k block, Y + s_x s_w acc on later ones. */
+INLINE TARGET_VNNI __m512 int8_value(const struct kern *a, __m512i q, int r, int v, __mmask16 k,
+                                     __m512 sw, __m512i csum) {
+    if (a->first) q = _mm512_sub_epi32(q, _mm512_mullo_epi32(_mm512_set1_epi32(a->zx[r]), csum));
+    return y_value(
+        a->y + r * a->ldy + 16 * v, a->bias ? a->bias + 16 * v : NULL, a->first, k,
+        _mm512_mul_ps(_mm512_cvtepi32_ps(q), _mm512_mul_ps(_mm512_set1_ps(a->sx[r]), sw)));
+}
+
 /* The int8 tile's outputs from its exact sums acc: dequantised, s_x s_w
  * (acc - z colsum) (+ bias) on the first k block, Y + s_x s_w acc on later
  * ones, with the LoRA update when lora, stored. Every int8 kernel of this
@@ -261,9 +271,7 @@ INLINE TARGET_AVX512 void bf16_out(const struct kern *a, __m512 acc[MR][NV], con
 INLINE TARGET_VNNI void int8_out(const struct kern *a, __m512i acc[MR][NV], const int mr,
                                  const int nv, const int lora) {
     float *y = a->y;
-    const float *bias = a->bias;
     size_t ldy = a->ldy;
-    int first = a->first, shared = lora && lora_shared(a, mr);
     __mmask16 mask[NV];
     __m512 sw[NV];
     __m512i csum[NV];
@@ -273,23 +281,25 @@ INLINE TARGET_VNNI void int8_out(const struct kern *a, __m512i acc[MR][NV], cons
         sw[v] = _mm512_loadu_ps(a->sw + 16 * v);
         csum[v] = _mm512_loadu_si512(a->csum + 16 * v);
     }
-    /* without an update rows go outer, with one panels (see lora_shared) */
+    if (!lora) { /* rows outer: measured faster on AMX without an update */
 #pragma GCC unroll 8
-    for (int o = 0; o < (lora ? nv : mr); o++) {
+        for (int r = 0; r < mr; r++)
+#pragma GCC unroll 8
+            for (int v = 0; v < nv; v++)
+                _mm512_mask_storeu_ps(y + r * ldy + 16 * v, mask[v],
+                                      int8_value(a, acc[r][v], r, v, mask[v], sw[v], csum[v]));
+        return;
+    }
+    int shared = lora_shared(a, mr); /* panels outer: B's vectors serve every row */
+#pragma GCC unroll 8
+    for (int v = 0; v < nv; v++) {
         __m512 b[4];
-        if (shared) lora_panel(a, o, mask[o], b);
+        if (shared) lora_panel(a, v, mask[v], b);
 #pragma GCC unroll 8
-        for (int i = 0; i < (lora ? mr : nv); i++) {
-            int r = lora ? i : o, v = lora ? o : i;
-            __m512i q = acc[r][v];
-            if (first)
-                q = _mm512_sub_epi32(q, _mm512_mullo_epi32(_mm512_set1_epi32(a->zx[r]), csum[v]));
-            float *yv = y + r * ldy + 16 * v;
-            __m512 s = y_value(yv, bias ? bias + 16 * v : NULL, first, mask[v],
-                               _mm512_mul_ps(_mm512_cvtepi32_ps(q),
-                                             _mm512_mul_ps(_mm512_set1_ps(a->sx[r]), sw[v])));
-            if (lora) s = lora_add(a, r, v, mask[v], shared, b, s);
-            _mm512_mask_storeu_ps(yv, mask[v], s);
+        for (int r = 0; r < mr; r++) {
+            __m512 s = int8_value(a, acc[r][v], r, v, mask[v], sw[v], csum[v]);
+            _mm512_mask_storeu_ps(y + r * ldy + 16 * v, mask[v],
+                                  lora_add(a, r, v, mask[v], shared, b, s));
         }
     }
 }
@@ -691,9 +701,10 @@ static void amx_out(const struct wmat *w, struct kern *a, const struct wmat_word
  * pair's tile instructions are issued, then the previous pair's epilogue
  * runs on the vector units while the tiles compute, then the pair's sums
  * are stored (two buffers of sums alternate). */
-static void run_block_amx(const struct wmat *w, struct kern *a, const struct wmat_words *s, int mc,
-                          const float *bias, const struct wmat_lora *lora, float *y, int ldy,
-                          int col_lo, int col_hi, int k0) {
+static __attribute__((target("prfchw"))) void
+run_block_amx(const struct wmat *w, struct kern *a, const struct wmat_words *s, int mc,
+              const float *bias, const struct wmat_lora *lora, float *y, int ldy, int col_lo,
+              int col_hi, int k0) {
     _Alignas(64) int32_t c[2][AMX_MR * AMX_LDC];
     int bf16 = w->kind == WMAT_BF16, cur = 0, pending = 0;
     int p_lo = col_lo / 16, p_hi = (col_hi + 15) / 16, nk16 = a->nk & ~15;
@@ -712,8 +723,8 @@ static void run_block_amx(const struct wmat *w, struct kern *a, const struct wma
             if (p + 2 < p_hi)
                 for (int r = 0; r < rows; r++) {
                     float *yn = y + (size_t)(r0 + r) * ldy + 16 * (p + 2);
-                    _m_prefetchw(yn);
-                    _m_prefetchw(yn + 16);
+                    __builtin_prefetch(yn, 1, 3);
+                    __builtin_prefetch(yn + 16, 1, 3);
                 }
             amx_dots(bf16, x0, (size_t)s->ld * 4, w0, w0 + a->wstride, nk16, rows > 16, nv == 2);
             if (pending) amx_out(w, a, s, &prev, bias, lora, y, ldy, col_lo, col_hi, k0);
