@@ -500,12 +500,17 @@ static __mmask16 panel_mask(int p, int col_lo, int col_hi) {
 /* Points a at panels [p, p + nv) of one k block (k0 its first word): the
  * panels' masks inside [col_lo, col_hi), W, bias and, int8, the column
  * scales and sums. */
+/* Panel p's words from k word k0 on (panels a->wstride words apart). */
+static const uint32_t *panel_words(const struct wmat *w, const struct kern *a, int p, int k0) {
+    return (const uint32_t *)w->data + (size_t)p * a->wstride + (size_t)k0 * 16;
+}
+
 static void kern_panels(const struct wmat *w, struct kern *a, int p, int nv, const float *bias,
                         int col_lo, int col_hi, int k0) {
     const uint32_t *wd = w->data;
     for (int v = 0; v < nv; v++)
         a->mask[v] = panel_mask(p + v, col_lo, col_hi);
-    a->w = wd + (size_t)p * a->wstride + (size_t)k0 * 16;
+    a->w = panel_words(w, a, p, k0);
     a->bias = bias ? bias + 16 * p : NULL;
     if (w->kind == WMAT_INT8) {
         a->sw = w->scale + 16 * p;
@@ -706,12 +711,12 @@ run_block_amx(const struct wmat *w, struct kern *a, const struct wmat_words *s, 
               const float *bias, const struct wmat_lora *lora, float *y, int ldy, int col_lo,
               int col_hi, int k0) {
     _Alignas(64) int32_t c[2][AMX_MR * AMX_LDC];
-    int bf16 = w->kind == WMAT_BF16, cur = 0, pending = 0;
+    int bf16 = w->kind == WMAT_BF16, cur = 0;
     int p_lo = col_lo / 16, p_hi = (col_hi + 15) / 16, nk16 = a->nk & ~15;
-    struct amx_pair prev = {0};
+    struct amx_pair prev = {0}; /* c NULL: no pair waits for its epilogue */
     for (int p = p_lo; p < p_hi; p += 2) {
         int nv = imin(2, p_hi - p);
-        const uint32_t *w0 = (const uint32_t *)w->data + (size_t)p * a->wstride + (size_t)k0 * 16;
+        const uint32_t *w0 = panel_words(w, a, p, k0);
         for (int r0 = 0; r0 < mc; r0 += AMX_MR) {
             int rows = imin(AMX_MR, mc - r0);
             const uint32_t *x0 = s->w + (size_t)r0 * s->ld;
@@ -727,16 +732,15 @@ run_block_amx(const struct wmat *w, struct kern *a, const struct wmat_words *s, 
                     __builtin_prefetch(yn + 16, 1, 3);
                 }
             amx_dots(bf16, x0, (size_t)s->ld * 4, w0, w0 + a->wstride, nk16, rows > 16, nv == 2);
-            if (pending) amx_out(w, a, s, &prev, bias, lora, y, ldy, col_lo, col_hi, k0);
+            if (prev.c) amx_out(w, a, s, &prev, bias, lora, y, ldy, col_lo, col_hi, k0);
             amx_store(c[cur]);
             if (nk16 < a->nk)
                 amx_tail(c[cur], bf16, x0, s->ld, w0, a->wstride, nk16, a->nk, rows, nv);
             prev = (struct amx_pair){p, nv, r0, rows, c[cur]};
-            pending = 1;
             cur ^= 1;
         }
     }
-    if (pending) amx_out(w, a, s, &prev, bias, lora, y, ldy, col_lo, col_hi, k0);
+    if (prev.c) amx_out(w, a, s, &prev, bias, lora, y, ldy, col_lo, col_hi, k0);
 }
 
 /* amx: the sums on AMX tiles (run_block_amx; scratch by scratch_amx). */
