@@ -174,7 +174,7 @@ void ops_scale(float *x, int64_t n, float s); /* x *= s */
  * written as bf16 words. Per row i, with m[i] the running maximum of the
  * scaled scores (-INFINITY before the first block) and l[i] the running
  * sum: m[i] takes this block's maximum into account; P's row i holds
- * e^(s x[i][j] - m[i]) (to 6e-6 relative) rounded to bf16 (to nearest
+ * e^(s x[i][j] - m[i]) (to 1e-4 relative; 0 below e^-80) rounded to bf16 (to nearest
  * even), two per word (j even low) at p + i * ldp, (n + 1) / 2 words (an odd
  * n's last high half 0); alpha[i] = e^(m_old - m[i]) (0 on the first block);
  * l[i] = l[i] alpha[i] + the sum of the rounded values (what P V
@@ -184,22 +184,14 @@ void ops_scale(float *x, int64_t n, float s); /* x *= s */
  * them. */
 void ops_softmax_words(const float *x, int n_rows, int n, int ld, float s, float *m, float *l,
                        float *alpha, uint32_t *p, int ldp);
-/* The exponential's constants of ops_softmax_words (see ops.c): the clamp,
- * log2(e) and ln2 as f32, the minimax polynomial's coefficients. */
-#define OPS_SOFTMAX_LO    -80.0f
+/* The exponential's constants of ops_softmax_words (see ops.c): the
+ * cut-off below which a value is 0 (in units of ln 2), log2(e) as f32, and
+ * the minimax polynomial's coefficients. */
+#define OPS_SOFTMAX_ULO   -116.0f
 #define OPS_SOFTMAX_LOG2E 1.44269504f
-#define OPS_SOFTMAX_LN2   0.693147182f
-#define OPS_SOFTMAX_C2    0.500051141f
-#define OPS_SOFTMAX_C3    0.167535052f
-#define OPS_SOFTMAX_C4    0.0412776396f
-/* The sum of one row's block: a0 holds 16 lanes of the even values'
- * partial sums, a1 the odd ones'; (a0[t] + a1[t]) added for t in order. */
-static inline float ops_softmax_lanes(const float *a0, const float *a1) {
-    float sum = 0;
-    for (int t = 0; t < 16; t++)
-        sum += a0[t] + a1[t];
-    return sum;
-}
+#define OPS_SOFTMAX_C1    0.695116520f
+#define OPS_SOFTMAX_C2    0.227646112f
+#define OPS_SOFTMAX_C3    0.0770660192f
 /* NeoX rotary on one head vector of d values at position pos (cos/sin: [d/2]). */
 void ops_rope_head(float *v, int d, const float *cos_t, const float *sin_t);
 /* Y[m][n] = X[m][k] . W[n][k]^T (+ bias[n] if not NULL); ld* are row strides. */

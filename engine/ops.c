@@ -230,48 +230,52 @@ OPS_CLONES void ops_quant_u8(uint8_t *restrict q, const float *restrict x, float
 }
 
 /* ops_softmax_words, 16 values at a time in generic vectors (GCC's -O2
- * vectorises the scalar form poorly). e^t for t = s x - m <= ~0 (fused, it
- * may exceed 0 by half an ulp of s x), t clamped at -80 so that no result
- * is subnormal (e^-80 = 2e-35, nothing beside the block's maximum of 1):
- * n = t log2(e) rounded to nearest (one fused step with the rounding
- * constant: the same n as a rounding instruction on the exact product),
- * r = t - n ln2 (one fused step; ln2's f32 error times |n| <= 116 is
- * 2.2e-7), P(r) = 1 + r + c2 r^2 + c3 r^3 + c4 r^4, a minimax fit of e^r
- * on [-ln2/2, ln2/2] (5.3e-6 relative: bf16 rounds to 2^-8), and 2^n added
- * to the exponent bits (n << 23: the low bits of the rounding constant's
- * sum); then rounded to bf16 (to nearest even: the values are finite,
- * positive and normal). The function contracts the vector steps' a * b + c
- * into one fused step (its optimize attribute: ISO C mode does not), as a
- * kernel's fma instructions do; the row's scalar steps (alpha by
- * ops_exp_poly_fused, l's update by fmaf) are fused explicitly, so no
- * compiler's choice enters them. The steps and their order are the contract
- * that a kernel's own softmax (gemm_kernels.h) reproduces bit for bit. */
+ * vectorises the scalar form poorly). With c1 = s log2(e) and c2 =
+ * -(m log2(e)), each rounded to f32 once per row: u = x c1 + c2 (one fused
+ * step: s x - m in units of ln 2, to 2^-17 absolute for |u| < 128, about
+ * 5e-6 of the result); 0 where u < OPS_SOFTMAX_ULO (e^-80: nothing beside
+ * the block's maximum of 1; NaN gives 0 too); else f = floor(u) (the
+ * nearest integer by the rounding constant, less 1 where that exceeds u),
+ * r = u - f in [0, 1) (exact), P(r) = 1 + r (c1 + r (c2 + r c3)), a
+ * minimax fit of 2^r on [0, 1) (8.6e-5 relative: bf16 rounds to 2^-8),
+ * and 2^f added to the exponent bits (the results are normal); then
+ * rounded to bf16 (to nearest even). Those are the steps of vscalefps on
+ * vreduceps' r, so an AVX-512 kernel takes them in five instructions.
+ * Sums: of each step's 32 values, the words' odd value then the even one
+ * added to lane t of sum a (steps at j = 0, 64, ...) or b (j = 32, 96,
+ * ...); the lanes of a + b then added as a tree (8, 4, 2, 1 lanes apart).
+ * The function contracts the vector steps' a * b + c into one fused step
+ * (its optimize attribute: ISO C mode does not), as a kernel's fma
+ * instructions do; the row's scalar steps (alpha by ops_exp_poly_fused,
+ * l's update by fmaf) are fused explicitly, so no compiler's choice enters
+ * them. The steps and their order are the contract that a kernel's own
+ * softmax (gemm_kernels.h) reproduces bit for bit. */
 #define SOFTMAX_V16(e, xp)                                                      \
     do {                                                                        \
-        ops_v16 t_, k_, n_, r_, p_;                                             \
-        V16_LOAD(t_, xp);                                                       \
-        t_ = t_ * sv - mv;                                                      \
-        t_ = (ops_v16)(((ops_i16)t_ & (t_ > lo)) | ((ops_i16)lo & ~(t_ > lo))); \
-        k_ = t_ * OPS_SOFTMAX_LOG2E + 12582912.0f;                              \
+        ops_v16 u_, k_, n_, r_, p_;                                             \
+        V16_LOAD(u_, xp);                                                       \
+        u_ = u_ * c1 + c2;                                                      \
+        k_ = u_ + 12582912.0f;                                                  \
         n_ = k_ - 12582912.0f;                                                  \
-        r_ = n_ * -OPS_SOFTMAX_LN2 + t_;                                        \
-        p_ = r_ * OPS_SOFTMAX_C4 + OPS_SOFTMAX_C3;                              \
-        p_ = p_ * r_ + OPS_SOFTMAX_C2;                                          \
+        ops_u16 dn_ = (ops_u16)(n_ > u_) & 1u; /* floor: 1 below the nearest */ \
+        r_ = u_ - (n_ - __builtin_convertvector(dn_, ops_v16));                 \
+        p_ = r_ * OPS_SOFTMAX_C3 + OPS_SOFTMAX_C2;                              \
+        p_ = p_ * r_ + OPS_SOFTMAX_C1;                                          \
         p_ = p_ * r_ + 1.0f;                                                    \
-        p_ = p_ * r_ + 1.0f;                                                    \
-        e = (ops_u16)p_ + ((ops_u16)k_ << 23);                                  \
+        e = (ops_u16)p_ + (((ops_u16)k_ - dn_) << 23);                          \
+        e &= (ops_u16)(u_ >= ulo);                                              \
         e = (e + 0x7fffu + ((e >> 16) & 1u)) & 0xffff0000u;                     \
     } while (0)
 
 /* The rounded values e0 (j .. j + 15) and e1 (the next 16) as 16 words
- * (even j low) at dst, nw of them; the even and the odd values, as floats,
- * added to a0 and a1. */
-#define SOFTMAX_STORE(dst, nw)                              \
+ * (even j low) at dst, nw of them; each word's odd value, then its even
+ * one, as floats, added to sum. */
+#define SOFTMAX_STORE(dst, nw, sum)                         \
     do {                                                    \
         ops_u16 ev_ = __builtin_shuffle(e0, e1, even);      \
         ops_u16 od_ = __builtin_shuffle(e0, e1, even + 1u); \
-        a0 += (ops_v16)ev_;                                 \
-        a1 += (ops_v16)od_;                                 \
+        sum += (ops_v16)od_;                                \
+        sum += (ops_v16)ev_;                                \
         ops_u16 w_ = ev_ >> 16 | od_;                       \
         memcpy(dst, &w_, sizeof(uint32_t) * (size_t)(nw));  \
     } while (0)
@@ -286,32 +290,41 @@ ops_softmax_words(const float *x, int n_rows, int n, int ld, float s, float *m, 
         float mx = max16(xi, n) * s;
         float m_new = mx > m[i] ? mx : m[i];
         alpha[i] = m[i] == -INFINITY ? 0.0f : ops_exp_poly_fused(m[i] - m_new);
-        ops_v16 sv = {0}, mv = {0}, lo = {0}, a0 = {0}, a1 = {0};
-        sv += s, mv += m_new, lo += OPS_SOFTMAX_LO;
+        ops_v16 c1 = {0}, c2 = {0}, ulo = {0}, a0 = {0}, a1 = {0};
+        c1 += s * OPS_SOFTMAX_LOG2E, c2 += -(m_new * OPS_SOFTMAX_LOG2E), ulo += OPS_SOFTMAX_ULO;
         ops_u16 e0, e1;
         int j = 0;
         for (; j + 32 <= n; j += 32) {
             SOFTMAX_V16(e0, xi + j);
             SOFTMAX_V16(e1, xi + j + 16);
-            SOFTMAX_STORE(pi + j / 2, 16);
+            if (j % 64)
+                SOFTMAX_STORE(pi + j / 2, 16, a1);
+            else
+                SOFTMAX_STORE(pi + j / 2, 16, a0);
         }
         if (j < n) { /* the tail through a zero-padded copy */
             float buf[32] = {0};
             memcpy(buf, xi + j, sizeof(float) * (size_t)(n - j));
             SOFTMAX_V16(e0, buf);
             SOFTMAX_V16(e1, buf + 16);
-            for (int t = n - j; t < 32; t++) { /* past n: 0 (adds nothing), not e^(0 - m) */
+            for (int t = n - j; t < 32; t++) { /* past n: 0 (adds nothing), not 2^c2 */
                 if (t < 16)
                     e0[t] = 0;
                 else
                     e1[t - 16] = 0;
             }
-            SOFTMAX_STORE(pi + j / 2, (n - j + 1) / 2);
+            if (j % 64)
+                SOFTMAX_STORE(pi + j / 2, (n - j + 1) / 2, a1);
+            else
+                SOFTMAX_STORE(pi + j / 2, (n - j + 1) / 2, a0);
         }
-        float s0[16], s1[16];
-        memcpy(s0, &a0, sizeof(s0));
-        memcpy(s1, &a1, sizeof(s1));
-        l[i] = fmaf(l[i], alpha[i], ops_softmax_lanes(s0, s1));
+        float t[16];
+        a0 += a1;
+        memcpy(t, &a0, sizeof(t));
+        for (int w = 8; w >= 1; w /= 2) /* the lanes' tree */
+            for (int q = 0; q < w; q++)
+                t[q] += t[q + w];
+        l[i] = fmaf(l[i], alpha[i], t[0]);
         m[i] = m_new;
     }
 }

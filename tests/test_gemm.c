@@ -882,7 +882,7 @@ static void check_words(void) {
  * width (tails of every kind), with scales up to where most values reach
  * the exponential's clamp; the words past a row's (n + 1) / 2 untouched. */
 static void check_softmax_words(void) {
-    static const int widths[] = {1, 2, 15, 16, 17, 31, 32, 33, 63, 100, 1024};
+    static const int widths[] = {1, 2, 15, 16, 17, 31, 32, 33, 63, 64, 65, 97, 100, 1024};
     static const float scales[] = {0.125f, 1.0f, 40.0f};
     const struct gemm_kernel *ks[16];
     uint32_t km[16];

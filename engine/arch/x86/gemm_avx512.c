@@ -36,7 +36,7 @@
 #include <math.h>
 #include <string.h>
 
-#define TARGET_BF16   __attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl")))
+#define TARGET_BF16   __attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl,avx512dq")))
 #define TARGET_VNNI   __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
 #define TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
 #define TARGET_AMX                                                                             \
@@ -657,6 +657,16 @@ static TARGET_AMX void amx_store(int32_t *c) {
     _tile_stored(2, c + 16 * AMX_LDC, AMX_LDC * 4);
     _tile_stored(3, c + 16 * AMX_LDC + 16, AMX_LDC * 4);
 }
+
+/* Tiles 0-3 straight to Y (ldyb bytes between rows): rows 0-15 and 16-31,
+ * columns 0-15 and 16-31 from y. */
+static TARGET_AMX void amx_store_to(float *y, size_t ldyb) {
+    float *y1 = (float *)((char *)y + 16 * ldyb);
+    _tile_stored(0, y, ldyb);
+    _tile_stored(1, y + 16, ldyb);
+    _tile_stored(2, y1, ldyb);
+    _tile_stored(3, y1 + 16, ldyb);
+}
 #undef AMX_STEPS
 
 /* Adds words [k_lo, k_hi) of rows [0, rows) (x, ld words apart) times
@@ -714,6 +724,10 @@ run_block_amx(const struct wmat *w, struct kern *a, const struct wmat_words *s, 
     int bf16 = w->kind == WMAT_BF16, cur = 0;
     int p_lo = col_lo / 16, p_hi = (col_hi + 15) / 16, nk16 = a->nk & ~15;
     struct amx_pair prev = {0}; /* c NULL: no pair waits for its epilogue */
+    /* bf16 sums that are the outputs as they are (one k block, no bias, no
+     * update): whole tile pairs go from the tiles straight to Y, the same
+     * bits without the copy through c (the attention's products) */
+    int direct = bf16 && a->first && nk16 == a->nk && !bias && !lora;
     for (int p = p_lo; p < p_hi; p += 2) {
         int nv = imin(2, p_hi - p);
         const uint32_t *w0 = panel_words(w, a, p, k0);
@@ -732,6 +746,10 @@ run_block_amx(const struct wmat *w, struct kern *a, const struct wmat_words *s, 
                     __builtin_prefetch(yn + 16, 1, 3);
                 }
             amx_dots(bf16, x0, (size_t)s->ld * 4, w0, w0 + a->wstride, nk16, rows > 16, nv == 2);
+            if (direct && rows == AMX_MR && nv == 2 && 16 * p >= col_lo && 16 * p + 32 <= col_hi) {
+                amx_store_to(y + (size_t)r0 * ldy + 16 * p, (size_t)ldy * 4);
+                continue;
+            }
             if (prev.c) amx_out(w, a, s, &prev, bias, lora, y, ldy, col_lo, col_hi, k0);
             amx_store(c[cur]);
             if (nk16 < a->nk)
@@ -818,22 +836,18 @@ static void gemm_avx512(const struct wmat *w, int m, const float *x, int ldx, co
 
 /* ---- the attention's softmax, P written as this kernel's words ---- */
 
-/* e^(s x - m) for 16 scores (mask k: the others 0), ops_softmax_words'
- * steps in the same order with the same constants and fused steps; 2^n by
- * vscalefps, which equals adding n to the exponent bits for these normal
- * results. */
+/* 2^(x c1 + c2) for 16 scores (mask k: the others 0), ops_softmax_words'
+ * steps: u = fma(x, c1, c2); 0 below OPS_SOFTMAX_ULO; else P(u - floor u)
+ * scaled by 2^floor(u) (vscalefps: exact for these normal results). */
 static inline TARGET_BF16 __attribute__((always_inline)) __m512
-softmax_exp16(const float *x, __mmask16 k, __m512 sv, __m512 mv) {
-    __m512 t = _mm512_fmsub_ps(_mm512_maskz_loadu_ps(k, x), sv, mv);
-    t = _mm512_max_ps(t, _mm512_set1_ps(OPS_SOFTMAX_LO));
-    __m512 big = _mm512_set1_ps(12582912.0f);
-    __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(t, _mm512_set1_ps(OPS_SOFTMAX_LOG2E), big), big);
-    __m512 r = _mm512_fmadd_ps(n, _mm512_set1_ps(-OPS_SOFTMAX_LN2), t);
-    __m512 p = _mm512_fmadd_ps(r, _mm512_set1_ps(OPS_SOFTMAX_C4), _mm512_set1_ps(OPS_SOFTMAX_C3));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(OPS_SOFTMAX_C2));
+softmax_exp16(const float *x, __mmask16 k, __m512 c1, __m512 c2) {
+    __m512 u = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, x), c1, c2);
+    k = _mm512_mask_cmp_ps_mask(k, u, _mm512_set1_ps(OPS_SOFTMAX_ULO), _CMP_GE_OQ);
+    __m512 r = _mm512_reduce_ps(u, 0x09); /* u - floor(u), exact (round down, no #P) */
+    __m512 p = _mm512_fmadd_ps(r, _mm512_set1_ps(OPS_SOFTMAX_C3), _mm512_set1_ps(OPS_SOFTMAX_C2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(OPS_SOFTMAX_C1));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_maskz_scalef_ps(k, p, n);
+    return _mm512_maskz_scalef_ps(k, p, u); /* p 2^floor(u) */
 }
 
 /* The first n lanes of 16 (none for n <= 0). */
@@ -842,23 +856,22 @@ static inline __mmask16 lanes16(int n) {
 }
 
 /* 32 scores (lanes k0, k1 of each half; the others 0) into 16 words at p
- * (lanes kw), their even and odd values added to *a0 and *a1. */
+ * (lanes kw), each word's odd value then its even one added to *a. */
 static inline TARGET_BF16 __attribute__((always_inline)) void
-softmax_step32(const float *x, __mmask16 k0, __mmask16 k1, __m512 sv, __m512 mv, uint32_t *p,
-               __mmask16 kw, __m512 *a0, __m512 *a1) {
-    __m512 e0 = softmax_exp16(x, k0, sv, mv), e1 = softmax_exp16(x + 16, k1, sv, mv);
+softmax_step32(const float *x, __mmask16 k0, __mmask16 k1, __m512 c1, __m512 c2, uint32_t *p,
+               __mmask16 kw, __m512 *a) {
+    __m512 e0 = softmax_exp16(x, k0, c1, c2), e1 = softmax_exp16(x + 16, k1, c1, c2);
     __m512i w = (__m512i)_mm512_cvtne2ps_pbh(e1, e0);
-    *a0 = _mm512_add_ps(*a0, _mm512_castsi512_ps(_mm512_slli_epi32(w, 16)));
-    *a1 = _mm512_add_ps(
-        *a1, _mm512_castsi512_ps(_mm512_and_si512(w, _mm512_set1_epi32((int)0xffff0000u))));
+    *a = _mm512_add_ps(
+        *a, _mm512_castsi512_ps(_mm512_and_si512(w, _mm512_set1_epi32((int)0xffff0000u))));
+    *a = _mm512_add_ps(*a, _mm512_castsi512_ps(_mm512_slli_epi32(w, 16)));
     _mm512_mask_storeu_epi32(p, kw, w);
 }
 
 /* ops_softmax_words (engine_impl.h) bit for bit: vcvtne2ps2bf16 rounds 32
  * values into 16 words (even j low, to nearest even; it flushes subnormal
- * inputs, and there are none), and the sums add the words' halves back
- * as floats, even and odd, as the portable form does; the row's scalar
- * steps (alpha, l's update) are the same explicit fused steps. */
+ * inputs, and there are none), the two sums take the words' halves back as
+ * floats, and the row's scalar steps are the same explicit fused steps. */
 static TARGET_BF16 void softmax_words_bf16(const float *x, int n_rows, int n, int ld, float s,
                                            float *m, float *l, float *alpha, uint32_t *p, int ldp) {
     for (int i = 0; i < n_rows; i++) {
@@ -876,21 +889,28 @@ static TARGET_BF16 void softmax_words_bf16(const float *x, int n_rows, int n, in
         float mx = _mm512_reduce_max_ps(_mm512_max_ps(v0, v1)) * s;
         float m_new = mx > m[i] ? mx : m[i];
         alpha[i] = m[i] == -INFINITY ? 0.0f : ops_exp_poly_fused(m[i] - m_new);
-        __m512 sv = _mm512_set1_ps(s), mv = _mm512_set1_ps(m_new);
+        __m512 c1 = _mm512_set1_ps(s * OPS_SOFTMAX_LOG2E),
+               c2 = _mm512_set1_ps(-(m_new * OPS_SOFTMAX_LOG2E));
         __m512 a0 = _mm512_setzero_ps(), a1 = a0;
-        for (j = 0; j + 64 <= n; j += 64) { /* two steps per pass: more in flight */
-            softmax_step32(xi + j, 0xffff, 0xffff, sv, mv, pi + j / 2, 0xffff, &a0, &a1);
-            softmax_step32(xi + j + 32, 0xffff, 0xffff, sv, mv, pi + j / 2 + 16, 0xffff, &a0, &a1);
+        for (j = 0; j + 64 <= n; j += 64) { /* two sums: more in flight */
+            softmax_step32(xi + j, 0xffff, 0xffff, c1, c2, pi + j / 2, 0xffff, &a0);
+            softmax_step32(xi + j + 32, 0xffff, 0xffff, c1, c2, pi + j / 2 + 16, 0xffff, &a1);
         }
         for (; j < n; j += 32) {
             int left = n - j, nw = left >= 32 ? 16 : (left + 1) / 2;
-            softmax_step32(xi + j, lanes16(left), lanes16(left - 16), sv, mv, pi + j / 2,
-                           lanes16(nw), &a0, &a1);
+            __mmask16 k0 = lanes16(left), k1 = lanes16(left - 16), kw = lanes16(nw);
+            if (j % 64) /* (not one call through a chosen pointer: that kept both in memory) */
+                softmax_step32(xi + j, k0, k1, c1, c2, pi + j / 2, kw, &a1);
+            else
+                softmax_step32(xi + j, k0, k1, c1, c2, pi + j / 2, kw, &a0);
         }
-        float s0[16], s1[16];
-        _mm512_storeu_ps(s0, a0);
-        _mm512_storeu_ps(s1, a1);
-        l[i] = fmaf(l[i], alpha[i], ops_softmax_lanes(s0, s1));
+        /* the lanes' tree: (a0 + a1), then halves added: 8, 4, 2, 1 apart */
+        __m512 t = _mm512_add_ps(a0, a1);
+        __m256 h8 = _mm256_add_ps(_mm512_castps512_ps256(t), _mm512_extractf32x8_ps(t, 1));
+        __m128 h4 = _mm_add_ps(_mm256_castps256_ps128(h8), _mm256_extractf128_ps(h8, 1));
+        __m128 h2 = _mm_add_ps(h4, _mm_movehl_ps(h4, h4));
+        __m128 h1 = _mm_add_ss(h2, _mm_movehdup_ps(h2));
+        l[i] = fmaf(l[i], alpha[i], _mm_cvtss_f32(h1));
         m[i] = m_new;
     }
 }
