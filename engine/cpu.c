@@ -87,7 +87,7 @@ static uint32_t detect(void) {
     /* opmask, ZMM0-15 upper halves and ZMM16-31 saved too */
     int zmm = (xlo & 0xe6) == 0xe6;
     if (!zmm || !(f & CPU_X86_AVX2) || !(b7 & bit_AVX512F) || !(b7 & bit_AVX512BW) ||
-        !(b7 & bit_AVX512VL) || !(b7 & bit_AVX512DQ))
+        !(b7 & bit_AVX512VL))
         return f;
     f |= CPU_X86_AVX512;
     if (c7 & bit_AVX512VNNI) f |= CPU_X86_AVX512_VNNI;

@@ -23,7 +23,7 @@ enum {
     CPU_BASE = 1u << 0,
     /* x86-64 */
     CPU_X86_AVX2 = 1u << 1,        /* AVX2 + FMA (and the OS saves ymm) */
-    CPU_X86_AVX512 = 1u << 2,      /* AVX512F + BW + VL + DQ (and the OS saves zmm) */
+    CPU_X86_AVX512 = 1u << 2,      /* AVX512F + BW + VL (and the OS saves zmm) */
     CPU_X86_AVX512_BF16 = 1u << 3, /* + AVX512_BF16 */
     CPU_X86_AVX512_VNNI = 1u << 4, /* + AVX512_VNNI */
     CPU_X86_AMX = 1u << 5,         /* + AMX-TILE, -INT8, -BF16 (and the OS grants tile data) */

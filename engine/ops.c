@@ -232,15 +232,17 @@ OPS_CLONES void ops_quant_u8(uint8_t *restrict q, const float *restrict x, float
 /* ops_softmax_words, 16 values at a time in generic vectors (GCC's -O2
  * vectorises the scalar form poorly). With c1 = s log2(e) and c2 =
  * -(m log2(e)), each rounded to f32 once per row: u = x c1 + c2 (one fused
- * step: s x - m in units of ln 2, to 2^-17 absolute for |u| < 128, about
- * 5e-6 of the result); 0 where u < OPS_SOFTMAX_ULO (e^-80: nothing beside
- * the block's maximum of 1; NaN gives 0 too); else f = floor(u) (the
- * nearest integer by the rounding constant, less 1 where that exceeds u),
- * r = u - f in [0, 1) (exact), P(r) = 1 + r (c1 + r (c2 + r c3)), a
- * minimax fit of 2^r on [0, 1) (8.6e-5 relative: bf16 rounds to 2^-8),
- * and 2^f added to the exponent bits (the results are normal); then
- * rounded to bf16 (to nearest even). Those are the steps of vscalefps on
- * vreduceps' r, so an AVX-512 kernel takes them in five instructions.
+ * step: s x - m in units of ln 2, to 2^-24 (|x c1| + |c2|) + 2^-18 for
+ * |u| < 128: under 1e-5 of the result while |m| is below a few hundred);
+ * 0 where u < OPS_SOFTMAX_ULO (e^-80: nothing beside the block's maximum
+ * of 1; NaN gives 0 too); else f = floor(u) (the nearest integer by the
+ * rounding constant, less 1 where that exceeds u), r = u - f rounded to
+ * nearest (exact but for u in (-0.5, 0), where r may round up to 1),
+ * P(r) = 1 + r (c1 + r (c2 + r c3)), a minimax fit of 2^r on [0, 1]
+ * (8.6e-5 relative: bf16 rounds to 2^-8), and f added to the exponent bits
+ * (the results are normal); then rounded to bf16 (to nearest even). An
+ * AVX-512 kernel takes f by vrndscaleps and the scaling by vscalefps, the
+ * same values (not vreduceps for r: it rounds its subtraction down).
  * Sums: of each step's 32 values, the words' odd value then the even one
  * added to lane t of sum a (steps at j = 0, 64, ...) or b (j = 32, 96,
  * ...); the lanes of a + b then added as a tree (8, 4, 2, 1 lanes apart).

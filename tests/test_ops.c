@@ -78,6 +78,32 @@ static void test_gelu(int64_t n) {
  * is a bf16 (the words' halves), an odd block's last high half is 0, l is
  * the sum of the values as written, m ends at the row's maximum and x is
  * left as it was. */
+/* The exponential's cut-off: in one row with its maximum at 0 and scores
+ * falling by 1.5 a key, a value more than 80.5 below the maximum (u under
+ * -116 in units of ln 2) is 0, every one less than 79.5 below is a
+ * positive bf16 within 2^-8 of e^x, and l is their sum. */
+static void test_softmax_cutoff(void) {
+    enum { N = 80 };
+    float x[N], m = -INFINITY, l = 0, al;
+    uint32_t w[N / 2];
+    for (int j = 0; j < N; j++)
+        x[j] = -1.5f * (float)j;
+    ops_softmax_words(x, 1, N, N, 1.0f, &m, &l, &al, w, N / 2);
+    int zero_ok = 1, kept_ok = 1;
+    double sum = 0;
+    for (int j = 0; j < N; j++) {
+        uint32_t u = j % 2 ? w[j / 2] & 0xffff0000u : w[j / 2] << 16;
+        float v;
+        memcpy(&v, &u, 4);
+        sum += v;
+        if (x[j] < -80.5f) zero_ok &= v == 0.0f;
+        if (x[j] > -79.5f) kept_ok &= v > 0 && fabs(v - exp((double)x[j])) <= 4e-3 * exp(x[j]);
+    }
+    CHECKM(zero_ok, "softmax: scores more than 80.5 below the maximum give 0");
+    CHECKM(kept_ok, "softmax: scores within 79.5 of the maximum give e^x to bf16");
+    CHECK(m == 0.0f && fabs(l - sum) <= 1e-6 * sum);
+}
+
 static void test_softmax_blocks(int rows, const int *blk, int n_blk, float s) {
     int n = 0;
     for (int b = 0; b < n_blk; b++)
@@ -338,6 +364,7 @@ void test_ops(void) {
     test_softmax_blocks(1, (const int[]){1}, 1, 0.125f);
     test_softmax_blocks(3, (const int[]){512, 512, 100}, 3, 0.125f);
     test_softmax_blocks(4, (const int[]){7, 300, 1, 512, 33}, 5, 1.0f);
+    test_softmax_cutoff();
     test_rope(2, 0);
     test_rope(16, 7);
     test_rope(64, 8191);

@@ -36,7 +36,7 @@
 #include <math.h>
 #include <string.h>
 
-#define TARGET_BF16   __attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl,avx512dq")))
+#define TARGET_BF16   __attribute__((target("avx512f,avx512bf16,avx512bw,avx512vl")))
 #define TARGET_VNNI   __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
 #define TARGET_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl")))
 #define TARGET_AMX                                                                             \
@@ -724,9 +724,10 @@ run_block_amx(const struct wmat *w, struct kern *a, const struct wmat_words *s, 
     int bf16 = w->kind == WMAT_BF16, cur = 0;
     int p_lo = col_lo / 16, p_hi = (col_hi + 15) / 16, nk16 = a->nk & ~15;
     struct amx_pair prev = {0}; /* c NULL: no pair waits for its epilogue */
-    /* bf16 sums that are the outputs as they are (one k block, no bias, no
-     * update): whole tile pairs go from the tiles straight to Y, the same
-     * bits without the copy through c (the attention's products) */
+    /* bf16 sums that are the outputs as they are (the first k block, all
+     * its words on the tiles, no bias, no update): whole tile pairs go from
+     * the tiles straight to Y, the same bits without the copy through c
+     * (the attention's products) */
     int direct = bf16 && a->first && nk16 == a->nk && !bias && !lora;
     for (int p = p_lo; p < p_hi; p += 2) {
         int nv = imin(2, p_hi - p);
@@ -838,12 +839,16 @@ static void gemm_avx512(const struct wmat *w, int m, const float *x, int ldx, co
 
 /* 2^(x c1 + c2) for 16 scores (mask k: the others 0), ops_softmax_words'
  * steps: u = fma(x, c1, c2); 0 below OPS_SOFTMAX_ULO; else P(u - floor u)
- * scaled by 2^floor(u) (vscalefps: exact for these normal results). */
+ * scaled by 2^floor(u) (vscalefps takes floor(u) itself: exact for these
+ * normal results). */
 static inline TARGET_BF16 __attribute__((always_inline)) __m512
 softmax_exp16(const float *x, __mmask16 k, __m512 c1, __m512 c2) {
     __m512 u = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, x), c1, c2);
     k = _mm512_mask_cmp_ps_mask(k, u, _mm512_set1_ps(OPS_SOFTMAX_ULO), _CMP_GE_OQ);
-    __m512 r = _mm512_reduce_ps(u, 0x09); /* u - floor(u), exact (round down, no #P) */
+    /* floor(u) by vrndscaleps (round down, no #P), then u - floor(u) to
+     * nearest as the portable form does (vreduceps would round that
+     * subtraction down too: other bits where it is inexact, u in (-0.5, 0)) */
+    __m512 r = _mm512_sub_ps(u, _mm512_roundscale_ps(u, 0x09));
     __m512 p = _mm512_fmadd_ps(r, _mm512_set1_ps(OPS_SOFTMAX_C3), _mm512_set1_ps(OPS_SOFTMAX_C2));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(OPS_SOFTMAX_C1));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
@@ -906,7 +911,8 @@ static TARGET_BF16 void softmax_words_bf16(const float *x, int n_rows, int n, in
         }
         /* the lanes' tree: (a0 + a1), then halves added: 8, 4, 2, 1 apart */
         __m512 t = _mm512_add_ps(a0, a1);
-        __m256 h8 = _mm256_add_ps(_mm512_castps512_ps256(t), _mm512_extractf32x8_ps(t, 1));
+        __m256 h8 = _mm256_add_ps(_mm512_castps512_ps256(t),
+                                  _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t), 1)));
         __m128 h4 = _mm_add_ps(_mm256_castps256_ps128(h8), _mm256_extractf128_ps(h8, 1));
         __m128 h2 = _mm_add_ps(h4, _mm_movehl_ps(h4, h4));
         __m128 h1 = _mm_add_ss(h2, _mm_movehdup_ps(h2));
