@@ -175,9 +175,9 @@ void ops_scale(float *x, int64_t n, float s); /* x *= s */
  * scaled scores (-INFINITY before the first block) and l[i] the running
  * sum: m[i] takes this block's maximum into account; P's row i holds
  * e^(s x[i][j] - m[i]) (to 1e-4 relative while |m| is below a few
- * hundred; 0 below e^-80) rounded to bf16 (to nearest
- * even), two per word (j even low) at p + i * ldp, (n + 1) / 2 words (an odd
- * n's last high half 0); alpha[i] = e^(m_old - m[i]) (0 on the first block);
+ * hundred; 0 below e^-80) rounded to bf16 (to nearest even), two per word
+ * (j even low) at p + i * ldp, (n + 1) / 2 words (an odd n's last high
+ * half 0); alpha[i] = e^(m_old - m[i]) (0 on the first block);
  * l[i] = l[i] alpha[i] + the sum of the rounded values (what P V
  * multiplies). A caller rescales what it accumulated by alpha, adds this
  * block's P V, and divides by l at the end. wmat_softmax_words (gemm.h)

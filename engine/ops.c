@@ -244,8 +244,8 @@ OPS_CLONES void ops_quant_u8(uint8_t *restrict q, const float *restrict x, float
  * AVX-512 kernel takes f by vrndscaleps and the scaling by vscalefps, the
  * same values (not vreduceps for r: it rounds its subtraction down).
  * Sums: of each step's 32 values, the words' odd value then the even one
- * added to lane t of sum a (steps at j = 0, 64, ...) or b (j = 32, 96,
- * ...); the lanes of a + b then added as a tree (8, 4, 2, 1 lanes apart).
+ * added to lane t of sum a0 (steps at j = 0, 64, ...) or a1 (j = 32, 96,
+ * ...); the lanes of a0 + a1 then added as a tree (8, 4, 2, 1 lanes apart).
  * The function contracts the vector steps' a * b + c into one fused step
  * (its optimize attribute: ISO C mode does not), as a kernel's fma
  * instructions do; the row's scalar steps (alpha by ops_exp_poly_fused,

@@ -71,13 +71,6 @@ static void test_gelu(int64_t n) {
     free(x), free(x2);
 }
 
-/* The online softmax over key blocks of the given sizes (raw scores x,
- * scaled by s inside), P written as bf16 words: each block's values times
- * the rescales of the blocks after it, over the final sum, is the softmax of
- * the whole scaled row (float64 reference) to bf16's rounding; every value
- * is a bf16 (the words' halves), an odd block's last high half is 0, l is
- * the sum of the values as written, m ends at the row's maximum and x is
- * left as it was. */
 /* The exponential's cut-off: in one row with its maximum at 0 and scores
  * falling by 1.5 a key, a value more than 80.5 below the maximum (u under
  * -116 in units of ln 2) is 0, every one less than 79.5 below is a
@@ -104,6 +97,13 @@ static void test_softmax_cutoff(void) {
     CHECK(m == 0.0f && fabs(l - sum) <= 1e-6 * sum);
 }
 
+/* The online softmax over key blocks of the given sizes (raw scores x,
+ * scaled by s inside), P written as bf16 words: each block's values times
+ * the rescales of the blocks after it, over the final sum, is the softmax of
+ * the whole scaled row (float64 reference) to bf16's rounding; every value
+ * is a bf16 (the words' halves), an odd block's last high half is 0, l is
+ * the sum of the values as written, m ends at the row's maximum and x is
+ * left as it was. */
 static void test_softmax_blocks(int rows, const int *blk, int n_blk, float s) {
     int n = 0;
     for (int b = 0; b < n_blk; b++)

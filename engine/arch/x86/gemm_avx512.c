@@ -497,14 +497,14 @@ static __mmask16 panel_mask(int p, int col_lo, int col_hi) {
     return (__mmask16)m;
 }
 
-/* Points a at panels [p, p + nv) of one k block (k0 its first word): the
- * panels' masks inside [col_lo, col_hi), W, bias and, int8, the column
- * scales and sums. */
 /* Panel p's words from k word k0 on (panels a->wstride words apart). */
 static const uint32_t *panel_words(const struct wmat *w, const struct kern *a, int p, int k0) {
     return (const uint32_t *)w->data + (size_t)p * a->wstride + (size_t)k0 * 16;
 }
 
+/* Points a at panels [p, p + nv) of one k block (k0 its first word): the
+ * panels' masks inside [col_lo, col_hi), W, bias and, int8, the column
+ * scales and sums. */
 static void kern_panels(const struct wmat *w, struct kern *a, int p, int nv, const float *bias,
                         int col_lo, int col_hi, int k0) {
     const uint32_t *wd = w->data;
