@@ -183,6 +183,21 @@ $(TESTMODEL2)/model.safetensors: tests/gen_model.py tests/data/corpus.txt
 $(TESTMODEL)/expected.json: $(TESTMODEL)/model.safetensors tests/reference.py tests/data/engine_cases.json
 	$(PYTHON) tests/reference.py --model $(TESTMODEL) --cases tests/data/engine_cases.json --out $@
 testmodel: $(TESTMODEL)/expected.json
+# The same cases on heads of 64 values, the real model's width (the engine
+# suite: paths that take only that width, such as the fused AMX attention).
+# Its seed keeps the dims_1 case's components (a 1-value embedding is the
+# sign of one) at 14% of their vectors' norm or more, well clear of int8's
+# error; seed 64 put one at 0.07%, where int8 may flip it.
+TESTMODEL_D64 = build/testmodel-d64
+$(TESTMODEL_D64)/model.safetensors: tests/gen_model.py tests/data/corpus.txt
+	@mkdir -p $(TESTMODEL_D64)
+	$(PYTHON) tests/gen_model.py --out $(TESTMODEL_D64) --seed 65 --shape 128,2,2,256 \
+	    --name test/d64-v3
+$(TESTMODEL_D64)/expected.json: $(TESTMODEL_D64)/model.safetensors tests/reference.py \
+                                tests/data/engine_cases.json
+	$(PYTHON) tests/reference.py --model $(TESTMODEL_D64) --cases tests/data/engine_cases.json \
+	    --out $@
+testmodel: $(TESTMODEL_D64)/expected.json
 
 # jina-embeddings-v2 checkpoints of each layout (en: 6 heads, f16; code: 12
 # heads, bf16; mlm: en under the "bert." prefix, 8 heads, f32) and the float64
@@ -229,9 +244,10 @@ endif
 # stage_docker (the image built and run) is make docker-test, its own CI step.
 TEST_SKIP += stage_docker
 test: $(BUILD)/embedserve $(BUILD)/test_all $(FUZZ_REPLAY) $(TESTMODEL)/expected.json \
-      $(TESTMODEL2)/model.safetensors $(TESTMODEL_V2_EXPECTED) $(TESTMODEL_V2_SERVE)
+      $(TESTMODEL_D64)/expected.json $(TESTMODEL2)/model.safetensors $(TESTMODEL_V2_EXPECTED) \
+      $(TESTMODEL_V2_SERVE)
 	$(SAN_ENV) SKIP_STAGES="$(TEST_SKIP) $$SKIP_STAGES" BUILD=$(BUILD) TESTMODEL=$(TESTMODEL) \
-	    TESTMODEL2=$(TESTMODEL2) TESTMODEL_V2=$(TESTMODEL_V2) \
+	    TESTMODEL_D64=$(TESTMODEL_D64) TESTMODEL2=$(TESTMODEL2) TESTMODEL_V2=$(TESTMODEL_V2) \
 	    PYTHON=$(PYTHON) sh tests/run.sh
 
 # make test-tsan: the concurrency suites under ThreadSanitizer: the HTTP
@@ -246,13 +262,13 @@ test: $(BUILD)/embedserve $(BUILD)/test_all $(FUZZ_REPLAY) $(TESTMODEL)/expected
 # and are also searched for in the server logs.
 TSAN_BUILD  = build/san-thread
 TSAN_SUITES ?= tokenizer engine batcher http hostile conn
-test-tsan: $(TESTMODEL)/expected.json $(TESTMODEL_V2_EXPECTED)
+test-tsan: $(TESTMODEL)/expected.json $(TESTMODEL_D64)/expected.json $(TESTMODEL_V2_EXPECTED)
 	$(MAKE) SANITIZE=thread $(TSAN_BUILD)/embedserve $(TSAN_BUILD)/test_all
 	rm -f $(TSAN_BUILD)/*.log
 	OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS="second_deadlock_stack=1 $$TSAN_OPTIONS" \
 	    EMBEDSERVE_SHUTDOWN_TIMEOUT=$${EMBEDSERVE_SHUTDOWN_TIMEOUT:-600} EMBEDSERVE_THREADS=1 \
-	    BUILD=$(TSAN_BUILD) TESTMODEL=$(TESTMODEL) TESTMODEL_V2=$(TESTMODEL_V2) \
-	    $(TSAN_BUILD)/test_all $(TSAN_SUITES)
+	    BUILD=$(TSAN_BUILD) TESTMODEL=$(TESTMODEL) TESTMODEL_D64=$(TESTMODEL_D64) \
+	    TESTMODEL_V2=$(TESTMODEL_V2) $(TSAN_BUILD)/test_all $(TSAN_SUITES)
 	@if grep -l "ThreadSanitizer" $(TSAN_BUILD)/*.log; then \
 	    echo "ThreadSanitizer reports in the server logs above"; exit 1; fi; echo "tsan: no reports"
 
@@ -343,8 +359,9 @@ cross-aarch64: cross-aarch64-server
 XSUITES ?= ops gemm engine
 XRUN = QEMU_LD_PREFIX=$(CURDIR)/$(XSYSROOT) LD_LIBRARY_PATH=/usr/lib/aarch64-linux-gnu/openblas-pthread \
        OPENBLAS_NUM_THREADS=1 EMBEDSERVE_TEST_EMULATED=1 BUILD=build/aarch64 TESTMODEL=$(TESTMODEL) \
-       TESTMODEL_V2=$(TESTMODEL_V2)
-test-aarch64: cross-aarch64 $(TESTMODEL)/expected.json $(TESTMODEL_V2_EXPECTED)
+       TESTMODEL_D64=$(TESTMODEL_D64) TESTMODEL_V2=$(TESTMODEL_V2)
+test-aarch64: cross-aarch64 $(TESTMODEL)/expected.json $(TESTMODEL_D64)/expected.json \
+              $(TESTMODEL_V2_EXPECTED)
 	@rm -f build/aarch64/qemu-*.log; \
 	for run in max:auto max:generic cortex-a72:auto; do \
 	    cpu=$${run%%:*}; level=$${run#*:}; log=build/aarch64/qemu-$$cpu-$$level.log; \

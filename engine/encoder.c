@@ -164,14 +164,16 @@ static const struct gemm_kernel *attn_int8_kernel(const struct eng_info *in) {
                : NULL;
 }
 
-void enc_attn_kernel_name(const struct eng_info *in, char *buf, size_t n) {
+void enc_attn_kernel_name(const struct eng_info *in, enum eng_pos_kind pos, char *buf, size_t n) {
     const struct gemm_kernel *k = enc_attn_bf16_kernel(in), *k8 = attn_int8_kernel(in);
+    int d = in->n_embd / in->n_head;
     if (k8)
         snprintf(buf, n, "%s/%s", gemm_kernel_name(k8), gemm_kernel_name(k));
+    else if (k)
+        snprintf(buf, n, "%s%s", gemm_kernel_name(k),
+                 gemm_kernel_attends(k, d) && pos != ENG_POS_ALIBI ? " fused" : "");
     else
-        snprintf(buf, n, "%s",
-                 k ? gemm_kernel_name(k)
-                   : attn_kernel_for(in->cpu_features, in->n_embd / in->n_head)->name);
+        snprintf(buf, n, "%s", attn_kernel_for(in->cpu_features, d)->name);
 }
 
 bool enc_norm_supported(enum eng_norm_place p) {
@@ -642,6 +644,9 @@ static void att_tile_bf16(struct eng_ctx *c, int ith, int is, int h, int q0, int
     int ldq = (d + 1) / 2;
     wmat_words_from(&w[0], nq, Q, ld, a.Qw, ldq, a.qsx, a.qzx);
     struct wmat_words qx = {a.Qw, ldq, a.qsx, a.qzx}, px = {a.P, ATT_KEYS / 2, NULL, NULL};
+    if (!alibi && !c->att_k8 && /* fused, where the kernel has it ("fused" in the logs) */
+        wmat_attend_words(w, (n + ATT_KEYS - 1) / ATT_KEYS, &qx, nq, scale, O, H) == 0)
+        return;
     for (int i = 0; i < nq; i++)
         a.mx[i] = -INFINITY, a.sum[i] = 0;
     for (int j0 = 0; j0 < n; j0 += ATT_KEYS, w += 2) {

@@ -159,8 +159,10 @@ bool enc_norm_supported(enum eng_norm_place p);
  * attention kernel for the head width (attn_kernels.h). Thread-safe. */
 const struct gemm_kernel *enc_attn_bf16_kernel(const struct eng_info *in);
 /* The attention kernels' names for logs into buf ("avx2-attn", "avx512bf16",
- * int8 mode: "avx512vnni/avx512bf16" for Q K^T / P V). */
-void enc_attn_kernel_name(const struct eng_info *in, char *buf, size_t n);
+ * "amx-bf16 fused" where one kernel runs it all (wmat_attend_words: heads of
+ * its width, rotary positions), int8 mode: "avx512vnni/avx512bf16" for
+ * Q K^T / P V), for a model with positions pos. */
+void enc_attn_kernel_name(const struct eng_info *in, enum eng_pos_kind pos, char *buf, size_t n);
 
 /* ---- ops.c: kernels, each with a naive reference for the tests ---- */
 

@@ -355,6 +355,17 @@ void wmat_softmax_words(const struct wmat *w, const float *x, int n_rows, int n,
         ops_softmax_words(x, n_rows, n, ld, s, m, l, alpha, p, ldp);
 }
 
+int gemm_kernel_attends(const struct gemm_kernel *k, int d) {
+    return k && k->attend_words && k->attend_d == d;
+}
+
+int wmat_attend_words(const struct wmat *kv, int n_blocks, const struct wmat_words *q, int nq,
+                      float s, float *o, int ldo) {
+    ENG_ASSERT(n_blocks > 0 && nq > 0 && kv[0].k);
+    if (kv[0].kind != WMAT_BF16 || !kv[0].k->attend_words || kv[1].k != kv[0].k) return -1;
+    return kv[0].k->attend_words(kv, n_blocks, q, nq, s, o, ldo);
+}
+
 void wmat_gemm_words(const struct wmat *w, int m, const struct wmat_words *x, float *y, int ldy,
                      int col_lo, int col_hi, void *scratch) {
     if (m <= 0 || col_lo >= col_hi) return;

@@ -116,6 +116,22 @@ size_t wmat_words_scratch_bytes(const struct wmat *w, int m);
 void wmat_softmax_words(const struct wmat *w, const float *x, int n_rows, int n, int ld, float s,
                         float *m, float *l, float *alpha, uint32_t *p, int ldp);
 
+/* One query tile's whole attention, where w's kernel has it fused: the
+ * queries' words q (nq rows, bf16, d values) against the key blocks kv[2b]
+ * (K_b, n_out keys x d) and kv[2b + 1] (V_b^T, d x the same keys), b <
+ * n_blocks, as wmat_bf16_pack leaves them; writes
+ *     O[i] = sum_j softmax_j(s q_i . k_j) v_j      to o + i * ldo.
+ * Returns 0, or -1 (nothing written) where the kernel has no fused path for
+ * this shape: then the caller runs wmat_gemm_words and wmat_softmax_words
+ * per block. The bits are the kernel's own (not those of the per-block
+ * steps); per row they depend on the row, the keys and the blocks' widths
+ * only. Thread-safe (caller memory; the kernel's scratch is its stack). */
+int wmat_attend_words(const struct wmat *kv, int n_blocks, const struct wmat_words *q, int nq,
+                      float s, float *o, int ldo);
+/* Whether bf16 kernel k has that fused path for heads of d values (for
+ * logs: the caller still checks wmat_attend_words' result). */
+int gemm_kernel_attends(const struct gemm_kernel *k, int d);
+
 /* Transient bf16 matrices for attention (K and V^T of one head), packed into
  * caller memory with no allocation. wmat_bf16_bytes: the bytes `buf` needs
  * (a multiple of 64). wmat_bf16_pack: w views buf (64-byte aligned), element

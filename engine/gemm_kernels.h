@@ -39,6 +39,11 @@ struct gemm_kernel {
      * kernel's own conversion; NULL: wmat_softmax_words calls that one */
     void (*softmax_words)(const float *x, int n_rows, int n, int ld, float s, float *m, float *l,
                           float *alpha, uint32_t *p, int ldp);
+    /* bf16 kinds, optional: wmat_attend_words for heads of attend_d values
+     * (-1 for other shapes); NULL: no fused attention */
+    int (*attend_words)(const struct wmat *kv, int n_blocks, const struct wmat_words *q, int nq,
+                        float s, float *o, int ldo);
+    int attend_d;
 };
 
 /* Shared weight layouts (gemm.c), each in panels of 16 output columns,

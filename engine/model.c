@@ -677,7 +677,7 @@ struct eng_model *eng_model_open_arch(const char *dir, const struct eng_arch *ar
     m->prefix = "";
     bool chosen = arch != NULL;
     if (config_load(m, dir, err, errlen) != 0) goto fail;
-    enc_attn_kernel_name(&m->info, m->attn_kernel, sizeof(m->attn_kernel));
+    enc_attn_kernel_name(&m->info, m->arch->pos, m->attn_kernel, sizeof(m->attn_kernel));
     m->info.attn_kernel = m->attn_kernel;
     snprintf(path, sizeof(path), "%s/%s", dir, m->arch->weights_file);
     if (!(m->st = st_open(path, err, errlen))) goto fail;

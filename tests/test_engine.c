@@ -1050,8 +1050,17 @@ static void run_mode(struct fixture *fx, const char *dir, enum eng_dtype dtype,
                      const struct tol *tol) {
     fx->tol = tol;
     if (fixture_open(fx, dir, dtype) == 0) {
-        CHECK(eng_model_info(fx->m)->dtype == dtype);
-        fprintf(stderr, "  %s: kernel %s\n", eng_dtype_name(dtype), eng_model_info(fx->m)->kernel);
+        const struct eng_info *in = eng_model_info(fx->m);
+        CHECK(in->dtype == dtype);
+        fprintf(stderr, "  %s: kernel %s, attention %s\n", eng_dtype_name(dtype), in->kernel,
+                in->attn_kernel);
+        /* the fused attention named where it runs: bf16, a kernel with it
+         * for this head width (the model's positions are rotary) */
+        int fused = dtype == ENG_DTYPE_BF16 &&
+                    gemm_kernel_attends(gemm_kernel_for(WMAT_BF16, test_cpu_features()),
+                                        in->n_embd / in->n_head);
+        CHECKM((strstr(in->attn_kernel, " fused") != NULL) == fused, "attention %s at d %d",
+               in->attn_kernel, in->n_embd / in->n_head);
         const cJSON *exc = cJSON_GetObjectItem(fx->expected, "cases");
         CHECK(cJSON_GetArraySize(exc) == cJSON_GetArraySize(fx->cases));
         for (int i = 0; i < cJSON_GetArraySize(fx->cases) && i < cJSON_GetArraySize(exc); i++)
@@ -1322,23 +1331,37 @@ static void test_engine_v2(void) {
     v2_check_configs(dirs[0], dirs[1]);
 }
 
-void test_engine(void) {
-    const char *dir = test_env("TESTMODEL", "build/testmodel");
+/* The reference's cases on the model in dir, in every mode this CPU level
+ * runs. Returns whether the cases and expected outputs loaded. */
+static int run_modes(struct fixture *fx, const char *dir) {
     char path[4096];
-    struct fixture fx = {0};
     snprintf(path, sizeof(path), "%s/expected.json", dir);
-    fx.expected = load_json(path);
-    fx.cases = load_json("tests/data/engine_cases.json");
-    if (!fx.expected || !fx.cases) goto out;
-    run_mode(&fx, dir, ENG_DTYPE_F32, &TOL_F32);
+    fx->expected = load_json(path);
+    fx->cases = load_json("tests/data/engine_cases.json");
+    if (!fx->expected || !fx->cases) return 0;
+    fprintf(stderr, "  model %s\n", dir);
+    run_mode(fx, dir, ENG_DTYPE_F32, &TOL_F32);
     if (gemm_kernel_for(WMAT_BF16, test_cpu_features()))
-        run_mode(&fx, dir, ENG_DTYPE_BF16, &TOL_BF16);
+        run_mode(fx, dir, ENG_DTYPE_BF16, &TOL_BF16);
     else
         fprintf(stderr, "  bf16 not run: no bf16 kernel at this CPU level\n");
     if (gemm_kernel_for(WMAT_INT8, test_cpu_features()))
-        run_mode(&fx, dir, ENG_DTYPE_INT8, &TOL_INT8);
+        run_mode(fx, dir, ENG_DTYPE_INT8, &TOL_INT8);
     else
         fprintf(stderr, "  int8 not run: no int8 kernel at this CPU level\n");
+    return 1;
+}
+
+void test_engine(void) {
+    const char *dir = test_env("TESTMODEL", "build/testmodel");
+    /* heads of 64 values, the real model's width (the main test model's are
+     * 16): the kernels' paths for that width, fused AMX attention among them */
+    const char *d64 = test_env("TESTMODEL_D64", "build/testmodel-d64");
+    struct fixture fx = {0}, fx64 = {0};
+    run_modes(&fx64, d64); /* a missing model fails the suite (load_json) */
+    cJSON_Delete(fx64.cases);
+    cJSON_Delete(fx64.expected);
+    if (!run_modes(&fx, dir)) goto out;
     check_fallback(dir);
     check_error_codes();
     check_arch_configs(dir);

@@ -944,11 +944,150 @@ static void check_softmax_words(void) {
            bad, n_cmp);
 }
 
+/* Float64 attention of the bf16-rounded q (nq x d), k, v (n x d): out[i]
+ * = sum_j softmax_j(s q_i . k_j) v_j. */
+static void attend_ref(const float *q, const float *k, const float *v, int nq, int n, int d,
+                       float s, double *out) {
+    double *e = malloc(sizeof(double) * (size_t)n);
+    for (int i = 0; i < nq; i++) {
+        double mx = -INFINITY, sum = 0;
+        for (int j = 0; j < n; j++) {
+            double dot = 0;
+            for (int t = 0; t < d; t++)
+                dot += (double)bf16_round(q[i * d + t]) * bf16_round(k[(size_t)j * d + t]);
+            e[j] = s * dot;
+            mx = e[j] > mx ? e[j] : mx;
+        }
+        for (int j = 0; j < n; j++)
+            sum += e[j] = exp(e[j] - mx);
+        for (int t = 0; t < d; t++) {
+            double o = 0;
+            for (int j = 0; j < n; j++)
+                o += e[j] * bf16_round(v[(size_t)j * d + t]);
+            out[(size_t)i * d + t] = o / sum;
+        }
+    }
+    free(e);
+}
+
+/* wmat_attend_words (the fused attention of the kernels that have one)
+ * against the float64 attention above, for query tiles of 1 to 70 rows,
+ * keys in blocks of 1024 and of 64 (every tail of a 32-key chunk), and
+ * scores that are ordinary, spread past the exponential's cut-off, rising
+ * along the keys (the softmax's reference moves many times: O rescaled)
+ * or falling. Bound: P is rounded to bf16 (2^-9 relative) and its
+ * exponential is good to 1e-4, so |O - ref| <= 2^-8 max|v|. Also: rows past
+ * nq and columns past d untouched, each row's bits the same computed alone,
+ * and -1 (nothing written) from kernels without the fused path. */
+static void check_attend_words(void) {
+    static const int ns[] = {1, 7, 31, 32, 33, 100, 1024, 1056, 2085};
+    static const int nqs[] = {1, 16, 17, 64, 70};
+    enum { D = 64, LDO = D + 8, LDQ = D / 2 + 2 };
+    const struct gemm_kernel *ks[16];
+    uint32_t km[16];
+    char list[512], fused[512] = "";
+    int nk = kernels_by_level(WMAT_BF16, ks, km, list, sizeof(list)), n_cases = 0, bad = 0,
+        bad_bits = 0, bad_rc = 0, bad_pad = 0;
+    double worst = 0;
+    for (int ki = 0; ki < nk; ki++) {
+        const struct gemm_kernel *kern = gemm_kernel_for(WMAT_BF16, km[ki]);
+        int has = 0;
+        for (size_t ni = 0; ni < sizeof(ns) / sizeof(ns[0]); ni++)
+            for (int kb = 1024; kb >= 64; kb /= 16)
+                for (int pat = 0; pat < 4; pat++) {
+                    int n = ns[ni], nq = nqs[(ni + (size_t)pat) % 5], nb = (n + kb - 1) / kb;
+                    if (kb == 64 && n <= 64) continue;
+                    float s = pat == 1 ? 1.0f : 0.125f;
+                    float *q = make_x(nq, D, D, D_UNIFORM), *k = make_x(n, D, D, D_UNIFORM),
+                          *v = make_x(n, D, D, D_GAUSS_OUTLIERS);
+                    for (int i = 0; i < nq * D; i++)
+                        q[i] *= pat == 1 ? 6.0f : 3.0f;
+                    if (pat >= 2) /* scores rising (falling) by about 0.4 a key along dim 0 */
+                        for (int j = 0; j < n; j++) {
+                            for (int i = 0; j == 0 && i < nq; i++)
+                                q[i * D] = 4.0f;
+                            k[(size_t)j * D] = (pat == 2 ? 1.0f : -1.0f) * 0.8f * (float)j;
+                        }
+                    struct wmat *w = calloc(2 * (size_t)nb, sizeof(*w));
+                    size_t bytes = 0;
+                    for (int b = 0; b < nb; b++) {
+                        int nkb = n - b * kb < kb ? n - b * kb : kb;
+                        bytes += wmat_bf16_bytes(nkb, D) + wmat_bf16_bytes(D, nkb);
+                    }
+                    char *buf = aligned_alloc(64, bytes), *bp = buf;
+                    for (int b = 0; b < nb; b++) {
+                        int nkb = n - b * kb < kb ? n - b * kb : kb;
+                        wmat_bf16_pack(&w[2 * b], kern, k + (size_t)b * kb * D, D, 1, nkb, D, bp);
+                        bp += wmat_bf16_bytes(nkb, D);
+                        wmat_bf16_pack(&w[2 * b + 1], kern, v + (size_t)b * kb * D, 1, D, D, nkb,
+                                       bp);
+                        bp += wmat_bf16_bytes(D, nkb);
+                    }
+                    uint32_t *qw = malloc(sizeof(uint32_t) * (size_t)nq * LDQ);
+                    float *sx = malloc(sizeof(float) * nq),
+                          *o = malloc(sizeof(float) * (nq + 1) * LDO),
+                          *o1 = malloc(sizeof(float) * LDO);
+                    int32_t *zx = malloc(sizeof(int32_t) * nq);
+                    double *ref = malloc(sizeof(double) * (size_t)nq * D);
+                    wmat_words_from(&w[0], nq, q, D, qw, LDQ, sx, zx);
+                    struct wmat_words qx = {qw, LDQ, NULL, NULL};
+                    for (int i = 0; i < (nq + 1) * LDO; i++)
+                        o[i] = -7.0f;
+                    int rc = wmat_attend_words(w, nb, &qx, nq, s, o, LDO);
+                    if (rc != 0) { /* no fused path: nothing written */
+                        bad_rc += kern->attend_words != NULL;
+                        for (int i = 0; i < (nq + 1) * LDO; i++)
+                            bad_pad += o[i] != -7.0f;
+                    } else {
+                        has = 1;
+                        n_cases++;
+                        attend_ref(q, k, v, nq, n, D, s, ref);
+                        float vmax = 0;
+                        for (int i = 0; i < n * D; i++)
+                            vmax = fabsf(v[i]) > vmax ? fabsf(v[i]) : vmax;
+                        double err = 0;
+                        for (int i = 0; i < nq; i++)
+                            for (int t = 0; t < D; t++) {
+                                double e = fabs(o[i * LDO + t] - ref[(size_t)i * D + t]);
+                                err = e > err || e != e ? e : err;
+                            }
+                        for (int i = 0; i < (nq + 1) * LDO; i++)
+                            bad_pad += (i >= nq * LDO || i % LDO >= D) && o[i] != -7.0f;
+                        err /= vmax;
+                        worst = err > worst || err != err ? err : worst;
+                        if (!(err <= 1.0 / 256)) {
+                            bad++;
+                            fprintf(stderr, "    %s n %d nq %d blocks of %d pattern %d: %.3g\n",
+                                    gemm_kernel_name(kern), n, nq, kb, pat, err);
+                        }
+                        /* the last row alone: the same bits */
+                        struct wmat_words q1 = {qw + (size_t)(nq - 1) * LDQ, LDQ, NULL, NULL};
+                        CHECK(wmat_attend_words(w, nb, &q1, 1, s, o1, LDO) == 0);
+                        bad_bits += memcmp(o1, o + (size_t)(nq - 1) * LDO, sizeof(float) * D) != 0;
+                    }
+                    free(q), free(k), free(v), free(w), free(buf), free(qw), free(sx), free(o);
+                    free(o1), free(zx), free(ref);
+                }
+        if (has)
+            snprintf(fused + strlen(fused), sizeof(fused) - strlen(fused), " %s",
+                     gemm_kernel_name(kern));
+    }
+    fprintf(stderr, "  gemm: fused attention:%s (%d cases, worst |O - ref| %.2g of max|v|)\n",
+            fused[0] ? fused : " none at these levels", n_cases, worst);
+    CHECKM(bad == 0, "wmat_attend_words: %d of %d cases past 2^-8 max|v|", bad, n_cases);
+    CHECKM(bad_bits == 0, "wmat_attend_words: a row's bits depend on the other rows (%d)",
+           bad_bits);
+    CHECKM(bad_rc == 0, "wmat_attend_words: a kernel with the fused path refused a shape it takes");
+    CHECKM(bad_pad == 0, "wmat_attend_words: %d values written outside O's rows and columns",
+           bad_pad);
+}
+
 void test_wmat(void) {
     check_bf16_pack();
     check_int8_pack();
     check_words();
     check_softmax_words();
+    check_attend_words();
     check_fallback();
     check_exact_order();
     check_exact_levels();
