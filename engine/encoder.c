@@ -628,7 +628,9 @@ static void alibi_bias(float *S, int nq, int nk, int ld, int q0, int j0, float s
 }
 
 /* bf16 attention of one tile (nq query rows from q0 of sequence is, head
- * h): the queries converted once into the K kernel's words; per key block,
+ * h): the queries converted once into the K kernel's words; then, where
+ * the bf16 kernel has it (wmat_attend_words: bf16 keys, no ALiBi), its
+ * fused attention over all the key blocks; else per key block,
  * S = Q K_b^T (bf16 or int8 products), an online softmax step that writes P
  * as bf16 words, O = O alpha + P V_b; then O /= the softmax sums. */
 static void att_tile_bf16(struct eng_ctx *c, int ith, int is, int h, int q0, int nq, const float *Q,

@@ -677,11 +677,12 @@ struct eng_model *eng_model_open_arch(const char *dir, const struct eng_arch *ar
     m->prefix = "";
     bool chosen = arch != NULL;
     if (config_load(m, dir, err, errlen) != 0) goto fail;
-    enc_attn_kernel_name(&m->info, m->arch->pos, m->attn_kernel, sizeof(m->attn_kernel));
-    m->info.attn_kernel = m->attn_kernel;
     snprintf(path, sizeof(path), "%s/%s", dir, m->arch->weights_file);
     if (!(m->st = st_open(path, err, errlen))) goto fail;
     if (weights_layout(m, chosen, err, errlen) != 0) goto fail;
+    /* named for the architecture the weights settled on */
+    enc_attn_kernel_name(&m->info, m->arch->pos, m->attn_kernel, sizeof(m->attn_kernel));
+    m->info.attn_kernel = m->attn_kernel;
     long need_floats = tensors_walk(m, err, errlen); /* validate everything first */
     if (need_floats < 0) goto fail;
     m->layers = calloc((size_t)m->info.n_layer, sizeof(*m->layers));

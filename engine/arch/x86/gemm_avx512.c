@@ -1009,8 +1009,8 @@ static void gemm_words_amx(const struct wmat *w, int m, const struct wmat_words 
 
 /* ---- AMX: one query tile's whole attention (wmat_attend_words) ----
  *
- * The keys pass in chunks of 32 through the tiles, and no score matrix is
- * ever in memory: per key block (its K and V^T, 256 KB at 1024 keys, stay
+ * The keys pass in chunks of 32 through the tiles, and nothing larger than
+ * a chunk's 16 x 32 scores is written out: per key block (its K and V^T, 256 KB at 1024 keys, stay
  * in L2) and per 16 query rows, tiles 0-3 hold the rows' output O (16 x 64
  * f32, kept in memory between blocks), 4-5 a chunk's scores S = Q K^T
  * (16 x 32), 6 an A operand (the queries' words, then P's), 7 a B operand
@@ -1025,8 +1025,9 @@ static void gemm_words_amx(const struct wmat *w, int m, const struct wmat_words 
  * e^(m_old - m_new). Between moves P's values are up to e^ATTEND_TAU (bf16
  * and the f32 sums take that) and O needs no round trip. P = 2^u
  * (attend_exp16); the row's sum adds the values before P's
- * rounding (sixteen lanes, in key order per lane, added as a tree at the
- * end).
+ * rounding, so it is not exactly the sum of what P V multiplies (within P's
+ * rounding): sixteen lanes, lane l adding keys l and l + 16 of each chunk,
+ * the chunks in order, the lanes added as a tree at the end.
  * Bits: the amx level's own, like its products; per row they depend only
  * on the row, its keys and the blocks' widths, never on the batch or the
  * other rows. */
@@ -1042,8 +1043,8 @@ struct attend_rows {
 };
 
 /* attend_words_amx's scratch, on its stack (about 40 KB). Scores in a ring
- * of four and P in two, so that the tiles fill one while the vector units
- * read another. */
+ * of four (three in use at a time: chunks c to c + 2) and P in two, so that
+ * the tiles fill one while the vector units read another. */
 struct attend_buf {
     struct attend_rows g[ATTEND_GROUPS];
     _Alignas(64) float s[4][16 * 32];      /* chunks' scores, rows 128 bytes apart */
@@ -1070,8 +1071,9 @@ INLINE TARGET_AMX __m512 attend_exp16(__m512 x, __m512 c1, __m512 c2) {
 }
 
 /* Row r's reference moves to the chunk's maximum (mx: the lanes' maxima;
- * only called when it exceeds the old one by more than ATTEND_TAU): its sum
- * scaled now, its O later by g->al[r]. Returns whether O needs that. */
+ * called on the row's first chunk, and when the maximum exceeds the
+ * reference by more than ATTEND_TAU): its sum scaled now, its O later by
+ * g->al[r]. Returns whether O needs that (not on the first chunk: O is 0). */
 static TARGET_AMX __attribute__((noinline)) int attend_move(struct attend_rows *g, int r, __m512 mx,
                                                             float s) {
     float m_old = g->m[r], m_new = _mm512_reduce_max_ps(mx) * s;
@@ -1250,11 +1252,13 @@ static TARGET_AMX int attend_words_amx(const struct wmat *kv, int n_blocks,
                                        const struct wmat_words *q, int nq, float s, float *o,
                                        int ldo) {
     const struct wmat *last = &kv[2 * (n_blocks - 1)];
-    if (kv[0].n_in != 64 || q->ld < 32 || !(s > 0)) return -1;
-    for (int i = 0; i < n_blocks; i++)
-        if (kv[2 * i].kind != WMAT_BF16 || kv[2 * i + 1].n_out != 64 ||
-            kv[2 * i + 1].n_in != kv[2 * i].n_out || (i < n_blocks - 1 && kv[2 * i].n_out % 32))
+    if (q->ld < 32 || !(s > 0)) return -1;
+    for (int i = 0; i < n_blocks; i++) {
+        const struct wmat *K = &kv[2 * i], *V = K + 1;
+        if (K->kind != WMAT_BF16 || V->kind != WMAT_BF16 || K->n_in != 64 || V->n_out != 64 ||
+            V->n_in != K->n_out || (i < n_blocks - 1 && K->n_out % 32))
             return -1;
+    }
     struct attend_buf b;
     if (last->n_out % 32) attend_tail(&b, last, last + 1, last->n_out & ~31);
     amx_begin();
