@@ -1,6 +1,7 @@
 /* bench_gemm.c -- rates of wmat_gemm for the model's shapes in each kind:
  * `build/bench_gemm [--threads N] [--runs R] [--kind K[,K...]] [--m M]...
- *                    [--shape S] [--copies N] [--cpu] [--level L] [--lora]`.
+ *                    [--shape S] [--copies N] [--cpu] [--level L] [--lora]
+ *                    [--attention N]`.
  *
  * For m in {16, 128, 512, 4096} (--m, repeatable, picks some), the four
  * linear shapes (n_out x n_in; --shape 0-3 picks one) and 1 and 2 threads
@@ -22,6 +23,14 @@
  * request with a task takes; T given, as the engine's down-projection
  * leaves it), so the epilogue's cost is the difference to a run without.
  * sgemm has no such path and is left out.
+ *
+ * --attention N: instead of the above, one head's bf16 attention (d 64,
+ * N keys and N queries, key blocks of 1024 packed as the engine packs
+ * them, query tiles of 64, 1 thread) through the engine's two paths: the
+ * per-block steps (wmat_gemm_words for Q K^T, wmat_softmax_words,
+ * wmat_gemm_words for P V, each timed on its own) and, where the level's
+ * bf16 kernel has it, the fused wmat_attend_words. Prints ns per score,
+ * medians of R passes.
  *
  * --cpu: time by the process's CPU time divided by the thread count instead
  * of the wall clock. On a shared, busy machine this estimates the rate the
@@ -81,6 +90,96 @@ enum { K_F32, K_F32W, K_BF16, K_INT8, K_SGEMM, N_KINDS };
 static const char *kind_name[] = {"f32", "f32w", "bf16", "int8", "sgemm"};
 static const enum wmat_kind kind_wmat[] = {WMAT_F32, WMAT_F32, WMAT_BF16, WMAT_INT8, WMAT_F32};
 
+/* --attention: ns per score of one head's bf16 attention over n keys (see
+ * the top), per-block steps and fused, medians of `runs` passes. */
+static int attention(uint32_t mask, int n, int runs) {
+    enum { D = 64, TQ = 64, KB = 1024, SLD = KB + 16 };
+    const struct gemm_kernel *k = gemm_kernel_for(WMAT_BF16, mask);
+    if (!k || n < 1) {
+        printf("attention: no bf16 kernel at level %s\n", cpu_level_name(mask));
+        return n < 1;
+    }
+    float *q = malloc(sizeof(float) * (size_t)n * D), *kv = malloc(sizeof(float) * (size_t)n * D),
+          *v = malloc(sizeof(float) * (size_t)n * D);
+    unsigned s = 7;
+    for (size_t i = 0; i < (size_t)n * D; i++) {
+        float *dst[3] = {q, kv, v};
+        for (int a = 0; a < 3; a++) {
+            s = s * 1103515245u + 12345u;
+            dst[a][i] = (float)((s >> 8) & 0xffff) / 32768.0f - 1.0f;
+        }
+    }
+    int nb = (n + KB - 1) / KB;
+    struct wmat *w = calloc(2 * (size_t)nb, sizeof(*w));
+    size_t bytes = 0;
+    for (int b = 0; b < nb; b++) {
+        int nk = n - b * KB < KB ? n - b * KB : KB;
+        bytes += wmat_bf16_bytes(nk, D) + wmat_bf16_bytes(D, nk);
+    }
+    char *buf = aligned_alloc(64, bytes), *bp = buf;
+    for (int b = 0; b < nb; b++) {
+        int nk = n - b * KB < KB ? n - b * KB : KB;
+        wmat_bf16_pack(&w[2 * b], k, kv + (size_t)b * KB * D, D, 1, nk, D, bp);
+        bp += wmat_bf16_bytes(nk, D);
+        wmat_bf16_pack(&w[2 * b + 1], k, v + (size_t)b * KB * D, 1, D, D, nk, bp);
+        bp += wmat_bf16_bytes(D, nk);
+    }
+    float *S = aligned_alloc(64, sizeof(float) * TQ * SLD), *O = malloc(sizeof(float) * TQ * D),
+          *PV = malloc(sizeof(float) * TQ * D), sx[TQ], mx[TQ], sum[TQ], al[TQ];
+    uint32_t *qw = malloc(sizeof(uint32_t) * TQ * D / 2),
+             *P = malloc(sizeof(uint32_t) * TQ * KB / 2);
+    int32_t zx[TQ];
+    size_t sb0 = wmat_words_scratch_bytes(&w[0], TQ), sb1 = wmat_words_scratch_bytes(&w[1], TQ);
+    void *scr = malloc((sb0 > sb1 ? sb0 : sb1) + 64);
+    double *t[4];
+    for (int i = 0; i < 4; i++)
+        t[i] = calloc((size_t)runs, sizeof(double));
+    int fused = 1;
+    for (int r = 0; r < runs; r++) /* a pass of each path, each on its own */
+        for (int path = 0; path < 2; path++) {
+            double t3 = now_s();
+            for (int q0 = 0; q0 < n; q0 += TQ) {
+                int nq = n - q0 < TQ ? n - q0 : TQ;
+                wmat_words_from(&w[0], nq, q + (size_t)q0 * D, D, qw, D / 2, sx, zx);
+                struct wmat_words qx = {qw, D / 2, NULL, NULL}, px = {P, KB / 2, NULL, NULL};
+                if (path == 1) {
+                    fused = fused && wmat_attend_words(w, nb, &qx, nq, 0.125f, O, D) == 0;
+                    continue;
+                }
+                for (int i = 0; i < nq; i++)
+                    mx[i] = -INFINITY, sum[i] = 0;
+                for (int b = 0; b < nb; b++) {
+                    double t0 = now_s();
+                    wmat_gemm_words(&w[2 * b], nq, &qx, S, SLD, 0, w[2 * b].n_out, scr);
+                    double t1 = now_s();
+                    wmat_softmax_words(&w[2 * b + 1], S, nq, w[2 * b].n_out, SLD, 0.125f, mx, sum,
+                                       al, P, KB / 2);
+                    double t2 = now_s();
+                    wmat_gemm_words(&w[2 * b + 1], nq, &px, b ? PV : O, D, 0, D, scr);
+                    t[0][r] += t1 - t0, t[1][r] += t2 - t1, t[2][r] += now_s() - t2;
+                }
+            }
+            if (path == 1) t[3][r] = now_s() - t3;
+        }
+    double sc = 1e9 / ((double)n * n), med[4];
+    for (int i = 0; i < 4; i++) {
+        qsort(t[i], (size_t)runs, sizeof(double), cmp_double);
+        med[i] = t[i][runs / 2] * sc;
+        free(t[i]);
+    }
+    printf("attention, one head, d %d, %d keys, level %s (%s), 1 thread, ns per score, median "
+           "of %d:\n  per block: Q K^T %.3f, softmax %.3f, P V %.3f (the three %.3f)\n",
+           D, n, cpu_level_name(mask), gemm_kernel_name(k), runs, med[0], med[1], med[2],
+           med[0] + med[1] + med[2]);
+    if (fused)
+        printf("  fused: %.3f\n", med[3]);
+    else
+        printf("  fused: none at this level\n");
+    free(q), free(kv), free(v), free(w), free(buf), free(S), free(O), free(PV), free(qw), free(P);
+    free(scr);
+    return 0;
+}
+
 /* Median GFLOP/s of `runs` runs; each run is a pass over the n_copies copies. */
 static double rate(struct eng_team *p, struct wmat *w, float **sgemm, int n_copies, int m,
                    const float *x, const float *bias, const struct wmat_lora *lora, float *y,
@@ -110,17 +209,22 @@ static double rate(struct eng_team *p, struct wmat *w, float **sgemm, int n_copi
 
 int main(int argc, char **argv) {
     int runs = 7, max_copies = 0, only_shape = -1, only_threads = 0, n_only_m = 0, only_m[8];
-    int with_lora = 0;
+    int with_lora = 0, attend_n = 0;
     unsigned kinds = 0; /* bit per kind; 0: all */
     uint32_t mask = cpu_detect();
-    static const struct option opts[] = {
-        {"threads", required_argument, 0, 't'}, {"runs", required_argument, 0, 'r'},
-        {"kind", required_argument, 0, 'k'},    {"m", required_argument, 0, 'm'},
-        {"cpu", no_argument, 0, 'c'},           {"copies", required_argument, 0, 'C'},
-        {"shape", required_argument, 0, 's'},   {"level", required_argument, 0, 'l'},
-        {"lora", no_argument, 0, 'L'},          {0, 0, 0, 0}};
+    static const struct option opts[] = {{"threads", required_argument, 0, 't'},
+                                         {"runs", required_argument, 0, 'r'},
+                                         {"kind", required_argument, 0, 'k'},
+                                         {"m", required_argument, 0, 'm'},
+                                         {"cpu", no_argument, 0, 'c'},
+                                         {"copies", required_argument, 0, 'C'},
+                                         {"shape", required_argument, 0, 's'},
+                                         {"level", required_argument, 0, 'l'},
+                                         {"lora", no_argument, 0, 'L'},
+                                         {"attention", required_argument, 0, 'A'},
+                                         {0, 0, 0, 0}};
     char err[256];
-    for (int c; (c = getopt_long(argc, argv, "t:r:k:m:cC:s:l:L", opts, NULL)) != -1;) {
+    for (int c; (c = getopt_long(argc, argv, "t:r:k:m:cC:s:l:LA:", opts, NULL)) != -1;) {
         if (c == 'l') {
             if (cpu_parse_level(optarg, cpu_detect(), &mask, err, sizeof(err)) != 0) {
                 fprintf(stderr, "%s\n", err);
@@ -136,6 +240,8 @@ int main(int argc, char **argv) {
             use_cpu_time = 1;
         else if (c == 'L')
             with_lora = 1;
+        else if (c == 'A')
+            attend_n = atoi(optarg);
         else if (c == 'C')
             max_copies = atoi(optarg);
         else if (c == 's')
@@ -147,12 +253,14 @@ int main(int argc, char **argv) {
         } else {
             fprintf(stderr,
                     "usage: %s [--threads N] [--runs R] [--kind f32|f32w|bf16|int8|sgemm[,...]] "
-                    "[--m M]... [--shape 0-3] [--copies N] [--cpu] [--level L] [--lora]\n",
+                    "[--m M]... [--shape 0-3] [--copies N] [--cpu] [--level L] [--lora] "
+                    "[--attention N]\n",
                     argv[0]);
             return 2;
         }
     }
     openblas_set_num_threads(1);
+    if (attend_n) return attention(mask, attend_n, runs);
     static const int shapes[][2] = {{3072, 1024}, {1024, 1024}, {4096, 1024}, {1024, 4096}};
     static const int ms[] = {16, 128, 512, 4096};
     int max_m = 4096, max_in = 4096, max_out = 4096;
