@@ -355,6 +355,29 @@ void wmat_softmax_words(const struct wmat *w, const float *x, int n_rows, int n,
         ops_softmax_words(x, n_rows, n, ld, s, m, l, alpha, p, ldp);
 }
 
+size_t wmat_attend_bytes(int n, int d, int kb) {
+    size_t bytes = 0;
+    for (int j0 = 0; j0 < n; j0 += kb) {
+        int nk = n - j0 < kb ? n - j0 : kb;
+        bytes += wmat_bf16_bytes(nk, d) + wmat_bf16_bytes(d, nk);
+    }
+    return bytes;
+}
+
+int wmat_attend_pack(struct wmat *w, const struct gemm_kernel *k, const float *kx, const float *vx,
+                     ptrdiff_t ld, int n, int d, int kb, void *buf) {
+    char *p = buf;
+    int nb = 0;
+    for (int j0 = 0; j0 < n; j0 += kb, nb++) {
+        int nk = n - j0 < kb ? n - j0 : kb;
+        wmat_bf16_pack(&w[2 * nb], k, kx + (size_t)j0 * ld, ld, 1, nk, d, p);
+        p += wmat_bf16_bytes(nk, d);
+        wmat_bf16_pack(&w[2 * nb + 1], k, vx + (size_t)j0 * ld, 1, ld, d, nk, p);
+        p += wmat_bf16_bytes(d, nk);
+    }
+    return nb;
+}
+
 int gemm_kernel_attends(const struct gemm_kernel *k, int d) {
     return k && k->attend_words && k->attend_d == d;
 }

@@ -128,6 +128,14 @@ void wmat_softmax_words(const struct wmat *w, const float *x, int n_rows, int n,
  * only. Thread-safe (caller memory; the kernel's scratch is its stack). */
 int wmat_attend_words(const struct wmat *kv, int n_blocks, const struct wmat_words *q, int nq,
                       float s, float *o, int ldo);
+/* One head's keys and values as wmat_attend_words and the per-block steps
+ * take them: n keys (rows of kx and vx, ld floats apart, d values each) in
+ * blocks of kb, K_b then V_b^T packed into buf (wmat_attend_bytes(n, d, kb)
+ * bytes, 64-byte aligned), w[2b] and w[2b + 1] viewing them; k a WMAT_BF16
+ * kernel. Returns the blocks. (The encoder packs its own way: int8 keys.) */
+size_t wmat_attend_bytes(int n, int d, int kb);
+int wmat_attend_pack(struct wmat *w, const struct gemm_kernel *k, const float *kx, const float *vx,
+                     ptrdiff_t ld, int n, int d, int kb, void *buf);
 /* Whether bf16 kernel k has that fused path for heads of d values (for
  * logs: the caller still checks wmat_attend_words' result). */
 int gemm_kernel_attends(const struct gemm_kernel *k, int d);

@@ -1025,20 +1025,8 @@ static void check_attend_words(void) {
                                                     : (pat == 2 ? 0.8f : -0.8f) * (float)j;
                     }
                     struct wmat *w = calloc(2 * (size_t)nb, sizeof(*w));
-                    size_t bytes = 0;
-                    for (int b = 0; b < nb; b++) {
-                        int nkb = n - b * kb < kb ? n - b * kb : kb;
-                        bytes += wmat_bf16_bytes(nkb, D) + wmat_bf16_bytes(D, nkb);
-                    }
-                    char *buf = aligned_alloc(64, bytes), *bp = buf;
-                    for (int b = 0; b < nb; b++) {
-                        int nkb = n - b * kb < kb ? n - b * kb : kb;
-                        wmat_bf16_pack(&w[2 * b], kern, k + (size_t)b * kb * D, D, 1, nkb, D, bp);
-                        bp += wmat_bf16_bytes(nkb, D);
-                        wmat_bf16_pack(&w[2 * b + 1], kern, v + (size_t)b * kb * D, 1, D, D, nkb,
-                                       bp);
-                        bp += wmat_bf16_bytes(D, nkb);
-                    }
+                    void *buf = aligned_alloc(64, wmat_attend_bytes(n, D, kb));
+                    CHECK(wmat_attend_pack(w, kern, k, v, D, n, D, kb, buf) == nb);
                     uint32_t *qw = malloc(sizeof(uint32_t) * (size_t)nq * LDQ);
                     float *sx = malloc(sizeof(float) * nq),
                           *o = malloc(sizeof(float) * (nq + 1) * LDO),

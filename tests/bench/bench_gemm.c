@@ -109,21 +109,9 @@ static int attention(uint32_t mask, int n, int runs) {
             dst[a][i] = (float)((s >> 8) & 0xffff) / 32768.0f - 1.0f;
         }
     }
-    int nb = (n + KB - 1) / KB;
-    struct wmat *w = calloc(2 * (size_t)nb, sizeof(*w));
-    size_t bytes = 0;
-    for (int b = 0; b < nb; b++) {
-        int nk = n - b * KB < KB ? n - b * KB : KB;
-        bytes += wmat_bf16_bytes(nk, D) + wmat_bf16_bytes(D, nk);
-    }
-    char *buf = aligned_alloc(64, bytes), *bp = buf;
-    for (int b = 0; b < nb; b++) {
-        int nk = n - b * KB < KB ? n - b * KB : KB;
-        wmat_bf16_pack(&w[2 * b], k, kv + (size_t)b * KB * D, D, 1, nk, D, bp);
-        bp += wmat_bf16_bytes(nk, D);
-        wmat_bf16_pack(&w[2 * b + 1], k, v + (size_t)b * KB * D, 1, D, D, nk, bp);
-        bp += wmat_bf16_bytes(D, nk);
-    }
+    struct wmat *w = calloc(2 * (size_t)((n + KB - 1) / KB), sizeof(*w));
+    void *buf = aligned_alloc(64, wmat_attend_bytes(n, D, KB));
+    int nb = wmat_attend_pack(w, k, kv, v, D, n, D, KB, buf);
     float *S = aligned_alloc(64, sizeof(float) * TQ * SLD), *O = malloc(sizeof(float) * TQ * D),
           *PV = malloc(sizeof(float) * TQ * D), sx[TQ], mx[TQ], sum[TQ], al[TQ];
     uint32_t *qw = malloc(sizeof(uint32_t) * TQ * D / 2),
