@@ -385,7 +385,8 @@ int gemm_kernel_attends(const struct gemm_kernel *k, int d) {
 int wmat_attend_words(const struct wmat *kv, int n_blocks, const struct wmat_words *q, int nq,
                       float s, float *o, int ldo) {
     ENG_ASSERT(n_blocks > 0 && nq > 0 && kv[0].k);
-    if (kv[0].kind != WMAT_BF16 || !kv[0].k->attend_words || kv[1].k != kv[0].k) return -1;
+    if (kv[0].kind != WMAT_BF16 || !gemm_kernel_attends(kv[0].k, kv[0].n_in) || kv[1].k != kv[0].k)
+        return -1;
     return kv[0].k->attend_words(kv, n_blocks, q, nq, s, o, ldo);
 }
 

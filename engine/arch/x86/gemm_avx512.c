@@ -1082,10 +1082,11 @@ static TARGET_AMX __attribute__((noinline)) int attend_move(struct attend_rows *
     g->m[r] = m_new;
     g->thr[r] = (m_new + (float)ATTEND_TAU) / s;
     g->c2[r] = -(m_new * OPS_SOFTMAX_LOG2E);
-    g->al[r] = alpha;
     __m512 *sum = (__m512 *)(g->sum + 16 * r);
     *sum = _mm512_mul_ps(*sum, _mm512_set1_ps(alpha));
-    return m_old != -INFINITY; /* O is still 0 before the first chunk */
+    if (m_old == -INFINITY) return 0; /* O is still 0 before the first chunk */
+    g->al[r] = alpha;
+    return 1;
 }
 
 /* A chunk's softmax: scores x (lanes past `left` keys are not keys) into
@@ -1099,7 +1100,6 @@ INLINE TARGET_AMX int attend_softmax(struct attend_rows *g, const float *x, uint
         __m512 x0 = _mm512_mask_loadu_ps(ninf, k0, x + 32 * r);
         __m512 x1 = _mm512_mask_loadu_ps(ninf, k1, x + 32 * r + 16);
         __m512 mx = _mm512_max_ps(x0, x1);
-        g->al[r] = 1.0f;
         if (_mm512_cmp_ps_mask(mx, _mm512_set1_ps(g->thr[r]), _CMP_GT_OQ))
             resc |= attend_move(g, r, mx, s);
         __m512 c2 = _mm512_set1_ps(g->c2[r]);
@@ -1126,11 +1126,13 @@ static TARGET_AMX void attend_load_o(const struct attend_rows *g) {
     _tile_loadd(3, g->o + 48, 256);
 }
 
-/* O's rows scaled by g->al. */
+/* O's rows scaled by g->al, which goes back to 1 (rows that did not move
+ * keep 1 throughout). */
 static TARGET_AMX void attend_rescale(struct attend_rows *g) {
     attend_store_o(g);
     for (int r = 0; r < 16; r++) {
         __m512 a = _mm512_set1_ps(g->al[r]);
+        g->al[r] = 1.0f;
         for (int v = 0; v < 4; v++)
             _mm512_store_ps(g->o + 64 * r + 16 * v,
                             _mm512_mul_ps(_mm512_load_ps(g->o + 64 * r + 16 * v), a));
@@ -1252,7 +1254,7 @@ static TARGET_AMX int attend_words_amx(const struct wmat *kv, int n_blocks,
                                        const struct wmat_words *q, int nq, float s, float *o,
                                        int ldo) {
     const struct wmat *last = &kv[2 * (n_blocks - 1)];
-    if (q->ld < 32 || !(s > 0)) return -1;
+    if (q->ld < 32 || !(s > 0)) return -1; /* (wmat_attend_words checked d for block 0) */
     for (int i = 0; i < n_blocks; i++) {
         const struct wmat *K = &kv[2 * i], *V = K + 1;
         if (K->kind != WMAT_BF16 || V->kind != WMAT_BF16 || K->n_in != 64 || V->n_out != 64 ||
@@ -1276,7 +1278,7 @@ static TARGET_AMX int attend_words_amx(const struct wmat *kv, int n_blocks,
                 g->q = b.q, g->ldqb = 128;
             }
             for (int r = 0; r < 16; r++)
-                g->m[r] = -INFINITY, g->thr[r] = -INFINITY, g->c2[r] = 0;
+                g->m[r] = -INFINITY, g->thr[r] = -INFINITY, g->c2[r] = 0, g->al[r] = 1.0f;
             memset(g->sum, 0, sizeof(g->sum));
             memset(g->o, 0, sizeof(g->o));
         }
